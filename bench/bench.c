@@ -1,0 +1,207 @@
+/* bench.c: `uhlm bench`, prompt and decode speed of models against the memory-bandwidth bound.
+ *
+ * Decoding one token streams every weight once, so on a CPU its speed is bounded by
+ * bandwidth / weight bytes. The bound is measured in the same run by a STREAM-like triad on
+ * the same threads, so the reported fraction compares like with like on a noisy shared machine. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "uhlm/model.h"
+#include "uhlm/sampler.h"
+#include "uhlm/threadpool.h"
+
+typedef struct {
+    float *a;
+    const float *b, *c;
+    float s;
+} triad_job;
+
+static void triad_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    triad_job *j = arg;
+    for (int64_t i = begin; i < end; i++) j->a[i] = j->b[i] + j->s * j->c[i];
+}
+
+/* Best-of-reps triad bandwidth in bytes/s (counting 3 arrays moved per pass, like STREAM). */
+static double measure_bandwidth(uhlm_pool *pool, int64_t n, int reps) {
+    float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float)),
+          *c = malloc((size_t)n * sizeof(float));
+    double best = 0.0;
+    if (a && b && c) {
+        for (int64_t i = 0; i < n; i++) {
+            a[i] = 0.0f;
+            b[i] = 1.0f;
+            c[i] = 2.0f;
+        }
+        triad_job j = {a, b, c, 3.0f};
+        for (int r = 0; r < reps; r++) {
+            double t = uhlm_now();
+            uhlm_pool_run(pool, triad_task, &j, n, 65536);
+            t = uhlm_now() - t;
+            double bw = 3.0 * (double)n * sizeof(float) / t;
+            if (bw > best) best = bw;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: uhlm bench [-m MODEL]... [-t THREADS] [--prompt N] [--gen N]\n"
+            "                  [--reps R] [--simd LEVEL] [--json]\n\n"
+            "For each model: prompt (batched prefill) tokens/s, decode tokens/s, the memory\n"
+            "bandwidth measured by a triad on the same threads, and the achieved fraction of\n"
+            "the bandwidth bound (bandwidth / weight bytes read per token). One JSON object per\n"
+            "model on stdout with --json (else a table). Defaults: -m %s, --prompt 64,\n"
+            "--gen 64, --reps 3 (best of), -t all CPUs.\n",
+            UHLM_DEFAULT_LLM);
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *cmd = "bench";
+    const char *models[32];
+    int nm = 0, json = 0;
+    long threads = 0, n_prompt = 64, n_gen = 64, reps = 3;
+    uhlm_simd simd = UHLM_SIMD_AUTO;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "-t") || !strcmp(a, "--prompt") ||
+                   !strcmp(a, "--gen") || !strcmp(a, "--reps") || !strcmp(a, "--simd")) {
+            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
+            int bad = 0;
+            if (!strcmp(a, "-m")) {
+                if (nm == 32) {
+                    fprintf(stderr, "uhlm bench: at most 32 models\n");
+                    return 2;
+                }
+                models[nm++] = v;
+            }
+            else if (!strcmp(a, "-t")) bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
+            else if (!strcmp(a, "--prompt")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &n_prompt);
+            else if (!strcmp(a, "--gen")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &n_gen);
+            else if (!strcmp(a, "--reps")) bad = cli_parse_int(cmd, a, v, 1, 1000, &reps);
+            else if (uhlm_simd_from_name(v, &simd) != 0) {
+                fprintf(stderr, "uhlm bench: unknown --simd level '%s'\n", v);
+                bad = 1;
+            }
+            if (bad) return 2;
+        } else {
+            fprintf(stderr, "uhlm bench: unknown option '%s' (see 'uhlm bench --help')\n", a);
+            return 2;
+        }
+    }
+    if (nm == 0) models[nm++] = UHLM_DEFAULT_LLM;
+    uhlm_error err = {{0}};
+    uhlm_pool *pool = uhlm_pool_new((int)threads, &err);
+    if (!pool) {
+        fprintf(stderr, "uhlm bench: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr, "uhlm bench: measuring memory bandwidth (triad, %d threads)...\n",
+            uhlm_pool_size(pool));
+    double bw = measure_bandwidth(pool, 1 << 25, 5);
+    uhlm_pool_free(pool);
+    if (!json)
+        printf("%-28s %-6s %-7s %8s %10s %10s %9s %9s %7s\n", "model", "type", "simd", "MB/tok",
+               "prompt t/s", "decode t/s", "bound t/s", "GB/s", "of bw");
+    int rc = 0;
+    for (int mi = 0; mi < nm; mi++) {
+        char mpath[1024];
+        cli_find_model_file(models[mi], mpath, sizeof mpath);
+        uhlm_model *m = uhlm_model_load(mpath, NULL, &err);
+        if (!m) {
+            fprintf(stderr, "uhlm bench: %s\n", err.msg);
+            rc = 1;
+            continue;
+        }
+        uhlm_ctx_params cp = uhlm_ctx_default_params();
+        cp.n_threads = (int)threads;
+        cp.simd = simd;
+        cp.max_batch = (int)n_prompt < 512 ? (int)n_prompt : 512;
+        int n_ctx = m->cfg.seq_len;
+        if (n_prompt + n_gen > n_ctx) {
+            fprintf(stderr, "uhlm bench: %s: --prompt + --gen exceeds the context %d\n", mpath,
+                    n_ctx);
+            uhlm_model_free(m);
+            rc = 1;
+            continue;
+        }
+        uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
+        int V = m->cfg.vocab_size;
+        float *logits = malloc(sizeof(float) * (size_t)V * 1);
+        uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)n_prompt);
+        if (!ctx || !logits || !b) {
+            fprintf(stderr, "uhlm bench: %s\n", ctx ? "out of memory" : err.msg);
+            free(logits);
+            free(b);
+            uhlm_ctx_free(ctx);
+            uhlm_model_free(m);
+            rc = 1;
+            continue;
+        }
+        uhlm_rng rng;
+        uhlm_rng_seed(&rng, 1);
+        double best_p = 1e30, best_d = 1e30;
+        for (int r = 0; r < reps; r++) {
+            uhlm_seq_truncate(ctx, 0, 0, NULL);
+            for (int i = 0; i < n_prompt; i++)
+                b[i] = (uhlm_batch_entry){0, i, (int)(uhlm_rng_u64(&rng) % (uint64_t)V), i == n_prompt - 1};
+            double t = uhlm_now();
+            if (uhlm_decode(ctx, b, (int)n_prompt, logits, NULL, &err) != 0) break;
+            t = uhlm_now() - t;
+            if (t < best_p) best_p = t;
+            t = uhlm_now();
+            for (int g = 0; g < n_gen; g++) {
+                uhlm_batch_entry e = {0, (int)n_prompt + g, uhlm_argmax(logits, V), 1};
+                if (uhlm_decode(ctx, &e, 1, logits, NULL, &err) != 0) break;
+            }
+            t = uhlm_now() - t;
+            if (t < best_d) best_d = t;
+        }
+        double wbytes = (double)uhlm_model_weight_bytes(m);
+        double ptps = n_prompt / best_p, dtps = n_gen / best_d, bound = bw / wbytes;
+        const char *name = strrchr(mpath, '/') ? strrchr(mpath, '/') + 1 : mpath;
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "model", name);
+            cJSON_AddStringToObject(o, "format", uhlm_format_name(m->format));
+            cJSON_AddStringToObject(o, "weight_type", uhlm_type_name(m->wtype));
+            cJSON_AddBoolToObject(o, "synthetic", m->synthetic);
+            cJSON_AddStringToObject(o, "simd", uhlm_simd_name(uhlm_ctx_simd(ctx)));
+            cJSON_AddNumberToObject(o, "threads", threads);
+            cJSON_AddNumberToObject(o, "weight_bytes_per_token", wbytes);
+            cJSON_AddNumberToObject(o, "prompt_tokens", n_prompt);
+            cJSON_AddNumberToObject(o, "prompt_tokens_per_s", ptps);
+            cJSON_AddNumberToObject(o, "decode_tokens", n_gen);
+            cJSON_AddNumberToObject(o, "decode_tokens_per_s", dtps);
+            cJSON_AddNumberToObject(o, "bandwidth_bytes_per_s", bw);
+            cJSON_AddNumberToObject(o, "bound_tokens_per_s", bound);
+            cJSON_AddNumberToObject(o, "fraction_of_bound", dtps / bound);
+            char *s = cJSON_PrintUnformatted(o);
+            if (s) puts(s);
+            free(s);
+            cJSON_Delete(o);
+        } else {
+            printf("%-28s %-6s %-7s %8.2f %10.1f %10.1f %9.1f %9.2f %6.1f%%\n", name,
+                   uhlm_type_name(m->wtype), uhlm_simd_name(uhlm_ctx_simd(ctx)), wbytes / 1e6,
+                   ptps, dtps, bound, bw / 1e9, 100.0 * dtps / bound);
+        }
+        fflush(stdout);
+        free(logits);
+        free(b);
+        uhlm_ctx_free(ctx);
+        uhlm_model_free(m);
+    }
+    return rc;
+}

@@ -1,0 +1,44 @@
+/* common.h: error reporting, read-only file mapping and a monotonic clock.
+ *
+ * Contract: every fallible function in libuhlm returns a status (0 ok, -1 error) or a
+ * pointer (NULL on error) and fills a caller-owned uhlm_error with a one-line message that
+ * names the file and what is wrong. Nothing prints on its own; the CLI decides. */
+#ifndef UHLM_COMMON_H
+#define UHLM_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct uhlm_error {
+    char msg[512];
+} uhlm_error;
+
+/* Formats into err->msg (err may be NULL). Always returns -1 so callers can
+ * `return uhlm_set_error(err, ...);`. */
+int uhlm_set_error(uhlm_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A whole file mapped read-only. Weights are used in place, never copied. */
+typedef struct uhlm_mmap {
+    const uint8_t *data;
+    size_t size;
+} uhlm_mmap;
+
+int uhlm_mmap_open(uhlm_mmap *m, const char *path, uhlm_error *err);
+void uhlm_mmap_close(uhlm_mmap *m);
+
+/* Monotonic wall-clock seconds. */
+double uhlm_now(void);
+
+/* FNV-1a 64-bit, used for model fingerprints. */
+uint64_t uhlm_fnv1a(uint64_t h, const void *data, size_t n);
+#define UHLM_FNV_INIT 0xcbf29ce484222325ULL
+
+#ifdef __cplusplus
+}
+#endif
+#endif

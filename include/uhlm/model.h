@@ -1,0 +1,128 @@
+/* model.h: Llama models (llama2.c checkpoints and GGUF) and the batched forward pass.
+ *
+ * A uhlm_model is read-only weights plus hyperparameters; it can be shared by any number of
+ * contexts. A uhlm_ctx holds everything mutable for inference: per-sequence KV caches, scratch
+ * buffers, a thread pool and the kernel level. Two models or two sessions in one process never
+ * share mutable state.
+ *
+ * The forward entry point uhlm_decode takes a batch of (sequence, position, token) entries in
+ * the spirit of llama.cpp's llama_batch. Within a call, entries of one sequence must come in
+ * order with consecutive positions starting at that sequence's current length: the cache only
+ * ever grows by appending, and uhlm_seq_truncate rolls it back. Logits are returned only for
+ * entries that ask for them. Prefill, one-token decode, catch-up and multi-sequence batches all
+ * use this one path; the weights are streamed once per call. */
+#ifndef UHLM_MODEL_H
+#define UHLM_MODEL_H
+
+#include <stdint.h>
+#include "common.h"
+#include "quant.h"
+#include "tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct uhlm_config {
+    int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+    int head_dim;
+    float rope_theta; /* 10000 for llama2.c */
+    float norm_eps;   /* 1e-5 for llama2.c */
+    int shared_classifier;
+} uhlm_config;
+
+typedef struct uhlm_layer {
+    const float *attn_norm, *ffn_norm; /* dim floats each */
+    uhlm_tensor wq, wk, wv, wo;        /* wq: dim x dim, wk/wv: kv_dim x dim, wo: dim x dim */
+    uhlm_tensor w1, w2, w3;            /* gate: hidden x dim, down: dim x hidden, up: hidden x dim */
+} uhlm_layer;
+
+typedef struct uhlm_weights {
+    uhlm_tensor tok_embd; /* vocab x dim */
+    uhlm_layer *layers;   /* n_layers */
+    const float *out_norm;
+    uhlm_tensor output; /* vocab x dim; a copy of tok_embd's descriptor when shared */
+} uhlm_weights;
+
+typedef enum uhlm_format {
+    UHLM_FORMAT_LLAMA2C_V0 = 0,
+    UHLM_FORMAT_LLAMA2C_V1 = 1,
+    UHLM_FORMAT_LLAMA2C_V2 = 2,
+    UHLM_FORMAT_GGUF = 3
+} uhlm_format;
+
+typedef struct uhlm_gguf uhlm_gguf;
+
+typedef struct uhlm_model {
+    uhlm_config cfg;
+    uhlm_weights w;
+    uhlm_format format;
+    char path[1024];
+    uhlm_mmap map;   /* llama2.c files */
+    uhlm_gguf *gguf; /* GGUF files */
+    uhlm_tokenizer *tok; /* owned; embedded (GGUF) or attached with uhlm_model_attach_tokenizer */
+    int synthetic;       /* random weights (convert --random-shape): for speed benchmarks only */
+    uhlm_type wtype;     /* the type of the big matrices, for reporting */
+} uhlm_model;
+
+/* Detects the format from the file's first bytes. A llama2.c file carries no vocabulary:
+ * pass tokenizer_path (or NULL to leave m->tok NULL). For GGUF, tokenizer_path overrides the
+ * embedded vocabulary. A tokenizer whose size disagrees with the model is refused. */
+uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_error *err);
+void uhlm_model_free(uhlm_model *m);
+const char *uhlm_format_name(uhlm_format f);
+/* Bytes of weights read for one token (all matrices + classifier + norms). */
+uint64_t uhlm_model_weight_bytes(const uhlm_model *m);
+/* Takes ownership of tok, even on error. */
+int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *err);
+
+/* Internal loaders, used by uhlm_model_load (exposed for tests). */
+int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, map, format */
+int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, gguf, tok, format */
+/* Writes m (with tokenizer m->tok, which must be set) as a GGUF `llama` file with its big
+ * matrices in `type` (F32, F16, Q8_0, Q4_0; norms stay F32). */
+int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err);
+
+/* ---- inference context ---- */
+typedef struct uhlm_ctx_params {
+    int n_seq;     /* sequences (each with its own KV cache); default 1 */
+    int n_ctx;     /* positions per sequence; 0 = model seq_len */
+    int n_threads; /* 0 = all CPUs */
+    int max_batch; /* entries per internal chunk; 0 = 256. Longer batches are chunked. */
+    uhlm_simd simd; /* AUTO picks the best the CPU has */
+} uhlm_ctx_params;
+
+typedef struct uhlm_ctx uhlm_ctx;
+
+uhlm_ctx_params uhlm_ctx_default_params(void);
+uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *p, uhlm_error *err);
+void uhlm_ctx_free(uhlm_ctx *c);
+const uhlm_model *uhlm_ctx_model(const uhlm_ctx *c);
+int uhlm_ctx_n_ctx(const uhlm_ctx *c);
+int uhlm_ctx_n_seq(const uhlm_ctx *c);
+uhlm_simd uhlm_ctx_simd(const uhlm_ctx *c);
+
+typedef struct uhlm_batch_entry {
+    int seq;
+    int pos;
+    int token;
+    int logits; /* nonzero: return this entry's logits */
+} uhlm_batch_entry;
+
+/* Runs the batch. logits receives vocab_size floats per entry with logits != 0, in entry
+ * order (may be NULL if none ask). hidden, if not NULL, likewise receives the final
+ * RMS-normed hidden state (dim floats) of those entries. On error (bad seq, token, position,
+ * or position past n_ctx) nothing is changed. */
+int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, float *hidden,
+                uhlm_error *err);
+
+int uhlm_seq_len(const uhlm_ctx *c, int seq);
+/* The tokens stored in seq's cache, in position order (uhlm_seq_len of them). */
+const int *uhlm_seq_tokens(const uhlm_ctx *c, int seq);
+/* Keeps positions < pos (0 clears). pos > len is an error. */
+int uhlm_seq_truncate(uhlm_ctx *c, int seq, int pos, uhlm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,99 @@
+/* quant.h: weight types, block formats, conversions and the matrix kernels.
+ *
+ * Types follow ggml's numbering so GGUF tensors map one to one. Q8_0 and Q4_0 blocks are
+ * bit-identical to llama.cpp's. UHLM_TYPE_Q8_G is llama2.c's v2 export: int8 values with one
+ * fp32 scale per `group` consecutive elements of the whole tensor (groups may straddle rows).
+ *
+ * Kernels: uhlm_matmul computes Y[n][W.rows] = X[n][W.cols] * W^T. For Q8_0 and Q4_0 the
+ * activations are first quantized to Q8_0 blocks (as llama.cpp does) and the dot products are
+ * integer. Each output element is computed by one thread with a fixed summation order, so
+ * results do not depend on the thread count. They may differ (within float rounding) between
+ * SIMD levels. Weights are streamed once per call, whatever n is: the batched forward relies
+ * on this to read the weights once per batch. */
+#ifndef UHLM_QUANT_H
+#define UHLM_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "common.h"
+#include "threadpool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum uhlm_type {
+    UHLM_TYPE_F32 = 0,
+    UHLM_TYPE_F16 = 1,
+    UHLM_TYPE_Q4_0 = 2,
+    UHLM_TYPE_Q8_0 = 8,
+    UHLM_TYPE_Q8_G = 1000 /* llama2.c v2 only; never written to GGUF */
+} uhlm_type;
+
+#define UHLM_QK 32 /* elements per Q8_0 / Q4_0 block */
+
+typedef struct {
+    uint16_t d; /* fp16 scale */
+    int8_t qs[UHLM_QK];
+} uhlm_block_q8_0; /* 34 bytes */
+
+typedef struct {
+    uint16_t d;              /* fp16 scale */
+    uint8_t qs[UHLM_QK / 2]; /* element j in low nibble of qs[j], element j+16 in high nibble; value = nibble - 8 */
+} uhlm_block_q4_0; /* 18 bytes */
+
+const char *uhlm_type_name(uhlm_type t);              /* "f32", "f16", "q8_0", "q4_0", "q8_g" */
+int uhlm_type_from_name(const char *name, uhlm_type *out); /* accepts the names above (case-insensitive), 0 ok */
+int uhlm_type_is_gguf(int ggml_type);                 /* 1 for the four GGUF types we support */
+int64_t uhlm_type_block(uhlm_type t);                 /* elements per block: 1, 1, 32, 32 */
+/* Bytes for n elements (n a multiple of the block size). Q8_G: the int8 values only. */
+size_t uhlm_type_bytes(uhlm_type t, int64_t n);
+
+float uhlm_f16_to_f32(uint16_t h);
+uint16_t uhlm_f32_to_f16(float f); /* round to nearest even, like F16C */
+
+/* Rows of n elements (n a multiple of the type's block size); llama.cpp reference rounding.
+ * t is one of F32, F16, Q8_0, Q4_0. */
+void uhlm_quantize_row(uhlm_type t, const float *x, void *dst, int64_t n);
+void uhlm_dequantize_row(uhlm_type t, const void *src, float *y, int64_t n);
+
+/* A 2-D weight: rows = output dim (GGUF ne1), cols = input dim (GGUF ne0), row-major. */
+typedef struct uhlm_tensor {
+    uhlm_type type;
+    int64_t rows, cols;
+    const void *data;    /* in the mapped file */
+    const float *scales; /* Q8_G only: one per `group` elements of the whole tensor */
+    int group;           /* Q8_G only */
+} uhlm_tensor;
+
+/* Row r of W as floats (used for embedding lookup). */
+void uhlm_tensor_row(const uhlm_tensor *W, int64_t r, float *out);
+size_t uhlm_tensor_nbytes(const uhlm_tensor *W); /* weight bytes a full pass reads */
+
+typedef enum uhlm_simd {
+    UHLM_SIMD_AUTO = 0,
+    UHLM_SIMD_SCALAR = 1,
+    UHLM_SIMD_AVX2 = 2,
+    UHLM_SIMD_AVX512 = 3
+} uhlm_simd;
+
+const char *uhlm_simd_name(uhlm_simd s);
+int uhlm_simd_from_name(const char *name, uhlm_simd *out); /* "auto","scalar","avx2","avx512" */
+/* The best level the CPU supports when want is AUTO (the env var UHLM_SIMD, if set, overrides
+ * AUTO); otherwise `want` itself if the CPU supports it, else -1 via the return of
+ * uhlm_simd_supported. */
+uhlm_simd uhlm_simd_resolve(uhlm_simd want);
+int uhlm_simd_supported(uhlm_simd s);
+
+/* Scratch bytes uhlm_matmul needs for n rows of X against W. */
+size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n);
+/* Y[i*W->rows + r] = dot(X[i*W->cols ...], row r of W), for i < n. simd must be resolved
+ * (not AUTO) and supported. scratch has at least uhlm_matmul_scratch(W, n) bytes, 64-byte
+ * aligned. pool may be NULL. */
+void uhlm_matmul(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *W, const float *X, int n,
+                 float *Y, void *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

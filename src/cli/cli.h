@@ -1,0 +1,35 @@
+/* cli.h: subcommand entry points and the small helpers every subcommand shares.
+ *
+ * Each subcommand is `int cmd_NAME(int argc, char **argv)` with argv[0] == "NAME"; it returns
+ * the process exit status (0 ok, 1 runtime error, 2 usage error), prints its own --help, writes
+ * program output to stdout only, and diagnostics/stats to stderr. */
+#ifndef UHLM_CLI_H
+#define UHLM_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* Strict number parsing for option values: the whole string must parse and lie in range.
+ * On failure prints "uhlm NAME: invalid value for OPT: 'VAL' (...)" and returns -1. */
+int cli_parse_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+int cli_parse_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
+int cli_parse_float(const char *cmd, const char *opt, const char *val, double lo, double hi,
+                    double *out);
+/* Returns argv[*i + 1] and advances *i, or prints "option OPT needs a value" and returns NULL. */
+const char *cli_need_arg(const char *cmd, int argc, char **argv, int *i);
+
+/* Resolves a model or tokenizer file name: a path that exists is used as is; otherwise the
+ * name is looked up in $UHLM_MODELS, ./models and ../shared/models. Writes into buf. */
+const char *cli_find_model_file(const char *name, char *buf, size_t cap);
+
+#define UHLM_DEFAULT_SLM "stories-slm-0.28M.bin"
+#define UHLM_DEFAULT_LLM "stories-llm-2.76M.bin"
+#define UHLM_DEFAULT_TOKENIZER "tok512.bin"
+
+#endif

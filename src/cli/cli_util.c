@@ -1,0 +1,79 @@
+/* cli_util.c: option parsing and model lookup shared by the subcommands (see cli.h). */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_parse_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "uhlm %s: invalid value for %s: '%s' (expected an integer in [%ld, %ld])\n",
+                cmd, opt, val, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_u64(const char *cmd, const char *opt, const char *val, uint64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    if (val[0] == '-') {
+        fprintf(stderr, "uhlm %s: invalid value for %s: '%s' (expected a non-negative integer)\n",
+                cmd, opt, val);
+        return -1;
+    }
+    unsigned long long v = strtoull(val, &end, 10);
+    if (errno || end == val || *end != '\0') {
+        fprintf(stderr, "uhlm %s: invalid value for %s: '%s' (expected a non-negative integer)\n",
+                cmd, opt, val);
+        return -1;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int cli_parse_float(const char *cmd, const char *opt, const char *val, double lo, double hi,
+                    double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end != '\0' || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "uhlm %s: invalid value for %s: '%s' (expected a number in [%g, %g])\n",
+                cmd, opt, val, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+const char *cli_need_arg(const char *cmd, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "uhlm %s: option %s needs a value (see 'uhlm %s --help')\n", cmd, argv[*i],
+                cmd);
+        return NULL;
+    }
+    (*i)++;
+    return argv[*i];
+}
+
+const char *cli_find_model_file(const char *name, char *buf, size_t cap) {
+    if (strchr(name, '/') || access(name, F_OK) == 0) {
+        snprintf(buf, cap, "%s", name);
+        return buf;
+    }
+    const char *dirs[3] = {getenv("UHLM_MODELS"), "models", "../shared/models"};
+    for (int i = 0; i < 3; i++) {
+        if (!dirs[i] || !dirs[i][0]) continue;
+        snprintf(buf, cap, "%s/%s", dirs[i], name);
+        if (access(buf, F_OK) == 0) return buf;
+    }
+    snprintf(buf, cap, "%s", name); /* let the loader report "cannot open" with the name given */
+    return buf;
+}

@@ -1,0 +1,239 @@
+/* cmd_generate.c: `uhlm generate`, plain autoregressive generation with one model. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "uhlm/model.h"
+#include "uhlm/sampler.h"
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: uhlm generate -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T]\n"
+            "                     [--top-k K] [--top-p P] [--seed S] [-t THREADS] [--json]\n\n"
+            "Generates text with one Llama model (llama2.c .bin or GGUF).\n\n"
+            "  -m MODEL        model file (default %s)\n"
+            "  -z TOKENIZER    llama2.c tokenizer.bin; needed for llama2.c models (default %s)\n"
+            "  -p PROMPT       prompt text (default: empty, generation starts from BOS)\n"
+            "  -n N            tokens to generate (default 256; stops early at EOS or the context)\n"
+            "  --temp T        temperature, 0 = greedy (default 1.0)\n"
+            "  --top-k K       keep the K most likely tokens, 0 = off (default 0)\n"
+            "  --top-p P       nucleus sampling mass, 1 = off (default 1.0)\n"
+            "  --seed S        random seed (default 42)\n"
+            "  -t THREADS      threads (default: all CPUs); output does not depend on it\n"
+            "  --simd LEVEL    auto|scalar|avx2|avx512 (default auto)\n"
+            "  --json          print a JSON object with text, token ids and stats instead\n"
+            "\nText goes to stdout, statistics to stderr.\n",
+            UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *prompt = "";
+    long n_gen = 256, top_k = 0, threads = 0;
+    double temp = 1.0, top_p = 1.0;
+    uint64_t seed = 42;
+    int json = 0;
+    uhlm_simd simd = UHLM_SIMD_AUTO;
+    const char *cmd = "generate";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n") ||
+                   !strcmp(a, "--temp") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
+                   !strcmp(a, "--seed") || !strcmp(a, "-t") || !strcmp(a, "--simd")) {
+            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
+            int bad = 0;
+            if (!strcmp(a, "-m")) model_arg = v;
+            else if (!strcmp(a, "-z")) tok_arg = v;
+            else if (!strcmp(a, "-p")) prompt = v;
+            else if (!strcmp(a, "-n")) bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &n_gen);
+            else if (!strcmp(a, "--temp")) bad = cli_parse_float(cmd, a, v, 0, 1e6, &temp);
+            else if (!strcmp(a, "--top-k")) bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &top_k);
+            else if (!strcmp(a, "--top-p")) bad = cli_parse_float(cmd, a, v, 1e-9, 1.0, &top_p);
+            else if (!strcmp(a, "--seed")) bad = cli_parse_u64(cmd, a, v, &seed);
+            else if (!strcmp(a, "-t")) bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
+            else if (uhlm_simd_from_name(v, &simd) != 0) {
+                fprintf(stderr, "uhlm generate: unknown --simd level '%s'\n", v);
+                bad = 1;
+            }
+            if (bad) return 2;
+        } else {
+            fprintf(stderr, "uhlm generate: unknown option '%s' (see 'uhlm generate --help')\n", a);
+            return 2;
+        }
+    }
+    char mpath[1024], tpath[1024];
+    cli_find_model_file(model_arg, mpath, sizeof mpath);
+    uhlm_error err = {{0}};
+    /* llama2.c files carry no vocabulary: default to tok512.bin when none is given */
+    const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
+    uhlm_model *m = uhlm_model_load(mpath, tp, &err);
+    if (!m) {
+        fprintf(stderr, "uhlm generate: %s\n", err.msg);
+        return 1;
+    }
+    if (!m->tok) {
+        uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
+            cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
+        if (!t || uhlm_model_attach_tokenizer(m, t, &err) != 0) {
+            fprintf(stderr,
+                    "uhlm generate: %s is a llama2.c file and needs a tokenizer (-z): %s\n", mpath,
+                    err.msg);
+            uhlm_model_free(m);
+            return 1;
+        }
+    }
+    uhlm_sampling samp = {(float)temp, (int)top_k, (float)top_p};
+    uhlm_ctx_params cp = uhlm_ctx_default_params();
+    cp.n_threads = (int)threads;
+    cp.simd = simd;
+    uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
+    if (!ctx) {
+        fprintf(stderr, "uhlm generate: %s\n", err.msg);
+        uhlm_model_free(m);
+        return 1;
+    }
+    int V = m->cfg.vocab_size, n_ctx = uhlm_ctx_n_ctx(ctx);
+    size_t plen = strlen(prompt);
+    int *ids = malloc(sizeof(int) * ((size_t)n_ctx + 1));
+    uhlm_batch_entry *batch = malloc(sizeof(uhlm_batch_entry) * ((size_t)n_ctx + 1));
+    float *logits = malloc(sizeof(float) * (size_t)V);
+    float *probs = malloc(sizeof(float) * (size_t)V);
+    int maxp = uhlm_tokenizer_max_piece_len(m->tok) + 16;
+    char *piece = malloc((size_t)maxp);
+    size_t tcap = 4096, tlen = 0;
+    char *text = malloc(tcap);
+    int rc = 1;
+    if (!ids || !batch || !logits || !probs || !piece || !text) {
+        fprintf(stderr, "uhlm generate: out of memory\n");
+        goto done;
+    }
+    int np = uhlm_tokenize(m->tok, prompt, plen, 1, 0, ids, n_ctx, &err);
+    if (np < 0) {
+        fprintf(stderr, "uhlm generate: %s\n", err.msg);
+        goto done;
+    }
+    if (np >= n_ctx) {
+        fprintf(stderr, "uhlm generate: prompt is %d tokens, the context holds %d\n", np, n_ctx);
+        goto done;
+    }
+    uhlm_rng rng;
+    uhlm_rng_seed(&rng, seed);
+    uhlm_detok dt;
+    uhlm_detok_init(&dt, m->tok);
+    for (int i = 0; i < np; i++) {
+        batch[i] = (uhlm_batch_entry){0, i, ids[i], i == np - 1};
+        /* the prompt's own text (minus BOS) is part of the output, as llama2.c prints it */
+        size_t k = uhlm_detok_push(&dt, ids[i], piece, (size_t)maxp);
+        if (!json) fwrite(piece, 1, k, stdout);
+    }
+    if (!json) fflush(stdout);
+    double t0 = uhlm_now();
+    if (uhlm_decode(ctx, batch, np, logits, NULL, &err) != 0) {
+        fprintf(stderr, "uhlm generate: %s\n", err.msg);
+        goto done;
+    }
+    double t_prompt = uhlm_now() - t0;
+    int n_out = 0, pos = np;
+    double t1 = uhlm_now();
+    const char *stop = "length";
+    while (n_out < n_gen) {
+        if (uhlm_sampling_probs(&samp, logits, V, probs) < 0) {
+            fprintf(stderr, "uhlm generate: out of memory\n");
+            goto done;
+        }
+        int tok = uhlm_sample(probs, V, &rng);
+        ids[pos] = tok;
+        n_out++;
+        if (tok == UHLM_TOKEN_EOS) {
+            stop = "eos";
+            break;
+        }
+        size_t k = uhlm_detok_push(&dt, tok, piece, (size_t)maxp);
+        if (tlen + k + 1 > tcap) {
+            char *nt = realloc(text, tcap * 2 + k);
+            if (!nt) {
+                fprintf(stderr, "uhlm generate: out of memory\n");
+                goto done;
+            }
+            text = nt;
+            tcap = tcap * 2 + k;
+        }
+        memcpy(text + tlen, piece, k);
+        tlen += k;
+        if (!json) {
+            fwrite(piece, 1, k, stdout);
+            fflush(stdout);
+        }
+        if (pos + 1 >= n_ctx) {
+            stop = "context";
+            pos++;
+            break;
+        }
+        uhlm_batch_entry be = {0, pos, tok, 1};
+        if (uhlm_decode(ctx, &be, 1, logits, NULL, &err) != 0) {
+            fprintf(stderr, "uhlm generate: %s\n", err.msg);
+            goto done;
+        }
+        pos++;
+    }
+    size_t k = uhlm_detok_flush(&dt, piece, (size_t)maxp);
+    if (!json) {
+        fwrite(piece, 1, k, stdout);
+        fputc('\n', stdout);
+    }
+    double t_gen = uhlm_now() - t1;
+    fprintf(stderr,
+            "uhlm generate: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s "
+            "(%.1f tok/s), stop: %s, simd %s, threads %d\n",
+            np, t_prompt, t_prompt > 0 ? np / t_prompt : 0.0, n_out, t_gen,
+            t_gen > 0 ? n_out / t_gen : 0.0, stop, uhlm_simd_name(uhlm_ctx_simd(ctx)),
+            (int)threads);
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        text[tlen] = '\0';
+        cJSON_AddStringToObject(o, "model", mpath);
+        cJSON_AddStringToObject(o, "prompt", prompt);
+        cJSON_AddStringToObject(o, "text", text);
+        cJSON *a = cJSON_AddArrayToObject(o, "tokens");
+        for (int i = np; i < np + n_out && i < n_ctx; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+        cJSON_AddNumberToObject(o, "prompt_tokens", np);
+        cJSON_AddNumberToObject(o, "generated_tokens", n_out);
+        cJSON_AddNumberToObject(o, "prompt_seconds", t_prompt);
+        cJSON_AddNumberToObject(o, "generate_seconds", t_gen);
+        cJSON_AddNumberToObject(o, "prompt_tokens_per_second", t_prompt > 0 ? np / t_prompt : 0);
+        cJSON_AddNumberToObject(o, "generate_tokens_per_second", t_gen > 0 ? n_out / t_gen : 0);
+        cJSON_AddStringToObject(o, "stop", stop);
+        cJSON_AddNumberToObject(o, "seed", (double)seed);
+        cJSON_AddNumberToObject(o, "temperature", temp);
+        char *s = cJSON_PrintUnformatted(o);
+        if (!s) {
+            cJSON_Delete(o);
+            fprintf(stderr, "uhlm generate: out of memory\n");
+            goto done;
+        }
+        puts(s);
+        free(s);
+        cJSON_Delete(o);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "uhlm generate: error writing output\n");
+        goto done;
+    }
+    rc = 0;
+done:
+    free(ids);
+    free(batch);
+    free(logits);
+    free(probs);
+    free(piece);
+    free(text);
+    uhlm_ctx_free(ctx);
+    uhlm_model_free(m);
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* main.c: the `uhlm` binary, a dispatcher over subcommands (see cli.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define UHLM_VERSION "0.1.0"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} subcommand;
+
+static const subcommand cmds[] = {
+    {"generate", cmd_generate, "generate text with one model"},
+    {"run", cmd_run, "hybrid SLM+LLM generation (modes slm, llm, hlm, rand, uhlm)"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"convert", cmd_convert, "write a GGUF file from a llama2.c checkpoint (or random weights)"},
+    {"bench", cmd_bench, "measure prompt/decode speed against the memory-bandwidth bound"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "uhlm %s: uncertainty-aware hybrid language-model inference\n\n"
+            "usage: uhlm COMMAND [options]   (uhlm COMMAND --help for details)\n\ncommands:\n",
+            UHLM_VERSION);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+    fprintf(f,
+            "\nModel files are looked up as given, then in $UHLM_MODELS, ./models and "
+            "../shared/models.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("uhlm %s\n", UHLM_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "uhlm: unknown command '%s' (see 'uhlm --help')\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,432 @@
+/* model.c: model loading (format dispatch, tokenizer attachment) and the batched Llama forward
+ * pass over per-sequence KV caches (see model.h for the contract). */
+#include "uhlm/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uhlm/gguf.h"
+#include "uhlm/threadpool.h"
+
+/* ------------------------------------------------------------------ loading */
+
+const char *uhlm_format_name(uhlm_format f) {
+    switch (f) {
+    case UHLM_FORMAT_LLAMA2C_V0: return "llama2.c v0";
+    case UHLM_FORMAT_LLAMA2C_V1: return "llama2.c v1";
+    case UHLM_FORMAT_LLAMA2C_V2: return "llama2.c v2 (int8)";
+    case UHLM_FORMAT_GGUF: return "GGUF";
+    }
+    return "?";
+}
+
+int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *err) {
+    int n = uhlm_tokenizer_vocab_size(tok);
+    if (n != m->cfg.vocab_size) {
+        uhlm_tokenizer_free(tok);
+        return uhlm_set_error(err, "%s: vocabulary size %d disagrees with the tokenizer's %d",
+                              m->path, m->cfg.vocab_size, n);
+    }
+    uhlm_tokenizer_free(m->tok);
+    m->tok = tok;
+    return 0;
+}
+
+uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_error *err) {
+    uhlm_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        uhlm_set_error(err, "%s: out of memory", path);
+        return NULL;
+    }
+    if (strlen(path) >= sizeof m->path) {
+        free(m);
+        uhlm_set_error(err, "model path too long");
+        return NULL;
+    }
+    strcpy(m->path, path);
+    uhlm_mmap probe;
+    if (uhlm_mmap_open(&probe, path, err) != 0) {
+        free(m);
+        return NULL;
+    }
+    uint32_t magic = 0;
+    if (probe.size >= 4) memcpy(&magic, probe.data, 4);
+    uhlm_mmap_close(&probe);
+    int rc = magic == UHLM_GGUF_MAGIC ? uhlm_gguf_load_llama(m, err) : uhlm_llama2c_load(m, err);
+    if (rc == 0 && tokenizer_path) {
+        uhlm_tokenizer *t = uhlm_tokenizer_load_bin(tokenizer_path, 0, err);
+        rc = t ? uhlm_model_attach_tokenizer(m, t, err) : -1;
+    }
+    if (rc != 0) {
+        uhlm_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void uhlm_model_free(uhlm_model *m) {
+    if (!m) return;
+    uhlm_mmap_close(&m->map);
+    if (m->gguf) uhlm_gguf_close(m->gguf);
+    uhlm_tokenizer_free(m->tok);
+    free(m->w.layers);
+    free(m);
+}
+
+uint64_t uhlm_model_weight_bytes(const uhlm_model *m) {
+    const uhlm_config *p = &m->cfg;
+    uint64_t b = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        const uhlm_layer *L = &m->w.layers[l];
+        b += uhlm_tensor_nbytes(&L->wq) + uhlm_tensor_nbytes(&L->wk) + uhlm_tensor_nbytes(&L->wv) +
+             uhlm_tensor_nbytes(&L->wo) + uhlm_tensor_nbytes(&L->w1) + uhlm_tensor_nbytes(&L->w2) +
+             uhlm_tensor_nbytes(&L->w3) + 2u * (uint64_t)p->dim * 4u;
+    }
+    /* one embedding row is read per token; the classifier is read whole */
+    b += uhlm_tensor_nbytes(&m->w.output) + (uint64_t)p->dim * 4u;
+    return b;
+}
+
+/* ------------------------------------------------------------------ context */
+
+typedef struct {
+    float *k, *v; /* [n_layers][n_ctx][kv_dim] */
+    int *tokens;  /* [n_ctx] */
+    int len;
+} kv_seq;
+
+struct uhlm_ctx {
+    const uhlm_model *m;
+    uhlm_ctx_params p;
+    uhlm_pool *pool;
+    kv_seq *seqs;
+    int kv_dim;
+    /* scratch for one chunk of up to max_batch entries */
+    float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *att, *rope;
+    int *pending; /* per-seq length during validation */
+    void *mm_scratch;
+};
+
+uhlm_ctx_params uhlm_ctx_default_params(void) {
+    uhlm_ctx_params p = {1, 0, 0, 256, UHLM_SIMD_AUTO};
+    return p;
+}
+
+static size_t max_scratch(const uhlm_model *m, int B) {
+    size_t s = uhlm_matmul_scratch(&m->w.output, B);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const uhlm_layer *L = &m->w.layers[l];
+        const uhlm_tensor *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
+        for (int i = 0; i < 7; i++) {
+            size_t t = uhlm_matmul_scratch(ts[i], B);
+            if (t > s) s = t;
+        }
+    }
+    return s;
+}
+
+uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *pp, uhlm_error *err) {
+    uhlm_ctx_params p = pp ? *pp : uhlm_ctx_default_params();
+    const uhlm_config *c = &m->cfg;
+    if (p.n_seq <= 0) p.n_seq = 1;
+    if (p.n_ctx <= 0) p.n_ctx = c->seq_len;
+    if (p.max_batch <= 0) p.max_batch = 256;
+    if (p.n_ctx > c->seq_len) {
+        uhlm_set_error(err, "%s: context %d exceeds the model's maximum %d", m->path, p.n_ctx,
+                       c->seq_len);
+        return NULL;
+    }
+    if (p.n_seq > 65536 || p.max_batch > 65536) {
+        uhlm_set_error(err, "too many sequences (%d) or batch entries (%d)", p.n_seq, p.max_batch);
+        return NULL;
+    }
+    uhlm_simd simd = uhlm_simd_resolve(p.simd);
+    if (!uhlm_simd_supported(simd)) {
+        uhlm_set_error(err, "SIMD level %s is not supported by this CPU", uhlm_simd_name(simd));
+        return NULL;
+    }
+    p.simd = simd;
+    uhlm_ctx *x = calloc(1, sizeof *x);
+    if (!x) {
+        uhlm_set_error(err, "out of memory");
+        return NULL;
+    }
+    x->m = m;
+    x->p = p;
+    x->kv_dim = c->n_kv_heads * c->head_dim;
+    size_t B = (size_t)p.max_batch;
+    x->seqs = calloc((size_t)p.n_seq, sizeof(kv_seq));
+    x->pending = calloc((size_t)p.n_seq, sizeof(int));
+    x->x = malloc(B * (size_t)c->dim * sizeof(float));
+    x->xb = malloc(B * (size_t)c->dim * sizeof(float));
+    x->xb2 = malloc(B * (size_t)c->dim * sizeof(float));
+    x->q = malloc(B * (size_t)c->dim * sizeof(float));
+    x->k = malloc(B * (size_t)x->kv_dim * sizeof(float));
+    x->v = malloc(B * (size_t)x->kv_dim * sizeof(float));
+    x->hb = malloc(B * (size_t)c->hidden_dim * sizeof(float));
+    x->hb2 = malloc(B * (size_t)c->hidden_dim * sizeof(float));
+    x->att = malloc(B * (size_t)c->n_heads * (size_t)p.n_ctx * sizeof(float));
+    x->rope = malloc((size_t)p.n_ctx * (size_t)c->head_dim * sizeof(float));
+    size_t mms = max_scratch(m, p.max_batch);
+    x->mm_scratch = aligned_alloc(64, (mms + 63) / 64 * 64 + 64);
+    if (!x->seqs || !x->pending || !x->x || !x->xb || !x->xb2 || !x->q || !x->k || !x->v ||
+        !x->hb || !x->hb2 || !x->att || !x->rope || !x->mm_scratch) {
+        uhlm_ctx_free(x);
+        uhlm_set_error(err, "out of memory allocating an inference context");
+        return NULL;
+    }
+    /* RoPE table: cos/sin pairs per position and frequency, computed as llama2.c does so the
+     * logits match its reference to float rounding */
+    int hd = c->head_dim;
+    for (int pos = 0; pos < p.n_ctx; pos++)
+        for (int i = 0; i < hd; i += 2) {
+            float freq = 1.0f / powf(c->rope_theta, (float)i / (float)hd);
+            float val = (float)pos * freq;
+            x->rope[(size_t)pos * hd + i] = cosf(val);
+            x->rope[(size_t)pos * hd + i + 1] = sinf(val);
+        }
+    x->pool = uhlm_pool_new(p.n_threads, err);
+    if (!x->pool) {
+        uhlm_ctx_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+void uhlm_ctx_free(uhlm_ctx *x) {
+    if (!x) return;
+    if (x->seqs)
+        for (int i = 0; i < x->p.n_seq; i++) {
+            free(x->seqs[i].k);
+            free(x->seqs[i].v);
+            free(x->seqs[i].tokens);
+        }
+    free(x->seqs);
+    free(x->pending);
+    free(x->x);
+    free(x->xb);
+    free(x->xb2);
+    free(x->q);
+    free(x->k);
+    free(x->v);
+    free(x->hb);
+    free(x->hb2);
+    free(x->att);
+    free(x->rope);
+    free(x->mm_scratch);
+    uhlm_pool_free(x->pool);
+    free(x);
+}
+
+const uhlm_model *uhlm_ctx_model(const uhlm_ctx *c) { return c->m; }
+int uhlm_ctx_n_ctx(const uhlm_ctx *c) { return c->p.n_ctx; }
+int uhlm_ctx_n_seq(const uhlm_ctx *c) { return c->p.n_seq; }
+uhlm_simd uhlm_ctx_simd(const uhlm_ctx *c) { return c->p.simd; }
+
+int uhlm_seq_len(const uhlm_ctx *c, int seq) {
+    return (seq >= 0 && seq < c->p.n_seq) ? c->seqs[seq].len : -1;
+}
+
+const int *uhlm_seq_tokens(const uhlm_ctx *c, int seq) {
+    static const int none[1] = {0};
+    if (seq < 0 || seq >= c->p.n_seq) return NULL;
+    return c->seqs[seq].tokens ? c->seqs[seq].tokens : none;
+}
+
+int uhlm_seq_truncate(uhlm_ctx *c, int seq, int pos, uhlm_error *err) {
+    if (seq < 0 || seq >= c->p.n_seq)
+        return uhlm_set_error(err, "sequence %d out of range [0, %d)", seq, c->p.n_seq);
+    if (pos < 0 || pos > c->seqs[seq].len)
+        return uhlm_set_error(err, "cannot truncate sequence %d of length %d to %d", seq,
+                              c->seqs[seq].len, pos);
+    c->seqs[seq].len = pos;
+    return 0;
+}
+
+static int seq_alloc(uhlm_ctx *c, kv_seq *s) {
+    if (s->k) return 0;
+    size_t n = (size_t)c->m->cfg.n_layers * (size_t)c->p.n_ctx * (size_t)c->kv_dim;
+    s->k = malloc(n * sizeof(float));
+    s->v = malloc(n * sizeof(float));
+    s->tokens = malloc((size_t)c->p.n_ctx * sizeof(int));
+    if (!s->k || !s->v || !s->tokens) {
+        free(s->k);
+        free(s->v);
+        free(s->tokens);
+        s->k = s->v = NULL;
+        s->tokens = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) {
+    float ss = 0.0f;
+    for (int j = 0; j < n; j++) ss += x[j] * x[j];
+    ss = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
+}
+
+static void rope(float *v, int n, const float *tab, int hd) {
+    for (int i = 0; i < n; i += 2) {
+        int j = i % hd;
+        float fcr = tab[j], fci = tab[j + 1];
+        float a = v[i], b = v[i + 1];
+        v[i] = a * fcr - b * fci;
+        v[i + 1] = a * fci + b * fcr;
+    }
+}
+
+typedef struct {
+    uhlm_ctx *c;
+    const uhlm_batch_entry *e;
+    int layer;
+} attn_job;
+
+/* One (entry, head) pair per work item: each writes its own slice of xb, so the result does
+ * not depend on how the pool splits the range. */
+static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    attn_job *j = arg;
+    uhlm_ctx *c = j->c;
+    const uhlm_config *p = &c->m->cfg;
+    int hd = p->head_dim, nh = p->n_heads, kvd = c->kv_dim;
+    int grp = p->n_heads / p->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)hd);
+    size_t layer_off = (size_t)j->layer * (size_t)c->p.n_ctx * (size_t)kvd;
+    for (int64_t it = begin; it < end; it++) {
+        int i = (int)(it / nh), h = (int)(it % nh);
+        const uhlm_batch_entry *e = &j->e[i];
+        kv_seq *s = &c->seqs[e->seq];
+        const float *q = c->q + (size_t)i * p->dim + (size_t)h * hd;
+        float *att = c->att + ((size_t)i * nh + h) * (size_t)c->p.n_ctx;
+        int kvh = h / grp;
+        const float *kb = s->k + layer_off + (size_t)kvh * hd;
+        const float *vb = s->v + layer_off + (size_t)kvh * hd;
+        float mx = -INFINITY;
+        for (int t = 0; t <= e->pos; t++) {
+            const float *kt = kb + (size_t)t * kvd;
+            float sc = 0.0f;
+            for (int d = 0; d < hd; d++) sc += q[d] * kt[d];
+            sc *= scale;
+            att[t] = sc;
+            if (sc > mx) mx = sc;
+        }
+        float sum = 0.0f;
+        for (int t = 0; t <= e->pos; t++) {
+            att[t] = expf(att[t] - mx);
+            sum += att[t];
+        }
+        float inv = 1.0f / sum;
+        float *o = c->xb + (size_t)i * p->dim + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) o[d] = 0.0f;
+        for (int t = 0; t <= e->pos; t++) {
+            const float *vt = vb + (size_t)t * kvd;
+            float a = att[t] * inv;
+            for (int d = 0; d < hd; d++) o[d] += a * vt[d];
+        }
+    }
+}
+
+static void matmul(uhlm_ctx *c, const uhlm_tensor *W, const float *X, int n, float *Y) {
+    uhlm_matmul(c->p.simd, c->pool, W, X, n, Y, c->mm_scratch);
+}
+
+/* Runs n <= max_batch validated entries; their sequences already have caches. */
+static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits,
+                          float *hidden) {
+    const uhlm_model *m = c->m;
+    const uhlm_config *p = &m->cfg;
+    int D = p->dim, H = p->hidden_dim, kvd = c->kv_dim, hd = p->head_dim;
+    for (int i = 0; i < n; i++) uhlm_tensor_row(&m->w.tok_embd, e[i].token, c->x + (size_t)i * D);
+    for (int l = 0; l < p->n_layers; l++) {
+        const uhlm_layer *L = &m->w.layers[l];
+        for (int i = 0; i < n; i++)
+            rmsnorm(c->xb + (size_t)i * D, c->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
+        matmul(c, &L->wq, c->xb, n, c->q);
+        matmul(c, &L->wk, c->xb, n, c->k);
+        matmul(c, &L->wv, c->xb, n, c->v);
+        size_t layer_off = (size_t)l * (size_t)c->p.n_ctx * (size_t)kvd;
+        for (int i = 0; i < n; i++) {
+            const float *tab = c->rope + (size_t)e[i].pos * hd;
+            rope(c->q + (size_t)i * D, D, tab, hd);
+            rope(c->k + (size_t)i * kvd, kvd, tab, hd);
+            kv_seq *s = &c->seqs[e[i].seq];
+            memcpy(s->k + layer_off + (size_t)e[i].pos * kvd, c->k + (size_t)i * kvd,
+                   (size_t)kvd * sizeof(float));
+            memcpy(s->v + layer_off + (size_t)e[i].pos * kvd, c->v + (size_t)i * kvd,
+                   (size_t)kvd * sizeof(float));
+        }
+        attn_job job = {c, e, l};
+        uhlm_pool_run(c->pool, attn_task, &job, (int64_t)n * p->n_heads, 1);
+        matmul(c, &L->wo, c->xb, n, c->xb2);
+        for (size_t j = 0; j < (size_t)n * D; j++) c->x[j] += c->xb2[j];
+        for (int i = 0; i < n; i++)
+            rmsnorm(c->xb + (size_t)i * D, c->x + (size_t)i * D, L->ffn_norm, D, p->norm_eps);
+        matmul(c, &L->w1, c->xb, n, c->hb);
+        matmul(c, &L->w3, c->xb, n, c->hb2);
+        for (size_t j = 0; j < (size_t)n * H; j++) {
+            float g = c->hb[j];
+            c->hb[j] = g / (1.0f + expf(-g)) * c->hb2[j];
+        }
+        matmul(c, &L->w2, c->hb, n, c->xb);
+        for (size_t j = 0; j < (size_t)n * D; j++) c->x[j] += c->xb[j];
+    }
+    /* only entries that want logits go through the final norm and the classifier */
+    int nl = 0;
+    for (int i = 0; i < n; i++) {
+        if (!e[i].logits) continue;
+        rmsnorm(c->xb + (size_t)nl * D, c->x + (size_t)i * D, m->w.out_norm, D, p->norm_eps);
+        nl++;
+    }
+    if (nl == 0) return;
+    if (hidden) memcpy(hidden, c->xb, (size_t)nl * D * sizeof(float));
+    if (logits) matmul(c, &m->w.output, c->xb, nl, logits);
+}
+
+int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, float *hidden,
+                uhlm_error *err) {
+    if (n < 0) return uhlm_set_error(err, "negative batch size %d", n);
+    const uhlm_config *p = &c->m->cfg;
+    for (int s = 0; s < c->p.n_seq; s++) c->pending[s] = c->seqs[s].len;
+    for (int i = 0; i < n; i++) {
+        if (e[i].seq < 0 || e[i].seq >= c->p.n_seq)
+            return uhlm_set_error(err, "batch entry %d: sequence %d out of range [0, %d)", i,
+                                  e[i].seq, c->p.n_seq);
+        if (e[i].token < 0 || e[i].token >= p->vocab_size)
+            return uhlm_set_error(err, "batch entry %d: token %d out of range [0, %d)", i,
+                                  e[i].token, p->vocab_size);
+        if (e[i].pos != c->pending[e[i].seq])
+            return uhlm_set_error(err,
+                                  "batch entry %d: position %d for sequence %d, expected %d "
+                                  "(positions must continue the sequence)",
+                                  i, e[i].pos, e[i].seq, c->pending[e[i].seq]);
+        if (e[i].pos >= c->p.n_ctx)
+            return uhlm_set_error(err, "batch entry %d: position %d is past the context size %d",
+                                  i, e[i].pos, c->p.n_ctx);
+        c->pending[e[i].seq]++;
+    }
+    for (int i = 0; i < n; i++)
+        if (seq_alloc(c, &c->seqs[e[i].seq]) != 0)
+            return uhlm_set_error(err, "out of memory allocating the KV cache of sequence %d",
+                                  e[i].seq);
+    size_t V = (size_t)p->vocab_size, D = (size_t)p->dim;
+    for (int off = 0; off < n; off += c->p.max_batch) {
+        int cn = n - off < c->p.max_batch ? n - off : c->p.max_batch;
+        int nl = 0;
+        for (int i = 0; i < cn; i++) nl += e[off + i].logits != 0;
+        forward_chunk(c, e + off, cn, logits, hidden);
+        for (int i = 0; i < cn; i++) {
+            kv_seq *s = &c->seqs[e[off + i].seq];
+            s->tokens[e[off + i].pos] = e[off + i].token;
+            s->len = e[off + i].pos + 1;
+        }
+        if (logits) logits += (size_t)nl * V;
+        if (hidden) hidden += (size_t)nl * D;
+    }
+    return 0;
+}
