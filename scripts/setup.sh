@@ -2,7 +2,7 @@
 # Installs the Debian packages uhlm needs to build, test and plot. Idempotent: packages already
 # present are not touched, so a machine that has them needs no network.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libcjson-dev python3 python3-sentencepiece gnuplot-nox)
+pkgs=(build-essential cmake pkg-config libcjson-dev python3 python3-sentencepiece gnuplot-nox clang libclang-rt-14-dev iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -324,8 +324,14 @@ static void test_quantized(void) {
     uhlm_ctx *c = mkctx(m, 1, 2, UHLM_SIMD_AUTO, 0);
     CHECK(a && b && s && c && logits_batched(c, 0, probe, NPROBE, a) == 0);
     uhlm_type types[3] = {UHLM_TYPE_F16, UHLM_TYPE_Q8_0, UHLM_TYPE_Q4_0};
-    /* max abs logit error bounds, documented in docs/performance.md; logits span ~[-20, 20] */
-    double tol[3] = {0.05, 0.25, 1.5};
+    /* Max abs logit error of the format itself (weights AND 8-bit activations), documented in
+     * docs/performance.md; logits span ~[-20, 20]. The kernels are checked against an exact
+     * reference in test_quant; these bounds are what the formats cost on this model. */
+    double tol[3] = {0.05, 0.5, 4.0};
+    /* Scalar and SIMD sum in different orders. A 1-ulp difference can flip the rounding of one
+     * re-quantized activation, which moves later layers by up to half a quantization step, so
+     * the paths agree to a small fraction of the format's own error rather than to float ulps. */
+    double simd_tol[3] = {1e-3, 0.03, 0.3};
     int greedy_n[3] = {48, 32, 12};
     for (int i = 0; i < 3; i++) {
         char p[512];
@@ -344,7 +350,9 @@ static void test_quantized(void) {
         /* scalar and SIMD agree closely on the quantized model too */
         uhlm_ctx *cs = mkctx(m2, 1, 1, UHLM_SIMD_SCALAR, 0);
         CHECK(cs && logits_batched(cs, 0, probe, NPROBE, s) == 0);
-        CHECKF(maxdiff(s, b, N) < 1e-3, "%s scalar vs simd %g", uhlm_type_name(types[i]), maxdiff(s, b, N));
+        printf("gguf %-5s max abs logit diff scalar vs simd: %.3g (tolerance %g)\n",
+               uhlm_type_name(types[i]), maxdiff(s, b, N), simd_tol[i]);
+        CHECKF(maxdiff(s, b, N) < simd_tol[i], "%s scalar vs simd %g", uhlm_type_name(types[i]), maxdiff(s, b, N));
         int t1[64], t2[64];
         uhlm_ctx *g1 = mkctx(m, 1, 1, UHLM_SIMD_AUTO, 0), *g2 = mkctx(m2, 1, 1, UHLM_SIMD_AUTO, 0);
         char *s1 = greedy_text(m, g1, greedy_n[i], t1), *s2 = greedy_text(m2, g2, greedy_n[i], t2);
@@ -390,7 +398,17 @@ static void test_malformed(void) {
     size_t cuts[5] = {3, 27, 100, src.size / 2, src.size - 1};
     for (int i = 0; i < 5; i++) {
         CHECK(write_bytes(p, src.data, cuts[i]) == 0);
-        expect_fail(p, NULL, i == 0 ? "truncated" : (i < 4 ? "truncated" : "does not match"));
+        expect_fail(p, NULL, "truncated");
+    }
+    /* trailing bytes after the last tensor: the header does not describe this file */
+    uint8_t *longer = malloc(src.size + 4);
+    CHECK(longer != NULL);
+    if (longer) {
+        memcpy(longer, src.data, src.size);
+        memset(longer + src.size, 0, 4);
+        CHECK(write_bytes(p, longer, src.size + 4) == 0);
+        expect_fail(p, NULL, "does not match");
+        free(longer);
     }
     /* absurd dimensions */
     uint8_t *buf = malloc(src.size);

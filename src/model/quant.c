@@ -1,0 +1,527 @@
+/* quant.c: weight types, fp16 and block (de)quantization, SIMD level selection and the matmul
+ * driver with the scalar reference kernels (see quant.h). The AVX2 and AVX-512 kernels live in
+ * quant_avx2.c and quant_avx512.c and are chosen at run time, so one binary runs on any
+ * x86-64. */
+#include "uhlm/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "model/quant_internal.h"
+
+/* ---------------------------------------------------------------- types */
+
+const char *uhlm_type_name(uhlm_type t) {
+    switch (t) {
+    case UHLM_TYPE_F32: return "f32";
+    case UHLM_TYPE_F16: return "f16";
+    case UHLM_TYPE_Q8_0: return "q8_0";
+    case UHLM_TYPE_Q4_0: return "q4_0";
+    case UHLM_TYPE_Q8_G: return "q8_g";
+    }
+    return "unknown";
+}
+
+int uhlm_type_from_name(const char *name, uhlm_type *out) {
+    static const uhlm_type all[] = {UHLM_TYPE_F32, UHLM_TYPE_F16, UHLM_TYPE_Q8_0, UHLM_TYPE_Q4_0,
+                                    UHLM_TYPE_Q8_G};
+    if (!name) return -1;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcasecmp(name, uhlm_type_name(all[i])) == 0) {
+            if (out) *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+int uhlm_type_is_gguf(int ggml_type) {
+    return ggml_type == UHLM_TYPE_F32 || ggml_type == UHLM_TYPE_F16 ||
+           ggml_type == UHLM_TYPE_Q4_0 || ggml_type == UHLM_TYPE_Q8_0;
+}
+
+int64_t uhlm_type_block(uhlm_type t) {
+    return (t == UHLM_TYPE_Q8_0 || t == UHLM_TYPE_Q4_0) ? UHLM_QK : 1;
+}
+
+size_t uhlm_type_bytes(uhlm_type t, int64_t n) {
+    if (n <= 0) return 0;
+    size_t un = (size_t)n;
+    switch (t) {
+    case UHLM_TYPE_F32: return un * 4;
+    case UHLM_TYPE_F16: return un * 2;
+    case UHLM_TYPE_Q8_0: return un / UHLM_QK * sizeof(uhlm_block_q8_0);
+    case UHLM_TYPE_Q4_0: return un / UHLM_QK * sizeof(uhlm_block_q4_0);
+    case UHLM_TYPE_Q8_G: return un;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- fp16 */
+
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static inline float f32_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Integer-only, so the result does not depend on the FP environment or on FMA contraction.
+ * NaNs come back quiet with their payload, as F16C's vcvtph2ps does. */
+float uhlm_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0x1f) return f32_from_bits(sign | 0x7f800000 | (m << 13) | (m ? 0x400000 : 0));
+    if (e == 0) {
+        if (m == 0) return f32_from_bits(sign);
+        /* subnormal: renormalise */
+        int ex = 1;
+        while (!(m & 0x400)) {
+            m <<= 1;
+            ex--;
+        }
+        m &= 0x3ff;
+        return f32_from_bits(sign | ((uint32_t)(ex + 112) << 23) | (m << 13));
+    }
+    return f32_from_bits(sign | ((e + 112) << 23) | (m << 13));
+}
+
+/* Round to nearest even, overflow to inf, NaN stays NaN (quiet, payload truncated): the same
+ * results as F16C's vcvtps2ph with rounding mode 0. */
+uint16_t uhlm_f32_to_f16(float f) {
+    uint32_t x = f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t ax = x & 0x7fffffff;
+    if (ax >= 0x7f800000) {
+        if (ax == 0x7f800000) return sign | 0x7c00;
+        return (uint16_t)(sign | 0x7e00 | ((ax >> 13) & 0x3ff));
+    }
+    if (ax >= 0x477ff000) return sign | 0x7c00; /* >= 65520 rounds to inf */
+    if (ax >= 0x38800000) {                     /* normal half */
+        uint32_t r = ax + 0xfff + ((ax >> 13) & 1);
+        return (uint16_t)(sign | ((r - 0x38000000) >> 13));
+    }
+    if (ax < 0x33000000) return sign; /* below half the smallest subnormal */
+    /* subnormal half: value = k * 2^-24 with k = mant >> shift, rounded to even. A carry
+     * into bit 10 gives the smallest normal, which is the right encoding. */
+    uint32_t e = ax >> 23, mant = (ax & 0x7fffff) | 0x800000;
+    uint32_t shift = 126 - e; /* 14..24 */
+    uint32_t k = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (k & 1))) k++;
+    return (uint16_t)(sign | k);
+}
+
+/* ---------------------------------------------------------------- blocks */
+
+/* llama.cpp's reference: the scale from the unrounded d, values through roundf. The clamp is
+ * a no-op for finite input (|x * id| <= 127 up to one ulp) and keeps NaN or inf input from
+ * reaching a float-to-int conversion, which would be undefined. SIMD versions copy this
+ * clamp-then-round sequence exactly. */
+void uhlm_quantize_block_q8_0(const float *x, int8_t *q, uint16_t *dh, float *df) {
+    float amax = 0.0f;
+    for (int j = 0; j < UHLM_QK; j++) {
+        float a = fabsf(x[j]);
+        amax = a > amax ? a : amax;
+    }
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint16_t h = uhlm_f32_to_f16(d);
+    if (dh) *dh = h;
+    if (df) *df = uhlm_f16_to_f32(h);
+    for (int j = 0; j < UHLM_QK; j++) {
+        float v = x[j] * id;
+        v = fmaxf(v, -127.0f);
+        v = fminf(v, 127.0f);
+        q[j] = (int8_t)roundf(v);
+    }
+}
+
+static void quantize_block_q4_0(const float *x, uhlm_block_q4_0 *y) {
+    /* the element of largest magnitude, with its sign, maps to -8 */
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < UHLM_QK; j++) {
+        const float v = x[j];
+        if (amax < fabsf(v)) {
+            amax = fabsf(v);
+            max = v;
+        }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y->d = uhlm_f32_to_f16(d);
+    for (int j = 0; j < UHLM_QK / 2; j++) {
+        /* x*id + 8.5 lies in [0.5, 16.5] for finite input; clamp so NaN cannot reach the
+         * conversion (llama.cpp's (int8_t) cast is undefined there too) */
+        float v0 = fminf(fmaxf(x[j] * id + 8.5f, 0.0f), 15.0f);
+        float v1 = fminf(fmaxf(x[j + UHLM_QK / 2] * id + 8.5f, 0.0f), 15.0f);
+        uint8_t a = (uint8_t)(int)v0, b = (uint8_t)(int)v1;
+        y->qs[j] = (uint8_t)(a | (b << 4));
+    }
+}
+
+void uhlm_quantize_row(uhlm_type t, const float *x, void *dst, int64_t n) {
+    switch (t) {
+    case UHLM_TYPE_F32: memcpy(dst, x, (size_t)n * sizeof(float)); break;
+    case UHLM_TYPE_F16: {
+        uint16_t *y = dst;
+        for (int64_t i = 0; i < n; i++) y[i] = uhlm_f32_to_f16(x[i]);
+        break;
+    }
+    case UHLM_TYPE_Q8_0: {
+        uhlm_block_q8_0 *y = dst;
+        for (int64_t b = 0; b < n / UHLM_QK; b++)
+            uhlm_quantize_block_q8_0(x + b * UHLM_QK, y[b].qs, &y[b].d, NULL);
+        break;
+    }
+    case UHLM_TYPE_Q4_0: {
+        uhlm_block_q4_0 *y = dst;
+        for (int64_t b = 0; b < n / UHLM_QK; b++) quantize_block_q4_0(x + b * UHLM_QK, &y[b]);
+        break;
+    }
+    case UHLM_TYPE_Q8_G: break; /* needs a tensor-wide group layout: not a row format */
+    }
+}
+
+void uhlm_dequantize_row(uhlm_type t, const void *src, float *y, int64_t n) {
+    switch (t) {
+    case UHLM_TYPE_F32: memcpy(y, src, (size_t)n * sizeof(float)); break;
+    case UHLM_TYPE_F16: {
+        const uint16_t *x = src;
+        for (int64_t i = 0; i < n; i++) y[i] = uhlm_f16_to_f32(x[i]);
+        break;
+    }
+    case UHLM_TYPE_Q8_0: {
+        const uhlm_block_q8_0 *x = src;
+        for (int64_t b = 0; b < n / UHLM_QK; b++) {
+            const float d = uhlm_f16_to_f32(x[b].d);
+            for (int j = 0; j < UHLM_QK; j++) y[b * UHLM_QK + j] = (float)x[b].qs[j] * d;
+        }
+        break;
+    }
+    case UHLM_TYPE_Q4_0: {
+        const uhlm_block_q4_0 *x = src;
+        for (int64_t b = 0; b < n / UHLM_QK; b++) {
+            const float d = uhlm_f16_to_f32(x[b].d);
+            for (int j = 0; j < UHLM_QK / 2; j++) {
+                y[b * UHLM_QK + j] = (float)((x[b].qs[j] & 0x0f) - 8) * d;
+                y[b * UHLM_QK + j + UHLM_QK / 2] = (float)((x[b].qs[j] >> 4) - 8) * d;
+            }
+        }
+        break;
+    }
+    case UHLM_TYPE_Q8_G: break;
+    }
+}
+
+/* ---------------------------------------------------------------- tensors */
+
+void uhlm_tensor_row(const uhlm_tensor *W, int64_t r, float *out) {
+    const int64_t cols = W->cols;
+    if (W->type == UHLM_TYPE_Q8_G) {
+        const int8_t *q = (const int8_t *)W->data + r * cols;
+        const int64_t base = r * cols, g = W->group;
+        for (int64_t j = 0; j < cols; j++) out[j] = (float)q[j] * W->scales[(base + j) / g];
+        return;
+    }
+    const uint8_t *row = (const uint8_t *)W->data + (size_t)r * uhlm_type_bytes(W->type, cols);
+    uhlm_dequantize_row(W->type, row, out, cols);
+}
+
+size_t uhlm_tensor_nbytes(const uhlm_tensor *W) {
+    if (W->rows <= 0 || W->cols <= 0) return 0;
+    size_t n = (size_t)W->rows * (size_t)W->cols;
+    if (W->type == UHLM_TYPE_Q8_G) {
+        size_t g = W->group > 0 ? (size_t)W->group : 1;
+        return n + (n + g - 1) / g * sizeof(float);
+    }
+    return (size_t)W->rows * uhlm_type_bytes(W->type, W->cols);
+}
+
+/* ---------------------------------------------------------------- SIMD levels */
+
+const char *uhlm_simd_name(uhlm_simd s) {
+    switch (s) {
+    case UHLM_SIMD_AUTO: return "auto";
+    case UHLM_SIMD_SCALAR: return "scalar";
+    case UHLM_SIMD_AVX2: return "avx2";
+    case UHLM_SIMD_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+int uhlm_simd_from_name(const char *name, uhlm_simd *out) {
+    static const uhlm_simd all[] = {UHLM_SIMD_AUTO, UHLM_SIMD_SCALAR, UHLM_SIMD_AVX2,
+                                    UHLM_SIMD_AVX512};
+    if (!name) return -1;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcasecmp(name, uhlm_simd_name(all[i])) == 0) {
+            if (out) *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+static int cpu_has_vnni(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+int uhlm_simd_supported(uhlm_simd s) {
+    switch (s) {
+    case UHLM_SIMD_AUTO:
+    case UHLM_SIMD_SCALAR: return 1;
+    case UHLM_SIMD_AVX2:
+    case UHLM_SIMD_AVX512:
+#if defined(__x86_64__)
+        __builtin_cpu_init();
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
+            !__builtin_cpu_supports("f16c"))
+            return 0;
+        if (s == UHLM_SIMD_AVX2) return 1;
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+        return 0;
+#endif
+    }
+    return 0;
+}
+
+uhlm_simd uhlm_simd_resolve(uhlm_simd want) {
+    if (want != UHLM_SIMD_AUTO) return want;
+    /* the environment may pin a level; an unsupported pin is returned as is so the caller's
+     * uhlm_simd_supported check reports it instead of silently running something else */
+    const char *env = getenv("UHLM_SIMD");
+    uhlm_simd s;
+    if (env && *env && uhlm_simd_from_name(env, &s) == 0 && s != UHLM_SIMD_AUTO) return s;
+    if (uhlm_simd_supported(UHLM_SIMD_AVX512)) return UHLM_SIMD_AVX512;
+    if (uhlm_simd_supported(UHLM_SIMD_AVX2)) return UHLM_SIMD_AVX2;
+    return UHLM_SIMD_SCALAR;
+}
+
+/* ---------------------------------------------------------------- scalar kernels */
+
+static inline int64_t tile_end_row(const uhlm_mm_args *a, int64_t t) {
+    int64_t e = (t + 1) * UHLM_MM_TILE;
+    return e < a->W->rows ? e : a->W->rows;
+}
+
+/* Four partial sums: a fixed order that is still several times faster than one chain, which
+ * matters where this is the production path (non-x86). */
+static float dot_f32(const float *w, const float *x, int64_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        s0 += w[k] * x[k];
+        s1 += w[k + 1] * x[k + 1];
+        s2 += w[k + 2] * x[k + 2];
+        s3 += w[k + 3] * x[k + 3];
+    }
+    float s = (s0 + s1) + (s2 + s3);
+    for (; k < n; k++) s += w[k] * x[k];
+    return s;
+}
+
+static float dot_f16(const uint16_t *w, const float *x, int64_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        s0 += uhlm_f16_to_f32(w[k]) * x[k];
+        s1 += uhlm_f16_to_f32(w[k + 1]) * x[k + 1];
+        s2 += uhlm_f16_to_f32(w[k + 2]) * x[k + 2];
+        s3 += uhlm_f16_to_f32(w[k + 3]) * x[k + 3];
+    }
+    float s = (s0 + s1) + (s2 + s3);
+    for (; k < n; k++) s += uhlm_f16_to_f32(w[k]) * x[k];
+    return s;
+}
+
+static void mm_f32_scalar(const uhlm_mm_args *a, int64_t t0, int64_t t1) {
+    const int64_t rows = a->W->rows, cols = a->W->cols;
+    const float *W = a->W->data;
+    for (int64_t r = t0 * UHLM_MM_TILE; r < tile_end_row(a, t1 - 1); r++)
+        for (int i = 0; i < a->n; i++)
+            a->Y[(size_t)i * rows + r] = dot_f32(W + r * cols, a->X + (size_t)i * cols, cols);
+}
+
+static void mm_f16_scalar(const uhlm_mm_args *a, int64_t t0, int64_t t1) {
+    const int64_t rows = a->W->rows, cols = a->W->cols;
+    const uint16_t *W = a->W->data;
+    for (int64_t r = t0 * UHLM_MM_TILE; r < tile_end_row(a, t1 - 1); r++)
+        for (int i = 0; i < a->n; i++)
+            a->Y[(size_t)i * rows + r] = dot_f16(W + r * cols, a->X + (size_t)i * cols, cols);
+}
+
+/* Per block: an exact integer dot, scaled by d_w * d_x, accumulated in block order; the same
+ * arithmetic as llama.cpp's scalar ggml_vec_dot_q8_0_q8_0. */
+static void mm_q8_0_scalar(const uhlm_mm_args *a, int64_t t0, int64_t t1) {
+    const int64_t rows = a->W->rows, cols = a->W->cols, nb = cols / UHLM_QK;
+    const uhlm_block_q8_0 *W = a->W->data;
+    for (int64_t r = t0 * UHLM_MM_TILE; r < tile_end_row(a, t1 - 1); r++) {
+        const uhlm_block_q8_0 *w = W + r * nb;
+        for (int i = 0; i < a->n; i++) {
+            const int8_t *xq = a->xq + (size_t)i * cols;
+            const float *xd = a->xd + (size_t)i * nb;
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int j = 0; j < UHLM_QK; j++) s += (int32_t)w[b].qs[j] * xq[b * UHLM_QK + j];
+                acc += (float)s * (uhlm_f16_to_f32(w[b].d) * xd[b]);
+            }
+            a->Y[(size_t)i * rows + r] = acc;
+        }
+    }
+}
+
+static void mm_q4_0_scalar(const uhlm_mm_args *a, int64_t t0, int64_t t1) {
+    const int64_t rows = a->W->rows, cols = a->W->cols, nb = cols / UHLM_QK;
+    const uhlm_block_q4_0 *W = a->W->data;
+    for (int64_t r = t0 * UHLM_MM_TILE; r < tile_end_row(a, t1 - 1); r++) {
+        const uhlm_block_q4_0 *w = W + r * nb;
+        for (int i = 0; i < a->n; i++) {
+            const int8_t *xq = a->xq + (size_t)i * cols;
+            const float *xd = a->xd + (size_t)i * nb;
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const int8_t *x = xq + b * UHLM_QK;
+                int32_t s = 0;
+                for (int j = 0; j < UHLM_QK / 2; j++) {
+                    s += ((w[b].qs[j] & 0x0f) - 8) * x[j];
+                    s += ((w[b].qs[j] >> 4) - 8) * x[j + UHLM_QK / 2];
+                }
+                acc += (float)s * (uhlm_f16_to_f32(w[b].d) * xd[b]);
+            }
+            a->Y[(size_t)i * rows + r] = acc;
+        }
+    }
+}
+
+/* Each maximal run of a row inside one group is summed in float, then scaled: one multiply
+ * per group rather than per element, and correct when a row starts or ends mid-group. */
+void uhlm_mm_q8_g_scalar(const uhlm_mm_args *a, int64_t t0, int64_t t1) {
+    const int64_t rows = a->W->rows, cols = a->W->cols, G = a->W->group;
+    const int8_t *Q = a->W->data;
+    const float *S = a->W->scales;
+    for (int64_t r = t0 * UHLM_MM_TILE; r < tile_end_row(a, t1 - 1); r++) {
+        const int64_t base = r * cols;
+        for (int i = 0; i < a->n; i++) {
+            const float *x = a->X + (size_t)i * cols;
+            float acc = 0.0f;
+            for (int64_t j = 0; j < cols;) {
+                const int64_t g = (base + j) / G;
+                int64_t end = (g + 1) * G - base;
+                if (end > cols) end = cols;
+                float s = 0.0f;
+                for (; j < end; j++) s += (float)Q[base + j] * x[j];
+                acc += s * S[g];
+            }
+            a->Y[(size_t)i * rows + r] = acc;
+        }
+    }
+}
+
+static void quantize_x_scalar(const float *x, int8_t *q, float *d, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++)
+        uhlm_quantize_block_q8_0(x + b * UHLM_QK, q + b * UHLM_QK, NULL, d + b);
+}
+
+void uhlm_kernels_scalar(uhlm_kernels *k) {
+    k->f32 = mm_f32_scalar;
+    k->f16 = mm_f16_scalar;
+    k->q8_0 = mm_q8_0_scalar;
+    k->q4_0 = mm_q4_0_scalar;
+    k->q8_g = uhlm_mm_q8_g_scalar;
+    k->q8_g_aligned = uhlm_mm_q8_g_scalar;
+    k->quantize_x = quantize_x_scalar;
+}
+
+/* ---------------------------------------------------------------- matmul driver */
+
+/* Work below which a parallel range is not worth handing to another thread: a pool wakeup
+ * costs on the order of a microsecond, this many multiply-adds several. */
+#define GRAIN_MACS 65536
+/* Activation blocks quantized per parallel range; a decode step (one row) stays inline. */
+#define GRAIN_QX_BLOCKS 512
+
+static int8_t *scratch_q(void *scratch) {
+    return (int8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+}
+
+size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n) {
+    if (W->type != UHLM_TYPE_Q8_0 && W->type != UHLM_TYPE_Q4_0) return 0;
+    if (n <= 0) n = 1;
+    size_t v = (size_t)n * (size_t)W->cols; /* int8 values, rows stay 32-byte aligned */
+    size_t s = v / UHLM_QK * sizeof(float);  /* fp32 copies of the fp16 scales */
+    return 64 + v + s;                       /* 64: room to align an unaligned buffer */
+}
+
+typedef struct {
+    uhlm_mm_fn fn;
+    const uhlm_mm_args *a;
+} mm_job;
+
+static void mm_task(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const mm_job *j = arg;
+    j->fn(j->a, b, e);
+}
+
+typedef struct {
+    uhlm_qx_fn fn;
+    const float *x;
+    int8_t *q;
+    float *d;
+} qx_job;
+
+static void qx_task(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const qx_job *j = arg;
+    j->fn(j->x + b * UHLM_QK, j->q + b * UHLM_QK, j->d + b, e - b);
+}
+
+void uhlm_matmul(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *W, const float *X, int n,
+                 float *Y, void *scratch) {
+    if (n <= 0 || W->rows <= 0 || W->cols <= 0) return;
+    uhlm_kernels k;
+    memset(&k, 0, sizeof k);
+    uhlm_kernels_scalar(&k);
+    if (simd == UHLM_SIMD_AVX2 || simd == UHLM_SIMD_AVX512) uhlm_kernels_avx2(&k);
+    if (simd == UHLM_SIMD_AVX512) uhlm_kernels_avx512(&k, cpu_has_vnni());
+
+    uhlm_mm_args a = {W, X, n, Y, NULL, NULL};
+    uhlm_mm_fn fn = NULL;
+    switch (W->type) {
+    case UHLM_TYPE_F32: fn = k.f32; break;
+    case UHLM_TYPE_F16: fn = k.f16; break;
+    case UHLM_TYPE_Q8_0: fn = k.q8_0; break;
+    case UHLM_TYPE_Q4_0: fn = k.q4_0; break;
+    case UHLM_TYPE_Q8_G:
+        fn = (W->cols % W->group == 0 && W->group % 8 == 0) ? k.q8_g_aligned : k.q8_g;
+        break;
+    }
+    if (!fn) return;
+    if (W->type == UHLM_TYPE_Q8_0 || W->type == UHLM_TYPE_Q4_0) {
+        const int64_t nblocks = (int64_t)n * (W->cols / UHLM_QK);
+        int8_t *q = scratch_q(scratch);
+        float *d = (float *)(q + (size_t)n * (size_t)W->cols);
+        qx_job qj = {k.quantize_x, X, q, d};
+        uhlm_pool_run(pool, qx_task, &qj, nblocks, GRAIN_QX_BLOCKS);
+        a.xq = q;
+        a.xd = d;
+    }
+    const int64_t tiles = (W->rows + UHLM_MM_TILE - 1) / UHLM_MM_TILE;
+    const int64_t per_tile = (int64_t)UHLM_MM_TILE * W->cols * n;
+    const int64_t grain = per_tile >= GRAIN_MACS ? 1 : (GRAIN_MACS + per_tile - 1) / per_tile;
+    mm_job job = {fn, &a};
+    uhlm_pool_run(pool, mm_task, &job, tiles, grain);
+}

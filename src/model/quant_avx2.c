@@ -1,0 +1,402 @@
+/* quant_avx2.c: AVX2 + FMA + F16C matmul kernels and activation quantization (see
+ * quant_internal.h for the tiling contract).
+ *
+ * Functions carry target attributes instead of the file getting -mavx2, so the library is
+ * built with the common flags, runs on any x86-64 and only calls these after
+ * uhlm_simd_supported says the CPU has them. Off x86-64 the file provides no kernels.
+ *
+ * Per output element the summation order is fixed by (cols, type) alone: one 8-lane
+ * accumulator walked in column order, reduced by hsum8, plus a scalar tail for F32/F16. The
+ * tile shape (how many weight and activation rows share a pass) never changes it, which is
+ * what makes results independent of thread count and batch composition. */
+#include "model/quant_internal.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+
+INL float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Weight row pointers for tile t: rows past the end repeat the last row (see
+ * quant_internal.h). Returns how many rows are real. */
+static inline int tile_rows(const uhlm_mm_args *a, int64_t t, size_t row_bytes,
+                            const void *w[UHLM_MM_TILE]) {
+    const int64_t rows = a->W->rows, r0 = t * UHLM_MM_TILE;
+    for (int r = 0; r < UHLM_MM_TILE; r++) {
+        int64_t rr = r0 + r < rows ? r0 + r : rows - 1;
+        w[r] = (const uint8_t *)a->W->data + (size_t)rr * row_bytes;
+    }
+    return rows - r0 < UHLM_MM_TILE ? (int)(rows - r0) : UHLM_MM_TILE;
+}
+
+/* Y[i][row0 .. row0 + nr) = o[0 .. nr) */
+static inline void store_rows(const uhlm_mm_args *a, int64_t row0, int i, int nr, const float *o) {
+    float *y = a->Y + (size_t)i * (size_t)a->W->rows + (size_t)row0;
+    for (int r = 0; r < nr; r++) y[r] = o[r];
+}
+
+/* Every kernel below is a micro-kernel over R weight rows (R = 1 or 4, a constant after
+ * inlining) plus a driver that picks the row-wise walk for small n (UHLM_MM_ROWWISE_N) and the
+ * four-row walk otherwise. A micro-kernel gives each (weight row, activation row) pair its
+ * own accumulator, so both walks produce the same bits. */
+
+/* ---------------------------------------------------------------- F32 / F16 */
+
+/* R weight rows x rx (<= 2) activation rows. Each element owns two accumulators (even and
+ * odd 8-column steps), so even one row against one activation has two FMA chains in flight;
+ * one chain would cap F16 at 16 bytes per FMA latency, below DRAM speed. Per element: 16-column
+ * steps in order, then at most one 8-column step into the first accumulator, hsum8 of their
+ * sum, then the scalar tail. In the four-row walk only rx = 1 fits the 16 registers, which
+ * costs little: the loads, not the FMAs, bound that loop. */
+#define FLOAT_TILE(NAME, WT, LOADW, LOADW1)                                                      \
+    INL void NAME(const WT *const *w, const int R, const float *x, int64_t cols, const int rx,   \
+                  float *out, int64_t pf) {                                                      \
+        __m256 acc[2][UHLM_MM_TILE][2];                                                          \
+        _Pragma("GCC unroll 2") for (int i = 0; i < rx; i++)                                     \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[i][r][0] = acc[i][r][1] =    \
+                _mm256_setzero_ps();                                                             \
+        int64_t k = 0;                                                                           \
+        for (; k + 16 <= cols; k += 16) {                                                        \
+            if (pf && ((k * (int64_t)sizeof(WT)) & 63) == 0)                                     \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                              \
+                    _mm_prefetch((const char *)(w[r] + k) + pf, _MM_HINT_T0);                    \
+            _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                \
+                __m256 wv[UHLM_MM_TILE];                                                         \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] =                      \
+                    LOADW(w[r] + k + 8 * h);                                                     \
+                _Pragma("GCC unroll 2") for (int i = 0; i < rx; i++) {                           \
+                    const __m256 xv = _mm256_loadu_ps(x + (size_t)i * cols + k + 8 * h);         \
+                    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[i][r][h] =           \
+                        _mm256_fmadd_ps(wv[r], xv, acc[i][r][h]);                                \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+        if (k + 8 <= cols) {                                                                     \
+            _Pragma("GCC unroll 2") for (int i = 0; i < rx; i++) {                               \
+                const __m256 xv = _mm256_loadu_ps(x + (size_t)i * cols + k);                     \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[i][r][0] =               \
+                    _mm256_fmadd_ps(LOADW(w[r] + k), xv, acc[i][r][0]);                          \
+            }                                                                                    \
+            k += 8;                                                                              \
+        }                                                                                        \
+        _Pragma("GCC unroll 2") for (int i = 0; i < rx; i++) {                                   \
+            const float *xi = x + (size_t)i * cols;                                              \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                \
+                float s = hsum8(_mm256_add_ps(acc[i][r][0], acc[i][r][1]));                      \
+                for (int64_t kk = k; kk < cols; kk++) s += LOADW1(w[r][kk]) * xi[kk];           \
+                out[i * R + r] = s;                                                              \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+#define LOAD_F32(p) _mm256_loadu_ps(p)
+#define LOAD1_F32(v) (v)
+#define LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define LOAD1_F16(v) _cvtsh_ss(v)
+
+FLOAT_TILE(tile_f32, float, LOAD_F32, LOAD1_F32)
+FLOAT_TILE(tile_f16, uint16_t, LOAD_F16, LOAD1_F16)
+
+/* All n activation rows against R weight rows starting at row0; pairs of activation rows
+ * share weight loads when R = 1 (registers allow it), single rows when R = 4. */
+#define FLOAT_ROWS(TILE, w, R, row0, nr, pf)                                                     \
+    do {                                                                                         \
+        float o[2 * UHLM_MM_TILE];                                                               \
+        int i = 0;                                                                               \
+        if ((R) == 1)                                                                            \
+            for (; i + 2 <= a->n; i += 2) {                                                      \
+                TILE(w, R, a->X + (size_t)i * cols, cols, 2, o, 0);                              \
+                store_rows(a, row0, i, nr, o);                                                   \
+                store_rows(a, row0, i + 1, nr, o + 1);                                           \
+            }                                                                                    \
+        for (; i < a->n; i++) {                                                                  \
+            TILE(w, R, a->X + (size_t)i * cols, cols, 1, o, i == 0 ? (pf) : 0);                  \
+            store_rows(a, row0, i, nr, o);                                                       \
+        }                                                                                        \
+    } while (0)
+
+#define FLOAT_KERNEL(NAME, TILE, WT)                                                             \
+    TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
+        const int64_t cols = a->W->cols;                                                         \
+        const size_t row_bytes = (size_t)cols * sizeof(WT);                                      \
+        const int64_t pf = uhlm_mm_prefetch_distance((int64_t)row_bytes);                        \
+        for (int64_t t = t0; t < t1; t++) {                                                      \
+            const void *wp[UHLM_MM_TILE];                                                        \
+            const int nr = tile_rows(a, t, row_bytes, wp);                                       \
+            const WT *w[UHLM_MM_TILE];                                                           \
+            for (int r = 0; r < UHLM_MM_TILE; r++) w[r] = wp[r];                                 \
+            if (a->n < UHLM_MM_ROWWISE_N) {                                                      \
+                for (int r = 0; r < nr; r++)                                                     \
+                    FLOAT_ROWS(TILE, (w + r), 1, t * UHLM_MM_TILE + r, 1, 0);                    \
+            } else {                                                                             \
+                FLOAT_ROWS(TILE, w, UHLM_MM_TILE, t * UHLM_MM_TILE, nr, pf);                     \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+FLOAT_KERNEL(mm_f32_avx2, tile_f32, float)
+FLOAT_KERNEL(mm_f16_avx2, tile_f16, uint16_t)
+
+/* ---------------------------------------------------------------- Q8_0 / Q4_0 */
+
+/* Weight scales are converted from fp16 ahead of the dot loop, SCALE_CHUNK blocks at a time,
+ * into ws[R * b + r]: with four rows the inner loop then needs one multiply by the activation
+ * scale for all of them and a broadcast per row, instead of a load, an F16C conversion, a
+ * multiply and a broadcast per row. d_w * d_x is the same product either way. */
+#define SCALE_CHUNK 256
+
+INL void convert_scales(const void *const *w, size_t bsize, const int R, int64_t b0, int64_t cnt,
+                        float *ws) {
+    if (R == 1) {
+        const uint8_t *p = (const uint8_t *)w[0] + (size_t)b0 * bsize;
+        for (int64_t b = 0; b < cnt; b++) {
+            uint16_t h;
+            memcpy(&h, p + (size_t)b * bsize, 2);
+            ws[b] = _cvtsh_ss(h);
+        }
+        return;
+    }
+    for (int64_t b = 0; b < cnt; b++) {
+        uint16_t h[4];
+        for (int r = 0; r < 4; r++) memcpy(&h[r], (const uint8_t *)w[r] + (size_t)(b0 + b) * bsize, 2);
+        const __m128i hv = _mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], 0, 0, 0, 0);
+        _mm_store_ps(ws + 4 * b, _mm_cvtph_ps(hv));
+    }
+}
+
+/* d[r] = ws[R * b + r] * dx for the R rows */
+INL void block_scales(const float *ws, const int R, float dx, float *d) {
+    if (R == 1)
+        d[0] = ws[0] * dx;
+    else
+        _mm_store_ps(d, _mm_mul_ps(_mm_load_ps(ws), _mm_set1_ps(dx)));
+}
+
+/* Per block and row, the integer lanes hold exact sums over 4 consecutive elements (the
+ * maddubs + madd pairing); the AVX-512 VNNI kernels produce the same lanes, so both levels
+ * agree bit for bit. Then acc += (d_w * d_x) * lanes, as llama.cpp's AVX2 dot does. */
+INL void q8_0_blocks(const void *const *wv, const int R, const int8_t *xq, const float *xd,
+                     const float *ws, int64_t b0, int64_t b1, __m256 *acc, int64_t pf) {
+    const uhlm_block_q8_0 *const *w = (const uhlm_block_q8_0 *const *)wv;
+    const __m256i ones = _mm256_set1_epi16(1);
+    /* a local copy lets the accumulators live in registers for the whole loop */
+    __m256 l[UHLM_MM_TILE];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) l[r] = acc[r];
+    for (int64_t b = b0; b < b1; b++) {
+        const __m256i x = _mm256_load_si256((const __m256i *)(xq + b * UHLM_QK));
+        float d[4] __attribute__((aligned(16)));
+        block_scales(ws + R * (b - b0), R, xd[b], d);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            if (pf) _mm_prefetch((const char *)&w[r][b] + pf, _MM_HINT_T0);
+            const __m256i q = _mm256_loadu_si256((const __m256i *)w[r][b].qs);
+            /* maddubs wants one unsigned operand: |q| times x with q's sign */
+            const __m256i p = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
+            l[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + r), _mm256_cvtepi32_ps(p), l[r]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = l[r];
+}
+
+/* Nibbles n in [0, 15] go straight into maddubs as the unsigned operand; the -8 offset is
+ * taken off once per activation block as maddubs(8, x), which is exact in int16. */
+INL void q4_0_blocks(const void *const *wv, const int R, const int8_t *xq, const float *xd,
+                     const float *ws, int64_t b0, int64_t b1, __m256 *acc, int64_t pf) {
+    const uhlm_block_q4_0 *const *w = (const uhlm_block_q4_0 *const *)wv;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    /* unpack: the 16 bytes broadcast to both halves, the upper half shifted by 4, then masked:
+     * one load-port broadcast and two ALU ops instead of shift, insert and mask */
+    const __m256i hi4 = _mm256_setr_epi64x(0, 0, 4, 4);
+    __m256 l[UHLM_MM_TILE];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) l[r] = acc[r];
+    for (int64_t b = b0; b < b1; b++) {
+        const __m256i x = _mm256_load_si256((const __m256i *)(xq + b * UHLM_QK));
+        const __m256i c = _mm256_maddubs_epi16(eight, x);
+        float d[4] __attribute__((aligned(16)));
+        block_scales(ws + R * (b - b0), R, xd[b], d);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            if (pf && !(b & 1)) _mm_prefetch((const char *)&w[r][b] + pf, _MM_HINT_T0);
+            const __m256i u = _mm256_and_si256(
+                _mm256_srlv_epi64(_mm256_broadcastsi128_si256(
+                                      _mm_loadu_si128((const __m128i *)w[r][b].qs)),
+                                  hi4),
+                m4);
+            const __m256i p =
+                _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, x), c), ones);
+            l[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + r), _mm256_cvtepi32_ps(p), l[r]);
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = l[r];
+}
+
+/* All n activation rows against R weight rows starting at row0. Weight scales are converted
+ * once when the row fits one chunk (the usual case), else once per chunk and activation row. */
+#define QUANT_ROWS(BLOCKS, BT, w, R, row0, nr, pf)                                               \
+    do {                                                                                         \
+        for (int i = 0; i < a->n; i++) {                                                         \
+            const int8_t *xq = a->xq + (size_t)i * cols;                                         \
+            const float *xd = a->xd + (size_t)i * nb;                                            \
+            __m256 acc[UHLM_MM_TILE];                                                            \
+            for (int r = 0; r < (R); r++) acc[r] = _mm256_setzero_ps();                          \
+            for (int64_t b0 = 0; b0 < nb; b0 += SCALE_CHUNK) {                                   \
+                const int64_t b1 = nb - b0 < SCALE_CHUNK ? nb : b0 + SCALE_CHUNK;                \
+                if (i == 0 || nb > SCALE_CHUNK)                                                  \
+                    convert_scales(w, sizeof(BT), R, b0, b1 - b0, ws);                           \
+                if (i == 0 && (pf))                                                              \
+                    BLOCKS(w, R, xq, xd, ws, b0, b1, acc, pf);                                   \
+                else                                                                             \
+                    BLOCKS(w, R, xq, xd, ws, b0, b1, acc, 0);                                    \
+            }                                                                                    \
+            float o[UHLM_MM_TILE];                                                               \
+            for (int r = 0; r < (R); r++) o[r] = hsum8(acc[r]);                                  \
+            store_rows(a, row0, i, nr, o);                                                       \
+        }                                                                                        \
+    } while (0)
+
+#define QUANT_KERNEL(NAME, BLOCKS, BT)                                                           \
+    TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
+        const int64_t cols = a->W->cols, nb = cols / UHLM_QK;                                    \
+        const size_t row_bytes = (size_t)nb * sizeof(BT);                                        \
+        const int64_t pf = uhlm_mm_prefetch_distance((int64_t)row_bytes);                        \
+        float ws[UHLM_MM_TILE * SCALE_CHUNK] __attribute__((aligned(32)));                       \
+        for (int64_t t = t0; t < t1; t++) {                                                      \
+            const void *w[UHLM_MM_TILE];                                                         \
+            const int nr = tile_rows(a, t, row_bytes, w);                                        \
+            if (a->n < UHLM_MM_ROWWISE_N) {                                                      \
+                for (int r = 0; r < nr; r++)                                                     \
+                    QUANT_ROWS(BLOCKS, BT, (w + r), 1, t * UHLM_MM_TILE + r, 1, 0);              \
+            } else {                                                                             \
+                QUANT_ROWS(BLOCKS, BT, w, UHLM_MM_TILE, t * UHLM_MM_TILE, nr, pf);               \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+QUANT_KERNEL(mm_q8_0_avx2, q8_0_blocks, uhlm_block_q8_0)
+QUANT_KERNEL(mm_q4_0_avx2, q4_0_blocks, uhlm_block_q4_0)
+
+/* ---------------------------------------------------------------- Q8_G */
+
+/* cols % group == 0 and group % 8 == 0: every row starts on a group boundary, so groups are
+ * whole 8-element steps. Per group an 8-lane float sum, then acc += scale * sum. */
+INL void q8_g_dot(const int8_t *const *w, const float *const *s, const int R, const float *x,
+                  int64_t G, int64_t gpr, float *out, int64_t pf) {
+    __m256 acc[UHLM_MM_TILE];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < gpr; g++) {
+        __m256 ga[UHLM_MM_TILE];
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) ga[r] = _mm256_setzero_ps();
+        for (int64_t k = g * G; k < (g + 1) * G; k += 8) {
+            if (pf && (k & 63) == 0)
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+                    _mm_prefetch((const char *)(w[r] + k) + pf, _MM_HINT_T0);
+            const __m256 xv = _mm256_loadu_ps(x + k);
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+                const __m256 wv = _mm256_cvtepi32_ps(
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(w[r] + k))));
+                ga[r] = _mm256_fmadd_ps(wv, xv, ga[r]);
+            }
+        }
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] =
+            _mm256_fmadd_ps(_mm256_set1_ps(s[r][g]), ga[r], acc[r]);
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) out[r] = hsum8(acc[r]);
+}
+
+TGT static void mm_q8_g_avx2(const uhlm_mm_args *a, int64_t t0, int64_t t1) {
+    const int64_t cols = a->W->cols, G = a->W->group, gpr = cols / G;
+    const int64_t pf = uhlm_mm_prefetch_distance(cols);
+    for (int64_t t = t0; t < t1; t++) {
+        const void *wp[UHLM_MM_TILE];
+        const int nr = tile_rows(a, t, (size_t)cols, wp);
+        const int8_t *w[UHLM_MM_TILE];
+        const float *s[UHLM_MM_TILE];
+        for (int r = 0; r < UHLM_MM_TILE; r++) {
+            w[r] = wp[r];
+            /* rows start on group boundaries: row k's scales begin at k * gpr */
+            s[r] = a->W->scales + (w[r] - (const int8_t *)a->W->data) / cols * gpr;
+        }
+        float o[UHLM_MM_TILE];
+        if (a->n < UHLM_MM_ROWWISE_N) {
+            for (int r = 0; r < nr; r++)
+                for (int i = 0; i < a->n; i++) {
+                    q8_g_dot(w + r, s + r, 1, a->X + (size_t)i * cols, G, gpr, o, 0);
+                    store_rows(a, t * UHLM_MM_TILE + r, i, 1, o);
+                }
+        } else {
+            for (int i = 0; i < a->n; i++) {
+                q8_g_dot(w, s, UHLM_MM_TILE, a->X + (size_t)i * cols, G, gpr, o, i == 0 ? pf : 0);
+                store_rows(a, t * UHLM_MM_TILE, i, nr, o);
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- activations */
+
+/* Bit-identical to uhlm_quantize_block_q8_0: the same amax (max is exact in any order), the
+ * same scalar d and 1/d, the same clamp, and roundf done exactly as truncate-then-adjust
+ * (round-half-away-from-zero, which _mm256_round_ps has no mode for). */
+TGT static void quantize_x_avx2(const float *x, int8_t *q, float *d, int64_t nb) {
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < nb; b++) {
+        const float *xb = x + b * UHLM_QK;
+        __m256 v[4];
+        __m256 m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            /* NaN in the first operand yields the second: NaNs are ignored, as in the
+             * scalar `a > amax ? a : amax` */
+            m = _mm256_max_ps(_mm256_andnot_ps(signbit, v[k]), m);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float dd = amax / 127.0f;
+        const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+        d[b] = _cvtsh_ss(_cvtss_sh(dd, _MM_FROUND_TO_NEAREST_INT));
+        const __m256 idv = _mm256_set1_ps(id);
+        __m256i iv[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_mul_ps(v[k], idv);
+            t = _mm256_min_ps(_mm256_max_ps(t, lo), hi); /* max(NaN, lo) = lo, like fmaxf */
+            const __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 frac = _mm256_andnot_ps(signbit, _mm256_sub_ps(t, tr));
+            const __m256 step = _mm256_or_ps(one, _mm256_and_ps(t, signbit));
+            const __m256 adj = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), step);
+            iv[k] = _mm256_cvttps_epi32(_mm256_add_ps(tr, adj));
+        }
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]),
+                                       _mm256_packs_epi32(iv[2], iv[3]));
+        p = _mm256_permutevar8x32_epi32(p, perm);
+        _mm256_storeu_si256((__m256i *)(q + b * UHLM_QK), p);
+    }
+}
+
+void uhlm_kernels_avx2(uhlm_kernels *k) {
+    k->f32 = mm_f32_avx2;
+    k->f16 = mm_f16_avx2;
+    k->q8_0 = mm_q8_0_avx2;
+    k->q4_0 = mm_q4_0_avx2;
+    k->q8_g_aligned = mm_q8_g_avx2;
+    k->quantize_x = quantize_x_avx2;
+}
+
+#else
+
+void uhlm_kernels_avx2(uhlm_kernels *k) { (void)k; }
+
+#endif

@@ -1,0 +1,77 @@
+/* quant_internal.h: what quant.c shares with its SIMD kernel files (quant_avx2.c,
+ * quant_avx512.c). Not installed; nothing outside src/model/quant*.c includes it.
+ *
+ * A matmul is cut into tiles of UHLM_MM_TILE consecutive weight rows, the unit of parallel
+ * work. A kernel computes whole tiles, for all n activation rows, so each weight row is read
+ * from memory once per call and then reused from L1. In the four-row walk, when the last tile
+ * is short, kernels point the missing rows at the last real row and drop their results. Each
+ * output element has its own accumulator walked in a fixed order, whatever the walk, so its
+ * value does not depend on where tiles, thread ranges or batch boundaries fall. */
+#ifndef UHLM_QUANT_INTERNAL_H
+#define UHLM_QUANT_INTERNAL_H
+
+#include <stdint.h>
+
+#include "uhlm/quant.h"
+
+#define UHLM_MM_TILE 4
+
+/* With fewer activation rows than this, kernels walk a tile one weight row at a time. Memory
+ * then sees one sequential stream, which the hardware prefetcher follows at full speed; four
+ * interleaved row streams lost up to a third of the bandwidth when rows are a few KB (measured
+ * on Zen 4: 16-18 vs 23-26 GB/s). With more activation rows the work per weight byte is high
+ * enough that sharing activation loads across four weight rows matters more. The order of the
+ * sums per output element is the same either way. */
+#ifndef UHLM_MM_ROWWISE_N
+#define UHLM_MM_ROWWISE_N 4
+#endif
+
+/* In the four-row walk, kernels software-prefetch the next tile when a tile is at most this
+ * many bytes (short rows: Q4_0 at 4096 columns gained ~40%); large tiles stream well enough
+ * and prefetching them a whole tile ahead would only evict L1. */
+#define UHLM_MM_PREFETCH_MAX (32 * 1024)
+
+static inline int64_t uhlm_mm_prefetch_distance(int64_t row_bytes) {
+    const int64_t tile = row_bytes * UHLM_MM_TILE;
+    return tile <= UHLM_MM_PREFETCH_MAX ? tile : 0;
+}
+
+typedef struct uhlm_mm_args {
+    const uhlm_tensor *W;
+    const float *X; /* n rows of W->cols floats */
+    int n;
+    float *Y; /* Y[i * W->rows + r] */
+    /* Q8_0 / Q4_0 only: X quantized to Q8_0 blocks, split into values (n rows of W->cols
+     * int8, 32-byte aligned rows) and scales (n rows of W->cols / 32 floats, already rounded
+     * through fp16 exactly as the block would store them). */
+    const int8_t *xq;
+    const float *xd;
+} uhlm_mm_args;
+
+/* Computes tiles [t0, t1). */
+typedef void (*uhlm_mm_fn)(const uhlm_mm_args *a, int64_t t0, int64_t t1);
+/* Quantizes nb consecutive 32-float blocks to Q8_0 values q[nb*32] and scales d[nb]. Every
+ * implementation produces bit-identical output (llama.cpp's reference rounding). */
+typedef void (*uhlm_qx_fn)(const float *x, int8_t *q, float *d, int64_t nb);
+
+typedef struct uhlm_kernels {
+    uhlm_mm_fn f32, f16, q8_0, q4_0;
+    uhlm_mm_fn q8_g;         /* any cols / group */
+    uhlm_mm_fn q8_g_aligned; /* only when cols % group == 0 and group % 8 == 0 */
+    uhlm_qx_fn quantize_x;
+} uhlm_kernels;
+
+/* Each fills the entries it implements and leaves the others alone, so quant.c layers them:
+ * scalar, then AVX2, then AVX-512. Off x86-64 the SIMD ones fill nothing. */
+void uhlm_kernels_scalar(uhlm_kernels *k);
+void uhlm_kernels_avx2(uhlm_kernels *k);
+void uhlm_kernels_avx512(uhlm_kernels *k, int has_vnni);
+
+/* One Q8_0 block, llama.cpp's quantize_row_q8_0_ref: d = amax / 127, q = round(x / d).
+ * Stores the fp16 scale in *dh and its float value in *df (either may be NULL). */
+void uhlm_quantize_block_q8_0(const float *x, int8_t *q, uint16_t *dh, float *df);
+
+/* Q8_G reference for tiles [t0, t1): any group, rows may start mid-group. */
+void uhlm_mm_q8_g_scalar(const uhlm_mm_args *a, int64_t t0, int64_t t1);
+
+#endif
