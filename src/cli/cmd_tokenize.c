@@ -1,0 +1,272 @@
+/* cmd_tokenize.c: `uhlm tokenize`, the token ids (and pieces) of a text.
+ *
+ * Useful to check prompts against SentencePiece and to see why two vocabularies disagree.
+ * The vocabulary comes from a model (-m: GGUF embeds one, llama2.c files take -z or fall back
+ * to the default tokenizer like `uhlm generate`) or from a llama2.c tokenizer.bin alone (-z). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "uhlm/model.h"
+#include "uhlm/tokenizer.h"
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: uhlm tokenize (-m MODEL [-z TOKENIZER] | -z TOKENIZER) [--no-bos] [--pieces]\n"
+            "                     [--json] TEXT...\n\n"
+            "Prints the token ids of TEXT (the arguments joined by single spaces; '-' alone reads\n"
+            "standard input), encoded exactly as SentencePiece encodes it.\n\n"
+            "  -m MODEL      take the vocabulary of a model (GGUF, or llama2.c with -z;\n"
+            "                a llama2.c model without -z uses %s)\n"
+            "  -z TOKENIZER  llama2.c tokenizer.bin (alone, or overriding the model's)\n"
+            "  --no-bos      do not start with BOS (id %d)\n"
+            "  --pieces      one token per line: id, a tab, and the piece (U+2581 shows a space,\n"
+            "                control characters are escaped)\n"
+            "  --json        a JSON array of ids, or of {\"id\", \"piece\"} objects with\n"
+            "                --pieces\n\n"
+            "Exit status: 0 ok, 1 a file could not be loaded or the text not encoded,\n"
+            "2 usage error.\n",
+            UHLM_DEFAULT_TOKENIZER, UHLM_TOKEN_BOS);
+}
+
+/* Reads all of stdin; NULL on error or out of memory (reported). */
+static char *read_stdin(size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *s = malloc(cap);
+    if (!s) {
+        fprintf(stderr, "uhlm tokenize: out of memory\n");
+        return NULL;
+    }
+    for (;;) {
+        if (n == cap) {
+            char *ns = cap < ((size_t)1 << 40) ? realloc(s, cap * 2) : NULL;
+            if (!ns) {
+                fprintf(stderr, "uhlm tokenize: out of memory reading standard input\n");
+                free(s);
+                return NULL;
+            }
+            s = ns;
+            cap *= 2;
+        }
+        size_t k = fread(s + n, 1, cap - n, stdin);
+        n += k;
+        if (k == 0) break;
+    }
+    if (ferror(stdin)) {
+        fprintf(stderr, "uhlm tokenize: error reading standard input\n");
+        free(s);
+        return NULL;
+    }
+    *len = n;
+    return s;
+}
+
+/* A piece made readable: ' ' as U+2581 (SentencePiece's own spelling), control bytes and
+ * backslash escaped so every token stays on one line. */
+static char *display_piece(const char *p, size_t n) {
+    char *s = malloc(4 * n + 1), *o = s;
+    if (!s) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == ' ') {
+            memcpy(o, "\xE2\x96\x81", 3);
+            o += 3;
+        } else if (c == '\n') {
+            memcpy(o, "\\n", 2);
+            o += 2;
+        } else if (c == '\t') {
+            memcpy(o, "\\t", 2);
+            o += 2;
+        } else if (c == '\r') {
+            memcpy(o, "\\r", 2);
+            o += 2;
+        } else if (c == '\\') {
+            memcpy(o, "\\\\", 2);
+            o += 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += sprintf(o, "\\x%02X", c);
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o = '\0';
+    return s;
+}
+
+static int print_json(const uhlm_tokenizer *tok, const int *ids, int n, int pieces) {
+    cJSON *arr = cJSON_CreateArray();
+    int ok = arr != NULL;
+    for (int i = 0; ok && i < n; i++) {
+        if (!pieces) {
+            cJSON *v = cJSON_CreateNumber(ids[i]);
+            ok = v && cJSON_AddItemToArray(arr, v);
+            continue;
+        }
+        size_t pl;
+        const char *p = uhlm_tokenizer_piece(tok, ids[i], &pl);
+        char *disp = display_piece(p ? p : "", p ? pl : 0);
+        cJSON *o = cJSON_CreateObject();
+        ok = disp && o && cJSON_AddNumberToObject(o, "id", ids[i]) &&
+             cJSON_AddStringToObject(o, "piece", disp);
+        free(disp);
+        if (o && !(ok && cJSON_AddItemToArray(arr, o))) {
+            cJSON_Delete(o);
+            ok = 0;
+        }
+    }
+    char *s = ok ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
+    if (!s) {
+        fprintf(stderr, "uhlm tokenize: out of memory\n");
+        return 1;
+    }
+    puts(s);
+    cJSON_free(s);
+    return 0;
+}
+
+static int print_plain(const uhlm_tokenizer *tok, const int *ids, int n, int pieces) {
+    for (int i = 0; i < n; i++) {
+        if (!pieces) {
+            printf(i ? " %d" : "%d", ids[i]);
+            continue;
+        }
+        size_t pl;
+        const char *p = uhlm_tokenizer_piece(tok, ids[i], &pl);
+        char *disp = display_piece(p ? p : "", p ? pl : 0);
+        if (!disp) {
+            fprintf(stderr, "uhlm tokenize: out of memory\n");
+            return 1;
+        }
+        printf("%d\t%s\n", ids[i], disp);
+        free(disp);
+    }
+    if (!pieces) putchar('\n');
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *cmd = "tokenize", *model_arg = NULL, *tok_arg = NULL;
+    int bos = 1, pieces = 0, json = 0, first_text = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(a, "--no-bos")) {
+            bos = 0;
+        } else if (!strcmp(a, "--pieces")) {
+            pieces = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "-z")) {
+            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
+            if (a[1] == 'm') model_arg = v;
+            else tok_arg = v;
+        } else if (!strcmp(a, "--")) {
+            first_text = i + 1;
+            break;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "uhlm tokenize: unknown option '%s' (see 'uhlm tokenize --help')\n", a);
+            return 2;
+        } else {
+            first_text = i;
+            break;
+        }
+    }
+    if (first_text < 0 || first_text >= argc) {
+        fprintf(stderr, "uhlm tokenize: no TEXT given (see 'uhlm tokenize --help')\n");
+        return 2;
+    }
+    if (!model_arg && !tok_arg) {
+        fprintf(stderr, "uhlm tokenize: give a model (-m) or a tokenizer (-z) "
+                        "(see 'uhlm tokenize --help')\n");
+        return 2;
+    }
+    /* options are only recognised before the text, so a text may start with '-' */
+    char *text = NULL;
+    size_t len = 0;
+    if (argc - first_text == 1 && !strcmp(argv[first_text], "-")) {
+        if (!(text = read_stdin(&len))) return 1;
+    } else {
+        for (int i = first_text; i < argc; i++) len += strlen(argv[i]) + 1;
+        text = malloc(len + 1);
+        if (!text) {
+            fprintf(stderr, "uhlm tokenize: out of memory\n");
+            return 1;
+        }
+        len = 0;
+        for (int i = first_text; i < argc; i++) {
+            if (i > first_text) text[len++] = ' ';
+            size_t k = strlen(argv[i]);
+            memcpy(text + len, argv[i], k);
+            len += k;
+        }
+        text[len] = '\0';
+    }
+
+    uhlm_error err = {{0}};
+    char mpath[1024], tpath[1024];
+    uhlm_model *m = NULL;
+    uhlm_tokenizer *own = NULL;
+    const uhlm_tokenizer *tok = NULL;
+    int *ids = NULL, rc = 1;
+    const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
+    if (model_arg) {
+        cli_find_model_file(model_arg, mpath, sizeof mpath);
+        if (!(m = uhlm_model_load(mpath, tp, &err))) {
+            fprintf(stderr, "uhlm tokenize: %s\n", err.msg);
+            goto done;
+        }
+        if (!m->tok) {
+            /* a llama2.c checkpoint has no vocabulary: the same default as `uhlm generate` */
+            uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
+                cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
+            if (!t || uhlm_model_attach_tokenizer(m, t, &err) != 0) {
+                fprintf(stderr,
+                        "uhlm tokenize: %s is a llama2.c file and needs a tokenizer (-z): %s\n",
+                        mpath, err.msg);
+                goto done;
+            }
+        }
+        tok = m->tok;
+    } else {
+        if (!(own = uhlm_tokenizer_load_bin(tp, 0, &err))) {
+            fprintf(stderr, "uhlm tokenize: %s\n", err.msg);
+            goto done;
+        }
+        tok = own;
+    }
+
+    /* a first guess that fits almost any text, then the exact size if it did not */
+    int cap = len < 1000000 ? (int)len + 8 : 1000008;
+    ids = malloc(sizeof(int) * (size_t)cap);
+    int n = ids ? uhlm_tokenize(tok, text, len, bos, 0, ids, cap, &err) : -2;
+    if (n > cap) {
+        free(ids);
+        cap = n;
+        ids = malloc(sizeof(int) * (size_t)cap);
+        n = ids ? uhlm_tokenize(tok, text, len, bos, 0, ids, cap, &err) : -2;
+    }
+    if (n == -2) {
+        fprintf(stderr, "uhlm tokenize: out of memory\n");
+        goto done;
+    }
+    if (n < 0) {
+        fprintf(stderr, "uhlm tokenize: %s\n", err.msg);
+        goto done;
+    }
+    rc = json ? print_json(tok, ids, n, pieces) : print_plain(tok, ids, n, pieces);
+    if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
+        fprintf(stderr, "uhlm tokenize: error writing the output\n");
+        rc = 1;
+    }
+done:
+    free(ids);
+    free(text);
+    uhlm_tokenizer_free(own);
+    uhlm_model_free(m);
+    return rc;
+}
