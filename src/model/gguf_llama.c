@@ -1,0 +1,588 @@
+/* gguf_llama.c: the GGUF `llama` architecture <-> uhlm_model mapping (load and save).
+ *
+ * Key and tensor names are llama.cpp's (llama-arch.cpp, convert_hf_to_gguf.py), so files we
+ * write load in llama.cpp and files llama.cpp's converters write load here:
+ *   token_embd.weight [dim, vocab], output_norm.weight [dim], output.weight [dim, vocab]
+ *   (absent: tied to token_embd), blk.N.{attn_norm, ffn_norm}.weight [dim],
+ *   blk.N.attn_{q,output}.weight [dim, dim], blk.N.attn_{k,v}.weight [dim, kv_dim],
+ *   blk.N.ffn_{gate,up}.weight [dim, hidden], blk.N.ffn_down.weight [hidden, dim].
+ * GGUF lists ne[0] (the row length, i.e. the input dimension) first.
+ *
+ * Q and K: llama.cpp's `llama` graph applies RoPE to adjacent pairs (rope type NORM), which is
+ * the layout of Meta's checkpoints and therefore of llama2.c's; only Hugging Face weights need
+ * the permutation that convert_hf_to_gguf.py applies. Our matrices are written as they are.
+ *
+ * The vocabulary travels in tokenizer.ggml.* with U+2581 for spaces; in memory the tokenizer
+ * stores ' ' (tokenizer.h), so pieces are converted on the way out and, by the tokenizer, on
+ * the way in. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uhlm/gguf.h"
+#include "uhlm/model.h"
+
+/* Marks random-weight models (uhlm convert --random-shape) so that nothing mistakes them for
+ * a real model: benchmarks may use them, quality evaluations must not. */
+#define KEY_SYNTHETIC "uhlm.synthetic"
+/* Names of matrices that could not take the requested block type (row length not a multiple
+ * of 32) and were kept in F32. */
+#define KEY_FALLBACK "uhlm.f32_fallback"
+
+/* ------------------------------------------------------------------ load */
+
+static int get_dim(const uhlm_gguf *g, const char *key, int required, int64_t def, int64_t lo,
+                   int64_t hi, int *out, uhlm_error *err) {
+    int64_t v = def;
+    if (uhlm_gguf_find_kv(g, key) || required)
+        if (uhlm_gguf_get_int(g, key, &v, err) != 0) return -1;
+    if (v < lo || v > hi)
+        return uhlm_set_error(err, "%s: %s = %lld is out of range [%lld, %lld]", uhlm_gguf_path(g),
+                              key, (long long)v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int get_pos_float(const uhlm_gguf *g, const char *key, double def, double hi, float *out,
+                         uhlm_error *err) {
+    double v = def;
+    if (uhlm_gguf_find_kv(g, key) && uhlm_gguf_get_float(g, key, &v, err) != 0) return -1;
+    if (!isfinite(v) || v <= 0 || v > hi)
+        return uhlm_set_error(err, "%s: %s = %g is out of range (0, %g]", uhlm_gguf_path(g), key, v,
+                              hi);
+    *out = (float)v;
+    return 0;
+}
+
+static void shape_str(const uhlm_gguf_tensor *t, char *buf, size_t cap) {
+    int n = snprintf(buf, cap, "[%llu", (unsigned long long)t->ne[0]);
+    for (uint32_t d = 1; d < t->n_dims && n > 0 && (size_t)n < cap; d++)
+        n += snprintf(buf + n, cap - (size_t)n, ", %llu", (unsigned long long)t->ne[d]);
+    if (n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "]");
+}
+
+/* The tensor must exist with ne = [ne0, ne1] (ne1 = 1: a vector); its data must be aligned for
+ * the element accesses the kernels make (GGUF allows alignments down to 1). */
+static const uhlm_gguf_tensor *need_tensor(const uhlm_gguf *g, const char *name, uint64_t ne0,
+                                           uint64_t ne1, uhlm_error *err) {
+    const char *path = uhlm_gguf_path(g);
+    const uhlm_gguf_tensor *t = uhlm_gguf_find_tensor(g, name);
+    if (!t) {
+        uhlm_set_error(err, "%s: missing tensor '%s'", path, name);
+        return NULL;
+    }
+    if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        char s[128];
+        shape_str(t, s, sizeof s);
+        if (ne1 == 1)
+            uhlm_set_error(err, "%s: tensor '%s' has shape %s, expected [%llu]", path, name, s,
+                           (unsigned long long)ne0);
+        else
+            uhlm_set_error(err,
+                           "%s: tensor '%s' has shape %s, expected [%llu, %llu] (ne[0] = input "
+                           "dim, ne[1] = output dim)",
+                           path, name, s, (unsigned long long)ne0, (unsigned long long)ne1);
+        return NULL;
+    }
+    uintptr_t need = t->type == UHLM_TYPE_F32 ? 4 : 2;
+    if ((uintptr_t)t->data % need != 0) {
+        uhlm_set_error(err, "%s: tensor '%s' data is not %u-byte aligned (file alignment too small)",
+                       path, name, (unsigned)need);
+        return NULL;
+    }
+    return t;
+}
+
+static int load_mat(const uhlm_gguf *g, const char *name, int rows, int cols, uhlm_tensor *out,
+                    uhlm_error *err) {
+    const uhlm_gguf_tensor *t = need_tensor(g, name, (uint64_t)cols, (uint64_t)rows, err);
+    if (!t) return -1;
+    memset(out, 0, sizeof *out);
+    out->type = t->type;
+    out->rows = rows;
+    out->cols = cols;
+    out->data = t->data;
+    return 0;
+}
+
+static int load_norm(const uhlm_gguf *g, const char *name, int dim, const float **out,
+                     uhlm_error *err) {
+    const uhlm_gguf_tensor *t = need_tensor(g, name, (uint64_t)dim, 1, err);
+    if (!t) return -1;
+    if (t->type != UHLM_TYPE_F32)
+        return uhlm_set_error(err, "%s: norm tensor '%s' has type %s, expected f32",
+                              uhlm_gguf_path(g), name, uhlm_type_name(t->type));
+    *out = t->data;
+    return 0;
+}
+
+static int str_is(uhlm_gguf_str s, const char *v) {
+    size_t n = strlen(v);
+    return s.len == n && memcmp(s.s, v, n) == 0;
+}
+
+static int str_contains(uhlm_gguf_str s, const char *v) {
+    size_t n = strlen(v);
+    for (uint64_t i = 0; i + n <= s.len; i++)
+        if (memcmp(s.s + i, v, n) == 0) return 1;
+    return 0;
+}
+
+static int check_special_id(const uhlm_gguf *g, const char *key, int64_t want, uhlm_error *err) {
+    if (!uhlm_gguf_find_kv(g, key)) return 0;
+    int64_t v;
+    if (uhlm_gguf_get_int(g, key, &v, err) != 0) return -1;
+    if (v != want)
+        return uhlm_set_error(err, "%s: %s is %lld; only %lld is supported (Llama vocabulary)",
+                              uhlm_gguf_path(g), key, (long long)v, (long long)want);
+    return 0;
+}
+
+/* Builds the embedded SentencePiece vocabulary; *out stays NULL when the file has none. */
+static int load_tokenizer(const uhlm_gguf *g, const uhlm_gguf_kv *toks, uhlm_tokenizer **out,
+                          uhlm_error *err) {
+    const char *path = uhlm_gguf_path(g);
+    *out = NULL;
+    if (!toks) return 0;
+    const uhlm_gguf_kv *model = uhlm_gguf_find_kv(g, "tokenizer.ggml.model");
+    if (model) {
+        if (model->type != UHLM_GGUF_STRING)
+            return uhlm_set_error(err, "%s: tokenizer.ggml.model is not a string", path);
+        if (!str_is(model->v.str, "llama")) {
+            char buf[64];
+            size_t n = model->v.str.len < sizeof buf - 1 ? (size_t)model->v.str.len : sizeof buf - 1;
+            memcpy(buf, model->v.str.s, n);
+            buf[n] = '\0';
+            for (size_t i = 0; i < n; i++)
+                if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f) buf[i] = '?';
+            return uhlm_set_error(err,
+                                  "%s: tokenizer model '%s' is not supported (only 'llama', "
+                                  "SentencePiece BPE)",
+                                  path, buf);
+        }
+    }
+    if (check_special_id(g, "tokenizer.ggml.bos_token_id", UHLM_TOKEN_BOS, err) != 0 ||
+        check_special_id(g, "tokenizer.ggml.eos_token_id", UHLM_TOKEN_EOS, err) != 0 ||
+        check_special_id(g, "tokenizer.ggml.unknown_token_id", UHLM_TOKEN_UNK, err) != 0)
+        return -1;
+    uint64_t n = toks->arr_n; /* bounded by the caller (vocab range check) */
+    const uhlm_gguf_kv *sc = uhlm_gguf_find_kv(g, "tokenizer.ggml.scores");
+    const uhlm_gguf_kv *ty = uhlm_gguf_find_kv(g, "tokenizer.ggml.token_type");
+    if (sc && (sc->type != UHLM_GGUF_ARRAY || sc->arr_type != UHLM_GGUF_FLOAT32 || sc->arr_n != n))
+        return uhlm_set_error(err, "%s: tokenizer.ggml.scores must be %llu float32 values", path,
+                              (unsigned long long)n);
+    if (ty && (ty->type != UHLM_GGUF_ARRAY ||
+               (ty->arr_type != UHLM_GGUF_INT32 && ty->arr_type != UHLM_GGUF_UINT32) ||
+               ty->arr_n != n))
+        return uhlm_set_error(err, "%s: tokenizer.ggml.token_type must be %llu int32 values", path,
+                              (unsigned long long)n);
+    const char **pieces = malloc((size_t)n * sizeof *pieces);
+    size_t *lens = malloc((size_t)n * sizeof *lens);
+    float *scores = calloc((size_t)n, sizeof *scores);
+    int32_t *types = ty ? malloc((size_t)n * sizeof *types) : NULL;
+    int rc = -1;
+    if (!pieces || !lens || !scores || (ty && !types)) {
+        uhlm_set_error(err, "%s: out of memory reading the vocabulary", path);
+        goto done;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        pieces[i] = toks->strs[i].s;
+        lens[i] = (size_t)toks->strs[i].len;
+    }
+    /* array data in the mapping is only byte-aligned: copy rather than cast */
+    if (sc) memcpy(scores, sc->data, (size_t)n * 4);
+    if (ty) memcpy(types, ty->data, (size_t)n * 4);
+    *out = uhlm_tokenizer_from_arrays((int)n, pieces, lens, scores, types, 1, path, err);
+    rc = *out ? 0 : -1;
+done:
+    free(pieces);
+    free(lens);
+    free(scores);
+    free(types);
+    return rc;
+}
+
+static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
+    const char *path = m->path;
+    uhlm_gguf_str arch;
+    if (uhlm_gguf_get_str(g, "general.architecture", &arch, err) != 0) return -1;
+    if (!str_is(arch, "llama")) {
+        char buf[64];
+        size_t n = arch.len < sizeof buf - 1 ? (size_t)arch.len : sizeof buf - 1;
+        memcpy(buf, arch.s, n);
+        buf[n] = '\0';
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f) buf[i] = '?';
+        return uhlm_set_error(err, "%s: architecture '%s' is not supported (only 'llama')", path,
+                              buf);
+    }
+    /* features of the llama family that this engine does not implement */
+    int64_t experts = 0;
+    if (uhlm_gguf_find_kv(g, "llama.expert_count") &&
+        uhlm_gguf_get_int(g, "llama.expert_count", &experts, err) != 0)
+        return -1;
+    if (experts > 0)
+        return uhlm_set_error(err, "%s: mixture-of-experts models (%lld experts) are not supported",
+                              path, (long long)experts);
+    const uhlm_gguf_kv *scaling = uhlm_gguf_find_kv(g, "llama.rope.scaling.type");
+    if (scaling && !(scaling->type == UHLM_GGUF_STRING && str_is(scaling->v.str, "none")))
+        return uhlm_set_error(err, "%s: RoPE scaling (llama.rope.scaling.type) is not supported",
+                              path);
+    if (uhlm_gguf_find_tensor(g, "rope_freqs.weight"))
+        return uhlm_set_error(err, "%s: per-dimension RoPE frequencies (rope_freqs.weight, Llama 3.1) "
+                              "are not supported", path);
+
+    uhlm_config *p = &m->cfg;
+    memset(p, 0, sizeof *p);
+    if (get_dim(g, "llama.context_length", 1, 0, 1, 1 << 22, &p->seq_len, err) ||
+        get_dim(g, "llama.embedding_length", 1, 0, 1, 65536, &p->dim, err) ||
+        get_dim(g, "llama.block_count", 1, 0, 1, 1024, &p->n_layers, err) ||
+        get_dim(g, "llama.feed_forward_length", 1, 0, 1, 1 << 20, &p->hidden_dim, err) ||
+        get_dim(g, "llama.attention.head_count", 1, 0, 1, 1024, &p->n_heads, err) ||
+        get_dim(g, "llama.attention.head_count_kv", 0, p->n_heads, 1, p->n_heads, &p->n_kv_heads,
+                err))
+        return -1;
+    if (p->dim % p->n_heads != 0 || p->n_heads % p->n_kv_heads != 0)
+        return uhlm_set_error(err, "%s: inconsistent heads: dim %d, heads %d, kv heads %d", path,
+                              p->dim, p->n_heads, p->n_kv_heads);
+    p->head_dim = p->dim / p->n_heads;
+    if (p->head_dim % 2 != 0)
+        return uhlm_set_error(err, "%s: head dimension %d is odd (RoPE needs pairs)", path,
+                              p->head_dim);
+    int rot = p->head_dim;
+    if (get_dim(g, "llama.rope.dimension_count", 0, p->head_dim, 1, 1 << 20, &rot, err)) return -1;
+    if (rot != p->head_dim)
+        return uhlm_set_error(err,
+                              "%s: llama.rope.dimension_count %d differs from the head dimension %d "
+                              "(partial rotary embeddings are not supported)",
+                              path, rot, p->head_dim);
+    if (get_pos_float(g, "llama.attention.layer_norm_rms_epsilon", 1e-5, 1.0, &p->norm_eps, err) ||
+        get_pos_float(g, "llama.rope.freq_base", 10000.0, 1e12, &p->rope_theta, err))
+        return -1;
+
+    /* vocabulary: the embedded token list defines it; llama.vocab_size must agree if both exist */
+    const uhlm_gguf_kv *toks = uhlm_gguf_find_kv(g, "tokenizer.ggml.tokens");
+    if (toks && (toks->type != UHLM_GGUF_ARRAY || toks->arr_type != UHLM_GGUF_STRING))
+        return uhlm_set_error(err, "%s: tokenizer.ggml.tokens is not an array of strings", path);
+    int vs = 0;
+    int has_vs = uhlm_gguf_find_kv(g, "llama.vocab_size") != NULL;
+    if (has_vs && get_dim(g, "llama.vocab_size", 1, 0, 1, 1 << 22, &vs, err)) return -1;
+    if (toks) {
+        if (toks->arr_n < 1 || toks->arr_n > (1u << 22))
+            return uhlm_set_error(err, "%s: tokenizer.ggml.tokens has %llu entries (1 to %d allowed)",
+                                  path, (unsigned long long)toks->arr_n, 1 << 22);
+        if (has_vs && (uint64_t)vs != toks->arr_n)
+            return uhlm_set_error(err,
+                                  "%s: llama.vocab_size %d disagrees with the %llu entries of "
+                                  "tokenizer.ggml.tokens",
+                                  path, vs, (unsigned long long)toks->arr_n);
+        vs = (int)toks->arr_n;
+    } else if (!has_vs) {
+        return uhlm_set_error(err, "%s: no vocabulary: neither tokenizer.ggml.tokens nor "
+                              "llama.vocab_size is present", path);
+    }
+    p->vocab_size = vs;
+
+    uhlm_weights *w = &m->w;
+    const uhlm_gguf_tensor *te = uhlm_gguf_find_tensor(g, "token_embd.weight");
+    if (te && te->ne[0] == (uint64_t)p->dim && te->ne[1] != (uint64_t)vs && te->ne[2] == 1)
+        return uhlm_set_error(err,
+                              "%s: token_embd.weight has %llu rows but the vocabulary has %d tokens",
+                              path, (unsigned long long)te->ne[1], vs);
+    if (load_mat(g, "token_embd.weight", vs, p->dim, &w->tok_embd, err) ||
+        load_norm(g, "output_norm.weight", p->dim, &w->out_norm, err))
+        return -1;
+    if (uhlm_gguf_find_tensor(g, "output.weight")) {
+        if (load_mat(g, "output.weight", vs, p->dim, &w->output, err)) return -1;
+        p->shared_classifier = 0;
+    } else {
+        w->output = w->tok_embd;
+        p->shared_classifier = 1;
+    }
+    w->layers = calloc((size_t)p->n_layers, sizeof *w->layers);
+    if (!w->layers) return uhlm_set_error(err, "%s: out of memory", path);
+    int kv_dim = p->n_kv_heads * p->head_dim;
+    for (int l = 0; l < p->n_layers; l++) {
+        uhlm_layer *L = &w->layers[l];
+        char n[9][64];
+        static const char *const suffix[9] = {"attn_norm", "ffn_norm", "attn_q",   "attn_k",  "attn_v",
+                                              "attn_output", "ffn_gate", "ffn_down", "ffn_up"};
+        for (int k = 0; k < 9; k++) snprintf(n[k], sizeof n[k], "blk.%d.%s.weight", l, suffix[k]);
+        if (load_norm(g, n[0], p->dim, &L->attn_norm, err) ||
+            load_norm(g, n[1], p->dim, &L->ffn_norm, err) ||
+            load_mat(g, n[2], p->dim, p->dim, &L->wq, err) ||
+            load_mat(g, n[3], kv_dim, p->dim, &L->wk, err) ||
+            load_mat(g, n[4], kv_dim, p->dim, &L->wv, err) ||
+            load_mat(g, n[5], p->dim, p->dim, &L->wo, err) ||
+            load_mat(g, n[6], p->hidden_dim, p->dim, &L->w1, err) ||
+            load_mat(g, n[7], p->dim, p->hidden_dim, &L->w2, err) ||
+            load_mat(g, n[8], p->hidden_dim, p->dim, &L->w3, err))
+            return -1;
+    }
+    m->wtype = w->layers[0].wq.type;
+
+    m->synthetic = 0;
+    const uhlm_gguf_kv *syn = uhlm_gguf_find_kv(g, KEY_SYNTHETIC);
+    if (syn && syn->type == UHLM_GGUF_BOOL && syn->v.u) m->synthetic = 1;
+    const uhlm_gguf_kv *name = uhlm_gguf_find_kv(g, "general.name");
+    if (name && name->type == UHLM_GGUF_STRING && str_contains(name->v.str, "synthetic"))
+        m->synthetic = 1;
+
+    return load_tokenizer(g, toks, &m->tok, err);
+}
+
+int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err) {
+    uhlm_gguf *g = uhlm_gguf_open(m->path, err);
+    if (!g) return -1;
+    m->tok = NULL;
+    m->w.layers = NULL;
+    if (load(m, g, err) != 0) {
+        /* leave nothing half-attached: the caller may free m with uhlm_model_free or not */
+        free(m->w.layers);
+        memset(&m->w, 0, sizeof m->w);
+        uhlm_tokenizer_free(m->tok);
+        m->tok = NULL;
+        uhlm_gguf_close(g);
+        m->gguf = NULL;
+        return -1;
+    }
+    m->gguf = g;
+    m->format = UHLM_FORMAT_GGUF;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ save */
+
+/* Buffers that must outlive uhlm_gguf_write (the writer references tensor data). */
+typedef struct {
+    void **p;
+    size_t n, cap;
+} owned;
+
+static void *own(owned *o, size_t bytes) {
+    if (o->n == o->cap) {
+        size_t nc = o->cap ? o->cap * 2 : 64;
+        void **np = realloc(o->p, nc * sizeof *np);
+        if (!np) return NULL;
+        o->p = np;
+        o->cap = nc;
+    }
+    void *b = malloc(bytes ? bytes : 1);
+    if (b) o->p[o->n++] = b;
+    return b;
+}
+
+static void owned_free(owned *o) {
+    for (size_t i = 0; i < o->n; i++) free(o->p[i]);
+    free(o->p);
+}
+
+typedef struct {
+    uhlm_gguf_writer *w;
+    owned buf;
+    const char *path;
+    uhlm_type want;
+    const char **fallback; /* names kept in F32 */
+    size_t n_fallback;
+    float *row; /* one row of scratch, cols of the widest matrix */
+} saver;
+
+/* Adds matrix W as `name` in the requested type, converting row by row unless W already has
+ * that type (then its bytes are written straight from the source mapping, no copy). */
+static int save_mat(saver *s, const char *name, const uhlm_tensor *W, uhlm_error *err) {
+    uhlm_type t = s->want;
+    if ((t == UHLM_TYPE_Q8_0 || t == UHLM_TYPE_Q4_0) && W->cols % UHLM_QK != 0) {
+        t = UHLM_TYPE_F32;
+        s->fallback[s->n_fallback++] = name;
+    }
+    uint64_t ne[2] = {(uint64_t)W->cols, (uint64_t)W->rows};
+    size_t row_bytes = uhlm_type_bytes(t, W->cols);
+    if ((uint64_t)W->rows > SIZE_MAX / row_bytes)
+        return uhlm_set_error(err, "%s: tensor '%s' is too large", s->path, name);
+    size_t nbytes = row_bytes * (size_t)W->rows;
+    const void *data = W->data;
+    if (W->type != t) {
+        uint8_t *dst = own(&s->buf, nbytes);
+        if (!dst) return uhlm_set_error(err, "%s: out of memory converting '%s'", s->path, name);
+        for (int64_t r = 0; r < W->rows; r++) {
+            uhlm_tensor_row(W, r, s->row);
+            uhlm_quantize_row(t, s->row, dst + (size_t)r * row_bytes, W->cols);
+        }
+        data = dst;
+    }
+    if (uhlm_gguf_add_tensor(s->w, name, t, 2, ne, data, nbytes) != 0)
+        return uhlm_set_error(err, "%s: cannot add tensor '%s'", s->path, name);
+    return 0;
+}
+
+static int save_norm(saver *s, const char *name, const float *v, int dim, uhlm_error *err) {
+    uint64_t ne[1] = {(uint64_t)dim};
+    if (uhlm_gguf_add_tensor(s->w, name, UHLM_TYPE_F32, 1, ne, v, (uint64_t)dim * 4) != 0)
+        return uhlm_set_error(err, "%s: cannot add tensor '%s'", s->path, name);
+    return 0;
+}
+
+/* general.name: the model file's base name without extension, marked when synthetic. */
+static void model_name(const uhlm_model *m, char *buf, size_t cap) {
+    const char *b = strrchr(m->path, '/');
+    b = b ? b + 1 : m->path;
+    size_t n = strlen(b);
+    const char *dot = strrchr(b, '.');
+    if (dot && dot != b && (!strcmp(dot, ".bin") || !strcmp(dot, ".gguf"))) n = (size_t)(dot - b);
+    if (n == 0) {
+        b = "model";
+        n = 5;
+    }
+    const char *prefix = m->synthetic && !strstr(b, "synthetic") ? "synthetic-" : "";
+    snprintf(buf, cap, "%s%.*s", prefix, (int)n, b);
+}
+
+static uint32_t ggml_ftype(uhlm_type t) {
+    switch (t) {
+    case UHLM_TYPE_F16: return 1;  /* LLAMA_FTYPE_MOSTLY_F16 */
+    case UHLM_TYPE_Q4_0: return 2; /* LLAMA_FTYPE_MOSTLY_Q4_0 */
+    case UHLM_TYPE_Q8_0: return 7; /* LLAMA_FTYPE_MOSTLY_Q8_0 */
+    default: return 0;             /* LLAMA_FTYPE_ALL_F32 */
+    }
+}
+
+static int put_vocab(uhlm_gguf_writer *w, const uhlm_tokenizer *tok, owned *buf, const char *path,
+                     uhlm_error *err) {
+    int n = uhlm_tokenizer_vocab_size(tok);
+    const char **pieces = own(buf, (size_t)n * sizeof *pieces);
+    size_t *lens = own(buf, (size_t)n * sizeof *lens);
+    float *scores = own(buf, (size_t)n * sizeof *scores);
+    int32_t *types = own(buf, (size_t)n * sizeof *types);
+    if (!pieces || !lens || !scores || !types)
+        return uhlm_set_error(err, "%s: out of memory writing the vocabulary", path);
+    for (int i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *p = uhlm_tokenizer_piece(tok, i, &len);
+        if (!p) return uhlm_set_error(err, "%s: tokenizer has no piece for id %d", path, i);
+        size_t spaces = 0;
+        for (size_t j = 0; j < len; j++) spaces += p[j] == ' ';
+        char *q = own(buf, len + 2 * spaces);
+        if (!q) return uhlm_set_error(err, "%s: out of memory writing the vocabulary", path);
+        size_t o = 0;
+        for (size_t j = 0; j < len; j++) {
+            if (p[j] == ' ') {
+                memcpy(q + o, "\xe2\x96\x81", 3); /* U+2581, SentencePiece's space mark */
+                o += 3;
+            } else {
+                q[o++] = p[j];
+            }
+        }
+        pieces[i] = q;
+        lens[i] = o;
+        scores[i] = uhlm_tokenizer_score(tok, i);
+        types[i] = uhlm_tokenizer_type(tok, i);
+    }
+    int rc = 0;
+    rc |= uhlm_gguf_set_str(w, "tokenizer.ggml.model", "llama");
+    rc |= uhlm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", pieces, lens, (uint64_t)n);
+    rc |= uhlm_gguf_set_arr_f32(w, "tokenizer.ggml.scores", scores, (uint64_t)n);
+    rc |= uhlm_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
+    rc |= uhlm_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", UHLM_TOKEN_BOS);
+    rc |= uhlm_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", UHLM_TOKEN_EOS);
+    rc |= uhlm_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", UHLM_TOKEN_UNK);
+    rc |= uhlm_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", 1);
+    rc |= uhlm_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", 0);
+    /* a failed setter is reported by uhlm_gguf_write with its reason */
+    (void)rc;
+    return 0;
+}
+
+/* Writes m as GGUF `llama`. Matrices (including token_embd and output) take `type`; norms stay
+ * F32. Q8_0/Q4_0 need rows that are a multiple of 32 elements: a matrix whose row length is not
+ * (stories260K's ffn_down, hidden 172) is kept in F32 instead - llama.cpp's quantizer falls back
+ * the same way - and its name is recorded in the string array uhlm.f32_fallback, so the file says
+ * which tensors did not take the requested type. F16 has no blocks and always applies. */
+int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err) {
+    if (type != UHLM_TYPE_F32 && type != UHLM_TYPE_F16 && type != UHLM_TYPE_Q8_0 &&
+        type != UHLM_TYPE_Q4_0)
+        return uhlm_set_error(err, "%s: cannot write tensor type %d to GGUF (f32, f16, q8_0, q4_0)",
+                              path, (int)type);
+    if (!m->tok)
+        return uhlm_set_error(err, "%s: a tokenizer is required: GGUF embeds the vocabulary", path);
+    const uhlm_config *p = &m->cfg;
+    if (uhlm_tokenizer_vocab_size(m->tok) != p->vocab_size)
+        return uhlm_set_error(err, "%s: the tokenizer has %d tokens but the model's vocabulary is %d",
+                              path, uhlm_tokenizer_vocab_size(m->tok), p->vocab_size);
+    saver s;
+    memset(&s, 0, sizeof s);
+    s.path = path;
+    s.want = type;
+    int rc = -1;
+    s.w = uhlm_gguf_writer_new(err);
+    size_t n_mats = 2 + 7 * (size_t)p->n_layers;
+    s.fallback = malloc(n_mats * sizeof *s.fallback);
+    int widest = p->dim > p->hidden_dim ? p->dim : p->hidden_dim;
+    s.row = malloc((size_t)widest * sizeof *s.row);
+    if (!s.w || !s.fallback || !s.row) {
+        if (s.w) uhlm_set_error(err, "%s: out of memory", path);
+        goto done;
+    }
+    char name[256];
+    model_name(m, name, sizeof name);
+    uhlm_gguf_writer *w = s.w;
+    uhlm_gguf_set_str(w, "general.architecture", "llama");
+    uhlm_gguf_set_str(w, "general.name", name);
+    uhlm_gguf_set_u32(w, "general.file_type", ggml_ftype(type));
+    if (type == UHLM_TYPE_Q8_0 || type == UHLM_TYPE_Q4_0)
+        uhlm_gguf_set_u32(w, "general.quantization_version", 2); /* GGML_QNT_VERSION */
+    uhlm_gguf_set_u32(w, "general.alignment", UHLM_GGUF_DEFAULT_ALIGNMENT);
+    if (m->synthetic) uhlm_gguf_set_bool(w, KEY_SYNTHETIC, 1);
+    uhlm_gguf_set_u32(w, "llama.vocab_size", (uint32_t)p->vocab_size);
+    uhlm_gguf_set_u32(w, "llama.context_length", (uint32_t)p->seq_len);
+    uhlm_gguf_set_u32(w, "llama.embedding_length", (uint32_t)p->dim);
+    uhlm_gguf_set_u32(w, "llama.block_count", (uint32_t)p->n_layers);
+    uhlm_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)p->hidden_dim);
+    uhlm_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)p->head_dim);
+    uhlm_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)p->n_heads);
+    uhlm_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)p->n_kv_heads);
+    uhlm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", p->norm_eps);
+    uhlm_gguf_set_f32(w, "llama.rope.freq_base", p->rope_theta);
+    if (put_vocab(w, m->tok, &s.buf, path, err) != 0) goto done;
+
+    const uhlm_weights *W = &m->w;
+    if (save_mat(&s, "token_embd.weight", &W->tok_embd, err) ||
+        save_norm(&s, "output_norm.weight", W->out_norm, p->dim, err))
+        goto done;
+    if (!p->shared_classifier && save_mat(&s, "output.weight", &W->output, err)) goto done;
+    for (int l = 0; l < p->n_layers; l++) {
+        const uhlm_layer *L = &W->layers[l];
+        static const char *const suffix[9] = {"attn_norm", "attn_q",   "attn_k",  "attn_v",
+                                              "attn_output", "ffn_norm", "ffn_gate", "ffn_down",
+                                              "ffn_up"};
+        const uhlm_tensor *mats[9] = {NULL, &L->wq, &L->wk, &L->wv, &L->wo, NULL, &L->w1, &L->w2, &L->w3};
+        const float *norms[9] = {L->attn_norm, NULL, NULL, NULL, NULL, L->ffn_norm, NULL, NULL, NULL};
+        for (int k = 0; k < 9; k++) {
+            /* the writer copies the name; the fallback list needs it until the end */
+            char *nm = own(&s.buf, 64);
+            if (!nm) {
+                uhlm_set_error(err, "%s: out of memory", path);
+                goto done;
+            }
+            snprintf(nm, 64, "blk.%d.%s.weight", l, suffix[k]);
+            if (mats[k] ? save_mat(&s, nm, mats[k], err) : save_norm(&s, nm, norms[k], p->dim, err))
+                goto done;
+        }
+    }
+    if (s.n_fallback > 0) {
+        size_t *lens = own(&s.buf, s.n_fallback * sizeof *lens);
+        if (!lens) {
+            uhlm_set_error(err, "%s: out of memory", path);
+            goto done;
+        }
+        for (size_t i = 0; i < s.n_fallback; i++) lens[i] = strlen(s.fallback[i]);
+        uhlm_gguf_set_arr_str(w, KEY_FALLBACK, s.fallback, lens, s.n_fallback);
+    }
+    rc = uhlm_gguf_write(w, path, err);
+done:
+    uhlm_gguf_writer_free(s.w);
+    owned_free(&s.buf);
+    free(s.fallback);
+    free(s.row);
+    return rc;
+}
