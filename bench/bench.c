@@ -54,7 +54,8 @@ static double measure_bandwidth(uhlm_pool *pool, int64_t n, int reps) {
 static void help(FILE *f) {
     fprintf(f,
             "usage: uhlm bench [-m MODEL]... [-t THREADS] [--prompt N] [--gen N]\n"
-            "                  [--reps R] [--simd LEVEL] [--json]\n\n"
+            "                  [--reps R] [--simd LEVEL] [--json]\n"
+            "       uhlm bench uncertainty --help   (uncertainty cost vs one SLM forward)\n\n"
             "For each model: prompt (batched prefill) tokens/s, decode tokens/s, the memory\n"
             "bandwidth measured by a triad on the same threads, and the achieved fraction of\n"
             "the bandwidth bound (bandwidth / weight bytes read per token). One JSON object per\n"
@@ -69,6 +70,7 @@ int cmd_bench(int argc, char **argv) {
     int nm = 0, json = 0;
     long threads = 0, n_prompt = 64, n_gen = 64, reps = 3;
     uhlm_simd simd = UHLM_SIMD_AUTO;
+    if (argc > 1 && !strcmp(argv[1], "uncertainty")) return cmd_bench_uncertainty(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

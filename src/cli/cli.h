@@ -13,6 +13,8 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* `uhlm bench uncertainty`: the cost of each uncertainty method next to one SLM forward. */
+int cmd_bench_uncertainty(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
 /* Strict number parsing for option values: the whole string must parse and lie in range.

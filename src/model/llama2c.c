@@ -119,9 +119,11 @@ int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err) {
     if (!magic) return -1;
     int32_t hdr[7];
     if (*magic == LLAMA2C_MAGIC) {
-        const int32_t *v = take(&c, 4, "header");
+        const void *v = take(&c, 4, "header");
         if (!v) return -1;
-        version = *v;
+        int32_t vv;
+        memcpy(&vv, v, sizeof vv);
+        version = vv;
         if (version != 1 && version != 2)
             return uhlm_set_error(err, "%s: unsupported llama2.c version %d (expected 1 or 2)",
                                   m->path, version);
@@ -131,9 +133,12 @@ int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err) {
         memcpy(hdr, h, sizeof hdr);
         p->shared_classifier = *shared != 0;
         if (version == 2) {
-            const int32_t *g = take(&c, 4, "header");
+            /* at byte 37: unaligned, so copied rather than dereferenced */
+            const void *g = take(&c, 4, "header");
             if (!g) return -1;
-            group = *g;
+            int32_t gv;
+            memcpy(&gv, g, sizeof gv);
+            group = gv;
         }
         if (!take(&c, 256 - c.off, "256-byte header")) return -1;
     } else {
