@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "uhlm/threadpool.h"
@@ -193,6 +194,31 @@ static void test_many_runs(void) {
         }
 }
 
+/* Regression: back-to-back jobs whose chunk counts alternate small/large. A worker that read
+ * the finished small job's claim word and then the next job's larger chunk count could claim a
+ * phantom chunk, corrupting the sums or making `done` overshoot so the caller waited forever.
+ * The alarm turns such a hang into a failure instead of a CTest timeout. */
+static void test_alternating_jobs(void) {
+    alarm(120);
+    for (int t = 2; t <= 4; t++) {
+        uhlm_error err;
+        uhlm_pool *p = uhlm_pool_new(t, &err);
+        CHECKF(p != NULL, "%s", err.msg);
+        if (!p) continue;
+        int bad = 0;
+        for (int r = 0; r < 100000; r++) {
+            sum_job s;
+            memset(&s, 0, sizeof s);
+            const int64_t n = (r & 1) ? 2 + r % 5 : 64 + r % 31;
+            uhlm_pool_run(p, sum_task, &s, n, 1);
+            if (atomic_load(&s.sum) != n * (n - 1) / 2) bad++;
+        }
+        CHECKF(bad == 0, "%d threads: %d wrong sums", t, bad);
+        uhlm_pool_free(p);
+    }
+    alarm(0);
+}
+
 /* Creating and freeing pools in a loop: threads must be joined, nothing leaks (ASan). */
 static void test_churn(void) {
     int ok = 1;
@@ -224,6 +250,7 @@ int main(void) {
     test_all_threads_work(j);
     test_many_runs();
     test_churn();
+    test_alternating_jobs();
     free(j);
     return check_report();
 }

@@ -39,6 +39,8 @@
 #define SPIN_NS 200000LL
 /* Pause instructions between clock reads while spinning. */
 #define SPIN_CHECK 64
+/* Low word of a claim word whose job takes no more claims: above any chunk count. */
+#define CLAIM_CLOSED 0xFFFFFFFFu
 /* Upper bound on threads, to reject nonsense sizes before allocating. */
 #define MAX_THREADS 1024
 
@@ -106,8 +108,11 @@ static void run_chunks(uhlm_pool *p, uint32_t gen, int tid) {
         const int64_t chunk = atomic_load_explicit(&p->chunk, memory_order_relaxed);
         uhlm_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
         void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
-        /* Success means job `gen` still had chunk c unclaimed, so it had not finished and the
-         * fields read above are still its own. */
+        /* Seqlock-style validation. The caller closes the claim word before it rewrites the
+         * fields (see uhlm_pool_run), so if any field read above came from the next job, this
+         * fence makes the close visible to the CAS, which then fails. Success therefore means
+         * job `gen` still had chunk c unclaimed and every field read above is its own. */
+        atomic_thread_fence(memory_order_acquire);
         if (!atomic_compare_exchange_weak_explicit(&p->work, &w, w + 1, memory_order_acquire,
                                                    memory_order_acquire))
             continue;
@@ -269,6 +274,14 @@ void uhlm_pool_run(uhlm_pool *p, uhlm_task_fn fn, void *arg, int64_t n, int64_t 
      * the claim word a hot spot. The chunk count stays far below 2^32. */
     int64_t per = n / ((int64_t)p->n_threads * 4);
     int64_t chunk = per > grain ? per : grain;
+    if ((n - 1) / chunk >= (int64_t)(CLAIM_CLOSED >> 1)) chunk = n / (int64_t)(CLAIM_CLOSED >> 1) + 1;
+    /* Close the previous job's claim word before touching the fields. Without this a worker
+     * that read the word of the finished job (all chunks claimed, c == its nchunks) and then
+     * the new, larger nchunks could win a CAS on the stale word, run a chunk that does not
+     * exist and add it to the new job's `done`, which then overshoots n: the caller waited
+     * for done == n forever (seen as a rare hang under load). */
+    atomic_store_explicit(&p->work, ((uint64_t)p->gen << 32) | CLAIM_CLOSED, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
     p->gen++;
     if (p->gen == 0) p->gen = 1; /* workers start out having seen generation 0 */
     atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
