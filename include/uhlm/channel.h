@@ -14,8 +14,12 @@
  * per-message latency; no fading. At 10 dB, R = 1e6·log2(11) ≈ 3.46 Mbit/s.
  *
  * "Accounted" use: the device adds the returned link seconds to a virtual clock (the channel
- * keeps running totals) on top of measured compute time. A "shaped" sender (the network
- * layer) may instead sleep for the returned time. Knows nothing of sockets. */
+ * keeps running totals) on top of measured compute time. "Shaped" use (mode
+ * UHLM_CHANNEL_SHAPED): uhlm_channel_send_* also sleep for the returned time, so the sender's
+ * wall clock pays the modelled link exactly as the accounted clock does, with the same
+ * parameters and the same fading draws. The device sends the uplink before its request and
+ * the downlink after the reply, so with a remote verifier the sleeps bracket the real
+ * network round trip. Knows nothing of sockets. */
 #ifndef UHLM_CHANNEL_H
 #define UHLM_CHANNEL_H
 
@@ -35,9 +39,15 @@ typedef struct uhlm_link {
 
 typedef enum uhlm_fading { UHLM_FADING_NONE = 0, UHLM_FADING_RAYLEIGH = 1 } uhlm_fading;
 
+typedef enum uhlm_channel_mode {
+    UHLM_CHANNEL_ACCOUNTED = 0, /* link time only added to the virtual clock */
+    UHLM_CHANNEL_SHAPED = 1     /* and also slept by the sender */
+} uhlm_channel_mode;
+
 typedef struct uhlm_channel_params {
     uhlm_link up, down;
     uhlm_fading fading;
+    uhlm_channel_mode mode; /* default accounted */
 } uhlm_channel_params;
 
 #define UHLM_CHANNEL_DEFAULT_BANDWIDTH 1e6
@@ -47,6 +57,10 @@ uhlm_channel_params uhlm_channel_default_params(void);
 int uhlm_channel_params_check(const uhlm_channel_params *p, uhlm_error *err);
 int uhlm_fading_parse(const char *name, uhlm_fading *out); /* "none", "rayleigh" */
 const char *uhlm_fading_name(uhlm_fading f);
+int uhlm_channel_mode_parse(const char *name, uhlm_channel_mode *out); /* "accounted", "shaped" */
+const char *uhlm_channel_mode_name(uhlm_channel_mode m);
+/* Sleeps s seconds (s <= 0: returns at once), resuming after signals. */
+void uhlm_sleep_s(double s);
 
 double uhlm_db_to_linear(double db);
 /* Shannon rate in bits/s for a bandwidth and a linear SNR. */
@@ -67,7 +81,7 @@ void uhlm_channel_init(uhlm_channel *c, const uhlm_channel_params *p, uint64_t s
 /* The linear SNR of the next message on link l (a fading draw, or the fixed value). */
 double uhlm_channel_draw_snr(uhlm_channel *c, const uhlm_link *l);
 /* Sends one message of `bits` bits; returns its link time in seconds and adds it (and the
- * bits) to the totals. */
+ * bits) to the totals. A shaped channel sleeps that long before returning. */
 double uhlm_channel_send_up(uhlm_channel *c, uint64_t bits);
 double uhlm_channel_send_down(uhlm_channel *c, uint64_t bits);
 

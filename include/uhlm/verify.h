@@ -26,7 +26,9 @@
 #define UHLM_VERIFY_H
 
 #include "common.h"
+#include "payload.h"
 #include "sampler.h"
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -68,6 +70,29 @@ int uhlm_verify_greedy(int n, int d, int y_argmax, uhlm_verify_result *out, uhlm
 /* Inverse-CDF draw from w[0..n) scaled by its own sum (w need not be normalised); never
  * returns an index with weight 0. -1 when the weights sum to 0. */
 int uhlm_sample_weights(const float *w, int n, uhlm_rng *rng);
+
+/* ---- the verifier's steps, shared by every verifier (in-process and the server) ----
+ * One definition of "what the verifier decides", so that a server batching many devices
+ * gives bit-identical verdicts to the in-process verifier. */
+
+/* Decodes the device's encoded x into x (n floats) and checks that draft d can have been
+ * drawn from it (x̃[d] > 0). -1 with err otherwise (the wire layer's BAD_PROBS). */
+int uhlm_verify_decode_x(const uhlm_payload_spec *enc, const uint8_t *bytes, size_t len, int n,
+                         int d, float *x, uhlm_error *err);
+
+/* The decision for draft d at absolute position pos, from the LLM's logits there:
+ * y = uhlm_sampling_probs(s, logits) (written to y, n floats of scratch); then the greedy
+ * rule when s->temp == 0 (x is not read and may be NULL), else uhlm_verify(x, y) with the
+ * draws of uhlm_hybrid_rng(draw_seed, pos). 0, or -1 with err. */
+int uhlm_verify_logits(const uhlm_sampling *s, const float *logits, const float *x, int n, int d,
+                       uint64_t draw_seed, int pos, float *y, uhlm_verify_result *out,
+                       uhlm_error *err);
+
+/* The llm mode's token at absolute position pos: the argmax at temperature 0, else a draw
+ * from y = uhlm_sampling_probs(s, logits) with uhlm_hybrid_rng(draw_seed, pos). y is n
+ * floats of scratch. The token, or -1 with err. */
+int uhlm_generate_token(const uhlm_sampling *s, const float *logits, int n, uint64_t draw_seed,
+                        int pos, float *y, uhlm_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,10 @@
 /* channel.c: Shannon-rate links with optional Rayleigh block fading (channel.h). */
 #include "uhlm/channel.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "uhlm/verify.h"
 
@@ -11,6 +13,7 @@ uhlm_channel_params uhlm_channel_default_params(void) {
     p.up = (uhlm_link){UHLM_CHANNEL_DEFAULT_BANDWIDTH, UHLM_CHANNEL_DEFAULT_SNR_DB, 0.0};
     p.down = p.up;
     p.fading = UHLM_FADING_NONE;
+    p.mode = UHLM_CHANNEL_ACCOUNTED;
     return p;
 }
 
@@ -30,6 +33,8 @@ int uhlm_channel_params_check(const uhlm_channel_params *p, uhlm_error *err) {
     if (check_link(&p->up, "uplink", err) || check_link(&p->down, "downlink", err)) return -1;
     if (p->fading != UHLM_FADING_NONE && p->fading != UHLM_FADING_RAYLEIGH)
         return uhlm_set_error(err, "unknown fading model %d", (int)p->fading);
+    if (p->mode != UHLM_CHANNEL_ACCOUNTED && p->mode != UHLM_CHANNEL_SHAPED)
+        return uhlm_set_error(err, "unknown channel mode %d", (int)p->mode);
     return 0;
 }
 
@@ -45,6 +50,30 @@ int uhlm_fading_parse(const char *name, uhlm_fading *out) {
 
 const char *uhlm_fading_name(uhlm_fading f) {
     return f == UHLM_FADING_RAYLEIGH ? "rayleigh" : f == UHLM_FADING_NONE ? "none" : "?";
+}
+
+int uhlm_channel_mode_parse(const char *name, uhlm_channel_mode *out) {
+    if (!strcmp(name, "accounted"))
+        *out = UHLM_CHANNEL_ACCOUNTED;
+    else if (!strcmp(name, "shaped"))
+        *out = UHLM_CHANNEL_SHAPED;
+    else
+        return -1;
+    return 0;
+}
+
+const char *uhlm_channel_mode_name(uhlm_channel_mode m) {
+    return m == UHLM_CHANNEL_SHAPED ? "shaped" : m == UHLM_CHANNEL_ACCOUNTED ? "accounted" : "?";
+}
+
+void uhlm_sleep_s(double s) {
+    if (!(s > 0.0)) return;
+    if (s > 1e9) s = 1e9; /* keeps tv_sec in range; a link this slow is a configuration error */
+    struct timespec ts, rem;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec > 999999999L) ts.tv_nsec = 999999999L;
+    while (nanosleep(&ts, &rem) != 0 && errno == EINTR) ts = rem;
 }
 
 double uhlm_db_to_linear(double db) { return pow(10.0, db / 10.0); }
@@ -79,6 +108,7 @@ static double send(uhlm_channel *c, const uhlm_link *l, uint64_t bits) {
 
 double uhlm_channel_send_up(uhlm_channel *c, uint64_t bits) {
     double t = send(c, &c->p.up, bits);
+    if (c->p.mode == UHLM_CHANNEL_SHAPED) uhlm_sleep_s(t);
     c->up_s += t;
     c->up_bits += bits;
     c->up_msgs++;
@@ -87,6 +117,7 @@ double uhlm_channel_send_up(uhlm_channel *c, uint64_t bits) {
 
 double uhlm_channel_send_down(uhlm_channel *c, uint64_t bits) {
     double t = send(c, &c->p.down, bits);
+    if (c->p.mode == UHLM_CHANNEL_SHAPED) uhlm_sleep_s(t);
     c->down_s += t;
     c->down_bits += bits;
     c->down_msgs++;

@@ -507,6 +507,7 @@ char *uhlm_device_stats_json(const uhlm_device *d) {
         cJSON_AddNumberToObject(ch, "down_snr_db", p->channel.down.snr_db);
         cJSON_AddNumberToObject(ch, "down_latency_s", p->channel.down.latency_s);
         cJSON_AddStringToObject(ch, "fading", uhlm_fading_name(p->channel.fading));
+        cJSON_AddStringToObject(ch, "mode", uhlm_channel_mode_name(p->channel.mode));
     }
     cJSON_AddNumberToObject(o, "prompt_tokens", s->prompt_tokens);
     cJSON_AddNumberToObject(o, "generated_tokens", s->generated);

@@ -112,23 +112,15 @@ static int ip_verify(uhlm_verifier *v, const uhlm_verify_req *r, uhlm_verdict *o
         return uhlm_set_error(err, "verifier: position %d is beyond the context of %d", pos,
                               s->n_ctx);
     int greedy = s->s.temp == 0.0f;
-    if (!greedy) {
-        if (uhlm_payload_decode(&r->enc, r->x, r->x_len, s->n_vocab, s->x, err) != 0) return -1;
-        if (!(s->x[r->draft] > 0.0f))
-            return uhlm_set_error(err, "verifier: draft %d has probability 0 under x", r->draft);
-    }
+    if (!greedy &&
+        uhlm_verify_decode_x(&r->enc, r->x, r->x_len, s->n_vocab, r->draft, s->x, err) != 0)
+        return -1;
     int fed = advance(s, r->catchup, r->n_catchup, err);
     if (fed < 0) return -1;
     uhlm_verify_result vr;
-    int am = uhlm_sampling_probs(&s->s, s->logits, s->n_vocab, s->y);
-    if (am < 0) return uhlm_set_error(err, "verifier: out of memory");
-    if (greedy) {
-        uhlm_verify_greedy(s->n_vocab, r->draft, am, &vr, err);
-    } else {
-        uhlm_rng rng;
-        uhlm_hybrid_rng(&rng, r->draw_seed, (uint64_t)pos);
-        if (uhlm_verify(s->x, s->y, s->n_vocab, r->draft, &rng, &vr, err) != 0) return -1;
-    }
+    if (uhlm_verify_logits(&s->s, s->logits, greedy ? NULL : s->x, s->n_vocab, r->draft,
+                           r->draw_seed, pos, s->y, &vr, err) != 0)
+        return -1;
     s->committed[s->n_committed++] = vr.token;
     out->token = vr.token;
     out->accepted = vr.accepted;
@@ -160,14 +152,8 @@ static int ip_generate(uhlm_verifier *v, const uhlm_generate_req *r, int *tokens
     out->batch_tokens = fed;
     for (;;) {
         int pos = s->n_committed;
-        int am = uhlm_sampling_probs(&s->s, s->logits, s->n_vocab, s->y);
-        if (am < 0) return uhlm_set_error(err, "verifier: out of memory");
-        int tok = am;
-        if (s->s.temp != 0.0f) {
-            uhlm_rng rng;
-            uhlm_hybrid_rng(&rng, r->draw_seed, (uint64_t)pos);
-            tok = uhlm_sample_weights(s->y, s->n_vocab, &rng);
-        }
+        int tok = uhlm_generate_token(&s->s, s->logits, s->n_vocab, r->draw_seed, pos, s->y, err);
+        if (tok < 0) return -1;
         s->committed[s->n_committed++] = tok;
         tokens[out->n++] = tok;
         if (out->n >= r->n_gen || (r->stop_eos && tok == UHLM_TOKEN_EOS) ||

@@ -1,0 +1,386 @@
+/* bench_serve.c: `uhlm bench serve`, aggregate verification throughput of `uhlm serve` for a
+ * growing number of concurrent devices, with and without cross-device batching.
+ *
+ * The server runs in this process on a loopback port (its own thread, exactly the code of
+ * `uhlm serve`); each device is a thread with its own TCP connection speaking the wire
+ * protocol: HELLO, OPEN, then VERIFY after VERIFY as fast as the replies come (lock-step, as a
+ * real device), re-opening when its context is full. Devices draw nothing from an SLM: the
+ * point is the server, so a device's x̃ is a fixed distribution and only the draft changes.
+ * One JSON object per (devices, batching) on stdout. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "uhlm/model.h"
+#include "uhlm/payload.h"
+#include "uhlm/sampler.h"
+#include "uhlm/server.h"
+#include "uhlm/tokenizer.h"
+#include "uhlm/wire.h"
+
+typedef struct bclient {
+    int port;
+    const uhlm_model *m;
+    const uint8_t *x; /* encoded x̃, shared read-only */
+    size_t x_len;
+    const float *xt; /* decoded x̃, to draw drafts from */
+    uhlm_payload_spec enc;
+    float temp;
+    int catchup;
+    atomic_int *stop;
+    uint64_t seed;
+    /* results */
+    uint64_t n_verify, n_accept;
+    double lat_sum;
+    int failed;
+    char err[256];
+} bclient;
+
+static int bc_send(int fd, uhlm_wire_buf *b) {
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t w = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        off += (size_t)w;
+    }
+    b->len = 0;
+    return 0;
+}
+
+static int bc_recv(int fd, uint8_t *pay, size_t cap, uhlm_wire_msg *m) {
+    uint8_t h[UHLM_WIRE_HEADER_SIZE];
+    size_t got = 0;
+    uhlm_wire_header hd;
+    uhlm_error e;
+    while (got < sizeof h) {
+        ssize_t r = recv(fd, h + got, sizeof h - got, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    if (uhlm_wire_frame_header_parse(h, sizeof h, &hd, (uint32_t)cap, &e) != 0) return -1;
+    for (got = 0; got < hd.len;) {
+        ssize_t r = recv(fd, pay + got, hd.len - got, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    if (uhlm_wire_decode(hd.type, pay, hd.len, NULL, m, &e) != 0) return -1;
+    return hd.type;
+}
+
+static void *bclient_main(void *arg) {
+    bclient *c = arg;
+    uhlm_wire_buf b = {0};
+    uhlm_wire_msg m;
+    uhlm_error e;
+    uint8_t *pay = malloc(1 << 16);
+    int *cu = malloc(sizeof(int) * (size_t)(c->catchup + 1));
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)c->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    struct timeval tv = {30, 0};
+    if (!pay || !cu || fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        snprintf(c->err, sizeof c->err, "connect: %s", strerror(errno));
+        goto fail;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int V = c->m->cfg.vocab_size;
+    uhlm_wire_hello h = {1, c->m->tok ? uhlm_tokenizer_fingerprint(c->m->tok) : 0, (uint32_t)V,
+                         {NULL, 0}, uhlm_wire_cstr("bench")};
+    if (uhlm_wire_encode_hello(&b, &h, &e) != 0 || bc_send(fd, &b) != 0 ||
+        bc_recv(fd, pay, 1 << 16, &m) != UHLM_WIRE_WELCOME) {
+        snprintf(c->err, sizeof c->err, "HELLO refused");
+        goto fail;
+    }
+    int n_ctx = (int)m.u.welcome.n_ctx;
+    uhlm_rng rng;
+    uhlm_rng_seed(&rng, c->seed);
+    int prompt[4] = {UHLM_TOKEN_BOS, 3 + (int)(c->seed % 300), 17, 42};
+    uint32_t pos = 0, rid = 0;
+    while (!atomic_load(c->stop)) {
+        if (pos == 0 || (int)pos + c->catchup + 1 > n_ctx) {
+            uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, c->temp, 0, 1.0f, c->seed, {prompt, NULL, 4}};
+            if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || bc_send(fd, &b) != 0 ||
+                bc_recv(fd, pay, 1 << 16, &m) != UHLM_WIRE_OPENED) {
+                snprintf(c->err, sizeof c->err, "OPEN refused");
+                goto fail;
+            }
+            pos = m.u.opened.n_past;
+        }
+        for (int i = 0; i < c->catchup; i++) cu[i] = 3 + (int)(uhlm_rng_u64(&rng) % (uint64_t)(V - 3));
+        uhlm_wire_verify q;
+        memset(&q, 0, sizeof q);
+        q.request_id = ++rid;
+        q.pos = pos;
+        q.catchup = (uhlm_wire_tokens){cu, NULL, (uint32_t)c->catchup};
+        q.draw_seed = c->seed;
+        if (c->temp == 0.0f) {
+            q.flags = UHLM_WIRE_VF_GREEDY;
+            q.draft = (uint32_t)(uhlm_rng_u64(&rng) % (uint64_t)V);
+        } else {
+            q.draft = (uint32_t)uhlm_sample(c->xt, V, &rng);
+            q.kind = (uint8_t)c->enc.kind;
+            q.prob_bits = (uint8_t)c->enc.prob_bits;
+            q.k = (uint32_t)c->enc.k;
+            q.x = (uhlm_wire_bytes){c->x, (uint32_t)c->x_len};
+        }
+        double t0 = uhlm_now();
+        if (uhlm_wire_encode_verify(&b, &q, NULL, &e) != 0 || bc_send(fd, &b) != 0 ||
+            bc_recv(fd, pay, 1 << 16, &m) != UHLM_WIRE_VERDICT) {
+            snprintf(c->err, sizeof c->err, "VERIFY failed");
+            goto fail;
+        }
+        c->lat_sum += uhlm_now() - t0;
+        __atomic_fetch_add(&c->n_verify, 1, __ATOMIC_RELAXED);
+        c->n_accept += (m.u.verdict.flags & UHLM_WIRE_DF_ACCEPTED) != 0;
+        pos = m.u.verdict.n_past;
+    }
+    uhlm_wire_encode_empty(&b, UHLM_WIRE_CLOSE, &e);
+    if (bc_send(fd, &b) == 0) bc_recv(fd, pay, 1 << 16, &m);
+    goto done;
+fail:
+    c->failed = 1;
+done:
+    if (fd >= 0) close(fd);
+    uhlm_wire_buf_free(&b);
+    free(pay);
+    free(cu);
+    return NULL;
+}
+
+typedef struct srv_run {
+    uhlm_server *s;
+    int rc;
+    uhlm_error err;
+} srv_run;
+
+static void *server_main(void *arg) {
+    srv_run *r = arg;
+    r->rc = uhlm_server_run(r->s, &r->err);
+    return NULL;
+}
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: uhlm bench serve [-m LLM] [-z TOKENIZER] [--devices LIST] [--seconds S]\n"
+            "                        [--batch-window-us U] [-t THREADS] [--payload ENC]\n"
+            "                        [--temp T] [--catchup N] [--no-compare]\n\n"
+            "Aggregate VERIFY throughput of the verification server (`uhlm serve`, run in this\n"
+            "process on a loopback port) with N concurrent devices, each a thread with its own\n"
+            "connection doing OPEN then VERIFY in lock-step, with and without cross-device\n"
+            "batching. One JSON object per run on stdout.\n\n"
+            "  -m LLM               server model (default %s)\n"
+            "  -z TOKENIZER         its tokenizer (default %s)\n"
+            "  --devices LIST       comma-separated device counts (default 1,2,4,8,16,32)\n"
+            "  --seconds S          measuring time per run (default 2)\n"
+            "  --batch-window-us U  server batch window (default 1000)\n"
+            "  -t THREADS           server model threads (default 1)\n"
+            "  --payload ENC        f32 | f16 | topk:K[:B] (default f32)\n"
+            "  --temp T             session temperature; 0 = greedy VERIFY (default 1)\n"
+            "  --catchup N          skipped tokens sent with each VERIFY (default 0)\n"
+            "  --no-compare         batching only (skip the --no-batching runs)\n",
+            UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
+}
+
+int cmd_bench_serve(int argc, char **argv) {
+    const char *cmd = "bench serve";
+    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = UHLM_DEFAULT_TOKENIZER;
+    const char *devices = "1,2,4,8,16,32", *payload = "f32";
+    double seconds = 2.0, temp = 1.0;
+    long window = 1000, threads = 1, catchup = 0;
+    int compare = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(a, "--no-compare")) {
+            compare = 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--devices") ||
+                   !strcmp(a, "--seconds") || !strcmp(a, "--batch-window-us") ||
+                   !strcmp(a, "-t") || !strcmp(a, "--payload") || !strcmp(a, "--temp") ||
+                   !strcmp(a, "--catchup")) {
+            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
+            int bad = 0;
+            if (!strcmp(a, "-m")) model_arg = v;
+            else if (!strcmp(a, "-z")) tok_arg = v;
+            else if (!strcmp(a, "--devices")) devices = v;
+            else if (!strcmp(a, "--payload")) payload = v;
+            else if (!strcmp(a, "--seconds")) bad = cli_parse_float(cmd, a, v, 0.05, 3600, &seconds);
+            else if (!strcmp(a, "--temp")) bad = cli_parse_float(cmd, a, v, 0, 100, &temp);
+            else if (!strcmp(a, "--batch-window-us")) bad = cli_parse_int(cmd, a, v, 0, 10000000, &window);
+            else if (!strcmp(a, "--catchup")) bad = cli_parse_int(cmd, a, v, 0, 64, &catchup);
+            else bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
+            if (bad) return 2;
+        } else {
+            fprintf(stderr, "uhlm bench serve: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    int counts[32], nc = 0;
+    for (const char *p = devices; *p && nc < 32;) {
+        char *end;
+        long n = strtol(p, &end, 10);
+        if (end == p || n < 1 || n > 256 || (*end && *end != ',')) {
+            fprintf(stderr, "uhlm bench serve: bad --devices '%s'\n", devices);
+            return 2;
+        }
+        counts[nc++] = (int)n;
+        p = *end ? end + 1 : end;
+    }
+    uhlm_payload_spec enc;
+    uhlm_error err = {{0}};
+    if (uhlm_payload_parse(payload, &enc, &err) != 0) {
+        fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
+        return 2;
+    }
+    char mpath[1024], tpath[1024];
+    cli_find_model_file(model_arg, mpath, sizeof mpath);
+    uhlm_model *m = uhlm_model_load(mpath, cli_find_model_file(tok_arg, tpath, sizeof tpath), &err);
+    if (!m) {
+        fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
+        return 1;
+    }
+    int V = m->cfg.vocab_size, rc = 0;
+    if (uhlm_payload_check(&enc, V, &err) != 0) {
+        fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
+        uhlm_model_free(m);
+        return 2;
+    }
+    /* a Zipf-like x over the vocabulary, encoded once; drafts are drawn from its x̃ */
+    float *x = malloc(sizeof(float) * (size_t)V), *xt = malloc(sizeof(float) * (size_t)V);
+    size_t xl = uhlm_payload_bytes(&enc, V);
+    uint8_t *xb = malloc(xl);
+    int max_dev = 1;
+    for (int i = 0; i < nc; i++) max_dev = counts[i] > max_dev ? counts[i] : max_dev;
+    bclient *cl = calloc((size_t)max_dev, sizeof *cl);
+    pthread_t *th = calloc((size_t)max_dev, sizeof *th);
+    if (!x || !xt || !xb || !cl || !th) {
+        fprintf(stderr, "uhlm bench serve: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += x[i] = 1.0f / (float)(1 + (i * 7919) % V);
+    for (int i = 0; i < V; i++) x[i] = (float)(x[i] / sum);
+    if (uhlm_payload_encode(&enc, x, V, xb, xl, &err) < 0 ||
+        uhlm_payload_decode(&enc, xb, xl, V, xt, &err) != 0) {
+        fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
+        rc = 1;
+        goto out;
+    }
+    double base_rate[2] = {0, 0};
+    for (int batching = 1; batching >= (compare ? 0 : 1); batching--) {
+        for (int ci = 0; ci < nc; ci++) {
+            int nd = counts[ci];
+            uhlm_server_params sp = uhlm_server_default_params();
+            sp.max_sessions = nd;
+            sp.batching = batching;
+            sp.batch_window_us = (int)window;
+            sp.n_threads = (int)threads;
+            srv_run sr = {0};
+            sr.s = uhlm_server_new(m, &sp, &err);
+            if (!sr.s) {
+                fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
+                rc = 1;
+                goto out;
+            }
+            pthread_t sth;
+            if (pthread_create(&sth, NULL, server_main, &sr) != 0) {
+                uhlm_server_free(sr.s);
+                rc = 1;
+                goto out;
+            }
+            atomic_int stop;
+            atomic_init(&stop, 0);
+            int started = 0;
+            for (int i = 0; i < nd; i++) {
+                cl[i] = (bclient){uhlm_server_port(sr.s), m, xb, xl, xt, enc, (float)temp,
+                                  (int)catchup, &stop, 1000 + (uint64_t)i, 0, 0, 0, 0, {0}};
+                if (pthread_create(&th[i], NULL, bclient_main, &cl[i]) != 0) break;
+                started++;
+            }
+            /* warm-up excluded: count from a snapshot taken after a short settling time */
+            usleep(200 * 1000);
+            uhlm_server_counters c1;
+            uint64_t v0 = 0;
+            for (int i = 0; i < started; i++) v0 += __atomic_load_n(&cl[i].n_verify, __ATOMIC_RELAXED);
+            double t0 = uhlm_now();
+            usleep((useconds_t)(seconds * 1e6));
+            uint64_t v1 = 0;
+            for (int i = 0; i < started; i++) v1 += __atomic_load_n(&cl[i].n_verify, __ATOMIC_RELAXED);
+            double dt = uhlm_now() - t0;
+            atomic_store(&stop, 1);
+            for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+            uhlm_server_stop(sr.s);
+            pthread_join(sth, NULL);
+            uhlm_server_get_counters(sr.s, &c1);
+            uint64_t nv = 0, na = 0;
+            double lat = 0;
+            int failed = 0;
+            for (int i = 0; i < started; i++) {
+                nv += cl[i].n_verify;
+                na += cl[i].n_accept;
+                lat += cl[i].lat_sum;
+                if (cl[i].failed) {
+                    failed++;
+                    fprintf(stderr, "uhlm bench serve: device %d: %s\n", i, cl[i].err);
+                }
+            }
+            double rate = (double)(v1 - v0) / dt;
+            /* "one device's rate": the 1-device run (or, without one, the first run per device) */
+            if (nd == 1 || base_rate[batching] == 0) base_rate[batching] = rate / nd;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "bench", "serve");
+            cJSON_AddNumberToObject(o, "devices", nd);
+            cJSON_AddBoolToObject(o, "batching", batching);
+            cJSON_AddNumberToObject(o, "batch_window_us", (double)window);
+            cJSON_AddNumberToObject(o, "server_threads", (double)threads);
+            cJSON_AddStringToObject(o, "payload", payload);
+            cJSON_AddNumberToObject(o, "catchup", (double)catchup);
+            cJSON_AddNumberToObject(o, "seconds", dt);
+            cJSON_AddNumberToObject(o, "verifications_per_s", rate);
+            cJSON_AddNumberToObject(o, "speedup_vs_1_device", base_rate[batching] > 0 ? rate / base_rate[batching] : 0);
+            cJSON_AddNumberToObject(o, "verifications_total", (double)nv);
+            cJSON_AddNumberToObject(o, "llm_forward_calls", (double)c1.forward_calls);
+            cJSON_AddNumberToObject(o, "verifications_per_forward",
+                                    c1.forward_calls ? (double)c1.batched_requests / (double)c1.forward_calls : 0);
+            cJSON_AddNumberToObject(o, "acceptance_rate", nv ? (double)na / (double)nv : 0);
+            cJSON_AddNumberToObject(o, "mean_latency_ms", nv ? 1e3 * lat / (double)nv : 0);
+            cJSON_AddNumberToObject(o, "failed_devices", failed);
+            char *s = cJSON_PrintUnformatted(o);
+            if (s) puts(s);
+            free(s);
+            cJSON_Delete(o);
+            fflush(stdout);
+            uhlm_server_free(sr.s);
+            if (failed || started < nd || sr.rc != 0) rc = 1;
+        }
+    }
+out:
+    free(x);
+    free(xt);
+    free(xb);
+    free(cl);
+    free(th);
+    uhlm_model_free(m);
+    return rc;
+}

@@ -1,0 +1,109 @@
+/* remote.h: the verifier interface (verifier.h) over TCP, speaking the wire protocol
+ * (docs/protocol.md) to `uhlm serve`. The device loop cannot tell it from the in-process
+ * verifier: with the same seed a remote run produces the same tokens (protocol §6).
+ *
+ * Connection life cycle. The first call that needs the server (normally info(), from
+ * uhlm_device_new) connects, sends HELLO with the device's vocabulary fingerprint and the auth
+ * token, and reads WELCOME's limits. open() sends OPEN; verify() and generate() send VERIFY
+ * and GENERATE with pos = the committed length; close() sends CLOSE and keeps the connection
+ * for the next session. Every reply must arrive within the read timeout; a connection whose
+ * reply was late is closed and never reused, because a late VERDICT would commit a token the
+ * device did not use (protocol §5).
+ *
+ * Fallback and resynchronisation (protocol §10). The verifier keeps its own copy of the
+ * committed context (the prompt, every catch-up list and every token the server decided).
+ * When the server cannot be reached (connect failure, refused or reset connection, EOF, read
+ * timeout, a fatal ERROR, DESYNC, BUSY, NOT_OPEN, a non-fatal INTERNAL), the operation returns
+ * UHLM_VERIFIER_UNAVAILABLE with nothing committed, and the device carries on with the SLM.
+ * Later operations reconnect with exponential backoff and jitter: between attempts they return
+ * UHLM_VERIFIER_UNAVAILABLE at once, without touching the network, so generation is never
+ * stalled for more than one connect timeout per attempt. The first request after a reconnect
+ * re-OPENs the session with the committed context plus the request's catch-up (the device's
+ * unverified tokens), then sends the request with an empty catch-up: from then on the run is
+ * what it would have been on an unbroken connection, given the same context. A request that
+ * fails on a connection that had been idle (the server's idle timeout, a restarted server) is
+ * retried once at once on a fresh connection before the verifier falls back.
+ *
+ * CTX_FULL on a resynchronising OPEN (a new server with a smaller context) leaves the
+ * verifier unavailable until the next open(). Errors that would repeat on any server
+ * (BAD_TOKEN, BAD_PROBS, BAD_PAYLOAD, a payload kind or frame size the server does not take)
+ * return -1; so does a refused HELLO (AUTH, VOCAB_MISMATCH, BAD_VERSION) on the very first
+ * connection, where it is a configuration error rather than an outage. After a successful
+ * first connection, such refusals count as unavailability.
+ *
+ * I/O: non-blocking sockets driven by poll(2) against deadlines, send with MSG_NOSIGNAL (no
+ * SIGPIPE), EINTR and partial transfers handled. Not thread-safe: one device, one verifier. */
+#ifndef UHLM_REMOTE_H
+#define UHLM_REMOTE_H
+
+#include "common.h"
+#include "verifier.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Called with one line (no newline) when the link changes state: the first connection fails,
+ * a connection is lost, a reconnect succeeds. Never called per token. */
+typedef void (*uhlm_remote_log_fn)(void *user, const char *msg);
+
+typedef struct uhlm_remote_params {
+    const char *host; /* name or numeric address; copied */
+    const char *port; /* service name or number; copied */
+    const void *auth; /* auth token bytes (copied), at most UHLM_WIRE_MAX_AUTH; may be NULL */
+    size_t auth_len;
+    int n_vocab;          /* the device's vocabulary: HELLO, and info() while unreachable */
+    uint64_t fingerprint; /* uhlm_tokenizer_fingerprint of that vocabulary */
+    const char *client;   /* name for the server's logs; NULL: "uhlm-device"; copied */
+    double connect_timeout_s; /* per attempt, TCP connect + HELLO/WELCOME; > 0 */
+    double read_timeout_s;    /* per reply, including the server's LLM time; > 0 */
+    double backoff_min_s;     /* first reconnect delay; > 0 */
+    double backoff_max_s;     /* the delay doubles up to this; >= backoff_min_s */
+    uint64_t jitter_seed;     /* seeds the backoff jitter */
+    uhlm_remote_log_fn log;   /* may be NULL */
+    void *log_user;
+} uhlm_remote_params;
+
+/* connect 3 s, read 30 s (a 7B prefill on a CPU server takes seconds), backoff 0.05 s
+ * doubling to 2 s; everything else zero. */
+uhlm_remote_params uhlm_remote_default_params(void);
+
+/* Counters since uhlm_remote_new (not reset by open). */
+typedef struct uhlm_remote_stats {
+    uint64_t connects;         /* handshakes (HELLO -> WELCOME) completed */
+    uint64_t reconnects;       /* of those, the ones after a lost or failed connection */
+    uint64_t connect_failures; /* connection attempts that failed */
+    uint64_t losses;           /* established connections lost (EOF, reset, timeout, ERROR) */
+    uint64_t opens;            /* OPENs accepted */
+    uint64_t resyncs;          /* of those, re-OPENs that restored a lost session's context */
+    uint64_t resync_tokens;    /* tokens those re-OPENs carried */
+    uint64_t unavailable;      /* operations that returned UHLM_VERIFIER_UNAVAILABLE */
+    uint64_t requests;         /* request frames sent */
+    uint64_t bytes_sent, bytes_received;
+    double rtt_s;              /* wall time from sending a request to reading its reply */
+} uhlm_remote_stats;
+
+/* Creates the verifier; connects lazily (see above), so this succeeds with the server down.
+ * NULL on bad parameters or allocation failure. */
+uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err);
+
+/* 0 and the counters, or -1 when v is not a remote verifier. */
+int uhlm_remote_get_stats(uhlm_verifier *v, uhlm_remote_stats *out);
+
+/* Splits "HOST:PORT", "[V6ADDR]:PORT" or ":PORT" (host "127.0.0.1") into NUL-terminated
+ * parts. The port must be 1..65535. 0 or -1. */
+int uhlm_remote_parse_addr(const char *s, char *host, size_t host_cap, char *port,
+                           size_t port_cap, uhlm_error *err);
+
+/* Reads an auth token file: the whole file without trailing CR/LF/space/tab. The result
+ * (not NUL-terminated in the protocol's sense, but NUL-terminated here for convenience) must
+ * be 1..UHLM_WIRE_MAX_AUTH bytes; buf holds cap >= UHLM_WIRE_MAX_AUTH + 1 bytes. 0 or -1. */
+int uhlm_remote_load_token(const char *path, char *buf, size_t cap, size_t *len,
+                           uhlm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

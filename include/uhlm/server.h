@@ -1,0 +1,118 @@
+/* server.h: the multi-session LLM verification server (docs/protocol.md, DESIGN §6).
+ *
+ * One thread runs everything: a poll() event loop over the listening socket, the optional
+ * stats socket and every connection, and, between polls, the compute step. There are no
+ * locks because nothing is shared between threads; the model's own thread pool (-t) does
+ * the parallel arithmetic inside uhlm_decode.
+ *
+ * Sessions. The server owns one uhlm_ctx with max_sessions sequences; an open session holds
+ * one sequence (its KV cache) and its committed context, with the in-process verifier's
+ * invariant: the cache holds committed[0 .. n-1), so every request is one forward over the
+ * pending token plus the catch-up. Sequences never share mutable state, so sessions are
+ * isolated; a refused request changes nothing.
+ *
+ * Cross-device batching. A VERIFY or GENERATE that passes validation is queued. The queue is
+ * flushed when the batch window (measured from the oldest queued request) has passed, or at
+ * once when every open session has a request queued (nobody else can join). A flush is ONE
+ * uhlm_decode over the catch-up tokens of every queued request, with logits on each
+ * request's last entry; each request is then decided with uhlm_verify_logits /
+ * uhlm_generate_token (verify.h), the same functions the in-process verifier calls, with
+ * the same draw seeds and positions. Because the forward computes each entry's row
+ * independently of the others in the batch, replies are bit-identical to in-process mode.
+ * A GENERATE of n_gen > 1 stays queued and takes part in one flush per token. With
+ * batching off, every request is its own forward as soon as it arrives.
+ *
+ * OPEN (the prefill) runs at once, outside the batch, reusing the longest cached prefix of
+ * the sequence it is given.
+ *
+ * Robustness. Frames are bounded before anything is allocated (max_frame); a connection is
+ * not read while it has a request queued or a reply unsent, so a client cannot make the
+ * server buffer more than one frame and one reply; connections that send no complete frame
+ * for idle_timeout_ms (including a stalled half frame) get ERROR TIMEOUT and are closed.
+ * Protocol errors follow docs/protocol.md §8: fatal ones close the connection after the
+ * ERROR frame, the others leave the session as it was.
+ *
+ * Shutdown. uhlm_server_stop (async-signal-safe) makes uhlm_server_run stop accepting,
+ * finish every queued request (their replies are sent), send ERROR SHUTTING_DOWN to every
+ * connection, flush for at most a second and return 0.
+ *
+ * Logs: one line per event on params.log (NULL: silent), `ts=... event=NAME key=value ...`;
+ * the first is `event=listening ... port=N`, with the port actually bound.
+ *
+ * Stats (STATS message, --stats-port, uhlm_server_stats_text): /metrics-style plain text,
+ * metric names prefixed uhlm_server_ and documented in the text's # HELP lines. */
+#ifndef UHLM_SERVER_H
+#define UHLM_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct uhlm_server_params {
+    const char *host;        /* bind address (numeric or name); NULL = 127.0.0.1 */
+    int port;                /* 0 = chosen by the kernel (see uhlm_server_port) */
+    int stats_port;          /* -1 = no stats listener; 0 = kernel-chosen */
+    const uint8_t *auth;     /* shared secret; NULL or auth_len 0 = accept any token */
+    size_t auth_len;         /* <= UHLM_WIRE_MAX_AUTH */
+    int max_sessions;        /* sequences in the LLM context, >= 1 */
+    int max_conns;           /* connections held at once; 0 = 2 * max_sessions + 8 */
+    int max_ctx;             /* positions per session; 0 = the model's seq_len */
+    int batch_window_us;     /* how long a queued request waits for others, >= 0 */
+    int batching;            /* 0 = one forward per request (for comparison) */
+    int idle_timeout_ms;     /* 0 = none */
+    int n_threads;           /* model thread pool; 0 = all CPUs */
+    FILE *log;               /* structured log lines; NULL = none */
+} uhlm_server_params;
+
+/* 127.0.0.1, kernel port, no stats, no auth, 16 sessions, model context, 1000 us window,
+ * batching on, 60 s idle timeout, all CPUs, no log. */
+uhlm_server_params uhlm_server_default_params(void);
+
+typedef struct uhlm_server uhlm_server;
+
+/* Binds and listens (so the ports are known on return). llm is borrowed and must outlive
+ * the server; its tokenizer, if attached, gives the fingerprint HELLO is checked against
+ * (without one, only the vocabulary size is compared). */
+uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
+                             uhlm_error *err);
+int uhlm_server_port(const uhlm_server *s);
+int uhlm_server_stats_port(const uhlm_server *s); /* -1 without a stats listener */
+
+/* Serves until uhlm_server_stop. 0 after a graceful stop, -1 on a fatal error (poll or the
+ * model failing), with err. Call from one thread at a time. */
+int uhlm_server_run(uhlm_server *s, uhlm_error *err);
+
+/* Asks a running (or about to run) server to stop. Safe from a signal handler and from any
+ * thread: it only write()s one byte to the server's self-pipe. */
+void uhlm_server_stop(uhlm_server *s);
+/* The write end of that pipe, for a signal handler that cannot reach s: write one byte. */
+int uhlm_server_stop_fd(const uhlm_server *s);
+
+/* The stats text, NUL-terminated, truncated to cap. Returns the full length (like
+ * snprintf). Only from the thread running the server, or when it is not running. */
+size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap);
+
+/* Counters for tests and the benchmark (same caveat as uhlm_server_stats_text). */
+typedef struct uhlm_server_counters {
+    uint64_t connections, sessions_opened, verifications, accepted, generated_tokens;
+    uint64_t forward_calls; /* uhlm_decode calls for VERIFY/GENERATE (not prefills) */
+    uint64_t batched_requests; /* request-steps summed over those forwards */
+    uint64_t errors;          /* ERROR frames sent */
+    int open_sessions, open_conns;
+} uhlm_server_counters;
+void uhlm_server_get_counters(const uhlm_server *s, uhlm_server_counters *out);
+
+/* Closes every socket and frees everything. s may be NULL. */
+void uhlm_server_free(uhlm_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,898 @@
+/* remote_verifier.c: the verifier interface over the wire protocol (uhlm/remote.h).
+ *
+ * Invariants between operations:
+ *   ctx[0..n_ctx_tok) is the committed context as the device sees it (verifier.h);
+ *   srv_open means the server holds a session on fd in mode srv_mode whose n_past is
+ *   exactly n_ctx_tok. Any failure clears srv_open, so a later request re-OPENs rather than
+ *   trust a session whose state is unknown.
+ * The OPEN is lazy: open() only records the prompt, because the protocol's OPEN names the
+ * session mode (verify or generate) and the interface learns it from the first request. The
+ * first request's reply then carries the prefill cost too, so totals match the in-process
+ * verifier, and the request sequence on an unbroken connection is the in-process one
+ * (OPEN(prompt), then VERIFY with the catch-up), which keeps the LLM's arithmetic identical. */
+#include "uhlm/remote.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "uhlm/sampler.h"
+#include "uhlm/wire.h"
+
+/* Outcomes of the internal steps. RV_LOST: the connection is unusable (the caller drops it and
+ * decides between an immediate retry and backoff). RV_REFUSED: the server refused HELLO.
+ * RV_UNAV: answer UHLM_VERIFIER_UNAVAILABLE without further ado. RV_FAIL: a hard error. */
+enum { RV_OK = 0, RV_LOST = 1, RV_REFUSED = 2, RV_UNAV = 3, RV_FAIL = -1 };
+
+enum { Q_VERIFY, Q_GENERATE };
+
+typedef struct remote {
+    uhlm_verifier base;
+    uhlm_remote_params p; /* host/port/client/auth point at the copies below */
+    char *host, *port, *client;
+    uint8_t *auth;
+    int fd; /* -1: not connected */
+    int ever_connected, troubled, fail_logged;
+    int timed_out; /* the last loss was a timeout: an overloaded server, not a stale socket */
+    /* from WELCOME */
+    uhlm_wire_limits lim;
+    uint32_t payload_kinds, srv_n_ctx, srv_vocab;
+    uint64_t srv_fp;
+    char model[256];
+    /* session */
+    int want_open, srv_open, srv_mode, lost_session, disabled;
+    uhlm_sampling s;
+    uint64_t seed;
+    int *ctx, *scratch;
+    int n_ctx_tok;
+    size_t ctx_cap, scratch_cap;
+    uint32_t next_req;
+    double next_attempt, backoff;
+    uhlm_rng jitter;
+    uhlm_wire_buf out;
+    uint8_t *in;
+    size_t in_cap;
+    uhlm_remote_stats st;
+} remote;
+
+/* One request of the device, with what it picks up on the way. */
+typedef struct req {
+    int type; /* Q_* */
+    const int *catchup;
+    int n_catchup;
+    const uhlm_verify_req *vr;
+    const uhlm_generate_req *gr;
+    uhlm_verdict *vout;
+    uhlm_generated *gout;
+    int *gtokens;
+    uhlm_wire_cost oc; /* an OPEN sent for this request */
+    int opened;
+    int folded; /* catch-up tokens that went into that OPEN's prompt */
+} req;
+
+static const uhlm_verifier_ops remote_ops;
+
+static remote *self_of(uhlm_verifier *v) { return (remote *)v->impl; }
+
+static void logf_(remote *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(remote *r, const char *fmt, ...) {
+    if (!r->p.log) return;
+    char line[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    r->p.log(r->p.log_user, line);
+}
+
+/* ---------- sockets ---------- */
+
+/* 1 when fd is ready for ev, 0 at the deadline, -1 on a poll error. */
+static int wait_fd(int fd, short ev, double deadline) {
+    for (;;) {
+        double left = deadline - uhlm_now();
+        if (left <= 0.0) return 0;
+        double ms = ceil(left * 1000.0);
+        struct pollfd pfd = {fd, ev, 0};
+        int n = poll(&pfd, 1, ms > (double)INT_MAX ? INT_MAX : (int)ms);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (n > 0) return 1;
+    }
+}
+
+static int send_all(remote *r, const uint8_t *p, size_t n, double deadline, uhlm_error *err) {
+    while (n > 0) {
+        ssize_t k = send(r->fd, p, n, MSG_NOSIGNAL);
+        if (k > 0) {
+            p += k;
+            n -= (size_t)k;
+            r->st.bytes_sent += (uint64_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int w = wait_fd(r->fd, POLLOUT, deadline);
+            if (w > 0) continue;
+            if (w == 0) {
+                r->timed_out = 1;
+                uhlm_set_error(err, "send timed out");
+                return RV_LOST;
+            }
+        }
+        uhlm_set_error(err, "send: %s", strerror(errno));
+        return RV_LOST;
+    }
+    return RV_OK;
+}
+
+static int recv_all(remote *r, uint8_t *p, size_t n, double deadline, uhlm_error *err) {
+    while (n > 0) {
+        ssize_t k = recv(r->fd, p, n, 0);
+        if (k > 0) {
+            p += k;
+            n -= (size_t)k;
+            r->st.bytes_received += (uint64_t)k;
+            continue;
+        }
+        if (k == 0) {
+            uhlm_set_error(err, "the server closed the connection");
+            return RV_LOST;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int w = wait_fd(r->fd, POLLIN, deadline);
+            if (w > 0) continue;
+            if (w == 0) {
+                r->timed_out = 1;
+                uhlm_set_error(err, "no reply within the read timeout of %g s",
+                               r->p.read_timeout_s);
+                return RV_LOST;
+            }
+        }
+        uhlm_set_error(err, "recv: %s", strerror(errno));
+        return RV_LOST;
+    }
+    return RV_OK;
+}
+
+/* Reads one frame and decodes it into m (which then points into r->in). Anything malformed
+ * from the server means the stream cannot be trusted: RV_LOST. */
+static int recv_msg(remote *r, double deadline, const uhlm_wire_limits *lim, uhlm_wire_msg *m,
+                    uhlm_error *err) {
+    uint8_t hdr[UHLM_WIRE_HEADER_SIZE];
+    int rc = recv_all(r, hdr, sizeof hdr, deadline, err);
+    if (rc != RV_OK) return rc;
+    uhlm_wire_header h;
+    uhlm_error e2 = {{0}};
+    if (uhlm_wire_frame_header_parse(hdr, sizeof hdr, &h, 0, &e2) != 0) {
+        uhlm_set_error(err, "bad frame from the server: %s", e2.msg);
+        return RV_LOST;
+    }
+    if (h.len > r->in_cap) {
+        uint8_t *q = realloc(r->in, h.len);
+        if (!q) {
+            uhlm_set_error(err, "out of memory for a %u-byte frame", (unsigned)h.len);
+            return RV_FAIL;
+        }
+        r->in = q;
+        r->in_cap = h.len;
+    }
+    if (h.len > 0 && (rc = recv_all(r, r->in, h.len, deadline, err)) != RV_OK) return rc;
+    if (uhlm_wire_decode(h.type, r->in, h.len, lim, m, &e2) != 0) {
+        uhlm_set_error(err, "bad %s from the server: %s", uhlm_wire_type_name(h.type), e2.msg);
+        return RV_LOST;
+    }
+    return RV_OK;
+}
+
+/* Sends r->out and reads the reply. */
+static int round_trip(remote *r, const uhlm_wire_limits *lim, uhlm_wire_msg *m, uhlm_error *err) {
+    double t0 = uhlm_now();
+    int rc = send_all(r, r->out.data, r->out.len, t0 + r->p.read_timeout_s, err);
+    r->out.len = 0;
+    if (rc != RV_OK) return rc;
+    r->st.requests++;
+    rc = recv_msg(r, uhlm_now() + r->p.read_timeout_s, lim, m, err);
+    r->st.rtt_s += uhlm_now() - t0;
+    return rc;
+}
+
+static void drop_fd(remote *r) {
+    if (r->fd >= 0) close(r->fd);
+    r->fd = -1;
+    r->srv_open = 0;
+}
+
+/* A connection that was working is gone. */
+static void lose(remote *r, const char *why) {
+    drop_fd(r);
+    r->st.losses++;
+    r->troubled = 1;
+    if (r->want_open) r->lost_session = 1;
+    logf_(r, "lost the server %s:%s: %s; generating with the SLM alone until it is back", r->host,
+          r->port, why);
+}
+
+/* Schedules the next connection attempt: exponential backoff with jitter in [1/2, 1]. */
+static void note_failure(remote *r) {
+    double d = r->backoff * (0.5 + 0.5 * uhlm_rng_uniform(&r->jitter));
+    r->next_attempt = uhlm_now() + d;
+    r->backoff = fmin(r->backoff * 2.0, r->p.backoff_max_s);
+    r->troubled = 1;
+}
+
+static int set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static int net_connect(remote *r, double deadline, uhlm_error *err) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int gai = getaddrinfo(r->host, r->port, &hints, &res);
+    if (gai != 0) {
+        uhlm_set_error(err, "cannot resolve %s:%s: %s", r->host, r->port, gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1;
+    uhlm_set_error(err, "cannot connect to %s:%s", r->host, r->port);
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            uhlm_set_error(err, "socket: %s", strerror(errno));
+            continue;
+        }
+        if (set_nonblock(fd) != 0) {
+            uhlm_set_error(err, "fcntl: %s", strerror(errno));
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        int rc;
+        do rc = connect(fd, a->ai_addr, a->ai_addrlen);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0 && errno == EINPROGRESS) {
+            int w = wait_fd(fd, POLLOUT, deadline);
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if (w == 0) {
+                uhlm_set_error(err, "connect to %s:%s timed out after %g s", r->host, r->port,
+                               r->p.connect_timeout_s);
+                close(fd);
+                fd = -1;
+                break; /* the deadline covers all addresses */
+            }
+            if (w < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+                soerr = errno;
+            if (soerr) {
+                uhlm_set_error(err, "connect to %s:%s: %s", r->host, r->port, strerror(soerr));
+                close(fd);
+                fd = -1;
+                continue;
+            }
+        } else if (rc < 0) {
+            uhlm_set_error(err, "connect to %s:%s: %s", r->host, r->port, strerror(errno));
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        break;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        /* one small request per token: Nagle would add a delayed-ACK round per request */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
+/* Connects and runs HELLO -> WELCOME. On success fd is set and the limits are known. */
+static int handshake(remote *r, uhlm_error *err) {
+    double deadline = uhlm_now() + r->p.connect_timeout_s;
+    int fd = net_connect(r, deadline, err);
+    if (fd < 0) return RV_LOST;
+    r->fd = fd;
+    uhlm_wire_hello h = {UHLM_WIRE_VERSION, r->p.fingerprint, (uint32_t)r->p.n_vocab,
+                         {r->auth, (uint32_t)r->p.auth_len}, uhlm_wire_cstr(r->client)};
+    uhlm_error e2 = {{0}};
+    if (uhlm_wire_encode_hello(&r->out, &h, &e2) != 0) {
+        drop_fd(r);
+        return uhlm_set_error(err, "HELLO: %s", e2.msg);
+    }
+    int rc = send_all(r, r->out.data, r->out.len, deadline, err);
+    r->out.len = 0;
+    uhlm_wire_msg m;
+    if (rc == RV_OK) rc = recv_msg(r, deadline, NULL, &m, err);
+    if (rc == RV_OK && m.type == UHLM_WIRE_ERROR) {
+        unsigned c = m.u.error.code;
+        uhlm_set_error(err, "%s:%s refused the connection: %s: %.*s", r->host, r->port,
+                       uhlm_wire_code_name(c), (int)m.u.error.msg.len, m.u.error.msg.p);
+        rc = (c == UHLM_WIRE_E_AUTH || c == UHLM_WIRE_E_VOCAB_MISMATCH ||
+              c == UHLM_WIRE_E_BAD_VERSION)
+                 ? RV_REFUSED
+                 : RV_LOST;
+    } else if (rc == RV_OK && m.type != UHLM_WIRE_WELCOME) {
+        uhlm_set_error(err, "%s:%s answered HELLO with %s", r->host, r->port,
+                       uhlm_wire_type_name(m.type));
+        rc = RV_LOST;
+    } else if (rc == RV_OK) {
+        const uhlm_wire_welcome *w = &m.u.welcome;
+        if (w->version != UHLM_WIRE_VERSION) {
+            uhlm_set_error(err, "%s:%s speaks protocol version %u, this device %u", r->host,
+                           r->port, (unsigned)w->version, (unsigned)UHLM_WIRE_VERSION);
+            rc = RV_REFUSED;
+        } else if (w->vocab_size != (uint32_t)r->p.n_vocab ||
+                   (w->fingerprint && r->p.fingerprint && w->fingerprint != r->p.fingerprint)) {
+            uhlm_set_error(err,
+                           "vocabulary mismatch: the server %s:%s has %u tokens (fingerprint "
+                           "%016llx), this device %d (fingerprint %016llx)",
+                           r->host, r->port, (unsigned)w->vocab_size,
+                           (unsigned long long)w->fingerprint, r->p.n_vocab,
+                           (unsigned long long)r->p.fingerprint);
+            rc = RV_REFUSED;
+        } else {
+            r->lim = (uhlm_wire_limits){w->max_frame, w->max_batch_tokens, w->vocab_size};
+            r->payload_kinds = w->payload_kinds;
+            r->srv_n_ctx = w->n_ctx;
+            r->srv_vocab = w->vocab_size;
+            r->srv_fp = w->fingerprint;
+            snprintf(r->model, sizeof r->model, "%.*s", (int)w->model.len,
+                     w->model.p ? w->model.p : "");
+        }
+    }
+    if (rc != RV_OK) {
+        drop_fd(r);
+        return rc;
+    }
+    r->st.connects++;
+    if (r->troubled) {
+        r->st.reconnects++;
+        logf_(r, "reconnected to %s:%s", r->host, r->port);
+    }
+    r->ever_connected = 1;
+    r->troubled = r->fail_logged = 0;
+    r->backoff = r->p.backoff_min_s;
+    r->srv_open = 0;
+    return RV_OK;
+}
+
+/* True when the idle connection has something to read: in lock-step nothing may arrive
+ * unasked, so it is EOF or an unsolicited fatal ERROR (the server's idle timeout, shutdown). */
+static int peer_closed(remote *r) {
+    struct pollfd pfd = {r->fd, POLLIN, 0};
+    int n;
+    do n = poll(&pfd, 1, 0);
+    while (n < 0 && errno == EINTR);
+    return n != 0;
+}
+
+/* Maps an ERROR reply to an outcome. Codes that mean "this server or connection, now" are
+ * losses; codes that would repeat anywhere are hard errors. */
+static int error_outcome(remote *r, const char *what, const uhlm_wire_errmsg *e, uhlm_error *err) {
+    unsigned c = e->code;
+    uhlm_set_error(err, "the server refused %s: %s: %.*s", what, uhlm_wire_code_name(c),
+                   (int)e->msg.len, e->msg.p);
+    if (c == UHLM_WIRE_E_CTX_FULL) {
+        r->disabled = 1;
+        logf_(r, "%s; generating with the SLM alone until the end of this run", err->msg);
+        return RV_UNAV;
+    }
+    if ((e->flags & UHLM_WIRE_EF_FATAL) || c == UHLM_WIRE_E_DESYNC || c == UHLM_WIRE_E_NOT_OPEN ||
+        c == UHLM_WIRE_E_BUSY || c == UHLM_WIRE_E_INTERNAL || c == UHLM_WIRE_E_TIMEOUT ||
+        c == UHLM_WIRE_E_SHUTTING_DOWN)
+        return RV_LOST;
+    return RV_FAIL;
+}
+
+static int grow_ints(int **p, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 256;
+    while (c < need) c *= 2;
+    int *q = realloc(*p, sizeof(int) * c);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static void cost_add(uhlm_wire_cost *a, const uhlm_wire_cost *b) {
+    a->llm_ns += b->llm_ns;
+    a->forward_calls += b->forward_calls;
+    a->seq_tokens += b->seq_tokens;
+}
+
+/* OPENs a session for q: the committed context, plus q's catch-up when resynchronising (so a
+ * lost session's pending tokens need not fit one catch-up list). */
+static int do_open(remote *r, req *q, uhlm_error *err) {
+    uint32_t mode = q->type == Q_GENERATE ? UHLM_WIRE_MODE_GENERATE : UHLM_WIRE_MODE_VERIFY;
+    int fold = r->lost_session || (uint32_t)q->n_catchup > r->lim.max_tokens;
+    int n = r->n_ctx_tok + (fold ? q->n_catchup : 0);
+    const int *prompt = r->ctx;
+    if (fold && q->n_catchup > 0) {
+        if (grow_ints(&r->scratch, &r->scratch_cap, (size_t)n) != 0)
+            return uhlm_set_error(err, "remote verifier: out of memory");
+        memcpy(r->scratch, r->ctx, sizeof(int) * (size_t)r->n_ctx_tok);
+        memcpy(r->scratch + r->n_ctx_tok, q->catchup, sizeof(int) * (size_t)q->n_catchup);
+        prompt = r->scratch;
+    }
+    uint32_t max_prompt = r->srv_n_ctx < UHLM_WIRE_MAX_TOKENS ? r->srv_n_ctx : UHLM_WIRE_MAX_TOKENS;
+    if ((uint32_t)n > max_prompt) {
+        r->disabled = 1;
+        logf_(r, "the context of %d tokens exceeds the server's %u; generating with the SLM alone "
+                 "until the end of this run",
+              n, (unsigned)max_prompt);
+        return RV_UNAV;
+    }
+    uhlm_wire_limits lim = {r->lim.max_frame, max_prompt, r->lim.vocab_size};
+    uhlm_wire_open o = {mode, r->s.temp, (uint32_t)r->s.top_k, r->s.top_p, r->seed,
+                        {prompt, NULL, (uint32_t)n}};
+    uhlm_error e2 = {{0}};
+    if (uhlm_wire_encode_open(&r->out, &o, &lim, &e2) != 0)
+        return uhlm_set_error(err, "OPEN: %s", e2.msg);
+    uhlm_wire_msg m;
+    int rc = round_trip(r, &r->lim, &m, err);
+    if (rc != RV_OK) return rc;
+    if (m.type == UHLM_WIRE_ERROR) return error_outcome(r, "OPEN", &m.u.error, err);
+    if (m.type != UHLM_WIRE_OPENED || m.u.opened.n_past != (uint32_t)n) {
+        uhlm_set_error(err, "the server answered OPEN of %d tokens with %s (n_past %u)", n,
+                       uhlm_wire_type_name(m.type),
+                       m.type == UHLM_WIRE_OPENED ? (unsigned)m.u.opened.n_past : 0u);
+        return RV_LOST;
+    }
+    r->srv_open = 1;
+    r->srv_mode = (int)mode;
+    r->st.opens++;
+    if (r->lost_session) {
+        r->st.resyncs++;
+        r->st.resync_tokens += (uint64_t)n;
+        r->lost_session = 0;
+        logf_(r, "resynchronised: reopened the session with %d tokens", n);
+    }
+    cost_add(&q->oc, &m.u.opened.cost);
+    q->opened = 1;
+    q->folded = fold ? q->n_catchup : 0;
+    return RV_OK;
+}
+
+/* Makes sure a connection and a session fit for q exist. */
+static int ensure(remote *r, req *q, uhlm_error *err) {
+    if (r->disabled) return RV_UNAV;
+    if (r->fd >= 0 && peer_closed(r)) lose(r, "the server closed the connection");
+    if (r->fd < 0) {
+        if (uhlm_now() < r->next_attempt) return RV_UNAV;
+        int rc = handshake(r, err);
+        if (rc == RV_FAIL || (rc == RV_REFUSED && !r->ever_connected)) return RV_FAIL;
+        if (rc != RV_OK) {
+            r->st.connect_failures++;
+            note_failure(r);
+            if (!r->fail_logged)
+                logf_(r, "%s; retrying with backoff, SLM alone meanwhile", err->msg);
+            r->fail_logged = 1;
+            return RV_UNAV;
+        }
+    }
+    uint32_t mode = q->type == Q_GENERATE ? UHLM_WIRE_MODE_GENERATE : UHLM_WIRE_MODE_VERIFY;
+    if (r->srv_open && r->srv_mode == (int)mode && (uint32_t)q->n_catchup <= r->lim.max_tokens)
+        return RV_OK;
+    return do_open(r, q, err);
+}
+
+static int commit(remote *r, const int *a, int na, const int *b, int nb, uhlm_error *err) {
+    if (grow_ints(&r->ctx, &r->ctx_cap, (size_t)r->n_ctx_tok + (size_t)na + (size_t)nb) != 0) {
+        r->srv_open = 0;
+        return uhlm_set_error(err, "remote verifier: out of memory");
+    }
+    if (na) memcpy(r->ctx + r->n_ctx_tok, a, sizeof(int) * (size_t)na);
+    r->n_ctx_tok += na;
+    if (nb) memcpy(r->ctx + r->n_ctx_tok, b, sizeof(int) * (size_t)nb);
+    r->n_ctx_tok += nb;
+    return 0;
+}
+
+static int exchange_verify(remote *r, req *q, uhlm_error *err) {
+    const uhlm_verify_req *vr = q->vr;
+    int greedy = r->s.temp == 0.0f;
+    if (!(r->payload_kinds & UHLM_WIRE_KIND_BIT((unsigned)vr->enc.kind)))
+        return uhlm_set_error(err, "the server %s:%s does not accept this payload encoding "
+                                   "(accepted kinds: mask 0x%x)",
+                              r->host, r->port, (unsigned)r->payload_kinds);
+    int ncu = q->n_catchup - q->folded;
+    uint32_t pos = (uint32_t)(r->n_ctx_tok + q->folded);
+    uint32_t id = ++r->next_req ? r->next_req : ++r->next_req;
+    uhlm_wire_verify m = {id,
+                          greedy ? UHLM_WIRE_VF_GREEDY : 0u,
+                          pos,
+                          {q->catchup + q->folded, NULL, (uint32_t)ncu},
+                          (uint32_t)vr->draft,
+                          vr->draw_seed,
+                          (uint8_t)vr->enc.kind,
+                          (uint8_t)(vr->enc.kind == UHLM_PAYLOAD_TOPK ? vr->enc.prob_bits : 0),
+                          (uint32_t)(vr->enc.kind == UHLM_PAYLOAD_TOPK ? vr->enc.k : 0),
+                          {greedy ? NULL : vr->x, greedy ? 0u : (uint32_t)vr->x_len}};
+    uhlm_error e2 = {{0}};
+    int erc = uhlm_wire_encode_verify(&r->out, &m, &r->lim, &e2);
+    if (erc != 0)
+        return uhlm_set_error(err, "VERIFY for the server %s:%s: %s%s", r->host, r->port, e2.msg,
+                              erc == -UHLM_WIRE_E_TOO_LARGE
+                                  ? " (a smaller --payload, f16 or topk:K, fits)"
+                                  : "");
+    uhlm_wire_msg rep;
+    int rc = round_trip(r, &r->lim, &rep, err);
+    if (rc != RV_OK) return rc;
+    if (rep.type == UHLM_WIRE_ERROR) return error_outcome(r, "VERIFY", &rep.u.error, err);
+    const uhlm_wire_verdict *d = &rep.u.verdict;
+    if (rep.type != UHLM_WIRE_VERDICT || d->request_id != id ||
+        d->n_past != pos + (uint32_t)ncu + 1 ||
+        (!!(d->flags & UHLM_WIRE_DF_ACCEPTED) != (d->token == (uint32_t)vr->draft))) {
+        uhlm_set_error(err, "the server answered VERIFY %u with an inconsistent %s",
+                       (unsigned)id, uhlm_wire_type_name(rep.type));
+        return RV_LOST;
+    }
+    int tok = (int)d->token;
+    if (commit(r, q->catchup, q->n_catchup, &tok, 1, err) != 0) return RV_FAIL;
+    uhlm_wire_cost c = q->oc;
+    cost_add(&c, &d->cost);
+    uhlm_verdict *o = q->vout;
+    memset(o, 0, sizeof *o);
+    o->token = tok;
+    o->accepted = !!(d->flags & UHLM_WIRE_DF_ACCEPTED);
+    o->y_ge_x = !!(d->flags & UHLM_WIRE_DF_Y_GE_X);
+    o->y_d = d->y_d;
+    o->x_d = d->x_d;
+    o->beta = d->beta;
+    o->llm_s = (double)c.llm_ns * 1e-9;
+    o->forward_calls = (int)c.forward_calls;
+    o->batch_tokens = (int)c.seq_tokens;
+    o->n_past = r->n_ctx_tok;
+    return RV_OK;
+}
+
+static int exchange_generate(remote *r, req *q, uhlm_error *err) {
+    const uhlm_generate_req *gr = q->gr;
+    int ncu = q->n_catchup - q->folded;
+    uint32_t pos = (uint32_t)(r->n_ctx_tok + q->folded);
+    uint32_t id = ++r->next_req ? r->next_req : ++r->next_req;
+    uhlm_wire_generate m = {id,
+                            gr->stop_eos ? UHLM_WIRE_GF_STOP_EOS : 0u,
+                            pos,
+                            {q->catchup + q->folded, NULL, (uint32_t)ncu},
+                            (uint32_t)gr->n_gen,
+                            gr->draw_seed};
+    uhlm_error e2 = {{0}};
+    if (uhlm_wire_encode_generate(&r->out, &m, &r->lim, &e2) != 0)
+        return uhlm_set_error(err, "GENERATE for the server %s:%s: %s", r->host, r->port,
+                              e2.msg);
+    uhlm_wire_msg rep;
+    int rc = round_trip(r, &r->lim, &rep, err);
+    if (rc != RV_OK) return rc;
+    if (rep.type == UHLM_WIRE_ERROR) return error_outcome(r, "GENERATE", &rep.u.error, err);
+    const uhlm_wire_generated *g = &rep.u.generated;
+    if (rep.type != UHLM_WIRE_GENERATED || g->request_id != id || g->tokens.n < 1 ||
+        g->tokens.n > (uint32_t)gr->n_gen || g->n_past != pos + (uint32_t)ncu + g->tokens.n) {
+        uhlm_set_error(err, "the server answered GENERATE %u with an inconsistent %s",
+                       (unsigned)id, uhlm_wire_type_name(rep.type));
+        return RV_LOST;
+    }
+    uhlm_wire_tokens_copy(&g->tokens, q->gtokens);
+    if (commit(r, q->catchup, q->n_catchup, q->gtokens, (int)g->tokens.n, err) != 0) return RV_FAIL;
+    uhlm_wire_cost c = q->oc;
+    cost_add(&c, &g->cost);
+    uhlm_generated *o = q->gout;
+    memset(o, 0, sizeof *o);
+    o->n = (int)g->tokens.n;
+    o->llm_s = (double)c.llm_ns * 1e-9;
+    o->forward_calls = (int)c.forward_calls;
+    o->batch_tokens = (int)c.seq_tokens;
+    o->n_past = r->n_ctx_tok;
+    return RV_OK;
+}
+
+/* Runs q: connect and open as needed, exchange, and map trouble to UNAVAILABLE. A failure on
+ * a connection that predates this call may just be a stale connection (the server's idle
+ * timeout, a restart, a DESYNC): it is retried once at once. A timeout is not retried at once
+ * (a server that is slow now would be slow again), and neither is a fresh connection's
+ * failure: those back off. */
+static int transact(remote *r, req *q, uhlm_error *err) {
+    if (!r->want_open) return uhlm_set_error(err, "remote verifier: request without a session");
+    if (q->n_catchup < 0 || (q->n_catchup > 0 && !q->catchup))
+        return uhlm_set_error(err, "remote verifier: bad catch-up list");
+    for (int i = 0; i < q->n_catchup; i++)
+        if (q->catchup[i] < 0 || q->catchup[i] >= r->p.n_vocab)
+            return uhlm_set_error(err, "remote verifier: catch-up token %d is %d, outside [0, %d)",
+                                  i, q->catchup[i], r->p.n_vocab);
+    for (int attempt = 0;; attempt++) {
+        int had_conn = r->fd >= 0;
+        r->timed_out = 0;
+        memset(&q->oc, 0, sizeof q->oc);
+        q->opened = q->folded = 0;
+        int rc = ensure(r, q, err);
+        if (rc == RV_OK)
+            rc = q->type == Q_VERIFY ? exchange_verify(r, q, err) : exchange_generate(r, q, err);
+        if (rc == RV_OK) return 0;
+        r->out.len = 0;
+        r->srv_open = 0;
+        if (rc == RV_FAIL) return -1;
+        if (rc == RV_LOST) {
+            lose(r, err->msg);
+            if (attempt == 0 && had_conn && !r->timed_out) continue;
+            note_failure(r);
+        }
+        r->st.unavailable++;
+        return UHLM_VERIFIER_UNAVAILABLE;
+    }
+}
+
+/* ---------- the verifier operations ---------- */
+
+static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
+    remote *r = self_of(v);
+    memset(out, 0, sizeof *out);
+    if (!r->ever_connected && r->fd < 0 && uhlm_now() >= r->next_attempt) {
+        int rc = handshake(r, err);
+        if (rc == RV_FAIL || rc == RV_REFUSED) return -1;
+        if (rc != RV_OK) {
+            r->st.connect_failures++;
+            note_failure(r);
+            logf_(r, "%s; generating with the SLM alone until the server answers", err->msg);
+            r->fail_logged = 1;
+        }
+    }
+    if (r->ever_connected) {
+        out->n_vocab = (int)r->srv_vocab;
+        out->fingerprint = r->srv_fp;
+        out->n_ctx = r->srv_n_ctx > (uint32_t)INT_MAX ? INT_MAX : (int)r->srv_n_ctx;
+        snprintf(out->model, sizeof out->model, "%.200s@%.30s:%.16s", r->model, r->host, r->port);
+    } else {
+        /* unknown until the server answers: the device's own vocabulary, no context limit */
+        out->n_vocab = r->p.n_vocab;
+        out->fingerprint = r->p.fingerprint;
+        out->n_ctx = INT_MAX;
+        snprintf(out->model, sizeof out->model, "%.200s:%.16s (unreachable)", r->host, r->port);
+    }
+    return 0;
+}
+
+static int rv_open(uhlm_verifier *v, const int *prompt, int n, const uhlm_sampling *s,
+                   uint64_t seed, uhlm_opened *out, uhlm_error *err) {
+    remote *r = self_of(v);
+    r->want_open = r->srv_open = r->lost_session = r->disabled = 0;
+    r->n_ctx_tok = 0;
+    if (uhlm_sampling_check(s, err) != 0) return -1;
+    if (n < 1 || !prompt) return uhlm_set_error(err, "remote verifier: empty prompt");
+    for (int i = 0; i < n; i++)
+        if (prompt[i] < 0 || prompt[i] >= r->p.n_vocab)
+            return uhlm_set_error(err, "remote verifier: prompt token %d is %d, outside [0, %d)",
+                                  i, prompt[i], r->p.n_vocab);
+    if (r->ever_connected && (uint32_t)n > r->srv_n_ctx)
+        return uhlm_set_error(err, "remote verifier: prompt of %d tokens exceeds the server's "
+                                   "context of %u",
+                              n, (unsigned)r->srv_n_ctx);
+    if (grow_ints(&r->ctx, &r->ctx_cap, (size_t)n) != 0)
+        return uhlm_set_error(err, "remote verifier: out of memory");
+    memcpy(r->ctx, prompt, sizeof(int) * (size_t)n);
+    r->n_ctx_tok = n;
+    r->s = *s;
+    r->seed = seed;
+    r->want_open = 1;
+    memset(out, 0, sizeof *out);
+    out->n_past = n; /* the prefill cost arrives with the first request (see the top) */
+    return 0;
+}
+
+static int rv_verify(uhlm_verifier *v, const uhlm_verify_req *vr, uhlm_verdict *out,
+                     uhlm_error *err) {
+    remote *r = self_of(v);
+    if (vr->draft < 0 || vr->draft >= r->p.n_vocab)
+        return uhlm_set_error(err, "remote verifier: draft %d outside [0, %d)", vr->draft,
+                              r->p.n_vocab);
+    req q;
+    memset(&q, 0, sizeof q);
+    q.type = Q_VERIFY;
+    q.catchup = vr->catchup;
+    q.n_catchup = vr->n_catchup;
+    q.vr = vr;
+    q.vout = out;
+    return transact(r, &q, err);
+}
+
+static int rv_generate(uhlm_verifier *v, const uhlm_generate_req *gr, int *tokens,
+                       uhlm_generated *out, uhlm_error *err) {
+    remote *r = self_of(v);
+    if (gr->n_gen < 1) return uhlm_set_error(err, "remote verifier: n_gen %d", gr->n_gen);
+    req q;
+    memset(&q, 0, sizeof q);
+    q.type = Q_GENERATE;
+    q.catchup = gr->catchup;
+    q.n_catchup = gr->n_catchup;
+    q.gr = gr;
+    q.gout = out;
+    q.gtokens = tokens;
+    return transact(r, &q, err);
+}
+
+static void rv_close(uhlm_verifier *v) {
+    remote *r = self_of(v);
+    if (r->fd >= 0 && r->srv_open) {
+        /* end the session but keep the connection for the next one; on any trouble the
+         * connection goes, which frees the session on the server too */
+        uhlm_error e = {{0}};
+        uhlm_wire_msg m;
+        if (uhlm_wire_encode_empty(&r->out, UHLM_WIRE_CLOSE, &e) != 0 ||
+            round_trip(r, &r->lim, &m, &e) != RV_OK || m.type != UHLM_WIRE_CLOSE)
+            drop_fd(r);
+        r->out.len = 0;
+    }
+    r->want_open = r->srv_open = r->lost_session = r->disabled = 0;
+}
+
+static void rv_destroy(uhlm_verifier *v) {
+    remote *r = self_of(v);
+    drop_fd(r);
+    free(r->host);
+    free(r->port);
+    free(r->client);
+    free(r->auth);
+    free(r->ctx);
+    free(r->scratch);
+    free(r->in);
+    uhlm_wire_buf_free(&r->out);
+    free(r);
+}
+
+static const uhlm_verifier_ops remote_ops = {rv_info,     rv_open,  rv_verify,
+                                             rv_generate, rv_close, rv_destroy};
+
+/* ---------- public ---------- */
+
+uhlm_remote_params uhlm_remote_default_params(void) {
+    uhlm_remote_params p;
+    memset(&p, 0, sizeof p);
+    p.connect_timeout_s = 3.0;
+    p.read_timeout_s = 30.0;
+    p.backoff_min_s = 0.05;
+    p.backoff_max_s = 2.0;
+    return p;
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static int positive(double x) { return x > 0.0 && isfinite(x); }
+
+uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err) {
+    if (!p->host || !*p->host || !p->port || !*p->port) {
+        uhlm_set_error(err, "remote verifier: no server address");
+        return NULL;
+    }
+    if (p->n_vocab < 1 || (uint32_t)p->n_vocab > UHLM_WIRE_MAX_VOCAB) {
+        uhlm_set_error(err, "remote verifier: vocabulary size %d", p->n_vocab);
+        return NULL;
+    }
+    if (p->auth_len > UHLM_WIRE_MAX_AUTH || (p->auth_len && !p->auth)) {
+        uhlm_set_error(err, "remote verifier: the auth token is %zu bytes (at most %u)",
+                       p->auth_len, (unsigned)UHLM_WIRE_MAX_AUTH);
+        return NULL;
+    }
+    if (!positive(p->connect_timeout_s) || !positive(p->read_timeout_s) ||
+        !positive(p->backoff_min_s) || !positive(p->backoff_max_s) ||
+        p->backoff_max_s < p->backoff_min_s) {
+        uhlm_set_error(err, "remote verifier: timeouts and backoff must be finite and > 0 "
+                            "(backoff max >= min)");
+        return NULL;
+    }
+    const char *client = p->client ? p->client : "uhlm-device";
+    if (strlen(client) > UHLM_WIRE_MAX_NAME) {
+        uhlm_set_error(err, "remote verifier: client name longer than %u bytes",
+                       (unsigned)UHLM_WIRE_MAX_NAME);
+        return NULL;
+    }
+    remote *r = calloc(1, sizeof *r);
+    if (!r) {
+        uhlm_set_error(err, "remote verifier: out of memory");
+        return NULL;
+    }
+    r->base.ops = &remote_ops;
+    r->base.impl = r;
+    r->fd = -1;
+    r->p = *p;
+    r->host = dup_str(p->host);
+    r->port = dup_str(p->port);
+    r->client = dup_str(client);
+    r->auth = malloc(p->auth_len ? p->auth_len : 1);
+    if (!r->host || !r->port || !r->client || !r->auth) {
+        uhlm_set_error(err, "remote verifier: out of memory");
+        rv_destroy(&r->base);
+        return NULL;
+    }
+    if (p->auth_len) memcpy(r->auth, p->auth, p->auth_len);
+    r->p.host = r->host;
+    r->p.port = r->port;
+    r->p.client = r->client;
+    r->p.auth = r->auth;
+    r->backoff = p->backoff_min_s;
+    uhlm_rng_seed(&r->jitter, p->jitter_seed);
+    return &r->base;
+}
+
+int uhlm_remote_get_stats(uhlm_verifier *v, uhlm_remote_stats *out) {
+    if (!v || v->ops != &remote_ops) return -1;
+    *out = self_of(v)->st;
+    return 0;
+}
+
+int uhlm_remote_parse_addr(const char *s, char *host, size_t host_cap, char *port,
+                           size_t port_cap, uhlm_error *err) {
+    const char *h = s, *colon;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':')
+            return uhlm_set_error(err, "bad server address '%s' (want [ADDR]:PORT)", s);
+        h = s + 1;
+        hl = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) return uhlm_set_error(err, "bad server address '%s' (want HOST:PORT)", s);
+        hl = (size_t)(colon - s);
+    }
+    const char *ps = colon + 1;
+    char *end = NULL;
+    errno = 0;
+    long pn = strtol(ps, &end, 10);
+    if (!*ps || *end || errno || pn < 1 || pn > 65535)
+        return uhlm_set_error(err, "bad port in server address '%s' (1..65535)", s);
+    if (hl == 0) {
+        h = "127.0.0.1";
+        hl = strlen(h);
+    }
+    if (hl + 1 > host_cap || strlen(ps) + 1 > port_cap)
+        return uhlm_set_error(err, "server address '%s' is too long", s);
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    memcpy(port, ps, strlen(ps) + 1);
+    return 0;
+}
+
+int uhlm_remote_load_token(const char *path, char *buf, size_t cap, size_t *len,
+                           uhlm_error *err) {
+    if (cap < UHLM_WIRE_MAX_AUTH + 1)
+        return uhlm_set_error(err, "auth token buffer of %zu bytes is too small", cap);
+    FILE *f = fopen(path, "rb");
+    if (!f) return uhlm_set_error(err, "%s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, UHLM_WIRE_MAX_AUTH + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return uhlm_set_error(err, "%s: read error", path);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+                     buf[n - 1] == '\t'))
+        n--;
+    if (n > UHLM_WIRE_MAX_AUTH)
+        return uhlm_set_error(err, "%s: the auth token is longer than %u bytes", path,
+                              (unsigned)UHLM_WIRE_MAX_AUTH);
+    if (n == 0) return uhlm_set_error(err, "%s: the auth token is empty", path);
+    buf[n] = '\0';
+    *len = n;
+    return 0;
+}

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# `uhlm run --server` against `uhlm serve` over loopback: the same tokens and verdict counts as
+# the in-process run for every mode (and greedy, topk); auth; an unreachable server (SLM alone,
+# every token unverified); llm mode without a server; the fallback test (kill -9 the server
+# mid-run, restart it on the same port: the run completes, counts unverified tokens, reconnects
+# and resynchronises, and the restarted server's context matches the device's); a stalled
+# server (read and connect timeouts); the shaped channel (wall time pays the link time, the
+# tokens do not change). Servers listen on kernel-chosen ports (--port 0 --port-file).
+set -u
+bin=${UHLM_BIN:?UHLM_BIN not set}
+export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_remote.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+pass=0; fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
+py=/usr/bin/python3
+P="Once upon a time, there was a little girl"
+
+if ! "$bin" serve --help >/dev/null 2>&1; then
+  echo "SKIP: this build has no 'uhlm serve'"; exit 0
+fi
+
+# start_server NAME [ARGS...]: starts `uhlm serve` in the background; sets spid and sport.
+start_server() {
+  local name=$1; shift
+  rm -f "$tmp/$name.port"
+  "$bin" serve -t 1 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
+  spid=$!
+  pids+=("$spid")
+  for _ in $(seq 1 200); do
+    [ -s "$tmp/$name.port" ] && break
+    kill -0 "$spid" 2>/dev/null || break
+    sleep 0.05
+  done
+  sport=$(cat "$tmp/$name.port" 2>/dev/null)
+  [ -n "$sport" ] || { bad "server $name did not start: $(cat "$tmp/$name.log")"; return 1; }
+}
+stop_server() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+
+# ---- usage errors
+for args in "--server nocolon" "--server host:0" "--server host:99999" "--channel warp" \
+            "--auth-token-file /dev/null" "--connect-timeout 0" "--read-timeout x"; do
+  # shellcheck disable=SC2086
+  "$bin" run $args -n 1 >/dev/null 2>"$tmp/err"; rc=$?
+  [ "$rc" = 2 ] && ok || bad "rc $rc (want 2) for run $args: $(cat "$tmp/err")"
+done
+
+start_server main --port 0 || exit 1
+main_pid=$spid; main_port=$sport
+S=127.0.0.1:$main_port
+
+# ---- loopback equality, every mode; the JSON tokens and the verdict counts agree
+compare() { # LABEL ARGS...: in-process vs remote
+  local label=$1; shift
+  "$bin" run "$@" -t 1 --json >"$tmp/a.json" 2>"$tmp/a.err" || { bad "$label in-process: $(cat "$tmp/a.err")"; return; }
+  "$bin" run "$@" -t 1 --json --server "$S" >"$tmp/b.json" 2>"$tmp/b.err" || { bad "$label remote: $(cat "$tmp/b.err")"; return; }
+  $py - "$tmp/a.json" "$tmp/b.json" <<'EOF' && ok || bad "$label: remote differs from in-process"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert a["tokens"] and a["tokens"] == b["tokens"], (a["tokens"], b["tokens"])
+assert a["text"] == b["text"]
+# (llm_forward_calls may differ by the prefill: the server reuses a cached prompt prefix
+# across sessions, a fresh in-process verifier cannot)
+for k in ("generated_tokens", "transmitted_tokens", "skipped_tokens", "accepted", "rejected",
+          "accepted_outright", "catchup_tokens", "uplink_bits", "unverified_tokens"):
+    assert a[k] == b[k], (k, a[k], b[k])
+assert "remote" not in a
+if a["mode"] != "slm":  # slm mode never talks to a verifier
+    assert b["remote"]["losses"] == 0 and b["remote"]["connects"] == 1, b["remote"]
+assert abs(a["mean_beta"] - b["mean_beta"]) < 1e-5 if a["mean_beta"] is not None else True
+EOF
+}
+for mode in slm llm hlm rand uhlm; do
+  compare "mode $mode" --mode "$mode" -p "$P" -n 60 --seed 11
+done
+compare "greedy hlm" --mode hlm --temp 0 -p "$P" -n 60
+compare "greedy llm" --mode llm --temp 0 -p "$P" -n 60
+compare "uhlm topk" --mode uhlm --uth 0.3 --payload topk:16:16 -p "$P" -n 60 --seed 5
+compare "rand f16 top-p" --mode rand --payload f16 --top-p 0.9 --top-k 40 -p "$P" -n 60 --seed 6
+compare "uhlm empty prompt" --mode uhlm -n 60 --seed 8
+# the text output (not JSON) is the same too, and the second stderr line reports the link
+a=$("$bin" run --mode uhlm -p "$P" -n 40 --seed 3 -t 1 2>/dev/null)
+b=$("$bin" run --mode uhlm -p "$P" -n 40 --seed 3 -t 1 --server "$S" 2>"$tmp/err")
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "text output differs"
+grep -q "server $S: 0 unverified, 1 connects" "$tmp/err" && ok || bad "remote summary line: $(cat "$tmp/err")"
+
+# ---- auth
+printf 's3cret\n' >"$tmp/token"; printf 'wrong\n' >"$tmp/wrong"
+start_server auth --port 0 --auth-token-file "$tmp/token" || exit 1
+auth_pid=$spid
+"$bin" run --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/token" >/dev/null 2>"$tmp/err" \
+  && ok || bad "right token refused: $(cat "$tmp/err")"
+"$bin" run --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/wrong" >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "AUTH" "$tmp/err" && ok || bad "wrong token: rc $rc: $(cat "$tmp/err")"
+"$bin" run --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "AUTH" "$tmp/err" && ok || bad "missing token: rc $rc: $(cat "$tmp/err")"
+stop_server "$auth_pid"
+
+# ---- an unreachable server: a port that was just freed
+start_server gone --port 0 || exit 1
+gone_port=$sport; stop_server "$spid"
+t0=$(date +%s.%N)
+"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --json >"$tmp/u.json" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 0 ] && ok || bad "unreachable server: rc $rc: $(cat "$tmp/err")"
+$py - "$tmp/u.json" "$t0" <<'EOF' && ok || bad "unreachable server stats"
+import json, sys, time
+o = json.load(open(sys.argv[1]))
+assert o["generated_tokens"] == 30 and len(o["tokens"]) == 30, o
+assert o["unverified_tokens"] == 30 and o["transmitted_tokens"] == 0, o
+assert o["remote"]["connect_failures"] >= 1 and o["remote"]["connects"] == 0, o["remote"]
+assert time.time() - float(sys.argv[2]) < 20  # never stalls per token
+EOF
+slm=$("$bin" run --mode slm -p "$P" -n 30 --seed 2 2>/dev/null)
+got=$("$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" 2>"$tmp/err")
+[ "$got" = "$slm" ] && ok || bad "SLM-alone fallback text differs from slm mode"
+grep -q "SLM alone" "$tmp/err" && ok || bad "no fallback message: $(cat "$tmp/err")"
+"$bin" run --mode llm -p "$P" -n 5 --server "127.0.0.1:$gone_port" >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "unavailable" "$tmp/err" && ok || bad "llm mode without a server: rc $rc: $(cat "$tmp/err")"
+
+# ---- fallback: kill -9 the server mid-run, restart it on the same port
+# The shaped channel with 10 ms per message makes the run last seconds (about 25 ms a token).
+start_server fb1 --port 0 || exit 1
+fb_pid=$spid; fb_port=$sport
+"$bin" run --mode hlm -p "$P" -n 400 --seed 21 -t 1 --server "127.0.0.1:$fb_port" \
+  --channel shaped --latency 0.01 --json --events >"$tmp/fb.json" 2>"$tmp/fb.err" &
+cpid=$!; pids+=("$cpid")
+sleep 1.0
+kill -0 "$cpid" 2>/dev/null && ok || bad "the fallback run ended before the kill (too fast?)"
+kill -9 "$fb_pid"; wait "$fb_pid" 2>/dev/null
+sleep 0.8
+start_server fb2 --port "$fb_port" || exit 1
+fb2_pid=$spid
+wait "$cpid"; rc=$?
+[ "$rc" = 0 ] && ok || bad "fallback run: rc $rc: $(cat "$tmp/fb.err")"
+stop_server "$fb2_pid"
+grep -q "lost the server" "$tmp/fb.err" && grep -q "reconnected" "$tmp/fb.err" && grep -q "resynchronised" "$tmp/fb.err" \
+  && ok || bad "fallback log lines: $(cat "$tmp/fb.err")"
+n_past=$(grep "event=session_end" "$tmp/fb2.log" | tail -1 | sed -n 's/.* n_past=\([0-9]*\).*/\1/p')
+$py - "$tmp/fb.json" "${n_past:-0}" <<'EOF' && ok || bad "fallback stats: $(head -c 600 "$tmp/fb.json")"
+import json, sys
+o = json.load(open(sys.argv[1])); n_past = int(sys.argv[2])
+n = o["generated_tokens"]
+# the run completed: every position produced exactly one token
+assert o["stop"] in ("context", "length") and n == len(o["tokens"]) == len(o["events"]) > 200, (o["stop"], n)
+assert [e["pos"] for e in o["events"]] == list(range(o["prompt_tokens"], o["prompt_tokens"] + n))
+assert n == o["transmitted_tokens"] + o["skipped_tokens"]
+# some tokens went unverified while the server was down, and verification resumed after
+assert o["unverified_tokens"] > 0 and o["skipped_tokens"] == o["unverified_tokens"], o
+r = o["remote"]
+assert r["losses"] >= 1 and r["reconnects"] >= 1 and r["resyncs"] >= 1 and r["resync_tokens"] > 0, r
+ev = o["events"]
+first_unv = min(i for i, e in enumerate(ev) if not e["verified"])
+last_unv = max(i for i, e in enumerate(ev) if not e["verified"])
+assert any(e["verified"] for e in ev[last_unv + 1:]), "never verified again"
+assert all(e["verified"] for e in ev[:first_unv]) and first_unv > 0
+# the restarted server's session holds exactly the device's context up to the last verdict:
+# nothing lost, nothing duplicated by the resync
+last_ver = max(e["pos"] for e in ev if e["verified"])
+assert n_past == last_ver + 1, (n_past, last_ver)
+EOF
+
+# ---- a stalled server (SIGSTOP): the read timeout, then connect timeouts, then recovery
+"$bin" run --mode hlm -p "$P" -n 400 --seed 22 -t 1 --server "$S" --read-timeout 0.3 \
+  --connect-timeout 0.3 --channel shaped --latency 0.01 --json >"$tmp/st.json" 2>"$tmp/st.err" &
+cpid=$!; pids+=("$cpid")
+sleep 0.8
+kill -STOP "$main_pid"
+sleep 1.2
+kill -CONT "$main_pid"
+wait "$cpid"; rc=$?
+[ "$rc" = 0 ] && ok || bad "stalled server run: rc $rc: $(cat "$tmp/st.err")"
+grep -q "read timeout" "$tmp/st.err" && ok || bad "no read timeout reported: $(cat "$tmp/st.err")"
+$py - "$tmp/st.json" <<'EOF' && ok || bad "stalled server stats: $(head -c 600 "$tmp/st.json")"
+import json, sys
+o = json.load(open(sys.argv[1]))
+r = o["remote"]
+assert o["generated_tokens"] == len(o["tokens"]) > 200
+assert o["unverified_tokens"] > 0 and r["losses"] >= 1 and r["resyncs"] >= 1, (o["unverified_tokens"], r)
+assert o["transmitted_tokens"] > 0
+EOF
+
+# ---- shaped channel: the wall clock pays the modelled link; the tokens stay the same
+for where in "" "--server $S"; do
+  # shellcheck disable=SC2086
+  "$bin" run --mode hlm -p "$P" -n 20 --seed 4 -t 1 --latency 0.02 --json $where >"$tmp/acc.json" 2>/dev/null
+  # shellcheck disable=SC2086
+  "$bin" run --mode hlm -p "$P" -n 20 --seed 4 -t 1 --latency 0.02 --channel shaped --json $where >"$tmp/sh.json" 2>/dev/null
+  $py - "$tmp/acc.json" "$tmp/sh.json" <<'EOF' && ok || bad "shaped channel ($where)"
+import json, sys
+a, s = (json.load(open(f)) for f in sys.argv[1:3])
+assert a["tokens"] == s["tokens"] and a["link_seconds"] == s["link_seconds"]
+assert a["channel"]["mode"] == "accounted" and s["channel"]["mode"] == "shaped"
+link = s["link_seconds"]
+assert link >= 0.8, link                      # 21 messages each way at >= 20 ms
+assert s["wall_seconds"] >= link, (s["wall_seconds"], link)
+assert a["wall_seconds"] < link / 2, (a["wall_seconds"], link)
+EOF
+done
+
+stop_server "$main_pid"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,420 @@
+/* test_remote.c: the remote verifier (uhlm/remote.h) against a scripted fake server in a
+ * thread, no models needed. A simulated device keeps its context and pending tokens exactly as
+ * device.c does; after every scenario the server's committed context must equal the device's
+ * committed prefix token for token (nothing lost, nothing duplicated). Scenarios: the normal
+ * path, the connection closed mid-request, DESYNC, garbage, a stalled reply (read timeout), a
+ * connection closed while idle (reconnect without falling back), CTX_FULL (SLM alone for the
+ * rest of the session), a non-fatal BAD_PROBS (hard error), AUTH at first contact (hard error),
+ * an unreachable server, GENERATE; plus address and token-file parsing. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "uhlm/remote.h"
+#include "uhlm/wire.h"
+
+#define VOCAB 512
+#define FP 0x1234abcdULL
+#define NCTX 200
+
+enum { F_NONE, F_CLOSE, F_DESYNC, F_GARBAGE, F_STALL, F_IDLE_CLOSE, F_CTXFULL, F_BADPROBS, F_AUTH };
+
+typedef struct fake {
+    int lfd, port;
+    atomic_int stop;
+    int fault, fault_at; /* fault on the fault_at-th VERIFY/GENERATE (1-based) */
+    int down_for;        /* after the fault, refuse this many connections */
+    /* observed */
+    int requests, conns, opens, last_open_n;
+    int ctx[NCTX + 8], n_past;
+} fake;
+
+static int rd(int fd, uint8_t *p, size_t n) {
+    while (n) {
+        ssize_t k = recv(fd, p, n, 0);
+        if (k <= 0) {
+            if (k < 0 && errno == EINTR) continue;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static void wr(int fd, uhlm_wire_buf *b) {
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t k = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
+        if (k <= 0) break;
+        off += (size_t)k;
+    }
+    b->len = 0;
+}
+
+/* Serves one connection; returns when it ends. */
+static void serve_conn(fake *f, int fd) {
+    uhlm_wire_buf out = {0};
+    uhlm_wire_limits lim = {0, 0, VOCAB};
+    uint8_t hdr[12], *pl = malloc(UHLM_WIRE_MAX_FRAME);
+    uhlm_error err;
+    while (pl && rd(fd, hdr, 12) == 0) {
+        uhlm_wire_header h;
+        uhlm_wire_msg m;
+        if (uhlm_wire_frame_header_parse(hdr, 12, &h, 0, &err) != 0 || rd(fd, pl, h.len) != 0 ||
+            uhlm_wire_decode(h.type, pl, h.len, &lim, &m, &err) != 0)
+            break;
+        if (m.type == UHLM_WIRE_HELLO) {
+            if (f->fault == F_AUTH) {
+                uhlm_wire_encode_error(&out, UHLM_WIRE_E_AUTH, UHLM_WIRE_EF_FATAL, 0, &err, "no");
+                wr(fd, &out);
+                break;
+            }
+            uhlm_wire_welcome w = {1, FP, VOCAB, NCTX, 4, UHLM_WIRE_MAX_FRAME, 1024, 0, 7, 99,
+                                   uhlm_wire_cstr("fake")};
+            uhlm_wire_encode_welcome(&out, &w, &err);
+        } else if (m.type == UHLM_WIRE_OPEN) {
+            f->opens++;
+            f->last_open_n = (int)m.u.open.prompt.n;
+            uhlm_wire_tokens_copy(&m.u.open.prompt, f->ctx);
+            f->n_past = (int)m.u.open.prompt.n;
+            uhlm_wire_opened o = {1, NCTX, (uint32_t)f->n_past, {1000, 1, (uint32_t)f->n_past, 1, 1}};
+            uhlm_wire_encode_opened(&out, &o, &err);
+        } else if (m.type == UHLM_WIRE_VERIFY || m.type == UHLM_WIRE_GENERATE) {
+            int is_v = m.type == UHLM_WIRE_VERIFY;
+            uint32_t id = is_v ? m.u.verify.request_id : m.u.generate.request_id;
+            uint32_t pos = is_v ? m.u.verify.pos : m.u.generate.pos;
+            const uhlm_wire_tokens *cu = is_v ? &m.u.verify.catchup : &m.u.generate.catchup;
+            int fault = ++f->requests == f->fault_at ? f->fault : F_NONE;
+            if (fault == F_CLOSE) break;
+            if (fault == F_GARBAGE) {
+                if (send(fd, "garbage garbage!", 16, MSG_NOSIGNAL) < 0) break;
+                continue;
+            }
+            if (fault == F_STALL) usleep(300 * 1000);
+            if (fault == F_DESYNC || fault == F_CTXFULL || fault == F_BADPROBS || pos != (uint32_t)f->n_past) {
+                int code = fault == F_CTXFULL    ? UHLM_WIRE_E_CTX_FULL
+                           : fault == F_BADPROBS ? UHLM_WIRE_E_BAD_PROBS
+                                                 : UHLM_WIRE_E_DESYNC;
+                uhlm_wire_encode_error(&out, (uint16_t)code, 0, id, &err, "scripted");
+                wr(fd, &out);
+                continue;
+            }
+            uhlm_wire_tokens_copy(cu, f->ctx + f->n_past);
+            f->n_past += (int)cu->n;
+            if (is_v) {
+                uint32_t tok = m.u.verify.draft % 3 == 0 ? 5 : m.u.verify.draft; /* some rejections */
+                f->ctx[f->n_past++] = (int)tok;
+                uhlm_wire_verdict v = {id,   tok, tok == m.u.verify.draft ? UHLM_WIRE_DF_ACCEPTED : 0,
+                                       0.5f, 0.5f, 0.0f, {2000, 1, cu->n + 1, 1, cu->n + 1},
+                                       (uint32_t)f->n_past};
+                uhlm_wire_encode_verdict(&out, &v, &lim, &err);
+            } else {
+                int toks[4] = {11, 12, 13, 14};
+                uint32_t n = m.u.generate.n_gen < 4 ? m.u.generate.n_gen : 4;
+                for (uint32_t i = 0; i < n; i++) f->ctx[f->n_past++] = toks[i];
+                uhlm_wire_generated g = {id, {toks, NULL, n}, {3000, n, n, 1, n}, (uint32_t)f->n_past};
+                uhlm_wire_encode_generated(&out, &g, &lim, &err);
+            }
+            if (fault == F_IDLE_CLOSE) {
+                wr(fd, &out);
+                usleep(20 * 1000);
+                break;
+            }
+        } else if (m.type == UHLM_WIRE_CLOSE) {
+            uhlm_wire_encode_empty(&out, UHLM_WIRE_CLOSE, &err);
+        } else {
+            break;
+        }
+        wr(fd, &out);
+    }
+    free(pl);
+    uhlm_wire_buf_free(&out);
+}
+
+static void *fake_main(void *arg) {
+    fake *f = arg;
+    while (!atomic_load(&f->stop)) {
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0) continue;
+        f->conns++;
+        if (f->requests >= f->fault_at && f->down_for > 0) {
+            f->down_for--; /* "down": the connection closes before WELCOME */
+            close(fd);
+            continue;
+        }
+        serve_conn(f, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+static int fake_start(fake *f, pthread_t *th, int fault, int fault_at, int down_for) {
+    memset(f, 0, sizeof *f);
+    f->fault = fault;
+    f->fault_at = fault_at;
+    f->down_for = down_for;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof a;
+    if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(f->lfd, 8) != 0 ||
+        getsockname(f->lfd, (struct sockaddr *)&a, &sl) != 0)
+        return -1;
+    f->port = ntohs(a.sin_port);
+    return pthread_create(th, NULL, fake_main, f);
+}
+
+static void fake_stop(fake *f, pthread_t th) {
+    atomic_store(&f->stop, 1);
+    shutdown(f->lfd, SHUT_RDWR); /* wakes accept */
+    pthread_join(th, NULL);
+    close(f->lfd);
+}
+
+static uhlm_verifier *client(int port, uhlm_error *err) {
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    uhlm_remote_params p = uhlm_remote_default_params();
+    p.host = "127.0.0.1";
+    p.port = ps;
+    p.n_vocab = VOCAB;
+    p.fingerprint = FP;
+    p.connect_timeout_s = 0.5;
+    p.read_timeout_s = 0.1;
+    p.backoff_min_s = 0.001;
+    p.backoff_max_s = 0.004;
+    return uhlm_remote_new(&p, err);
+}
+
+/* The device side, as device.c keeps it. */
+typedef struct dev {
+    int toks[NCTX + 64];
+    int n, sent, unverified, verified, hard, last_rc;
+} dev;
+
+static int dev_step(uhlm_verifier *v, dev *d, int skips, int greedy) {
+    for (int i = 0; i < skips; i++, d->n++) d->toks[d->n] = 20 + (d->n * 7) % 400;
+    int draft = 30 + (d->n * 13) % 400;
+    uint8_t x[VOCAB * 4];
+    float *xf = (float *)x;
+    for (int i = 0; i < VOCAB; i++) xf[i] = 1.0f / VOCAB;
+    uhlm_verify_req r = {d->toks + d->sent, d->n - d->sent, draft, {UHLM_PAYLOAD_F32, 0, 0},
+                         greedy ? NULL : x, greedy ? 0 : sizeof x, 77};
+    uhlm_verdict vd;
+    uhlm_error err;
+    int rc = uhlm_verifier_verify(v, &r, &vd, &err);
+    d->last_rc = rc;
+    if (rc == 0) {
+        d->toks[d->n++] = vd.token;
+        d->sent = d->n;
+        d->verified++;
+        if (vd.n_past != d->n) d->hard++;
+    } else if (rc == UHLM_VERIFIER_UNAVAILABLE) {
+        d->toks[d->n++] = draft;
+        d->unverified++;
+    } else {
+        d->hard++;
+    }
+    return rc;
+}
+
+static int dev_open(uhlm_verifier *v, dev *d, float temp) {
+    memset(d, 0, sizeof *d);
+    for (int i = 0; i < 5; i++) d->toks[d->n++] = 1 + i;
+    uhlm_sampling s = {temp, 0, 1.0f};
+    uhlm_opened o;
+    uhlm_error err;
+    int rc = uhlm_verifier_open(v, d->toks, d->n, &s, 42, &o, &err);
+    if (rc == 0) d->sent = d->n;
+    return rc;
+}
+
+/* the server's committed context is the device's committed prefix */
+static int consistent(const fake *f, const dev *d) {
+    return f->n_past == d->sent && memcmp(f->ctx, d->toks, sizeof(int) * (size_t)d->sent) == 0;
+}
+
+/* Runs 40 steps (skipping 0..2 tokens before each) against a fake with one fault. */
+static void scenario(const char *name, int fault, int fault_at, int down_for, int expect_unv) {
+    fake f;
+    pthread_t th;
+    uhlm_error err;
+    CHECK(fake_start(&f, &th, fault, fault_at, down_for) == 0);
+    uhlm_verifier *v = client(f.port, &err);
+    CHECK(v);
+    if (!v) return;
+    uhlm_verifier_info info;
+    CHECK(uhlm_verifier_info_get(v, &info, &err) == 0 && info.n_vocab == VOCAB &&
+          info.n_ctx == NCTX && info.fingerprint == FP);
+    dev d;
+    CHECK(dev_open(v, &d, 0.0f) == 0);
+    for (int i = 0; i < 40; i++) {
+        dev_step(v, &d, i % 3, 1);
+        if (d.unverified && i < 39) usleep(2000); /* let the backoff pass sometimes */
+    }
+    for (int i = 0; i < 50 && d.last_rc != 0; i++) {
+        usleep(10 * 1000);
+        dev_step(v, &d, 1, 1);
+    }
+    uhlm_remote_stats st;
+    CHECK(uhlm_remote_get_stats(v, &st) == 0);
+    CHECKF(d.hard == 0, "%s: %d hard errors", name, d.hard);
+    CHECKF(expect_unv ? d.unverified > 0 : d.unverified == 0, "%s: %d unverified", name,
+           d.unverified);
+    CHECKF(d.verified > 0 && d.last_rc == 0, "%s: verification resumed", name);
+    CHECKF(consistent(&f, &d), "%s: server n_past %d, device committed %d", name, f.n_past,
+           d.sent);
+    if (fault != F_NONE)
+        CHECKF(st.losses >= 1 && st.resyncs >= 1 && st.reconnects >= 1,
+               "%s: losses %llu resyncs %llu reconnects %llu", name,
+               (unsigned long long)st.losses, (unsigned long long)st.resyncs,
+               (unsigned long long)st.reconnects);
+    else
+        CHECK(st.losses == 0 && st.connects == 1 && st.opens == 1 && st.unavailable == 0);
+    uhlm_verifier_close(v);
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+    printf("%-12s verified %d unverified %d connects %llu resyncs %llu\n", name, d.verified,
+           d.unverified, (unsigned long long)st.connects, (unsigned long long)st.resyncs);
+}
+
+static void test_scenarios(void) {
+    scenario("normal", F_NONE, 0, 0, 0);
+    scenario("close", F_CLOSE, 10, 3, 1);
+    /* a DESYNC or garbage on a working connection: reconnect and resync at once */
+    scenario("desync", F_DESYNC, 10, 0, 0);
+    scenario("garbage", F_GARBAGE, 10, 0, 0);
+    /* ... unless the server then stays away */
+    scenario("garbage-down", F_GARBAGE, 10, 3, 1);
+    scenario("stall", F_STALL, 10, 0, 1);
+    /* a connection the server closed while the device was quiet is replaced at once */
+    scenario("idle-close", F_IDLE_CLOSE, 10, 0, 0);
+}
+
+static void test_ctx_full_and_hard_errors(void) {
+    fake f;
+    pthread_t th;
+    uhlm_error err;
+    dev d;
+    /* CTX_FULL: unavailable, then no more network until the next open */
+    CHECK(fake_start(&f, &th, F_CTXFULL, 3, 0) == 0);
+    uhlm_verifier *v = client(f.port, &err);
+    CHECK(v && dev_open(v, &d, 0.0f) == 0);
+    for (int i = 0; i < 6; i++) dev_step(v, &d, 1, 1);
+    CHECK(d.verified == 2 && d.unverified == 4 && f.requests == 3 && d.hard == 0);
+    CHECK(dev_open(v, &d, 0.0f) == 0 && dev_step(v, &d, 0, 1) == 0);
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+    /* a non-fatal BAD_PROBS would repeat on any server: a hard error */
+    CHECK(fake_start(&f, &th, F_BADPROBS, 2, 0) == 0);
+    v = client(f.port, &err);
+    CHECK(v && dev_open(v, &d, 1.0f) == 0);
+    CHECK(dev_step(v, &d, 0, 0) == 0);
+    CHECK(dev_step(v, &d, 0, 0) == -1 && d.hard == 1);
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+    /* AUTH at first contact: info fails with the server's word */
+    CHECK(fake_start(&f, &th, F_AUTH, 0, 0) == 0);
+    v = client(f.port, &err);
+    uhlm_verifier_info info;
+    CHECK(v && uhlm_verifier_info_get(v, &info, &err) == -1 && strstr(err.msg, "AUTH"));
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+}
+
+static void test_unreachable_and_generate(void) {
+    fake f;
+    pthread_t th;
+    uhlm_error err;
+    CHECK(fake_start(&f, &th, F_NONE, 0, 0) == 0);
+    int port = f.port;
+    fake_stop(&f, th); /* the port is free now */
+    uhlm_verifier *v = client(port, &err);
+    uhlm_verifier_info info;
+    CHECK(v && uhlm_verifier_info_get(v, &info, &err) == 0 && info.n_vocab == VOCAB &&
+          strstr(info.model, "unreachable"));
+    dev d;
+    CHECK(dev_open(v, &d, 0.0f) == 0);
+    double t0 = uhlm_now();
+    for (int i = 0; i < 150; i++) {
+        int rc = dev_step(v, &d, 0, 1);
+        CHECKF(rc == UHLM_VERIFIER_UNAVAILABLE, "step %d: rc %d", i, rc);
+    }
+    CHECK(uhlm_now() - t0 < 2.0); /* backoff: most calls do not touch the network */
+    uhlm_remote_stats st;
+    CHECK(uhlm_remote_get_stats(v, &st) == 0 && st.connect_failures >= 1 &&
+          st.connect_failures < 150 && st.unavailable == 150);
+    uhlm_verifier_free(v);
+
+    CHECK(fake_start(&f, &th, F_NONE, 0, 0) == 0);
+    v = client(f.port, &err);
+    CHECK(v && dev_open(v, &d, 1.0f) == 0);
+    int cu[2] = {40, 41}, out[8];
+    uhlm_generate_req g = {cu, 2, 3, 1, 5};
+    uhlm_generated go;
+    CHECK(uhlm_verifier_generate(v, &g, out, &go, &err) == 0 && go.n == 3 && out[0] == 11 &&
+          go.n_past == 10 && f.n_past == 10 && f.ctx[5] == 40 && go.forward_calls == 4);
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+}
+
+static void test_parsing(void) {
+    char h[64], p[8];
+    uhlm_error err;
+    CHECK(uhlm_remote_parse_addr("example.org:7474", h, sizeof h, p, sizeof p, &err) == 0 &&
+          !strcmp(h, "example.org") && !strcmp(p, "7474"));
+    CHECK(uhlm_remote_parse_addr("[::1]:80", h, sizeof h, p, sizeof p, &err) == 0 &&
+          !strcmp(h, "::1") && !strcmp(p, "80"));
+    CHECK(uhlm_remote_parse_addr(":9", h, sizeof h, p, sizeof p, &err) == 0 &&
+          !strcmp(h, "127.0.0.1"));
+    CHECK(uhlm_remote_parse_addr("host", h, sizeof h, p, sizeof p, &err) == -1);
+    CHECK(uhlm_remote_parse_addr("host:0", h, sizeof h, p, sizeof p, &err) == -1);
+    CHECK(uhlm_remote_parse_addr("host:70000", h, sizeof h, p, sizeof p, &err) == -1);
+    CHECK(uhlm_remote_parse_addr("host:12x", h, sizeof h, p, sizeof p, &err) == -1);
+    CHECK(uhlm_remote_parse_addr("[::1:80", h, sizeof h, p, sizeof p, &err) == -1);
+
+    char path[512], tok[UHLM_WIRE_MAX_AUTH + 1];
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/uhlm_test_token_%d", uhlm_test_tmpdir(), (int)getpid());
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("s3cret \r\n\n", f);
+        fclose(f);
+        CHECK(uhlm_remote_load_token(path, tok, sizeof tok, &n, &err) == 0 && n == 6 &&
+              !strcmp(tok, "s3cret"));
+        f = fopen(path, "wb");
+        if (f) {
+            fputs("\n", f);
+            fclose(f);
+        }
+        CHECK(uhlm_remote_load_token(path, tok, sizeof tok, &n, &err) == -1);
+        remove(path);
+    }
+    CHECK(uhlm_remote_load_token("/nonexistent/token", tok, sizeof tok, &n, &err) == -1 &&
+          strstr(err.msg, "/nonexistent/token"));
+    uhlm_remote_params rp = uhlm_remote_default_params();
+    CHECK(uhlm_remote_new(&rp, &err) == NULL); /* no address */
+    rp.host = "127.0.0.1";
+    rp.port = "1";
+    rp.n_vocab = 0;
+    CHECK(uhlm_remote_new(&rp, &err) == NULL);
+    rp.n_vocab = 10;
+    rp.read_timeout_s = 0;
+    CHECK(uhlm_remote_new(&rp, &err) == NULL);
+}
+
+int main(void) {
+    test_parsing();
+    test_scenarios();
+    test_ctx_full_and_hard_errors();
+    test_unreachable_and_generate();
+    return check_report();
+}
