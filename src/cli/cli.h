@@ -15,7 +15,14 @@ int cmd_convert(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* `uhlm bench uncertainty`: the cost of each uncertainty method next to one SLM forward. */
 int cmd_bench_uncertainty(int argc, char **argv);
+/* `uhlm bench serve`: server verification throughput vs concurrent devices (bench_serve.c). */
+int cmd_bench_serve(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+/* `uhlm serve`: the multi-session verification server (uhlm/server.h). */
+int cmd_serve(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 /* Strict number parsing for option values: the whole string must parse and lie in range.
  * On failure prints "uhlm NAME: invalid value for OPT: 'VAL' (...)" and returns -1. */

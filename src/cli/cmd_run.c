@@ -1,5 +1,7 @@
-/* cmd_run.c: `uhlm run`, hybrid SLM+LLM generation in one process (the five modes of
- * DESIGN §2.4 over the in-process verifier and the accounted channel). */
+/* cmd_run.c: `uhlm run`, hybrid SLM+LLM generation (the five modes of DESIGN §2.4) over the
+ * in-process verifier, or over a `uhlm serve` server with --server (the remote verifier,
+ * uhlm/remote.h: same device loop, same output for a seed), with an accounted or shaped
+ * channel. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -7,9 +9,12 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "uhlm/calib.h"
 #include "uhlm/hybrid.h"
 #include "uhlm/model.h"
+#include "uhlm/remote.h"
 #include "uhlm/tokenizer.h"
+#include "uhlm/wire.h"
 
 static void help(FILE *f) {
     fprintf(
@@ -21,7 +26,9 @@ static void help(FILE *f) {
         "                [--fading none|rayleigh] [--temp T] [--top-k K] [--top-p P]\n"
         "                [--uncertainty perturb|entropy|maxprob|margin] [--samples M]\n"
         "                [--theta-max T] [--seed S] [--shadow] [--json] [--events]\n"
-        "                [-t THREADS] [--simd LEVEL]\n\n"
+        "                [-t THREADS] [--simd LEVEL] [--channel accounted|shaped]\n"
+        "                [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
+        "                 [--read-timeout S]]\n\n"
         "Hybrid generation: a small model (SLM, the device) drafts every token; depending on\n"
         "the mode, a large model (LLM, the server, here in the same process) verifies it by\n"
         "speculative sampling. Link time comes from an accounted wireless channel model.\n\n"
@@ -35,6 +42,7 @@ static void help(FILE *f) {
         "                   rand: skip with probability --skip-prob; uhlm: skip when the\n"
         "                   uncertainty u <= --uth (default uhlm)\n"
         "  --uth U          uhlm threshold (default 0.2; < 0 verifies all, >= 1 skips all)\n"
+        "  --calib F --risk averse|prone   u_th from `uhlm calibrate` output F instead\n"
         "  --skip-prob P    rand skip probability (default 0.5)\n"
         "  --payload ENC    uplink encoding of x: f32, f16, topk:K (8-bit), topk:K:16\n"
         "                   (default f32); the draft is sampled from the decoded x\n"
@@ -43,6 +51,8 @@ static void help(FILE *f) {
         "  --down-snr DB, --down-bandwidth HZ   downlink only (default: as the uplink)\n"
         "  --latency S      fixed latency per message, both directions (default 0)\n"
         "  --fading F       none or rayleigh (block fading per message; default none)\n"
+        "  --channel C      accounted: link time goes to a virtual clock (default); shaped:\n"
+        "                   the device also really waits each message's link time\n"
         "  --temp T         temperature for both models, 0 = greedy (default 1.0)\n"
         "  --top-k K        keep the K most likely tokens, 0 = off (default 0)\n"
         "  --top-p P        nucleus sampling mass, 1 = off (default 1.0)\n"
@@ -58,6 +68,14 @@ static void help(FILE *f) {
         "  --events         with --json: add a per-token record array\n"
         "  -t THREADS       threads per model (default: all CPUs)\n"
         "  --simd LEVEL     auto|scalar|avx2|avx512 (default auto)\n"
+        "  --server H:P     verify on a `uhlm serve` server instead of in this process (the\n"
+        "                   LLM is then not loaded here, except for --shadow). If the server\n"
+        "                   is unreachable or dies, generation goes on with the SLM alone\n"
+        "                   (tokens counted as unverified), reconnects with backoff and\n"
+        "                   resynchronises; llm mode needs the server\n"
+        "  --auth-token-file F  the server's shared auth token (first line of F)\n"
+        "  --connect-timeout S  per connection attempt (default 3)\n"
+        "  --read-timeout S     per reply, LLM time included (default 30)\n"
         "\nText goes to stdout; a one-line summary of the stats goes to stderr.\n",
         UHLM_DEFAULT_SLM, UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER, UHLM_CHANNEL_DEFAULT_SNR_DB,
         UHLM_CHANNEL_DEFAULT_BANDWIDTH, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX);
@@ -90,6 +108,12 @@ static uhlm_model *load(const char *arg, const char *tok_arg, const char *role) 
 typedef struct {
     cJSON *events; /* NULL unless --events */
 } run_state;
+
+/* Link events of the remote verifier (lost, reconnected), one line each on stderr. */
+static void remote_log(void *user, const char *msg) {
+    (void)user;
+    fprintf(stderr, "uhlm run: %s\n", msg);
+}
 
 static cJSON *num_or_null(double v) {
     return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull();
@@ -125,9 +149,12 @@ int cmd_run(int argc, char **argv) {
     double dsnr = NAN, dbw = NAN;
     uint64_t seed = 42;
     int json = 0, events = 0, shadow = 0;
+    const char *server = NULL, *token_file = NULL;
+    double connect_to = 3.0, read_to = 30.0;
     uhlm_simd simd = UHLM_SIMD_AUTO;
     uhlm_device_params dp = uhlm_device_default_params();
     uhlm_error err = {{0}};
+    const char *calib_path = NULL, *risk = NULL; /* --calib F --risk averse|prone */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -147,7 +174,10 @@ int cmd_run(int argc, char **argv) {
                    !strcmp(a, "--fading") || !strcmp(a, "--temp") || !strcmp(a, "--top-k") ||
                    !strcmp(a, "--top-p") || !strcmp(a, "--seed") || !strcmp(a, "-t") ||
                    !strcmp(a, "--uncertainty") || !strcmp(a, "--samples") ||
-                   !strcmp(a, "--theta-max") || !strcmp(a, "--simd")) {
+                   !strcmp(a, "--theta-max") || !strcmp(a, "--simd") || !strcmp(a, "--server") ||
+                   !strcmp(a, "--auth-token-file") || !strcmp(a, "--connect-timeout") ||
+                   !strcmp(a, "--read-timeout") || !strcmp(a, "--channel") ||
+                   !strcmp(a, "--calib") || !strcmp(a, "--risk")) {
             if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
             int bad = 0;
             if (!strcmp(a, "-m"))
@@ -188,7 +218,22 @@ int cmd_run(int argc, char **argv) {
                 bad = cli_parse_int(cmd, a, v, 1, 1000000, &samples);
             else if (!strcmp(a, "--theta-max"))
                 bad = cli_parse_float(cmd, a, v, 1e-6, 1e6, &theta_max);
-            else if (!strcmp(a, "--mode")) {
+            else if (!strcmp(a, "--server"))
+                server = v;
+            else if (!strcmp(a, "--auth-token-file"))
+                token_file = v;
+            else if (!strcmp(a, "--connect-timeout"))
+                bad = cli_parse_float(cmd, a, v, 1e-3, 3600, &connect_to);
+            else if (!strcmp(a, "--read-timeout"))
+                bad = cli_parse_float(cmd, a, v, 1e-3, 86400, &read_to);
+            else if (!strcmp(a, "--calib"))
+                calib_path = v;
+            else if (!strcmp(a, "--risk"))
+                risk = v;
+            else if (!strcmp(a, "--channel")) {
+                if ((bad = uhlm_channel_mode_parse(v, &dp.channel.mode) != 0))
+                    fprintf(stderr, "uhlm run: unknown channel '%s' (accounted, shaped)\n", v);
+            } else if (!strcmp(a, "--mode")) {
                 if ((bad = uhlm_mode_parse(v, &dp.policy.mode) != 0))
                     fprintf(stderr, "uhlm run: unknown mode '%s' (slm, llm, hlm, rand, uhlm)\n", v);
             } else if (!strcmp(a, "--payload")) {
@@ -217,12 +262,36 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "uhlm run: --events needs --json\n");
         return 2;
     }
+    if ((calib_path != NULL) != (risk != NULL) ||
+        (risk && uhlm_calib_risk_parse(risk, NULL, NULL, NULL) != 0)) {
+        fprintf(stderr, "uhlm run: --calib FILE and --risk averse|prone|budget|budget:R (R in "
+                        "[0, 1]) go together\n");
+        return 2;
+    }
+    if (calib_path && uhlm_calib_load_threshold(calib_path, risk, &dp.policy.u_th, &err) != 0) {
+        fprintf(stderr, "uhlm run: %s\n", err.msg);
+        return 1;
+    }
     dp.n_gen = (int)n_gen;
     dp.sampling = (uhlm_sampling){(float)temp, (int)top_k, (float)top_p};
     dp.unc.samples = (int)samples;
     dp.unc.theta_max = theta_max;
     dp.channel.up = (uhlm_link){bw, snr, lat};
     dp.channel.down = (uhlm_link){isnan(dbw) ? bw : dbw, isnan(dsnr) ? snr : dsnr, lat};
+    char host[256], port[16], token[UHLM_WIRE_MAX_AUTH + 1];
+    size_t token_len = 0;
+    if (server && uhlm_remote_parse_addr(server, host, sizeof host, port, sizeof port, &err)) {
+        fprintf(stderr, "uhlm run: --server: %s\n", err.msg);
+        return 2;
+    }
+    if (token_file && !server) {
+        fprintf(stderr, "uhlm run: --auth-token-file needs --server\n");
+        return 2;
+    }
+    if (token_file && uhlm_remote_load_token(token_file, token, sizeof token, &token_len, &err)) {
+        fprintf(stderr, "uhlm run: --auth-token-file: %s\n", err.msg);
+        return 1;
+    }
 
     int rc = 1;
     uhlm_model *slm = NULL, *llm = NULL;
@@ -234,9 +303,12 @@ int cmd_run(int argc, char **argv) {
     run_state rs = {NULL};
     uhlm_mode mode = dp.policy.mode;
 
-    if (!(slm = load(slm_arg, tok_arg, "SLM")) || !(llm = load(llm_arg, tok_arg, "LLM"))) goto done;
-    if (slm->cfg.vocab_size != llm->cfg.vocab_size ||
-        uhlm_tokenizer_fingerprint(slm->tok) != uhlm_tokenizer_fingerprint(llm->tok)) {
+    /* with a server the LLM lives there; it is loaded here only to shadow skipped tokens */
+    int need_llm = !server || (shadow && mode != UHLM_MODE_LLM);
+    if (!(slm = load(slm_arg, tok_arg, "SLM")) || (need_llm && !(llm = load(llm_arg, tok_arg, "LLM"))))
+        goto done;
+    if (llm && (slm->cfg.vocab_size != llm->cfg.vocab_size ||
+        uhlm_tokenizer_fingerprint(slm->tok) != uhlm_tokenizer_fingerprint(llm->tok))) {
         fprintf(stderr,
                 "uhlm run: vocabulary mismatch: the SLM %s has %d tokens, the LLM %s has %d%s; "
                 "both models must share one vocabulary\n",
@@ -253,7 +325,23 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "uhlm run: SLM: %s\n", err.msg);
         goto done;
     }
-    if (mode != UHLM_MODE_SLM && !(ver = uhlm_verifier_inproc_new(llm, &cp, &err))) {
+    if (mode != UHLM_MODE_SLM && server) {
+        uhlm_remote_params rp = uhlm_remote_default_params();
+        rp.host = host;
+        rp.port = port;
+        rp.auth = token;
+        rp.auth_len = token_len;
+        rp.n_vocab = slm->cfg.vocab_size;
+        rp.fingerprint = uhlm_tokenizer_fingerprint(slm->tok);
+        rp.connect_timeout_s = connect_to;
+        rp.read_timeout_s = read_to;
+        rp.jitter_seed = seed ^ (uint64_t)(uhlm_now() * 1e9);
+        rp.log = remote_log;
+        if (!(ver = uhlm_remote_new(&rp, &err))) {
+            fprintf(stderr, "uhlm run: %s\n", err.msg);
+            goto done;
+        }
+    } else if (mode != UHLM_MODE_SLM && !(ver = uhlm_verifier_inproc_new(llm, &cp, &err))) {
         fprintf(stderr, "uhlm run: LLM: %s\n", err.msg);
         goto done;
     }
@@ -335,6 +423,17 @@ int cmd_run(int argc, char **argv) {
     char line[1024];
     uhlm_device_stats_line(dev, line, sizeof line);
     fprintf(stderr, "%s\n", line);
+    uhlm_remote_stats rst;
+    int remote = ver && uhlm_remote_get_stats(ver, &rst) == 0;
+    if (remote)
+        fprintf(stderr,
+                "uhlm run: server %s: %d unverified, %llu connects (%llu reconnects, %llu failed), "
+                "%llu lost, %llu resyncs, %llu requests, mean RTT %.2f ms\n",
+                server, uhlm_device_get_stats(dev)->unverified, (unsigned long long)rst.connects,
+                (unsigned long long)rst.reconnects, (unsigned long long)rst.connect_failures,
+                (unsigned long long)rst.losses, (unsigned long long)rst.resyncs,
+                (unsigned long long)rst.requests,
+                rst.requests ? 1e3 * rst.rtt_s / (double)rst.requests : 0.0);
     if (json) {
         char *s = uhlm_device_stats_json(dev);
         cJSON *o = s ? cJSON_Parse(s) : NULL;
@@ -344,6 +443,22 @@ int cmd_run(int argc, char **argv) {
             goto done;
         }
         cJSON_AddStringToObject(o, "prompt", prompt);
+        cJSON *ro = remote ? cJSON_AddObjectToObject(o, "remote") : NULL;
+        if (ro) {
+            cJSON_AddStringToObject(ro, "server", server);
+            cJSON_AddNumberToObject(ro, "connects", (double)rst.connects);
+            cJSON_AddNumberToObject(ro, "reconnects", (double)rst.reconnects);
+            cJSON_AddNumberToObject(ro, "connect_failures", (double)rst.connect_failures);
+            cJSON_AddNumberToObject(ro, "losses", (double)rst.losses);
+            cJSON_AddNumberToObject(ro, "opens", (double)rst.opens);
+            cJSON_AddNumberToObject(ro, "resyncs", (double)rst.resyncs);
+            cJSON_AddNumberToObject(ro, "resync_tokens", (double)rst.resync_tokens);
+            cJSON_AddNumberToObject(ro, "unavailable_calls", (double)rst.unavailable);
+            cJSON_AddNumberToObject(ro, "requests", (double)rst.requests);
+            cJSON_AddNumberToObject(ro, "bytes_sent", (double)rst.bytes_sent);
+            cJSON_AddNumberToObject(ro, "bytes_received", (double)rst.bytes_received);
+            cJSON_AddNumberToObject(ro, "rtt_seconds", rst.rtt_s);
+        }
         cJSON_AddStringToObject(o, "text", text);
         int n_all;
         const int *all = uhlm_device_tokens(dev, &n_all);

@@ -15,8 +15,12 @@ typedef struct {
 static const subcommand cmds[] = {
     {"generate", cmd_generate, "generate text with one model"},
     {"run", cmd_run, "hybrid SLM+LLM generation (modes slm, llm, hlm, rand, uhlm)"},
+    {"calibrate", cmd_calibrate, "fit rejection vs uncertainty, derive skip thresholds"},
+    {"eval", cmd_eval, "evaluate the five modes over prompts and an SNR grid"},
+    {"embed", cmd_embed, "mean-pooled hidden-state embedding of a text"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"convert", cmd_convert, "write a GGUF file from a llama2.c checkpoint (or random weights)"},
+    {"serve", cmd_serve, "serve the LLM to devices over the network (verification server)"},
     {"bench", cmd_bench, "measure prompt/decode speed against the memory-bandwidth bound"},
 };
 

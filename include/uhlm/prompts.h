@@ -1,0 +1,51 @@
+/* prompts.h: prompt sets for calibration and evaluation.
+ *
+ * Two formats, told apart by the first non-blank byte of the file:
+ *   '{'  JSONL: one object per line, {"id": string, "prompt": string}. Blank lines are
+ *        allowed; "id" may be missing (then "line-N").
+ *   '['  a JSON array. Each element is either {"id", "prompt"} or an Alpaca record
+ *        {"instruction", "input", "output"}: the prompt is the instruction, followed by
+ *        "\n\n" and the input when the input is non-empty ("output" is the dataset's
+ *        reference answer and is ignored). Ids default to "item-N".
+ * Anything else, a line that is not an object, a missing or non-string prompt, an empty
+ * prompt, or a duplicate id is an error that names the file and the line or element.
+ *
+ * The train/test split is by id, not by position, so adding or reordering prompts does not
+ * move the others between the parts: an id goes to train when FNV-1a(id) mod 10000 is below
+ * frac·10000. */
+#ifndef UHLM_PROMPTS_H
+#define UHLM_PROMPTS_H
+
+#include "common.h"
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct uhlm_prompt {
+    char *id;
+    char *text;
+} uhlm_prompt;
+
+typedef struct uhlm_prompt_set {
+    uhlm_prompt *items;
+    int n;
+} uhlm_prompt_set;
+
+/* Parses a buffer (name is used in messages). On error *out is left empty. */
+int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_prompt_set *out,
+                       uhlm_error *err);
+int uhlm_prompts_load(const char *path, uhlm_prompt_set *out, uhlm_error *err);
+void uhlm_prompts_free(uhlm_prompt_set *s);
+
+/* 1 when the id falls in the training part of a split with train fraction frac in [0, 1]. */
+int uhlm_prompt_is_train(const char *id, double frac);
+/* Copies the items of one part (train = 1 or 0) into out (deep copies). */
+int uhlm_prompts_split(const uhlm_prompt_set *in, double frac, int train, uhlm_prompt_set *out,
+                       uhlm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Regenerates the reproduction report's data and plots (docs/results.md):
+#   1. uhlm calibrate on the held-out TinyStories prompts (fit on one half by id, report on
+#      the other), once per uncertainty method;
+#   2. uhlm eval of the five modes over data/prompts/stories.jsonl and the SNR grid, with the
+#      perturbation u_th sweep against rand;
+#   3. a smaller eval comparing the four uncertainty methods by frontier;
+#   4. the PNG plots (scripts/eval_plots.sh).
+# usage: scripts/eval_report.sh [OUT_DIR]   (default docs/results)
+# Environment: UHLM_BIN (default build/uhlm), N (tokens per prompt, default 128), UTH
+# (default 0.2), METHODS_LIMIT (prompts for the method comparison, default 52), METHODS_N
+# (default 64), HELDOUT (the held-out prompt file), CALIB_CSV (the per-token calibration
+# records, default out/calib.csv: about 2 MB, so kept out of docs/ and out of git).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-docs/results}
+bin=${UHLM_BIN:-build/uhlm}
+n=${N:-128}
+uth=${UTH:-0.2}
+heldout=${HELDOUT:-../shared/data/tinystories-heldout-prompts.jsonl}
+calib_csv=${CALIB_CSV:-out/calib.csv}
+mkdir -p "$out" "$(dirname "$calib_csv")"
+t0=$(date +%s)
+"$bin" calibrate --prompts "$heldout" --split 0.5 -n "$n" -o "$out/calib.json" \
+  --csv "$calib_csv" | tee "$out/calibrate.txt"
+for m in entropy maxprob margin; do
+  "$bin" calibrate --prompts "$heldout" --split 0.5 -n "$n" --uncertainty "$m" \
+    -o "$out/calib-$m.json" >"$out/calibrate-$m.txt" || true # a method may have no usable slope
+done
+t1=$(date +%s)
+/usr/bin/time -f "eval wall %e s, max RSS %M kB" "$bin" eval --prompts data/prompts/stories.jsonl \
+  -n "$n" --uth "$uth" --snr -10,-5,0,5,10,20,30 -o "$out" 2> >(tee "$out/eval.log" >&2)
+t2=$(date +%s)
+"$bin" eval --prompts data/prompts/stories.jsonl --limit "${METHODS_LIMIT:-52}" \
+  -n "${METHODS_N:-64}" --modes hlm --no-greedy --snr 0 \
+  --sweep-methods perturb,entropy,maxprob,margin --sweep 0.1,0.3,0.5,0.7,0.9 -o "$out/methods"
+t3=$(date +%s)
+scripts/eval_plots.sh "$out"
+echo "eval_report: calibrate $((t1 - t0)) s, eval $((t2 - t1)) s, methods $((t3 - t2)) s" \
+  | tee "$out/timing.txt"

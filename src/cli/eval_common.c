@@ -1,0 +1,93 @@
+/* eval_common.c: see eval_common.h. */
+#include "cli/eval_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "uhlm/tokenizer.h"
+
+void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = b->cap - b->len;
+        int k = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? room : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->oom = 1;
+            return;
+        }
+        if (b->s && (size_t)k < room) {
+            b->len += (size_t)k;
+            return;
+        }
+        size_t nc = b->cap ? b->cap * 2 : 4096;
+        while (nc < b->len + (size_t)k + 1) nc *= 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) {
+            b->oom = 1;
+            return;
+        }
+        b->s = ns;
+        b->cap = nc;
+    }
+}
+
+void sb_free(sbuf *b) {
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
+void sb_csv_str(sbuf *b, const char *s) {
+    if (!strpbrk(s, ",\"\n\r")) {
+        sb_printf(b, "%s", s);
+        return;
+    }
+    sb_printf(b, "\"");
+    for (const char *p = s; *p; p++) sb_printf(b, *p == '"' ? "\"\"" : "%c", *p);
+    sb_printf(b, "\"");
+}
+
+uhlm_model *evc_load_model(const char *cmd, const char *arg, const char *tok_arg,
+                           const char *role) {
+    char mpath[1024], tpath[1024];
+    uhlm_error err = {{0}};
+    cli_find_model_file(arg, mpath, sizeof mpath);
+    const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
+    uhlm_model *m = uhlm_model_load(mpath, tp, &err);
+    if (!m) {
+        fprintf(stderr, "uhlm %s: %s: %s\n", cmd, role, err.msg);
+        return NULL;
+    }
+    if (!m->tok) {
+        uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
+            cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
+        if (!t || uhlm_model_attach_tokenizer(m, t, &err) != 0) {
+            fprintf(stderr, "uhlm %s: %s %s is a llama2.c file and needs a tokenizer (-z): %s\n",
+                    cmd, role, mpath, err.msg);
+            uhlm_model_free(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
+int evc_check_pair(const char *cmd, const uhlm_model *slm, const uhlm_model *llm) {
+    if (slm->cfg.vocab_size == llm->cfg.vocab_size &&
+        uhlm_tokenizer_fingerprint(slm->tok) == uhlm_tokenizer_fingerprint(llm->tok))
+        return 0;
+    fprintf(stderr,
+            "uhlm %s: vocabulary mismatch: the SLM %s has %d tokens, the LLM %s has %d%s; both "
+            "models must share one vocabulary\n",
+            cmd, slm->path, slm->cfg.vocab_size, llm->path, llm->cfg.vocab_size,
+            slm->cfg.vocab_size == llm->cfg.vocab_size ? " but different pieces" : "");
+    return -1;
+}
+
+uint64_t evc_prompt_seed(uint64_t seed, const char *id) {
+    uint64_t h = uhlm_fnv1a(UHLM_FNV_INIT, &seed, sizeof seed);
+    return uhlm_fnv1a(h, id, strlen(id));
+}

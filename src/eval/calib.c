@@ -1,0 +1,336 @@
+/* calib.c: the linear fit of β on u, thresholds and risk (calib.h). */
+#include "uhlm/calib.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int uhlm_linfit_compute(const double *x, const double *y, size_t n, uhlm_linfit *out,
+                        uhlm_error *err) {
+    memset(out, 0, sizeof *out);
+    if (n < 2) return uhlm_set_error(err, "fit: need at least 2 samples, have %zu", n);
+    /* two passes (means first): the one-pass formula cancels badly when u clusters near 0 */
+    double mx = 0, my = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(y[i]))
+            return uhlm_set_error(err, "fit: sample %zu is not finite", i);
+        mx += x[i];
+        my += y[i];
+    }
+    mx /= (double)n;
+    my /= (double)n;
+    double sxx = 0, sxy = 0, syy = 0;
+    for (size_t i = 0; i < n; i++) {
+        double dx = x[i] - mx, dy = y[i] - my;
+        sxx += dx * dx;
+        sxy += dx * dy;
+        syy += dy * dy;
+    }
+    if (!(sxx > 0))
+        return uhlm_set_error(err, "fit: all %zu uncertainty values are equal (%g); no slope", n,
+                              mx);
+    out->a = sxy / sxx;
+    out->b = my - out->a * mx;
+    double ssr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double r = y[i] - (out->a * x[i] + out->b);
+        ssr += r * r;
+    }
+    out->r2 = syy > 0 ? 1.0 - ssr / syy : 1.0;
+    out->n = n;
+    return 0;
+}
+
+int uhlm_calib_fit(const uhlm_calib_sample *s, size_t n, uhlm_linfit *out, uhlm_error *err) {
+    double *x = malloc(sizeof(double) * (n ? n : 1)), *y = malloc(sizeof(double) * (n ? n : 1));
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return uhlm_set_error(err, "fit: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        x[i] = s[i].u;
+        y[i] = s[i].beta;
+    }
+    int rc = uhlm_linfit_compute(x, y, n, out, err);
+    free(x);
+    free(y);
+    return rc;
+}
+
+void uhlm_calib_bins(const uhlm_calib_sample *s, size_t n, int nbins, uhlm_calib_bin *out) {
+    for (int k = 0; k < nbins; k++) {
+        memset(&out[k], 0, sizeof out[k]);
+        out[k].lo = (double)k / nbins;
+        out[k].hi = (double)(k + 1) / nbins;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)floor(s[i].u * nbins);
+        if (k < 0) k = 0;
+        if (k >= nbins) k = nbins - 1;
+        uhlm_calib_bin *b = &out[k];
+        b->count++;
+        b->mean_u += s[i].u;
+        b->mean_beta += s[i].beta;
+        b->reject_rate += !s[i].accepted;
+        b->outright_rate += s[i].outright;
+    }
+    for (int k = 0; k < nbins; k++) {
+        uhlm_calib_bin *b = &out[k];
+        double c = (double)b->count;
+        b->frac = n ? c / (double)n : 0.0;
+        if (b->count == 0) {
+            b->mean_u = b->mean_beta = b->reject_rate = b->outright_rate = NAN;
+        } else {
+            b->mean_u /= c;
+            b->mean_beta /= c;
+            b->reject_rate /= c;
+            b->outright_rate /= c;
+        }
+    }
+}
+
+double uhlm_calib_delta(const uhlm_calib_sample *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += s[i].beta > 0.0;
+    return n ? (double)k / (double)n : 0.0;
+}
+
+int uhlm_calib_thresholds(const uhlm_linfit *f, double delta, double *averse, double *prone,
+                          uhlm_error *err) {
+    if (!(f->a > 0.0) || !isfinite(f->a))
+        return uhlm_set_error(err,
+                              "fit slope a = %g is not positive: rejection does not grow with "
+                              "uncertainty here, so no threshold follows from the fit",
+                              f->a);
+    *averse = -f->b / f->a;
+    *prone = (delta - f->b) / f->a;
+    return 0;
+}
+
+void uhlm_calib_risk_eval(const uhlm_calib_sample *s, size_t n, const uhlm_linfit *f, double u_th,
+                          uhlm_calib_risk *out) {
+    memset(out, 0, sizeof *out);
+    out->u_th = u_th;
+    out->n = n;
+    double bound = 0, rej = 0, beta = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(s[i].u <= u_th)) continue;
+        out->n_skip++;
+        double pred = f->a * s[i].u + f->b;
+        bound += pred > 0 ? pred : 0;
+        rej += !s[i].accepted;
+        beta += s[i].beta;
+    }
+    if (!n) return;
+    double N = (double)n;
+    out->p_skip = (double)out->n_skip / N;
+    out->bound = bound / N;
+    double top = f->a * u_th + f->b;
+    out->bound_loose = (top > 0 ? top : 0) * out->p_skip;
+    out->observed_reject = rej / N;
+    out->observed_beta = beta / N;
+}
+
+typedef struct {
+    double u, pred;
+} upair;
+
+static int cmp_upair(const void *x, const void *y) {
+    double a = ((const upair *)x)->u, b = ((const upair *)y)->u;
+    return a < b ? -1 : a > b;
+}
+
+void uhlm_calib_curve_free(uhlm_calib_curve *c) {
+    free(c->u);
+    free(c->bound);
+    memset(c, 0, sizeof *c);
+}
+
+int uhlm_calib_budget_curve(const uhlm_calib_sample *s, size_t n, const uhlm_linfit *f,
+                            size_t max_knots, uhlm_calib_curve *out, uhlm_error *err) {
+    memset(out, 0, sizeof *out);
+    if (max_knots < 1) return uhlm_set_error(err, "budget curve: max_knots must be >= 1");
+    if (n == 0) return 0; /* no tokens, no knots: the threshold is -1 */
+    upair *p = malloc(sizeof *p * n);
+    if (!p) return uhlm_set_error(err, "budget curve: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(s[i].u)) {
+            free(p);
+            return uhlm_set_error(err, "budget curve: sample %zu has a non-finite u", i);
+        }
+        double pred = f->a * s[i].u + f->b;
+        p[i] = (upair){s[i].u, pred > 0 ? pred : 0};
+    }
+    qsort(p, n, sizeof *p, cmp_upair);
+    size_t k = 0; /* distinct values */
+    for (size_t i = 0; i < n; i++) k += i + 1 == n || p[i + 1].u != p[i].u;
+    size_t m = k < max_knots ? k : max_knots;
+    out->u = malloc(sizeof(double) * m);
+    out->bound = malloc(sizeof(double) * m);
+    if (!out->u || !out->bound) {
+        free(p);
+        uhlm_calib_curve_free(out);
+        return uhlm_set_error(err, "budget curve: out of memory");
+    }
+    /* knot j of the k distinct values is kept when it is the next of the m evenly spaced
+     * ranks ceil((i+1)·k/m) - 1, i = 0..m-1; the last rank is k - 1 */
+    double cum = 0;
+    size_t j = 0, next_i = 0;
+    for (size_t i = 0; i < n; i++) {
+        cum += p[i].pred;
+        if (i + 1 < n && p[i + 1].u == p[i].u) continue;
+        size_t want = ((next_i + 1) * k + m - 1) / m - 1;
+        if (j == want) {
+            out->u[next_i] = p[i].u;
+            out->bound[next_i] = cum / (double)n;
+            next_i++;
+        }
+        j++;
+    }
+    free(p);
+    out->n = next_i;
+    return 0;
+}
+
+double uhlm_calib_budget_threshold(const uhlm_calib_curve *c, double R) {
+    /* bound is non-decreasing: find the last knot within the budget */
+    size_t lo = 0, hi = c->n; /* answer: count of knots with bound <= R */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->bound[mid] <= R)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0) return -1.0;
+    if (lo == c->n) return 1.0;
+    return c->u[lo - 1];
+}
+
+int uhlm_calib_risk_parse(const char *risk, uhlm_risk_kind *kind, double *R, uhlm_error *err) {
+    uhlm_risk_kind k;
+    double r = NAN;
+    if (!strcmp(risk, "averse"))
+        k = UHLM_RISK_AVERSE;
+    else if (!strcmp(risk, "prone"))
+        k = UHLM_RISK_PRONE;
+    else if (!strcmp(risk, "budget"))
+        k = UHLM_RISK_BUDGET;
+    else if (!strncmp(risk, "budget:", 7)) {
+        k = UHLM_RISK_BUDGET;
+        const char *v = risk + 7;
+        char *end;
+        errno = 0;
+        r = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(r) || r < 0 || r > 1)
+            return uhlm_set_error(err,
+                                  "--risk budget:R needs a number R in [0, 1] (the expected share "
+                                  "of all tokens skipped but rejected by the LLM), got '%s'",
+                                  v);
+    } else
+        return uhlm_set_error(err, "unknown risk '%s' (averse, prone, budget or budget:R)", risk);
+    if (kind) *kind = k;
+    if (R) *R = r;
+    return 0;
+}
+
+/* The curve arrays of a calib.json; 0 or -1. */
+static int load_curve(const cJSON *o, const char *path, uhlm_calib_curve *c, uhlm_error *err) {
+    memset(c, 0, sizeof *c);
+    const cJSON *bj = cJSON_GetObjectItemCaseSensitive(o, "budget");
+    const cJSON *cu = bj ? cJSON_GetObjectItemCaseSensitive(bj, "curve_u") : NULL;
+    const cJSON *cb = bj ? cJSON_GetObjectItemCaseSensitive(bj, "curve_bound") : NULL;
+    if (!cJSON_IsArray(cu) || !cJSON_IsArray(cb) || cJSON_GetArraySize(cu) != cJSON_GetArraySize(cb))
+        return uhlm_set_error(err,
+                              "%s: no budget.curve_u/curve_bound arrays of equal length (written "
+                              "by an older `uhlm calibrate`? run it again)",
+                              path);
+    size_t n = (size_t)cJSON_GetArraySize(cu);
+    c->u = malloc(sizeof(double) * (n ? n : 1));
+    c->bound = malloc(sizeof(double) * (n ? n : 1));
+    if (!c->u || !c->bound) {
+        uhlm_calib_curve_free(c);
+        return uhlm_set_error(err, "%s: out of memory", path);
+    }
+    size_t i = 0;
+    const cJSON *x, *y = cb->child;
+    cJSON_ArrayForEach(x, cu) {
+        if (!cJSON_IsNumber(x) || !cJSON_IsNumber(y) || !isfinite(x->valuedouble) ||
+            !isfinite(y->valuedouble) ||
+            (i > 0 && !(x->valuedouble > c->u[i - 1] && y->valuedouble >= c->bound[i - 1]))) {
+            uhlm_calib_curve_free(c);
+            return uhlm_set_error(err,
+                                  "%s: budget curve entry %zu is not a finite number above the "
+                                  "previous one",
+                                  path, i);
+        }
+        c->u[i] = x->valuedouble;
+        c->bound[i] = y->valuedouble;
+        i++;
+        y = y->next;
+    }
+    c->n = i;
+    return 0;
+}
+
+int uhlm_calib_load_threshold(const char *path, const char *risk, double *u_th, uhlm_error *err) {
+    uhlm_risk_kind kind;
+    double R;
+    if (uhlm_calib_risk_parse(risk, &kind, &R, err) != 0) return -1;
+    const char *key = kind == UHLM_RISK_AVERSE ? "risk_averse"
+                      : kind == UHLM_RISK_PRONE ? "risk_prone"
+                                                : "budget";
+    FILE *f = fopen(path, "rb");
+    if (!f) return uhlm_set_error(err, "cannot open calibration file %s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 > cap) {
+            size_t nc = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, nc);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return uhlm_set_error(err, "%s: out of memory", path);
+            }
+            buf = nb;
+            cap = nc;
+        }
+        size_t k = fread(buf + len, 1, cap - len, f);
+        len += k;
+        if (k == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return uhlm_set_error(err, "error reading calibration file %s", path);
+    }
+    cJSON *o = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    if (!o) return uhlm_set_error(err, "%s: not valid JSON (expected a uhlm calibrate output)", path);
+    int rc = 0;
+    if (kind == UHLM_RISK_BUDGET && !isnan(R)) {
+        uhlm_calib_curve c;
+        if ((rc = load_curve(o, path, &c, err)) == 0) {
+            *u_th = uhlm_calib_budget_threshold(&c, R);
+            uhlm_calib_curve_free(&c);
+        }
+    } else {
+        const cJSON *th = cJSON_GetObjectItemCaseSensitive(o, "thresholds");
+        const cJSON *v = th ? cJSON_GetObjectItemCaseSensitive(th, key) : NULL;
+        if (!v || !cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            rc = uhlm_set_error(err, "%s: no number thresholds.%s (not a uhlm calibrate output%s?)",
+                                path, key,
+                                kind == UHLM_RISK_BUDGET ? ", or one older than the budget rule"
+                                                         : "");
+        else
+            *u_th = v->valuedouble;
+    }
+    cJSON_Delete(o);
+    return rc;
+}
