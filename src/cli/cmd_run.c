@@ -42,7 +42,9 @@ static void help(FILE *f) {
         "                   rand: skip with probability --skip-prob; uhlm: skip when the\n"
         "                   uncertainty u <= --uth (default uhlm)\n"
         "  --uth U          uhlm threshold (default 0.2; < 0 verifies all, >= 1 skips all)\n"
-        "  --calib F --risk averse|prone   u_th from `uhlm calibrate` output F instead\n"
+        "  --calib F --risk R   u_th from `uhlm calibrate` output F instead of --uth;\n"
+        "                   R = averse (-b/a), prone ((delta-b)/a), budget (the stored risk\n"
+        "                   budget) or budget:X (largest u_th with expected risk <= X)\n"
         "  --skip-prob P    rand skip probability (default 0.5)\n"
         "  --payload ENC    uplink encoding of x: f32, f16, topk:K (8-bit), topk:K:16\n"
         "                   (default f32); the draft is sampled from the decoded x\n"
@@ -154,7 +156,7 @@ int cmd_run(int argc, char **argv) {
     uhlm_simd simd = UHLM_SIMD_AUTO;
     uhlm_device_params dp = uhlm_device_default_params();
     uhlm_error err = {{0}};
-    const char *calib_path = NULL, *risk = NULL; /* --calib F --risk averse|prone */
+    const char *calib_path = NULL, *risk = NULL; /* --calib F --risk averse|prone|budget[:R] */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
