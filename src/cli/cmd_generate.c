@@ -186,6 +186,7 @@ int cmd_generate(int argc, char **argv) {
     if (!json) {
         fwrite(piece, 1, k, stdout);
         fputc('\n', stdout);
+        fflush(stdout); /* the text's last line before the stats on stderr */
     }
     double t_gen = uhlm_now() - t1;
     fprintf(stderr,

@@ -421,6 +421,7 @@ int cmd_run(int argc, char **argv) {
     if (!json) {
         fwrite(piece, 1, k, stdout);
         fputc('\n', stdout);
+        fflush(stdout); /* the text's last line before the summary on stderr */
     }
     char line[1024];
     uhlm_device_stats_line(dev, line, sizeof line);
