@@ -7,6 +7,7 @@
  * triad because decoding only reads its weights. Models small enough to stay in the cache are
  * flagged: for them the DRAM bound does not apply. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,15 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (nm == 0) models[nm++] = UHLM_DEFAULT_LLM;
+    /* fail before the bandwidth measurement, which takes seconds */
+    for (int mi = 0; mi < nm; mi++) {
+        char mpath[1024];
+        cli_find_model_file(models[mi], mpath, sizeof mpath);
+        if (access(mpath, R_OK) != 0) {
+            fprintf(stderr, "uhlm bench: %s: cannot open: %s\n", mpath, strerror(errno));
+            return 1;
+        }
+    }
     uhlm_error err = {{0}};
     uhlm_pool *pool = uhlm_pool_new((int)threads, &err);
     if (!pool) {
