@@ -561,7 +561,9 @@ static void test_matmul_q8_g(void) {
 }
 
 /* Identical bits for pool sizes 1-4 and no pool; a row computed alone equals the same row
- * inside a batch; quantized types agree across the AVX2 and AVX-512 levels. */
+ * inside a batch. Different SIMD levels are not required to agree bit for bit (AVX2 keeps
+ * 8-lane partial sums per block, the AVX-512 VNNI kernel one exact integer per block, which
+ * is fastest on each); each level is checked against the exact reference instead. */
 static void test_matmul_determinism(void) {
     const uhlm_type types[] = {UHLM_TYPE_F32, UHLM_TYPE_F16, UHLM_TYPE_Q8_0, UHLM_TYPE_Q4_0, UHLM_TYPE_Q8_G};
     const int64_t rows = 301, cols = 256;
@@ -607,9 +609,6 @@ static void test_matmul_determinism(void) {
             CHECKF(same, "%s %s: a row alone differs from the same row in a batch",
                    uhlm_type_name(types[ti]), ln);
         }
-        if (is_quant(types[ti]) && uhlm_simd_supported(UHLM_SIMD_AVX512))
-            CHECKF(memcmp(Yv[1], Yv[2], (size_t)n * rows * sizeof(float)) == 0,
-                   "%s: avx2 and avx512 differ", uhlm_type_name(types[ti]));
         wt_free(&t);
     }
 out:

@@ -462,7 +462,8 @@ size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n) {
     if (n <= 0) n = 1;
     size_t v = (size_t)n * (size_t)W->cols; /* int8 values, rows stay 32-byte aligned */
     size_t s = v / UHLM_QK * sizeof(float);  /* fp32 copies of the fp16 scales */
-    return 64 + v + s;                       /* 64: room to align an unaligned buffer */
+    size_t xs = v / UHLM_QK * sizeof(int32_t); /* block sums */
+    return 64 + v + s + xs;                    /* 64: room to align an unaligned buffer */
 }
 
 typedef struct {
@@ -481,12 +482,19 @@ typedef struct {
     const float *x;
     int8_t *q;
     float *d;
+    int32_t *s;
 } qx_job;
 
 static void qx_task(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     const qx_job *j = arg;
     j->fn(j->x + b * UHLM_QK, j->q + b * UHLM_QK, j->d + b, e - b);
+    for (int64_t k = b; k < e; k++) {
+        const int8_t *q = j->q + k * UHLM_QK;
+        int32_t s = 0;
+        for (int t = 0; t < UHLM_QK; t++) s += q[t];
+        j->s[k] = s;
+    }
 }
 
 void uhlm_matmul(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *W, const float *X, int n,
@@ -498,7 +506,7 @@ void uhlm_matmul(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *W, const fl
     if (simd == UHLM_SIMD_AVX2 || simd == UHLM_SIMD_AVX512) uhlm_kernels_avx2(&k);
     if (simd == UHLM_SIMD_AVX512) uhlm_kernels_avx512(&k, cpu_has_vnni());
 
-    uhlm_mm_args a = {W, X, n, Y, NULL, NULL};
+    uhlm_mm_args a = {W, X, n, Y, NULL, NULL, NULL};
     uhlm_mm_fn fn = NULL;
     switch (W->type) {
     case UHLM_TYPE_F32: fn = k.f32; break;
@@ -514,10 +522,12 @@ void uhlm_matmul(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *W, const fl
         const int64_t nblocks = (int64_t)n * (W->cols / UHLM_QK);
         int8_t *q = scratch_q(scratch);
         float *d = (float *)(q + (size_t)n * (size_t)W->cols);
-        qx_job qj = {k.quantize_x, X, q, d};
+        int32_t *xs = (int32_t *)(d + nblocks);
+        qx_job qj = {k.quantize_x, X, q, d, xs};
         uhlm_pool_run(pool, qx_task, &qj, nblocks, GRAIN_QX_BLOCKS);
         a.xq = q;
         a.xd = d;
+        a.xs = xs;
     }
     const int64_t tiles = (W->rows + UHLM_MM_TILE - 1) / UHLM_MM_TILE;
     const int64_t per_tile = (int64_t)UHLM_MM_TILE * W->cols * n;
