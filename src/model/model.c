@@ -289,6 +289,19 @@ typedef struct {
 
 /* One (entry, head) pair per work item: each writes its own slice of xb, so the result does
  * not depend on how the pool splits the range. */
+/* q·k with eight independent partial sums in a fixed order: a single running sum is one long
+ * chain of dependent adds that the compiler may not reorder, and attention over a long context
+ * spent most of a forward waiting on it. The fixed order keeps results identical for every
+ * batch shape and thread count. */
+static inline float dot_qk(const float *a, const float *b, int n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[d + k] * b[d + k];
+    for (; d < n; d++) acc[d & 7] += a[d] * b[d];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
     attn_job *j = arg;
@@ -310,9 +323,7 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
         float mx = -INFINITY;
         for (int t = 0; t <= e->pos; t++) {
             const float *kt = kb + (size_t)t * kvd;
-            float sc = 0.0f;
-            for (int d = 0; d < hd; d++) sc += q[d] * kt[d];
-            sc *= scale;
+            float sc = dot_qk(q, kt, hd) * scale;
             att[t] = sc;
             if (sc > mx) mx = sc;
         }
@@ -322,11 +333,13 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
             sum += att[t];
         }
         float inv = 1.0f / sum;
-        float *o = c->xb + (size_t)i * p->dim + (size_t)h * hd;
+        /* restrict: the output row never overlaps the cache, and without the promise the
+         * compiler stored o[d] after every multiply-add instead of vectorizing the loop */
+        float *restrict o = c->xb + (size_t)i * p->dim + (size_t)h * hd;
         for (int d = 0; d < hd; d++) o[d] = 0.0f;
         for (int t = 0; t <= e->pos; t++) {
-            const float *vt = vb + (size_t)t * kvd;
-            float a = att[t] * inv;
+            const float *restrict vt = vb + (size_t)t * kvd;
+            const float a = att[t] * inv;
             for (int d = 0; d < hd; d++) o[d] += a * vt[d];
         }
     }
