@@ -6,7 +6,9 @@
  *   policy reads it or record_u is set) -> policy: skip (d is final and joins the catch-up
  *   list) or verify (catch-up + d + bytes go to the verifier, whose verdict is final).
  * The final token is fed to the SLM, so a resampled token replaces the draft in its cache.
- * llm mode asks the verifier to generate each token instead and never runs the SLM.
+ * llm mode asks the verifier to generate each token instead; only while the verifier is
+ * unavailable does the SLM (when given) generate, unverified, and those tokens go to the
+ * verifier as catch-up once it is back.
  * At temperature 0 no x is sent (the greedy rule needs only d).
  *
  * The verifier session is opened lazily, with the prompt, at the first request: a run that

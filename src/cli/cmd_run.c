@@ -74,7 +74,7 @@ static void help(FILE *f) {
         "                   LLM is then not loaded here, except for --shadow). If the server\n"
         "                   is unreachable or dies, generation goes on with the SLM alone\n"
         "                   (tokens counted as unverified), reconnects with backoff and\n"
-        "                   resynchronises; llm mode needs the server\n"
+        "                   resynchronises (in every mode, llm included)\n"
         "  --auth-token-file F  the server's shared auth token (first line of F)\n"
         "  --connect-timeout S  per connection attempt (default 3)\n"
         "  --read-timeout S     per reply, LLM time included (default 30)\n"
@@ -321,8 +321,8 @@ int cmd_run(int argc, char **argv) {
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     cp.simd = simd;
-    /* llm mode never runs the SLM, but its context still sets the common context limit, so
-     * every mode stops at the same length */
+    /* llm mode runs the SLM only while a remote server is unreachable, but its context always
+     * sets the common context limit, so every mode stops at the same length */
     if (!(slm_ctx = uhlm_ctx_new(slm, &cp, &err))) {
         fprintf(stderr, "uhlm run: SLM: %s\n", err.msg);
         goto done;

@@ -270,24 +270,53 @@ static void sync_channel_stats(uhlm_device *d) {
     d->st.downlink_msgs = d->ch.down_msgs;
 }
 
+/* llm mode with the server unreachable: the SLM generates this token instead, unverified.
+ * Its cache is brought up to the device sequence first (only the tokens it has not seen
+ * since its last use), and the draw uses the DRAFT stream at this position, as slm mode does.
+ * The token stays pending, so the next GENERATE sends it as catch-up: nothing is lost or
+ * duplicated when the server comes back. */
+static int step_llm_fallback(uhlm_device *d, int pos, uhlm_token_event *ev, uhlm_error *err) {
+    if (!d->slm)
+        return uhlm_set_error(err, "llm mode: the verifier is unavailable and there is no SLM "
+                                   "to fall back on");
+    double t = uhlm_now();
+    if (prefill(d, d->slm, d->seq, d->tokens, d->n_tok, d->logits, err) != 0) return -1;
+    int am = uhlm_sampling_probs(&d->p.sampling, d->logits, d->n_vocab, d->x);
+    if (am < 0) return uhlm_set_error(err, "device: out of memory");
+    int tok = am;
+    if (!d->greedy) {
+        uhlm_rng rng;
+        uhlm_hybrid_rng(&rng, d->s_draft, (uint64_t)pos);
+        tok = uhlm_sample_weights(d->x, d->n_vocab, &rng);
+        if (tok < 0) return uhlm_set_error(err, "device: x has no mass");
+    }
+    ev->slm_s = uhlm_now() - t;
+    d->st.slm_s += ev->slm_s;
+    ev->draft = tok;
+    ev->token = tok;
+    ev->skipped = 1;
+    d->st.skipped++;
+    d->st.unverified++;
+    return 0;
+}
+
 static int step_llm(uhlm_device *d, int pos, uhlm_token_event *ev, uhlm_error *err) {
     int rc = ensure_open(d, err);
-    if (rc == UHLM_VERIFIER_UNAVAILABLE)
-        return uhlm_set_error(err, "llm mode: the verifier is unavailable");
+    if (rc == UHLM_VERIFIER_UNAVAILABLE) return step_llm_fallback(d, pos, ev, err);
     if (rc != 0) return -1;
     uhlm_generate_req r = {d->tokens + d->n_sent, d->n_tok - d->n_sent, 1, 1, d->s_llm};
-    if (r.n_catchup > 0) {
-        ev->up_bits = (uint64_t)r.n_catchup * (uint64_t)d->ib;
-        ev->link_s += uhlm_channel_send_up(&d->ch, ev->up_bits);
-    }
     uhlm_generated g;
     int tok;
     double t = uhlm_now();
     rc = uhlm_verifier_generate(d->v, &r, &tok, &g, err);
     d->st.verify_wall_s += uhlm_now() - t;
-    if (rc == UHLM_VERIFIER_UNAVAILABLE)
-        return uhlm_set_error(err, "llm mode: the verifier is unavailable");
+    if (rc == UHLM_VERIFIER_UNAVAILABLE) return step_llm_fallback(d, pos, ev, err);
     if (rc != 0) return -1;
+    /* charged once the request went through: a request to an unreachable server sent nothing */
+    if (r.n_catchup > 0) {
+        ev->up_bits = (uint64_t)r.n_catchup * (uint64_t)d->ib;
+        ev->link_s += uhlm_channel_send_up(&d->ch, ev->up_bits);
+    }
     if (g.n != 1) return uhlm_set_error(err, "llm mode: the verifier generated %d tokens", g.n);
     d->st.catchup_tokens += r.n_catchup;
     d->st.llm_s += g.llm_s;
