@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/cli_remote.h"
 #include "cli/eval_common.h"
 #include "uhlm/calib.h"
 #include "uhlm/eval.h"
@@ -525,20 +526,9 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "uhlm eval: %s\n", err.msg);
         return 2;
     }
-    char host[256], port[16], token[UHLM_WIRE_MAX_AUTH + 1];
-    size_t token_len = 0;
-    if (server && uhlm_remote_parse_addr(server, host, sizeof host, port, sizeof port, &err)) {
-        fprintf(stderr, "uhlm eval: --server: %s\n", err.msg);
-        return 2;
-    }
-    if (token_file && !server) {
-        fprintf(stderr, "uhlm eval: --auth-token-file needs --server\n");
-        return 2;
-    }
-    if (token_file && uhlm_remote_load_token(token_file, token, sizeof token, &token_len, &err)) {
-        fprintf(stderr, "uhlm eval: --auth-token-file: %s\n", err.msg);
-        return 1;
-    }
+    cli_remote remote;
+    int remote_rc = cli_remote_setup("eval", server, token_file, &remote);
+    if (remote_rc != 0) return remote_rc;
     /* modes */
     int want[5] = {0};
     {
@@ -675,19 +665,8 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (server) {
-        uhlm_remote_params rp = uhlm_remote_default_params();
-        rp.host = host;
-        rp.port = port;
-        rp.auth = token_len ? token : NULL;
-        rp.auth_len = token_len;
-        rp.n_vocab = E.slm->cfg.vocab_size;
-        rp.fingerprint = uhlm_tokenizer_fingerprint(E.slm->tok);
-        rp.client = "uhlm-eval";
-        rp.connect_timeout_s = connect_to;
-        rp.read_timeout_s = read_to;
-        rp.jitter_seed = seed ^ (uint64_t)(uhlm_now() * 1e9);
-        rp.log = remote_log;
-        if (!(E.ver = uhlm_remote_new(&rp, &err))) {
+        if (!(E.ver = cli_remote_verifier(&remote, E.slm, "uhlm-eval", connect_to, read_to, seed,
+                                          remote_log, &err))) {
             fprintf(stderr, "uhlm eval: --server %s: %s\n", server, err.msg);
             goto done;
         }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_remote.h"
 #include "uhlm/calib.h"
 #include "uhlm/hybrid.h"
 #include "uhlm/model.h"
@@ -280,20 +281,9 @@ int cmd_run(int argc, char **argv) {
     dp.unc.theta_max = theta_max;
     dp.channel.up = (uhlm_link){bw, snr, lat};
     dp.channel.down = (uhlm_link){isnan(dbw) ? bw : dbw, isnan(dsnr) ? snr : dsnr, lat};
-    char host[256], port[16], token[UHLM_WIRE_MAX_AUTH + 1];
-    size_t token_len = 0;
-    if (server && uhlm_remote_parse_addr(server, host, sizeof host, port, sizeof port, &err)) {
-        fprintf(stderr, "uhlm run: --server: %s\n", err.msg);
-        return 2;
-    }
-    if (token_file && !server) {
-        fprintf(stderr, "uhlm run: --auth-token-file needs --server\n");
-        return 2;
-    }
-    if (token_file && uhlm_remote_load_token(token_file, token, sizeof token, &token_len, &err)) {
-        fprintf(stderr, "uhlm run: --auth-token-file: %s\n", err.msg);
-        return 1;
-    }
+    cli_remote remote_opts;
+    int remote_rc = cli_remote_setup("run", server, token_file, &remote_opts);
+    if (remote_rc != 0) return remote_rc;
 
     int rc = 1;
     uhlm_model *slm = NULL, *llm = NULL;
@@ -328,18 +318,8 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     if (mode != UHLM_MODE_SLM && server) {
-        uhlm_remote_params rp = uhlm_remote_default_params();
-        rp.host = host;
-        rp.port = port;
-        rp.auth = token;
-        rp.auth_len = token_len;
-        rp.n_vocab = slm->cfg.vocab_size;
-        rp.fingerprint = uhlm_tokenizer_fingerprint(slm->tok);
-        rp.connect_timeout_s = connect_to;
-        rp.read_timeout_s = read_to;
-        rp.jitter_seed = seed ^ (uint64_t)(uhlm_now() * 1e9);
-        rp.log = remote_log;
-        if (!(ver = uhlm_remote_new(&rp, &err))) {
+        if (!(ver = cli_remote_verifier(&remote_opts, slm, NULL, connect_to, read_to, seed,
+                                        remote_log, &err))) {
             fprintf(stderr, "uhlm run: %s\n", err.msg);
             goto done;
         }
