@@ -37,6 +37,17 @@ const char *cli_need_arg(const char *cmd, int argc, char **argv, int *i);
  * name is looked up in $UHLM_MODELS, ./models and ../shared/models. Writes into buf. */
 const char *cli_find_model_file(const char *name, char *buf, size_t cap);
 
+/* The generated text as it streams: kept whole for --json and, when echo is set, written to
+ * stdout piece by piece (flushed, so the reader sees each token as it is made). */
+typedef struct cli_text {
+    char *buf; /* always NUL-terminated */
+    size_t len, cap;
+    int echo;
+} cli_text;
+int cli_text_init(cli_text *t, int echo);                /* -1 when out of memory */
+int cli_text_add(cli_text *t, const char *s, size_t n); /* -1 when out of memory */
+void cli_text_free(cli_text *t);
+
 #define UHLM_DEFAULT_SLM "stories-slm-0.28M.bin"
 #define UHLM_DEFAULT_LLM "stories-llm-2.76M.bin"
 #define UHLM_DEFAULT_TOKENIZER "tok512.bin"

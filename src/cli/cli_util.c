@@ -77,3 +77,36 @@ const char *cli_find_model_file(const char *name, char *buf, size_t cap) {
     snprintf(buf, cap, "%s", name); /* let the loader report "cannot open" with the name given */
     return buf;
 }
+
+int cli_text_init(cli_text *t, int echo) {
+    t->len = 0;
+    t->cap = 4096;
+    t->echo = echo;
+    t->buf = malloc(t->cap);
+    if (!t->buf) return -1;
+    t->buf[0] = '\0';
+    return 0;
+}
+
+int cli_text_add(cli_text *t, const char *s, size_t n) {
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap * 2 + n;
+        char *nb = realloc(t->buf, cap);
+        if (!nb) return -1;
+        t->buf = nb;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+    if (t->echo) {
+        fwrite(s, 1, n, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+void cli_text_free(cli_text *t) {
+    free(t->buf);
+    t->buf = NULL;
+}

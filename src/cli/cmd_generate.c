@@ -106,10 +106,10 @@ int cmd_generate(int argc, char **argv) {
     float *probs = malloc(sizeof(float) * (size_t)V);
     int maxp = uhlm_tokenizer_max_piece_len(m->tok) + 16;
     char *piece = malloc((size_t)maxp);
-    size_t tcap = 4096, tlen = 0;
-    char *text = malloc(tcap);
+    cli_text text;
+    int text_ok = cli_text_init(&text, !json) == 0;
     int rc = 1;
-    if (!ids || !batch || !logits || !probs || !piece || !text) {
+    if (!ids || !batch || !logits || !probs || !piece || !text_ok) {
         fprintf(stderr, "uhlm generate: out of memory\n");
         goto done;
     }
@@ -155,20 +155,9 @@ int cmd_generate(int argc, char **argv) {
             break;
         }
         size_t k = uhlm_detok_push(&dt, tok, piece, (size_t)maxp);
-        if (tlen + k + 1 > tcap) {
-            char *nt = realloc(text, tcap * 2 + k);
-            if (!nt) {
-                fprintf(stderr, "uhlm generate: out of memory\n");
-                goto done;
-            }
-            text = nt;
-            tcap = tcap * 2 + k;
-        }
-        memcpy(text + tlen, piece, k);
-        tlen += k;
-        if (!json) {
-            fwrite(piece, 1, k, stdout);
-            fflush(stdout);
+        if (cli_text_add(&text, piece, k) != 0) {
+            fprintf(stderr, "uhlm generate: out of memory\n");
+            goto done;
         }
         if (pos + 1 >= n_ctx) {
             stop = "context";
@@ -183,8 +172,11 @@ int cmd_generate(int argc, char **argv) {
         pos++;
     }
     size_t k = uhlm_detok_flush(&dt, piece, (size_t)maxp);
+    if (cli_text_add(&text, piece, k) != 0) {
+        fprintf(stderr, "uhlm generate: out of memory\n");
+        goto done;
+    }
     if (!json) {
-        fwrite(piece, 1, k, stdout);
         fputc('\n', stdout);
         fflush(stdout); /* the text's last line before the stats on stderr */
     }
@@ -197,10 +189,9 @@ int cmd_generate(int argc, char **argv) {
             (int)threads);
     if (json) {
         cJSON *o = cJSON_CreateObject();
-        text[tlen] = '\0';
         cJSON_AddStringToObject(o, "model", mpath);
         cJSON_AddStringToObject(o, "prompt", prompt);
-        cJSON_AddStringToObject(o, "text", text);
+        cJSON_AddStringToObject(o, "text", text.buf);
         cJSON *a = cJSON_AddArrayToObject(o, "tokens");
         for (int i = np; i < np + n_out && i < n_ctx; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
         cJSON_AddNumberToObject(o, "prompt_tokens", np);
@@ -233,7 +224,7 @@ done:
     free(logits);
     free(probs);
     free(piece);
-    free(text);
+    if (text_ok) cli_text_free(&text);
     uhlm_ctx_free(ctx);
     uhlm_model_free(m);
     return rc;

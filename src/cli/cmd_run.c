@@ -291,7 +291,8 @@ int cmd_run(int argc, char **argv) {
     uhlm_verifier *ver = NULL;
     uhlm_device *dev = NULL;
     int *ids = NULL;
-    char *piece = NULL, *text = NULL;
+    char *piece = NULL;
+    cli_text text = {NULL, 0, 0, 0};
     run_state rs = {NULL};
     uhlm_mode mode = dp.policy.mode;
 
@@ -338,11 +339,9 @@ int cmd_run(int argc, char **argv) {
     int n_ctx = uhlm_device_n_ctx(dev);
     const uhlm_tokenizer *tok = slm->tok;
     int maxp = uhlm_tokenizer_max_piece_len(tok) + 16;
-    size_t tcap = 4096, tlen = 0;
     ids = malloc(sizeof(int) * ((size_t)n_ctx + 1));
     piece = malloc((size_t)maxp);
-    text = malloc(tcap);
-    if (!ids || !piece || !text || (events && !(rs.events = cJSON_CreateArray()))) {
+    if (!ids || !piece || cli_text_init(&text, !json) != 0 || (events && !(rs.events = cJSON_CreateArray()))) {
         fprintf(stderr, "uhlm run: out of memory\n");
         goto done;
     }
@@ -372,20 +371,9 @@ int cmd_run(int argc, char **argv) {
     while ((r = uhlm_device_step(dev, &t, &err)) == 1) {
         if (t == UHLM_TOKEN_EOS) continue;
         size_t k = uhlm_detok_push(&dt, t, piece, (size_t)maxp);
-        if (tlen + k + 1 > tcap) {
-            char *nt = realloc(text, tcap * 2 + k);
-            if (!nt) {
-                fprintf(stderr, "uhlm run: out of memory\n");
-                goto done;
-            }
-            text = nt;
-            tcap = tcap * 2 + k;
-        }
-        memcpy(text + tlen, piece, k);
-        tlen += k;
-        if (!json) {
-            fwrite(piece, 1, k, stdout);
-            fflush(stdout);
+        if (cli_text_add(&text, piece, k) != 0) {
+            fprintf(stderr, "uhlm run: out of memory\n");
+            goto done;
         }
     }
     if (r < 0) {
@@ -394,12 +382,11 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     size_t k = uhlm_detok_flush(&dt, piece, (size_t)maxp);
-    if (tlen + k + 1 > tcap) k = tcap - tlen - 1;
-    memcpy(text + tlen, piece, k);
-    tlen += k;
-    text[tlen] = '\0';
+    if (cli_text_add(&text, piece, k) != 0) {
+        fprintf(stderr, "uhlm run: out of memory\n");
+        goto done;
+    }
     if (!json) {
-        fwrite(piece, 1, k, stdout);
         fputc('\n', stdout);
         fflush(stdout); /* the text's last line before the summary on stderr */
     }
@@ -442,7 +429,7 @@ int cmd_run(int argc, char **argv) {
             cJSON_AddNumberToObject(ro, "bytes_received", (double)rst.bytes_received);
             cJSON_AddNumberToObject(ro, "rtt_seconds", rst.rtt_s);
         }
-        cJSON_AddStringToObject(o, "text", text);
+        cJSON_AddStringToObject(o, "text", text.buf);
         int n_all;
         const int *all = uhlm_device_tokens(dev, &n_all);
         cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
@@ -470,7 +457,7 @@ done:
     cJSON_Delete(rs.events);
     free(ids);
     free(piece);
-    free(text);
+    cli_text_free(&text);
     uhlm_device_free(dev);
     uhlm_verifier_free(ver);
     uhlm_ctx_free(shadow_ctx);
