@@ -26,24 +26,6 @@ INL float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Weight row pointers for tile t: rows past the end repeat the last row (see
- * quant_internal.h). Returns how many rows are real. */
-static inline int tile_rows(const uhlm_mm_args *a, int64_t t, size_t row_bytes,
-                            const void *w[UHLM_MM_TILE]) {
-    const int64_t rows = a->W->rows, r0 = t * UHLM_MM_TILE;
-    for (int r = 0; r < UHLM_MM_TILE; r++) {
-        int64_t rr = r0 + r < rows ? r0 + r : rows - 1;
-        w[r] = (const uint8_t *)a->W->data + (size_t)rr * row_bytes;
-    }
-    return rows - r0 < UHLM_MM_TILE ? (int)(rows - r0) : UHLM_MM_TILE;
-}
-
-/* Y[i][row0 .. row0 + nr) = o[0 .. nr) */
-static inline void store_rows(const uhlm_mm_args *a, int64_t row0, int i, int nr, const float *o) {
-    float *y = a->Y + (size_t)i * (size_t)a->W->rows + (size_t)row0;
-    for (int r = 0; r < nr; r++) y[r] = o[r];
-}
-
 /* Every kernel below is a micro-kernel over R weight rows (R = 1 or 4, a constant after
  * inlining) plus a driver that picks the row-wise walk for small n (UHLM_MM_ROWWISE_N) and the
  * four-row walk otherwise. A micro-kernel gives each (weight row, activation row) pair its
@@ -115,36 +97,17 @@ FLOAT_TILE(tile_f16, uint16_t, LOAD_F16, LOAD1_F16)
         if ((R) == 1)                                                                            \
             for (; i + 2 <= a->n; i += 2) {                                                      \
                 TILE(w, R, a->X + (size_t)i * cols, cols, 2, o, 0);                              \
-                store_rows(a, row0, i, nr, o);                                                   \
-                store_rows(a, row0, i + 1, nr, o + 1);                                           \
+                uhlm_mm_store_rows(a, row0, i, nr, o);                                               \
+                uhlm_mm_store_rows(a, row0, i + 1, nr, o + 1);                                       \
             }                                                                                    \
         for (; i < a->n; i++) {                                                                  \
             TILE(w, R, a->X + (size_t)i * cols, cols, 1, o, i == 0 ? (pf) : 0);                  \
-            store_rows(a, row0, i, nr, o);                                                       \
+            uhlm_mm_store_rows(a, row0, i, nr, o);                                                   \
         }                                                                                        \
     } while (0)
 
-#define FLOAT_KERNEL(NAME, TILE, WT)                                                             \
-    TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
-        const int64_t cols = a->W->cols;                                                         \
-        const size_t row_bytes = (size_t)cols * sizeof(WT);                                      \
-        const int64_t pf = uhlm_mm_prefetch_distance((int64_t)row_bytes);                        \
-        for (int64_t t = t0; t < t1; t++) {                                                      \
-            const void *wp[UHLM_MM_TILE];                                                        \
-            const int nr = tile_rows(a, t, row_bytes, wp);                                       \
-            const WT *w[UHLM_MM_TILE];                                                           \
-            for (int r = 0; r < UHLM_MM_TILE; r++) w[r] = wp[r];                                 \
-            if (a->n < UHLM_MM_ROWWISE_N) {                                                      \
-                for (int r = 0; r < nr; r++)                                                     \
-                    FLOAT_ROWS(TILE, (w + r), 1, t * UHLM_MM_TILE + r, 1, 0);                    \
-            } else {                                                                             \
-                FLOAT_ROWS(TILE, w, UHLM_MM_TILE, t * UHLM_MM_TILE, nr, pf);                     \
-            }                                                                                    \
-        }                                                                                        \
-    }
-
-FLOAT_KERNEL(mm_f32_avx2, tile_f32, float)
-FLOAT_KERNEL(mm_f16_avx2, tile_f16, uint16_t)
+UHLM_FLOAT_KERNEL(mm_f32_avx2, tile_f32, float)
+UHLM_FLOAT_KERNEL(mm_f16_avx2, tile_f16, uint16_t)
 
 /* ---------------------------------------------------------------- Q8_0 / Q4_0 */
 
@@ -259,7 +222,7 @@ INL void q4_0_blocks(const void *const *wv, const int R, const int8_t *xq, const
             }                                                                                    \
             float o[UHLM_MM_TILE];                                                               \
             for (int r = 0; r < (R); r++) o[r] = hsum8(acc[r]);                                  \
-            store_rows(a, row0, i, nr, o);                                                       \
+            uhlm_mm_store_rows(a, row0, i, nr, o);                                                   \
         }                                                                                        \
     } while (0)
 
@@ -271,7 +234,7 @@ INL void q4_0_blocks(const void *const *wv, const int R, const int8_t *xq, const
         float ws[UHLM_MM_TILE * SCALE_CHUNK] __attribute__((aligned(32)));                       \
         for (int64_t t = t0; t < t1; t++) {                                                      \
             const void *w[UHLM_MM_TILE];                                                         \
-            const int nr = tile_rows(a, t, row_bytes, w);                                        \
+            const int nr = uhlm_mm_tile_rows(a, t, row_bytes, w);                                    \
             if (a->n < UHLM_MM_ROWWISE_N) {                                                      \
                 for (int r = 0; r < nr; r++)                                                     \
                     QUANT_ROWS(BLOCKS, BT, (w + r), 1, t * UHLM_MM_TILE + r, 1, 0);              \
@@ -317,7 +280,7 @@ TGT static void mm_q8_g_avx2(const uhlm_mm_args *a, int64_t t0, int64_t t1) {
     const int64_t pf = uhlm_mm_prefetch_distance(cols);
     for (int64_t t = t0; t < t1; t++) {
         const void *wp[UHLM_MM_TILE];
-        const int nr = tile_rows(a, t, (size_t)cols, wp);
+        const int nr = uhlm_mm_tile_rows(a, t, (size_t)cols, wp);
         const int8_t *w[UHLM_MM_TILE];
         const float *s[UHLM_MM_TILE];
         for (int r = 0; r < UHLM_MM_TILE; r++) {
@@ -330,12 +293,12 @@ TGT static void mm_q8_g_avx2(const uhlm_mm_args *a, int64_t t0, int64_t t1) {
             for (int r = 0; r < nr; r++)
                 for (int i = 0; i < a->n; i++) {
                     q8_g_dot(w + r, s + r, 1, a->X + (size_t)i * cols, G, gpr, o, 0);
-                    store_rows(a, t * UHLM_MM_TILE + r, i, 1, o);
+                    uhlm_mm_store_rows(a, t * UHLM_MM_TILE + r, i, 1, o);
                 }
         } else {
             for (int i = 0; i < a->n; i++) {
                 q8_g_dot(w, s, UHLM_MM_TILE, a->X + (size_t)i * cols, G, gpr, o, i == 0 ? pf : 0);
-                store_rows(a, t * UHLM_MM_TILE, i, nr, o);
+                uhlm_mm_store_rows(a, t * UHLM_MM_TILE, i, nr, o);
             }
         }
     }

@@ -29,21 +29,6 @@
 
 #define RXMAX 2
 
-static inline int tile_rows(const uhlm_mm_args *a, int64_t t, size_t row_bytes,
-                            const void *w[UHLM_MM_TILE]) {
-    const int64_t rows = a->W->rows, r0 = t * UHLM_MM_TILE;
-    for (int r = 0; r < UHLM_MM_TILE; r++) {
-        int64_t rr = r0 + r < rows ? r0 + r : rows - 1;
-        w[r] = (const uint8_t *)a->W->data + (size_t)rr * row_bytes;
-    }
-    return rows - r0 < UHLM_MM_TILE ? (int)(rows - r0) : UHLM_MM_TILE;
-}
-
-static inline void store_rows(const uhlm_mm_args *a, int64_t row0, int i, int nr, const float *o) {
-    float *y = a->Y + (size_t)i * (size_t)a->W->rows + (size_t)row0;
-    for (int r = 0; r < nr; r++) y[r] = o[r];
-}
-
 /* As in quant_avx2.c: micro-kernels over R = 1 or 4 weight rows, row-wise walk for small n. */
 
 /* ---------------------------------------------------------------- F32 / F16 */
@@ -116,36 +101,17 @@ FLOAT_TILE(tile_f16, uint16_t, LOAD_F16, LOADT_F16)
         int i = 0;                                                                               \
         for (; i + 2 <= a->n; i += 2) {                                                          \
             TILE(w, R, a->X + (size_t)i * cols, cols, 2, o, i == 0 ? (pf) : 0);                  \
-            store_rows(a, row0, i, nr, o);                                                       \
-            store_rows(a, row0, i + 1, nr, o + (R));                                             \
+            uhlm_mm_store_rows(a, row0, i, nr, o);                                                   \
+            uhlm_mm_store_rows(a, row0, i + 1, nr, o + (R));                                         \
         }                                                                                        \
         if (i < a->n) {                                                                          \
             TILE(w, R, a->X + (size_t)i * cols, cols, 1, o, i == 0 ? (pf) : 0);                  \
-            store_rows(a, row0, i, nr, o);                                                       \
+            uhlm_mm_store_rows(a, row0, i, nr, o);                                                   \
         }                                                                                        \
     } while (0)
 
-#define FLOAT_KERNEL(NAME, TILE, WT)                                                             \
-    TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
-        const int64_t cols = a->W->cols;                                                         \
-        const size_t row_bytes = (size_t)cols * sizeof(WT);                                      \
-        const int64_t pf = uhlm_mm_prefetch_distance((int64_t)row_bytes);                        \
-        for (int64_t t = t0; t < t1; t++) {                                                      \
-            const void *wp[UHLM_MM_TILE];                                                        \
-            const int nr = tile_rows(a, t, row_bytes, wp);                                       \
-            const WT *w[UHLM_MM_TILE];                                                           \
-            for (int r = 0; r < UHLM_MM_TILE; r++) w[r] = wp[r];                                 \
-            if (a->n < UHLM_MM_ROWWISE_N) {                                                      \
-                for (int r = 0; r < nr; r++)                                                     \
-                    FLOAT_ROWS(TILE, (w + r), 1, t * UHLM_MM_TILE + r, 1, 0);                    \
-            } else {                                                                             \
-                FLOAT_ROWS(TILE, w, UHLM_MM_TILE, t * UHLM_MM_TILE, nr, pf);                     \
-            }                                                                                    \
-        }                                                                                        \
-    }
-
-FLOAT_KERNEL(mm_f32_avx512, tile_f32, float)
-FLOAT_KERNEL(mm_f16_avx512, tile_f16, uint16_t)
+UHLM_FLOAT_KERNEL(mm_f32_avx512, tile_f32, float)
+UHLM_FLOAT_KERNEL(mm_f16_avx512, tile_f16, uint16_t)
 
 /* ---------------------------------------------------------------- Q8_0 / Q4_0 with VNNI */
 

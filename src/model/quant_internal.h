@@ -88,4 +88,47 @@ void uhlm_quantize_block_q8_0(const float *x, int8_t *q, uint16_t *dh, float *df
 /* Q8_G reference for tiles [t0, t1): any group, rows may start mid-group. */
 void uhlm_mm_q8_g_scalar(const uhlm_mm_args *a, int64_t t0, int64_t t1);
 
+/* ---- helpers of the SIMD tile kernels (quant_avx2.c, quant_avx512.c) ---- */
+
+/* Weight row pointers for tile t: rows past the end repeat the last row, so a kernel always
+ * runs a full tile and stores only the real rows. Returns how many rows are real. */
+static inline int uhlm_mm_tile_rows(const uhlm_mm_args *a, int64_t t, size_t row_bytes,
+                                    const void *w[UHLM_MM_TILE]) {
+    const int64_t rows = a->W->rows, r0 = t * UHLM_MM_TILE;
+    for (int r = 0; r < UHLM_MM_TILE; r++) {
+        int64_t rr = r0 + r < rows ? r0 + r : rows - 1;
+        w[r] = (const uint8_t *)a->W->data + (size_t)rr * row_bytes;
+    }
+    return rows - r0 < UHLM_MM_TILE ? (int)(rows - r0) : UHLM_MM_TILE;
+}
+
+/* Y[i][row0 .. row0 + nr) = o[0 .. nr) */
+static inline void uhlm_mm_store_rows(const uhlm_mm_args *a, int64_t row0, int i, int nr,
+                                      const float *o) {
+    float *y = a->Y + (size_t)i * (size_t)a->W->rows + (size_t)row0;
+    for (int r = 0; r < nr; r++) y[r] = o[r];
+}
+
+/* The tile walk of a float-weight kernel (F32, F16): row by row below UHLM_MM_ROWWISE_N
+ * activation rows, whole tiles with prefetch above. Expands in the including file, which
+ * defines TGT (its target attribute) and FLOAT_ROWS(TILE, w, R, row0, nr, pf). */
+#define UHLM_FLOAT_KERNEL(NAME, TILE, WT)                                                        \
+    TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
+        const int64_t cols = a->W->cols;                                                         \
+        const size_t row_bytes = (size_t)cols * sizeof(WT);                                      \
+        const int64_t pf = uhlm_mm_prefetch_distance((int64_t)row_bytes);                        \
+        for (int64_t t = t0; t < t1; t++) {                                                      \
+            const void *wp[UHLM_MM_TILE];                                                        \
+            const int nr = uhlm_mm_tile_rows(a, t, row_bytes, wp);                               \
+            const WT *w[UHLM_MM_TILE];                                                           \
+            for (int r = 0; r < UHLM_MM_TILE; r++) w[r] = wp[r];                                 \
+            if (a->n < UHLM_MM_ROWWISE_N) {                                                      \
+                for (int r = 0; r < nr; r++)                                                     \
+                    FLOAT_ROWS(TILE, (w + r), 1, t * UHLM_MM_TILE + r, 1, 0);                    \
+            } else {                                                                             \
+                FLOAT_ROWS(TILE, w, UHLM_MM_TILE, t * UHLM_MM_TILE, nr, pf);                     \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
 #endif
