@@ -62,7 +62,8 @@ typedef struct {
 
 static void on_token(void *user, const uhlm_token_event *ev) {
     collector *c = user;
-    if (!ev->verified || !ev->have_y || !isfinite(ev->u) || !isfinite(ev->beta)) return;
+    uhlm_calib_sample smp;
+    if (!evc_calib_sample(ev, &smp)) return;
     if (c->n == c->cap) {
         size_t nc = c->cap ? c->cap * 2 : 4096;
         uhlm_calib_sample *ns = realloc(c->s, sizeof *ns * nc);
@@ -79,15 +80,14 @@ static void on_token(void *user, const uhlm_token_event *ev) {
         c->train = nt;
         c->cap = nc;
     }
-    int outright = ev->beta <= 0.0;
-    c->s[c->n] = (uhlm_calib_sample){ev->u, ev->beta, ev->accepted, outright};
+    c->s[c->n] = smp;
     c->train[c->n] = c->is_train;
     c->n++;
     if (c->csv) {
         sb_csv_str(c->csv, c->id);
         sb_printf(c->csv, ",%s,%d,%d,%d,%d,%.6f,%.9g,%.9g,%.9g,%d,%d\n",
                   c->is_train ? "train" : "test", ev->index, ev->pos, ev->draft, ev->token, ev->u,
-                  ev->beta, ev->x_d, ev->y_d, ev->accepted, outright);
+                  ev->beta, ev->x_d, ev->y_d, ev->accepted, smp.outright);
     }
 }
 

@@ -156,7 +156,8 @@ static void on_token(void *user, const uhlm_token_event *ev) {
     ev_state *st = user;
     if (uhlm_msglog_event(&st->log, ev) != 0) st->oom = 1;
     samples *r = st->rec;
-    if (!r || !ev->verified || !ev->have_y || !isfinite(ev->u) || !isfinite(ev->beta)) return;
+    uhlm_calib_sample smp;
+    if (!r || !evc_calib_sample(ev, &smp)) return;
     if (r->n == r->cap) {
         size_t nc = r->cap ? r->cap * 2 : 4096;
         uhlm_calib_sample *ns = realloc(r->s, sizeof *ns * nc);
@@ -167,7 +168,7 @@ static void on_token(void *user, const uhlm_token_event *ev) {
         r->s = ns;
         r->cap = nc;
     }
-    r->s[r->n++] = (uhlm_calib_sample){ev->u, ev->beta, ev->accepted, ev->beta <= 0.0};
+    r->s[r->n++] = smp;
 }
 
 /* Link events of the remote verifier (lost, reconnected), one line each. */

@@ -1,6 +1,7 @@
 /* eval_common.c: see eval_common.h. */
 #include "cli/eval_common.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,4 +91,11 @@ int evc_check_pair(const char *cmd, const uhlm_model *slm, const uhlm_model *llm
 uint64_t evc_prompt_seed(uint64_t seed, const char *id) {
     uint64_t h = uhlm_fnv1a(UHLM_FNV_INIT, &seed, sizeof seed);
     return uhlm_fnv1a(h, id, strlen(id));
+}
+
+int evc_calib_sample(const uhlm_token_event *ev, uhlm_calib_sample *out) {
+    if (!ev->verified || !ev->have_y || !isfinite(ev->u) || !isfinite(ev->beta)) return 0;
+    /* β = 0 exactly when y[d] >= x̃[d]: accepted outright, with no coin flip */
+    *out = (uhlm_calib_sample){ev->u, ev->beta, ev->accepted, ev->beta <= 0.0};
+    return 1;
 }

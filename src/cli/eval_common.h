@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "uhlm/calib.h"
+#include "uhlm/device.h"
 #include "uhlm/model.h"
 
 /* A growable text buffer. Appends after an allocation failure are dropped and remembered in
@@ -28,6 +30,9 @@ int evc_check_pair(const char *cmd, const uhlm_model *slm, const uhlm_model *llm
 /* A per-prompt seed from the run seed and the prompt id: results do not depend on the order
  * or the subset of prompts. */
 uint64_t evc_prompt_seed(uint64_t seed, const char *id);
+/* The calibration sample of a token event: 1 and *out for a verified token with finite u and
+ * β, else 0. One definition, so calibrate and eval count the same tokens. */
+int evc_calib_sample(const uhlm_token_event *ev, uhlm_calib_sample *out);
 /* Writes a CSV field, quoted when needed. */
 void sb_csv_str(sbuf *b, const char *s);
 
