@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "uhlm/model.h"
+
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
@@ -36,6 +38,12 @@ const char *cli_need_arg(const char *cmd, int argc, char **argv, int *i);
 /* Resolves a model or tokenizer file name: a path that exists is used as is; otherwise the
  * name is looked up in $UHLM_MODELS, ./models and ../shared/models. Writes into buf. */
 const char *cli_find_model_file(const char *name, char *buf, size_t cap);
+
+/* Loads a model found by cli_find_model_file; a llama2.c file gets the tokenizer -z named
+ * (tok_arg) or, without one, the default tokenizer. On failure prints "uhlm CMD: [ROLE: ]..."
+ * and returns NULL. role may be NULL. */
+uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg,
+                           const char *role);
 
 /* The generated text as it streams: kept whole for --json and, when echo is set, written to
  * stdout piece by piece (flushed, so the reader sees each token as it is made). */

@@ -1,5 +1,6 @@
 /* cli_util.c: option parsing and model lookup shared by the subcommands (see cli.h). */
 #include "cli/cli.h"
+#include "uhlm/tokenizer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -109,4 +110,31 @@ int cli_text_add(cli_text *t, const char *s, size_t n) {
 void cli_text_free(cli_text *t) {
     free(t->buf);
     t->buf = NULL;
+}
+
+uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg,
+                           const char *role) {
+    char mpath[1024], tpath[1024];
+    uhlm_error err = {{0}};
+    const char *sep = role ? ": " : "", *sp = role ? " " : "";
+    if (!role) role = "";
+    cli_find_model_file(arg, mpath, sizeof mpath);
+    const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
+    uhlm_model *m = uhlm_model_load(mpath, tp, &err);
+    if (!m) {
+        fprintf(stderr, "uhlm %s: %s%s%s\n", cmd, role, sep, err.msg);
+        return NULL;
+    }
+    if (!m->tok) {
+        /* llama2.c files carry no vocabulary */
+        uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
+            cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
+        if (!t || uhlm_model_attach_tokenizer(m, t, &err) != 0) {
+            fprintf(stderr, "uhlm %s: %s%s%s is a llama2.c file and needs a tokenizer (-z): %s\n",
+                    cmd, role, sp, mpath, err.msg);
+            uhlm_model_free(m);
+            return NULL;
+        }
+    }
+    return m;
 }

@@ -263,8 +263,8 @@ int cmd_calibrate(int argc, char **argv) {
         goto done;
     }
     int n_use = limit > 0 && limit < ps.n ? (int)limit : ps.n;
-    if (!(slm = evc_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
-        !(llm = evc_load_model(cmd, llm_arg, tok_arg, "LLM")) || evc_check_pair(cmd, slm, llm))
+    if (!(slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
+        !(llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM")) || evc_check_pair(cmd, slm, llm))
         goto done;
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;

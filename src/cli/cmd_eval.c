@@ -655,8 +655,8 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "uhlm eval: cannot create output folder %s: %s\n", out_dir, strerror(errno));
         goto done;
     }
-    if (!(E.slm = evc_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
-        !(E.llm = evc_load_model(cmd, llm_arg, tok_arg, "LLM")) || evc_check_pair(cmd, E.slm, E.llm))
+    if (!(E.slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
+        !(E.llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM")) || evc_check_pair(cmd, E.slm, E.llm))
         goto done;
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;

@@ -67,27 +67,10 @@ int cmd_generate(int argc, char **argv) {
             return 2;
         }
     }
-    char mpath[1024], tpath[1024];
-    cli_find_model_file(model_arg, mpath, sizeof mpath);
     uhlm_error err = {{0}};
-    /* llama2.c files carry no vocabulary: default to tok512.bin when none is given */
-    const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
-    uhlm_model *m = uhlm_model_load(mpath, tp, &err);
-    if (!m) {
-        fprintf(stderr, "uhlm generate: %s\n", err.msg);
-        return 1;
-    }
-    if (!m->tok) {
-        uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
-            cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
-        if (!t || uhlm_model_attach_tokenizer(m, t, &err) != 0) {
-            fprintf(stderr,
-                    "uhlm generate: %s is a llama2.c file and needs a tokenizer (-z): %s\n", mpath,
-                    err.msg);
-            uhlm_model_free(m);
-            return 1;
-        }
-    }
+    uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
+    if (!m) return 1;
+    const char *mpath = m->path;
     uhlm_sampling samp = {(float)temp, (int)top_k, (float)top_p};
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;

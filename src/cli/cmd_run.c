@@ -84,30 +84,6 @@ static void help(FILE *f) {
         UHLM_CHANNEL_DEFAULT_BANDWIDTH, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX);
 }
 
-/* Loads a model; llama2.c files get the tokenizer named by -z or the default. */
-static uhlm_model *load(const char *arg, const char *tok_arg, const char *role) {
-    char mpath[1024], tpath[1024];
-    uhlm_error err = {{0}};
-    cli_find_model_file(arg, mpath, sizeof mpath);
-    const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
-    uhlm_model *m = uhlm_model_load(mpath, tp, &err);
-    if (!m) {
-        fprintf(stderr, "uhlm run: %s: %s\n", role, err.msg);
-        return NULL;
-    }
-    if (!m->tok) {
-        uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
-            cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
-        if (!t || uhlm_model_attach_tokenizer(m, t, &err) != 0) {
-            fprintf(stderr, "uhlm run: %s %s is a llama2.c file and needs a tokenizer (-z): %s\n",
-                    role, mpath, err.msg);
-            uhlm_model_free(m);
-            return NULL;
-        }
-    }
-    return m;
-}
-
 typedef struct {
     cJSON *events; /* NULL unless --events */
 } run_state;
@@ -298,7 +274,8 @@ int cmd_run(int argc, char **argv) {
 
     /* with a server the LLM lives there; it is loaded here only to shadow skipped tokens */
     int need_llm = !server || (shadow && mode != UHLM_MODE_LLM);
-    if (!(slm = load(slm_arg, tok_arg, "SLM")) || (need_llm && !(llm = load(llm_arg, tok_arg, "LLM"))))
+    if (!(slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
+        (need_llm && !(llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM"))))
         goto done;
     if (llm && (slm->cfg.vocab_size != llm->cfg.vocab_size ||
         uhlm_tokenizer_fingerprint(slm->tok) != uhlm_tokenizer_fingerprint(llm->tok))) {

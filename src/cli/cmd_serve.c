@@ -129,26 +129,10 @@ int cmd_serve(int argc, char **argv) {
     uint8_t token[UHLM_WIRE_MAX_AUTH];
     size_t token_len = 0;
     if (auth_file && read_token(auth_file, token, sizeof token, &token_len) != 0) return 1;
-    char mpath[1024], tpath[1024];
-    cli_find_model_file(model_arg, mpath, sizeof mpath);
     uhlm_error err = {{0}};
-    const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
-    uhlm_model *m = uhlm_model_load(mpath, tp, &err);
-    if (!m) {
-        fprintf(stderr, "uhlm serve: %s\n", err.msg);
-        return 1;
-    }
-    if (!m->tok) {
-        /* without a vocabulary there is no fingerprint to hold devices to */
-        uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
-            cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
-        if (!t || uhlm_model_attach_tokenizer(m, t, &err) != 0) {
-            fprintf(stderr, "uhlm serve: %s is a llama2.c file and needs a tokenizer (-z): %s\n",
-                    mpath, err.msg);
-            uhlm_model_free(m);
-            return 1;
-        }
-    }
+    /* a vocabulary is needed: without it there is no fingerprint to hold devices to */
+    uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
+    if (!m) return 1;
     sp.port = (int)port;
     sp.stats_port = (int)stats_port;
     sp.max_sessions = (int)max_sessions;

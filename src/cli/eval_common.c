@@ -52,30 +52,6 @@ void sb_csv_str(sbuf *b, const char *s) {
     sb_printf(b, "\"");
 }
 
-uhlm_model *evc_load_model(const char *cmd, const char *arg, const char *tok_arg,
-                           const char *role) {
-    char mpath[1024], tpath[1024];
-    uhlm_error err = {{0}};
-    cli_find_model_file(arg, mpath, sizeof mpath);
-    const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
-    uhlm_model *m = uhlm_model_load(mpath, tp, &err);
-    if (!m) {
-        fprintf(stderr, "uhlm %s: %s: %s\n", cmd, role, err.msg);
-        return NULL;
-    }
-    if (!m->tok) {
-        uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
-            cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
-        if (!t || uhlm_model_attach_tokenizer(m, t, &err) != 0) {
-            fprintf(stderr, "uhlm %s: %s %s is a llama2.c file and needs a tokenizer (-z): %s\n",
-                    cmd, role, mpath, err.msg);
-            uhlm_model_free(m);
-            return NULL;
-        }
-    }
-    return m;
-}
-
 int evc_check_pair(const char *cmd, const uhlm_model *slm, const uhlm_model *llm) {
     if (slm->cfg.vocab_size == llm->cfg.vocab_size &&
         uhlm_tokenizer_fingerprint(slm->tok) == uhlm_tokenizer_fingerprint(llm->tok))

@@ -21,10 +21,6 @@ typedef struct sbuf {
 void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_free(sbuf *b);
 
-/* Loads a model the way `uhlm run` does (llama2.c files get -z or the default tokenizer).
- * Prints "uhlm CMD: ROLE: ..." and returns NULL on failure. */
-uhlm_model *evc_load_model(const char *cmd, const char *arg, const char *tok_arg,
-                           const char *role);
 /* 0 when the two models share a vocabulary, else prints why and returns -1. */
 int evc_check_pair(const char *cmd, const uhlm_model *slm, const uhlm_model *llm);
 /* A per-prompt seed from the run seed and the prompt id: results do not depend on the order
