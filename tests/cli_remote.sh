@@ -103,6 +103,13 @@ rc=$?
 rc=$?
 [ "$rc" = 1 ] && grep -q "AUTH" "$tmp/err" && ok || bad "missing token: rc $rc: $(cat "$tmp/err")"
 stop_server "$auth_pid"
+# one token file serves both sides, whatever its first line holds (here a trailing space and
+# a second line): server and device read it with the same function
+printf 's3cret \nsecond line\n' >"$tmp/token2"
+start_server auth2 --port 0 --auth-token-file "$tmp/token2" || exit 1
+"$bin" run --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/token2" >/dev/null 2>"$tmp/err" \
+  && ok || bad "the server's own token file refused: $(cat "$tmp/err")"
+stop_server "$spid"
 
 # ---- an unreachable server: a port that was just freed
 start_server gone --port 0 || exit 1

@@ -97,9 +97,10 @@ int uhlm_remote_get_stats(uhlm_verifier *v, uhlm_remote_stats *out);
 int uhlm_remote_parse_addr(const char *s, char *host, size_t host_cap, char *port,
                            size_t port_cap, uhlm_error *err);
 
-/* Reads an auth token file: the whole file without trailing CR/LF/space/tab. The result
- * (not NUL-terminated in the protocol's sense, but NUL-terminated here for convenience) must
- * be 1..UHLM_WIRE_MAX_AUTH bytes; buf holds cap >= UHLM_WIRE_MAX_AUTH + 1 bytes. 0 or -1. */
+/* Reads an auth token file, for the device and the server alike: the token is the file's
+ * first line without its line end (CR or LF) and trailing spaces or tabs, 1..UHLM_WIRE_MAX_AUTH
+ * bytes, NUL-terminated here for convenience; buf holds cap >= UHLM_WIRE_MAX_AUTH + 1 bytes.
+ * 0 or -1. */
 int uhlm_remote_load_token(const char *path, char *buf, size_t cap, size_t *len,
                            uhlm_error *err);
 

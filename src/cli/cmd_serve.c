@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "uhlm/remote.h"
 #include "uhlm/model.h"
 #include "uhlm/server.h"
 #include "uhlm/wire.h"
@@ -58,32 +59,6 @@ static void help(FILE *f) {
             UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
 }
 
-/* The secret is the file's first line, without the line end. */
-static int read_token(const char *path, uint8_t *buf, size_t cap, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "uhlm serve: cannot open %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    size_t n = fread(buf, 1, cap, f);
-    int bad = ferror(f) != 0;
-    int more = !bad && n == cap && fgetc(f) != EOF;
-    fclose(f);
-    size_t k = 0;
-    while (k < n && buf[k] != '\n' && buf[k] != '\r') k++;
-    if (bad || (more && k == n)) {
-        fprintf(stderr, "uhlm serve: %s: %s\n", path,
-                bad ? "read error" : "token longer than 1024 bytes");
-        return -1;
-    }
-    if (k == 0) {
-        fprintf(stderr, "uhlm serve: %s: empty token\n", path);
-        return -1;
-    }
-    *len = k;
-    return 0;
-}
-
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve";
     const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *auth_file = NULL,
@@ -126,10 +101,13 @@ int cmd_serve(int argc, char **argv) {
             return 2;
         }
     }
-    uint8_t token[UHLM_WIRE_MAX_AUTH];
+    char token[UHLM_WIRE_MAX_AUTH + 1];
     size_t token_len = 0;
-    if (auth_file && read_token(auth_file, token, sizeof token, &token_len) != 0) return 1;
     uhlm_error err = {{0}};
+    if (auth_file && uhlm_remote_load_token(auth_file, token, sizeof token, &token_len, &err)) {
+        fprintf(stderr, "uhlm serve: --auth-token-file: %s\n", err.msg);
+        return 1;
+    }
     /* a vocabulary is needed: without it there is no fingerprint to hold devices to */
     uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
     if (!m) return 1;
@@ -140,7 +118,7 @@ int cmd_serve(int argc, char **argv) {
     sp.batch_window_us = (int)window;
     sp.idle_timeout_ms = (int)(idle_s * 1000 > 2000000000L ? 2000000000L : idle_s * 1000);
     sp.n_threads = (int)threads;
-    sp.auth = token_len ? token : NULL;
+    sp.auth = token_len ? (const uint8_t *)token : NULL;
     sp.auth_len = token_len;
     sp.log = quiet ? NULL : stderr;
     uhlm_server *s = uhlm_server_new(m, &sp, &err);

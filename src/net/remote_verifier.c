@@ -881,18 +881,20 @@ int uhlm_remote_load_token(const char *path, char *buf, size_t cap, size_t *len,
         return uhlm_set_error(err, "auth token buffer of %zu bytes is too small", cap);
     FILE *f = fopen(path, "rb");
     if (!f) return uhlm_set_error(err, "%s: %s", path, strerror(errno));
+    /* one byte past the limit tells a too-long first line from one that just fits */
     size_t n = fread(buf, 1, UHLM_WIRE_MAX_AUTH + 1, f);
     int bad = ferror(f);
     fclose(f);
     if (bad) return uhlm_set_error(err, "%s: read error", path);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                     buf[n - 1] == '\t'))
-        n--;
-    if (n > UHLM_WIRE_MAX_AUTH)
+    size_t k = 0;
+    while (k < n && buf[k] != '\n' && buf[k] != '\r') k++;
+    /* trailing blanks are an editor's, not the secret's */
+    while (k > 0 && k <= UHLM_WIRE_MAX_AUTH && (buf[k - 1] == ' ' || buf[k - 1] == '\t')) k--;
+    if (k > UHLM_WIRE_MAX_AUTH)
         return uhlm_set_error(err, "%s: the auth token is longer than %u bytes", path,
                               (unsigned)UHLM_WIRE_MAX_AUTH);
-    if (n == 0) return uhlm_set_error(err, "%s: the auth token is empty", path);
-    buf[n] = '\0';
-    *len = n;
+    if (k == 0) return uhlm_set_error(err, "%s: the auth token is empty", path);
+    buf[k] = '\0';
+    *len = k;
     return 0;
 }
