@@ -31,6 +31,10 @@ typedef struct uhlm_mmap {
 int uhlm_mmap_open(uhlm_mmap *m, const char *path, uhlm_error *err);
 void uhlm_mmap_close(uhlm_mmap *m);
 
+/* Reads a whole file (any kind: pipes too, unlike uhlm_mmap_open) into *buf (malloc'd, with a
+ * NUL after the *len bytes). what names the file in errors: "cannot open WHAT file PATH". */
+int uhlm_read_file(const char *path, const char *what, char **buf, size_t *len, uhlm_error *err);
+
 /* Monotonic wall-clock seconds. */
 double uhlm_now(void);
 

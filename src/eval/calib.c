@@ -284,32 +284,9 @@ int uhlm_calib_load_threshold(const char *path, const char *risk, double *u_th, 
     const char *key = kind == UHLM_RISK_AVERSE ? "risk_averse"
                       : kind == UHLM_RISK_PRONE ? "risk_prone"
                                                 : "budget";
-    FILE *f = fopen(path, "rb");
-    if (!f) return uhlm_set_error(err, "cannot open calibration file %s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 > cap) {
-            size_t nc = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, nc);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return uhlm_set_error(err, "%s: out of memory", path);
-            }
-            buf = nb;
-            cap = nc;
-        }
-        size_t k = fread(buf + len, 1, cap - len, f);
-        len += k;
-        if (k == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return uhlm_set_error(err, "error reading calibration file %s", path);
-    }
+    char *buf;
+    size_t len;
+    if (uhlm_read_file(path, "calibration", &buf, &len, err) != 0) return -1;
     cJSON *o = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!o) return uhlm_set_error(err, "%s: not valid JSON (expected a uhlm calibrate output)", path);

@@ -2,7 +2,6 @@
 #include "uhlm/prompts.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,35 +197,9 @@ int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_promp
 int uhlm_prompts_load(const char *path, uhlm_prompt_set *out, uhlm_error *err) {
     out->items = NULL;
     out->n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return uhlm_set_error(err, "cannot open prompt file %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        fclose(f);
-        return uhlm_set_error(err, "%s: out of memory", path);
-    }
-    for (;;) {
-        if (len == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return uhlm_set_error(err, "%s: out of memory", path);
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t k = fread(buf + len, 1, cap - len, f);
-        len += k;
-        if (k == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return uhlm_set_error(err, "error reading prompt file %s", path);
-    }
+    char *buf;
+    size_t len;
+    if (uhlm_read_file(path, "prompt", &buf, &len, err) != 0) return -1;
     int rc = uhlm_prompts_parse(buf, len, path, out, err);
     free(buf);
     return rc;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -70,4 +71,42 @@ uint64_t uhlm_fnv1a(uint64_t h, const void *data, size_t n) {
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+int uhlm_read_file(const char *path, const char *what, char **buf, size_t *len, uhlm_error *err) {
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return uhlm_set_error(err, "cannot open %s file %s: %s", what, path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 == cap) { /* keep a byte for the NUL */
+            char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+        size_t k = fread(b + n, 1, cap - 1 - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    if (!b) {
+        fclose(f);
+        return uhlm_set_error(err, "%s: out of memory", path);
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(b);
+        return uhlm_set_error(err, "error reading %s file %s", what, path);
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return 0;
 }
