@@ -19,30 +19,12 @@
 /* ---- files ---- */
 
 static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, len = 0;
-    char *s = malloc(cap);
-    while (s) {
-        if (len + 1 >= cap) {
-            char *ns = realloc(s, cap * 2);
-            if (!ns) {
-                free(s);
-                s = NULL;
-                break;
-            }
-            s = ns;
-            cap *= 2;
-        }
-        size_t k = fread(s + len, 1, cap - 1 - len, f);
-        len += k;
-        if (k == 0) break;
-    }
-    fclose(f);
-    if (!s) return NULL;
-    s[len] = '\0';
+    char *buf;
+    size_t len;
+    uhlm_error err;
+    if (uhlm_read_file(path, "fixture", &buf, &len, &err) != 0) return NULL;
     if (n) *n = len;
-    return s;
+    return buf;
 }
 
 static const char *source_path(const char *rel) {
