@@ -296,10 +296,7 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "llc_bytes", (double)llc);
             /* a model that fits in the last-level cache can beat the DRAM bound */
             cJSON_AddBoolToObject(o, "weights_fit_in_llc", wbytes <= (double)llc);
-            char *s = cJSON_PrintUnformatted(o);
-            if (s) puts(s);
-            free(s);
-            cJSON_Delete(o);
+            if (cli_print_json(cmd, o) != 0) rc = 1;
         } else {
             printf("%-28s %-6s %-7s %8.2f %10.1f %10.1f %9.1f %9.2f %6.1f%% %6.1f%%\n", name,
                    uhlm_type_name(m->wtype), uhlm_simd_name(uhlm_ctx_simd(ctx)), wbytes / 1e6,

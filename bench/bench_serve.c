@@ -366,10 +366,7 @@ int cmd_bench_serve(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "acceptance_rate", nv ? (double)na / (double)nv : 0);
             cJSON_AddNumberToObject(o, "mean_latency_ms", nv ? 1e3 * lat / (double)nv : 0);
             cJSON_AddNumberToObject(o, "failed_devices", failed);
-            char *s = cJSON_PrintUnformatted(o);
-            if (s) puts(s);
-            free(s);
-            cJSON_Delete(o);
+            if (cli_print_json("bench serve", o) != 0) rc = 1;
             fflush(stdout);
             uhlm_server_free(sr.s);
             if (failed || started < nd || sr.rc != 0) rc = 1;

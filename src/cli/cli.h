@@ -11,6 +11,8 @@
 
 #include "uhlm/model.h"
 
+typedef struct cJSON cJSON;
+
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
@@ -44,6 +46,10 @@ const char *cli_find_model_file(const char *name, char *buf, size_t cap);
  * and returns NULL. role may be NULL. */
 uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg,
                            const char *role);
+
+/* Prints o as one line on stdout and deletes it. -1 (after "uhlm CMD: out of memory" on
+ * stderr) when it cannot be printed, so no result goes missing silently. */
+int cli_print_json(const char *cmd, cJSON *o);
 
 /* The generated text as it streams: kept whole for --json and, when echo is set, written to
  * stdout piece by piece (flushed, so the reader sees each token as it is made). */

@@ -1,5 +1,7 @@
 /* cli_util.c: option parsing and model lookup shared by the subcommands (see cli.h). */
 #include "cli/cli.h"
+
+#include <cjson/cJSON.h>
 #include "uhlm/tokenizer.h"
 
 #include <errno.h>
@@ -137,4 +139,16 @@ uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg
         }
     }
     return m;
+}
+
+int cli_print_json(const char *cmd, cJSON *o) {
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s) {
+        fprintf(stderr, "uhlm %s: out of memory\n", cmd);
+        return -1;
+    }
+    puts(s);
+    cJSON_free(s);
+    return 0;
 }

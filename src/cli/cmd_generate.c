@@ -186,15 +186,7 @@ int cmd_generate(int argc, char **argv) {
         cJSON_AddStringToObject(o, "stop", stop);
         cJSON_AddNumberToObject(o, "seed", (double)seed);
         cJSON_AddNumberToObject(o, "temperature", temp);
-        char *s = cJSON_PrintUnformatted(o);
-        if (!s) {
-            cJSON_Delete(o);
-            fprintf(stderr, "uhlm generate: out of memory\n");
-            goto done;
-        }
-        puts(s);
-        free(s);
-        cJSON_Delete(o);
+        if (cli_print_json(cmd, o) != 0) goto done;
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "uhlm generate: error writing output\n");

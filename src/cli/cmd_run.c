@@ -416,14 +416,7 @@ int cmd_run(int argc, char **argv) {
             cJSON_AddItemToObject(o, "events", rs.events);
             rs.events = NULL;
         }
-        char *out = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        if (!out) {
-            fprintf(stderr, "uhlm run: out of memory\n");
-            goto done;
-        }
-        puts(out);
-        free(out);
+        if (cli_print_json(cmd, o) != 0) goto done;
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "uhlm run: error writing output\n");

@@ -116,15 +116,12 @@ static int print_json(const uhlm_tokenizer *tok, const int *ids, int n, int piec
             ok = 0;
         }
     }
-    char *s = ok ? cJSON_PrintUnformatted(arr) : NULL;
-    cJSON_Delete(arr);
-    if (!s) {
+    if (!ok) {
+        cJSON_Delete(arr);
         fprintf(stderr, "uhlm tokenize: out of memory\n");
         return 1;
     }
-    puts(s);
-    cJSON_free(s);
-    return 0;
+    return cli_print_json("tokenize", arr) == 0 ? 0 : 1;
 }
 
 static int print_plain(const uhlm_tokenizer *tok, const int *ids, int n, int pieces) {
