@@ -26,15 +26,16 @@
 #define UHLM_MM_ROWWISE_N 4
 #endif
 
-/* Q8_0 / Q4_0 summation contract of the scalar and AVX-512 VNNI kernels: per output element
- * and block,
- * the exact integer dot s_b of weight and activation values, then acc = fma((float)s_b,
- * d_w * d_x, acc) over blocks in order, starting from 0. Integer sums are exact in any order,
- * so a kernel may compute s_b with rows or columns in vector lanes as suits its data layout;
- * one float operation per block and element (instead of one per 8-lane partial) is what lets
- * the VNNI kernel keep 16 rows' results in one register. The AVX2 kernel keeps 8-lane float
- * partials per block instead (reducing each block to one integer costs shuffles that slowed
- * AVX2 decode by 15-25%), so its results differ from the others by float rounding only. */
+/* Q8_0 / Q4_0 arithmetic of the scalar and AVX-512 VNNI kernels: per output element and
+ * block, the exact integer dot s_b of weight and activation values, then one multiply-add
+ * acc += (float)s_b * (d_w * d_x) over blocks in order, starting from 0 (fused in the VNNI
+ * kernel, separate in the scalar one, so those two differ by that rounding only). Integer
+ * sums are exact in any order, so a kernel may compute s_b with rows or columns in vector
+ * lanes as suits its data layout; one float operation per block and element (instead of one
+ * per 8-lane partial) is what lets the VNNI kernel keep 16 rows' results in one register, and
+ * its results do not depend on the batch size or the thread count. The AVX2 kernel keeps
+ * 8-lane float partials per block instead (reducing each block to one integer costs shuffles
+ * that slowed AVX2 decode by 15-25%), so its results differ by float rounding too. */
 
 /* In the four-row walk, kernels software-prefetch the next tile when a tile is at most this
  * many bytes (short rows: Q4_0 at 4096 columns gained ~40%); large tiles stream well enough
