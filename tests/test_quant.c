@@ -619,6 +619,59 @@ out:
     for (int p = 1; p <= 4; p++) uhlm_pool_free(pools[p]);
 }
 
+/* uhlm_matmul_multi: each output equals uhlm_matmul of its matrix alone, bit for bit, for
+ * matrices of different row counts (the key/value projections of grouped-query attention) in
+ * one parallel loop, and for mixed types, which it runs one after another. */
+static void test_matmul_multi(void) {
+    const uhlm_type types[] = {UHLM_TYPE_F32, UHLM_TYPE_F16, UHLM_TYPE_Q8_0, UHLM_TYPE_Q4_0, UHLM_TYPE_Q8_G};
+    const int64_t rows[3] = {130, 33, 33}, cols = 96;
+    const int n = 5;
+    uhlm_error err;
+    uhlm_pool *pool = uhlm_pool_new(2, &err);
+    CHECKF(pool != NULL, "%s", err.msg);
+    float *X = malloc((size_t)n * cols * sizeof(float));
+    float *Y[3], *Z = malloc((size_t)n * rows[0] * sizeof(float));
+    for (int m = 0; m < 3; m++) Y[m] = malloc((size_t)n * rows[m] * sizeof(float));
+    CHECK(X && Z && Y[0] && Y[1] && Y[2]);
+    if (!(X && Z && Y[0] && Y[1] && Y[2])) goto out;
+    for (size_t k = 0; k < (size_t)n * cols; k++) X[k] = frand();
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        wtensor t[3];
+        int ok = 1;
+        for (int m = 0; m < 3; m++) {
+            /* the last matrix is F32 in the mixed round */
+            uhlm_type ty = (ti == 0 || m < 2) ? types[ti] : UHLM_TYPE_F32;
+            ok &= wt_make(&t[m], ty, rows[m], cols, 32) == 0;
+        }
+        CHECK(ok);
+        for (int li = 0; ok && li < 3; li++) {
+            if (!uhlm_simd_supported(levels[li])) continue;
+            const uhlm_tensor *W[3] = {&t[0].W, &t[1].W, &t[2].W};
+            size_t ss = 0;
+            for (int m = 0; m < 3; m++) {
+                size_t s1 = uhlm_matmul_scratch(W[m], n);
+                if (s1 > ss) ss = s1;
+            }
+            void *scratch = ss ? malloc(ss) : NULL;
+            for (int m = 0; m < 3; m++) memset(Y[m], 0, (size_t)n * rows[m] * sizeof(float));
+            uhlm_matmul_multi(levels[li], pool, W, Y, 3, X, n, scratch);
+            for (int m = 0; m < 3; m++) {
+                run_mm(levels[li], NULL, W[m], X, n, Z);
+                CHECKF(memcmp(Z, Y[m], (size_t)n * rows[m] * sizeof(float)) == 0,
+                       "%s %s: matrix %d of a multi call differs from a call of its own",
+                       uhlm_type_name(W[m]->type), uhlm_simd_name(levels[li]), m);
+            }
+            free(scratch);
+        }
+        for (int m = 0; m < 3; m++) wt_free(&t[m]);
+    }
+out:
+    free(X);
+    free(Z);
+    for (int m = 0; m < 3; m++) free(Y[m]);
+    uhlm_pool_free(pool);
+}
+
 /* Scratch: the advertised size suffices for any n; types without activation quantization
  * need none; an empty call writes nothing. */
 static void test_scratch(void) {
@@ -645,6 +698,7 @@ int main(void) {
     test_matmul_shapes();
     test_matmul_q8_g();
     test_matmul_determinism();
+    test_matmul_multi();
     test_scratch();
     return check_report();
 }

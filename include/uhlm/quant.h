@@ -92,6 +92,13 @@ size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n);
  * aligned. pool may be NULL. */
 void uhlm_matmul(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *W, const float *X, int n,
                  float *Y, void *scratch);
+/* uhlm_matmul of `count` matrices with the same input X into Y[0 .. count): one parallel
+ * loop over all their tiles, so the pool synchronises once (the query, key and value
+ * projections; the two FFN input projections), and quantized types quantize X once. Each
+ * Y[m] gets exactly what uhlm_matmul(W[m]) would give. Matrices of different types or input
+ * sizes, or more than four, are run one after another. scratch as for any one of them. */
+void uhlm_matmul_multi(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *const *W,
+                       float *const *Y, int count, const float *X, int n, void *scratch);
 
 #ifdef __cplusplus
 }

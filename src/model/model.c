@@ -10,6 +10,8 @@
 #include "uhlm/gguf.h"
 #include "uhlm/threadpool.h"
 
+#include "model/attention.h"
+
 /* ------------------------------------------------------------------ loading */
 
 const char *uhlm_format_name(uhlm_format f) {
@@ -92,7 +94,10 @@ uint64_t uhlm_model_weight_bytes(const uhlm_model *m) {
 /* ------------------------------------------------------------------ context */
 
 typedef struct {
-    float *k, *v; /* [n_layers][n_ctx][kv_dim] */
+    /* [n_layers][n_kv_heads][n_ctx][head_dim]: head-major, so attention reads each head's
+     * keys and values as one sequential stream (position-major rows made it stride through
+     * the cache and, at 16 sequences of a few hundred positions, wait on memory) */
+    float *k, *v;
     int *tokens;  /* [n_ctx] */
     int len;
 } kv_seq;
@@ -285,23 +290,12 @@ typedef struct {
     uhlm_ctx *c;
     const uhlm_batch_entry *e;
     int layer;
+    uhlm_attn_fn fn;
 } attn_job;
 
-/* One (entry, head) pair per work item: each writes its own slice of xb, so the result does
- * not depend on how the pool splits the range. */
-/* q·k with eight independent partial sums in a fixed order: a single running sum is one long
- * chain of dependent adds that the compiler may not reorder, and attention over a long context
- * spent most of a forward waiting on it. The fixed order keeps results identical for every
- * batch shape and thread count. */
-static inline float dot_qk(const float *a, const float *b, int n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[d + k] * b[d + k];
-    for (; d < n; d++) acc[d & 7] += a[d] * b[d];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
+/* One (entry, head) pair per work item: each writes its own slice of xb, and the kernel's
+ * order of operations is fixed per pair, so the result does not depend on how the pool
+ * splits the range, on the batch, or on the thread count. */
 static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
     attn_job *j = arg;
@@ -309,39 +303,41 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
     const uhlm_config *p = &c->m->cfg;
     int hd = p->head_dim, nh = p->n_heads, kvd = c->kv_dim;
     int grp = p->n_heads / p->n_kv_heads;
-    float scale = 1.0f / sqrtf((float)hd);
     size_t layer_off = (size_t)j->layer * (size_t)c->p.n_ctx * (size_t)kvd;
+    uhlm_attn_args a;
+    a.stride = (size_t)hd;
+    a.hd = hd;
+    a.scale = 1.0f / sqrtf((float)hd);
     for (int64_t it = begin; it < end; it++) {
         int i = (int)(it / nh), h = (int)(it % nh);
         const uhlm_batch_entry *e = &j->e[i];
         kv_seq *s = &c->seqs[e->seq];
-        const float *q = c->q + (size_t)i * p->dim + (size_t)h * hd;
-        float *att = c->att + ((size_t)i * nh + h) * (size_t)c->p.n_ctx;
-        int kvh = h / grp;
-        const float *kb = s->k + layer_off + (size_t)kvh * hd;
-        const float *vb = s->v + layer_off + (size_t)kvh * hd;
-        float mx = -INFINITY;
-        for (int t = 0; t <= e->pos; t++) {
-            const float *kt = kb + (size_t)t * kvd;
-            float sc = dot_qk(q, kt, hd) * scale;
-            att[t] = sc;
-            if (sc > mx) mx = sc;
-        }
-        float sum = 0.0f;
-        for (int t = 0; t <= e->pos; t++) {
-            att[t] = expf(att[t] - mx);
-            sum += att[t];
-        }
-        float inv = 1.0f / sum;
-        /* restrict: the output row never overlaps the cache, and without the promise the
-         * compiler stored o[d] after every multiply-add instead of vectorizing the loop */
-        float *restrict o = c->xb + (size_t)i * p->dim + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) o[d] = 0.0f;
-        for (int t = 0; t <= e->pos; t++) {
-            const float *restrict vt = vb + (size_t)t * kvd;
-            const float a = att[t] * inv;
-            for (int d = 0; d < hd; d++) o[d] += a * vt[d];
-        }
+        const size_t head_off = layer_off + (size_t)(h / grp) * (size_t)c->p.n_ctx * (size_t)hd;
+        a.q = c->q + (size_t)i * p->dim + (size_t)h * hd;
+        a.k = s->k + head_off;
+        a.v = s->v + head_off;
+        a.n_pos = e->pos + 1;
+        a.att = c->att + ((size_t)i * nh + h) * (size_t)c->p.n_ctx;
+        a.out = c->xb + (size_t)i * p->dim + (size_t)h * hd;
+        j->fn(&a);
+    }
+}
+
+/* hb = silu(hb) * hb2, elementwise; expf makes it worth spreading over the pool at batch
+ * sizes of a few tokens. */
+typedef struct {
+    float *g;
+    const float *u;
+} swiglu_job;
+
+#define SWIGLU_GRAIN 1024
+
+static void swiglu_task(void *arg, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    const swiglu_job *j = arg;
+    for (int64_t i = begin; i < end; i++) {
+        const float g = j->g[i];
+        j->g[i] = g / (1.0f + expf(-g)) * j->u[i];
     }
 }
 
@@ -360,32 +356,34 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
         const uhlm_layer *L = &m->w.layers[l];
         for (int i = 0; i < n; i++)
             rmsnorm(c->xb + (size_t)i * D, c->x + (size_t)i * D, L->attn_norm, D, p->norm_eps);
-        matmul(c, &L->wq, c->xb, n, c->q);
-        matmul(c, &L->wk, c->xb, n, c->k);
-        matmul(c, &L->wv, c->xb, n, c->v);
+        const uhlm_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_out[3] = {c->q, c->k, c->v};
+        uhlm_matmul_multi(c->p.simd, c->pool, qkv, qkv_out, 3, c->xb, n, c->mm_scratch);
         size_t layer_off = (size_t)l * (size_t)c->p.n_ctx * (size_t)kvd;
         for (int i = 0; i < n; i++) {
             const float *tab = c->rope + (size_t)e[i].pos * hd;
             rope(c->q + (size_t)i * D, D, tab, hd);
             rope(c->k + (size_t)i * kvd, kvd, tab, hd);
             kv_seq *s = &c->seqs[e[i].seq];
-            memcpy(s->k + layer_off + (size_t)e[i].pos * kvd, c->k + (size_t)i * kvd,
-                   (size_t)kvd * sizeof(float));
-            memcpy(s->v + layer_off + (size_t)e[i].pos * kvd, c->v + (size_t)i * kvd,
-                   (size_t)kvd * sizeof(float));
+            for (int h = 0; h < p->n_kv_heads; h++) {
+                const size_t at =
+                    layer_off + ((size_t)h * (size_t)c->p.n_ctx + (size_t)e[i].pos) * (size_t)hd;
+                const size_t from = (size_t)i * kvd + (size_t)h * hd;
+                memcpy(s->k + at, c->k + from, (size_t)hd * sizeof(float));
+                memcpy(s->v + at, c->v + from, (size_t)hd * sizeof(float));
+            }
         }
-        attn_job job = {c, e, l};
+        attn_job job = {c, e, l, uhlm_attn_kernel(c->p.simd)};
         uhlm_pool_run(c->pool, attn_task, &job, (int64_t)n * p->n_heads, 1);
         matmul(c, &L->wo, c->xb, n, c->xb2);
         for (size_t j = 0; j < (size_t)n * D; j++) c->x[j] += c->xb2[j];
         for (int i = 0; i < n; i++)
             rmsnorm(c->xb + (size_t)i * D, c->x + (size_t)i * D, L->ffn_norm, D, p->norm_eps);
-        matmul(c, &L->w1, c->xb, n, c->hb);
-        matmul(c, &L->w3, c->xb, n, c->hb2);
-        for (size_t j = 0; j < (size_t)n * H; j++) {
-            float g = c->hb[j];
-            c->hb[j] = g / (1.0f + expf(-g)) * c->hb2[j];
-        }
+        const uhlm_tensor *up[2] = {&L->w1, &L->w3};
+        float *const up_out[2] = {c->hb, c->hb2};
+        uhlm_matmul_multi(c->p.simd, c->pool, up, up_out, 2, c->xb, n, c->mm_scratch);
+        swiglu_job sj = {c->hb, c->hb2};
+        uhlm_pool_run(c->pool, swiglu_task, &sj, (int64_t)n * H, SWIGLU_GRAIN);
         matmul(c, &L->w2, c->hb, n, c->xb);
         for (size_t j = 0; j < (size_t)n * D; j++) c->x[j] += c->xb[j];
     }

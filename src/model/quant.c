@@ -466,15 +466,25 @@ size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n) {
     return 64 + v + s + xs;                    /* 64: room to align an unaligned buffer */
 }
 
+/* The tiles of `count` matrices, numbered one matrix after another: matrix m has tiles
+ * [first[m], first[m + 1]) of the loop. */
 typedef struct {
     uhlm_mm_fn fn;
     const uhlm_mm_args *a;
+    int count;
+    const int64_t *first;
 } mm_job;
 
 static void mm_task(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     const mm_job *j = arg;
-    j->fn(j->a, b, e);
+    int m = 0;
+    while (b < e) {
+        while (b >= j->first[m + 1]) m++;
+        const int64_t end = e < j->first[m + 1] ? e : j->first[m + 1];
+        j->fn(&j->a[m], b - j->first[m], end - j->first[m]);
+        b = end;
+    }
 }
 
 typedef struct {
@@ -497,41 +507,72 @@ static void qx_task(void *arg, int64_t b, int64_t e, int tid) {
     }
 }
 
-void uhlm_matmul(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *W, const float *X, int n,
-                 float *Y, void *scratch) {
-    if (n <= 0 || W->rows <= 0 || W->cols <= 0) return;
+static uhlm_mm_fn kernel_for(uhlm_simd simd, const uhlm_tensor *W, uhlm_qx_fn *qx) {
     uhlm_kernels k;
     memset(&k, 0, sizeof k);
     uhlm_kernels_scalar(&k);
     if (simd == UHLM_SIMD_AVX2 || simd == UHLM_SIMD_AVX512) uhlm_kernels_avx2(&k);
     if (simd == UHLM_SIMD_AVX512) uhlm_kernels_avx512(&k, cpu_has_vnni());
-
-    uhlm_mm_args a = {W, X, n, Y, NULL, NULL, NULL};
-    uhlm_mm_fn fn = NULL;
+    *qx = k.quantize_x;
     switch (W->type) {
-    case UHLM_TYPE_F32: fn = k.f32; break;
-    case UHLM_TYPE_F16: fn = k.f16; break;
-    case UHLM_TYPE_Q8_0: fn = k.q8_0; break;
-    case UHLM_TYPE_Q4_0: fn = k.q4_0; break;
+    case UHLM_TYPE_F32: return k.f32;
+    case UHLM_TYPE_F16: return k.f16;
+    case UHLM_TYPE_Q8_0: return k.q8_0;
+    case UHLM_TYPE_Q4_0: return k.q4_0;
     case UHLM_TYPE_Q8_G:
-        fn = (W->cols % W->group == 0 && W->group % 8 == 0) ? k.q8_g_aligned : k.q8_g;
-        break;
+        return (W->cols % W->group == 0 && W->group % 8 == 0) ? k.q8_g_aligned : k.q8_g;
     }
+    return NULL;
+}
+
+/* Matrices that one parallel loop can run together: same type and input size, and for Q8_G
+ * the same group (their kernel is chosen by it). Rows may differ. */
+static int same_kind(const uhlm_tensor *a, const uhlm_tensor *b) {
+    return a->type == b->type && a->cols == b->cols && b->rows > 0 &&
+           (a->type != UHLM_TYPE_Q8_G || a->group == b->group);
+}
+
+#define MAX_MULTI 4
+
+void uhlm_matmul_multi(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *const *W,
+                       float *const *Y, int count, const float *X, int n, void *scratch) {
+    if (count <= 0 || n <= 0 || W[0]->rows <= 0 || W[0]->cols <= 0) return;
+    int same = count <= MAX_MULTI;
+    for (int m = 1; m < count && same; m++) same = same_kind(W[0], W[m]);
+    if (!same) {
+        for (int m = 0; m < count; m++)
+            uhlm_matmul_multi(simd, pool, &W[m], &Y[m], 1, X, n, scratch);
+        return;
+    }
+    uhlm_qx_fn quantize_x;
+    uhlm_mm_fn fn = kernel_for(simd, W[0], &quantize_x);
     if (!fn) return;
-    if (W->type == UHLM_TYPE_Q8_0 || W->type == UHLM_TYPE_Q4_0) {
-        const int64_t nblocks = (int64_t)n * (W->cols / UHLM_QK);
+    uhlm_mm_args a[MAX_MULTI];
+    for (int m = 0; m < count; m++) a[m] = (uhlm_mm_args){W[m], X, n, Y[m], NULL, NULL, NULL};
+    if (W[0]->type == UHLM_TYPE_Q8_0 || W[0]->type == UHLM_TYPE_Q4_0) {
+        /* quantized once for all the matrices */
+        const int64_t nblocks = (int64_t)n * (W[0]->cols / UHLM_QK);
         int8_t *q = scratch_q(scratch);
-        float *d = (float *)(q + (size_t)n * (size_t)W->cols);
+        float *d = (float *)(q + (size_t)n * (size_t)W[0]->cols);
         int32_t *xs = (int32_t *)(d + nblocks);
-        qx_job qj = {k.quantize_x, X, q, d, xs};
+        qx_job qj = {quantize_x, X, q, d, xs};
         uhlm_pool_run(pool, qx_task, &qj, nblocks, GRAIN_QX_BLOCKS);
-        a.xq = q;
-        a.xd = d;
-        a.xs = xs;
+        for (int m = 0; m < count; m++) {
+            a[m].xq = q;
+            a[m].xd = d;
+            a[m].xs = xs;
+        }
     }
-    const int64_t tiles = (W->rows + UHLM_MM_TILE - 1) / UHLM_MM_TILE;
-    const int64_t per_tile = (int64_t)UHLM_MM_TILE * W->cols * n;
+    int64_t first[MAX_MULTI + 1] = {0};
+    for (int m = 0; m < count; m++)
+        first[m + 1] = first[m] + (W[m]->rows + UHLM_MM_TILE - 1) / UHLM_MM_TILE;
+    const int64_t per_tile = (int64_t)UHLM_MM_TILE * W[0]->cols * n;
     const int64_t grain = per_tile >= GRAIN_MACS ? 1 : (GRAIN_MACS + per_tile - 1) / per_tile;
-    mm_job job = {fn, &a};
-    uhlm_pool_run(pool, mm_task, &job, tiles, grain);
+    mm_job job = {fn, a, count, first};
+    uhlm_pool_run(pool, mm_task, &job, first[count], grain);
+}
+
+void uhlm_matmul(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *W, const float *X, int n,
+                 float *Y, void *scratch) {
+    uhlm_matmul_multi(simd, pool, &W, &Y, 1, X, n, scratch);
 }
