@@ -38,7 +38,9 @@ typedef struct bclient {
     uhlm_payload_spec enc;
     float temp;
     int catchup;
+    int ctx_start, ctx_min, ctx_max; /* first context, and the range it cycles through */
     atomic_int *stop;
+    atomic_int *ready; /* devices past their first OPEN (or failed) */
     uint64_t seed;
     /* results */
     uint64_t n_verify, n_accept;
@@ -88,6 +90,8 @@ static void *bclient_main(void *arg) {
     uhlm_error e;
     uint8_t *pay = malloc(1 << 16);
     int *cu = malloc(sizeof(int) * (size_t)(c->catchup + 1));
+    int *prompt = malloc(sizeof(int) * (size_t)c->ctx_max);
+    int opened = 0;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
@@ -96,7 +100,7 @@ static void *bclient_main(void *arg) {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int one = 1;
     struct timeval tv = {30, 0};
-    if (!pay || !cu || fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    if (!pay || !cu || !prompt || fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         snprintf(c->err, sizeof c->err, "connect: %s", strerror(errno));
         goto fail;
     }
@@ -113,17 +117,30 @@ static void *bclient_main(void *arg) {
     int n_ctx = (int)m.u.welcome.n_ctx;
     uhlm_rng rng;
     uhlm_rng_seed(&rng, c->seed);
-    int prompt[4] = {UHLM_TOKEN_BOS, 3 + (int)(c->seed % 300), 17, 42};
+    if (c->ctx_max + c->catchup + 1 > n_ctx) {
+        snprintf(c->err, sizeof c->err, "context %d plus a step does not fit the server's %d",
+                 c->ctx_max, n_ctx);
+        goto fail;
+    }
     uint32_t pos = 0, rid = 0;
     while (!atomic_load(c->stop)) {
-        if (pos == 0 || (int)pos + c->catchup + 1 > n_ctx) {
-            uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, c->temp, 0, 1.0f, c->seed, {prompt, NULL, 4}};
+        /* the first session starts at ctx_start; later ones at ctx_min, when the last step
+         * would pass ctx_max, so every device cycles through the same range of contexts */
+        if (!opened || (int)pos + c->catchup + 1 > c->ctx_max) {
+            const int plen = opened ? c->ctx_min : c->ctx_start;
+            prompt[0] = UHLM_TOKEN_BOS;
+            for (int i = 1; i < plen; i++)
+                prompt[i] = 3 + (int)(uhlm_rng_u64(&rng) % (uint64_t)(V - 3));
+            uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, c->temp, 0, 1.0f, c->seed,
+                                {prompt, NULL, (uint32_t)plen}};
             if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || bc_send(fd, &b) != 0 ||
                 bc_recv(fd, pay, 1 << 16, &m) != UHLM_WIRE_OPENED) {
                 snprintf(c->err, sizeof c->err, "OPEN refused");
                 goto fail;
             }
             pos = m.u.opened.n_past;
+            if (!opened) atomic_fetch_add(c->ready, 1);
+            opened = 1;
         }
         for (int i = 0; i < c->catchup; i++) cu[i] = 3 + (int)(uhlm_rng_u64(&rng) % (uint64_t)(V - 3));
         uhlm_wire_verify q;
@@ -158,11 +175,13 @@ static void *bclient_main(void *arg) {
     goto done;
 fail:
     c->failed = 1;
+    if (!opened) atomic_fetch_add(c->ready, 1);
 done:
     if (fd >= 0) close(fd);
     uhlm_wire_buf_free(&b);
     free(pay);
     free(cu);
+    free(prompt);
     return NULL;
 }
 
@@ -182,11 +201,14 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: uhlm bench serve [-m LLM] [-z TOKENIZER] [--devices LIST] [--seconds S]\n"
             "                        [--batch-window-us U] [-t THREADS] [--payload ENC]\n"
-            "                        [--temp T] [--catchup N] [--no-compare]\n\n"
+            "                        [--temp T] [--catchup N] [--ctx-min N] [--ctx-max N]\n"
+            "                        [--no-compare]\n\n"
             "Aggregate VERIFY throughput of the verification server (`uhlm serve`, run in this\n"
             "process on a loopback port) with N concurrent devices, each a thread with its own\n"
             "connection doing OPEN then VERIFY in lock-step, with and without cross-device\n"
-            "batching. One JSON object per run on stdout.\n\n"
+            "batching. Each device's context cycles through [ctx-min, ctx-max] (sessions of\n"
+            "all ages), device i of N starting at the middle of the i-th N-th of it, so the mean\n"
+            "context is the same for any N. One JSON object per run on stdout.\n\n"
             "  -m LLM               server model (default %s)\n"
             "  -z TOKENIZER         its tokenizer (default %s)\n"
             "  --devices LIST       comma-separated device counts (default 1,2,4,8,16,32)\n"
@@ -196,6 +218,8 @@ static void help(FILE *f) {
             "  --payload ENC        f32 | f16 | topk:K[:B] (default f32)\n"
             "  --temp T             session temperature; 0 = greedy VERIFY (default 1)\n"
             "  --catchup N          skipped tokens sent with each VERIFY (default 0)\n"
+            "  --ctx-min N          context a device re-opens at (default 8)\n"
+            "  --ctx-max N          longest context (default: 256 or 90%% of the model's, if less)\n"
             "  --no-compare         batching only (skip the --no-batching runs)\n",
             UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
 }
@@ -205,7 +229,7 @@ int cmd_bench_serve(int argc, char **argv) {
     const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = UHLM_DEFAULT_TOKENIZER;
     const char *devices = "1,2,4,8,16,32", *payload = "f32";
     double seconds = 2.0, temp = 1.0;
-    long window = 1000, threads = 1, catchup = 0;
+    long window = 1000, threads = 1, catchup = 0, ctx_min = 8, ctx_max = -1;
     int compare = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -217,7 +241,7 @@ int cmd_bench_serve(int argc, char **argv) {
         } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--devices") ||
                    !strcmp(a, "--seconds") || !strcmp(a, "--batch-window-us") ||
                    !strcmp(a, "-t") || !strcmp(a, "--payload") || !strcmp(a, "--temp") ||
-                   !strcmp(a, "--catchup")) {
+                   !strcmp(a, "--catchup") || !strcmp(a, "--ctx-min") || !strcmp(a, "--ctx-max")) {
             if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
             int bad = 0;
             if (!strcmp(a, "-m")) model_arg = v;
@@ -228,6 +252,8 @@ int cmd_bench_serve(int argc, char **argv) {
             else if (!strcmp(a, "--temp")) bad = cli_parse_float(cmd, a, v, 0, 100, &temp);
             else if (!strcmp(a, "--batch-window-us")) bad = cli_parse_int(cmd, a, v, 0, 10000000, &window);
             else if (!strcmp(a, "--catchup")) bad = cli_parse_int(cmd, a, v, 0, 64, &catchup);
+            else if (!strcmp(a, "--ctx-min")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &ctx_min);
+            else if (!strcmp(a, "--ctx-max")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &ctx_max);
             else bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
             if (bad) return 2;
         } else {
@@ -260,6 +286,15 @@ int cmd_bench_serve(int argc, char **argv) {
         return 1;
     }
     int V = m->cfg.vocab_size, rc = 0;
+    if (ctx_max < 0) ctx_max = uhlm_bench_default_ctx_max(m->cfg.seq_len);
+    if (ctx_min > ctx_max || ctx_max + catchup + 1 > m->cfg.seq_len) {
+        fprintf(stderr,
+                "uhlm bench serve: need ctx-min <= ctx-max and ctx-max + catchup + 1 <= the "
+                "model's context %d (got %ld, %ld, %ld)\n",
+                m->cfg.seq_len, ctx_min, ctx_max, catchup);
+        uhlm_model_free(m);
+        return 2;
+    }
     if (uhlm_payload_check(&enc, V, &err) != 0) {
         fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
         uhlm_model_free(m);
@@ -309,16 +344,26 @@ int cmd_bench_serve(int argc, char **argv) {
                 rc = 1;
                 goto out;
             }
-            atomic_int stop;
+            atomic_int stop, ready;
             atomic_init(&stop, 0);
+            atomic_init(&ready, 0);
             int started = 0;
             for (int i = 0; i < nd; i++) {
+                /* device i starts in the middle of its 1/nd of the range: the same mean
+                 * context for any number of devices, however short the run */
+                const int start =
+                    (int)(ctx_min + (2 * (long)i + 1) * (ctx_max - ctx_min) / (2 * (long)nd));
                 cl[i] = (bclient){uhlm_server_port(sr.s), m, xb, xl, xt, enc, (float)temp,
-                                  (int)catchup, &stop, 1000 + (uint64_t)i, 0, 0, 0, 0, {0}};
+                                  (int)catchup, start, (int)ctx_min, (int)ctx_max, &stop,
+                                  &ready, 1000 + (uint64_t)i, 0, 0, 0, 0, {0}};
                 if (pthread_create(&th[i], NULL, bclient_main, &cl[i]) != 0) break;
                 started++;
             }
-            /* warm-up excluded: count from a snapshot taken after a short settling time */
+            /* warm-up excluded: the devices' first sessions (a prefill each) open, then the
+             * count starts from a snapshot taken after a short settling time */
+            fprintf(stderr, "uhlm bench serve: %d device%s, batching %s: opening sessions...\n",
+                    nd, nd == 1 ? "" : "s", batching ? "on" : "off");
+            while (atomic_load(&ready) < started) usleep(10 * 1000);
             usleep(200 * 1000);
             uhlm_server_counters c1;
             uint64_t v0 = 0;
@@ -356,6 +401,8 @@ int cmd_bench_serve(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "server_threads", (double)threads);
             cJSON_AddStringToObject(o, "payload", payload);
             cJSON_AddNumberToObject(o, "catchup", (double)catchup);
+            cJSON_AddNumberToObject(o, "ctx_min", (double)ctx_min);
+            cJSON_AddNumberToObject(o, "ctx_max", (double)ctx_max);
             cJSON_AddNumberToObject(o, "seconds", dt);
             cJSON_AddNumberToObject(o, "verifications_per_s", rate);
             cJSON_AddNumberToObject(o, "speedup_vs_1_device", base_rate[batching] > 0 ? rate / base_rate[batching] : 0);

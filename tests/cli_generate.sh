@@ -47,6 +47,22 @@ expect_rc 0 "$bin" bench --help
 "$bin" bench -m stories260K.bin --prompt 16 --gen 8 --reps 1 --json >/tmp/uhlm_cli_out.$$ 2>/dev/null
 /usr/bin/python3 -c 'import json,sys; o=json.loads(open(sys.argv[1]).readline()); assert o["decode_tokens_per_s"]>0 and 0<o["fraction_of_bound"], o' /tmp/uhlm_cli_out.$$ && ok || bad "bench --json"
 
+# bench batch: one JSON line per sequence count, both sides timed at the same contexts
+expect_rc 0 "$bin" bench batch --help
+"$bin" bench batch -m stories260K.bin --seqs 1,3 --rounds 1 >/tmp/uhlm_cli_out.$$ 2>/dev/null
+/usr/bin/python3 -c '
+import json,sys
+r=[json.loads(l) for l in open(sys.argv[1])]
+assert [o["seqs"] for o in r]==[1,3], r
+assert all(o["batched_tokens_per_s"]>0 and o["one_at_a_time_tokens_per_s"]>0 and o["speedup"]>0 for o in r), r
+assert r[1]["ctx_min"]==8 and r[1]["ctx_max"]==256 and r[0]["ctx_min"]==r[0]["ctx_max"]==132, r' /tmp/uhlm_cli_out.$$ && ok || bad "bench batch lines"
+expect_rc 2 "$bin" bench batch --seqs 1,x
+expect_rc 2 "$bin" bench batch --seqs 0
+expect_rc 2 "$bin" bench batch --ctx-min 50 --ctx-max 20
+expect_rc 2 "$bin" bench batch --ctx-max 256
+expect_rc 2 "$bin" bench batch --rounds 0
+expect_rc 2 "$bin" bench batch --frobnicate
+
 rm -f /tmp/uhlm_cli_out.$$ /tmp/uhlm_cli_err.$$
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

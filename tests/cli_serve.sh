@@ -110,6 +110,11 @@ kill -INT "$spid"; wait "$spid"; rc=$?; spid=
 # the benchmark prints one JSON line per run
 "$bin" bench serve --devices 1,2 --seconds 0.2 >"$tmp/bench" 2>"$tmp/berr" && ok || bad "bench serve: $(cat "$tmp/berr")"
 [ "$(grep -c '"verifications_per_s"' "$tmp/bench")" = 4 ] && ok || bad "bench serve lines: $(cat "$tmp/bench")"
+# contexts: every run reports the range its devices cycle through; a range past the model's
+# context is refused before anything starts
+[ "$(grep -c '"ctx_min":8,"ctx_max":230' "$tmp/bench")" = 4 ] && ok || bad "bench serve ctx range: $(cat "$tmp/bench")"
+"$bin" bench serve --devices 1 --seconds 0.2 --ctx-max 256 >/dev/null 2>"$tmp/berr"; rc=$?
+[ "$rc" = 2 ] && grep -q "ctx-max" "$tmp/berr" && ok || bad "bench serve --ctx-max 256: rc $rc $(cat "$tmp/berr")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

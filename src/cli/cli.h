@@ -21,6 +21,14 @@ int cmd_bench(int argc, char **argv);
 int cmd_bench_uncertainty(int argc, char **argv);
 /* `uhlm bench serve`: server verification throughput vs concurrent devices (bench_serve.c). */
 int cmd_bench_serve(int argc, char **argv);
+/* `uhlm bench batch`: one forward over S sequences against S forwards (bench_batch.c). */
+int cmd_bench_batch(int argc, char **argv);
+/* The longest context `bench serve` and `bench batch` give a session by default: a device's
+ * session is a short prompt and up to a few hundred tokens, so 256, or 90% of the model's
+ * context when that is less. */
+static inline int uhlm_bench_default_ctx_max(int seq_len) {
+    return seq_len * 9 / 10 < 256 ? seq_len * 9 / 10 : 256;
+}
 int cmd_run(int argc, char **argv);
 /* `uhlm serve`: the multi-session verification server (uhlm/server.h). */
 int cmd_serve(int argc, char **argv);

@@ -1,0 +1,209 @@
+/* bench_batch.c: `uhlm bench batch`, the engine's own gain from batching one token of each of
+ * S sequences into one forward, against the same S tokens run one forward each.
+ *
+ * This is what a verification server can win by cross-device batching before any request
+ * handling: both sides run the same sequences at the same contexts (spread evenly over
+ * [--ctx-min, --ctx-max], as sessions of different ages are), so attention costs the same and
+ * only the sharing of weight reads differs. Each timed call appends one token per sequence
+ * and the sequences are truncated back, so contexts stay fixed. Batched and one-at-a-time
+ * rounds alternate and each keeps its best, so a noisy host skews both alike. One JSON object
+ * per sequence count on stdout. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "uhlm/common.h"
+#include "uhlm/model.h"
+#include "uhlm/sampler.h"
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: uhlm bench batch [-m MODEL] [-z TOKENIZER] [--seqs LIST] [--ctx-min N]\n"
+            "                        [--ctx-max N] [--rounds R] [-t THREADS] [--simd LEVEL]\n"
+            "\n"
+            "Time of one forward over one token of each of S sequences (batched) against S\n"
+            "one-token forwards (one at a time), at contexts spread over [ctx-min, ctx-max].\n"
+            "Their ratio is the most a server gains per token by batching S devices. One JSON\n"
+            "object per S on stdout, progress on stderr.\n"
+            "\n"
+            "  -m MODEL       model (default %s)\n"
+            "  -z TOKENIZER   its tokenizer (default %s)\n"
+            "  --seqs LIST    comma-separated sequence counts (default 1,2,4,8,16,32)\n"
+            "  --ctx-min N    shortest context (default 8)\n"
+            "  --ctx-max N    longest context (default: 256 or 90%% of the model's, if less)\n"
+            "  --rounds R     alternating rounds, best of each kept (default 5)\n"
+            "  -t THREADS     model threads (default 1)\n"
+            "  --simd LEVEL   auto | scalar | avx2 | avx512 (default auto)\n",
+            UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
+}
+
+/* Sets sequences 0 .. S-1 to contexts spread over [lo, hi] with random tokens. */
+static int prefill(uhlm_ctx *c, int S, int lo, int hi, int V, uhlm_rng *rng, uhlm_batch_entry *b,
+                   int *len, uhlm_error *err) {
+    for (int s = 0; s < S; s++) {
+        len[s] = S == 1 ? (lo + hi) / 2 : lo + (int)((long)(hi - lo) * s / (S - 1));
+        if (uhlm_seq_truncate(c, s, 0, err) != 0) return -1;
+        for (int i = 0; i < len[s]; i++)
+            b[i] = (uhlm_batch_entry){s, i, (int)(uhlm_rng_u64(rng) % (uint64_t)V), 0};
+        if (uhlm_decode(c, b, len[s], NULL, NULL, err) != 0) return -1;
+    }
+    return 0;
+}
+
+/* Mean seconds per step over `iters` steps; a step is one token on each of S sequences, in one
+ * forward (batched) or S forwards. */
+static double time_steps(uhlm_ctx *c, int S, const int *len, int batched, int iters, int V,
+                         uhlm_rng *rng, uhlm_batch_entry *b, float *logits, uhlm_error *err) {
+    double t0 = uhlm_now();
+    for (int it = 0; it < iters; it++) {
+        for (int s = 0; s < S; s++)
+            b[s] = (uhlm_batch_entry){s, len[s], (int)(uhlm_rng_u64(rng) % (uint64_t)V), 1};
+        if (batched) {
+            if (uhlm_decode(c, b, S, logits, NULL, err) != 0) return -1;
+        } else {
+            for (int s = 0; s < S; s++)
+                if (uhlm_decode(c, b + s, 1, logits, NULL, err) != 0) return -1;
+        }
+        for (int s = 0; s < S; s++)
+            if (uhlm_seq_truncate(c, s, len[s], err) != 0) return -1;
+    }
+    return (uhlm_now() - t0) / iters;
+}
+
+int cmd_bench_batch(int argc, char **argv) {
+    const char *cmd = "bench batch";
+    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *seqs = "1,2,4,8,16,32";
+    long threads = 1, ctx_min = 8, ctx_max = -1, rounds = 5;
+    uhlm_simd simd = UHLM_SIMD_AUTO;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--seqs") ||
+                   !strcmp(a, "--ctx-min") || !strcmp(a, "--ctx-max") || !strcmp(a, "--rounds") ||
+                   !strcmp(a, "-t") || !strcmp(a, "--simd")) {
+            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
+            int bad = 0;
+            if (!strcmp(a, "-m"))
+                model_arg = v;
+            else if (!strcmp(a, "-z"))
+                tok_arg = v;
+            else if (!strcmp(a, "--seqs"))
+                seqs = v;
+            else if (!strcmp(a, "--ctx-min"))
+                bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &ctx_min);
+            else if (!strcmp(a, "--ctx-max"))
+                bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &ctx_max);
+            else if (!strcmp(a, "--rounds"))
+                bad = cli_parse_int(cmd, a, v, 1, 1000, &rounds);
+            else if (!strcmp(a, "-t"))
+                bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
+            else if (uhlm_simd_from_name(v, &simd) != 0) {
+                fprintf(stderr, "uhlm %s: unknown --simd level '%s'\n", cmd, v);
+                bad = 1;
+            }
+            if (bad) return 2;
+        } else {
+            fprintf(stderr, "uhlm %s: unknown option '%s' (see --help)\n", cmd, a);
+            return 2;
+        }
+    }
+    int counts[32], nc = 0, max_s = 1;
+    for (const char *p = seqs; *p;) {
+        char *end;
+        long n = strtol(p, &end, 10);
+        if (end == p || n < 1 || n > 256 || (*end && *end != ',') || nc == 32) {
+            fprintf(stderr, "uhlm %s: bad --seqs '%s' (up to 32 counts in [1, 256])\n", cmd, seqs);
+            return 2;
+        }
+        counts[nc++] = (int)n;
+        if (n > max_s) max_s = (int)n;
+        p = *end ? end + 1 : end;
+    }
+    uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
+    if (!m) return 1;
+    const int n_ctx = m->cfg.seq_len, V = m->cfg.vocab_size;
+    if (ctx_max < 0) ctx_max = uhlm_bench_default_ctx_max(n_ctx);
+    if (ctx_min > ctx_max || ctx_max + 1 > n_ctx) {
+        fprintf(stderr,
+                "uhlm %s: need ctx-min <= ctx-max < the model's context %d (got %ld, %ld)\n", cmd,
+                n_ctx, ctx_min, ctx_max);
+        uhlm_model_free(m);
+        return 2;
+    }
+    uhlm_error err = {{0}};
+    uhlm_ctx_params cp = uhlm_ctx_default_params();
+    cp.n_seq = max_s;
+    cp.n_threads = (int)threads;
+    cp.simd = simd;
+    uhlm_ctx *c = uhlm_ctx_new(m, &cp, &err);
+    int blen = (int)ctx_max > max_s ? (int)ctx_max : max_s;
+    uhlm_batch_entry *b = malloc(sizeof *b * (size_t)blen);
+    float *logits = malloc(sizeof(float) * (size_t)V * (size_t)max_s);
+    int *len = malloc(sizeof(int) * (size_t)max_s);
+    int rc = 0;
+    if (!c || !b || !logits || !len) {
+        fprintf(stderr, "uhlm %s: %s\n", cmd, c ? "out of memory" : err.msg);
+        rc = 1;
+        goto out;
+    }
+    uhlm_rng rng;
+    uhlm_rng_seed(&rng, 7);
+    for (int ci = 0; ci < nc && rc == 0; ci++) {
+        const int S = counts[ci];
+        fprintf(stderr, "uhlm %s: %d sequence%s...\n", cmd, S, S == 1 ? "" : "s");
+        if (prefill(c, S, (int)ctx_min, (int)ctx_max, V, &rng, b, len, &err) != 0) {
+            fprintf(stderr, "uhlm %s: %s\n", cmd, err.msg);
+            rc = 1;
+            break;
+        }
+        /* enough steps for about 0.1 s per round on the slower side */
+        double probe = time_steps(c, S, len, 0, 1, V, &rng, b, logits, &err);
+        if (probe < 0) {
+            fprintf(stderr, "uhlm %s: %s\n", cmd, err.msg);
+            rc = 1;
+            break;
+        }
+        int iters = probe > 0.1 ? 1 : (int)(0.1 / (probe + 1e-9)) + 1;
+        double best[2] = {1e30, 1e30};
+        for (int r = 0; r < rounds && rc == 0; r++)
+            for (int batched = 1; batched >= 0; batched--) {
+                double t = time_steps(c, S, len, batched, iters, V, &rng, b, logits, &err);
+                if (t < 0) {
+                    fprintf(stderr, "uhlm %s: %s\n", cmd, err.msg);
+                    rc = 1;
+                    break;
+                }
+                if (t < best[batched]) best[batched] = t;
+            }
+        if (rc) break;
+        cJSON *o = cJSON_CreateObject();
+        if (o) {
+            cJSON_AddStringToObject(o, "bench", "batch");
+            cJSON_AddStringToObject(o, "model", m->path);
+            cJSON_AddNumberToObject(o, "threads",
+                                    threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN));
+            cJSON_AddStringToObject(o, "simd", uhlm_simd_name(uhlm_ctx_simd(c)));
+            cJSON_AddNumberToObject(o, "seqs", S);
+            cJSON_AddNumberToObject(o, "ctx_min", len[0]);
+            cJSON_AddNumberToObject(o, "ctx_max", len[S - 1]);
+            cJSON_AddNumberToObject(o, "batched_ms_per_step", best[1] * 1e3);
+            cJSON_AddNumberToObject(o, "one_at_a_time_ms_per_step", best[0] * 1e3);
+            cJSON_AddNumberToObject(o, "batched_tokens_per_s", S / best[1]);
+            cJSON_AddNumberToObject(o, "one_at_a_time_tokens_per_s", S / best[0]);
+            cJSON_AddNumberToObject(o, "speedup", best[0] / best[1]);
+        }
+        if (cli_print_json(cmd, o) != 0) rc = 1;
+    }
+out:
+    free(b);
+    free(logits);
+    free(len);
+    uhlm_ctx_free(c);
+    uhlm_model_free(m);
+    return rc;
+}
