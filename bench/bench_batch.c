@@ -112,18 +112,10 @@ int cmd_bench_batch(int argc, char **argv) {
             return 2;
         }
     }
-    int counts[32], nc = 0, max_s = 1;
-    for (const char *p = seqs; *p;) {
-        char *end;
-        long n = strtol(p, &end, 10);
-        if (end == p || n < 1 || n > 256 || (*end && *end != ',') || nc == 32) {
-            fprintf(stderr, "uhlm %s: bad --seqs '%s' (up to 32 counts in [1, 256])\n", cmd, seqs);
-            return 2;
-        }
-        counts[nc++] = (int)n;
-        if (n > max_s) max_s = (int)n;
-        p = *end ? end + 1 : end;
-    }
+    int counts[32], max_s = 1;
+    const int nc = cli_parse_int_list(cmd, "--seqs", seqs, 1, 256, counts, 32);
+    if (nc < 0) return 2;
+    for (int i = 0; i < nc; i++) max_s = counts[i] > max_s ? counts[i] : max_s;
     uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
     if (!m) return 1;
     const int n_ctx = m->cfg.seq_len, V = m->cfg.vocab_size;

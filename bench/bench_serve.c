@@ -261,17 +261,9 @@ int cmd_bench_serve(int argc, char **argv) {
             return 2;
         }
     }
-    int counts[32], nc = 0;
-    for (const char *p = devices; *p && nc < 32;) {
-        char *end;
-        long n = strtol(p, &end, 10);
-        if (end == p || n < 1 || n > 256 || (*end && *end != ',')) {
-            fprintf(stderr, "uhlm bench serve: bad --devices '%s'\n", devices);
-            return 2;
-        }
-        counts[nc++] = (int)n;
-        p = *end ? end + 1 : end;
-    }
+    int counts[32];
+    const int nc = cli_parse_int_list(cmd, "--devices", devices, 1, 256, counts, 32);
+    if (nc < 0) return 2;
     uhlm_payload_spec enc;
     uhlm_error err = {{0}};
     if (uhlm_payload_parse(payload, &enc, &err) != 0) {

@@ -58,6 +58,7 @@ assert all(o["batched_tokens_per_s"]>0 and o["one_at_a_time_tokens_per_s"]>0 and
 assert r[1]["ctx_min"]==8 and r[1]["ctx_max"]==256 and r[0]["ctx_min"]==r[0]["ctx_max"]==132, r' /tmp/uhlm_cli_out.$$ && ok || bad "bench batch lines"
 expect_rc 2 "$bin" bench batch --seqs 1,x
 expect_rc 2 "$bin" bench batch --seqs 0
+expect_rc 2 "$bin" bench batch --seqs 1,2,
 expect_rc 2 "$bin" bench batch --ctx-min 50 --ctx-max 20
 expect_rc 2 "$bin" bench batch --ctx-max 256
 expect_rc 2 "$bin" bench batch --rounds 0

@@ -113,6 +113,10 @@ kill -INT "$spid"; wait "$spid"; rc=$?; spid=
 # contexts: every run reports the range its devices cycle through; a range past the model's
 # context is refused before anything starts
 [ "$(grep -c '"ctx_min":8,"ctx_max":230' "$tmp/bench")" = 4 ] && ok || bad "bench serve ctx range: $(cat "$tmp/bench")"
+for list in "" "1,2," "1,,2" "0" "$(seq -s, 33)"; do
+    "$bin" bench serve --devices "$list" --seconds 0.2 >/dev/null 2>"$tmp/berr"; rc=$?
+    [ "$rc" = 2 ] && grep -q "invalid value for --devices" "$tmp/berr" && ok || bad "bench serve --devices '$list': rc $rc"
+done
 "$bin" bench serve --devices 1 --seconds 0.2 --ctx-max 256 >/dev/null 2>"$tmp/berr"; rc=$?
 [ "$rc" = 2 ] && grep -q "ctx-max" "$tmp/berr" && ok || bad "bench serve --ctx-max 256: rc $rc $(cat "$tmp/berr")"
 

@@ -40,6 +40,10 @@ int cmd_embed(int argc, char **argv);
  * On failure prints "uhlm NAME: invalid value for OPT: 'VAL' (...)" and returns -1. */
 int cli_parse_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
 int cli_parse_u64(const char *cmd, const char *opt, const char *val, uint64_t *out);
+/* A comma-separated list of 1 to cap integers in [lo, hi] into out (int-sized by the range);
+ * returns the count, or -1 after the same kind of message. */
+int cli_parse_int_list(const char *cmd, const char *opt, const char *val, long lo, long hi,
+                       int *out, int cap);
 int cli_parse_float(const char *cmd, const char *opt, const char *val, double lo, double hi,
                     double *out);
 /* Returns argv[*i + 1] and advances *i, or prints "option OPT needs a value" and returns NULL. */

@@ -24,6 +24,27 @@ int cli_parse_int(const char *cmd, const char *opt, const char *val, long lo, lo
     return 0;
 }
 
+int cli_parse_int_list(const char *cmd, const char *opt, const char *val, long lo, long hi,
+                       int *out, int cap) {
+    int n = 0;
+    const char *p = val;
+    for (;;) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < lo || v > hi || (*end && *end != ',') || n == cap) {
+            fprintf(stderr,
+                    "uhlm %s: invalid value for %s: '%s' (expected up to %d comma-separated "
+                    "integers in [%ld, %ld])\n",
+                    cmd, opt, val, cap, lo, hi);
+            return -1;
+        }
+        out[n++] = (int)v;
+        if (!*end) return n;
+        p = end + 1;
+    }
+}
+
 int cli_parse_u64(const char *cmd, const char *opt, const char *val, uint64_t *out) {
     char *end = NULL;
     errno = 0;
