@@ -86,16 +86,7 @@ INL void attn_nq(const uhlm_attn_args *a, const int NQ) {
 
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     int t0 = 0;
-    /* Keys of the block after this one go to L1 and values of this block to L2 while the scores are
-     * computed: the value pass comes after the softmax, and without this it waited on memory for
-     * most of its time once 16 sequences' caches outgrew L2. */
-    const size_t block_bytes = (size_t)16 * st * sizeof(float);
     for (; t0 + 16 <= n; t0 += 16) {
-        const char *kn = (const char *)(a->k + (size_t)(t0 + 16) * st);
-        const char *vb = (const char *)(a->v + (size_t)t0 * st);
-        const size_t kn_bytes = t0 + 32 <= n ? block_bytes : (size_t)(n - t0 - 16) * st * 4;
-        for (size_t off = 0; off < kn_bytes; off += 64) _mm_prefetch(kn + off, _MM_HINT_T0);
-        for (size_t off = 0; off < block_bytes; off += 64) _mm_prefetch(vb + off, _MM_HINT_T1);
         __m512 part[16];
         _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++) {
             const float *kt = a->k + (size_t)(t0 + j) * st;
@@ -106,9 +97,6 @@ INL void attn_nq(const uhlm_attn_args *a, const int NQ) {
         vmax = _mm512_max_ps(vmax, sc);
     }
     if (t0 < n) {
-        const char *vb = (const char *)(a->v + (size_t)t0 * st);
-        for (size_t off = 0; off < (size_t)(n - t0) * st * 4; off += 64)
-            _mm_prefetch(vb + off, _MM_HINT_T1);
         __m512 part[16];
         for (int j = 0; j < 16; j++) part[j] = _mm512_setzero_ps();
         for (int j = 0; t0 + j < n; j++) {
