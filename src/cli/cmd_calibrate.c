@@ -51,38 +51,17 @@ static void help(FILE *f) {
 }
 
 typedef struct {
-    uhlm_calib_sample *s;
-    size_t n, cap;
-    int *train; /* per sample */
+    evc_samples train, test; /* by the prompt's side of the split, in token order */
     sbuf *csv;
     const char *id;
     int is_train;
-    int oom;
 } collector;
 
 static void on_token(void *user, const uhlm_token_event *ev) {
     collector *c = user;
     uhlm_calib_sample smp;
     if (!evc_calib_sample(ev, &smp)) return;
-    if (c->n == c->cap) {
-        size_t nc = c->cap ? c->cap * 2 : 4096;
-        uhlm_calib_sample *ns = realloc(c->s, sizeof *ns * nc);
-        if (!ns) {
-            c->oom = 1;
-            return;
-        }
-        c->s = ns;
-        int *nt = realloc(c->train, sizeof *nt * nc);
-        if (!nt) {
-            c->oom = 1;
-            return;
-        }
-        c->train = nt;
-        c->cap = nc;
-    }
-    c->s[c->n] = smp;
-    c->train[c->n] = c->is_train;
-    c->n++;
+    evc_samples_push(c->is_train ? &c->train : &c->test, &smp);
     if (c->csv) {
         sb_csv_str(c->csv, c->id);
         sb_printf(c->csv, ",%s,%d,%d,%d,%d,%.6f,%.9g,%.9g,%.9g,%d,%d\n",
@@ -132,22 +111,6 @@ static cJSON *risk_json(const uhlm_calib_sample *s, size_t n, const uhlm_linfit 
                           num(ps > 0 ? r.observed_reject / ps : NAN));
     cJSON_AddItemToObject(o, "observed_beta_per_skipped", num(ps > 0 ? r.observed_beta / ps : NAN));
     return o;
-}
-
-/* Splits samples into contiguous train and test arrays. */
-static int split_samples(const collector *c, uhlm_calib_sample **tr, size_t *ntr,
-                         uhlm_calib_sample **te, size_t *nte) {
-    *tr = malloc(sizeof **tr * (c->n ? c->n : 1));
-    *te = malloc(sizeof **te * (c->n ? c->n : 1));
-    if (!*tr || !*te) return -1;
-    *ntr = *nte = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->train[i])
-            (*tr)[(*ntr)++] = c->s[i];
-        else
-            (*te)[(*nte)++] = c->s[i];
-    }
-    return 0;
 }
 
 int cmd_calibrate(int argc, char **argv) {
@@ -252,7 +215,6 @@ int cmd_calibrate(int argc, char **argv) {
     int *ids = NULL;
     sbuf csv = {0};
     collector col = {0};
-    uhlm_calib_sample *tr = NULL, *te = NULL;
     uhlm_calib_curve curve = {0};
     cJSON *o = NULL;
     char *js = NULL;
@@ -308,7 +270,7 @@ int cmd_calibrate(int argc, char **argv) {
             fprintf(stderr, "uhlm calibrate: prompt %s: %s\n", p->id, err.msg);
             goto done;
         }
-        if (col.oom || csv.oom) {
+        if (col.train.oom || col.test.oom || csv.oom) {
             fprintf(stderr, "uhlm calibrate: out of memory\n");
             goto done;
         }
@@ -319,11 +281,8 @@ int cmd_calibrate(int argc, char **argv) {
         fprintf(stderr, "uhlm calibrate: %s\n", err.msg);
         goto done;
     }
-    size_t ntr, nte;
-    if (split_samples(&col, &tr, &ntr, &te, &nte) != 0) {
-        fprintf(stderr, "uhlm calibrate: out of memory\n");
-        goto done;
-    }
+    const uhlm_calib_sample *tr = col.train.s, *te = col.test.s;
+    const size_t ntr = col.train.n, nte = col.test.n;
     if (n_train_p == 0 || n_test_p == 0) {
         fprintf(stderr,
                 "uhlm calibrate: the split %.2f leaves %d training and %d test prompts; both "
@@ -491,11 +450,9 @@ oom:
 done:
     cJSON_free(js);
     cJSON_Delete(o);
-    free(tr);
-    free(te);
     uhlm_calib_curve_free(&curve);
-    free(col.s);
-    free(col.train);
+    free(col.train.s);
+    free(col.test.s);
     sb_free(&csv);
     free(ids);
     uhlm_device_free(dev);

@@ -141,34 +141,16 @@ typedef struct cfg {
 } cfg;
 
 typedef struct {
-    uhlm_calib_sample *s;
-    size_t n, cap;
-    int oom;
-} samples;
-
-typedef struct {
     uhlm_msglog log;
-    samples *rec; /* NULL unless collecting (u, beta) */
+    evc_samples *rec; /* NULL unless collecting (u, beta) */
     int oom;
 } ev_state;
 
 static void on_token(void *user, const uhlm_token_event *ev) {
     ev_state *st = user;
     if (uhlm_msglog_event(&st->log, ev) != 0) st->oom = 1;
-    samples *r = st->rec;
     uhlm_calib_sample smp;
-    if (!r || !evc_calib_sample(ev, &smp)) return;
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? r->cap * 2 : 4096;
-        uhlm_calib_sample *ns = realloc(r->s, sizeof *ns * nc);
-        if (!ns) {
-            r->oom = 1;
-            return;
-        }
-        r->s = ns;
-        r->cap = nc;
-    }
-    r->s[r->n++] = smp;
+    if (st->rec && evc_calib_sample(ev, &smp)) evc_samples_push(st->rec, &smp);
 }
 
 /* Link events of the remote verifier (lost, reconnected), one line each. */
@@ -208,7 +190,7 @@ typedef struct env {
 /* One run of cfg on prompt i; adds to a (which may be NULL) and returns 0 or -1. out_tokens
  * (if not NULL) receives a malloc'd copy of the generated tokens. */
 static int run_one(env *e, const cfg *c, int i, uint64_t seed, acc *a, const char *label,
-                   samples *rec, int **out_tokens, int *out_n, float *out_emb) {
+                   evc_samples *rec, int **out_tokens, int *out_n, float *out_emb) {
     uhlm_error err = {{0}};
     uhlm_device_params p = e->base;
     p.policy.mode = c->mode;
@@ -624,7 +606,7 @@ int cmd_eval(int argc, char **argv) {
     method_fit mf[5];
     memset(mf, 0, sizeof mf);
     int n_mf = 0;
-    samples rec = {0}, rec2 = {0};
+    evc_samples rec = {0}, rec2 = {0};
     double *uvals = NULL;
     double rand_prob = NAN;
     sbuf csv = {0}, md = {0}, scsv = {0}, mcsv = {0}, bcsv = {0};
@@ -819,7 +801,7 @@ int cmd_eval(int argc, char **argv) {
     /* 4. the sweep: per method, u from hlm, u_th at its quantiles, rand at the same rate */
     int n_sw = 0;
     for (int k = 0; k < n_smeth; k++) {
-        samples *R = &rec;
+        evc_samples *R = &rec;
         if (!(smeth[k] == dp.unc.method && want[UHLM_MODE_HLM])) {
             /* this method's u comes from its own hlm pass (the main one recorded another) */
             R = &rec2;

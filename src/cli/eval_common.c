@@ -75,3 +75,17 @@ int evc_calib_sample(const uhlm_token_event *ev, uhlm_calib_sample *out) {
     *out = (uhlm_calib_sample){ev->u, ev->beta, ev->accepted, ev->beta <= 0.0};
     return 1;
 }
+
+void evc_samples_push(evc_samples *a, const uhlm_calib_sample *smp) {
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 4096;
+        uhlm_calib_sample *ns = realloc(a->s, sizeof *ns * nc);
+        if (!ns) {
+            a->oom = 1;
+            return;
+        }
+        a->s = ns;
+        a->cap = nc;
+    }
+    a->s[a->n++] = *smp;
+}

@@ -29,6 +29,14 @@ uint64_t evc_prompt_seed(uint64_t seed, const char *id);
 /* The calibration sample of a token event: 1 and *out for a verified token with finite u and
  * β, else 0. One definition, so calibrate and eval count the same tokens. */
 int evc_calib_sample(const uhlm_token_event *ev, uhlm_calib_sample *out);
+/* A growable array of calibration samples. An append that cannot grow it drops the sample
+ * and sets oom, so a caller checks once after a prompt. */
+typedef struct evc_samples {
+    uhlm_calib_sample *s;
+    size_t n, cap;
+    int oom;
+} evc_samples;
+void evc_samples_push(evc_samples *a, const uhlm_calib_sample *smp);
 /* Writes a CSV field, quoted when needed. */
 void sb_csv_str(sbuf *b, const char *s);
 
