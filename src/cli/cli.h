@@ -72,6 +72,9 @@ typedef struct cli_text {
 } cli_text;
 int cli_text_init(cli_text *t, int echo);                /* -1 when out of memory */
 int cli_text_add(cli_text *t, const char *s, size_t n); /* -1 when out of memory */
+/* The last piece (the detokenizer's flushed bytes); when echoing, also ends the line and
+ * flushes, so the text is complete on stdout before a summary goes to stderr. */
+int cli_text_end(cli_text *t, const char *s, size_t n); /* -1 when out of memory */
 void cli_text_free(cli_text *t);
 
 #define UHLM_DEFAULT_SLM "stories-slm-0.28M.bin"

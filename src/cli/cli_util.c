@@ -130,6 +130,15 @@ int cli_text_add(cli_text *t, const char *s, size_t n) {
     return 0;
 }
 
+int cli_text_end(cli_text *t, const char *s, size_t n) {
+    if (cli_text_add(t, s, n) != 0) return -1;
+    if (t->echo) {
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 void cli_text_free(cli_text *t) {
     free(t->buf);
     t->buf = NULL;

@@ -155,13 +155,9 @@ int cmd_generate(int argc, char **argv) {
         pos++;
     }
     size_t k = uhlm_detok_flush(&dt, piece, (size_t)maxp);
-    if (cli_text_add(&text, piece, k) != 0) {
+    if (cli_text_end(&text, piece, k) != 0) {
         fprintf(stderr, "uhlm generate: out of memory\n");
         goto done;
-    }
-    if (!json) {
-        fputc('\n', stdout);
-        fflush(stdout); /* the text's last line before the stats on stderr */
     }
     double t_gen = uhlm_now() - t1;
     fprintf(stderr,

@@ -359,13 +359,9 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     size_t k = uhlm_detok_flush(&dt, piece, (size_t)maxp);
-    if (cli_text_add(&text, piece, k) != 0) {
+    if (cli_text_end(&text, piece, k) != 0) {
         fprintf(stderr, "uhlm run: out of memory\n");
         goto done;
-    }
-    if (!json) {
-        fputc('\n', stdout);
-        fflush(stdout); /* the text's last line before the summary on stderr */
     }
     char line[1024];
     uhlm_device_stats_line(dev, line, sizeof line);
