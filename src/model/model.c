@@ -286,6 +286,14 @@ static void rope(float *v, int n, const float *tab, int hd) {
     }
 }
 
+/* Offset in a sequence's k or v of (layer, kv head, position): the cache layout, in one
+ * place for the writer and the reader. */
+static inline size_t kv_at(const uhlm_ctx *c, int layer, int kvh, int pos) {
+    const size_t heads = (size_t)c->m->cfg.n_kv_heads, n_ctx = (size_t)c->p.n_ctx;
+    return (((size_t)layer * heads + (size_t)kvh) * n_ctx + (size_t)pos) *
+           (size_t)c->m->cfg.head_dim;
+}
+
 typedef struct {
     uhlm_ctx *c;
     const uhlm_batch_entry *e;
@@ -301,9 +309,8 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
     attn_job *j = arg;
     uhlm_ctx *c = j->c;
     const uhlm_config *p = &c->m->cfg;
-    int hd = p->head_dim, nh = p->n_heads, kvd = c->kv_dim;
+    int hd = p->head_dim, nh = p->n_heads;
     int grp = p->n_heads / p->n_kv_heads;
-    size_t layer_off = (size_t)j->layer * (size_t)c->p.n_ctx * (size_t)kvd;
     uhlm_attn_args a;
     a.stride = (size_t)hd;
     a.hd = hd;
@@ -312,7 +319,7 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
         int i = (int)(it / nh), h = (int)(it % nh);
         const uhlm_batch_entry *e = &j->e[i];
         kv_seq *s = &c->seqs[e->seq];
-        const size_t head_off = layer_off + (size_t)(h / grp) * (size_t)c->p.n_ctx * (size_t)hd;
+        const size_t head_off = kv_at(c, j->layer, h / grp, 0);
         a.q = c->q + (size_t)i * p->dim + (size_t)h * hd;
         a.k = s->k + head_off;
         a.v = s->v + head_off;
@@ -359,15 +366,13 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
         const uhlm_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[3] = {c->q, c->k, c->v};
         uhlm_matmul_multi(c->p.simd, c->pool, qkv, qkv_out, 3, c->xb, n, c->mm_scratch);
-        size_t layer_off = (size_t)l * (size_t)c->p.n_ctx * (size_t)kvd;
         for (int i = 0; i < n; i++) {
             const float *tab = c->rope + (size_t)e[i].pos * hd;
             rope(c->q + (size_t)i * D, D, tab, hd);
             rope(c->k + (size_t)i * kvd, kvd, tab, hd);
             kv_seq *s = &c->seqs[e[i].seq];
             for (int h = 0; h < p->n_kv_heads; h++) {
-                const size_t at =
-                    layer_off + ((size_t)h * (size_t)c->p.n_ctx + (size_t)e[i].pos) * (size_t)hd;
+                const size_t at = kv_at(c, l, h, e[i].pos);
                 const size_t from = (size_t)i * kvd + (size_t)h * hd;
                 memcpy(s->k + at, c->k + from, (size_t)hd * sizeof(float));
                 memcpy(s->v + at, c->v + from, (size_t)hd * sizeof(float));
