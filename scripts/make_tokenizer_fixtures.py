@@ -12,7 +12,7 @@ SentencePiece gives (space separated, no BOS: sp.encode adds none) to
 tests/fixtures/tokenizer_llama2_expected.txt.
 
 With --tok512, the llama2.c tokenizer.bin given is turned into a SentencePiece BPE model proto
-(the format has scores but no types, so types are inferred the way src/model/tokenizer.c
+(the format has scores but no types, so types are inferred the way src/model/tokenizer/tokenizer.c
 does) and the corpus is also written as tests/fixtures/tokenizer_tok512_expected.txt.
 
 For tests/test_tokenizer.c's live comparison, --live MODEL reads texts from stdin, one per

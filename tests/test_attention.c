@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "model/attention.h"
+#include "model/kernels/attention.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dULL;
 static float frand(void) { /* uniform in [-1, 1) */

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "model/quant_internal.h"
+#include "model/kernels/quant_internal.h"
 #include "uhlm/quant.h"
 #include "uhlm/threadpool.h"
 

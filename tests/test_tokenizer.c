@@ -1,4 +1,4 @@
-/* test_tokenizer.c: the SentencePiece-compatible tokenizer (src/model/tokenizer.c).
+/* test_tokenizer.c: the SentencePiece-compatible tokenizer (src/model/tokenizer/tokenizer.c).
  *
  * The reference is the SentencePiece library itself: tests/fixtures/tokenizer_*_expected.txt
  * were written by scripts/make_tokenizer_fixtures.py from tests/fixtures/tokenizer_corpus.txt,

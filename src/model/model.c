@@ -10,7 +10,7 @@
 #include "uhlm/gguf.h"
 #include "uhlm/threadpool.h"
 
-#include "model/attention.h"
+#include "model/kernels/attention.h"
 
 /* ------------------------------------------------------------------ loading */
 

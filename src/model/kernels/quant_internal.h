@@ -1,5 +1,5 @@
 /* quant_internal.h: what quant.c shares with its SIMD kernel files (quant_avx2.c,
- * quant_avx512.c). Not installed; nothing outside src/model/quant*.c includes it.
+ * quant_avx512.c). Not installed; nothing outside src/model/kernels/quant*.c includes it.
  *
  * A matmul is cut into tiles of UHLM_MM_TILE consecutive weight rows, the unit of parallel
  * work. A kernel computes whole tiles, for all n activation rows, so each weight row is read

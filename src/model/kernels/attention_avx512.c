@@ -7,7 +7,7 @@
  * [-87.3, 0], measured at 878k points). Values: the weighted sum of value rows with the output held
  * in registers, in several interleaved sets when the head is narrow, so consecutive positions'
  * multiply-adds do not wait on one another. Heads wider than 128 use the portable kernel. */
-#include "model/attention.h"
+#include "model/kernels/attention.h"
 
 #if defined(__x86_64__)
 

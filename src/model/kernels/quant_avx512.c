@@ -10,7 +10,7 @@
  *
  * Target attributes on the functions, not file flags, keep the binary runnable on any
  * x86-64; quant.c calls these only when uhlm_simd_supported(UHLM_SIMD_AVX512). */
-#include "model/quant_internal.h"
+#include "model/kernels/quant_internal.h"
 
 #if defined(__x86_64__)
 

@@ -9,7 +9,7 @@
  * accumulator walked in column order, reduced by hsum8, plus a scalar tail for F32/F16. The
  * tile shape (how many weight and activation rows share a pass) never changes it, which is
  * what makes results independent of thread count and batch composition. */
-#include "model/quant_internal.h"
+#include "model/kernels/quant_internal.h"
 
 #if defined(__x86_64__)
 

@@ -2,7 +2,7 @@
  * scheme on 8 lanes: 8 positions' q.k products reduced to one vector of scores by a transposing
  * reduction, a vector exp, and the value sum in registers, in slabs of up to 64 dimensions (16 ymm
  * registers do not hold more). Heads wider than 128 use the portable kernel. */
-#include "model/attention.h"
+#include "model/kernels/attention.h"
 
 #if defined(__x86_64__)
 

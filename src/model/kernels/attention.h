@@ -1,5 +1,5 @@
 /* attention.h: the attention kernel of one (query, head) pair over a sequence's KV cache. Internal
- * to src/model; model.c calls it once per (batch entry, head).
+ * to src/model/kernels; model.c calls it once per (batch entry, head).
  *
  * Contract: out[0 .. hd) = sum_t p_t * v_t with p = softmax(scale * (q . k_t)) over t < n_pos,
  * where k_t = k + t * stride and v_t = v + t * stride (the head's slice of cache row t). att is

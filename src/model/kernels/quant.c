@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "model/quant_internal.h"
+#include "model/kernels/quant_internal.h"
 
 /* ---------------------------------------------------------------- types */
 

@@ -1,6 +1,6 @@
 /* attention.c: the portable attention kernel and the choice of kernel per SIMD level (see
  * attention.h for the contract). */
-#include "model/attention.h"
+#include "model/kernels/attention.h"
 
 #include <math.h>
 
