@@ -35,6 +35,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+/* `uhlm info`: what a model file is and whether it loads (cmd_info.c). */
+int cmd_info(int argc, char **argv);
 
 /* Strict number parsing for option values: the whole string must parse and lie in range.
  * On failure prints "uhlm NAME: invalid value for OPT: 'VAL' (...)" and returns -1. */
@@ -58,6 +60,10 @@ const char *cli_find_model_file(const char *name, char *buf, size_t cap);
  * and returns NULL. role may be NULL. */
 uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg,
                            const char *role);
+
+/* 0 when m has a chat template that --chat can render; otherwise prints why (no template, or
+ * its kind) as "uhlm CMD: --chat: ..." and returns -1. */
+int cli_check_chat(const char *cmd, const uhlm_model *m);
 
 /* Prints o as one line on stdout and deletes it. -1 (after "uhlm CMD: out of memory" on
  * stderr) when it cannot be printed, so no result goes missing silently. */
