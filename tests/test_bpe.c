@@ -226,6 +226,12 @@ static void check_vocab(const char *name, const char *file, const char *fixture,
     }
     uhlm_error err;
     uhlm_tokenizer *t = uhlm_tokenizer_load_gguf(path, &err);
+    if (!t && strstr(err.msg, "unsupported tensor type")) {
+        /* the GGUF reader validates every tensor; a build without that block type cannot
+         * open the file at all (the vocabulary itself is not the problem) */
+        printf("SKIP: %s: %s\n", name, err.msg);
+        return;
+    }
     CHECKF(t != NULL, "%s: %s", path, err.msg);
     if (!t) return;
     CHECK(uhlm_tokenizer_kind(t) == UHLM_VOCAB_BPE);

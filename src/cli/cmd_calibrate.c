@@ -251,7 +251,7 @@ int cmd_calibrate(int argc, char **argv) {
     uhlm_progress_init(&pg, stderr, n_use, "calibrate");
     for (int i = 0; i < n_use; i++) {
         const uhlm_prompt *p = &ps.items[i];
-        int np = uhlm_tokenize(slm->tok, p->text, strlen(p->text), 1, 0, ids, n_ctx + 1, &err);
+        int np = uhlm_tokenize(slm->tok, p->text, strlen(p->text), uhlm_tokenizer_add_bos(slm->tok), 0, ids, n_ctx + 1, &err);
         if (np < 0) {
             fprintf(stderr, "uhlm calibrate: prompt %s: %s\n", p->id, err.msg);
             goto done;

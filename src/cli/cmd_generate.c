@@ -96,7 +96,7 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "uhlm generate: out of memory\n");
         goto done;
     }
-    int np = uhlm_tokenize(m->tok, prompt, plen, 1, 0, ids, n_ctx, &err);
+    int np = uhlm_tokenize(m->tok, prompt, plen, uhlm_tokenizer_add_bos(m->tok), 0, ids, n_ctx, &err);
     if (np < 0) {
         fprintf(stderr, "uhlm generate: %s\n", err.msg);
         goto done;
@@ -133,7 +133,7 @@ int cmd_generate(int argc, char **argv) {
         int tok = uhlm_sample(probs, V, &rng);
         ids[pos] = tok;
         n_out++;
-        if (tok == UHLM_TOKEN_EOS) {
+        if (uhlm_tokenizer_is_eog(m->tok, tok)) {
             stop = "eos";
             break;
         }

@@ -322,7 +322,7 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "uhlm run: out of memory\n");
         goto done;
     }
-    int np = uhlm_tokenize(tok, prompt, strlen(prompt), 1, 0, ids, n_ctx + 1, &err);
+    int np = uhlm_tokenize(tok, prompt, strlen(prompt), uhlm_tokenizer_add_bos(tok), 0, ids, n_ctx + 1, &err);
     if (np < 0) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
         goto done;
@@ -346,7 +346,7 @@ int cmd_run(int argc, char **argv) {
     if (!json) fflush(stdout);
     int t, r;
     while ((r = uhlm_device_step(dev, &t, &err)) == 1) {
-        if (t == UHLM_TOKEN_EOS) continue;
+        if (uhlm_tokenizer_is_eog(tok, t)) continue;
         size_t k = uhlm_detok_push(&dt, t, piece, (size_t)maxp);
         if (cli_text_add(&text, piece, k) != 0) {
             fprintf(stderr, "uhlm run: out of memory\n");
