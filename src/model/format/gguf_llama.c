@@ -577,8 +577,45 @@ static uint32_t ggml_ftype(uhlm_type t) {
     }
 }
 
+/* Byte-level BPE: the pieces, types and merges as they were read, so the vocabulary loads
+ * back (here and in llama.cpp) with the same ids and the same fingerprint. */
+static int put_bpe_vocab(uhlm_gguf_writer *w, const uhlm_tokenizer *tok, owned *buf,
+                         const char *path, uhlm_error *err) {
+    int n = uhlm_tokenizer_vocab_size(tok), nm = uhlm_tokenizer_n_merges(tok);
+    const char **pieces = own(buf, (size_t)n * sizeof *pieces);
+    size_t *lens = own(buf, (size_t)n * sizeof *lens);
+    int32_t *types = own(buf, (size_t)n * sizeof *types);
+    const char **merges = own(buf, (size_t)(nm ? nm : 1) * sizeof *merges);
+    size_t *mlens = own(buf, (size_t)(nm ? nm : 1) * sizeof *mlens);
+    if (!pieces || !lens || !types || !merges || !mlens)
+        return uhlm_set_error(err, "%s: out of memory writing the vocabulary", path);
+    for (int i = 0; i < n; i++) {
+        pieces[i] = uhlm_tokenizer_piece(tok, i, &lens[i]);
+        types[i] = uhlm_tokenizer_type(tok, i);
+    }
+    for (int i = 0; i < nm; i++) merges[i] = uhlm_tokenizer_merge(tok, i, &mlens[i]);
+    int rc = 0;
+    rc |= uhlm_gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
+    rc |= uhlm_gguf_set_str(w, "tokenizer.ggml.pre", uhlm_tokenizer_pre(tok));
+    rc |= uhlm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", pieces, lens, (uint64_t)n);
+    rc |= uhlm_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
+    rc |= uhlm_gguf_set_arr_str(w, "tokenizer.ggml.merges", merges, mlens, (uint64_t)nm);
+    static const char *const keys[4] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                        "tokenizer.ggml.unknown_token_id",
+                                        "tokenizer.ggml.padding_token_id"};
+    int ids[4] = {uhlm_tokenizer_bos(tok), uhlm_tokenizer_eos(tok), uhlm_tokenizer_unk(tok),
+                  uhlm_tokenizer_pad(tok)};
+    for (int k = 0; k < 4; k++)
+        if (ids[k] >= 0) rc |= uhlm_gguf_set_u32(w, keys[k], (uint32_t)ids[k]);
+    rc |= uhlm_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", uhlm_tokenizer_add_bos(tok));
+    rc |= uhlm_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", uhlm_tokenizer_add_eos(tok));
+    (void)rc; /* a failed setter is reported by uhlm_gguf_write with its reason */
+    return 0;
+}
+
 static int put_vocab(uhlm_gguf_writer *w, const uhlm_tokenizer *tok, owned *buf, const char *path,
                      uhlm_error *err) {
+    if (uhlm_tokenizer_kind(tok) == UHLM_VOCAB_BPE) return put_bpe_vocab(w, tok, buf, path, err);
     int n = uhlm_tokenizer_vocab_size(tok);
     const char **pieces = own(buf, (size_t)n * sizeof *pieces);
     size_t *lens = own(buf, (size_t)n * sizeof *lens);
