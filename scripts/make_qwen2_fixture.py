@@ -7,7 +7,7 @@ Run with the oracle venv (python 3.11, numpy, gguf==0.19.0; llama-cpp-python==0.
 
 Writes, deterministically (numpy seed 1234):
   tests/fixtures/qwen2-tiny.gguf    general.architecture = qwen2: dim 64, 2 layers, 4 heads with
-                                    2 key/value heads (GQA, head_dim 16), FFN 96, context 64,
+                                    2 key/value heads (GQA, head_dim 16), FFN 96, context 256,
                                     rope base 10000 with linear scaling factor 2, rms eps 1e-6,
                                     q/k/v biases, all tensors F32, no output.weight (tied to
                                     token_embd), and tok512's 512-piece SentencePiece vocabulary
@@ -38,7 +38,7 @@ import gguf
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "tests", "fixtures")
 
-DIM, LAYERS, HEADS, KV_HEADS, FFN, CTX = 64, 2, 4, 2, 96, 64
+DIM, LAYERS, HEADS, KV_HEADS, FFN, CTX = 64, 2, 4, 2, 96, 256
 HD = DIM // HEADS
 BASE, SCALE_FACTOR, EPS = 10000.0, 2.0, 1e-6
 TOKENS = [1, 72, 289, 41, 300, 17, 450, 2, 99, 260, 5, 111]

@@ -72,7 +72,7 @@ static void check_qwen2(void) {
     const uhlm_config *p = &m->cfg;
     CHECK(p->arch == UHLM_ARCH_QWEN2 && p->rope_type == UHLM_ROPE_NEOX);
     CHECK(p->dim == 64 && p->n_layers == 2 && p->n_heads == 4 && p->n_kv_heads == 2 &&
-          p->head_dim == 16 && p->hidden_dim == 96 && p->vocab_size == 512 && p->seq_len == 64);
+          p->head_dim == 16 && p->hidden_dim == 96 && p->vocab_size == 512 && p->seq_len == 256);
     CHECK(p->rope_freq_scale == 0.5f && p->rope_theta == 10000.0f && p->norm_eps == 1e-6f);
     CHECK(p->shared_classifier && m->w.output.data == m->w.tok_embd.data);
     CHECK(m->w.layers[0].bq && m->w.layers[1].bk && m->w.layers[1].bv);
