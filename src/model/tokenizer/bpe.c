@@ -255,13 +255,14 @@ static int in_list(const uhlm_tokenizer *t, int id, const char *const *list, siz
 
 /* Printable copy of (part of) a value for an error message. */
 static void show(char *dst, size_t cap, const char *s, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < n && k + 5 < cap; i++) {
+    size_t k = 0, i = 0;
+    /* room for one escape, "..." and the NUL */
+    for (; i < n && k + 8 <= cap; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c < 0x7F) dst[k++] = (char)c;
         else k += (size_t)snprintf(dst + k, cap - k, "\\x%02X", c);
     }
-    if (k + 4 < cap && n > 0 && k < n) memcpy(dst + k, "...", 3), k += 3;
+    if (i < n) memcpy(dst + k, "...", 3), k += 3;
     dst[k] = '\0';
 }
 
@@ -414,6 +415,8 @@ uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *wha
             b->attr[id] = ATTR_USER;
     }
     if (b->eos >= 0) b->eog[b->eos] = 1;
+    for (int i = 0; i < v->n_eog_ids && v->eog_ids; i++)
+        if (v->eog_ids[i] >= 0 && v->eog_ids[i] < n) b->eog[v->eog_ids[i]] = 1;
     for (int id = 0; id < n; id++) {
         if (!b->eog[id]) continue;
         if (piece_is(t, id, "<|return|>")) has_return = 1;
