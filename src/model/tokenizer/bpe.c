@@ -574,24 +574,39 @@ static size_t tok_to(range *r, size_t end) {
 
 static uint32_t lower_ascii(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
+/* 's 't 're 've 'm 'll 'd at pos (fold: in any case): its length, 0 if none */
+static size_t contraction_at(const range *r, size_t pos, int fold) {
+    if (rc(r, pos) != '\'' || pos + 1 >= r->end) return 0;
+    uint32_t nx = rc(r, pos + 1);
+    if (fold) nx = lower_ascii(nx);
+    if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') return 2;
+    if (pos + 2 >= r->end) return 0;
+    uint32_t nn = rc(r, pos + 2);
+    if (fold) nn = lower_ascii(nn);
+    if ((nx == 'r' && nn == 'e') || (nx == 'v' && nn == 'e') || (nx == 'l' && nn == 'l')) return 3;
+    return 0;
+}
+
+/* The last alternatives of both patterns, \s+(?!\S)|\s+, for the nws white-space code points
+ * at pos (a run followed by more text leaves its last one to the next word); with none, the
+ * code point stands alone. Returns the new position. */
+static size_t spaces_at(range *r, size_t pos, size_t nws) {
+    if (nws > 1 && rc(r, pos + nws) != OUT_OF_RANGE) pos += nws - 1;
+    else if (nws > 0) pos += nws;
+    else pos++;
+    tok_to(r, pos);
+    return pos;
+}
+
 static void split_gpt2(split *s, size_t ini, size_t end) {
     range r = {s, ini, end, ini};
     for (size_t pos = ini; pos < end;) {
         uint32_t cpt = rc(&r, pos);
         unsigned f = rf(&r, pos);
-        if (cpt == '\'' && pos + 1 < end) {
-            uint32_t nx = rc(&r, pos + 1);
-            if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') {
-                pos += tok_to(&r, pos + 2);
-                continue;
-            }
-            if (pos + 2 < end) {
-                uint32_t nn = rc(&r, pos + 2);
-                if ((nx == 'r' && nn == 'e') || (nx == 'v' && nn == 'e') || (nx == 'l' && nn == 'l')) {
-                    pos += tok_to(&r, pos + 3);
-                    continue;
-                }
-            }
+        size_t cl = contraction_at(&r, pos, 0);
+        if (cl) {
+            pos += tok_to(&r, pos + cl);
+            continue;
         }
         unsigned f2 = cpt == ' ' ? rf(&r, pos + 1) : f;
         if (f2 & L_) {
@@ -614,17 +629,7 @@ static void split_gpt2(split *s, size_t ini, size_t end) {
         }
         size_t nws = 0;
         while (rf(&r, pos + nws) & S_) nws++;
-        if (nws > 1 && rc(&r, pos + nws) != OUT_OF_RANGE) {
-            pos += nws - 1;
-            tok_to(&r, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            tok_to(&r, pos);
-            continue;
-        }
-        tok_to(&r, ++pos);
+        pos = spaces_at(&r, pos, nws);
     }
 }
 
@@ -634,19 +639,10 @@ static void split_llama3(split *s, size_t ini, size_t end, size_t max_digits) {
     for (size_t pos = ini; pos < end;) {
         uint32_t cpt = rc(&r, pos);
         unsigned f = rf(&r, pos);
-        if (cpt == '\'' && pos + 1 < end) {
-            uint32_t nx = lower_ascii(rc(&r, pos + 1));
-            if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') {
-                pos += tok_to(&r, pos + 2);
-                continue;
-            }
-            if (pos + 2 < end) {
-                uint32_t nn = lower_ascii(rc(&r, pos + 2));
-                if ((nx == 'r' && nn == 'e') || (nx == 'v' && nn == 'e') || (nx == 'l' && nn == 'l')) {
-                    pos += tok_to(&r, pos + 3);
-                    continue;
-                }
-            }
+        size_t cl = contraction_at(&r, pos, 1);
+        if (cl) {
+            pos += tok_to(&r, pos + cl);
+            continue;
         }
         if (!(cpt == '\r' || cpt == '\n' || (f & N_))) {
             if ((f & L_) || (rf(&r, pos + 1) & L_)) {
@@ -682,22 +678,12 @@ static void split_llama3(split *s, size_t ini, size_t end, size_t max_digits) {
             if (c2 == '\r' || c2 == '\n') last_rn = pos + nws + 1;
             nws++;
         }
-        if (last_rn > 0) {
+        if (last_rn > 0) { /* \s*[\r\n]+ */
             pos = last_rn;
             tok_to(&r, pos);
             continue;
         }
-        if (nws > 1 && rc(&r, pos + nws) != OUT_OF_RANGE) {
-            pos += nws - 1;
-            tok_to(&r, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            tok_to(&r, pos);
-            continue;
-        }
-        tok_to(&r, ++pos);
+        pos = spaces_at(&r, pos, nws);
     }
 }
 
