@@ -4,37 +4,42 @@ for tests/test_arch.c.
 
 Run with the oracle venv (python 3.11, numpy, gguf==0.19.0; llama-cpp-python==0.3.36 optional):
 
-    /work/oracle/venv/bin/python scripts/make_qwen2_fixture.py ../shared/models/tok512.bin
+    /work/oracle/venv/bin/python scripts/make_qwen2_fixture.py [--keep DIR] ../shared/models/tok512.bin
 
-Writes, deterministically (numpy seeds 1234 and 4321), two models with tok512's 512-piece
-SentencePiece vocabulary (tokenizer.ggml.model = llama, so that they load everywhere), all
-tensors F32 (llama.cpp's CPU matmul rounds activations to F16 for F16 weights), context 256:
-  tests/fixtures/qwen2-tiny.gguf     general.architecture = qwen2: dim 64, 2 layers, 4 heads with
-                                     2 key/value heads (GQA, head_dim 16), FFN 96, rope base
-                                     10000 with linear scaling factor 2, rms eps 1e-6, q/k/v
-                                     biases, no output.weight (tied to token_embd), a ChatML
-                                     chat template;
-  tests/fixtures/llama-kl-tiny.gguf  general.architecture = llama with attention.key_length 24
-                                     (not dim / heads = 16: the query width is 96), 4 heads over
-                                     1 key/value head, FFN 64, rope base 500000 (NORM pairs), a
-                                     separate output.weight;
-and for each NAME.gguf:
-  NAME-logits.txt                    "# tokens: ..." then one line of 512 logits per position,
-                                     from the numpy float64 reference forward pass below;
-  NAME-llamacpp.txt                  the same positions' logits from llama.cpp itself (through
-                                     llama-cpp-python's low-level API), when llama_cpp imports;
-                                     the script checks them against numpy (max abs < 1e-4, with
-                                     an F32 KV cache and flash attention off: llama.cpp's
-                                     defaults round through F16 and differ by ~1e-2).
+Builds, deterministically (splitmix64 streams seeded 1234 and 4321, see make_weights), two
+models with tok512's 512-piece SentencePiece vocabulary (tokenizer.ggml.model = llama, so that
+they load everywhere), all tensors F32 (llama.cpp's CPU matmul rounds activations to F16 for F16
+weights), context 256:
+  qwen2-tiny.gguf     general.architecture = qwen2: dim 64, 2 layers, 4 heads with 2 key/value
+                      heads (GQA, head_dim 16), FFN 96, rope base 10000 with linear scaling
+                      factor 2, rms eps 1e-6, q/k/v biases, no output.weight (tied to
+                      token_embd), a ChatML chat template;
+  llama-kl-tiny.gguf  general.architecture = llama with attention.key_length 24 (not dim /
+                      heads = 16: the query width is 96), 4 heads over 1 key/value head, FFN 64,
+                      rope base 500000 (NORM pairs), a separate output.weight.
+Model files are never committed: the GGUFs go to a temporary directory (or DIR with --keep),
+and tests/arch_fixture.h rebuilds the same files byte for byte at test time with uhlm's GGUF
+writer (this script prints their sha256; the logits files name it). Committed, for each NAME:
+  tests/fixtures/NAME-logits.txt    "# tokens: ..." then one line of 512 logits per position,
+                                    from the numpy float64 reference forward pass below;
+  tests/fixtures/NAME-llamacpp.txt  the same positions' logits from llama.cpp itself (through
+                                    llama-cpp-python's low-level API), when llama_cpp imports;
+                                    the script checks them against numpy (max abs < 1e-4, with
+                                    an F32 KV cache and flash attention off: llama.cpp's
+                                    defaults round through F16 and differ by ~1e-2).
+Changing anything here that reaches the file (keys, order, shapes, weights) needs the same
+change in tests/arch_fixture.h.
 
 The reference implements what llama.cpp's llama and qwen2 graphs compute (src/models/llama.cpp,
 qwen2.cpp): RMS norm, q/k/v projections (+ biases), RoPE (NEOX for qwen2: element i rotates
 with i + head_dim/2; NORM for llama: 2i with 2i+1; angle pos * freq_scale * base^(-2i/head_dim)),
 causal grouped-query attention with 1/sqrt(head_dim), SwiGLU FFN, final norm, classifier.
 """
+import hashlib
 import os
 import struct
 import sys
+import tempfile
 
 import numpy as np
 import gguf
@@ -139,40 +144,67 @@ def forward(C, W, tokens):
     return rmsnorm(C, x, W["output_norm.weight"]) @ out_w.T
 
 
-def make_weights(C, vocab):
-    rng = np.random.default_rng(C.seed)
-    mats, vecs = {}, {}
+# The weights come from splitmix64 so that tests/arch_fixture.h can rebuild the same file
+# bit for bit in C: one generator per model, seeded with C.seed, drawn in tensor order (the order
+# of tensor_specs, which is also the file's order), row-major within a tensor. Draw i (from 1)
+# is z = mix(seed + i * GOLDEN) mod 2^64; its top 24 bits k = (z >> 40) - 2^23 give the value
+# mean + a * k / 2^23 in [mean - a, mean + a). Every a is a short dyadic fraction, so that value
+# is exact in float64 (no rounding, no fused multiply-add can change it) and the one rounding
+# is float64 -> float32 to nearest-even, the same in numpy and C.
+GOLDEN = 0x9E3779B97F4A7C15
+MIX1 = 0xBF58476D1CE4E5B9
+MIX2 = 0x94D049BB133111EB
 
-    def m(name, rows, cols, sd):
-        mats[name] = (rng.standard_normal((rows, cols)) * sd).astype(np.float32)
 
-    def v(name, n, mean, sd):
-        vecs[name] = (mean + rng.standard_normal(n) * sd).astype(np.float32)
+def splitmix64(seed, first, n):
+    """Draws first+1 .. first+n of the splitmix64 stream seeded with seed (uint64 array)."""
+    i = np.arange(first + 1, first + n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + i * np.uint64(GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
+    return z ^ (z >> np.uint64(31))
 
+
+def tensor_specs(C, vocab):
+    """(name, numpy shape, mean, a) in file order; tests/arch_fixture.h lists the same."""
     D, QD, KVD = C.dim, C.heads * C.hd, C.kv_heads * C.hd
-    m("token_embd.weight", vocab, D, 0.5)
-    v("output_norm.weight", D, 1.0, 0.1)
+    specs = [("token_embd.weight", (vocab, D), 0.0, 0.75),
+             ("output_norm.weight", (D,), 1.0, 0.1875)]
+    if not C.tied:
+        specs.append(("output.weight", (vocab, D), 0.0, 0.5))
     for l in range(C.layers):
         b = f"blk.{l}."
-        v(b + "attn_norm.weight", D, 1.0, 0.1)
-        v(b + "ffn_norm.weight", D, 1.0, 0.1)
-        m(b + "attn_q.weight", QD, D, 0.2)
-        m(b + "attn_k.weight", KVD, D, 0.2)
-        m(b + "attn_v.weight", KVD, D, 0.2)
-        m(b + "attn_output.weight", D, QD, 0.15)
-        m(b + "ffn_gate.weight", C.ffn, D, 0.15)
-        m(b + "ffn_up.weight", C.ffn, D, 0.15)
-        m(b + "ffn_down.weight", D, C.ffn, 0.15)
+        specs.append((b + "attn_norm.weight", (D,), 1.0, 0.1875))
+        specs.append((b + "attn_q.weight", (QD, D), 0.0, 0.375))
         if C.bias:
-            v(b + "attn_q.bias", QD, 0.0, 0.3)
-            v(b + "attn_k.bias", KVD, 0.0, 0.3)
-            v(b + "attn_v.bias", KVD, 0.0, 0.3)
-    if not C.tied:
-        m("output.weight", vocab, D, 0.3)
-    return mats, vecs
+            specs.append((b + "attn_q.bias", (QD,), 0.0, 0.5))
+        specs.append((b + "attn_k.weight", (KVD, D), 0.0, 0.375))
+        if C.bias:
+            specs.append((b + "attn_k.bias", (KVD,), 0.0, 0.5))
+        specs.append((b + "attn_v.weight", (KVD, D), 0.0, 0.375))
+        if C.bias:
+            specs.append((b + "attn_v.bias", (KVD,), 0.0, 0.5))
+        specs += [(b + "attn_output.weight", (D, QD), 0.0, 0.25),
+                  (b + "ffn_norm.weight", (D,), 1.0, 0.1875),
+                  (b + "ffn_gate.weight", (C.ffn, D), 0.0, 0.25),
+                  (b + "ffn_up.weight", (C.ffn, D), 0.0, 0.25),
+                  (b + "ffn_down.weight", (D, C.ffn), 0.0, 0.25)]
+    return specs
 
 
-def write_gguf(C, path, mats, vecs, pieces, scores, types):
+def make_weights(C, vocab):
+    """{name: float32 array} in file order (dicts keep insertion order)."""
+    W, drawn = {}, 0
+    for name, shape, mean, a in tensor_specs(C, vocab):
+        n = int(np.prod(shape))
+        k = (splitmix64(C.seed, drawn, n) >> np.uint64(40)).astype(np.int64) - (1 << 23)
+        W[name] = (mean + a * (k.astype(np.float64) / float(1 << 23))).astype(np.float32).reshape(shape)
+        drawn += n
+    return W
+
+
+def write_gguf(C, path, W, pieces, scores, types):
     w = gguf.GGUFWriter(path, C.arch)
     w.add_name(f"{C.name}-random (uhlm test fixture)")
     w.add_context_length(C.ctx)
@@ -203,18 +235,8 @@ def write_gguf(C, path, mats, vecs, pieces, scores, types):
             "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
             "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
             "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-    names = ["token_embd.weight", "output_norm.weight"] + ([] if C.tied else ["output.weight"])
-    for name in names:
-        w.add_tensor(name, mats.get(name, vecs.get(name)))
-    per_layer = ["attn_norm.weight", "attn_q.weight", "attn_q.bias", "attn_k.weight",
-                 "attn_k.bias", "attn_v.weight", "attn_v.bias", "attn_output.weight",
-                 "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
-    for l in range(C.layers):
-        for n in per_layer:
-            if n.endswith(".bias") and not C.bias:
-                continue
-            name = f"blk.{l}.{n}"
-            w.add_tensor(name, mats.get(name, vecs.get(name)))
+    for name, data in W.items():
+        w.add_tensor(name, data)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -267,16 +289,19 @@ def llamacpp_logits(C, path, vocab):
     return out
 
 
-def make(C, pieces, scores, types, have_llamacpp):
+def make(C, pieces, scores, types, have_llamacpp, gguf_dir):
     vocab = len(pieces)
-    mats, vecs = make_weights(C, vocab)
-    path = os.path.join(FIXTURES, C.name + ".gguf")
-    write_gguf(C, path, mats, vecs, pieces, scores, types)
-    W = {k: v.astype(np.float64) for k, v in {**mats, **vecs}.items()}
-    ref = forward(C, W, TOKENS)
+    W = make_weights(C, vocab)
+    path = os.path.join(gguf_dir, C.name + ".gguf")
+    write_gguf(C, path, W, pieces, scores, types)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    ref = forward(C, {k: v.astype(np.float64) for k, v in W.items()}, TOKENS)
     write_logits(os.path.join(FIXTURES, C.name + "-logits.txt"), ref,
-                 "numpy float64 reference forward pass (scripts/make_qwen2_fixture.py)")
-    print(f"wrote {path} ({os.path.getsize(path)} bytes) and its reference logits")
+                 f"numpy float64 reference forward pass (scripts/make_qwen2_fixture.py) of "
+                 f"{C.name}.gguf, sha256 {digest}")
+    print(f"{C.name}: wrote its reference logits; {path}: {os.path.getsize(path)} bytes, "
+          f"sha256 {digest}")
     if not have_llamacpp:
         print("llama_cpp not importable: skipped the llama.cpp logits")
         return
@@ -287,20 +312,26 @@ def make(C, pieces, scores, types, have_llamacpp):
     if not diff < 1e-4:
         sys.exit("llama.cpp disagrees with the numpy reference")
     write_logits(os.path.join(FIXTURES, C.name + "-llamacpp.txt"), lc,
-                 f"llama.cpp 0.3.36 (llama-cpp-python) logits of {C.name}.gguf")
+                 f"llama.cpp 0.3.36 (llama-cpp-python) logits of {C.name}.gguf, sha256 {digest}")
 
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    gguf_dir = None
+    if len(args) == 3 and args[0] == "--keep":
+        gguf_dir = args[1]
+        args = args[2:]
+    if len(args) != 1:
         sys.exit(__doc__)
-    pieces, scores, types = read_tok512(sys.argv[1])
+    pieces, scores, types = read_tok512(args[0])
     try:
         import llama_cpp  # noqa: F401
         have = True
     except ImportError:
         have = False
-    for C in (QWEN2, LLAMA_KL):
-        make(C, pieces, scores, types, have)
+    with tempfile.TemporaryDirectory(prefix="uhlm-arch-fixture-") as tmp:
+        for C in (QWEN2, LLAMA_KL):
+            make(C, pieces, scores, types, have, gguf_dir or tmp)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `uhlm info` and --chat: info's text and JSON fields on the qwen2 fixture and a llama2.c file,
-# option and template errors, --chat on a model without a template; and, when
-# scripts/setup.sh has fetched SmolLM2-135M-Instruct (models/), its info fields and a greedy
+# `uhlm info` and --chat: info's text and JSON fields on the qwen2 fixture (built by test_arch)
+# and a llama2.c file, option and template errors, --chat on a model without a template; and,
+# when scripts/setup.sh has fetched SmolLM2-135M-Instruct (models/), its info fields and a greedy
 # chat answer that is non-empty English text ending at an end-of-generation token.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
@@ -16,7 +16,14 @@ expect_rc() { local want=$1; shift; "$@" >$out 2>$err; local rc=$?; [ "$rc" = "$
 # jq-like check: jcheck FILE PYTHON-EXPR (d is the parsed object)
 jcheck() { $py -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) else 1)" && ok || bad "$2: $(head -c 400 "$1")"; }
 
-qwen=$src/tests/fixtures/qwen2-tiny.gguf
+# the qwen2 fixture model (tiny, random weights) is built here, never committed: test_arch,
+# next to the uhlm binary, writes it from tests/arch_fixture.h with tok512.bin's vocabulary
+qwen=${TMPDIR:-/tmp}/uhlm_chat_qwen2.$$.gguf
+mkfix=$(dirname "$bin")/test_arch
+if ! "$mkfix" --write-fixture qwen2-tiny "$qwen"; then
+  echo "FAIL: could not build the qwen2-tiny fixture with $mkfix (build the test_arch target)" >&2
+  exit 1
+fi
 
 # ---- info
 expect_rc 0 "$bin" info --help
@@ -83,6 +90,6 @@ sys.exit(0 if d['prompt_tokens'] == len(ref['prompt_ids']) and k >= 4 and d['tok
   rm -f /tmp/uhlm_chat_smol.$$
 fi
 
-rm -f $out $err
+rm -f $out $err "$qwen"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

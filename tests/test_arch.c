@@ -1,22 +1,28 @@
 /* test_arch.c: architectures and hyperparameters of GGUF models beyond TinyStories' llama.
  *
- * - tests/fixtures/qwen2-tiny.gguf (scripts/make_qwen2_fixture.py: qwen2, GQA 4/2, q/k/v
- *   biases, NEOX RoPE with linear scaling x2, tied classifier, chat template) gives the logits
- *   of a numpy reference forward pass and of llama.cpp itself, batched and token by token;
+ * The models are tiny random-weight GGUFs built here, in the temp dir, by arch_fixture.h (the
+ * same files scripts/make_qwen2_fixture.py makes, with tok512.bin's vocabulary from
+ * $UHLM_MODELS); only their expected logits are committed (tests/fixtures/NAME-logits.txt,
+ * NAME-llamacpp.txt).
+ * - qwen2-tiny (qwen2, GQA 4/2, q/k/v biases, NEOX RoPE with linear scaling x2, tied
+ *   classifier, chat template) gives the logits of a numpy reference forward pass and of
+ *   llama.cpp itself, batched and token by token;
  * - its metadata maps to the config (arch, rope type, scaling, heads, biases, template);
  * - variants written from it are refused with messages naming the key or tensor: another
  *   architecture, YaRN scaling, rope.dimension_count != head_dim, unsupported tensors; and a
  *   key_length that differs from dim / heads is honoured (shapes follow it);
- * - tests/fixtures/llama-kl-tiny.gguf (llama, attention.key_length 24 != 64 / 4, one key/value
- *   head, NORM RoPE, separate classifier) likewise;
+ * - llama-kl-tiny (llama, attention.key_length 24 != 64 / 4, one key/value head, NORM RoPE,
+ *   separate classifier) likewise;
  * - SmolLM2-135M-Instruct (when present, see scripts/setup.sh) loads as llama with a tied
- *   Q8_0 classifier, 9/3 heads and a ChatML template. */
+ *   Q8_0 classifier, 9/3 heads and a ChatML template.
+ *
+ * `test_arch --write-fixture NAME OUT` only writes fixture model NAME to OUT (for
+ * tests/cli_chat.sh). */
+#include "arch_fixture.h"
 #include "check.h"
 #include "uhlm/chat.h"
 #include "uhlm/gguf.h"
 #include "uhlm/model.h"
-
-#define FIXTURE "tests/fixtures/qwen2-tiny.gguf"
 
 static const char *source_path(const char *rel) {
     static char buf[4][1024];
@@ -105,9 +111,9 @@ static void check_logits(uhlm_model *m, const char *name) {
     free(lcpp);
 }
 
-static void check_qwen2(void) {
+static void check_qwen2(const char *path) {
     uhlm_error err = {{0}};
-    uhlm_model *m = uhlm_model_load(source_path(FIXTURE), NULL, &err);
+    uhlm_model *m = uhlm_model_load(path, NULL, &err);
     CHECKF(m != NULL, "%s", err.msg);
     if (!m) return;
     const uhlm_config *p = &m->cfg;
@@ -123,9 +129,9 @@ static void check_qwen2(void) {
 }
 
 /* llama with a key length that is not dim / heads, one key/value head, its own classifier */
-static void check_llama_key_length(void) {
+static void check_llama_key_length(const char *fixture) {
     uhlm_error err = {{0}};
-    uhlm_model *m = uhlm_model_load(source_path("tests/fixtures/llama-kl-tiny.gguf"), NULL, &err);
+    uhlm_model *m = uhlm_model_load(fixture, NULL, &err);
     CHECKF(m != NULL, "%s", err.msg);
     if (!m) return;
     const uhlm_config *p = &m->cfg;
@@ -145,7 +151,7 @@ static void check_llama_key_length(void) {
     uhlm_model_free(m);
 }
 
-/* ---- variants of the fixture: copy its keys and tensors with changes ---- */
+/* ---- variants of the qwen2 fixture: copy its keys and tensors with changes ---- */
 
 typedef struct {
     const char *drop_key;     /* key left out */
@@ -197,9 +203,9 @@ static int copy_kv(uhlm_gguf_writer *w, const uhlm_gguf_kv *kv, const char *key)
     }
 }
 
-static int write_variant(const char *out, const variant *v) {
+static int write_variant(const char *fixture, const char *out, const variant *v) {
     uhlm_error err = {{0}};
-    uhlm_gguf *g = uhlm_gguf_open(source_path(FIXTURE), &err);
+    uhlm_gguf *g = uhlm_gguf_open(fixture, &err);
     if (!g) return -1;
     uhlm_gguf_writer *w = uhlm_gguf_writer_new(&err);
     int rc = w ? 0 : -1;
@@ -229,10 +235,10 @@ static int write_variant(const char *out, const variant *v) {
     return rc;
 }
 
-static void expect_refusal(const variant *v, const char *want) {
+static void expect_refusal(const char *fixture, const variant *v, const char *want) {
     char path[1024];
     snprintf(path, sizeof path, "%s/uhlm-test-arch-%d.gguf", uhlm_test_tmpdir(), (int)getpid());
-    CHECK(write_variant(path, v) == 0);
+    CHECK(write_variant(fixture, path, v) == 0);
     uhlm_error err = {{0}};
     uhlm_model *m = uhlm_model_load(path, NULL, &err);
     CHECKF(!m && strstr(err.msg, want), "want '%s', got '%s'", want, m ? "(loaded)" : err.msg);
@@ -240,25 +246,25 @@ static void expect_refusal(const variant *v, const char *want) {
     remove(path);
 }
 
-static void check_refusals(void) {
-    expect_refusal(&(variant){.set_key = "general.architecture", .set_str = "gpt2"},
+static void check_refusals(const char *fix) {
+    expect_refusal(fix, &(variant){.set_key = "general.architecture", .set_str = "gpt2"},
                    "architecture 'gpt2' is not supported (supported: llama, qwen2)");
-    expect_refusal(&(variant){.set_key = "qwen2.rope.scaling.type", .set_str = "yarn"},
+    expect_refusal(fix, &(variant){.set_key = "qwen2.rope.scaling.type", .set_str = "yarn"},
                    "RoPE scaling type 'yarn'");
-    expect_refusal(&(variant){.set_key = "qwen2.rope.dimension_count", .set_int = 8},
+    expect_refusal(fix, &(variant){.set_key = "qwen2.rope.dimension_count", .set_int = 8},
                    "qwen2.rope.dimension_count 8 differs from the head dimension 16");
-    expect_refusal(&(variant){.extra_tensor = "blk.0.attn_output.bias"},
+    expect_refusal(fix, &(variant){.extra_tensor = "blk.0.attn_output.bias"},
                    "tensor 'blk.0.attn_output.bias' is not supported");
-    expect_refusal(&(variant){.set_key = "qwen2.attention.head_count_kv", .set_int = 3},
+    expect_refusal(fix, &(variant){.set_key = "qwen2.attention.head_count_kv", .set_int = 3},
                    "4 heads are not a multiple of 3 key/value heads");
     /* key_length 8 instead of 64/4: the q/k/v shapes no longer match, and the message says
      * which tensor and what shape the key length implies */
-    expect_refusal(&(variant){.set_key = "qwen2.attention.key_length", .set_int = 8},
+    expect_refusal(fix, &(variant){.set_key = "qwen2.attention.key_length", .set_int = 8},
                    "tensor 'blk.0.attn_q.weight' has shape [64, 64], expected [64, 32]");
     /* the tied classifier is optional in both directions: no scaling key means none */
     char path[1024];
     snprintf(path, sizeof path, "%s/uhlm-test-arch-ok-%d.gguf", uhlm_test_tmpdir(), (int)getpid());
-    CHECK(write_variant(path, &(variant){.drop_key = "qwen2.rope.scaling.factor"}) == 0);
+    CHECK(write_variant(fix, path, &(variant){.drop_key = "qwen2.rope.scaling.factor"}) == 0);
     uhlm_error err = {{0}};
     uhlm_model *m = uhlm_model_load(path, NULL, &err);
     CHECKF(m && m->cfg.rope_freq_scale == 1.0f, "%s", m ? "wrong scale" : err.msg);
@@ -293,10 +299,34 @@ static void check_smollm2(void) {
     uhlm_model_free(m);
 }
 
-int main(void) {
-    check_qwen2();
-    check_llama_key_length();
-    check_refusals();
+int main(int argc, char **argv) {
+    uhlm_error err = {{0}};
+    const char *tok = uhlm_test_model_path("tok512.bin");
+    if (argc == 4 && !strcmp(argv[1], "--write-fixture")) {
+        if (arch_fixture_write(argv[2], tok, argv[3], &err) == 0) return 0;
+        fprintf(stderr, "test_arch: %s\n", err.msg);
+        return 1;
+    }
+    if (argc != 1) {
+        fprintf(stderr, "usage: test_arch [--write-fixture qwen2-tiny|llama-kl-tiny OUT.gguf]\n");
+        return 2;
+    }
+    char qwen2[1024], llama_kl[1024];
+    snprintf(qwen2, sizeof qwen2, "%s/uhlm-test-arch-qwen2-tiny-%d.gguf", uhlm_test_tmpdir(),
+             (int)getpid());
+    snprintf(llama_kl, sizeof llama_kl, "%s/uhlm-test-arch-llama-kl-tiny-%d.gguf",
+             uhlm_test_tmpdir(), (int)getpid());
+    int ok_q = arch_fixture_write("qwen2-tiny", tok, qwen2, &err) == 0;
+    CHECKF(ok_q, "%s", err.msg);
+    int ok_l = arch_fixture_write("llama-kl-tiny", tok, llama_kl, &err) == 0;
+    CHECKF(ok_l, "%s", err.msg);
+    if (ok_q) {
+        check_qwen2(qwen2);
+        check_refusals(qwen2);
+    }
+    if (ok_l) check_llama_key_length(llama_kl);
+    remove(qwen2);
+    remove(llama_kl);
     check_smollm2();
     return check_report();
 }
