@@ -23,7 +23,7 @@ static void help(FILE *f) {
             "                      [-n N] [--temp T] [--top-k K] [--top-p P] [--payload ENC]\n"
             "                      [--uncertainty perturb|entropy|maxprob|margin] [--samples M]\n"
             "                      [--theta-max T] [--split F] [--limit P] [--seed S]\n"
-            "                      [--budget R] [--csv FILE] [-t THREADS]\n\n"
+            "                      [--budget R] [--csv FILE] [-t THREADS] [--max-input-mb MB]\n\n"
             "Runs hlm (every token verified) with the uncertainty u recorded, fits the LLM's\n"
             "rejection probability beta = a*u + b by least squares on the training prompts,\n"
             "and derives the skip thresholds: risk-averse u_th = -b/a, risk-prone\n"
@@ -45,9 +45,11 @@ static void help(FILE *f) {
             "  --limit P        use only the first P prompts (default all)\n"
             "  -n N             tokens per prompt (default 128)\n"
             "  -t THREADS       threads per model (default 1: the pair is tiny)\n"
+            "  --max-input-mb MB  largest --prompts file read (default %d MiB)\n"
             "  other options as in `uhlm run` (defaults: temp 1, f32, perturb M=%d theta=%g,\n"
             "  seed 42; each prompt's seed is derived from the seed and the prompt id)\n",
-            UHLM_CALIB_BUDGET_DEFAULT, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX);
+            UHLM_CALIB_BUDGET_DEFAULT, UHLM_INPUT_MAX_MB, UHLM_UNC_DEFAULT_SAMPLES,
+            UHLM_UNC_DEFAULT_THETA_MAX);
 }
 
 typedef struct {
@@ -118,6 +120,7 @@ int cmd_calibrate(int argc, char **argv) {
     const char *slm_arg = UHLM_DEFAULT_SLM, *llm_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
     const char *prompts_path = NULL, *out_path = NULL, *csv_path = NULL;
     long threads = 1, n_gen = 128, top_k = 0, samples = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
+    long max_in_mb = UHLM_INPUT_MAX_MB;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX, split = 0.5;
     double budget = UHLM_CALIB_BUDGET_DEFAULT;
     uint64_t seed = 42;
@@ -133,7 +136,7 @@ int cmd_calibrate(int argc, char **argv) {
             "-m",      "--llm",       "-z",      "--prompts", "-o",          "--csv",
             "-n",      "--temp",      "--top-k", "--top-p",   "--payload",   "--uncertainty",
             "--samples", "--theta-max", "--split", "--limit",  "--seed",      "-t",
-            "--budget"};
+            "--budget", "--max-input-mb"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
         if (!known) {
@@ -161,6 +164,8 @@ int cmd_calibrate(int argc, char **argv) {
             bad = cli_parse_float(cmd, a, v, 0, 1e6, &temp);
         else if (!strcmp(a, "--top-k"))
             bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &top_k);
+        else if (!strcmp(a, "--max-input-mb"))
+            bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &max_in_mb);
         else if (!strcmp(a, "--top-p"))
             bad = cli_parse_float(cmd, a, v, 1e-9, 1.0, &top_p);
         else if (!strcmp(a, "--samples"))
@@ -220,7 +225,7 @@ int cmd_calibrate(int argc, char **argv) {
     char *js = NULL;
     double w0 = uhlm_now();
 
-    if (uhlm_prompts_load(prompts_path, &ps, &err) != 0) {
+    if (uhlm_prompts_load_max(prompts_path, (uint64_t)max_in_mb << 20, &ps, &err) != 0) {
         fprintf(stderr, "uhlm calibrate: %s\n", err.msg);
         goto done;
     }

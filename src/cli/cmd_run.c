@@ -28,6 +28,7 @@ static void help(FILE *f) {
         "                [--uncertainty perturb|entropy|maxprob|margin] [--samples M]\n"
         "                [--theta-max T] [--seed S] [--shadow] [--json] [--events]\n"
         "                [-t THREADS] [--simd LEVEL] [--channel accounted|shaped]\n"
+        "                [--max-input-mb MB]\n"
         "                [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
         "                 [--read-timeout S]]\n\n"
         "Hybrid generation: a small model (SLM, the device) drafts every token; depending on\n"
@@ -79,9 +80,11 @@ static void help(FILE *f) {
         "  --auth-token-file F  the server's shared auth token (first line of F)\n"
         "  --connect-timeout S  per connection attempt (default 3)\n"
         "  --read-timeout S     per reply, LLM time included (default 30)\n"
+        "  --max-input-mb MB    largest --calib file read (default %d MiB)\n"
         "\nText goes to stdout; a one-line summary of the stats goes to stderr.\n",
         UHLM_DEFAULT_SLM, UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER, UHLM_CHANNEL_DEFAULT_SNR_DB,
-        UHLM_CHANNEL_DEFAULT_BANDWIDTH, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX);
+        UHLM_CHANNEL_DEFAULT_BANDWIDTH, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX,
+        UHLM_INPUT_MAX_MB);
 }
 
 typedef struct {
@@ -134,6 +137,7 @@ int cmd_run(int argc, char **argv) {
     uhlm_device_params dp = uhlm_device_default_params();
     uhlm_error err = {{0}};
     const char *calib_path = NULL, *risk = NULL; /* --calib F --risk averse|prone|budget[:R] */
+    long max_in_mb = UHLM_INPUT_MAX_MB;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -156,7 +160,8 @@ int cmd_run(int argc, char **argv) {
                    !strcmp(a, "--theta-max") || !strcmp(a, "--simd") || !strcmp(a, "--server") ||
                    !strcmp(a, "--auth-token-file") || !strcmp(a, "--connect-timeout") ||
                    !strcmp(a, "--read-timeout") || !strcmp(a, "--channel") ||
-                   !strcmp(a, "--calib") || !strcmp(a, "--risk")) {
+                   !strcmp(a, "--calib") || !strcmp(a, "--risk") ||
+                   !strcmp(a, "--max-input-mb")) {
             if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
             int bad = 0;
             if (!strcmp(a, "-m"))
@@ -209,6 +214,8 @@ int cmd_run(int argc, char **argv) {
                 calib_path = v;
             else if (!strcmp(a, "--risk"))
                 risk = v;
+            else if (!strcmp(a, "--max-input-mb"))
+                bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &max_in_mb);
             else if (!strcmp(a, "--channel")) {
                 if ((bad = uhlm_channel_mode_parse(v, &dp.channel.mode) != 0))
                     fprintf(stderr, "uhlm run: unknown channel '%s' (accounted, shaped)\n", v);
@@ -247,7 +254,8 @@ int cmd_run(int argc, char **argv) {
                         "[0, 1]) go together\n");
         return 2;
     }
-    if (calib_path && uhlm_calib_load_threshold(calib_path, risk, &dp.policy.u_th, &err) != 0) {
+    if (calib_path && uhlm_calib_load_threshold_max(calib_path, risk, (uint64_t)max_in_mb << 20,
+                                                   &dp.policy.u_th, &err) != 0) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
         return 1;
     }

@@ -195,11 +195,16 @@ int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_promp
 }
 
 int uhlm_prompts_load(const char *path, uhlm_prompt_set *out, uhlm_error *err) {
+    return uhlm_prompts_load_max(path, 0, out, err);
+}
+
+int uhlm_prompts_load_max(const char *path, uint64_t max_bytes, uhlm_prompt_set *out,
+                          uhlm_error *err) {
     out->items = NULL;
     out->n = 0;
     char *buf;
     size_t len;
-    if (uhlm_read_file(path, "prompt", &buf, &len, err) != 0) return -1;
+    if (uhlm_read_file_max(path, "prompt", max_bytes, &buf, &len, err) != 0) return -1;
     int rc = uhlm_prompts_parse(buf, len, path, out, err);
     free(buf);
     return rc;
