@@ -59,6 +59,12 @@ const char *cli_find_model_file(const char *name, char *buf, size_t cap);
 uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg,
                            const char *role);
 
+/* --payload topk:K with K above the SLM's vocabulary is a usage error, like K = 0, though it
+ * can only be seen once the model is loaded: prints "uhlm CMD: --payload ..." and returns -1
+ * (the caller exits 2). */
+struct uhlm_payload_spec;
+int cli_check_payload(const char *cmd, const struct uhlm_payload_spec *p, const uhlm_model *slm);
+
 /* Prints o as one line on stdout and deletes it. -1 (after "uhlm CMD: out of memory" on
  * stderr) when it cannot be printed, so no result goes missing silently. */
 int cli_print_json(const char *cmd, cJSON *o);

@@ -233,6 +233,10 @@ int cmd_calibrate(int argc, char **argv) {
     if (!(slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
         !(llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM")) || evc_check_pair(cmd, slm, llm))
         goto done;
+    if (cli_check_payload(cmd, &dp.payload, slm) != 0) {
+        rc = 2;
+        goto done;
+    }
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     if (!(slm_ctx = uhlm_ctx_new(slm, &cp, &err)) ||

@@ -645,6 +645,10 @@ int cmd_eval(int argc, char **argv) {
     if (!(E.slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
         !(E.llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM")) || evc_check_pair(cmd, E.slm, E.llm))
         goto done;
+    if (cli_check_payload(cmd, &dp.payload, E.slm) != 0) {
+        rc = 2;
+        goto done;
+    }
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     if (!(E.slm_ctx = uhlm_ctx_new(E.slm, &cp, &err)) || !(E.shadow = uhlm_ctx_new(E.llm, &cp, &err)) ||

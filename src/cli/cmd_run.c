@@ -294,6 +294,10 @@ int cmd_run(int argc, char **argv) {
                 slm->cfg.vocab_size == llm->cfg.vocab_size ? " but different pieces" : "");
         goto done;
     }
+    if (cli_check_payload(cmd, &dp.payload, slm) != 0) {
+        rc = 2;
+        goto done;
+    }
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     cp.simd = simd;
