@@ -145,7 +145,18 @@ rc=$?
 [ "$rc" = 0 ] && [ "$got" = "$slm" ] && ok || bad "server with n_ctx 1: rc $rc: $(cat "$tmp/err")"
 grep -q "exceeds the server's 1; generating with the SLM alone" "$tmp/err" && grep -q "30 unverified" "$tmp/err" \
   && ok || bad "server with n_ctx 1: no warning: $(cat "$tmp/err")"
+# --require-server turns each fallback into an error, and needs --server
+"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$sport" --require-server >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "exceeds the server's 1 (--require-server" "$tmp/err" && ok || bad "require, n_ctx 1: rc $rc: $(cat "$tmp/err")"
 stop_server "$spid"
+"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --require-server >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "cannot verify: connect to 127.0.0.1:$gone_port" "$tmp/err" && ! grep -q "SLM alone until" "$tmp/err" \
+  && ok || bad "require, unreachable: rc $rc: $(cat "$tmp/err")"
+"$bin" run --mode hlm -p "$P" -n 3 --require-server >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q "needs --server" "$tmp/err" && ok || bad "require without server: rc $rc: $(cat "$tmp/err")"
 
 # ---- fallback: kill -9 the server mid-run, restart it on the same port
 # The shaped channel with 10 ms per message makes the run last seconds (about 25 ms a token).

@@ -5,7 +5,8 @@
  * path, the connection closed mid-request, DESYNC, garbage, a stalled reply (read timeout), a
  * connection closed while idle (reconnect without falling back), CTX_FULL (SLM alone for the
  * rest of the session), BAD_PAYLOAD or an encoding missing from WELCOME (the same), a server
- * context of 1 (the same), a non-fatal BAD_PROBS (hard error), AUTH at first contact (hard error),
+ * context of 1 (the same), the require parameter (those, and an unreachable server, become
+ * hard errors), a non-fatal BAD_PROBS (hard error), AUTH at first contact (hard error),
  * an unreachable server, GENERATE; plus address and token-file parsing. */
 #include <errno.h>
 #include <limits.h>
@@ -186,7 +187,7 @@ static void fake_stop(fake *f, pthread_t th) {
     close(f->lfd);
 }
 
-static uhlm_verifier *client(int port, uhlm_error *err) {
+static uhlm_verifier *client_req(int port, int require, uhlm_error *err) {
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
     uhlm_remote_params p = uhlm_remote_default_params();
@@ -198,8 +199,11 @@ static uhlm_verifier *client(int port, uhlm_error *err) {
     p.read_timeout_s = 0.1;
     p.backoff_min_s = 0.001;
     p.backoff_max_s = 0.004;
+    p.require = require;
     return uhlm_remote_new(&p, err);
 }
+
+static uhlm_verifier *client(int port, uhlm_error *err) { return client_req(port, 0, err); }
 
 /* The device side, as device.c keeps it. */
 typedef struct dev {
@@ -366,6 +370,29 @@ static void test_ctx_full_and_hard_errors(void) {
            f.opens, d.hard);
     uhlm_verifier_free(v);
     fake_stop(&f, th);
+    /* --require-server: the same refusal is a hard error, naming its cause */
+    CHECK(fake_start(&f, &th, F_BADPAYLOAD, 2, 0) == 0);
+    v = client_req(f.port, 1, &err);
+    CHECK(v && dev_open(v, &d, 0.0f) == 0);
+    CHECK(dev_step(v, &d, 0, 1) == 0);
+    {
+        uhlm_verify_req r = {NULL, 0, 7, {UHLM_PAYLOAD_F32, 0, 0}, NULL, 0, 1};
+        uhlm_verdict vd;
+        int rc = uhlm_verifier_verify(v, &r, &vd, &err);
+        CHECKF(rc == -1 && strstr(err.msg, "BAD_PAYLOAD") && strstr(err.msg, "--require-server"),
+               "require, BAD_PAYLOAD: rc %d: %s", rc, err.msg);
+    }
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+    /* ... and a server that cannot be reached is an error at first contact */
+    CHECK(fake_start(&f, &th, F_NONE, 0, 0) == 0);
+    int dead_port = f.port;
+    fake_stop(&f, th);
+    v = client_req(dead_port, 1, &err);
+    uhlm_verifier_info info2;
+    CHECKF(v && uhlm_verifier_info_get(v, &info2, &err) == -1 && strstr(err.msg, "--require-server"),
+           "require, unreachable: %s", err.msg);
+    uhlm_verifier_free(v);
     /* AUTH at first contact: info fails with the server's word */
     CHECK(fake_start(&f, &th, F_AUTH, 0, 0) == 0);
     v = client(f.port, &err);

@@ -64,6 +64,10 @@ typedef struct uhlm_remote_params {
     uint64_t jitter_seed;     /* seeds the backoff jitter */
     uhlm_remote_log_fn log;   /* may be NULL */
     void *log_user;
+    /* nonzero: never go on with the SLM alone: whatever would answer UHLM_VERIFIER_UNAVAILABLE
+     * (server unreachable or lost after the one immediate retry, context full, payload
+     * refused) is an error instead (`uhlm run --require-server`) */
+    int require;
 } uhlm_remote_params;
 
 /* connect 3 s, read 30 s (a 7B prefill on a CPU server takes seconds), backoff 0.05 s

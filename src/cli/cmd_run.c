@@ -30,7 +30,7 @@ static void help(FILE *f) {
         "                [-t THREADS] [--simd LEVEL] [--channel accounted|shaped]\n"
         "                [--max-input-mb MB]\n"
         "                [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
-        "                 [--read-timeout S]]\n\n"
+        "                 [--read-timeout S] [--require-server]]\n\n"
         "Hybrid generation: a small model (SLM, the device) drafts every token; depending on\n"
         "the mode, a large model (LLM, the server, here in the same process) verifies it by\n"
         "speculative sampling. Link time comes from an accounted wireless channel model.\n\n"
@@ -77,6 +77,9 @@ static void help(FILE *f) {
         "                   is unreachable or dies, generation goes on with the SLM alone\n"
         "                   (tokens counted as unverified), reconnects with backoff and\n"
         "                   resynchronises (in every mode, llm included)\n"
+        "  --require-server     fail (exit 1) instead of going on with the SLM alone when the\n"
+        "                   server cannot verify (unreachable, lost, context full, payload\n"
+        "                   refused)\n"
         "  --auth-token-file F  the server's shared auth token (first line of F)\n"
         "  --connect-timeout S  per connection attempt (default 3)\n"
         "  --read-timeout S     per reply, LLM time included (default 30)\n"
@@ -130,7 +133,7 @@ int cmd_run(int argc, char **argv) {
     double snr = UHLM_CHANNEL_DEFAULT_SNR_DB, bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH, lat = 0.0;
     double dsnr = NAN, dbw = NAN;
     uint64_t seed = 42;
-    int json = 0, events = 0, shadow = 0;
+    int json = 0, events = 0, shadow = 0, require_server = 0;
     const char *server = NULL, *token_file = NULL;
     double connect_to = 3.0, read_to = 30.0;
     uhlm_simd simd = UHLM_SIMD_AUTO;
@@ -149,6 +152,8 @@ int cmd_run(int argc, char **argv) {
             events = 1;
         } else if (!strcmp(a, "--shadow")) {
             shadow = 1;
+        } else if (!strcmp(a, "--require-server")) {
+            require_server = 1;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--llm") || !strcmp(a, "-z") ||
                    !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--mode") ||
                    !strcmp(a, "--uth") || !strcmp(a, "--skip-prob") || !strcmp(a, "--payload") ||
@@ -268,6 +273,11 @@ int cmd_run(int argc, char **argv) {
     cli_remote remote_opts;
     int remote_rc = cli_remote_setup("run", server, token_file, &remote_opts);
     if (remote_rc != 0) return remote_rc;
+    if (require_server && !server) {
+        fprintf(stderr, "uhlm run: --require-server needs --server\n");
+        return 2;
+    }
+    remote_opts.require = require_server;
 
     int rc = 1;
     uhlm_model *slm = NULL, *llm = NULL;

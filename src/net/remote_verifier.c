@@ -223,8 +223,9 @@ static void lose(remote *r, const char *why) {
     r->st.losses++;
     r->troubled = 1;
     if (r->want_open) r->lost_session = 1;
-    logf_(r, "lost the server %s:%s: %s; generating with the SLM alone until it is back", r->host,
-          r->port, why);
+    if (!r->p.require)
+        logf_(r, "lost the server %s:%s: %s; generating with the SLM alone until it is back",
+              r->host, r->port, why);
 }
 
 /* Schedules the next connection attempt: exponential backoff with jitter in [1/2, 1]. */
@@ -385,10 +386,21 @@ static int peer_closed(remote *r) {
 
 /* Gives up on the server for the rest of this session (until the next open): it cannot serve
  * this session's requests, however often they are sent. */
-static int disable(remote *r, const char *why) {
+static int disable(remote *r, const char *why, uhlm_error *err) {
     r->disabled = 1;
-    logf_(r, "%s; generating with the SLM alone until the end of this run", why);
+    if (why != err->msg) uhlm_set_error(err, "%s", why);
+    if (!r->p.require) logf_(r, "%s; generating with the SLM alone until the end of this run", why);
     return RV_UNAV;
+}
+
+/* The error that replaces UNAVAILABLE under the require parameter; err holds the cause. */
+static int required(remote *r, uhlm_error *err) {
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg[0] ? err->msg : "unavailable");
+    return uhlm_set_error(err,
+                          "the server %s:%s cannot verify: %s (--require-server: no generation "
+                          "with the SLM alone)",
+                          r->host, r->port, why);
 }
 
 /* Maps an ERROR reply to an outcome. Codes that mean "this server or connection, now" are
@@ -399,7 +411,7 @@ static int error_outcome(remote *r, const char *what, const uhlm_wire_errmsg *e,
     unsigned c = e->code;
     uhlm_set_error(err, "the server refused %s: %s: %.*s", what, uhlm_wire_code_name(c),
                    (int)e->msg.len, e->msg.p);
-    if (c == UHLM_WIRE_E_CTX_FULL || c == UHLM_WIRE_E_BAD_PAYLOAD) return disable(r, err->msg);
+    if (c == UHLM_WIRE_E_CTX_FULL || c == UHLM_WIRE_E_BAD_PAYLOAD) return disable(r, err->msg, err);
     if ((e->flags & UHLM_WIRE_EF_FATAL) || c == UHLM_WIRE_E_DESYNC || c == UHLM_WIRE_E_NOT_OPEN ||
         c == UHLM_WIRE_E_BUSY || c == UHLM_WIRE_E_INTERNAL || c == UHLM_WIRE_E_TIMEOUT ||
         c == UHLM_WIRE_E_SHUTTING_DOWN)
@@ -443,7 +455,7 @@ static int do_open(remote *r, req *q, uhlm_error *err) {
         char why[160];
         snprintf(why, sizeof why, "the context of %d tokens exceeds the server's %u", n,
                  (unsigned)max_prompt);
-        return disable(r, why);
+        return disable(r, why, err);
     }
     uhlm_wire_limits lim = {r->lim.max_frame, max_prompt, r->lim.vocab_size};
     uhlm_wire_open o = {mode, r->s.temp, (uint32_t)r->s.top_k, r->s.top_p, r->seed,
@@ -518,7 +530,7 @@ static int exchange_verify(remote *r, req *q, uhlm_error *err) {
         uhlm_set_error(err, "the server %s:%s does not accept this payload encoding (accepted "
                             "kinds: mask 0x%x)",
                        r->host, r->port, (unsigned)r->payload_kinds);
-        return disable(r, err->msg);
+        return disable(r, err->msg, err);
     }
     int ncu = q->n_catchup - q->folded;
     uint32_t pos = (uint32_t)(r->n_ctx_tok + q->folded);
@@ -624,6 +636,7 @@ static int transact(remote *r, req *q, uhlm_error *err) {
         if (q->catchup[i] < 0 || q->catchup[i] >= r->p.n_vocab)
             return uhlm_set_error(err, "remote verifier: catch-up token %d is %d, outside [0, %d)",
                                   i, q->catchup[i], r->p.n_vocab);
+    err->msg[0] = '\0'; /* so that an UNAVAILABLE without a new cause says so (required) */
     for (int attempt = 0;; attempt++) {
         int had_conn = r->fd >= 0;
         r->timed_out = 0;
@@ -642,7 +655,7 @@ static int transact(remote *r, req *q, uhlm_error *err) {
             note_failure(r);
         }
         r->st.unavailable++;
-        return UHLM_VERIFIER_UNAVAILABLE;
+        return r->p.require ? required(r, err) : UHLM_VERIFIER_UNAVAILABLE;
     }
 }
 
@@ -657,6 +670,7 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
         if (rc != RV_OK) {
             r->st.connect_failures++;
             note_failure(r);
+            if (r->p.require) return required(r, err);
             logf_(r, "%s; generating with the SLM alone until the server answers", err->msg);
             r->fail_logged = 1;
         }
