@@ -26,8 +26,8 @@
  *
  * A server that cannot serve the session leaves the verifier unavailable until the next
  * open(), with one log line: CTX_FULL, a context longer than WELCOME's n_ctx, BAD_PAYLOAD, a
- * payload kind WELCOME does not list. info() reports no context limit (INT_MAX): the server's
- * n_ctx bounds what it verifies, not the device's run. Errors that would repeat on any server
+ * payload kind WELCOME does not list. info() sets ctx_fallback: the server's n_ctx bounds what
+ * it verifies, not the run of a device with an SLM. Errors that would repeat on any server
  * (BAD_TOKEN, BAD_PROBS, a frame size the server does not take) return -1; so does a refused
  * HELLO (AUTH, VOCAB_MISMATCH, BAD_VERSION) on the very first
  * connection, where it is a configuration error rather than an outage. After a successful

@@ -675,19 +675,20 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
             r->fail_logged = 1;
         }
     }
-    /* The server's context does not bound the device's: a session that outgrows it goes on
-     * with the SLM alone (do_open), as when the server cannot be reached, so the device's
-     * length never depends on whether the server answered at the start. A server advertising
-     * a context of 1 thus no longer makes every prompt fail. */
-    out->n_ctx = INT_MAX;
+    /* A session that outgrows the server's context goes on with the SLM alone (do_open), as
+     * when the server cannot be reached, so the server's context need not bound a device with
+     * an SLM: a server advertising a context of 1 no longer makes every prompt fail. */
+    out->ctx_fallback = 1;
     if (r->ever_connected) {
         out->n_vocab = (int)r->srv_vocab;
         out->fingerprint = r->srv_fp;
+        out->n_ctx = r->srv_n_ctx > (uint32_t)INT_MAX ? INT_MAX : (int)r->srv_n_ctx;
         snprintf(out->model, sizeof out->model, "%.200s@%.30s:%.16s", r->model, r->host, r->port);
     } else {
         /* unknown until the server answers: the device's own vocabulary, no context limit */
         out->n_vocab = r->p.n_vocab;
         out->fingerprint = r->p.fingerprint;
+        out->n_ctx = INT_MAX;
         snprintf(out->model, sizeof out->model, "%.200s:%.16s (unreachable)", r->host, r->port);
     }
     return 0;
