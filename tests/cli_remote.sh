@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `uhlm run --server` against `uhlm serve` over loopback: the same tokens and verdict counts as
 # the in-process run for every mode (and greedy, topk); auth; an unreachable server (SLM alone,
-# every token unverified); llm mode without a server; the fallback test (kill -9 the server
+# every token unverified); a server whose context (--max-ctx 1) cannot hold the prompt (SLM
+# alone, with a warning); llm mode without a server; the fallback test (kill -9 the server
 # mid-run, restart it on the same port: the run completes, counts unverified tokens, reconnects
 # and resynchronises, and the restarted server's context matches the device's); a stalled
 # server (read and connect timeouts); the shaped channel (wall time pays the link time, the
@@ -135,6 +136,27 @@ got=$("$bin" run --mode llm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_por
 rc=$?
 [ "$rc" = 0 ] && [ "$got" = "$slm" ] && ok || bad "llm mode without a server: rc $rc: $(cat "$tmp/err")"
 grep -q "30 unverified" "$tmp/err" && ok || bad "llm mode fallback count: $(cat "$tmp/err")"
+
+# ---- a server whose context cannot hold the prompt (--max-ctx 1): the device used to take the
+# server's context as its own and exit 1 on every prompt; now it goes on with the SLM alone
+start_server tiny --port 0 --max-ctx 1 || exit 1
+got=$("$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$sport" 2>"$tmp/err")
+rc=$?
+[ "$rc" = 0 ] && [ "$got" = "$slm" ] && ok || bad "server with n_ctx 1: rc $rc: $(cat "$tmp/err")"
+grep -q "exceeds the server's 1; generating with the SLM alone" "$tmp/err" && grep -q "30 unverified" "$tmp/err" \
+  && ok || bad "server with n_ctx 1: no warning: $(cat "$tmp/err")"
+# --require-server turns each fallback into an error, and needs --server
+"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$sport" --require-server >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "exceeds the server's 1 (--require-server" "$tmp/err" && ok || bad "require, n_ctx 1: rc $rc: $(cat "$tmp/err")"
+stop_server "$spid"
+"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --require-server >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "cannot verify: connect to 127.0.0.1:$gone_port" "$tmp/err" && ! grep -q "SLM alone until" "$tmp/err" \
+  && ok || bad "require, unreachable: rc $rc: $(cat "$tmp/err")"
+"$bin" run --mode hlm -p "$P" -n 3 --require-server >/dev/null 2>"$tmp/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q "needs --server" "$tmp/err" && ok || bad "require without server: rc $rc: $(cat "$tmp/err")"
 
 # ---- fallback: kill -9 the server mid-run, restart it on the same port
 # The shaped channel with 10 ms per message makes the run last seconds (about 25 ms a token).

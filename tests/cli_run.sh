@@ -24,8 +24,11 @@ for args in "--bogus" "--mode" "--mode fast" "--payload topk:0" "--payload f8" "
 done
 expect_rc 1 "$bin" run -m /nonexistent.bin
 grep -q "/nonexistent.bin" "$tmp/err" && ok || bad "missing model is named"
-expect_rc 1 "$bin" run --payload topk:600 -p "$P" -n 4
+# K above the vocabulary is a usage error like K = 0, though seen only once the SLM is loaded
+expect_rc 2 "$bin" run --payload topk:600 -p "$P" -n 4
 grep -qi "topk" "$tmp/err" && ok || bad "topk K > V message"
+expect_rc 2 "$bin" run --payload topk:999999 -p "$P" -n 4
+expect_rc 2 "$bin" run --payload topk:0 -p "$P" -n 4
 
 # every mode runs, prints the prompt and text on stdout and one summary line on stderr
 for mode in slm llm hlm rand uhlm; do

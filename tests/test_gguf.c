@@ -10,7 +10,9 @@
  *   vocabulary and bit-identical weights; F16/Q8_0/Q4_0 equal quantize-then-dequantize of the
  *   original rows, with the documented F32 fallback for rows not a multiple of 32;
  * - `uhlm convert` (when CTest gives $UHLM_BIN): random shapes are reproducible, marked
- *   synthetic and shaped like stories15M; usage errors exit 2. */
+ *   synthetic and shaped like stories15M; usage errors exit 2;
+ * - corrupt models: tensor data that overlaps or leaves gaps (a changed type or offset) fails at
+ *   open; NaN weights make uhlm_decode fail (non-finite logits) and generate exit 1 with no text. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -479,11 +481,26 @@ static void test_malformed_header_and_tensors(void) {
     SPEC_FAIL(s_.t[1].name = "a-name-that-is-much-longer-than-the-sixty-three-bytes-ggml-allows",
               "tensor info 1 has a name of 65 bytes");
     SPEC_FAIL(s_.n_tensors_hdr = 3, "tensor info 2"); /* reads the zero padding as a name */
+    /* Data regions must be laid out as llama.cpp's gguf reader requires: in tensor-info order,
+     * each at the end of the previous one rounded up to the alignment. Anything else means a
+     * type, shape or offset was changed: before this check an overlapping tensor loaded and
+     * generate printed garbage. */
+    SPEC_FAIL(s_.t[1].offset = 0, "tensor 'b' data at offset 0 overlaps tensor 'a'");
+    SPEC_FAIL(s_.t[0].ne[0] = 8, "tensor 'b' data at offset 32 overlaps tensor 'a'"); /* a grows */
+    /* a written as f32 [16, 2] (128 bytes), its type then changed to f16 (64 bytes) */
+    SPEC_FAIL((s_.t[0].type = UHLM_TYPE_F16, s_.t[0].ne[0] = 16, s_.t[1].offset = 128,
+               s_.data_bytes = 160),
+              "tensor 'b' data at offset 128 leaves 64 unused bytes after tensor 'a'");
+    SPEC_FAIL((s_.t[1].offset = 64, s_.data_bytes = 96),
+              "tensor 'b' data at offset 64 leaves 32 unused bytes after tensor 'a'");
+    SPEC_FAIL((s_.t[0].offset = 32, s_.t[1].offset = 0),
+              "tensor 'a' data at offset 32 leaves 32 unused bytes");
 
     /* a smaller alignment is accepted */
     fspec s1 = base_spec();
     s1.align_kind = 1;
     s1.align = 16;
+    s1.t[0].ne[1] = 1; /* 16 bytes, so that b can start at 16 */
     s1.t[1].offset = 16;
     build(p0, &s1);
     g = uhlm_gguf_open(p0, &err);
@@ -744,6 +761,7 @@ typedef struct {
     const char *name;
     int with_output;
     int bos_id;              /* -1: absent */
+    int nan_norm;            /* output_norm.weight all NaN */
 } tiny_opts;
 
 static tiny_opts tiny_default(void) {
@@ -808,7 +826,13 @@ static int write_tiny(const char *path, const tiny_opts *o, uhlm_error *err) {
         uint64_t ne[2] = {ts[i].ne0, ts[i].ne1};
         uhlm_type t = is_norm && o->norm_f16 ? UHLM_TYPE_F16 : UHLM_TYPE_F32;
         uint64_t nb = ts[i].ne0 * (is_norm ? 1 : ts[i].ne1) * (t == UHLM_TYPE_F32 ? 4 : 2);
-        uhlm_gguf_add_tensor(w, ts[i].name, t, is_norm ? 1 : 2, ne, buf, nb);
+        static float nan_buf[T_DIM];
+        const float *src = buf;
+        if (o->nan_norm && !strcmp(ts[i].name, "output_norm.weight")) {
+            for (int j = 0; j < T_DIM; j++) nan_buf[j] = NAN;
+            src = nan_buf;
+        }
+        uhlm_gguf_add_tensor(w, ts[i].name, t, is_norm ? 1 : 2, ne, src, nb);
     }
     int rc = uhlm_gguf_write(w, path, err);
     uhlm_gguf_writer_free(w);
@@ -1145,6 +1169,85 @@ static void test_cli_convert(void) {
     unlink(c);
 }
 
+/* Corrupt models that used to load and make generate print garbage with exit status 0: a
+ * tensor offset pointed into another tensor, and weights that produce NaN logits. Both must
+ * now fail with a message, and generate must print no text. */
+static void test_corrupt_model_cli(void) {
+    const char *bin = getenv("UHLM_BIN");
+    const char *p = tmp_path("tiny_corrupt.gguf"), *log = tmp_path("tiny_corrupt.log");
+    const char *out = tmp_path("tiny_corrupt.out");
+    uhlm_error err = {{0}};
+    tiny_opts o = tiny_default();
+    o.nan_norm = 1;
+    CHECKF(write_tiny(p, &o, &err) == 0, "%s", err.msg);
+    uhlm_model *m = uhlm_model_load(p, NULL, &err);
+    CHECKF(m != NULL, "%s", err.msg); /* NaN weights are not a format error */
+    if (m) {
+        uhlm_ctx_params cp = uhlm_ctx_default_params();
+        cp.n_threads = 1;
+        uhlm_ctx *c = uhlm_ctx_new(m, &cp, &err);
+        CHECKF(c != NULL, "%s", err.msg);
+        if (c) {
+            float logits[T_VOCAB];
+            uhlm_batch_entry e = {0, 0, 1, 1};
+            CHECK(uhlm_decode(c, &e, 1, logits, NULL, &err) != 0);
+            CHECKF(strstr(err.msg, "non-finite logit") != NULL, "%s", err.msg);
+            /* the failed call changed nothing: position 0 can be decoded again */
+            CHECK(uhlm_seq_len(c, 0) == 0);
+            CHECK(uhlm_decode(c, &e, 1, NULL, NULL, &err) == 0 && uhlm_seq_len(c, 0) == 1);
+            uhlm_ctx_free(c);
+        }
+        uhlm_model_free(m);
+    }
+    if (bin && access(bin, X_OK) == 0) {
+        CHECK(run_cli("'%s' generate -m '%s' -n 4 --temp 0 -t 1 >'%s' 2>'%s'", bin, p, out,
+                      log) == 1);
+        size_t n = 0;
+        uint8_t *text = read_all(out, &n);
+        CHECKF(n == 0, "generate printed %zu bytes: %.*s", n, (int)n, text ? (char *)text : "");
+        free(text);
+        char msg[2048] = {0};
+        FILE *lf = fopen(log, "r");
+        if (lf) {
+            size_t got = fread(msg, 1, sizeof msg - 1, lf);
+            msg[got] = '\0';
+            fclose(lf);
+        }
+        CHECKF(strstr(msg, "non-finite logit") != NULL, "stderr: %s", msg);
+    }
+    /* offset of the last tensor moved onto the first one */
+    o = tiny_default();
+    CHECKF(write_tiny(p, &o, &err) == 0, "%s", err.msg);
+    size_t n = 0;
+    uint8_t *f = read_all(p, &n);
+    size_t at = 0;
+    const char *name = "blk.0.ffn_up.weight";
+    size_t nl = strlen(name);
+    for (size_t i = 0; f && i + nl <= n && !at; i++)
+        if (!memcmp(f + i, name, nl)) at = i + nl + 4 + 2 * 8 + 4; /* n_dims, ne[2], type */
+    CHECK(at > 0);
+    if (at) {
+        uint64_t zero = 0;
+        memcpy(f + at, &zero, 8);
+        write_file(p, f, n);
+        m = uhlm_model_load(p, NULL, &err);
+        CHECKF(!m && strstr(err.msg, "tensor 'blk.0.ffn_up.weight' data at offset 0 overlaps"),
+               "%s", m ? "loaded" : err.msg);
+        uhlm_model_free(m);
+        if (bin && access(bin, X_OK) == 0) {
+            CHECK(run_cli("'%s' generate -m '%s' -n 4 --temp 0 -t 1 >'%s' 2>'%s'", bin, p,
+                          out, log) == 1);
+            uint8_t *text = read_all(out, &n);
+            CHECKF(n == 0, "generate printed %zu bytes for an overlapping tensor", n);
+            free(text);
+        }
+    }
+    free(f);
+    unlink(p);
+    unlink(log);
+    unlink(out);
+}
+
 int main(void) {
     test_writer_roundtrip();
     test_all_value_types();
@@ -1154,5 +1257,6 @@ int main(void) {
     test_llama_mapping();
     test_stories_roundtrip();
     test_cli_convert();
+    test_corrupt_model_cli();
     return check_report();
 }

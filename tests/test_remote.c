@@ -4,9 +4,12 @@
  * committed prefix token for token (nothing lost, nothing duplicated). Scenarios: the normal
  * path, the connection closed mid-request, DESYNC, garbage, a stalled reply (read timeout), a
  * connection closed while idle (reconnect without falling back), CTX_FULL (SLM alone for the
- * rest of the session), a non-fatal BAD_PROBS (hard error), AUTH at first contact (hard error),
+ * rest of the session), BAD_PAYLOAD or an encoding missing from WELCOME (the same), a server
+ * context of 1 (the same), the require parameter (those, and an unreachable server, become
+ * hard errors), a non-fatal BAD_PROBS (hard error), AUTH at first contact (hard error),
  * an unreachable server, GENERATE; plus address and token-file parsing. */
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,12 +24,14 @@
 #define FP 0x1234abcdULL
 #define NCTX 200
 
-enum { F_NONE, F_CLOSE, F_DESYNC, F_GARBAGE, F_STALL, F_IDLE_CLOSE, F_CTXFULL, F_BADPROBS, F_AUTH };
+enum { F_NONE, F_CLOSE, F_DESYNC, F_GARBAGE, F_STALL, F_IDLE_CLOSE, F_CTXFULL, F_BADPROBS, F_AUTH,
+       F_BADPAYLOAD };
 
 typedef struct fake {
     int lfd, port;
     atomic_int stop;
     int fault, fault_at; /* fault on the fault_at-th VERIFY/GENERATE (1-based) */
+    uint32_t welcome_ctx, welcome_kinds; /* what WELCOME advertises when nonzero */
     int down_for;        /* after the fault, refuse this many connections */
     /* observed */
     int requests, conns, opens, last_open_n;
@@ -74,7 +79,9 @@ static void serve_conn(fake *f, int fd) {
                 wr(fd, &out);
                 break;
             }
-            uhlm_wire_welcome w = {1, FP, VOCAB, NCTX, 4, UHLM_WIRE_MAX_FRAME, 1024, 0, 7, 99,
+            uhlm_wire_welcome w = {1, FP, VOCAB, f->welcome_ctx ? f->welcome_ctx : NCTX, 4,
+                                   UHLM_WIRE_MAX_FRAME, 1024, 0,
+                                   f->welcome_kinds ? f->welcome_kinds : 7, 99,
                                    uhlm_wire_cstr("fake")};
             uhlm_wire_encode_welcome(&out, &w, &err);
         } else if (m.type == UHLM_WIRE_OPEN) {
@@ -96,10 +103,12 @@ static void serve_conn(fake *f, int fd) {
                 continue;
             }
             if (fault == F_STALL) usleep(300 * 1000);
-            if (fault == F_DESYNC || fault == F_CTXFULL || fault == F_BADPROBS || pos != (uint32_t)f->n_past) {
-                int code = fault == F_CTXFULL    ? UHLM_WIRE_E_CTX_FULL
-                           : fault == F_BADPROBS ? UHLM_WIRE_E_BAD_PROBS
-                                                 : UHLM_WIRE_E_DESYNC;
+            if (fault == F_DESYNC || fault == F_CTXFULL || fault == F_BADPROBS ||
+                fault == F_BADPAYLOAD || pos != (uint32_t)f->n_past) {
+                int code = fault == F_CTXFULL      ? UHLM_WIRE_E_CTX_FULL
+                           : fault == F_BADPROBS   ? UHLM_WIRE_E_BAD_PROBS
+                           : fault == F_BADPAYLOAD ? UHLM_WIRE_E_BAD_PAYLOAD
+                                                   : UHLM_WIRE_E_DESYNC;
                 uhlm_wire_encode_error(&out, (uint16_t)code, 0, id, &err, "scripted");
                 wr(fd, &out);
                 continue;
@@ -178,7 +187,7 @@ static void fake_stop(fake *f, pthread_t th) {
     close(f->lfd);
 }
 
-static uhlm_verifier *client(int port, uhlm_error *err) {
+static uhlm_verifier *client_req(int port, int require, uhlm_error *err) {
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
     uhlm_remote_params p = uhlm_remote_default_params();
@@ -190,8 +199,11 @@ static uhlm_verifier *client(int port, uhlm_error *err) {
     p.read_timeout_s = 0.1;
     p.backoff_min_s = 0.001;
     p.backoff_max_s = 0.004;
+    p.require = require;
     return uhlm_remote_new(&p, err);
 }
+
+static uhlm_verifier *client(int port, uhlm_error *err) { return client_req(port, 0, err); }
 
 /* The device side, as device.c keeps it. */
 typedef struct dev {
@@ -252,7 +264,7 @@ static void scenario(const char *name, int fault, int fault_at, int down_for, in
     if (!v) return;
     uhlm_verifier_info info;
     CHECK(uhlm_verifier_info_get(v, &info, &err) == 0 && info.n_vocab == VOCAB &&
-          info.n_ctx == NCTX && info.fingerprint == FP);
+          info.n_ctx == NCTX && info.ctx_fallback && info.fingerprint == FP);
     dev d;
     CHECK(dev_open(v, &d, 0.0f) == 0);
     for (int i = 0; i < 40; i++) {
@@ -320,6 +332,67 @@ static void test_ctx_full_and_hard_errors(void) {
     CHECK(dev_step(v, &d, 0, 0) == -1 && d.hard == 1);
     uhlm_verifier_free(v);
     fake_stop(&f, th);
+    /* BAD_PAYLOAD: the server cannot take this encoding, so it would refuse every request;
+     * like CTX_FULL the device goes on with the SLM alone (it used to be a hard error, and
+     * `uhlm run --server` exited 1) */
+    CHECK(fake_start(&f, &th, F_BADPAYLOAD, 3, 0) == 0);
+    v = client(f.port, &err);
+    CHECK(v && dev_open(v, &d, 0.0f) == 0);
+    for (int i = 0; i < 6; i++) dev_step(v, &d, 1, 1);
+    CHECKF(d.verified == 2 && d.unverified == 4 && f.requests == 3 && d.hard == 0,
+           "BAD_PAYLOAD: verified %d unverified %d requests %d hard %d", d.verified, d.unverified,
+           f.requests, d.hard);
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+    /* a server that does not list the encoding in WELCOME: the same, without asking it */
+    CHECK(fake_start(&f, &th, F_NONE, 0, 0) == 0);
+    f.welcome_kinds = UHLM_WIRE_KIND_BIT(UHLM_PAYLOAD_TOPK);
+    v = client(f.port, &err);
+    CHECK(v && dev_open(v, &d, 0.0f) == 0);
+    for (int i = 0; i < 4; i++) dev_step(v, &d, 1, 1);
+    CHECKF(d.verified == 0 && d.unverified == 4 && f.requests == 0 && d.hard == 0,
+           "payload kinds: verified %d unverified %d requests %d hard %d", d.verified,
+           d.unverified, f.requests, d.hard);
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+    /* a server advertising a context of 1 cannot hold the prompt: the device's own context is
+     * not cut to it (the device exited 1 on every prompt); the session runs on the SLM alone */
+    CHECK(fake_start(&f, &th, F_NONE, 0, 0) == 0);
+    f.welcome_ctx = 1;
+    v = client(f.port, &err);
+    uhlm_verifier_info info1;
+    CHECK(v && uhlm_verifier_info_get(v, &info1, &err) == 0);
+    CHECKF(info1.n_ctx == 1 && info1.ctx_fallback, "n_ctx %d", info1.n_ctx);
+    CHECK(v && dev_open(v, &d, 0.0f) == 0);
+    for (int i = 0; i < 4; i++) dev_step(v, &d, 1, 1);
+    CHECKF(d.verified == 0 && d.unverified == 4 && f.opens == 0 && d.hard == 0,
+           "n_ctx 1: verified %d unverified %d opens %d hard %d", d.verified, d.unverified,
+           f.opens, d.hard);
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+    /* --require-server: the same refusal is a hard error, naming its cause */
+    CHECK(fake_start(&f, &th, F_BADPAYLOAD, 2, 0) == 0);
+    v = client_req(f.port, 1, &err);
+    CHECK(v && dev_open(v, &d, 0.0f) == 0);
+    CHECK(dev_step(v, &d, 0, 1) == 0);
+    {
+        uhlm_verify_req r = {NULL, 0, 7, {UHLM_PAYLOAD_F32, 0, 0}, NULL, 0, 1};
+        uhlm_verdict vd;
+        int rc = uhlm_verifier_verify(v, &r, &vd, &err);
+        CHECKF(rc == -1 && strstr(err.msg, "BAD_PAYLOAD") && strstr(err.msg, "--require-server"),
+               "require, BAD_PAYLOAD: rc %d: %s", rc, err.msg);
+    }
+    uhlm_verifier_free(v);
+    fake_stop(&f, th);
+    /* ... and a server that cannot be reached is an error at first contact */
+    CHECK(fake_start(&f, &th, F_NONE, 0, 0) == 0);
+    int dead_port = f.port;
+    fake_stop(&f, th);
+    v = client_req(dead_port, 1, &err);
+    uhlm_verifier_info info2;
+    CHECKF(v && uhlm_verifier_info_get(v, &info2, &err) == -1 && strstr(err.msg, "--require-server"),
+           "require, unreachable: %s", err.msg);
+    uhlm_verifier_free(v);
     /* AUTH at first contact: info fails with the server's word */
     CHECK(fake_start(&f, &th, F_AUTH, 0, 0) == 0);
     v = client(f.port, &err);

@@ -111,6 +111,9 @@ int uhlm_calib_risk_parse(const char *risk, uhlm_risk_kind *kind, double *R, uhl
  * thresholds.risk_averse, thresholds.risk_prone or thresholds.budget, or for "budget:R" the
  * threshold of R on the curve in budget.curve_u / budget.curve_bound. */
 int uhlm_calib_load_threshold(const char *path, const char *risk, double *u_th, uhlm_error *err);
+/* The same for a file of at most max_bytes (0: the default, see uhlm_read_file_max). */
+int uhlm_calib_load_threshold_max(const char *path, const char *risk, uint64_t max_bytes,
+                                  double *u_th, uhlm_error *err);
 
 #ifdef __cplusplus
 }

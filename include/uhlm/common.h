@@ -31,8 +31,17 @@ typedef struct uhlm_mmap {
 int uhlm_mmap_open(uhlm_mmap *m, const char *path, uhlm_error *err);
 void uhlm_mmap_close(uhlm_mmap *m);
 
-/* Reads a whole file (any kind: pipes too, unlike uhlm_mmap_open) into *buf (malloc'd, with a
- * NUL after the *len bytes). what names the file in errors: "cannot open WHAT file PATH". */
+/* The default limit on a file read whole by uhlm_read_file (prompt sets, calibration results);
+ * the CLI's --max-input-mb raises it. */
+#define UHLM_INPUT_MAX_MB 64
+
+/* Reads a whole regular file of at most max_bytes (0: UHLM_INPUT_MAX_MB MiB) into *buf
+ * (malloc'd, with a NUL after the *len bytes). Devices, FIFOs, directories and larger files
+ * are refused at once, without reading, with a message saying why. what names the file in
+ * errors: "cannot open WHAT file PATH". */
+int uhlm_read_file_max(const char *path, const char *what, uint64_t max_bytes, char **buf,
+                       size_t *len, uhlm_error *err);
+/* uhlm_read_file_max with the default limit. */
 int uhlm_read_file(const char *path, const char *what, char **buf, size_t *len, uhlm_error *err);
 
 /* Monotonic wall-clock seconds. */

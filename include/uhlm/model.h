@@ -138,7 +138,7 @@ typedef struct uhlm_batch_entry {
 /* Runs the batch. logits receives vocab_size floats per entry with logits != 0, in entry
  * order (may be NULL if none ask). hidden, if not NULL, likewise receives the final
  * RMS-normed hidden state (dim floats) of those entries. On error (bad seq, token, position,
- * or position past n_ctx) nothing is changed. */
+ * position past n_ctx, or a non-finite logit from corrupt weights) nothing is changed. */
 int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, float *hidden,
                 uhlm_error *err);
 

@@ -42,6 +42,9 @@ typedef struct uhlm_prompt_set {
 int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_prompt_set *out,
                        uhlm_error *err);
 int uhlm_prompts_load(const char *path, uhlm_prompt_set *out, uhlm_error *err);
+/* uhlm_prompts_load of a file of at most max_bytes (0: the default, see uhlm_read_file_max). */
+int uhlm_prompts_load_max(const char *path, uint64_t max_bytes, uhlm_prompt_set *out,
+                          uhlm_error *err);
 void uhlm_prompts_free(uhlm_prompt_set *s);
 
 /* 1 when the id falls in the training part of a split with train fraction frac in [0, 1]. */

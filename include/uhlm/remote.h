@@ -24,10 +24,12 @@
  * fails on a connection that had been idle (the server's idle timeout, a restarted server) is
  * retried once at once on a fresh connection before the verifier falls back.
  *
- * CTX_FULL on a resynchronising OPEN (a new server with a smaller context) leaves the
- * verifier unavailable until the next open(). Errors that would repeat on any server
- * (BAD_TOKEN, BAD_PROBS, BAD_PAYLOAD, a payload kind or frame size the server does not take)
- * return -1; so does a refused HELLO (AUTH, VOCAB_MISMATCH, BAD_VERSION) on the very first
+ * A server that cannot serve the session leaves the verifier unavailable until the next
+ * open(), with one log line: CTX_FULL, a context longer than WELCOME's n_ctx, BAD_PAYLOAD, a
+ * payload kind WELCOME does not list. info() sets ctx_fallback: the server's n_ctx bounds what
+ * it verifies, not the run of a device with an SLM. Errors that would repeat on any server
+ * (BAD_TOKEN, BAD_PROBS, a frame size the server does not take) return -1; so does a refused
+ * HELLO (AUTH, VOCAB_MISMATCH, BAD_VERSION) on the very first
  * connection, where it is a configuration error rather than an outage. After a successful
  * first connection, such refusals count as unavailability.
  *
@@ -64,6 +66,10 @@ typedef struct uhlm_remote_params {
     uint64_t jitter_seed;     /* seeds the backoff jitter */
     uhlm_remote_log_fn log;   /* may be NULL */
     void *log_user;
+    /* nonzero: never go on with the SLM alone: whatever would answer UHLM_VERIFIER_UNAVAILABLE
+     * (server unreachable or lost after the one immediate retry, context full, payload
+     * refused) is an error instead (`uhlm run --require-server`) */
+    int require;
 } uhlm_remote_params;
 
 /* connect 3 s, read 30 s (a 7B prefill on a CPU server takes seconds), backoff 0.05 s

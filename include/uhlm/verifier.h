@@ -46,6 +46,10 @@ typedef struct uhlm_verifier_info {
     int n_vocab;
     uint64_t fingerprint; /* uhlm_tokenizer_fingerprint of the LLM's vocabulary; 0 = unknown */
     int n_ctx;            /* positions per session */
+    /* nonzero: a session may outgrow n_ctx, and the verifier then answers UNAVAILABLE (the
+     * remote verifier: the device goes on with the SLM alone), so n_ctx need not bound a device
+     * that has an SLM. 0 (in-process): the device stops at n_ctx. */
+    int ctx_fallback;
     char model[256];      /* for reports */
 } uhlm_verifier_info;
 

@@ -71,6 +71,11 @@ int cli_prompts_chat(const char *cmd, const uhlm_model *m, int no_chat);
  * says; returns as uhlm_tokenize. */
 int cli_prompt_tokens(const uhlm_model *m, int chat, const char *text, int *ids, int cap,
                       uhlm_error *err);
+/* --payload topk:K with K above the SLM's vocabulary is a usage error, like K = 0, though it
+ * can only be seen once the model is loaded: prints "uhlm CMD: --payload ..." and returns -1
+ * (the caller exits 2). */
+struct uhlm_payload_spec;
+int cli_check_payload(const char *cmd, const struct uhlm_payload_spec *p, const uhlm_model *slm);
 
 /* Prints o as one line on stdout and deletes it. -1 (after "uhlm CMD: out of memory" on
  * stderr) when it cannot be printed, so no result goes missing silently. */

@@ -38,6 +38,7 @@ uhlm_verifier *cli_remote_verifier(const cli_remote *r, const uhlm_model *slm, c
     rp.client = client;
     rp.connect_timeout_s = connect_timeout_s;
     rp.read_timeout_s = read_timeout_s;
+    rp.require = r->require;
     /* the backoff jitter only spreads reconnects of many devices; it never touches tokens */
     rp.jitter_seed = seed ^ (uint64_t)(uhlm_now() * 1e9);
     rp.log = log;

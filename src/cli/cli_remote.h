@@ -14,6 +14,7 @@ typedef struct cli_remote {
     char host[256], port[16];
     char token[UHLM_WIRE_MAX_AUTH + 1];
     size_t token_len; /* 0: no token */
+    int require;      /* --require-server: no generation with the SLM alone */
 } cli_remote;
 
 /* Validates the options after parsing and reads the token file. Returns 0, or the exit

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 
 #include <cjson/cJSON.h>
+#include "uhlm/payload.h"
 #include "uhlm/tokenizer.h"
 
 #include <errno.h>
@@ -181,4 +182,11 @@ int cli_print_json(const char *cmd, cJSON *o) {
     puts(s);
     cJSON_free(s);
     return 0;
+}
+
+int cli_check_payload(const char *cmd, const struct uhlm_payload_spec *p, const uhlm_model *slm) {
+    uhlm_error err = {{0}};
+    if (uhlm_payload_check(p, slm->cfg.vocab_size, &err) == 0) return 0;
+    fprintf(stderr, "uhlm %s: --payload: %s (SLM %s)\n", cmd, err.msg, slm->path);
+    return -1;
 }

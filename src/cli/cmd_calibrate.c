@@ -23,7 +23,8 @@ static void help(FILE *f) {
             "                      [-n N] [--temp T] [--top-k K] [--top-p P] [--payload ENC]\n"
             "                      [--uncertainty perturb|entropy|maxprob|margin] [--samples M]\n"
             "                      [--theta-max T] [--split F] [--limit P] [--seed S]\n"
-            "                      [--budget R] [--csv FILE] [--no-chat] [-t THREADS]\n\n"
+            "                      [--budget R] [--csv FILE] [--no-chat] [-t THREADS]\n"
+            "                      [--max-input-mb MB]\n\n"
             "Runs hlm (every token verified) with the uncertainty u recorded, fits the LLM's\n"
             "rejection probability beta = a*u + b by least squares on the training prompts,\n"
             "and derives the skip thresholds: risk-averse u_th = -b/a, risk-prone\n"
@@ -48,9 +49,11 @@ static void help(FILE *f) {
             "  --limit P        use only the first P prompts (default all)\n"
             "  -n N             tokens per prompt (default 128)\n"
             "  -t THREADS       threads per model (default 1: the pair is tiny)\n"
+            "  --max-input-mb MB  largest --prompts file read (default %d MiB)\n"
             "  other options as in `uhlm run` (defaults: temp 1, f32, perturb M=%d theta=%g,\n"
             "  seed 42; each prompt's seed is derived from the seed and the prompt id)\n",
-            UHLM_CALIB_BUDGET_DEFAULT, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX);
+            UHLM_CALIB_BUDGET_DEFAULT, UHLM_INPUT_MAX_MB, UHLM_UNC_DEFAULT_SAMPLES,
+            UHLM_UNC_DEFAULT_THETA_MAX);
 }
 
 typedef struct {
@@ -121,6 +124,7 @@ int cmd_calibrate(int argc, char **argv) {
     const char *slm_arg = UHLM_DEFAULT_SLM, *llm_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
     const char *prompts_path = NULL, *out_path = NULL, *csv_path = NULL;
     long threads = 1, n_gen = 128, top_k = 0, samples = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
+    long max_in_mb = UHLM_INPUT_MAX_MB;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX, split = 0.5;
     double budget = UHLM_CALIB_BUDGET_DEFAULT;
     int no_chat = 0;
@@ -137,7 +141,7 @@ int cmd_calibrate(int argc, char **argv) {
             "-m",      "--llm",       "-z",      "--prompts", "-o",          "--csv",
             "-n",      "--temp",      "--top-k", "--top-p",   "--payload",   "--uncertainty",
             "--samples", "--theta-max", "--split", "--limit",  "--seed",      "-t",
-            "--budget"};
+            "--budget", "--max-input-mb"};
         if (!strcmp(a, "--no-chat")) {
             no_chat = 1;
             continue;
@@ -169,6 +173,8 @@ int cmd_calibrate(int argc, char **argv) {
             bad = cli_parse_float(cmd, a, v, 0, 1e6, &temp);
         else if (!strcmp(a, "--top-k"))
             bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &top_k);
+        else if (!strcmp(a, "--max-input-mb"))
+            bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &max_in_mb);
         else if (!strcmp(a, "--top-p"))
             bad = cli_parse_float(cmd, a, v, 1e-9, 1.0, &top_p);
         else if (!strcmp(a, "--samples"))
@@ -228,7 +234,7 @@ int cmd_calibrate(int argc, char **argv) {
     char *js = NULL;
     double w0 = uhlm_now();
 
-    if (uhlm_prompts_load(prompts_path, &ps, &err) != 0) {
+    if (uhlm_prompts_load_max(prompts_path, (uint64_t)max_in_mb << 20, &ps, &err) != 0) {
         fprintf(stderr, "uhlm calibrate: %s\n", err.msg);
         goto done;
     }
@@ -236,6 +242,10 @@ int cmd_calibrate(int argc, char **argv) {
     if (!(slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
         !(llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM")) || evc_check_pair(cmd, slm, llm))
         goto done;
+    if (cli_check_payload(cmd, &dp.payload, slm) != 0) {
+        rc = 2;
+        goto done;
+    }
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     if (!(slm_ctx = uhlm_ctx_new(slm, &cp, &err)) ||

@@ -44,7 +44,7 @@ static void help(FILE *f) {
         "                 [--sweep Q,Q,...] [--sweep-methods M,M,...] [--sweep-snr DB]\n"
         "                 [--no-greedy] [--no-chat] [--seed S] [-t THREADS]\n"
         "                 [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
-        "                  [--read-timeout S]]\n\n"
+        "                  [--read-timeout S]] [--max-input-mb MB]\n\n"
         "Runs every requested mode on every prompt once, re-accounts the link time for each\n"
         "SNR from the recorded message sizes, and writes to DIR:\n"
         "  results.csv    one row per mode and SNR: throughput, TR, TSR, rejection rate,\n"
@@ -85,9 +85,11 @@ static void help(FILE *f) {
         "                   The eval fails if the server cannot be reached or drops tokens\n"
         "                   to SLM-alone fallback (the results would mix two systems)\n"
         "  --auth-token-file F, --connect-timeout S, --read-timeout S   as in `uhlm run`\n"
+        "  --max-input-mb MB  largest --prompts/--calib file read (default %d MiB)\n"
         "  other options as in `uhlm run`\n\n"
         "Throughput is generated tokens / (SLM + LLM compute, u only where the policy reads\n"
-        "it, + link time). A progress bar with an ETA is drawn on stderr when it is a TTY.\n");
+        "it, + link time). A progress bar with an ETA is drawn on stderr when it is a TTY.\n",
+        UHLM_INPUT_MAX_MB);
 }
 
 /* ---- parsing helpers ---- */
@@ -377,6 +379,7 @@ int cmd_eval(int argc, char **argv) {
     const char *prompts_path = NULL, *out_dir = NULL, *calib_path = NULL, *risk = NULL;
     const char *modes_arg = "slm,llm,hlm,rand,uhlm", *sweep_methods_arg = NULL;
     long threads = 1, n_gen = 64, top_k = 0, samples_m = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
+    long max_in_mb = UHLM_INPUT_MAX_MB;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX, split = -1;
     double bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH, lat = 0.0, uth = NAN, skip_prob = NAN;
     double sweep_snr = 0.0;
@@ -413,7 +416,7 @@ int cmd_eval(int argc, char **argv) {
             "--uncertainty", "--samples", "--theta-max", "--temp",  "--top-k",     "--top-p",
             "-n",          "--limit",     "--split",   "--bandwidth", "--latency", "--fading",
             "--sweep",     "--sweep-methods", "--sweep-snr", "--seed", "-t",       "--server",
-            "--auth-token-file", "--connect-timeout", "--read-timeout"};
+            "--auth-token-file", "--connect-timeout", "--read-timeout", "--max-input-mb"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
         if (!known) {
@@ -446,6 +449,8 @@ int cmd_eval(int argc, char **argv) {
             token_file = v;
         else if (!strcmp(a, "--connect-timeout"))
             bad = cli_parse_float(cmd, a, v, 1e-3, 3600, &connect_to);
+        else if (!strcmp(a, "--max-input-mb"))
+            bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &max_in_mb);
         else if (!strcmp(a, "--read-timeout"))
             bad = cli_parse_float(cmd, a, v, 1e-3, 86400, &read_to);
         else if (!strcmp(a, "--snr")) {
@@ -573,7 +578,7 @@ int cmd_eval(int argc, char **argv) {
         smeth[n_smeth++] = dp.unc.method;
     }
     if (n_sweep == 0) n_smeth = 0;
-    if (calib_path && uhlm_calib_load_threshold(calib_path, risk, &uth, &err) != 0) {
+    if (calib_path && uhlm_calib_load_threshold_max(calib_path, risk, (uint64_t)max_in_mb << 20, &uth, &err) != 0) {
         fprintf(stderr, "uhlm eval: %s\n", err.msg);
         return 1;
     }
@@ -622,7 +627,7 @@ int cmd_eval(int argc, char **argv) {
     double w0 = uhlm_now();
 
     uhlm_prompt_set all_ps = {0};
-    if (uhlm_prompts_load(prompts_path, &all_ps, &err) != 0) {
+    if (uhlm_prompts_load_max(prompts_path, (uint64_t)max_in_mb << 20, &all_ps, &err) != 0) {
         fprintf(stderr, "uhlm eval: %s\n", err.msg);
         goto done;
     }
@@ -647,6 +652,10 @@ int cmd_eval(int argc, char **argv) {
     if (!(E.slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
         !(E.llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM")) || evc_check_pair(cmd, E.slm, E.llm))
         goto done;
+    if (cli_check_payload(cmd, &dp.payload, E.slm) != 0) {
+        rc = 2;
+        goto done;
+    }
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     if (!(E.slm_ctx = uhlm_ctx_new(E.slm, &cp, &err)) || !(E.shadow = uhlm_ctx_new(E.llm, &cp, &err)) ||

@@ -30,8 +30,9 @@ static void help(FILE *f) {
         "                [--uncertainty perturb|entropy|maxprob|margin] [--samples M]\n"
         "                [--theta-max T] [--seed S] [--shadow] [--json] [--events]\n"
         "                [-t THREADS] [--simd LEVEL] [--channel accounted|shaped]\n"
+        "                [--max-input-mb MB]\n"
         "                [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
-        "                 [--read-timeout S]]\n\n"
+        "                 [--read-timeout S] [--require-server]]\n\n"
         "Hybrid generation: a small model (SLM, the device) drafts every token; depending on\n"
         "the mode, a large model (LLM, the server, here in the same process) verifies it by\n"
         "speculative sampling. Link time comes from an accounted wireless channel model.\n\n"
@@ -82,12 +83,17 @@ static void help(FILE *f) {
         "                   is unreachable or dies, generation goes on with the SLM alone\n"
         "                   (tokens counted as unverified), reconnects with backoff and\n"
         "                   resynchronises (in every mode, llm included)\n"
+        "  --require-server     fail (exit 1) instead of going on with the SLM alone when the\n"
+        "                   server cannot verify (unreachable, lost, context full, payload\n"
+        "                   refused)\n"
         "  --auth-token-file F  the server's shared auth token (first line of F)\n"
         "  --connect-timeout S  per connection attempt (default 3)\n"
         "  --read-timeout S     per reply, LLM time included (default 30)\n"
+        "  --max-input-mb MB    largest --calib file read (default %d MiB)\n"
         "\nText goes to stdout; a one-line summary of the stats goes to stderr.\n",
         UHLM_DEFAULT_SLM, UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER, UHLM_CHANNEL_DEFAULT_SNR_DB,
-        UHLM_CHANNEL_DEFAULT_BANDWIDTH, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX);
+        UHLM_CHANNEL_DEFAULT_BANDWIDTH, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX,
+        UHLM_INPUT_MAX_MB);
 }
 
 typedef struct {
@@ -134,13 +140,14 @@ int cmd_run(int argc, char **argv) {
     double snr = UHLM_CHANNEL_DEFAULT_SNR_DB, bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH, lat = 0.0;
     double dsnr = NAN, dbw = NAN;
     uint64_t seed = 42;
-    int json = 0, events = 0, shadow = 0;
+    int json = 0, events = 0, shadow = 0, require_server = 0;
     const char *server = NULL, *token_file = NULL;
     double connect_to = 3.0, read_to = 30.0;
     uhlm_simd simd = UHLM_SIMD_AUTO;
     uhlm_device_params dp = uhlm_device_default_params();
     uhlm_error err = {{0}};
     const char *calib_path = NULL, *risk = NULL; /* --calib F --risk averse|prone|budget[:R] */
+    long max_in_mb = UHLM_INPUT_MAX_MB;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -156,6 +163,8 @@ int cmd_run(int argc, char **argv) {
             chat = 1;
         } else if (!strcmp(a, "--system")) {
             if (!(system = cli_need_arg(cmd, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--require-server")) {
+            require_server = 1;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--llm") || !strcmp(a, "-z") ||
                    !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--mode") ||
                    !strcmp(a, "--uth") || !strcmp(a, "--skip-prob") || !strcmp(a, "--payload") ||
@@ -167,7 +176,8 @@ int cmd_run(int argc, char **argv) {
                    !strcmp(a, "--theta-max") || !strcmp(a, "--simd") || !strcmp(a, "--server") ||
                    !strcmp(a, "--auth-token-file") || !strcmp(a, "--connect-timeout") ||
                    !strcmp(a, "--read-timeout") || !strcmp(a, "--channel") ||
-                   !strcmp(a, "--calib") || !strcmp(a, "--risk")) {
+                   !strcmp(a, "--calib") || !strcmp(a, "--risk") ||
+                   !strcmp(a, "--max-input-mb")) {
             if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
             int bad = 0;
             if (!strcmp(a, "-m"))
@@ -220,6 +230,8 @@ int cmd_run(int argc, char **argv) {
                 calib_path = v;
             else if (!strcmp(a, "--risk"))
                 risk = v;
+            else if (!strcmp(a, "--max-input-mb"))
+                bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &max_in_mb);
             else if (!strcmp(a, "--channel")) {
                 if ((bad = uhlm_channel_mode_parse(v, &dp.channel.mode) != 0))
                     fprintf(stderr, "uhlm run: unknown channel '%s' (accounted, shaped)\n", v);
@@ -262,7 +274,8 @@ int cmd_run(int argc, char **argv) {
                         "[0, 1]) go together\n");
         return 2;
     }
-    if (calib_path && uhlm_calib_load_threshold(calib_path, risk, &dp.policy.u_th, &err) != 0) {
+    if (calib_path && uhlm_calib_load_threshold_max(calib_path, risk, (uint64_t)max_in_mb << 20,
+                                                   &dp.policy.u_th, &err) != 0) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
         return 1;
     }
@@ -275,6 +288,11 @@ int cmd_run(int argc, char **argv) {
     cli_remote remote_opts;
     int remote_rc = cli_remote_setup("run", server, token_file, &remote_opts);
     if (remote_rc != 0) return remote_rc;
+    if (require_server && !server) {
+        fprintf(stderr, "uhlm run: --require-server needs --server\n");
+        return 2;
+    }
+    remote_opts.require = require_server;
 
     int rc = 1;
     uhlm_model *slm = NULL, *llm = NULL;
@@ -302,6 +320,10 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     if (chat && cli_check_chat(cmd, slm) != 0) goto done;
+    if (cli_check_payload(cmd, &dp.payload, slm) != 0) {
+        rc = 2;
+        goto done;
+    }
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     cp.simd = simd;

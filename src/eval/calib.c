@@ -278,6 +278,11 @@ static int load_curve(const cJSON *o, const char *path, uhlm_calib_curve *c, uhl
 }
 
 int uhlm_calib_load_threshold(const char *path, const char *risk, double *u_th, uhlm_error *err) {
+    return uhlm_calib_load_threshold_max(path, risk, 0, u_th, err);
+}
+
+int uhlm_calib_load_threshold_max(const char *path, const char *risk, uint64_t max_bytes,
+                                  double *u_th, uhlm_error *err) {
     uhlm_risk_kind kind;
     double R;
     if (uhlm_calib_risk_parse(risk, &kind, &R, err) != 0) return -1;
@@ -286,7 +291,7 @@ int uhlm_calib_load_threshold(const char *path, const char *risk, double *u_th, 
                                                 : "budget";
     char *buf;
     size_t len;
-    if (uhlm_read_file(path, "calibration", &buf, &len, err) != 0) return -1;
+    if (uhlm_read_file_max(path, "calibration", max_bytes, &buf, &len, err) != 0) return -1;
     cJSON *o = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!o) return uhlm_set_error(err, "%s: not valid JSON (expected a uhlm calibrate output)", path);

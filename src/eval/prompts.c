@@ -172,6 +172,31 @@ static int check_dups(const uhlm_prompt_set *s, const char *name, uhlm_error *er
     return rc;
 }
 
+/* Prompts and ids are C strings, and cJSON decodes \u0000 into a NUL that would silently cut
+ * the text there; a raw NUL byte does the same. Such a file is refused, naming the line: the
+ * scan follows string and escape boundaries, so an escaped backslash before "u0000" is text. */
+static int check_no_nul(const char *buf, size_t len, const char *name, uhlm_error *err) {
+    int line = 1, in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (c == '\n') line++;
+        if (c == '\0')
+            return uhlm_set_error(err, "%s: line %d: a NUL byte in the file (prompts cannot hold "
+                                  "NUL characters)", name, line);
+        if (c == '"') {
+            in_str = !in_str;
+        } else if (in_str && c == '\\' && i + 1 < len) {
+            if (buf[i + 1] == 'u' && i + 5 < len && !memcmp(buf + i + 2, "0000", 4))
+                return uhlm_set_error(err,
+                                      "%s: line %d: a NUL character (\\u0000) in a string "
+                                      "(prompts and ids cannot hold NUL characters)",
+                                      name, line);
+            i++; /* the escaped character */
+        }
+    }
+    return 0;
+}
+
 int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_prompt_set *out,
                        uhlm_error *err) {
     out->items = NULL;
@@ -186,6 +211,8 @@ int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_promp
     int rc;
     if (i == len)
         rc = uhlm_set_error(err, "%s: no prompts (empty file)", name);
+    else if (check_no_nul(buf, len, name, err) != 0)
+        rc = -1;
     else if (buf[i] == '{')
         rc = parse_jsonl(&b, buf + i, len - i, name, err);
     else if (buf[i] == '[')
@@ -202,11 +229,16 @@ int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_promp
 }
 
 int uhlm_prompts_load(const char *path, uhlm_prompt_set *out, uhlm_error *err) {
+    return uhlm_prompts_load_max(path, 0, out, err);
+}
+
+int uhlm_prompts_load_max(const char *path, uint64_t max_bytes, uhlm_prompt_set *out,
+                          uhlm_error *err) {
     out->items = NULL;
     out->n = 0;
     char *buf;
     size_t len;
-    if (uhlm_read_file(path, "prompt", &buf, &len, err) != 0) return -1;
+    if (uhlm_read_file_max(path, "prompt", max_bytes, &buf, &len, err) != 0) return -1;
     int rc = uhlm_prompts_parse(buf, len, path, out, err);
     free(buf);
     return rc;

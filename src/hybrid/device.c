@@ -123,7 +123,10 @@ uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_
                            (unsigned long long)d->vinfo.fingerprint);
             goto fail;
         }
-        if (d->vinfo.n_ctx < d->n_ctx) d->n_ctx = d->vinfo.n_ctx;
+        /* a remote server's context bounds what it verifies, not the SLM's run: a server that
+         * advertises a context too small for the prompt must not make every run fail */
+        if (d->vinfo.n_ctx < d->n_ctx && !(slm && d->vinfo.ctx_fallback))
+            d->n_ctx = d->vinfo.n_ctx;
     }
     if (d->shadow) {
         const uhlm_model *shm = uhlm_ctx_model(d->shadow);

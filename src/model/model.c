@@ -451,6 +451,31 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
     if (logits) matmul(c, &m->w.output, c->xb, nl, logits);
 }
 
+/* Corrupt weights (NaN or Inf values that pass every format check) show up as non-finite
+ * logits; sampling from them would print garbage, so the call fails instead, and the entries'
+ * cache positions are dropped again so that the call changes nothing. The scan costs one pass
+ * over the logits, small beside the classifier matmul that produced them. */
+static int logits_finite(uhlm_ctx *c, const uhlm_batch_entry *e, int n, const float *logits,
+                         uhlm_error *err) {
+    size_t V = (size_t)c->m->cfg.vocab_size;
+    size_t row = 0;
+    for (int i = 0; i < n; i++) {
+        if (!e[i].logits) continue;
+        const float *z = logits + row++ * V;
+        for (size_t v = 0; v < V; v++) {
+            if (isfinite(z[v])) continue;
+            for (int j = 0; j < n; j++) /* positions are consecutive: the least is the old length */
+                if (c->seqs[e[j].seq].len > e[j].pos) c->seqs[e[j].seq].len = e[j].pos;
+            return uhlm_set_error(err,
+                                  "%s: non-finite logit (%g) for token %zu at batch entry %d "
+                                  "(sequence %d, position %d): the model's weights hold NaN or "
+                                  "Inf values",
+                                  c->m->path, (double)z[v], v, i, e[i].seq, e[i].pos);
+        }
+    }
+    return 0;
+}
+
 int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, float *hidden,
                 uhlm_error *err) {
     if (n < 0) return uhlm_set_error(err, "negative batch size %d", n);
@@ -478,6 +503,7 @@ int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, fl
             return uhlm_set_error(err, "out of memory allocating the KV cache of sequence %d",
                                   e[i].seq);
     size_t V = (size_t)p->vocab_size, D = (size_t)p->dim;
+    float *logits0 = logits;
     for (int off = 0; off < n; off += c->p.max_batch) {
         int cn = n - off < c->p.max_batch ? n - off : c->p.max_batch;
         int nl = 0;
@@ -491,5 +517,5 @@ int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, fl
         if (logits) logits += (size_t)nl * V;
         if (hidden) hidden += (size_t)nl * D;
     }
-    return 0;
+    return logits0 ? logits_finite(c, e, n, logits0, err) : 0;
 }

@@ -223,8 +223,9 @@ static void lose(remote *r, const char *why) {
     r->st.losses++;
     r->troubled = 1;
     if (r->want_open) r->lost_session = 1;
-    logf_(r, "lost the server %s:%s: %s; generating with the SLM alone until it is back", r->host,
-          r->port, why);
+    if (!r->p.require)
+        logf_(r, "lost the server %s:%s: %s; generating with the SLM alone until it is back",
+              r->host, r->port, why);
 }
 
 /* Schedules the next connection attempt: exponential backoff with jitter in [1/2, 1]. */
@@ -383,17 +384,34 @@ static int peer_closed(remote *r) {
     return n != 0;
 }
 
+/* Gives up on the server for the rest of this session (until the next open): it cannot serve
+ * this session's requests, however often they are sent. */
+static int disable(remote *r, const char *why, uhlm_error *err) {
+    r->disabled = 1;
+    if (why != err->msg) uhlm_set_error(err, "%s", why);
+    if (!r->p.require) logf_(r, "%s; generating with the SLM alone until the end of this run", why);
+    return RV_UNAV;
+}
+
+/* The error that replaces UNAVAILABLE under the require parameter; err holds the cause. */
+static int required(remote *r, uhlm_error *err) {
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg[0] ? err->msg : "unavailable");
+    return uhlm_set_error(err,
+                          "the server %s:%s cannot verify: %s (--require-server: no generation "
+                          "with the SLM alone)",
+                          r->host, r->port, why);
+}
+
 /* Maps an ERROR reply to an outcome. Codes that mean "this server or connection, now" are
- * losses; codes that would repeat anywhere are hard errors. */
+ * losses; codes that say this server cannot serve this session (its context is full, it does
+ * not take this payload encoding) end verification for the session, and the device goes on
+ * with the SLM alone; codes that would repeat anywhere (a malformed request) are hard errors. */
 static int error_outcome(remote *r, const char *what, const uhlm_wire_errmsg *e, uhlm_error *err) {
     unsigned c = e->code;
     uhlm_set_error(err, "the server refused %s: %s: %.*s", what, uhlm_wire_code_name(c),
                    (int)e->msg.len, e->msg.p);
-    if (c == UHLM_WIRE_E_CTX_FULL) {
-        r->disabled = 1;
-        logf_(r, "%s; generating with the SLM alone until the end of this run", err->msg);
-        return RV_UNAV;
-    }
+    if (c == UHLM_WIRE_E_CTX_FULL || c == UHLM_WIRE_E_BAD_PAYLOAD) return disable(r, err->msg, err);
     if ((e->flags & UHLM_WIRE_EF_FATAL) || c == UHLM_WIRE_E_DESYNC || c == UHLM_WIRE_E_NOT_OPEN ||
         c == UHLM_WIRE_E_BUSY || c == UHLM_WIRE_E_INTERNAL || c == UHLM_WIRE_E_TIMEOUT ||
         c == UHLM_WIRE_E_SHUTTING_DOWN)
@@ -434,11 +452,10 @@ static int do_open(remote *r, req *q, uhlm_error *err) {
     }
     uint32_t max_prompt = r->srv_n_ctx < UHLM_WIRE_MAX_TOKENS ? r->srv_n_ctx : UHLM_WIRE_MAX_TOKENS;
     if ((uint32_t)n > max_prompt) {
-        r->disabled = 1;
-        logf_(r, "the context of %d tokens exceeds the server's %u; generating with the SLM alone "
-                 "until the end of this run",
-              n, (unsigned)max_prompt);
-        return RV_UNAV;
+        char why[160];
+        snprintf(why, sizeof why, "the context of %d tokens exceeds the server's %u", n,
+                 (unsigned)max_prompt);
+        return disable(r, why, err);
     }
     uhlm_wire_limits lim = {r->lim.max_frame, max_prompt, r->lim.vocab_size};
     uhlm_wire_open o = {mode, r->s.temp, (uint32_t)r->s.top_k, r->s.top_p, r->seed,
@@ -509,10 +526,12 @@ static int commit(remote *r, const int *a, int na, const int *b, int nb, uhlm_er
 static int exchange_verify(remote *r, req *q, uhlm_error *err) {
     const uhlm_verify_req *vr = q->vr;
     int greedy = r->s.temp == 0.0f;
-    if (!(r->payload_kinds & UHLM_WIRE_KIND_BIT((unsigned)vr->enc.kind)))
-        return uhlm_set_error(err, "the server %s:%s does not accept this payload encoding "
-                                   "(accepted kinds: mask 0x%x)",
-                              r->host, r->port, (unsigned)r->payload_kinds);
+    if (!(r->payload_kinds & UHLM_WIRE_KIND_BIT((unsigned)vr->enc.kind))) {
+        uhlm_set_error(err, "the server %s:%s does not accept this payload encoding (accepted "
+                            "kinds: mask 0x%x)",
+                       r->host, r->port, (unsigned)r->payload_kinds);
+        return disable(r, err->msg, err);
+    }
     int ncu = q->n_catchup - q->folded;
     uint32_t pos = (uint32_t)(r->n_ctx_tok + q->folded);
     uint32_t id = ++r->next_req ? r->next_req : ++r->next_req;
@@ -617,6 +636,7 @@ static int transact(remote *r, req *q, uhlm_error *err) {
         if (q->catchup[i] < 0 || q->catchup[i] >= r->p.n_vocab)
             return uhlm_set_error(err, "remote verifier: catch-up token %d is %d, outside [0, %d)",
                                   i, q->catchup[i], r->p.n_vocab);
+    err->msg[0] = '\0'; /* so that an UNAVAILABLE without a new cause says so (required) */
     for (int attempt = 0;; attempt++) {
         int had_conn = r->fd >= 0;
         r->timed_out = 0;
@@ -635,7 +655,7 @@ static int transact(remote *r, req *q, uhlm_error *err) {
             note_failure(r);
         }
         r->st.unavailable++;
-        return UHLM_VERIFIER_UNAVAILABLE;
+        return r->p.require ? required(r, err) : UHLM_VERIFIER_UNAVAILABLE;
     }
 }
 
@@ -650,10 +670,15 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
         if (rc != RV_OK) {
             r->st.connect_failures++;
             note_failure(r);
+            if (r->p.require) return required(r, err);
             logf_(r, "%s; generating with the SLM alone until the server answers", err->msg);
             r->fail_logged = 1;
         }
     }
+    /* A session that outgrows the server's context goes on with the SLM alone (do_open), as
+     * when the server cannot be reached, so the server's context need not bound a device with
+     * an SLM: a server advertising a context of 1 no longer makes every prompt fail. */
+    out->ctx_fallback = 1;
     if (r->ever_connected) {
         out->n_vocab = (int)r->srv_vocab;
         out->fingerprint = r->srv_fp;
@@ -680,10 +705,6 @@ static int rv_open(uhlm_verifier *v, const int *prompt, int n, const uhlm_sampli
         if (prompt[i] < 0 || prompt[i] >= r->p.n_vocab)
             return uhlm_set_error(err, "remote verifier: prompt token %d is %d, outside [0, %d)",
                                   i, prompt[i], r->p.n_vocab);
-    if (r->ever_connected && (uint32_t)n > r->srv_n_ctx)
-        return uhlm_set_error(err, "remote verifier: prompt of %d tokens exceeds the server's "
-                                   "context of %u",
-                              n, (unsigned)r->srv_n_ctx);
     if (grow_ints(&r->ctx, &r->ctx_cap, (size_t)n) != 0)
         return uhlm_set_error(err, "remote verifier: out of memory");
     memcpy(r->ctx, prompt, sizeof(int) * (size_t)n);

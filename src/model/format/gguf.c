@@ -9,8 +9,8 @@
  * The reader treats the file as hostile: every read goes through a bounds-checked cursor, every
  * count is bounded by the bytes left before anything is allocated for it, and all arithmetic on
  * sizes is overflow-checked. After a successful open the rest of the library may trust every
- * descriptor (a tensor's data lies inside the mapping, strings lie inside the file). v1 (32-bit
- * counts) is refused. */
+ * descriptor (a tensor's data lies inside the mapping, disjoint from every other tensor's, and
+ * its size is type x shape; strings lie inside the file). v1 (32-bit counts) is refused. */
 #include "uhlm/gguf.h"
 
 #include <errno.h>
@@ -427,6 +427,44 @@ void uhlm_gguf_close(uhlm_gguf *g) {
     free(g);
 }
 
+/* Tensor data must be laid out as llama.cpp's gguf reader requires: in tensor-info order, each
+ * region starting where the previous one ends, rounded up to the alignment. The bounds check
+ * alone let a tensor whose type, shape or offset was altered read another tensor's bytes (and
+ * generate print garbage); with this rule every region is disjoint, and every size equals
+ * type x shape, since a larger or smaller size moves all later offsets. expect is where tensor
+ * i must start. */
+static int check_layout(const uhlm_gguf *g, uint64_t i, uint64_t expect, uhlm_error *err) {
+    const uhlm_gguf_tensor *t = &g->tensors[i];
+    if (t->offset == expect) return 0;
+    char nb[80], pb[80];
+    show(t->name, nb, sizeof nb);
+    if (i == 0)
+        return uhlm_set_error(err,
+                              "%s: tensor '%s' data at offset %llu leaves %llu unused bytes at "
+                              "the start of the data section (the first tensor starts at 0)",
+                              g->path, nb, (unsigned long long)t->offset,
+                              (unsigned long long)t->offset);
+    const uhlm_gguf_tensor *p = &g->tensors[i - 1];
+    show(p->name, pb, sizeof pb);
+    if (t->offset < expect)
+        return uhlm_set_error(err,
+                              "%s: tensor '%s' data at offset %llu overlaps tensor '%s' (%s, %llu "
+                              "bytes at offset %llu); tensor data must follow in order without "
+                              "overlap: a corrupted type, shape or offset?",
+                              g->path, nb, (unsigned long long)t->offset, pb,
+                              ggml_type_name(p->type), (unsigned long long)p->nbytes,
+                              (unsigned long long)p->offset);
+    return uhlm_set_error(err,
+                          "%s: tensor '%s' data at offset %llu leaves %llu unused bytes after "
+                          "tensor '%s' (%s, %llu bytes at offset %llu, expected the next tensor "
+                          "at %llu): its size does not match its type and shape, or an offset "
+                          "was corrupted",
+                          g->path, nb, (unsigned long long)t->offset,
+                          (unsigned long long)(t->offset - expect), pb, ggml_type_name(p->type),
+                          (unsigned long long)p->nbytes, (unsigned long long)p->offset,
+                          (unsigned long long)expect);
+}
+
 static int parse(uhlm_gguf *g, uhlm_error *err) {
     cursor c;
     memset(&c, 0, sizeof c);
@@ -512,6 +550,7 @@ static int parse(uhlm_gguf *g, uhlm_error *err) {
      * at most 2^31 and the offset at most the file size, so this cannot overflow) */
     uint64_t a = g->alignment;
     uint64_t data_start = (c.off + a - 1) / a * a;
+    uint64_t expect = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         uhlm_gguf_tensor *t = &g->tensors[i];
         char nb[80];
@@ -529,6 +568,9 @@ static int parse(uhlm_gguf *g, uhlm_error *err) {
                                   "%llu > file size %llu)",
                                   g->path, nb, (unsigned long long)abs,
                                   (unsigned long long)t->nbytes, (unsigned long long)c.size);
+        if (check_layout(g, i, expect, err) != 0) return -1;
+        /* nbytes fits in the file, so the rounding cannot overflow */
+        expect = t->offset + (t->nbytes + a - 1) / a * a;
         t->data = c.base + abs;
     }
     return 0;

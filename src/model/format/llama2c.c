@@ -10,6 +10,7 @@
  *      matrix in the v1 order, then all their fp32 scales in the same order. */
 #include "uhlm/model.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,6 +147,11 @@ int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err) {
         const int32_t *h = take(&c, 28, "header");
         if (!h) return -1;
         memcpy(hdr, h, sizeof hdr);
+        /* the sign of the vocab size carries the shared-classifier flag; INT32_MIN has no
+         * positive counterpart, so it is refused before the negation */
+        if (hdr[5] == INT32_MIN)
+            return uhlm_set_error(err, "%s: vocab size %d in the header is out of range", m->path,
+                                  hdr[5]);
         p->shared_classifier = hdr[5] > 0;
         if (hdr[5] < 0) hdr[5] = -hdr[5];
     }

@@ -363,6 +363,7 @@ uhlm_tokenizer *uhlm_tokenizer_load_bin(const char *path, int vocab_size, uhlm_e
     /* first pass validates and counts, so the second can allocate exactly */
     size_t off = 4;
     int count = 0;
+    int32_t longest = 0;
     while (vocab_size ? count < vocab_size : off < sz) {
         if (off == sz) {
             uhlm_set_error(err, "%s: holds %d tokens, but the vocabulary size is %d", path, count,
@@ -390,6 +391,7 @@ uhlm_tokenizer *uhlm_tokenizer_load_bin(const char *path, int vocab_size, uhlm_e
             goto done;
         }
         off += 8 + (size_t)l;
+        if (l > longest) longest = l;
         if (++count == INT_MAX) break;
     }
     if (off != sz) {
@@ -400,6 +402,17 @@ uhlm_tokenizer *uhlm_tokenizer_load_bin(const char *path, int vocab_size, uhlm_e
     }
     if (count == 0) {
         uhlm_set_error(err, "%s: no tokens", path);
+        goto done;
+    }
+    /* The file holds no token count: read on its own (no model to give the size), a file cut
+     * exactly between two records would load as a smaller vocabulary. llama2.c's export writes
+     * max_token_length as the longest piece's length, so a cut that drops a longest piece is
+     * caught here; with a model, its vocabulary size catches every cut. */
+    if (vocab_size == 0 && longest != maxlen) {
+        uhlm_set_error(err,
+                       "%s: max_token_length is %d but the longest of the %d tokens is %d bytes: "
+                       "the file is cut short, or was not written by llama2.c's export",
+                       path, (int)maxlen, count, (int)longest);
         goto done;
     }
     pieces = malloc((size_t)count * sizeof *pieces);

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Input files read whole into memory (--calib, --prompts) are capped and must be regular files.
+# Before: `uhlm run --calib /dev/zero` read until memory ran out, and a FIFO without a writer
+# blocked forever. Now devices, FIFOs and directories are refused at once (exit 1, with the
+# reason), files over the limit are refused without being read, and --max-input-mb raises it.
+set -u
+bin=${UHLM_BIN:?UHLM_BIN not set}
+export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_limits.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
+# A regression must not eat the machine's memory or hang the suite: each command gets 20 s
+# and, outside the sanitizer build (whose shadow memory needs a huge address space), 2 GiB.
+limit=""
+grep -q __asan_init "$bin" 2>/dev/null || limit="ulimit -v 2097152;"
+expect_rc() { # WANT GREP-PATTERN CMD...
+  local want=$1 pat=$2; shift 2
+  bash -c "$limit"' exec timeout 20 "$@"' _ "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+  local rc=$?
+  [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 "$tmp/err")"
+  [ -z "$pat" ] || grep -q -- "$pat" "$tmp/err" && ok || bad "no '$pat' in stderr of $*: $(head -c 300 "$tmp/err")"
+}
+
+mkfifo "$tmp/fifo"
+mkdir "$tmp/dir"
+# non-regular files: refused before any read
+expect_rc 1 "not a regular file (a character device)" "$bin" run --calib /dev/zero --risk averse -n 1
+expect_rc 1 "not a regular file (a FIFO or pipe)" "$bin" run --calib "$tmp/fifo" --risk averse -n 1
+expect_rc 1 "not a regular file (a directory)" "$bin" run --calib "$tmp/dir" --risk averse -n 1
+expect_rc 1 "prompt file /dev/zero is not a regular file" "$bin" calibrate --prompts /dev/zero -o "$tmp/c.json"
+expect_rc 1 "not a regular file (a FIFO or pipe)" "$bin" eval --prompts "$tmp/fifo" -o "$tmp/ev"
+expect_rc 1 "cannot open calibration file $tmp/none" "$bin" run --calib "$tmp/none" --risk averse -n 1
+
+# the size limit: a sparse file past the 64 MiB default is refused without being read
+truncate -s 65M "$tmp/huge.json"
+expect_rc 1 "over the input limit of 67108864 bytes" "$bin" run --calib "$tmp/huge.json" --risk averse -n 1
+expect_rc 1 "over the input limit" "$bin" calibrate --prompts "$tmp/huge.json" -o "$tmp/c.json"
+expect_rc 1 "over the input limit" "$bin" eval --prompts "$tmp/huge.json" -o "$tmp/ev"
+# a valid calibration file padded to 2 MiB: refused under a 1 MiB limit, read under 3 MiB
+{ printf '{"thresholds": {"risk_averse": 0.5, "risk_prone": 0.7}'; head -c 2097152 /dev/zero | tr '\0' ' '; printf '}\n'; } >"$tmp/calib.json"
+expect_rc 1 "is 2097208 bytes, over the input limit of 1048576 bytes" "$bin" run --calib "$tmp/calib.json" --risk averse -n 1 --max-input-mb 1
+expect_rc 0 "" "$bin" run --calib "$tmp/calib.json" --risk averse -n 2 --max-input-mb 3 -p "Once"
+expect_rc 0 "" "$bin" run --calib "$tmp/calib.json" --risk prone -n 2 -p "Once" # default limit
+# the flag is checked like any number
+expect_rc 2 "invalid value for --max-input-mb" "$bin" run --max-input-mb 0
+expect_rc 2 "invalid value for --max-input-mb" "$bin" eval --max-input-mb x --prompts p -o o
+expect_rc 2 "invalid value for --max-input-mb" "$bin" calibrate --max-input-mb -1 --prompts p -o o
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
