@@ -59,34 +59,45 @@ INL __m256i bcast_scale(__m256i sc16, int j) {
     return _mm256_shuffle_epi8(sc16, sh);
 }
 
-INL void dot_q4_K(const uhlm_block_q4_K *w, const uhlm_block_q8_K *x, __m256i *isum, __m256i *msum) {
+/* Each dot_* takes one weight block and the blocks of NX activation rows (NX = 1, 2 or 4, a
+ * constant after inlining): the weight-side unpacking is done once for all of them. */
+#define XROWS for (int a = 0; a < NX; a++)
+
+INL void dot_q4_K(const uhlm_block_q4_K *w, const uhlm_block_q8_K *const *x, const int NX,
+                  __m256i *isum, __m256i *msum) {
     const __m128i sm = q45_scales_mins(w->scales);
-    *msum = q45_msum(sm, x);
+    _Pragma("GCC unroll 4") XROWS msum[a] = q45_msum(sm, x[a]);
     const __m128i s8 = _mm_cvtepu8_epi16(sm);
     const __m256i sc16 = _mm256_set_m128i(s8, s8);
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256i acc = _mm256_setzero_si256();
+    __m256i acc[4];
+    _Pragma("GCC unroll 4") XROWS acc[a] = _mm256_setzero_si256();
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
         const __m256i qb = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * j));
         const __m256i lo = _mm256_and_si256(qb, m4);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
-        const __m256i xl = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * j));
-        const __m256i xh = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * j + 32));
-        const __m256i pl = _mm256_madd_epi16(bcast_scale(sc16, 2 * j), _mm256_maddubs_epi16(lo, xl));
-        const __m256i ph = _mm256_madd_epi16(bcast_scale(sc16, 2 * j + 1), _mm256_maddubs_epi16(hi, xh));
-        acc = _mm256_add_epi32(acc, _mm256_add_epi32(pl, ph));
+        const __m256i sl = bcast_scale(sc16, 2 * j), sh = bcast_scale(sc16, 2 * j + 1);
+        _Pragma("GCC unroll 4") XROWS {
+            const __m256i xl = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 64 * j));
+            const __m256i xh = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 64 * j + 32));
+            const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, xl));
+            const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, xh));
+            acc[a] = _mm256_add_epi32(acc[a], _mm256_add_epi32(pl, ph));
+        }
     }
-    *isum = acc;
+    _Pragma("GCC unroll 4") XROWS isum[a] = acc[a];
 }
 
-INL void dot_q5_K(const uhlm_block_q5_K *w, const uhlm_block_q8_K *x, __m256i *isum, __m256i *msum) {
+INL void dot_q5_K(const uhlm_block_q5_K *w, const uhlm_block_q8_K *const *x, const int NX,
+                  __m256i *isum, __m256i *msum) {
     const __m128i sm = q45_scales_mins(w->scales);
-    *msum = q45_msum(sm, x);
+    _Pragma("GCC unroll 4") XROWS msum[a] = q45_msum(sm, x[a]);
     const __m128i s8 = _mm_cvtepu8_epi16(sm);
     const __m256i sc16 = _mm256_set_m128i(s8, s8);
     const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
     const __m256i hb = _mm256_loadu_si256((const __m256i *)w->qh);
-    __m256i acc = _mm256_setzero_si256();
+    __m256i acc[4];
+    _Pragma("GCC unroll 4") XROWS acc[a] = _mm256_setzero_si256();
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
         const __m256i qb = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * j));
         /* bit 2j (low nibbles) and 2j+1 (high nibbles) of qh, moved to bit 4 */
@@ -94,13 +105,16 @@ INL void dot_q5_K(const uhlm_block_q5_K *w, const uhlm_block_q8_K *x, __m256i *i
         const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hb, 2 * j + 1), 4), b16);
         const __m256i lo = _mm256_or_si256(_mm256_and_si256(qb, m4), h0);
         const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h1);
-        const __m256i xl = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * j));
-        const __m256i xh = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * j + 32));
-        const __m256i pl = _mm256_madd_epi16(bcast_scale(sc16, 2 * j), _mm256_maddubs_epi16(lo, xl));
-        const __m256i ph = _mm256_madd_epi16(bcast_scale(sc16, 2 * j + 1), _mm256_maddubs_epi16(hi, xh));
-        acc = _mm256_add_epi32(acc, _mm256_add_epi32(pl, ph));
+        const __m256i sl = bcast_scale(sc16, 2 * j), sh = bcast_scale(sc16, 2 * j + 1);
+        _Pragma("GCC unroll 4") XROWS {
+            const __m256i xl = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 64 * j));
+            const __m256i xh = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 64 * j + 32));
+            const __m256i pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, xl));
+            const __m256i ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, xh));
+            acc[a] = _mm256_add_epi32(acc[a], _mm256_add_epi32(pl, ph));
+        }
     }
-    *isum = acc;
+    _Pragma("GCC unroll 4") XROWS isum[a] = acc[a];
 }
 
 /* lanes summing to: sum_k scale_k * bsum_k for 16 int8 scales */
@@ -109,10 +123,12 @@ INL __m256i scale_bsums(__m128i s16, const uhlm_block_q8_K *x) {
     return _mm256_madd_epi16(_mm256_cvtepi8_epi16(s16), bs);
 }
 
-INL void dot_q6_K(const uhlm_block_q6_K *w, const uhlm_block_q8_K *x, __m256i *isum, __m256i *msum) {
+INL void dot_q6_K(const uhlm_block_q6_K *w, const uhlm_block_q8_K *const *x, const int NX,
+                  __m256i *isum, __m256i *msum) {
     const __m128i s16 = _mm_loadu_si128((const __m128i *)w->scales);
     const __m256i m3 = _mm256_set1_epi8(3), m15 = _mm256_set1_epi8(15);
-    __m256i acc = _mm256_setzero_si256();
+    __m256i acc[4];
+    _Pragma("GCC unroll 4") XROWS acc[a] = _mm256_setzero_si256();
     _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
         const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
@@ -126,35 +142,44 @@ INL void dot_q6_K(const uhlm_block_q6_K *w, const uhlm_block_q8_K *x, __m256i *i
         u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m15),
                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
         _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * q));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pair_scales(s16, 4 * h + q),
-                                                          _mm256_maddubs_epi16(u[q], xv)));
+            const __m256i sc = pair_scales(s16, 4 * h + q);
+            _Pragma("GCC unroll 4") XROWS {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 128 * h + 32 * q));
+                acc[a] = _mm256_add_epi32(acc[a], _mm256_madd_epi16(sc, _mm256_maddubs_epi16(u[q], xv)));
+            }
         }
     }
-    *isum = _mm256_sub_epi32(acc, _mm256_slli_epi32(scale_bsums(s16, x), 5));
-    *msum = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4") XROWS {
+        isum[a] = _mm256_sub_epi32(acc[a], _mm256_slli_epi32(scale_bsums(s16, x[a]), 5));
+        msum[a] = _mm256_setzero_si256();
+    }
 }
 
-INL void dot_q2_K(const uhlm_block_q2_K *w, const uhlm_block_q8_K *x, __m256i *isum, __m256i *msum) {
+INL void dot_q2_K(const uhlm_block_q2_K *w, const uhlm_block_q8_K *const *x, const int NX,
+                  __m256i *isum, __m256i *msum) {
     const __m128i sm = _mm_loadu_si128((const __m128i *)w->scales);
     const __m128i m4 = _mm_set1_epi8(0x0f);
-    const __m128i s16 = _mm_and_si128(sm, m4);
-    *msum = scale_bsums(_mm_and_si128(_mm_srli_epi16(sm, 4), m4), x);
+    const __m128i s16 = _mm_and_si128(sm, m4), mn16 = _mm_and_si128(_mm_srli_epi16(sm, 4), m4);
+    _Pragma("GCC unroll 4") XROWS msum[a] = scale_bsums(mn16, x[a]);
     const __m256i m3 = _mm256_set1_epi8(3);
-    __m256i acc = _mm256_setzero_si256();
+    __m256i acc[4];
+    _Pragma("GCC unroll 4") XROWS acc[a] = _mm256_setzero_si256();
     _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
         const __m256i qb = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
         _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
             const __m256i u = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * s), m3);
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * s));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pair_scales(s16, 4 * h + s),
-                                                          _mm256_maddubs_epi16(u, xv)));
+            const __m256i sc = pair_scales(s16, 4 * h + s);
+            _Pragma("GCC unroll 4") XROWS {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 128 * h + 32 * s));
+                acc[a] = _mm256_add_epi32(acc[a], _mm256_madd_epi16(sc, _mm256_maddubs_epi16(u, xv)));
+            }
         }
     }
-    *isum = acc;
+    _Pragma("GCC unroll 4") XROWS isum[a] = acc[a];
 }
 
-INL void dot_q3_K(const uhlm_block_q3_K *w, const uhlm_block_q8_K *x, __m256i *isum, __m256i *msum) {
+INL void dot_q3_K(const uhlm_block_q3_K *w, const uhlm_block_q8_K *const *x, const int NX,
+                  __m256i *isum, __m256i *msum) {
     uint32_t a0, a1, tmp;
     memcpy(&a0, w->scales, 4);
     memcpy(&a1, w->scales + 4, 4);
@@ -168,20 +193,25 @@ INL void dot_q3_K(const uhlm_block_q3_K *w, const uhlm_block_q8_K *x, __m256i *i
                                      _mm_set1_epi8(32));
     const __m256i m3 = _mm256_set1_epi8(3), b4 = _mm256_set1_epi8(4);
     const __m256i hb = _mm256_loadu_si256((const __m256i *)w->hmask);
-    __m256i acc = _mm256_setzero_si256();
+    __m256i acc[4];
+    _Pragma("GCC unroll 4") XROWS acc[a] = _mm256_setzero_si256();
     _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
         const __m256i qb = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * h));
         _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
             /* u = low 2 bits + 4 * high bit, in 0..7; the -4 comes off with the bsums */
             const __m256i hi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hb, 4 * h + s), 2), b4);
             const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 2 * s), m3), hi);
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x->qs + 128 * h + 32 * s));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pair_scales(s16, 4 * h + s),
-                                                          _mm256_maddubs_epi16(u, xv)));
+            const __m256i sc = pair_scales(s16, 4 * h + s);
+            _Pragma("GCC unroll 4") XROWS {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 128 * h + 32 * s));
+                acc[a] = _mm256_add_epi32(acc[a], _mm256_madd_epi16(sc, _mm256_maddubs_epi16(u, xv)));
+            }
         }
     }
-    *isum = _mm256_sub_epi32(acc, _mm256_slli_epi32(scale_bsums(s16, x), 2));
-    *msum = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4") XROWS {
+        isum[a] = _mm256_sub_epi32(acc[a], _mm256_slli_epi32(scale_bsums(s16, x[a]), 2));
+        msum[a] = _mm256_setzero_si256();
+    }
 }
 
 /* ---------------------------------------------------------------- tile walks */
@@ -213,22 +243,50 @@ INL float kq_step_nomin(float acc, __m256i isum, uint16_t wd, float xd) {
 #define STEP_MIN(acc, iv, mv, w, x) kq_step_min(acc, iv, mv, &(w)->d, (x)->d)
 #define STEP_NOMIN(acc, iv, mv, w, x) ((void)(mv), kq_step_nomin(acc, iv, (w)->d, (x)->d))
 
-/* One weight row against one activation row, blocks in order. (Unrolling two blocks per
- * step gained nothing measurable and pushed the accumulator out of its register.) */
+/* One weight row against NX activation rows (x[a] points at row a's blocks), blocks in order;
+ * out[a] gets what NX = 1 would give it. (Unrolling two blocks per step gained nothing
+ * measurable and pushed the accumulator out of its register.) */
 #define KQ_ROW(NAME, BT, DOT, STEP)                                                              \
-    INL float NAME(const BT *w, const uhlm_block_q8_K *x, int64_t nb) {                          \
-        float acc = 0.0f;                                                                        \
+    INL void NAME(const BT *w, const uhlm_block_q8_K *const *x, const int NX, int64_t nb,       \
+                  float *out) {                                                                  \
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};                                                 \
         for (int64_t b = 0; b < nb; b++) {                                                       \
-            __m256i i0, m0;                                                                      \
-            DOT(&w[b], &x[b], &i0, &m0);                                                         \
-            acc = STEP(acc, i0, m0, &w[b], &x[b]);                                               \
+            const uhlm_block_q8_K *xb[4];                                                        \
+            __m256i iv[4], mv[4];                                                                \
+            _Pragma("GCC unroll 4") XROWS xb[a] = x[a] + b;                                      \
+            DOT(&w[b], xb, NX, iv, mv);                                                          \
+            _Pragma("GCC unroll 4") XROWS acc[a] = STEP(acc[a], iv[a], mv[a], &w[b], xb[a]);     \
         }                                                                                        \
-        return acc;                                                                              \
+        _Pragma("GCC unroll 4") XROWS out[a] = acc[a];                                           \
     }
 
-/* Row by row below UHLM_MM_ROWWISE_N activation rows (one sequential weight stream); above,
- * each activation row against the tile's rows in turn, so the tile stays in L1 while the
- * activations stream. Every output element is the same KQ_ROW call either way. */
+/* Weight row r against all n activation rows, four, then two, then one at a time. */
+#define KQ_ALL_X(ROWFN, r)                                                                       \
+    do {                                                                                         \
+        const uhlm_block_q8_K *xr[4];                                                            \
+        float o[4];                                                                              \
+        int i = 0;                                                                               \
+        for (; i + 4 <= a->n; i += 4) {                                                          \
+            for (int k = 0; k < 4; k++) xr[k] = X + (size_t)(i + k) * (size_t)nb;                \
+            ROWFN(W + (r) * nb, xr, 4, nb, o);                                                   \
+            for (int k = 0; k < 4; k++) a->Y[(size_t)(i + k) * (size_t)rows + (size_t)(r)] = o[k]; \
+        }                                                                                        \
+        for (; i + 2 <= a->n; i += 2) {                                                          \
+            for (int k = 0; k < 2; k++) xr[k] = X + (size_t)(i + k) * (size_t)nb;                \
+            ROWFN(W + (r) * nb, xr, 2, nb, o);                                                   \
+            for (int k = 0; k < 2; k++) a->Y[(size_t)(i + k) * (size_t)rows + (size_t)(r)] = o[k]; \
+        }                                                                                        \
+        for (; i < a->n; i++) {                                                                  \
+            xr[0] = X + (size_t)i * (size_t)nb;                                                  \
+            ROWFN(W + (r) * nb, xr, 1, nb, o);                                                   \
+            a->Y[(size_t)i * (size_t)rows + (size_t)(r)] = o[0];                                 \
+        }                                                                                        \
+    } while (0)
+
+/* Weight rows one after another (one sequential weight stream); a row's blocks stay in L1
+ * while the activations stream past them, four rows at a time. Every output element is the
+ * same sequence of operations whatever its neighbours, so tiles, threads and batch positions
+ * do not change it. */
 #define KQ_KERNEL(NAME, ROWFN, BT)                                                               \
     TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
         const int64_t rows = a->W->rows, nb = a->W->cols / UHLM_QK_K;                            \
@@ -236,20 +294,7 @@ INL float kq_step_nomin(float acc, __m256i isum, uint16_t wd, float xd) {
         const uhlm_block_q8_K *X = a->xk;                                                        \
         int64_t r1 = t1 * UHLM_MM_TILE;                                                          \
         if (r1 > rows) r1 = rows;                                                                \
-        if (a->n < UHLM_MM_ROWWISE_N) {                                                          \
-            for (int64_t r = t0 * UHLM_MM_TILE; r < r1; r++)                                     \
-                for (int i = 0; i < a->n; i++)                                                   \
-                    a->Y[(size_t)i * (size_t)rows + (size_t)r] =                                 \
-                        ROWFN(W + r * nb, X + (size_t)i * (size_t)nb, nb);                       \
-            return;                                                                              \
-        }                                                                                        \
-        for (int64_t t = t0; t < t1; t++) {                                                      \
-            const int64_t rb = t * UHLM_MM_TILE, re = rb + UHLM_MM_TILE < r1 ? rb + UHLM_MM_TILE : r1; \
-            for (int i = 0; i < a->n; i++)                                                       \
-                for (int64_t r = rb; r < re; r++)                                                \
-                    a->Y[(size_t)i * (size_t)rows + (size_t)r] =                                 \
-                        ROWFN(W + r * nb, X + (size_t)i * (size_t)nb, nb);                       \
-        }                                                                                        \
+        for (int64_t r = t0 * UHLM_MM_TILE; r < r1; r++) KQ_ALL_X(ROWFN, r);                     \
     }
 
 KQ_ROW(row_q2_K, uhlm_block_q2_K, dot_q2_K, STEP_MIN)
