@@ -59,19 +59,26 @@ INL __m256i bcast_scale(__m256i sc16, int j) {
  * constant after inlining): the weight-side unpacking is done once for all of them. */
 #define XROWS for (int a = 0; a < NX; a++)
 
-INL void dot_q4_K(const uhlm_block_q4_K *w, const uhlm_block_q8_K *const *x, const int NX,
-                  __m256i *isum, __m256i *msum) {
-    const __m128i sm = q45_scales_mins(w->scales);
+/* Q4_K, and Q5_K when qh is given (NULL is a constant after inlining): the fifth bit of
+ * value 32j + t in 64-element chunk j is bit 2j (low nibbles) or 2j+1 (high) of qh[t]. */
+INL void dot_q45(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                 const uhlm_block_q8_K *const *x, const int NX, __m256i *isum, __m256i *msum) {
+    const __m128i sm = q45_scales_mins(scales);
     _Pragma("GCC unroll 4") XROWS msum[a] = q45_msum(sm, x[a]);
     const __m128i s8 = _mm_cvtepu8_epi16(sm);
     const __m256i sc16 = _mm256_set_m128i(s8, s8);
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
+    const __m256i hb = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
     __m256i acc[4];
     _Pragma("GCC unroll 4") XROWS acc[a] = _mm256_setzero_si256();
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
-        const __m256i qb = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * j));
-        const __m256i lo = _mm256_and_si256(qb, m4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+        const __m256i qb = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+        __m256i lo = _mm256_and_si256(qb, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+        if (qh) {
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hb, 2 * j), 4), b16));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hb, 2 * j + 1), 4), b16));
+        }
         const __m256i sl = bcast_scale(sc16, 2 * j), sh = bcast_scale(sc16, 2 * j + 1);
         _Pragma("GCC unroll 4") XROWS {
             const __m256i xl = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 64 * j));
@@ -83,32 +90,14 @@ INL void dot_q4_K(const uhlm_block_q4_K *w, const uhlm_block_q8_K *const *x, con
     _Pragma("GCC unroll 4") XROWS isum[a] = acc[a];
 }
 
+INL void dot_q4_K(const uhlm_block_q4_K *w, const uhlm_block_q8_K *const *x, const int NX,
+                  __m256i *isum, __m256i *msum) {
+    dot_q45(w->scales, w->qs, NULL, x, NX, isum, msum);
+}
+
 INL void dot_q5_K(const uhlm_block_q5_K *w, const uhlm_block_q8_K *const *x, const int NX,
                   __m256i *isum, __m256i *msum) {
-    const __m128i sm = q45_scales_mins(w->scales);
-    _Pragma("GCC unroll 4") XROWS msum[a] = q45_msum(sm, x[a]);
-    const __m128i s8 = _mm_cvtepu8_epi16(sm);
-    const __m256i sc16 = _mm256_set_m128i(s8, s8);
-    const __m256i m4 = _mm256_set1_epi8(0x0f), b16 = _mm256_set1_epi8(16);
-    const __m256i hb = _mm256_loadu_si256((const __m256i *)w->qh);
-    __m256i acc[4];
-    _Pragma("GCC unroll 4") XROWS acc[a] = _mm256_setzero_si256();
-    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
-        const __m256i qb = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * j));
-        /* bit 2j (low nibbles) and 2j+1 (high nibbles) of qh, moved to bit 4 */
-        const __m256i h0 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hb, 2 * j), 4), b16);
-        const __m256i h1 = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hb, 2 * j + 1), 4), b16);
-        const __m256i lo = _mm256_or_si256(_mm256_and_si256(qb, m4), h0);
-        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h1);
-        const __m256i sl = bcast_scale(sc16, 2 * j), sh = bcast_scale(sc16, 2 * j + 1);
-        _Pragma("GCC unroll 4") XROWS {
-            const __m256i xl = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 64 * j));
-            const __m256i xh = _mm256_loadu_si256((const __m256i *)(x[a]->qs + 64 * j + 32));
-            const __m256i pl16 = _mm256_maddubs_epi16(lo, xl), ph16 = _mm256_maddubs_epi16(hi, xh);
-            acc[a] = MADD_ACC(MADD_ACC(acc[a], sl, pl16), sh, ph16);
-        }
-    }
-    _Pragma("GCC unroll 4") XROWS isum[a] = acc[a];
+    dot_q45(w->scales, w->qs, w->qh, x, NX, isum, msum);
 }
 
 /* lanes summing to: sum_k scale_k * bsum_k for 16 int8 scales */
