@@ -163,16 +163,9 @@ INL void dot_q2_K(const uhlm_block_q2_K *w, const uhlm_block_q8_K *const *x, con
 
 INL void dot_q3_K(const uhlm_block_q3_K *w, const uhlm_block_q8_K *const *x, const int NX,
                   __m256i *isum, __m256i *msum) {
-    uint32_t a0, a1, tmp;
-    memcpy(&a0, w->scales, 4);
-    memcpy(&a1, w->scales + 4, 4);
-    memcpy(&tmp, w->scales + 8, 4);
-    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-    const uint32_t r2 = ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-    const uint32_t r3 = ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-    const uint32_t r0 = (a0 & kmask2) | (((tmp >> 0) & kmask1) << 4);
-    const uint32_t r1 = (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4);
-    const __m128i s16 = _mm_sub_epi8(_mm_setr_epi32((int)r0, (int)r1, (int)r2, (int)r3),
+    uint32_t r[4];
+    uhlm_kq_q3_scales(w->scales, r);
+    const __m128i s16 = _mm_sub_epi8(_mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]),
                                      _mm_set1_epi8(32));
     const __m256i m3 = _mm256_set1_epi8(3), b4 = _mm256_set1_epi8(4);
     const __m256i hb = _mm256_loadu_si256((const __m256i *)w->hmask);
