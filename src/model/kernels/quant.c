@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "model/kernels/kquant.h"
 #include "model/kernels/quant_internal.h"
 
 /* ---------------------------------------------------------------- types */
@@ -24,6 +25,11 @@ const char *uhlm_type_name(uhlm_type t) {
     case UHLM_TYPE_Q5_1: return "q5_1";
     case UHLM_TYPE_Q8_1: return "q8_1";
     case UHLM_TYPE_Q8_G: return "q8_g";
+    case UHLM_TYPE_Q2_K: return "q2_k";
+    case UHLM_TYPE_Q3_K: return "q3_k";
+    case UHLM_TYPE_Q4_K: return "q4_k";
+    case UHLM_TYPE_Q5_K: return "q5_k";
+    case UHLM_TYPE_Q6_K: return "q6_k";
     }
     return "unknown";
 }
@@ -31,7 +37,9 @@ const char *uhlm_type_name(uhlm_type t) {
 int uhlm_type_from_name(const char *name, uhlm_type *out) {
     static const uhlm_type all[] = {UHLM_TYPE_F32, UHLM_TYPE_F16, UHLM_TYPE_Q8_0, UHLM_TYPE_Q4_0,
                                     UHLM_TYPE_Q8_G, UHLM_TYPE_Q4_1, UHLM_TYPE_Q5_0,
-                                    UHLM_TYPE_Q5_1, UHLM_TYPE_Q8_1};
+                                    UHLM_TYPE_Q5_1, UHLM_TYPE_Q8_1, UHLM_TYPE_Q2_K,
+                                    UHLM_TYPE_Q3_K, UHLM_TYPE_Q4_K, UHLM_TYPE_Q5_K,
+                                    UHLM_TYPE_Q6_K};
     if (!name) return -1;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcasecmp(name, uhlm_type_name(all[i])) == 0) {
@@ -45,10 +53,11 @@ int uhlm_type_is_gguf(int ggml_type) {
     return ggml_type == UHLM_TYPE_F32 || ggml_type == UHLM_TYPE_F16 ||
            ggml_type == UHLM_TYPE_Q4_0 || ggml_type == UHLM_TYPE_Q8_0 ||
            ggml_type == UHLM_TYPE_Q4_1 || ggml_type == UHLM_TYPE_Q5_0 ||
-           ggml_type == UHLM_TYPE_Q5_1;
+           ggml_type == UHLM_TYPE_Q5_1 || (ggml_type >= 0 && uhlm_kq_is_k((uhlm_type)ggml_type));
 }
 
 int64_t uhlm_type_block(uhlm_type t) {
+    if (uhlm_kq_is_k(t)) return UHLM_QK_K;
     if (t == UHLM_TYPE_Q4_1 || t == UHLM_TYPE_Q5_0 || t == UHLM_TYPE_Q5_1 || t == UHLM_TYPE_Q8_1)
         return UHLM_QK;
     return (t == UHLM_TYPE_Q8_0 || t == UHLM_TYPE_Q4_0) ? UHLM_QK : 1;
@@ -67,8 +76,27 @@ size_t uhlm_type_bytes(uhlm_type t, int64_t n) {
     case UHLM_TYPE_Q5_1: return un / UHLM_QK * sizeof(uhlm_block_q5_1);
     case UHLM_TYPE_Q8_1: return un / UHLM_QK * sizeof(uhlm_block_q8_1);
     case UHLM_TYPE_Q8_G: return un;
+    case UHLM_TYPE_Q2_K:
+    case UHLM_TYPE_Q3_K:
+    case UHLM_TYPE_Q4_K:
+    case UHLM_TYPE_Q5_K:
+    case UHLM_TYPE_Q6_K: return un / UHLM_QK_K * uhlm_kq_block_bytes(t);
     }
     return 0;
+}
+
+uhlm_type uhlm_type_fallback(uhlm_type want, int64_t cols) {
+    if (cols % uhlm_type_block(want) == 0) return want;
+    uhlm_type t = want;
+    switch (want) {
+    case UHLM_TYPE_Q2_K:
+    case UHLM_TYPE_Q3_K: t = UHLM_TYPE_Q4_0; break;
+    case UHLM_TYPE_Q4_K: t = UHLM_TYPE_Q5_0; break;
+    case UHLM_TYPE_Q5_K: t = UHLM_TYPE_Q5_1; break;
+    case UHLM_TYPE_Q6_K: t = UHLM_TYPE_Q8_0; break;
+    default: break;
+    }
+    return cols % uhlm_type_block(t) == 0 ? t : UHLM_TYPE_F32;
 }
 
 /* ---------------------------------------------------------------- fp16 */
@@ -202,6 +230,11 @@ void uhlm_quantize_row(uhlm_type t, const float *x, void *dst, int64_t n) {
     case UHLM_TYPE_Q5_1:
     case UHLM_TYPE_Q8_1: uhlm_quantize_row_legacy(t, x, dst, n); break;
     case UHLM_TYPE_Q8_G: break; /* needs a tensor-wide group layout: not a row format */
+    case UHLM_TYPE_Q2_K:
+    case UHLM_TYPE_Q3_K:
+    case UHLM_TYPE_Q4_K:
+    case UHLM_TYPE_Q5_K:
+    case UHLM_TYPE_Q6_K: uhlm_kq_quantize_row(t, x, dst, n); break;
     }
 }
 
@@ -237,6 +270,11 @@ void uhlm_dequantize_row(uhlm_type t, const void *src, float *y, int64_t n) {
     case UHLM_TYPE_Q5_1:
     case UHLM_TYPE_Q8_1: uhlm_dequantize_row_legacy(t, src, y, n); break;
     case UHLM_TYPE_Q8_G: break;
+    case UHLM_TYPE_Q2_K:
+    case UHLM_TYPE_Q3_K:
+    case UHLM_TYPE_Q4_K:
+    case UHLM_TYPE_Q5_K:
+    case UHLM_TYPE_Q6_K: uhlm_kq_dequantize_row(t, src, y, n); break;
     }
 }
 
@@ -493,6 +531,8 @@ static int quantizes_x(uhlm_type t) {
 }
 
 size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n) {
+    if (uhlm_kq_is_k(W->type)) /* Q8_K blocks; 64: room to align */
+        return 64 + (size_t)(n > 0 ? n : 1) * (size_t)(W->cols / UHLM_QK_K) * sizeof(uhlm_block_q8_K);
     if (!quantizes_x(W->type)) return 0;
     if (n <= 0) n = 1;
     size_t v = (size_t)n * (size_t)W->cols; /* int8 values, rows stay 32-byte aligned */
@@ -545,12 +585,26 @@ static void qx_task(void *arg, int64_t b, int64_t e, int tid) {
     }
 }
 
+typedef struct {
+    const float *x;
+    uhlm_block_q8_K *y;
+} qk_job;
+
+static void qk_task(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const qk_job *j = arg;
+    uhlm_kq_quantize_q8_K(j->x + b * UHLM_QK_K, j->y + b, e - b);
+}
+
 static uhlm_mm_fn kernel_for(uhlm_simd simd, const uhlm_tensor *W, uhlm_qx_fn *qx) {
     uhlm_kernels k;
     memset(&k, 0, sizeof k);
     uhlm_kernels_scalar(&k);
     if (simd == UHLM_SIMD_AVX2 || simd == UHLM_SIMD_AVX512) uhlm_kernels_avx2(&k);
     if (simd == UHLM_SIMD_AVX512) uhlm_kernels_avx512(&k, cpu_has_vnni());
+    uhlm_kernels_kquant_scalar(&k);
+    if (simd == UHLM_SIMD_AVX2 || simd == UHLM_SIMD_AVX512) uhlm_kernels_kquant_avx2(&k);
+    if (simd == UHLM_SIMD_AVX512) uhlm_kernels_kquant_avx512(&k, cpu_has_vnni());
     *qx = k.quantize_x;
     switch (W->type) {
     case UHLM_TYPE_F32: return k.f32;
@@ -563,6 +617,11 @@ static uhlm_mm_fn kernel_for(uhlm_simd simd, const uhlm_tensor *W, uhlm_qx_fn *q
     case UHLM_TYPE_Q8_1: return NULL; /* activations only */
     case UHLM_TYPE_Q8_G:
         return (W->cols % W->group == 0 && W->group % 8 == 0) ? k.q8_g_aligned : k.q8_g;
+    case UHLM_TYPE_Q2_K: return k.q2_k;
+    case UHLM_TYPE_Q3_K: return k.q3_k;
+    case UHLM_TYPE_Q4_K: return k.q4_k;
+    case UHLM_TYPE_Q5_K: return k.q5_k;
+    case UHLM_TYPE_Q6_K: return k.q6_k;
     }
     return NULL;
 }
@@ -590,7 +649,7 @@ void uhlm_matmul_multi(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *const
     uhlm_mm_fn fn = kernel_for(simd, W[0], &quantize_x);
     if (!fn) return;
     uhlm_mm_args a[MAX_MULTI];
-    for (int m = 0; m < count; m++) a[m] = (uhlm_mm_args){W[m], X, n, Y[m], NULL, NULL, NULL, NULL};
+    for (int m = 0; m < count; m++) a[m] = (uhlm_mm_args){.W = W[m], .X = X, .n = n, .Y = Y[m]};
     if (quantizes_x(W[0]->type)) {
         /* quantized once for all the matrices */
         const int64_t nblocks = (int64_t)n * (W[0]->cols / UHLM_QK);
@@ -606,6 +665,13 @@ void uhlm_matmul_multi(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *const
             a[m].xs = xs;
             a[m].xsum = xm;
         }
+    } else if (uhlm_kq_is_k(W[0]->type)) {
+        /* Q8_K, once for all the matrices; a 256-block is 8 Q8_0 blocks of work */
+        uhlm_block_q8_K *xk = (uhlm_block_q8_K *)scratch_q(scratch);
+        qk_job kj = {X, xk};
+        uhlm_pool_run(pool, qk_task, &kj, (int64_t)n * (W[0]->cols / UHLM_QK_K),
+                      GRAIN_QX_BLOCKS / 8);
+        for (int m = 0; m < count; m++) a[m].xk = xk;
     }
     int64_t first[MAX_MULTI + 1] = {0};
     for (int m = 0; m < count; m++)

@@ -71,6 +71,9 @@ typedef struct uhlm_mm_args {
     /* Q4_1 / Q5_1 only: each block's Q8_1 sum s = fp16(d * sum(q)) as a float, which
      * multiplies the weights' minimum (n rows of W->cols / 32) */
     const float *xsum;
+    /* K-quants only: X quantized to Q8_K blocks (uhlm_block_q8_K, kquant.h), n rows of
+     * W->cols / 256 blocks */
+    const void *xk;
 } uhlm_mm_args;
 
 /* Computes tiles [t0, t1). */
@@ -85,6 +88,7 @@ typedef struct uhlm_kernels {
     uhlm_mm_fn q8_g_aligned; /* only when cols % group == 0 and group % 8 == 0 */
     uhlm_qx_fn quantize_x;
     uhlm_mm_fn q4_1, q5_0, q5_1; /* legacy blocks (qlegacy*.c) */
+    uhlm_mm_fn q2_k, q3_k, q4_k, q5_k, q6_k; /* kquant*.c */
 } uhlm_kernels;
 
 /* Each fills the entries it implements and leaves the others alone, so quant.c layers them:
