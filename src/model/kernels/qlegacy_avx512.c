@@ -1,10 +1,11 @@
 /* qlegacy_avx512.c: AVX-512 VNNI kernels of Q4_1, Q5_0 and Q5_1 (body in qlegacy_simd.h).
  *
- * The same 256-bit walk as the AVX2 kernels with vpdpbusd in place of maddubs + madd (the
- * weights' values are the unsigned operand as they are, no sign trick) and a mask move in
- * place of the five-instruction fifth-bit expansion. Every integer lane and every float
- * operation is the AVX2 kernel's, so the two levels agree bit for bit. The 32 registers hold
- * four activation rows' accumulators per weight pass. Without VNNI the AVX2 kernels stay.
+ * Two walks with the per-element arithmetic of qlegacy_simd.h, so they and the AVX2 kernels
+ * agree bit for bit: the AVX2 row-wise walk with vpdpbusd in place of maddubs + madd (the
+ * weights' values are the unsigned operand as they are, no sign trick), a mask move in place
+ * of the five-instruction fifth-bit expansion and four activation rows per weight pass (32
+ * registers); and a packed walk, 16 weight rows in the lanes, for batches and short rows.
+ * Without VNNI the AVX2 kernels stay.
  *
  * Target attributes as in quant_avx512.c; quant.c calls this only when
  * uhlm_simd_supported(UHLM_SIMD_AVX512). */
