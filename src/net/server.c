@@ -25,6 +25,7 @@
 #include "uhlm/tokenizer.h"
 #include "uhlm/verify.h"
 #include "uhlm/wire.h"
+#include "net/server_internal.h"
 
 #define LAT_RING 4096   /* latency samples kept for the percentiles */
 #define HTTP_MAX_REQ 4096
@@ -1727,4 +1728,39 @@ void uhlm_server_get_counters(const uhlm_server *s, uhlm_server_counters *o) {
     o->timeouts = s->c_timeouts;
     o->log_suppressed = s->c_log_suppressed;
     for (int i = 0; i < s->n_conns; i++) o->open_conns += !s->conns[i]->dead && s->conns[i]->kind == K_DEVICE;
+}
+
+/* ------------------------------------------------------------------ test seam (server_internal.h) */
+
+uhlm_server_conn *uhlm_server_test_conn(uhlm_server *s) {
+    if (s->n_conns >= s->conn_cap) return NULL;
+    return conn_new(s, -1, K_DEVICE, "memory", "memory");
+}
+
+int uhlm_server_test_feed(uhlm_server *s, uhlm_server_conn *c, const uint8_t *data, size_t n,
+                          uhlm_wire_buf *out) {
+    c->mem_in = data;
+    c->mem_len = n;
+    c->mem_off = 0;
+    c->mem_out = out;
+    while (!c->dead) {
+        if (c->job.active) {
+            double next = 1e300;
+            maybe_compute(s, 1, &next);
+        } else if (c->mem_off < c->mem_len && wants_read(c)) {
+            conn_read(s, c);
+        } else {
+            break;
+        }
+    }
+    int closed = c->dead;
+    c->mem_in = NULL;
+    c->mem_len = c->mem_off = 0;
+    if (closed) reap(s);
+    return closed;
+}
+
+void uhlm_server_test_close(uhlm_server *s, uhlm_server_conn *c) {
+    conn_kill(s, c, "eof");
+    reap(s);
 }
