@@ -41,7 +41,7 @@ enum { K_DEVICE, K_HTTP };
 enum { CS_HELLO, CS_READY };
 /* rate-limited log kinds: per connection, and global ones for the accept path */
 enum { LK_ERROR, LK_SESSION, LK_N };
-enum { GK_ACCEPT_FAILED, GK_REFUSED, GK_EVICTED, GK_N };
+enum { GK_ACCEPT_FAILED, GK_REFUSED, GK_EVICTED, GK_CONNECT, GK_N };
 
 /* A token bucket in its simplest form: LOG_BURST lines per window, the rest counted. */
 typedef struct lograte {
@@ -105,6 +105,7 @@ typedef struct conn {
     size_t out_off;
     session *sess;
     job job;
+    int credit; /* tokens beyond one per step this connection may feed (fair compute) */
 } conn;
 
 struct uhlm_server {
@@ -354,7 +355,7 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     if (s->p.max_conns == 0) s->p.max_conns = 2 * p->max_sessions + 8;
     if (s->p.handshake_timeout_ms == 0) s->p.handshake_timeout_ms = 5000;
     if (s->p.request_idle_timeout_ms == 0) s->p.request_idle_timeout_ms = 300000;
-    if (s->p.max_pending == 0) s->p.max_pending = 16;
+    if (s->p.max_pending == 0) s->p.max_pending = p->max_sessions > 16 ? p->max_sessions : 16;
     if (s->p.max_conns_per_addr == 0)
         s->p.max_conns_per_addr = p->max_sessions > 8 ? p->max_sessions : 8;
     if (s->p.max_stats_conns == 0) s->p.max_stats_conns = 4;
@@ -482,12 +483,24 @@ static void conn_kill(uhlm_server *s, conn *c, const char *why) {
     c->fd = -1;
     c->dead = 1;
     s->accept_resume_at = 0; /* a descriptor is free again */
+    if (!s->p.log) return;
+    /* connections that never got past HELLO come and go under one global limit (a flood of
+     * them must not flood the log); a device's disconnect is always logged */
+    lograte *r = c->kind == K_HTTP || c->state == CS_HELLO ? &s->glr[GK_CONNECT] : NULL;
+    if (r && !lograte_allow(r, uhlm_now())) {
+        s->c_log_suppressed++;
+        return;
+    }
+    char extra[80] = "";
+    int k = 0;
     if (c->log_suppressed)
-        logf_(s, "event=disconnect conn=%llu peer=%s reason=%s log_suppressed=%llu",
-              (unsigned long long)c->id, c->peer, why, (unsigned long long)c->log_suppressed);
-    else
-        logf_(s, "event=disconnect conn=%llu peer=%s reason=%s", (unsigned long long)c->id,
-              c->peer, why);
+        k = snprintf(extra, sizeof extra, " log_suppressed=%llu", (unsigned long long)c->log_suppressed);
+    if (r && r->suppressed && k >= 0 && (size_t)k < sizeof extra)
+        snprintf(extra + k, sizeof extra - (size_t)k, " suppressed=%llu",
+                 (unsigned long long)r->suppressed);
+    if (r) r->suppressed = 0;
+    logf_(s, "event=disconnect conn=%llu peer=%s reason=%s%s", (unsigned long long)c->id, c->peer,
+          why, extra);
 }
 
 /* The in-memory transport's "send": everything goes to mem_out at once. */
@@ -623,6 +636,9 @@ static conn *admission_victim(const uhlm_server *s, int kind, const char *addr) 
     return best;
 }
 
+static void reap(uhlm_server *s);
+static void conn_read(uhlm_server *s, conn *c);
+
 static void evict(uhlm_server *s, conn *v, const char *why) {
     s->c_evicted++;
     log_limited(s, &s->glr[GK_EVICTED], NULL, "event=evicted conn=%llu peer=%s reason=%s",
@@ -644,24 +660,33 @@ static void refuse(uhlm_server *s, int fd, const char *peer, int kind, const cha
  * 0 when it may be added, -1 when it must be refused (its address is full of connections
  * past HELLO). Dropped connections are reaped by the caller. */
 static int admit(uhlm_server *s, int kind, const char *addr, const char **why) {
-    conn *v = NULL;
     if (kind == K_HTTP) {
-        if (count_conns(s, K_HTTP, -1, NULL) >= s->p.max_stats_conns)
-            v = admission_victim(s, K_HTTP, NULL);
         *why = "stats connections full";
-    } else if (count_conns(s, K_DEVICE, -1, addr) >= s->p.max_conns_per_addr) {
-        *why = "too many connections from this address";
-        if (!(v = admission_victim(s, K_DEVICE, addr))) return -1;
-    } else if (count_conns(s, K_DEVICE, CS_HELLO, NULL) >= s->p.max_pending) {
-        v = admission_victim(s, K_DEVICE, NULL);
-        *why = "too many connections waiting for HELLO";
+        conn *v = count_conns(s, K_HTTP, -1, NULL) >= s->p.max_stats_conns
+                      ? admission_victim(s, K_HTTP, NULL) : NULL;
+        if (v) evict(s, v, *why);
+        return 0;
     }
-    if (v) evict(s, v, *why);
-    return 0;
+    for (;;) {
+        const char *a = NULL;
+        if (count_conns(s, K_DEVICE, -1, addr) >= s->p.max_conns_per_addr) {
+            *why = "too many connections from this address";
+            a = addr;
+        } else if (count_conns(s, K_DEVICE, CS_HELLO, NULL) >= s->p.max_pending) {
+            *why = "too many connections waiting for HELLO";
+        } else {
+            return 0;
+        }
+        conn *v = admission_victim(s, K_DEVICE, a);
+        if (!v) return -1;
+        /* a device that connected in the same burst may have its HELLO waiting unread:
+         * read it first, and drop only a connection that really has said nothing */
+        if (v->fd >= 0) conn_read(s, v);
+        if (is_pending(v) && !v->closing) evict(s, v, *why);
+        else if (is_pending(v)) conn_kill(s, v, "evicted");
+    }
 }
 
-static void reap(uhlm_server *s);
-static void conn_read(uhlm_server *s, conn *c);
 
 /* accept() failed with EMFILE/ENFILE. The listening socket stays readable, so retrying at
  * once would spin: make room by dropping the oldest pending connection if there is one,
@@ -733,8 +758,8 @@ static void accept_conns(uhlm_server *s, int lfd, int kind) {
             refuse(s, fd, peer, kind, "out_of_memory");
             continue;
         }
-        logf_(s, "event=connect conn=%llu peer=%s kind=%s", (unsigned long long)c->id, peer,
-              kind == K_DEVICE ? "device" : "stats");
+        log_limited(s, &s->glr[GK_CONNECT], NULL, "event=connect conn=%llu peer=%s kind=%s",
+                    (unsigned long long)c->id, peer, kind == K_DEVICE ? "device" : "stats");
         /* a device sends HELLO right after connecting: read it now, so that it is past the
          * handshake before the next newcomer could displace it */
         conn_read(s, c);
@@ -1271,8 +1296,8 @@ static int job_end(const session *ss, const job *j) {
     return ss->n_committed + (j->first ? j->n_catchup : 0);
 }
 
-/* Tokens each request may feed in this step: all when they fit in step_tokens, else an
- * equal share of it, at least one (every request moves on every step). */
+/* Tokens each request may feed in this step, before its credit: all when they fit in
+ * step_tokens, else an equal share of it, at least one (every request moves on every step). */
 static int step_share(const uhlm_server *s, conn **q, int nq) {
     long need = 0;
     for (int i = 0; i < nq; i++)
@@ -1280,6 +1305,19 @@ static int step_share(const uhlm_server *s, conn **q, int nq) {
     if (need <= s->p.step_tokens) return s->n_ctx;
     int share = s->p.step_tokens / nq;
     return share > 0 ? share : 1;
+}
+
+/* How many of its `need` tokens a request feeds in a step whose share is `share`, and the
+ * connection's credit afterwards. When the step is full (share smaller than a request's
+ * need), a request may go past its share by its connection's credit: one token for every
+ * step in which the connection fed a single token (a device in lock-step VERIFY), up to a
+ * whole context. So a device that has been verifying re-opens or catches up at once, while
+ * a client that sends nothing but prompts gets its share and no more (new connections
+ * start with no credit, so reconnecting does not help). */
+static int job_feed(conn *c, int need, int share) {
+    int allowed = share + c->credit, feed = need < allowed ? need : allowed;
+    if (feed > share) c->credit -= feed - share;
+    return feed;
 }
 
 /* A VERIFY whose tokens are all in the cache: the decision and the VERDICT. */
@@ -1374,7 +1412,7 @@ static int compute_step(uhlm_server *s, conn **q, int nq) {
         session *ss = q[i]->sess;
         job *j = &q[i]->job;
         int kv = uhlm_seq_len(s->ctx, ss->seq), end = job_end(ss, j);
-        int feed = end - kv < share ? end - kv : share;
+        int feed = job_feed(q[i], end - kv, share);
         kvb[i] = kv;
         seqtok[i] = feed;
         row[i] = -1;
@@ -1400,6 +1438,7 @@ static int compute_step(uhlm_server *s, conn **q, int nq) {
     for (int i = 0; i < nq; i++) {
         conn *c = q[i];
         job *j = &c->job;
+        if (seqtok[i] == 1 && c->credit < s->n_ctx) c->credit++;
         j->cost.forward_calls++;
         j->cost.seq_tokens += (uint32_t)seqtok[i];
         j->cost.batch_size = (uint32_t)nq;
@@ -1567,6 +1606,8 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
             conn *c = s->conns[i];
             short ev = 0;
             if ((!stopping && wants_read(c)) || c->draining) ev |= POLLIN;
+            /* a device that hangs up while its request is queued: free its session now */
+            if (c->kind == K_DEVICE && !c->draining) ev |= POLLRDHUP;
             if (c->out.len > c->out_off) ev |= POLLOUT;
             s->pfds[np] = (struct pollfd){c->fd, ev, 0};
             s->pconn[np++] = c;
@@ -1597,6 +1638,9 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
                 if (c->draining) conn_drain(s, c);
                 else if (wants_read(c)) conn_read(s, c);
                 else if (re & (POLLHUP | POLLERR)) conn_kill(s, c, "hangup");
+            }
+            if (!c->dead && !c->draining && (re & POLLRDHUP) && !wants_read(c)) {
+                conn_kill(s, c, "hangup");
             }
         }
         for (int i = 0; i < np && pr > 0; i++) {
