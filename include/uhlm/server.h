@@ -36,9 +36,12 @@
  *
  * Fair compute. OPEN's prefill is queued and batched like VERIFY. One compute step feeds
  * every queued request at least one token; when their tokens together exceed step_tokens,
- * each gets step_tokens / (requests) of them per step (at least one) and the rest waits for
- * the next step, so a long prompt or catch-up cannot hold up the other devices. Results are
- * unchanged: the cache entries do not depend on how the tokens were split.
+ * each gets step_tokens / (requests) of them per step (at least one) plus its connection's
+ * credit (one token per step in which it fed a single one, as a device verifying in
+ * lock-step does; up to a context), and the rest waits for the next step. So a device that
+ * has been verifying re-opens or catches up at once, while a long prompt or a flood of them
+ * cannot hold up the other devices. Results are unchanged: the cache entries do not depend
+ * on how the tokens were split.
  *
  * Admission. Connections that have not finished HELLO ("pending") have their own budget
  * (max_pending) and must finish within handshake_timeout_ms (or idle_timeout_ms if shorter);
@@ -102,7 +105,8 @@ typedef struct uhlm_server_params {
     int request_idle_timeout_ms; /* past HELLO, no OPEN/VERIFY/GENERATE/CLOSE (PING and
                                   * STATS_REQ do not count) for this long: closed, its
                                   * session freed [300000]; -1 = none */
-    int max_pending;             /* connections that have not finished HELLO [16] */
+    int max_pending;             /* connections that have not finished HELLO
+                                  * [max(16, max_sessions)] */
     int max_conns_per_addr;      /* device connections from one address [max(8, max_sessions)] */
     int max_stats_conns;         /* stats-port connections [4] */
     int step_tokens;             /* tokens one compute step shares among its requests [64] */
