@@ -36,11 +36,10 @@
  *
  * Fair compute. OPEN's prefill is queued and batched like VERIFY. One compute step feeds
  * every queued request at least one token; when their tokens together exceed step_tokens,
- * each gets step_tokens / (requests) of them per step (at least one) plus its connection's
- * credit (one token per step in which it fed a single one, as a device verifying in
- * lock-step does; up to a context), and the rest waits for the next step. So a device that
- * has been verifying re-opens or catches up at once, while a long prompt or a flood of them
- * cannot hold up the other devices. Results are unchanged: the cache entries do not depend
+ * each gets step_tokens / (requests) of them per step (at least one) plus what its address's
+ * burst credit allows (a context's worth, earned back over 10 s), and the rest waits for the
+ * next step. So a device that opens or catches up now and then does it at once, while a
+ * flood of prompts, from one address or through reconnects, cannot hold up the others. Results are unchanged: the cache entries do not depend
  * on how the tokens were split.
  *
  * Admission. Connections that have not finished HELLO ("pending") have their own budget

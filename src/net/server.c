@@ -36,6 +36,7 @@
 #define HTTP_DEADLINE_S 5.0 /* a stats reader's whole request, at most */
 #define LOG_BURST 5       /* lines per kind per LOG_WINDOW_S, per connection or global */
 #define LOG_WINDOW_S 1.0
+#define CREDIT_REFILL_S 10.0 /* seconds to earn a whole context of burst credit back */
 
 enum { K_DEVICE, K_HTTP };
 enum { CS_HELLO, CS_READY };
@@ -105,8 +106,15 @@ typedef struct conn {
     size_t out_off;
     session *sess;
     job job;
-    int credit; /* tokens beyond one per step this connection may feed (fair compute) */
+    int credit_slot; /* where its address's credit was last found in s->credits (a hint) */
 } conn;
+
+/* An address's burst credit (fair compute): tokens its requests may feed beyond their share
+ * of a full step. Refilled at CREDIT_REFILL_S per context, capped at one context. */
+typedef struct addr_credit {
+    char addr[48];
+    double tokens, t; /* t: last refill; also the age for replacing entries */
+} addr_credit;
 
 struct uhlm_server {
     uhlm_server_params p;
@@ -125,6 +133,8 @@ struct uhlm_server {
     int spare_fd;            /* held in reserve: closed to make room at the descriptor limit */
     double accept_resume_at; /* accepting paused until then (descriptor limit) */
     lograte glr[GK_N];
+    addr_credit *credits; /* per address, kept after its connections close */
+    int n_credits, credits_cap;
     struct pollfd *pfds;
     conn **pconn; /* conn of each pollfd, NULL for the server's own fds */
     uhlm_batch_entry *batch;
@@ -318,6 +328,7 @@ void uhlm_server_free(uhlm_server *s) {
     free(s->kvb);
     free(s->seqtok);
     free(s->row);
+    free(s->credits);
     if (s->spare_fd >= 0) close(s->spare_fd);
     if (s->lfd >= 0) close(s->lfd);
     if (s->sfd >= 0) close(s->sfd);
@@ -401,8 +412,10 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     s->kvb = calloc((size_t)MC, sizeof *s->kvb);
     s->seqtok = calloc((size_t)MC, sizeof *s->seqtok);
     s->row = calloc((size_t)MC, sizeof *s->row);
+    s->credits_cap = 2 * MC + 64;
+    s->credits = calloc((size_t)s->credits_cap, sizeof *s->credits);
     if (!s->slots || !s->conns || !s->pfds || !s->pconn || !s->batch || !s->logits || !s->y ||
-        !s->qjobs || !s->kvb || !s->seqtok || !s->row) {
+        !s->qjobs || !s->kvb || !s->seqtok || !s->row || !s->credits) {
         uhlm_set_error(err, "server: out of memory (%d sessions x %d positions)", S, C);
         goto fail;
     }
@@ -1307,16 +1320,43 @@ static int step_share(const uhlm_server *s, conn **q, int nq) {
     return share > 0 ? share : 1;
 }
 
-/* How many of its `need` tokens a request feeds in a step whose share is `share`, and the
- * connection's credit afterwards. When the step is full (share smaller than a request's
- * need), a request may go past its share by its connection's credit: one token for every
- * step in which the connection fed a single token (a device in lock-step VERIFY), up to a
- * whole context. So a device that has been verifying re-opens or catches up at once, while
- * a client that sends nothing but prompts gets its share and no more (new connections
- * start with no credit, so reconnecting does not help). */
-static int job_feed(conn *c, int need, int share) {
-    int allowed = share + c->credit, feed = need < allowed ? need : allowed;
-    if (feed > share) c->credit -= feed - share;
+/* c's address's credit, refilled up to now. An address seen for the first time starts with a
+ * full context; the table keeps addresses after their connections close (reconnecting does
+ * not refill it), and when full replaces the one least recently refilled. */
+static addr_credit *credit_of(uhlm_server *s, conn *c, double now) {
+    addr_credit *e = NULL;
+    if (c->credit_slot < s->n_credits && !strcmp(s->credits[c->credit_slot].addr, c->addr))
+        e = &s->credits[c->credit_slot];
+    for (int i = 0; !e && i < s->n_credits; i++)
+        if (!strcmp(s->credits[i].addr, c->addr)) e = &s->credits[c->credit_slot = i];
+    if (!e) {
+        int slot = 0;
+        if (s->n_credits < s->credits_cap)
+            slot = s->n_credits++;
+        else
+            for (int i = 1; i < s->n_credits; i++)
+                if (s->credits[i].t < s->credits[slot].t) slot = i;
+        e = &s->credits[c->credit_slot = slot];
+        snprintf(e->addr, sizeof e->addr, "%s", c->addr);
+        e->tokens = s->n_ctx;
+        e->t = now;
+    }
+    e->tokens += (now - e->t) * s->n_ctx / CREDIT_REFILL_S;
+    if (e->tokens > s->n_ctx) e->tokens = s->n_ctx;
+    e->t = now;
+    return e;
+}
+
+/* How many of its `need` tokens a request feeds in a step whose share is `share`. Past the
+ * share it spends its address's credit: a device that opens or catches up now and then
+ * (every address starts with a context of credit and earns one back in CREDIT_REFILL_S)
+ * does so at once, while a client that sends nothing but prompts, from one address or
+ * through reconnects, is held to its share once its credit is spent. */
+static int job_feed(uhlm_server *s, conn *c, int need, int share, double now) {
+    if (need <= share) return need;
+    addr_credit *e = credit_of(s, c, now);
+    int allowed = share + (int)e->tokens, feed = need < allowed ? need : allowed;
+    e->tokens -= feed - share;
     return feed;
 }
 
@@ -1408,11 +1448,12 @@ static int compute_step(uhlm_server *s, conn **q, int nq) {
     int n = 0, rows = 0;
     int *kvb = s->kvb, *seqtok = s->seqtok, *row = s->row;
     const int share = step_share(s, q, nq);
+    const double now = uhlm_now();
     for (int i = 0; i < nq; i++) {
         session *ss = q[i]->sess;
         job *j = &q[i]->job;
         int kv = uhlm_seq_len(s->ctx, ss->seq), end = job_end(ss, j);
-        int feed = job_feed(q[i], end - kv, share);
+        int feed = job_feed(s, q[i], end - kv, share, now);
         kvb[i] = kv;
         seqtok[i] = feed;
         row[i] = -1;
@@ -1438,7 +1479,6 @@ static int compute_step(uhlm_server *s, conn **q, int nq) {
     for (int i = 0; i < nq; i++) {
         conn *c = q[i];
         job *j = &c->job;
-        if (seqtok[i] == 1 && c->credit < s->n_ctx) c->credit++;
         j->cost.forward_calls++;
         j->cost.seq_tokens += (uint32_t)seqtok[i];
         j->cost.batch_size = (uint32_t)nq;
