@@ -9,9 +9,10 @@
  *    timeout, and one that never finishes HELLO is dropped after the handshake timeout.
  * 2. Fairness: 300 pipelined OPENs with long prompts on one connection do not hold up another
  *    device's VERIFY: it is answered while the attacker's OPENs are still being worked through.
- * 3. Privacy: a client's OPEN never reuses (or reports) the KV cache another client left, so
- *    OPENED's seq_tokens is the whole prompt; the same connection, and with auth the same
- *    token, still reuse their own prefix; --share-prefix-cache restores sharing.
+ * 3. Privacy: a client's OPEN never reuses (or reports) the KV cache a client on another
+ *    address left, so OPENED's seq_tokens is the whole prompt; the same connection, a
+ *    reconnect from the same address, and with auth the same token, still reuse their own
+ *    prefix; --share-prefix-cache restores sharing.
  * 5. Logs: 20000 invalid frames on one connection give a few lines and a suppressed count,
  *    not one line each. */
 #include <stdatomic.h>
@@ -304,7 +305,7 @@ static void test_prefix_privacy(const uhlm_model *m) {
     for (int i = 1; i < N; i++) secret[i] = 3 + (i * 13) % 400;
     static frame f;
     for (int pass = 0; pass < 3; pass++) {
-        /* pass 0: no auth (every connection its own tenant); pass 1: one token; pass 2: no
+        /* pass 0: no auth (every address its own tenant); pass 1: one token; pass 2: no
          * auth, --share-prefix-cache */
         uhlm_server_params p = uhlm_server_default_params();
         p.n_threads = 1;
@@ -327,6 +328,11 @@ static void test_prefix_privacy(const uhlm_model *m) {
         CHECK(close_session(victim, &f) == 0);
         CHECK(open_cost(victim, secret, N, &f) == 0);
         CHECK(close_session(victim, &f) == 0);
+        /* a reconnect from the same address resynchronises from the cache */
+        int again = hello_from(NULL, port, m, tok, &f);
+        CHECK(open_cost(again, secret, N, &f) == 0);
+        CHECK(close_session(again, &f) == 0);
+        close(again);
         int other = hello_from("127.0.0.3", port, m, tok, &f);
         int got = open_cost(other, secret, N, &f);
         if (!pass)

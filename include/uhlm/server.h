@@ -55,8 +55,10 @@
  *
  * Privacy. A released session's KV cache stays for reuse by a later OPEN that shares its
  * prefix, but only by the same tenant: with auth on, the holders of the token; without
- * auth, the same connection. Another tenant's OPEN takes a free cache as if it were empty,
- * so neither OPENED's cost nor its timing says anything about what others sent.
+ * auth, the same peer address (so a device that reconnects still resynchronises cheaply;
+ * clients sharing an address, behind one NAT or on one host, need auth to be kept apart).
+ * Another tenant's OPEN takes a free cache as if it were empty, so neither OPENED's cost
+ * nor its timing says anything about what others sent.
  * share_prefix_cache = 1 makes every client one tenant (single-tenant deployments).
  *
  * Shutdown. uhlm_server_stop (async-signal-safe) makes uhlm_server_run stop accepting,

@@ -77,7 +77,7 @@ static void help(FILE *f) {
             "                            left (single-tenant deployments only: OPENED's cost and\n"
             "                            timing then tell a client how much of its prompt others\n"
             "                            sent). Default: reuse within one tenant only, i.e. the\n"
-            "                            same auth token, or without auth the same connection\n\n"
+            "                            same auth token, or without auth the same address\n\n"
             "Logs go to stderr, one key=value line per event; the first is\n"
             "`event=listening ... port=N`. SIGINT/SIGTERM stop the server gracefully: queued\n"
             "requests are answered, devices get ERROR SHUTTING_DOWN, exit status 0.\n",

@@ -257,6 +257,16 @@ static uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+/* Without auth, a device's tenant is its address (FNV-1a, mixed), never 0 or 1 (those are
+ * "everyone" and "the token holders"), so a device that reconnects from the same address
+ * still resynchronises from its cached prefix while other hosts cannot probe it. */
+static uint64_t address_tenant(const char *addr) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)addr; *p; p++) h = (h ^ *p) * 0x100000001b3ULL;
+    h = mix64(h);
+    return h < 2 ? h + 2 : h;
+}
+
 static int listen_on(const char *host, int port, int *bound, uhlm_error *err) {
     char pstr[16];
     snprintf(pstr, sizeof pstr, "%d", port);
@@ -768,7 +778,7 @@ static void accept_conns(uhlm_server *s, int lfd, int kind) {
         reap(s); /* the evicted connection's place is needed now */
         conn *c = s->n_conns < s->conn_cap ? conn_new(s, fd, kind, peer, hbuf) : NULL;
         if (!c) {
-            refuse(s, fd, peer, kind, "out_of_memory");
+            refuse(s, fd, peer, kind, s->n_conns < s->conn_cap ? "out of memory" : "table full");
             continue;
         }
         log_limited(s, &s->glr[GK_CONNECT], NULL, "event=connect conn=%llu peer=%s kind=%s",
@@ -850,8 +860,8 @@ static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
     c->state = CS_READY;
     c->last_req = uhlm_now();
     /* the tenant whose prefix caches this connection may reuse (Privacy in server.h): one
-     * secret makes its holders one tenant; without auth each connection is its own */
-    c->tenant = s->p.share_prefix_cache ? 0 : s->p.auth_len ? 1 : 2 + c->id;
+     * secret makes its holders one tenant; without auth, the peer address is all there is */
+    c->tenant = s->p.share_prefix_cache ? 0 : s->p.auth_len ? 1 : address_tenant(c->addr);
     logf_(s, "event=hello conn=%llu peer=%s client=%s nonce=%016llx", (unsigned long long)c->id,
           c->peer, client, (unsigned long long)w.nonce);
     conn_flush(s, c);
