@@ -11,7 +11,7 @@
  * pending token plus the catch-up. Sequences never share mutable state, so sessions are
  * isolated; a refused request changes nothing.
  *
- * Cross-device batching. A VERIFY or GENERATE that passes validation is queued. The queue is
+ * Cross-device batching. A VERIFY, GENERATE or OPEN that passes validation is queued. The queue is
  * flushed when the batch window (measured from the oldest queued request) has passed, or at
  * once when every open session has a request queued (nobody else can join). A flush is ONE
  * uhlm_decode over the catch-up tokens of every queued request, with logits on each
@@ -20,10 +20,11 @@
  * the same draw seeds and positions. Because the forward computes each entry's row
  * independently of the others in the batch, replies are bit-identical to in-process mode.
  * A GENERATE of n_gen > 1 stays queued and takes part in one flush per token. With
- * batching off, every request is its own forward as soon as it arrives.
+ * batching off, every request is its own forward (one step per loop turn).
  *
- * OPEN (the prefill) runs at once, outside the batch, reusing the longest cached prefix of
- * the sequence it is given.
+ * OPEN takes a free session at once, reusing the longest cached prefix of its tenant
+ * (Privacy below); the rest of the prompt is prefilled in the queue, with the others (Fair
+ * compute below), and OPENED goes out when it is done.
  *
  * Robustness. Frames are bounded before anything is allocated (max_frame); a connection is
  * not read while it has a request queued or a reply unsent, so a client cannot make the

@@ -3,9 +3,11 @@
  * Shape: one thread, one poll() loop. Each connection is a small state machine that reads
  * exactly one frame at a time (header, then the payload it announced) into its own buffer,
  * and is not read again until its reply has been sent, so the protocol's lock-step is also
- * the server's back-pressure. VERIFY and GENERATE are validated completely when they arrive
- * (so a refusal has no effect) and queued; the compute step turns the queue into one
- * uhlm_decode and the replies. */
+ * the server's back-pressure. OPEN, VERIFY and GENERATE are validated completely when they
+ * arrive (so a refusal has no effect) and queued; the compute step turns the queue into one
+ * uhlm_decode (each request's share of it: fair compute) and the replies. At most one frame
+ * per connection is read per loop turn; connections are served before new ones are
+ * accepted (admission control, server.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
