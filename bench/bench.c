@@ -132,7 +132,8 @@ static void help(FILE *f) {
             "                  [--reps R] [--simd LEVEL] [--json]\n"
             "       uhlm bench uncertainty --help   (uncertainty cost vs one SLM forward)\n"
             "       uhlm bench serve --help         (server verifications/s vs concurrent devices)\n"
-            "       uhlm bench batch --help         (one forward over S sequences vs S forwards)\n\n"
+            "       uhlm bench batch --help         (one forward over S sequences vs S forwards)\n"
+            "       uhlm bench soak --help          (honest devices' throughput under attack)\n\n"
             "For each model: prompt (batched prefill) tokens/s, decode tokens/s, the memory\n"
             "bandwidth measured by a triad on the same threads, and the achieved fraction of\n"
             "the bandwidth bound (bandwidth / weight bytes read per token). One JSON object per\n"
@@ -150,6 +151,7 @@ int cmd_bench(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "uncertainty")) return cmd_bench_uncertainty(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "batch")) return cmd_bench_batch(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "soak")) return cmd_bench_soak(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

@@ -2,7 +2,7 @@
 # CLI behaviour of `uhlm serve`: help, usage errors (exit 2), runtime errors (exit 1), the
 # listening log line and --port-file, the plain-text stats port, a raw HELLO answered with
 # WELCOME and garbage answered with ERROR BAD_MAGIC, a device refused for a wrong auth token,
-# graceful exit 0 on SIGTERM and on SIGINT, and `uhlm bench serve` JSON lines. When the
+# graceful exit 0 on SIGTERM and on SIGINT, and `uhlm bench serve` / `bench soak` JSON. When the
 # device client exists (`uhlm run --server`), a remote run must equal the in-process run.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
@@ -20,7 +20,9 @@ py=/usr/bin/python3
 expect_rc 0 "$bin" serve --help
 grep -q "usage: uhlm serve" "$tmp/out" && ok || bad "serve --help text"
 for args in "--bogus" "--port" "--port 70000" "--max-sessions 0" "--max-ctx -1" \
-            "--batch-window-us x" "--idle-timeout -2" "-t abc"; do
+            "--batch-window-us x" "--idle-timeout -2" "-t abc" "--handshake-timeout 0" \
+            "--request-idle-timeout -1" "--max-pending 0" "--max-conns-per-addr x" \
+            "--stats-max-conns 0" "--step-tokens 0" "--max-conns 70000"; do
   # shellcheck disable=SC2086
   expect_rc 2 "$bin" serve $args
 done
@@ -119,6 +121,19 @@ for list in "" "1,2," "1,,2" "0" "$(seq -s, 33)"; do
 done
 "$bin" bench serve --devices 1 --seconds 0.2 --ctx-max 256 >/dev/null 2>"$tmp/berr"; rc=$?
 [ "$rc" = 2 ] && grep -q "ctx-max" "$tmp/berr" && ok || bad "bench serve --ctx-max 256: rc $rc $(cat "$tmp/berr")"
+
+# the soak benchmark prints one JSON object; the honest devices lose no token to the attackers
+"$bin" bench soak --devices 4 --seconds 0.3 --idle 6 --pipeliners 1 --garbage 1 >"$tmp/soak" 2>"$tmp/serr" \
+  && ok || bad "bench soak: $(cat "$tmp/serr")"
+"$py" - "$tmp/soak" <<'PY' && ok || bad "bench soak output: $(cat "$tmp/soak")"
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["bench"] == "soak" and o["devices"] == 4, o
+assert o["honest_unverified_tokens"] == 0, o
+assert o["baseline"]["verifications"] > 0 and o["attack"]["verifications"] > 0, o
+assert o["attack"]["garbage_frames_answered"] > 0, o
+PY
+"$bin" bench soak --devices 0 >/dev/null 2>&1; [ $? = 2 ] && ok || bad "bench soak --devices 0 accepted"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -11,7 +11,7 @@
  * pending token plus the catch-up. Sequences never share mutable state, so sessions are
  * isolated; a refused request changes nothing.
  *
- * Cross-device batching. A VERIFY or GENERATE that passes validation is queued. The queue is
+ * Cross-device batching. A VERIFY, GENERATE or OPEN that passes validation is queued. The queue is
  * flushed when the batch window (measured from the oldest queued request) has passed, or at
  * once when every open session has a request queued (nobody else can join). A flush is ONE
  * uhlm_decode over the catch-up tokens of every queued request, with logits on each
@@ -20,24 +20,57 @@
  * the same draw seeds and positions. Because the forward computes each entry's row
  * independently of the others in the batch, replies are bit-identical to in-process mode.
  * A GENERATE of n_gen > 1 stays queued and takes part in one flush per token. With
- * batching off, every request is its own forward as soon as it arrives.
+ * batching off, every request is its own forward (one step per loop turn).
  *
- * OPEN (the prefill) runs at once, outside the batch, reusing the longest cached prefix of
- * the sequence it is given.
+ * OPEN takes a free session at once, reusing the longest cached prefix of its tenant
+ * (Privacy below); the rest of the prompt is prefilled in the queue, with the others (Fair
+ * compute below), and OPENED goes out when it is done.
  *
  * Robustness. Frames are bounded before anything is allocated (max_frame); a connection is
  * not read while it has a request queued or a reply unsent, so a client cannot make the
- * server buffer more than one frame and one reply; connections that send no complete frame
- * for idle_timeout_ms (including a stalled half frame) get ERROR TIMEOUT and are closed.
- * Protocol errors follow docs/protocol.md §8: fatal ones close the connection after the
- * ERROR frame, the others leave the session as it was.
+ * server buffer more than one frame and one reply, and at most one of its requests is ever
+ * in flight (the lock-step of the protocol, enforced); at most one frame per connection is
+ * read per loop turn. Connections that send no complete frame for idle_timeout_ms
+ * (including a stalled half frame) get ERROR TIMEOUT and are closed. Protocol errors follow
+ * docs/protocol.md §8: fatal ones close the connection after the ERROR frame, the others
+ * leave the session as it was.
+ *
+ * Fair compute. OPEN's prefill is queued and batched like VERIFY. One compute step feeds
+ * every queued request at least one token; when their tokens together exceed step_tokens,
+ * each gets step_tokens / (requests) of them per step (at least one) plus what its address's
+ * burst credit allows (a context's worth, earned back over 10 s), and the rest waits for the
+ * next step. So a device that opens or catches up now and then does it at once, while a
+ * flood of prompts, from one address or through reconnects, cannot hold up the others. Results are unchanged: the cache entries do not depend
+ * on how the tokens were split.
+ *
+ * Admission. Connections that have not finished HELLO ("pending") have their own budget
+ * (max_pending) and must finish within handshake_timeout_ms (or idle_timeout_ms if shorter);
+ * when a new one arrives and the budget, or its address's share (max_conns_per_addr), is
+ * full, the oldest pending connection of the address holding the most of them is dropped
+ * with ERROR BUSY. So silent connections can delay nobody for long, and the max_conns
+ * places past HELLO are only reachable through HELLO (with auth on: with the token). A HELLO
+ * that finds max_conns taken gets ERROR BUSY (fatal). The stats port has its own budget
+ * (max_stats_conns; a new reader replaces the oldest). At the descriptor limit (EMFILE) the
+ * server drops the oldest pending connection to make room, or else stops accepting until a
+ * connection closes (at most a second), instead of spinning.
+ *
+ * Privacy. A released session's KV cache stays for reuse by a later OPEN that shares its
+ * prefix, but only by the same tenant: with auth on, the holders of the token; without
+ * auth, the same peer address (so a device that reconnects still resynchronises cheaply;
+ * clients sharing an address, behind one NAT or on one host, need auth to be kept apart).
+ * Another tenant's OPEN takes a free cache as if it were empty, so neither OPENED's cost
+ * nor its timing says anything about what others sent.
+ * share_prefix_cache = 1 makes every client one tenant (single-tenant deployments).
  *
  * Shutdown. uhlm_server_stop (async-signal-safe) makes uhlm_server_run stop accepting,
  * finish every queued request (their replies are sent), send ERROR SHUTTING_DOWN to every
  * connection, flush for at most a second and return 0.
  *
  * Logs: one line per event on params.log (NULL: silent), `ts=... event=NAME key=value ...`;
- * the first is `event=listening ... port=N`, with the port actually bound.
+ * the first is `event=listening ... port=N`, with the port actually bound. Repeating events
+ * are rate-limited per connection and kind (errors, session opens) and globally for the
+ * accept path: at most 5 lines a second each; a line after a gap says `suppressed=N`, and
+ * a connection's disconnect line `log_suppressed=N`, its total.
  *
  * Stats (STATS message, --stats-port, uhlm_server_stats_text): /metrics-style plain text,
  * metric names prefixed uhlm_server_ and documented in the text's # HELP lines. */
@@ -62,17 +95,29 @@ typedef struct uhlm_server_params {
     const uint8_t *auth;     /* shared secret; NULL or auth_len 0 = accept any token */
     size_t auth_len;         /* <= UHLM_WIRE_MAX_AUTH */
     int max_sessions;        /* sequences in the LLM context, >= 1 */
-    int max_conns;           /* connections held at once; 0 = 2 * max_sessions + 8 */
+    int max_conns;           /* device connections past HELLO; 0 = 2 * max_sessions + 8 */
     int max_ctx;             /* positions per session; 0 = the model's seq_len */
     int batch_window_us;     /* how long a queued request waits for others, >= 0 */
     int batching;            /* 0 = one forward per request (for comparison) */
-    int idle_timeout_ms;     /* 0 = none */
+    int idle_timeout_ms;     /* no complete frame for this long: closed; 0 = none */
     int n_threads;           /* model thread pool; 0 = all CPUs */
     FILE *log;               /* structured log lines; NULL = none */
+    /* Admission control (see "Admission" above); 0 = the default in brackets. */
+    int handshake_timeout_ms;    /* HELLO must be complete this long after connecting [5000] */
+    int request_idle_timeout_ms; /* past HELLO, no OPEN/VERIFY/GENERATE/CLOSE (PING and
+                                  * STATS_REQ do not count) for this long: closed, its
+                                  * session freed [300000]; -1 = none */
+    int max_pending;             /* connections that have not finished HELLO
+                                  * [max(16, max_sessions)] */
+    int max_conns_per_addr;      /* device connections from one address [max(8, max_sessions)] */
+    int max_stats_conns;         /* stats-port connections [4] */
+    int step_tokens;             /* tokens one compute step shares among its requests [64] */
+    int share_prefix_cache;      /* 1: an OPEN may reuse any client's cached prefix (one
+                                  * tenant); 0: only its own tenant's (see "Privacy") */
 } uhlm_server_params;
 
 /* 127.0.0.1, kernel port, no stats, no auth, 16 sessions, model context, 1000 us window,
- * batching on, 60 s idle timeout, all CPUs, no log. */
+ * batching on, 60 s idle timeout, all CPUs, no log, admission defaults, no prefix sharing. */
 uhlm_server_params uhlm_server_default_params(void);
 
 typedef struct uhlm_server uhlm_server;
@@ -102,10 +147,15 @@ size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap);
 /* Counters for tests and the benchmark (same caveat as uhlm_server_stats_text). */
 typedef struct uhlm_server_counters {
     uint64_t connections, sessions_opened, verifications, accepted, generated_tokens;
-    uint64_t forward_calls; /* uhlm_decode calls for VERIFY/GENERATE (not prefills) */
+    uint64_t forward_calls; /* compute-step forwards (VERIFY/GENERATE, and OPEN prefills
+                             * batched with them; an OPEN whose prefix is cached needs none) */
     uint64_t batched_requests; /* request-steps summed over those forwards */
     uint64_t errors;          /* ERROR frames sent */
     int open_sessions, open_conns;
+    uint64_t evicted;         /* pending connections dropped to make room (admission) */
+    uint64_t refused;         /* connections refused at accept or HELLO (full, per address) */
+    uint64_t timeouts;        /* connections closed by the handshake, idle or request timeout */
+    uint64_t log_suppressed;  /* log lines left out by the rate limits */
 } uhlm_server_counters;
 void uhlm_server_get_counters(const uhlm_server *s, uhlm_server_counters *out);
 

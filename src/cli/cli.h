@@ -23,6 +23,8 @@ int cmd_bench_uncertainty(int argc, char **argv);
 int cmd_bench_serve(int argc, char **argv);
 /* `uhlm bench batch`: one forward over S sequences against S forwards (bench_batch.c). */
 int cmd_bench_batch(int argc, char **argv);
+/* `uhlm bench soak`: honest devices' throughput with and without attackers (bench_soak.c). */
+int cmd_bench_soak(int argc, char **argv);
 /* The longest context `bench serve` and `bench batch` give a session by default: a device's
  * session is a short prompt and up to a few hundred tokens, so 256, or 90% of the model's
  * context when that is less. */

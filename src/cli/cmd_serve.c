@@ -32,7 +32,10 @@ static void help(FILE *f) {
             "usage: uhlm serve [-m LLM] [-z TOKENIZER] [--host H] [--port P]\n"
             "                  [--auth-token-file F] [--max-sessions N] [--max-ctx N]\n"
             "                  [--batch-window-us U] [--no-batching] [--idle-timeout S]\n"
-            "                  [--stats-port P] [--port-file F] [-t THREADS] [--quiet]\n\n"
+            "                  [--stats-port P] [--port-file F] [-t THREADS] [--quiet]\n"
+            "                  [--handshake-timeout S] [--request-idle-timeout S]\n"
+            "                  [--max-conns N] [--max-pending N] [--max-conns-per-addr N]\n"
+            "                  [--stats-max-conns N] [--step-tokens N] [--share-prefix-cache]\n\n"
             "Serves the LLM to devices (`uhlm run --server HOST:PORT`) over the wire protocol\n"
             "of docs/protocol.md: each device session verifies drafts against its own KV cache;\n"
             "requests from different devices that arrive within the batch window share one\n"
@@ -53,6 +56,28 @@ static void help(FILE *f) {
             "  --port-file F        write the bound port to F once listening (for scripts)\n"
             "  -t THREADS           model threads (default: all CPUs)\n"
             "  --quiet              no log lines\n\n"
+            "Admission and fairness (docs/protocol.md §5; the defaults suit a deployment):\n"
+            "  --handshake-timeout S     HELLO must be complete S seconds after connecting\n"
+            "                            (default 5)\n"
+            "  --request-idle-timeout S  close connections that send no OPEN, VERIFY, GENERATE\n"
+            "                            or CLOSE for S seconds (PINGs do not count), freeing\n"
+            "                            their session; 0 = never (default 300)\n"
+            "  --max-conns N             connections past HELLO (default 2 x sessions + 8)\n"
+            "  --max-pending N           connections still before HELLO; when full, a newcomer\n"
+            "                            replaces the oldest of the address holding the most\n"
+            "                            (default: max-sessions, at least 16)\n"
+            "  --max-conns-per-addr N    connections from one address (default: max-sessions,\n"
+            "                            at least 8)\n"
+            "  --stats-max-conns N       stats-port connections (default 4)\n"
+            "  --step-tokens N           tokens one compute step shares among the queued\n"
+            "                            requests; a long prompt or catch-up takes its share per\n"
+            "                            step beyond its address's burst credit (a context per\n"
+            "                            10 s), so it cannot stall the others (default 64)\n"
+            "  --share-prefix-cache      let any device's OPEN reuse the KV cache another device\n"
+            "                            left (single-tenant deployments only: OPENED's cost and\n"
+            "                            timing then tell a client how much of its prompt others\n"
+            "                            sent). Default: reuse within one tenant only, i.e. the\n"
+            "                            same auth token, or without auth the same address\n\n"
             "Logs go to stderr, one key=value line per event; the first is\n"
             "`event=listening ... port=N`. SIGINT/SIGTERM stop the server gracefully: queued\n"
             "requests are answered, devices get ERROR SHUTTING_DOWN, exit status 0.\n",
@@ -66,6 +91,9 @@ int cmd_serve(int argc, char **argv) {
     uhlm_server_params sp = uhlm_server_default_params();
     long port = 7474, stats_port = -1, max_sessions = sp.max_sessions, max_ctx = 0,
          window = sp.batch_window_us, idle_s = sp.idle_timeout_ms / 1000, threads = 0;
+    long max_conns = 0, max_pending = 0, per_addr = 0, stats_conns = 0, step_tokens = 0;
+    double handshake_s = sp.handshake_timeout_ms / 1000.0,
+           request_idle_s = sp.request_idle_timeout_ms / 1000.0;
     int quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -76,11 +104,17 @@ int cmd_serve(int argc, char **argv) {
             sp.batching = 0;
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
+        } else if (!strcmp(a, "--share-prefix-cache")) {
+            sp.share_prefix_cache = 1;
         } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--host") ||
                    !strcmp(a, "--port") || !strcmp(a, "--auth-token-file") ||
                    !strcmp(a, "--max-sessions") || !strcmp(a, "--max-ctx") ||
                    !strcmp(a, "--batch-window-us") || !strcmp(a, "--idle-timeout") ||
-                   !strcmp(a, "--stats-port") || !strcmp(a, "--port-file") || !strcmp(a, "-t")) {
+                   !strcmp(a, "--stats-port") || !strcmp(a, "--port-file") || !strcmp(a, "-t") ||
+                   !strcmp(a, "--handshake-timeout") || !strcmp(a, "--request-idle-timeout") ||
+                   !strcmp(a, "--max-conns") || !strcmp(a, "--max-pending") ||
+                   !strcmp(a, "--max-conns-per-addr") || !strcmp(a, "--stats-max-conns") ||
+                   !strcmp(a, "--step-tokens")) {
             if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
             int bad = 0;
             if (!strcmp(a, "-m")) model_arg = v;
@@ -94,6 +128,13 @@ int cmd_serve(int argc, char **argv) {
             else if (!strcmp(a, "--max-ctx")) bad = cli_parse_int(cmd, a, v, 1, 1 << 24, &max_ctx);
             else if (!strcmp(a, "--batch-window-us")) bad = cli_parse_int(cmd, a, v, 0, 10000000, &window);
             else if (!strcmp(a, "--idle-timeout")) bad = cli_parse_int(cmd, a, v, 0, 2000000, &idle_s);
+            else if (!strcmp(a, "--handshake-timeout")) bad = cli_parse_float(cmd, a, v, 0.001, 3600, &handshake_s);
+            else if (!strcmp(a, "--request-idle-timeout")) bad = cli_parse_float(cmd, a, v, 0, 2000000, &request_idle_s);
+            else if (!strcmp(a, "--max-conns")) bad = cli_parse_int(cmd, a, v, 1, 65536, &max_conns);
+            else if (!strcmp(a, "--max-pending")) bad = cli_parse_int(cmd, a, v, 1, 65536, &max_pending);
+            else if (!strcmp(a, "--max-conns-per-addr")) bad = cli_parse_int(cmd, a, v, 1, 65536, &per_addr);
+            else if (!strcmp(a, "--stats-max-conns")) bad = cli_parse_int(cmd, a, v, 1, 1024, &stats_conns);
+            else if (!strcmp(a, "--step-tokens")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &step_tokens);
             else bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
             if (bad) return 2;
         } else {
@@ -118,6 +159,14 @@ int cmd_serve(int argc, char **argv) {
     sp.batch_window_us = (int)window;
     sp.idle_timeout_ms = (int)(idle_s * 1000 > 2000000000L ? 2000000000L : idle_s * 1000);
     sp.n_threads = (int)threads;
+    sp.handshake_timeout_ms = (int)(handshake_s * 1000 + 0.5);
+    sp.request_idle_timeout_ms = request_idle_s > 0 ? (int)(request_idle_s * 1000 + 0.5) : -1;
+    if (request_idle_s > 0 && sp.request_idle_timeout_ms < 1) sp.request_idle_timeout_ms = 1;
+    sp.max_conns = (int)max_conns;
+    sp.max_pending = (int)max_pending;
+    sp.max_conns_per_addr = (int)per_addr;
+    sp.max_stats_conns = (int)stats_conns;
+    sp.step_tokens = (int)step_tokens;
     sp.auth = token_len ? (const uint8_t *)token : NULL;
     sp.auth_len = token_len;
     sp.log = quiet ? NULL : stderr;

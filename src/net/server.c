@@ -3,9 +3,11 @@
  * Shape: one thread, one poll() loop. Each connection is a small state machine that reads
  * exactly one frame at a time (header, then the payload it announced) into its own buffer,
  * and is not read again until its reply has been sent, so the protocol's lock-step is also
- * the server's back-pressure. VERIFY and GENERATE are validated completely when they arrive
- * (so a refusal has no effect) and queued; the compute step turns the queue into one
- * uhlm_decode and the replies. */
+ * the server's back-pressure. OPEN, VERIFY and GENERATE are validated completely when they
+ * arrive (so a refusal has no effect) and queued; the compute step turns the queue into one
+ * uhlm_decode (each request's share of it: fair compute) and the replies. At most one frame
+ * per connection is read per loop turn; connections are served before new ones are
+ * accepted (admission control, server.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -25,20 +27,39 @@
 #include "uhlm/tokenizer.h"
 #include "uhlm/verify.h"
 #include "uhlm/wire.h"
+#include "net/server_internal.h"
 
 #define LAT_RING 4096   /* latency samples kept for the percentiles */
 #define HTTP_MAX_REQ 4096
 #define CLOSE_GRACE_S 1.0 /* how long a closing connection may take to drain its last frame */
 #define N_HIST 8          /* batch-size buckets: 1, 2, 4, ..., 64, +Inf */
+#define ACCEPT_BURST 64   /* connections accepted per loop turn, per listening socket */
+#define ACCEPT_PAUSE_S 1.0 /* at the descriptor limit with nothing to drop: accepting pauses */
+#define HTTP_DEADLINE_S 5.0 /* a stats reader's whole request, at most */
+#define LOG_BURST 5       /* lines per kind per LOG_WINDOW_S, per connection or global */
+#define LOG_WINDOW_S 1.0
+#define CREDIT_REFILL_S 10.0 /* seconds to earn a whole context of burst credit back */
 
 enum { K_DEVICE, K_HTTP };
 enum { CS_HELLO, CS_READY };
+/* rate-limited log kinds: per connection, and global ones for the accept path */
+enum { LK_ERROR, LK_SESSION, LK_N };
+enum { GK_ACCEPT_FAILED, GK_REFUSED, GK_EVICTED, GK_CONNECT, GK_N };
+
+/* A token bucket in its simplest form: LOG_BURST lines per window, the rest counted. */
+typedef struct lograte {
+    double t0;
+    int n;
+    uint64_t suppressed; /* since the last line of this kind that was written */
+} lograte;
 
 typedef struct session {
     int in_use;
     int seq; /* the ctx sequence (== index in the slot array) */
     uint64_t id;
     uint32_t mode;
+    uint64_t owner;   /* tenant of the last session here: whose cache this is (Privacy) */
+    double last_used; /* when it was last released: free caches are reused oldest first */
     uhlm_sampling s;
     int *committed; /* max_ctx; beyond n_committed: a queued request's staged catch-up */
     int n_committed;
@@ -49,10 +70,11 @@ typedef struct session {
 /* The one request a connection may have in the compute queue. */
 typedef struct job {
     int active;
-    uint16_t type; /* VERIFY or GENERATE */
+    uint16_t type; /* OPEN (its prefill), VERIFY or GENERATE */
     uint32_t request_id;
-    int n_catchup; /* staged at committed[n_committed ..] until the first forward */
-    int first;     /* the catch-up has not been fed yet */
+    int n_catchup; /* staged at committed[n_committed ..] until the decision */
+    int first;     /* the catch-up has not been decided on yet */
+    int kv0;       /* the cache length when the request came: a failure goes back to it */
     int draft, greedy;
     uint64_t draw_seed;
     int n_gen, stop_eos, start, n_out; /* GENERATE */
@@ -64,7 +86,17 @@ typedef struct conn {
     int fd, kind, state, dead, closing;
     int draining; /* closing, write side shut: reading until EOF so the close sends no RST */
     uint64_t id;
+    uint64_t tenant; /* who may reuse whose prefix cache (Privacy in server.h) */
     char peer[64];
+    char addr[48]; /* the peer's numeric address, for the per-address limit */
+    double t_accept, last_req; /* last_req: last OPEN/VERIFY/GENERATE/CLOSE, or HELLO */
+    lograte lr[LK_N];
+    uint64_t log_suppressed;
+    /* test-only in-memory transport (server_internal.h): fd is -1, input comes from mem_in
+     * and replies are appended to mem_out instead of sent */
+    const uint8_t *mem_in;
+    size_t mem_len, mem_off;
+    uhlm_wire_buf *mem_out;
     uint8_t hdr[UHLM_WIRE_HEADER_SIZE];
     size_t hdr_got;
     uhlm_wire_header h;
@@ -76,7 +108,15 @@ typedef struct conn {
     size_t out_off;
     session *sess;
     job job;
+    int credit_slot; /* where its address's credit was last found in s->credits (a hint) */
 } conn;
+
+/* An address's burst credit (fair compute): tokens its requests may feed beyond their share
+ * of a full step. Refilled at CREDIT_REFILL_S per context, capped at one context. */
+typedef struct addr_credit {
+    char addr[48];
+    double tokens, t; /* t: last refill; also the age for replacing entries */
+} addr_credit;
 
 struct uhlm_server {
     uhlm_server_params p;
@@ -91,18 +131,25 @@ struct uhlm_server {
     int bound_port, bound_stats_port;
     session *slots;
     conn **conns;
-    int n_conns;
+    int n_conns, conn_cap;
+    int spare_fd;            /* held in reserve: closed to make room at the descriptor limit */
+    double accept_resume_at; /* accepting paused until then (descriptor limit) */
+    lograte glr[GK_N];
+    addr_credit *credits; /* per address, kept after its connections close */
+    int n_credits, credits_cap;
     struct pollfd *pfds;
     conn **pconn; /* conn of each pollfd, NULL for the server's own fds */
     uhlm_batch_entry *batch;
     float *logits, *y;
     conn **qjobs;
-    int *kvb, *seqtok; /* per queued job: cache length before the step, tokens fed */
+    int *kvb, *seqtok, *row; /* per queued job: cache length before the step, tokens fed,
+                              * logits row (-1: no decision this step) */
     uint64_t next_conn_id, next_session_id, nonce_state;
     double t_start;
     /* stats */
     uint64_t c_conns, c_sessions, c_verify, c_accept, c_gen_tokens, c_forwards, c_batched;
-    uint64_t c_batch_tokens, c_errors, c_opens;
+    uint64_t c_batch_tokens, c_errors;
+    uint64_t c_evicted, c_refused, c_timeouts, c_log_suppressed;
     uint64_t err_by_code[UHLM_WIRE_E_MAX + 1];
     uint64_t hist[N_HIST];
     double lat[LAT_RING];
@@ -111,26 +158,66 @@ struct uhlm_server {
 
 /* ------------------------------------------------------------------ logging */
 
-static void logf_(uhlm_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(uhlm_server *s, const char *fmt, ...) {
+/* One line; `suppressed` > 0 adds how many lines of its kind were left out before it. */
+static void vlogf_(uhlm_server *s, uint64_t suppressed, const char *fmt, va_list ap) {
     if (!s->p.log) return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     char line[1024];
     int n = snprintf(line, sizeof line, "ts=%lld.%03ld ", (long long)ts.tv_sec,
                      ts.tv_nsec / 1000000);
-    va_list ap;
-    va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof line) vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    va_end(ap);
-    /* one fputs per line so that lines from several processes sharing stderr stay whole */
     size_t len = strlen(line);
+    if (suppressed && len + 40 < sizeof line)
+        len += (size_t)snprintf(line + len, sizeof line - len, " suppressed=%llu",
+                                (unsigned long long)suppressed);
+    /* one fputs per line so that lines from several processes sharing stderr stay whole */
     if (len + 1 < sizeof line) {
         line[len] = '\n';
         line[len + 1] = 0;
     }
     fputs(line, s->p.log);
     fflush(s->p.log);
+}
+
+static void logf_(uhlm_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(uhlm_server *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vlogf_(s, 0, fmt, ap);
+    va_end(ap);
+}
+
+/* 1 when a line of this kind may be written now; otherwise counts it as suppressed. */
+static int lograte_allow(lograte *r, double now) {
+    if (now - r->t0 >= LOG_WINDOW_S) {
+        r->t0 = now;
+        r->n = 0;
+    }
+    if (r->n < LOG_BURST) {
+        r->n++;
+        return 1;
+    }
+    r->suppressed++;
+    return 0;
+}
+
+/* A line through limiter r (a connection's, or a global one); the line that follows a gap
+ * says how many were left out. */
+static void log_limited(uhlm_server *s, lograte *r, uint64_t *conn_total, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void log_limited(uhlm_server *s, lograte *r, uint64_t *conn_total, const char *fmt, ...) {
+    if (!s->p.log) return;
+    if (!lograte_allow(r, uhlm_now())) {
+        s->c_log_suppressed++;
+        if (conn_total) (*conn_total)++;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vlogf_(s, r->suppressed, fmt, ap);
+    va_end(ap);
+    r->suppressed = 0;
 }
 
 /* Untrusted text (client names, error details) as a log value with no spaces or quotes. */
@@ -155,6 +242,8 @@ uhlm_server_params uhlm_server_default_params(void) {
     p.batch_window_us = 1000;
     p.batching = 1;
     p.idle_timeout_ms = 60000;
+    p.handshake_timeout_ms = 5000;
+    p.request_idle_timeout_ms = 300000;
     return p;
 }
 
@@ -168,6 +257,16 @@ static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
+}
+
+/* Without auth, a device's tenant is its address (FNV-1a, mixed), never 0 or 1 (those are
+ * "everyone" and "the token holders"), so a device that reconnects from the same address
+ * still resynchronises from its cached prefix while other hosts cannot probe it. */
+static uint64_t address_tenant(const char *addr) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)addr; *p; p++) h = (h ^ *p) * 0x100000001b3ULL;
+    h = mix64(h);
+    return h < 2 ? h + 2 : h;
 }
 
 static int listen_on(const char *host, int port, int *bound, uhlm_error *err) {
@@ -240,6 +339,9 @@ void uhlm_server_free(uhlm_server *s) {
     free(s->qjobs);
     free(s->kvb);
     free(s->seqtok);
+    free(s->row);
+    free(s->credits);
+    if (s->spare_fd >= 0) close(s->spare_fd);
     if (s->lfd >= 0) close(s->lfd);
     if (s->sfd >= 0) close(s->sfd);
     if (s->stop_r >= 0) close(s->stop_r);
@@ -255,9 +357,16 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
         return NULL;
     }
     if (p->batch_window_us < 0 || p->idle_timeout_ms < 0 || p->max_ctx < 0 || p->max_conns < 0 ||
+        p->handshake_timeout_ms < 0 || p->request_idle_timeout_ms < -1 || p->max_pending < 0 ||
+        p->max_conns_per_addr < 0 || p->max_stats_conns < 0 || p->step_tokens < 0 ||
         p->auth_len > UHLM_WIRE_MAX_AUTH) {
-        uhlm_set_error(err, "server: negative window, timeout or context, or auth token over %u "
-                            "bytes", UHLM_WIRE_MAX_AUTH);
+        uhlm_set_error(err, "server: negative window, timeout, limit or context, or auth token "
+                            "over %u bytes", UHLM_WIRE_MAX_AUTH);
+        return NULL;
+    }
+    if (p->max_conns > 65536 || p->max_pending > 65536 || p->max_stats_conns > 1024) {
+        uhlm_set_error(err, "server: max conns %d / pending %d / stats conns %d: too many",
+                       p->max_conns, p->max_pending, p->max_stats_conns);
         return NULL;
     }
     uhlm_server *s = calloc(1, sizeof *s);
@@ -267,7 +376,16 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     }
     s->p = *p;
     if (s->p.max_conns == 0) s->p.max_conns = 2 * p->max_sessions + 8;
-    s->lfd = s->sfd = s->stop_r = s->stop_w = -1;
+    if (s->p.handshake_timeout_ms == 0) s->p.handshake_timeout_ms = 5000;
+    if (s->p.request_idle_timeout_ms == 0) s->p.request_idle_timeout_ms = 300000;
+    if (s->p.max_pending == 0) s->p.max_pending = p->max_sessions > 16 ? p->max_sessions : 16;
+    if (s->p.max_conns_per_addr == 0)
+        s->p.max_conns_per_addr = p->max_sessions > 8 ? p->max_sessions : 8;
+    if (s->p.max_stats_conns == 0) s->p.max_stats_conns = 4;
+    if (s->p.step_tokens == 0) s->p.step_tokens = 64;
+    /* every connection kind has its own budget; one more place for the test transport */
+    s->conn_cap = s->p.max_conns + s->p.max_pending + s->p.max_stats_conns + 1;
+    s->lfd = s->sfd = s->stop_r = s->stop_w = s->spare_fd = -1;
     s->bound_stats_port = -1;
     s->m = llm;
     s->V = llm->cfg.vocab_size;
@@ -294,7 +412,7 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     s->lim = (uhlm_wire_limits){s->max_frame, s->max_batch_tokens, (uint32_t)s->V};
     /* OPEN is decoded at the protocol ceiling so that an over-long prompt gets CTX_FULL */
     s->lim_open = (uhlm_wire_limits){s->max_frame, UHLM_WIRE_MAX_TOKENS, (uint32_t)s->V};
-    int S = p->max_sessions, C = s->n_ctx, MC = s->p.max_conns;
+    int S = p->max_sessions, C = s->n_ctx, MC = s->conn_cap;
     s->slots = calloc((size_t)S, sizeof *s->slots);
     s->conns = calloc((size_t)MC, sizeof *s->conns);
     s->pfds = calloc((size_t)MC + 3, sizeof *s->pfds);
@@ -305,8 +423,11 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     s->qjobs = calloc((size_t)MC, sizeof *s->qjobs);
     s->kvb = calloc((size_t)MC, sizeof *s->kvb);
     s->seqtok = calloc((size_t)MC, sizeof *s->seqtok);
+    s->row = calloc((size_t)MC, sizeof *s->row);
+    s->credits_cap = 2 * MC + 64;
+    s->credits = calloc((size_t)s->credits_cap, sizeof *s->credits);
     if (!s->slots || !s->conns || !s->pfds || !s->pconn || !s->batch || !s->logits || !s->y ||
-        !s->qjobs || !s->kvb || !s->seqtok) {
+        !s->qjobs || !s->kvb || !s->seqtok || !s->row || !s->credits) {
         uhlm_set_error(err, "server: out of memory (%d sessions x %d positions)", S, C);
         goto fail;
     }
@@ -331,6 +452,9 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
         uhlm_set_error(err, "server: pipe flags: %s", strerror(errno));
         goto fail;
     }
+    /* the reserve descriptor: at EMFILE it is closed so that one connection can be accepted
+     * and dropped (or room made), then taken again */
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     s->lfd = listen_on(p->host, p->port, &s->bound_port, err);
     if (s->lfd < 0) goto fail;
     if (p->stats_port >= 0) {
@@ -364,13 +488,16 @@ void uhlm_server_stop(uhlm_server *s) {
 static void session_release(uhlm_server *s, conn *c, const char *why) {
     session *ss = c->sess;
     if (!ss) return;
-    logf_(s, "event=session_end conn=%llu session=%llu seq=%d n_past=%d verifications=%llu "
-             "accepted=%llu reason=%s",
-          (unsigned long long)c->id, (unsigned long long)ss->id, ss->seq, ss->n_committed,
-          (unsigned long long)ss->n_verify, (unsigned long long)ss->n_accept, why);
+    log_limited(s, &c->lr[LK_SESSION], &c->log_suppressed,
+                "event=session_end conn=%llu session=%llu seq=%d n_past=%d verifications=%llu "
+                "accepted=%llu reason=%s",
+                (unsigned long long)c->id, (unsigned long long)ss->id, ss->seq, ss->n_committed,
+                (unsigned long long)ss->n_verify, (unsigned long long)ss->n_accept, why);
     ss->in_use = 0;
+    ss->last_used = uhlm_now();
     c->sess = NULL;
-    /* the KV cache stays: its recorded tokens let a later OPEN reuse the common prefix */
+    /* the KV cache stays: its recorded tokens let a later OPEN of the same tenant reuse the
+     * common prefix */
 }
 
 static void conn_kill(uhlm_server *s, conn *c, const char *why) {
@@ -380,12 +507,48 @@ static void conn_kill(uhlm_server *s, conn *c, const char *why) {
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->dead = 1;
-    logf_(s, "event=disconnect conn=%llu peer=%s reason=%s", (unsigned long long)c->id, c->peer,
-          why);
+    s->accept_resume_at = 0; /* a descriptor is free again */
+    if (!s->p.log) return;
+    /* connections that never got past HELLO come and go under one global limit (a flood of
+     * them must not flood the log); a device's disconnect is always logged */
+    lograte *r = c->kind == K_HTTP || c->state == CS_HELLO ? &s->glr[GK_CONNECT] : NULL;
+    if (r && !lograte_allow(r, uhlm_now())) {
+        s->c_log_suppressed++;
+        return;
+    }
+    char extra[80] = "";
+    int k = 0;
+    if (c->log_suppressed)
+        k = snprintf(extra, sizeof extra, " log_suppressed=%llu", (unsigned long long)c->log_suppressed);
+    if (r && r->suppressed && k >= 0 && (size_t)k < sizeof extra)
+        snprintf(extra + k, sizeof extra - (size_t)k, " suppressed=%llu",
+                 (unsigned long long)r->suppressed);
+    if (r) r->suppressed = 0;
+    logf_(s, "event=disconnect conn=%llu peer=%s reason=%s%s", (unsigned long long)c->id, c->peer,
+          why, extra);
+}
+
+/* The in-memory transport's "send": everything goes to mem_out at once. */
+static void conn_flush_mem(uhlm_server *s, conn *c) {
+    uhlm_error e;
+    size_t n = c->out.len - c->out_off;
+    if (n && uhlm_wire_buf_reserve(c->mem_out, n, &e) != 0) {
+        conn_kill(s, c, "out_of_memory");
+        return;
+    }
+    if (n) memcpy(c->mem_out->data + c->mem_out->len, c->out.data + c->out_off, n);
+    c->mem_out->len += n;
+    c->out.len = 0;
+    c->out_off = 0;
+    if (c->closing) conn_kill(s, c, "closed_after_error");
 }
 
 /* Sends what can be sent now; the rest waits for POLLOUT. */
 static void conn_flush(uhlm_server *s, conn *c) {
+    if (c->mem_out) {
+        conn_flush_mem(s, c);
+        return;
+    }
     while (!c->dead && c->out_off < c->out.len) {
         ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (w > 0) {
@@ -433,11 +596,13 @@ static void send_error(uhlm_server *s, conn *c, int code, int fatal, uint32_t ri
     va_end(ap);
     s->c_errors++;
     if (code > 0 && code <= UHLM_WIRE_E_MAX) s->err_by_code[code]++;
+    if (code == UHLM_WIRE_E_TIMEOUT) s->c_timeouts++;
     char safe[160];
     log_safe(safe, sizeof safe, msg, strlen(msg));
-    logf_(s, "event=error conn=%llu peer=%s code=%s fatal=%d request=%u detail=%s",
-          (unsigned long long)c->id, c->peer, uhlm_wire_code_name((unsigned)code), fatal,
-          (unsigned)rid, safe);
+    log_limited(s, &c->lr[LK_ERROR], &c->log_suppressed,
+                "event=error conn=%llu peer=%s code=%s fatal=%d request=%u detail=%s",
+                (unsigned long long)c->id, c->peer, uhlm_wire_code_name((unsigned)code), fatal,
+                (unsigned)rid, safe);
     uhlm_error e;
     if (uhlm_wire_encode_error(&c->out, (uint16_t)code, fatal ? UHLM_WIRE_EF_FATAL : 0, rid, &e,
                                "%s", msg) != 0) {
@@ -452,19 +617,152 @@ static void send_error(uhlm_server *s, conn *c, int code, int fatal, uint32_t ri
     conn_flush(s, c);
 }
 
-static void accept_conns(uhlm_server *s, int lfd, int kind) {
+/* Best effort, for a connection about to be closed at once: a fatal ERROR BUSY saying why,
+ * if the socket takes it now. */
+static void tell_busy(int fd, const char *why) {
+    uhlm_wire_buf b = {0};
+    uhlm_error e;
+    if (uhlm_wire_encode_error(&b, UHLM_WIRE_E_BUSY, UHLM_WIRE_EF_FATAL, 0, &e, "%s", why) == 0) {
+        ssize_t w = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+    }
+    uhlm_wire_buf_free(&b);
+}
+
+static int is_pending(const conn *c) { return !c->dead && c->kind == K_DEVICE && c->state == CS_HELLO; }
+
+/* Live connections of a kind: pending (before HELLO) or past it, optionally from one address. */
+static int count_conns(const uhlm_server *s, int kind, int state, const char *addr) {
+    int n = 0;
+    for (int i = 0; i < s->n_conns; i++) {
+        const conn *c = s->conns[i];
+        if (c->dead || c->kind != kind || (state >= 0 && c->state != state)) continue;
+        if (!addr || !strcmp(c->addr, addr)) n++;
+    }
+    return n;
+}
+
+/* The connection to drop for a newcomer: a stats reader, the oldest one; a device, the
+ * oldest pending connection from addr, or (addr NULL) from the address that holds the most
+ * pending connections, so that one address flooding the budget only displaces itself. */
+static conn *admission_victim(const uhlm_server *s, int kind, const char *addr) {
+    conn *best = NULL;
+    int best_n = 0;
+    for (int i = 0; i < s->n_conns; i++) {
+        conn *c = s->conns[i];
+        if (c->dead || c->kind != kind || (kind == K_DEVICE && !is_pending(c))) continue;
+        if (addr && strcmp(c->addr, addr)) continue;
+        int n = kind == K_DEVICE && !addr ? count_conns(s, K_DEVICE, CS_HELLO, c->addr) : 1;
+        if (n > best_n || (n == best_n && c->t_accept < best->t_accept)) {
+            best = c;
+            best_n = n;
+        }
+    }
+    return best;
+}
+
+static void reap(uhlm_server *s);
+static void conn_read(uhlm_server *s, conn *c);
+
+static void evict(uhlm_server *s, conn *v, const char *why) {
+    s->c_evicted++;
+    log_limited(s, &s->glr[GK_EVICTED], NULL, "event=evicted conn=%llu peer=%s reason=%s",
+                (unsigned long long)v->id, v->peer, why);
+    if (v->kind == K_DEVICE && v->fd >= 0) tell_busy(v->fd, why);
+    conn_kill(s, v, "evicted");
+}
+
+static void refuse(uhlm_server *s, int fd, const char *peer, int kind, const char *why) {
+    s->c_refused++;
+    s->c_errors += kind == K_DEVICE;
+    s->err_by_code[UHLM_WIRE_E_BUSY] += kind == K_DEVICE;
+    if (kind == K_DEVICE) tell_busy(fd, why);
+    close(fd);
+    log_limited(s, &s->glr[GK_REFUSED], NULL, "event=refused peer=%s reason=%s", peer, why);
+}
+
+/* Makes room for a new connection of this kind from addr (admission control, server.h);
+ * 0 when it may be added, -1 when it must be refused (its address is full of connections
+ * past HELLO). Dropped connections are reaped by the caller. */
+static int admit(uhlm_server *s, int kind, const char *addr, const char **why) {
+    if (kind == K_HTTP) {
+        *why = "stats connections full";
+        conn *v = count_conns(s, K_HTTP, -1, NULL) >= s->p.max_stats_conns
+                      ? admission_victim(s, K_HTTP, NULL) : NULL;
+        if (v) evict(s, v, *why);
+        return 0;
+    }
     for (;;) {
+        const char *a = NULL;
+        if (count_conns(s, K_DEVICE, -1, addr) >= s->p.max_conns_per_addr) {
+            *why = "too many connections from this address";
+            a = addr;
+        } else if (count_conns(s, K_DEVICE, CS_HELLO, NULL) >= s->p.max_pending) {
+            *why = "too many connections waiting for HELLO";
+        } else {
+            return 0;
+        }
+        conn *v = admission_victim(s, K_DEVICE, a);
+        if (!v) return -1;
+        /* a device that connected in the same burst may have its HELLO waiting unread:
+         * read it first, and drop only a connection that really has said nothing */
+        if (v->fd >= 0) conn_read(s, v);
+        if (is_pending(v) && !v->closing) evict(s, v, *why);
+        else if (is_pending(v)) conn_kill(s, v, "evicted");
+    }
+}
+
+
+/* accept() failed with EMFILE/ENFILE. The listening socket stays readable, so retrying at
+ * once would spin: make room by dropping the oldest pending connection if there is one,
+ * otherwise pause accepting until a connection closes (conn_kill) or ACCEPT_PAUSE_S. 1 when
+ * room was made and accept may be retried. */
+static int at_fd_limit(uhlm_server *s, int err) {
+    conn *v = admission_victim(s, K_DEVICE, NULL);
+    log_limited(s, &s->glr[GK_ACCEPT_FAILED], NULL, "event=accept_failed error=%s action=%s",
+                err == EMFILE ? "EMFILE" : "ENFILE", v ? "evict_pending" : "pause");
+    if (v) {
+        evict(s, v, "descriptor limit");
+        reap(s);
+        return 1;
+    }
+    s->accept_resume_at = uhlm_now() + ACCEPT_PAUSE_S;
+    return 0;
+}
+
+static conn *conn_new(uhlm_server *s, int fd, int kind, const char *peer, const char *addr) {
+    conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->fd = fd;
+    c->kind = kind;
+    c->state = CS_HELLO;
+    c->id = ++s->next_conn_id;
+    c->t_accept = c->last_rx = c->last_req = uhlm_now();
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    s->conns[s->n_conns++] = c;
+    if (kind == K_DEVICE) s->c_conns++;
+    return c;
+}
+
+static void accept_conns(uhlm_server *s, int lfd, int kind) {
+    int fd_retry = 1;
+    for (int k = 0; k < ACCEPT_BURST; k++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept(lfd, (struct sockaddr *)&ss, &sl);
         if (fd < 0) {
             if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                logf_(s, "event=accept_failed error=%d", errno);
+            if ((errno == EMFILE || errno == ENFILE) && fd_retry && at_fd_limit(s, errno)) {
+                fd_retry = 0; /* one eviction per turn: the rest wait in the backlog */
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && errno != ENFILE)
+                log_limited(s, &s->glr[GK_ACCEPT_FAILED], NULL, "event=accept_failed error=%d",
+                            errno);
             return;
         }
-        char peer[64] = "?";
-        char hbuf[48], sbuf[8];
+        char peer[64] = "?", hbuf[48] = "?", sbuf[8];
         if (getnameinfo((struct sockaddr *)&ss, sl, hbuf, sizeof hbuf, sbuf, sizeof sbuf,
                         NI_NUMERICHOST | NI_NUMERICSERV) == 0)
             snprintf(peer, sizeof peer, "%s:%s", hbuf, sbuf);
@@ -474,40 +772,22 @@ static void accept_conns(uhlm_server *s, int lfd, int kind) {
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (s->n_conns >= s->p.max_conns) {
-            /* best effort: a full server says why before it hangs up */
-            uhlm_wire_buf b = {0};
-            uhlm_error e;
-            if (kind == K_DEVICE &&
-                uhlm_wire_encode_error(&b, UHLM_WIRE_E_BUSY, UHLM_WIRE_EF_FATAL, 0, &e,
-                                       "server full: %d connections", s->p.max_conns) == 0) {
-                ssize_t w = send(fd, b.data, b.len, MSG_NOSIGNAL);
-                (void)w;
-            }
-            uhlm_wire_buf_free(&b);
-            close(fd);
-            s->c_errors++;
-            s->err_by_code[UHLM_WIRE_E_BUSY]++;
-            logf_(s, "event=refused peer=%s reason=too_many_connections max=%d", peer,
-                  s->p.max_conns);
+        const char *why = "";
+        if (admit(s, kind, hbuf, &why) != 0) {
+            refuse(s, fd, peer, kind, why);
             continue;
         }
-        conn *c = calloc(1, sizeof *c);
+        reap(s); /* the evicted connection's place is needed now */
+        conn *c = s->n_conns < s->conn_cap ? conn_new(s, fd, kind, peer, hbuf) : NULL;
         if (!c) {
-            close(fd);
-            logf_(s, "event=refused peer=%s reason=out_of_memory", peer);
+            refuse(s, fd, peer, kind, s->n_conns < s->conn_cap ? "out of memory" : "table full");
             continue;
         }
-        c->fd = fd;
-        c->kind = kind;
-        c->state = CS_HELLO;
-        c->id = ++s->next_conn_id;
-        c->last_rx = uhlm_now();
-        memcpy(c->peer, peer, sizeof peer);
-        s->conns[s->n_conns++] = c;
-        if (kind == K_DEVICE) s->c_conns++;
-        logf_(s, "event=connect conn=%llu peer=%s kind=%s", (unsigned long long)c->id, peer,
-              kind == K_DEVICE ? "device" : "stats");
+        log_limited(s, &s->glr[GK_CONNECT], NULL, "event=connect conn=%llu peer=%s kind=%s",
+                    (unsigned long long)c->id, peer, kind == K_DEVICE ? "device" : "stats");
+        /* a device sends HELLO right after connecting: read it now, so that it is past the
+         * handshake before the next newcomer could displace it */
+        conn_read(s, c);
     }
 }
 
@@ -522,7 +802,7 @@ static int count_open_sessions(const uhlm_server *s) {
 static void reply_done(uhlm_server *s, conn *c, double t_arrive) {
     double now = uhlm_now();
     s->lat[s->n_lat++ % LAT_RING] = now - t_arrive;
-    c->last_rx = now; /* the device's silence starts when it has its answer */
+    c->last_rx = c->last_req = now; /* the device's silence starts when it has its answer */
     conn_flush(s, c);
 }
 
@@ -555,6 +835,11 @@ static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
                    (unsigned long long)s->fingerprint);
         return;
     }
+    if (count_conns(s, K_DEVICE, CS_READY, NULL) >= s->p.max_conns) {
+        s->c_refused++;
+        send_error(s, c, UHLM_WIRE_E_BUSY, 1, 0, "server full: %d connections", s->p.max_conns);
+        return;
+    }
     uhlm_wire_welcome w;
     memset(&w, 0, sizeof w);
     w.version = UHLM_WIRE_VERSION;
@@ -575,13 +860,77 @@ static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
         return;
     }
     c->state = CS_READY;
+    c->last_req = uhlm_now();
+    /* the tenant whose prefix caches this connection may reuse (Privacy in server.h): one
+     * secret makes its holders one tenant; without auth, the peer address is all there is */
+    c->tenant = s->p.share_prefix_cache ? 0 : s->p.auth_len ? 1 : address_tenant(c->addr);
     logf_(s, "event=hello conn=%llu peer=%s client=%s nonce=%016llx", (unsigned long long)c->id,
           c->peer, client, (unsigned long long)w.nonce);
     conn_flush(s, c);
 }
 
+/* Tokens at the head of prompt[0..n) that the cache of slot i holds, counted only when it
+ * is the same tenant's cache: another tenant's cache is treated as empty (Privacy). The
+ * last prompt token is left out: it is the pending token, fed with the first request. */
+static int cached_prefix(const uhlm_server *s, int i, uint64_t tenant,
+                         const uhlm_wire_tokens *prompt) {
+    if (s->slots[i].owner != tenant) return 0;
+    int kv = uhlm_seq_len(s->ctx, i), l = 0, n = (int)prompt->n;
+    const int *ct = uhlm_seq_tokens(s->ctx, i);
+    while (ct && l < kv && l < n - 1 && (uint32_t)ct[l] == uhlm_wire_token_at(prompt, (uint32_t)l))
+        l++;
+    return l;
+}
+
+/* A free session slot for an OPEN of prompt[0..n): the same tenant's cache with the longest
+ * common prefix, or else the one released longest ago (another tenant's caches are kept as
+ * long as possible for them). NULL when all are in use. */
+static session *pick_slot(uhlm_server *s, uint64_t tenant, const uhlm_wire_tokens *prompt,
+                          int *lcp) {
+    session *best = NULL;
+    int best_l = -1;
+    for (int i = 0; i < s->p.max_sessions; i++) {
+        session *cand = &s->slots[i];
+        if (cand->in_use) continue;
+        int l = cached_prefix(s, i, tenant, prompt);
+        if (l > best_l || (l == best_l && cand->last_used < best->last_used)) {
+            best = cand;
+            best_l = l;
+        }
+    }
+    *lcp = best_l;
+    return best;
+}
+
+/* The OPEN's prefill is done (or was not needed): the session is open, OPENED goes out. */
+static void open_done(uhlm_server *s, conn *c) {
+    session *ss = c->sess;
+    job *j = &c->job;
+    uhlm_error e;
+    j->active = 0;
+    s->c_sessions++;
+    uhlm_wire_opened op;
+    memset(&op, 0, sizeof op);
+    op.session_id = ss->id;
+    op.n_ctx = (uint32_t)s->n_ctx;
+    op.n_past = (uint32_t)ss->n_committed;
+    op.cost = j->cost;
+    if (uhlm_wire_encode_opened(&c->out, &op, &e) != 0) {
+        conn_kill(s, c, "out_of_memory");
+        return;
+    }
+    log_limited(s, &c->lr[LK_SESSION], &c->log_suppressed,
+                "event=open conn=%llu session=%llu seq=%d mode=%s n_prompt=%d reused=%d "
+                "temp=%g top_k=%d top_p=%g",
+                (unsigned long long)c->id, (unsigned long long)ss->id, ss->seq,
+                ss->mode == UHLM_WIRE_MODE_VERIFY ? "verify" : "generate", ss->n_committed,
+                j->kv0, (double)ss->s.temp, ss->s.top_k, (double)ss->s.top_p);
+    reply_done(s, c, j->t_arrive);
+}
+
+/* OPEN: takes a session and its cache now; the prefill is queued and batched like the
+ * other requests (compute_step), so that a long prompt cannot stall the other devices. */
 static void on_open(uhlm_server *s, conn *c, const uhlm_wire_open *o) {
-    double t0 = uhlm_now();
     uhlm_sampling smp = {o->temp, (int)o->top_k, o->top_p};
     uhlm_error e;
     if (o->top_k > (uint32_t)s->V) smp.top_k = s->V; /* top-k >= V is "off" either way */
@@ -595,75 +944,41 @@ static void on_open(uhlm_server *s, conn *c, const uhlm_wire_open *o) {
                    n, s->n_ctx);
         return;
     }
-    /* An OPEN replaces this connection's session; otherwise take the free sequence whose
-     * cache shares the longest prefix with the prompt (a resync after a reconnect then
-     * costs almost nothing). */
+    /* An OPEN replaces this connection's session (the same tenant: its cache is reusable);
+     * otherwise take a free slot (a resync after a reconnect then costs almost nothing) */
     session *ss = c->sess;
-    int best_lcp = -1;
-    if (!ss) {
-        for (int i = 0; i < s->p.max_sessions; i++) {
-            session *cand = &s->slots[i];
-            if (cand->in_use) continue;
-            int kv = uhlm_seq_len(s->ctx, i), l = 0;
-            const int *ct = uhlm_seq_tokens(s->ctx, i);
-            while (l < kv && l < n - 1 && ct && (uint32_t)ct[l] == uhlm_wire_token_at(&o->prompt, (uint32_t)l))
-                l++;
-            if (l > best_lcp) {
-                best_lcp = l;
-                ss = cand;
-            }
-        }
-        if (!ss) {
-            send_error(s, c, UHLM_WIRE_E_BUSY, 0, 0, "all %d sessions are in use",
-                       s->p.max_sessions);
-            return;
-        }
-    } else {
-        session_release(s, c, "reopened");
+    if (ss) session_release(s, c, "reopened");
+    int lcp = 0;
+    if (ss) lcp = cached_prefix(s, ss->seq, c->tenant, &o->prompt);
+    else if (!(ss = pick_slot(s, c->tenant, &o->prompt, &lcp))) {
+        send_error(s, c, UHLM_WIRE_E_BUSY, 0, 0, "all %d sessions are in use",
+                   s->p.max_sessions);
+        return;
     }
     uhlm_wire_tokens_copy(&o->prompt, ss->committed);
-    int kv = uhlm_seq_len(s->ctx, ss->seq), lcp = 0;
-    const int *cached = uhlm_seq_tokens(s->ctx, ss->seq);
-    while (lcp < kv && lcp < n - 1 && cached[lcp] == ss->committed[lcp]) lcp++;
-    uhlm_wire_opened op;
-    memset(&op, 0, sizeof op);
-    int todo = n - 1 - lcp;
-    if (uhlm_seq_truncate(s->ctx, ss->seq, lcp, &e) != 0) goto internal;
-    if (todo > 0) {
-        for (int i = 0; i < todo; i++)
-            s->batch[i] = (uhlm_batch_entry){ss->seq, lcp + i, ss->committed[lcp + i], 0};
-        if (uhlm_decode(s->ctx, s->batch, todo, NULL, NULL, &e) != 0) goto internal;
-        op.cost.forward_calls = 1;
-        op.cost.seq_tokens = (uint32_t)todo;
-        op.cost.batch_size = 1;
-        op.cost.batch_tokens = (uint32_t)todo;
+    if (uhlm_seq_truncate(s->ctx, ss->seq, lcp, &e) != 0) {
+        /* the session is not taken; the cache stays consistent (it records its tokens) */
+        send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, 0, "prefill failed: %s", e.msg);
+        return;
     }
     ss->in_use = 1;
+    ss->owner = c->tenant;
     ss->id = ++s->next_session_id;
     ss->mode = o->mode;
     ss->s = smp;
     ss->n_committed = n;
     ss->n_verify = ss->n_accept = 0;
     c->sess = ss;
-    s->c_sessions++;
-    op.session_id = ss->id;
-    op.n_ctx = (uint32_t)s->n_ctx;
-    op.n_past = (uint32_t)n;
-    op.cost.llm_ns = (uint64_t)((uhlm_now() - t0) * 1e9);
-    if (uhlm_wire_encode_opened(&c->out, &op, &e) != 0) {
-        conn_kill(s, c, "out_of_memory");
+    job *j = &c->job;
+    memset(j, 0, sizeof *j);
+    j->type = UHLM_WIRE_OPEN;
+    j->kv0 = lcp;
+    j->t_arrive = j->ready_at = uhlm_now();
+    if (lcp >= n - 1) {
+        open_done(s, c);
         return;
     }
-    logf_(s, "event=open conn=%llu session=%llu seq=%d mode=%s n_prompt=%d reused=%d temp=%g "
-             "top_k=%d top_p=%g",
-          (unsigned long long)c->id, (unsigned long long)ss->id, ss->seq,
-          ss->mode == UHLM_WIRE_MODE_VERIFY ? "verify" : "generate", n, lcp, (double)smp.temp,
-          smp.top_k, (double)smp.top_p);
-    conn_flush(s, c);
-    return;
-internal:
-    /* the cache may have been cut back; the session is gone but the cache stays consistent */
-    send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, 0, "prefill failed: %s", e.msg);
+    j->active = 1;
 }
 
 /* Checks common to VERIFY and GENERATE; 0 when the request may be queued. */
@@ -695,7 +1010,7 @@ static int check_request(uhlm_server *s, conn *c, uint16_t type, uint32_t rid, u
     return 0;
 }
 
-static void queue_job(conn *c, uint16_t type, uint32_t rid, const uhlm_wire_tokens *catchup,
+static void queue_job(uhlm_server *s, conn *c, uint16_t type, uint32_t rid, const uhlm_wire_tokens *catchup,
                       uint64_t draw_seed) {
     job *j = &c->job;
     memset(j, 0, sizeof *j);
@@ -706,6 +1021,7 @@ static void queue_job(conn *c, uint16_t type, uint32_t rid, const uhlm_wire_toke
     j->n_catchup = (int)catchup->n;
     j->draw_seed = draw_seed;
     j->t_arrive = j->ready_at = uhlm_now();
+    j->kv0 = uhlm_seq_len(s->ctx, c->sess->seq);
     uhlm_wire_tokens_copy(catchup, c->sess->committed + c->sess->n_committed);
 }
 
@@ -726,7 +1042,7 @@ static void on_verify(uhlm_server *s, conn *c, const uhlm_wire_verify *v) {
             return;
         }
     }
-    queue_job(c, UHLM_WIRE_VERIFY, v->request_id, &v->catchup, v->draw_seed);
+    queue_job(s, c, UHLM_WIRE_VERIFY, v->request_id, &v->catchup, v->draw_seed);
     c->job.draft = (int)v->draft;
     c->job.greedy = greedy;
 }
@@ -734,7 +1050,7 @@ static void on_verify(uhlm_server *s, conn *c, const uhlm_wire_verify *v) {
 static void on_generate(uhlm_server *s, conn *c, const uhlm_wire_generate *g) {
     if (check_request(s, c, UHLM_WIRE_GENERATE, g->request_id, g->pos, g->catchup.n) != 0)
         return;
-    queue_job(c, UHLM_WIRE_GENERATE, g->request_id, &g->catchup, g->draw_seed);
+    queue_job(s, c, UHLM_WIRE_GENERATE, g->request_id, &g->catchup, g->draw_seed);
     c->job.n_gen = (int)g->n_gen;
     c->job.stop_eos = (g->flags & UHLM_WIRE_GF_STOP_EOS) != 0;
     c->job.start = (int)g->pos + (int)g->catchup.n;
@@ -779,6 +1095,9 @@ static void on_frame(uhlm_server *s, conn *c) {
     default:
         break;
     }
+    if (type == UHLM_WIRE_OPEN || type == UHLM_WIRE_VERIFY || type == UHLM_WIRE_GENERATE ||
+        type == UHLM_WIRE_CLOSE)
+        c->last_req = uhlm_now(); /* work, unlike PING: resets the request idle timeout */
     int rc = uhlm_wire_decode(type, p, n, type == UHLM_WIRE_OPEN ? &s->lim_open : &s->lim, &m, &e);
     if (rc != 0) {
         send_error(s, c, -rc, 0, rid, "%s", e.msg);
@@ -883,6 +1202,21 @@ static void http_read(uhlm_server *s, conn *c) {
     }
 }
 
+/* recv(), or the test transport's copy from memory (EAGAIN when it is used up). */
+static ssize_t conn_recv(conn *c, void *dst, size_t want) {
+    if (!c->mem_out) return recv(c->fd, dst, want, 0);
+    size_t n = c->mem_len - c->mem_off < want ? c->mem_len - c->mem_off : want;
+    if (n == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    memcpy(dst, c->mem_in + c->mem_off, n);
+    c->mem_off += n;
+    return (ssize_t)n;
+}
+
+/* Reads at most one frame (the per-turn budget of a connection: one busy client cannot
+ * keep the loop to itself) and handles it. */
 static void conn_read(uhlm_server *s, conn *c) {
     if (c->kind == K_HTTP) {
         http_read(s, c);
@@ -902,7 +1236,7 @@ static void conn_read(uhlm_server *s, conn *c) {
             dst = c->pay + c->pay_got;
             want = c->h.len - c->pay_got;
         }
-        ssize_t r = want ? recv(c->fd, dst, want, 0) : 0;
+        ssize_t r = want ? conn_recv(c, dst, want) : 0;
         if (want && r < 0 && errno == EINTR) continue;
         if (want && r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (want && r <= 0) {
@@ -950,6 +1284,7 @@ static void conn_read(uhlm_server *s, conn *c) {
             } else {
                 on_frame(s, c);
             }
+            return;
         }
     }
 }
@@ -962,38 +1297,190 @@ static int hist_bucket(int n) {
     return b;
 }
 
-/* Undoes a failed step of job j: the cache goes back to kv_before and a first step's
- * catch-up is uncommitted, so the session is as before the step. */
-static void job_fail(uhlm_server *s, conn *c, int kv_before, const char *what) {
+/* Undoes a failed request: the cache goes back to what it held when the request came and a
+ * staged catch-up is uncommitted, so the session is as before; a failed OPEN leaves no
+ * session (the cache keeps what it recorded, which stays consistent). */
+static void job_fail(uhlm_server *s, conn *c, const char *what) {
     session *ss = c->sess;
+    job *j = &c->job;
     uhlm_error e;
-    if (uhlm_seq_len(s->ctx, ss->seq) > kv_before) uhlm_seq_truncate(s->ctx, ss->seq, kv_before, &e);
-    c->job.active = 0;
-    send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, c->job.request_id, "%s", what);
+    if (uhlm_seq_len(s->ctx, ss->seq) > j->kv0) uhlm_seq_truncate(s->ctx, ss->seq, j->kv0, &e);
+    j->active = 0;
+    if (j->type == UHLM_WIRE_OPEN) {
+        session_release(s, c, "prefill_failed");
+        send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, 0, "prefill failed: %s", what);
+        return;
+    }
+    send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, j->request_id, "%s", what);
 }
 
-/* One forward over the pending tokens (and, on a first step, the catch-up) of every job in
- * q[0..nq), then one decision per job. A failed forward refuses the requests (INTERNAL, no
- * effect) but is not fatal for the server: it is an allocation failure, not corruption. */
+/* Where the cache must end before job j can be decided on: the prompt less its pending last
+ * token (OPEN), or the committed context plus a staged catch-up (VERIFY, GENERATE). */
+static int job_end(const session *ss, const job *j) {
+    if (j->type == UHLM_WIRE_OPEN) return ss->n_committed - 1;
+    return ss->n_committed + (j->first ? j->n_catchup : 0);
+}
+
+/* Tokens each request may feed in this step, before its credit: all when they fit in
+ * step_tokens, else an equal share of it, at least one (every request moves on every step). */
+static int step_share(const uhlm_server *s, conn **q, int nq) {
+    long need = 0;
+    for (int i = 0; i < nq; i++)
+        need += job_end(q[i]->sess, &q[i]->job) - uhlm_seq_len(s->ctx, q[i]->sess->seq);
+    if (need <= s->p.step_tokens) return s->n_ctx;
+    int share = s->p.step_tokens / nq;
+    return share > 0 ? share : 1;
+}
+
+/* c's address's credit, refilled up to now. An address seen for the first time starts with a
+ * full context; the table keeps addresses after their connections close (reconnecting does
+ * not refill it), and when full replaces the one least recently refilled. */
+static addr_credit *credit_of(uhlm_server *s, conn *c, double now) {
+    addr_credit *e = NULL;
+    if (c->credit_slot < s->n_credits && !strcmp(s->credits[c->credit_slot].addr, c->addr))
+        e = &s->credits[c->credit_slot];
+    for (int i = 0; !e && i < s->n_credits; i++)
+        if (!strcmp(s->credits[i].addr, c->addr)) e = &s->credits[c->credit_slot = i];
+    if (!e) {
+        int slot = 0;
+        if (s->n_credits < s->credits_cap)
+            slot = s->n_credits++;
+        else
+            for (int i = 1; i < s->n_credits; i++)
+                if (s->credits[i].t < s->credits[slot].t) slot = i;
+        e = &s->credits[c->credit_slot = slot];
+        snprintf(e->addr, sizeof e->addr, "%s", c->addr);
+        e->tokens = s->n_ctx;
+        e->t = now;
+    }
+    e->tokens += (now - e->t) * s->n_ctx / CREDIT_REFILL_S;
+    if (e->tokens > s->n_ctx) e->tokens = s->n_ctx;
+    e->t = now;
+    return e;
+}
+
+/* How many of its `need` tokens a request feeds in a step whose share is `share`. Past the
+ * share it spends its address's credit: a device that opens or catches up now and then
+ * (every address starts with a context of credit and earns one back in CREDIT_REFILL_S)
+ * does so at once, while a client that sends nothing but prompts, from one address or
+ * through reconnects, is held to its share once its credit is spent. */
+static int job_feed(uhlm_server *s, conn *c, int need, int share, double now) {
+    if (need <= share) return need;
+    addr_credit *e = credit_of(s, c, now);
+    int allowed = share + (int)e->tokens, feed = need < allowed ? need : allowed;
+    e->tokens -= feed - share;
+    return feed;
+}
+
+/* A VERIFY whose tokens are all in the cache: the decision and the VERDICT. */
+static void decide_verify(uhlm_server *s, conn *c, const float *row, double dt_fwd) {
+    session *ss = c->sess;
+    job *j = &c->job;
+    uhlm_error e;
+    double td = uhlm_now();
+    if (j->first) ss->n_committed += j->n_catchup;
+    uhlm_verify_result vr;
+    if (uhlm_verify_logits(&ss->s, row, j->greedy ? NULL : ss->x, s->V, j->draft, j->draw_seed,
+                           ss->n_committed, s->y, &vr, &e) != 0) {
+        if (j->first) ss->n_committed -= j->n_catchup;
+        job_fail(s, c, e.msg);
+        return;
+    }
+    j->first = 0;
+    ss->committed[ss->n_committed++] = vr.token;
+    j->cost.llm_ns += (uint64_t)((dt_fwd + uhlm_now() - td) * 1e9);
+    uhlm_wire_verdict vd;
+    memset(&vd, 0, sizeof vd);
+    vd.request_id = j->request_id;
+    vd.token = (uint32_t)vr.token;
+    vd.flags = (vr.accepted ? UHLM_WIRE_DF_ACCEPTED : 0) | (vr.y_ge_x ? UHLM_WIRE_DF_Y_GE_X : 0);
+    vd.y_d = (float)vr.y_d;
+    vd.x_d = (float)vr.x_d;
+    vd.beta = (float)vr.beta;
+    vd.cost = j->cost;
+    vd.n_past = (uint32_t)ss->n_committed;
+    ss->n_verify++;
+    ss->n_accept += (uint64_t)vr.accepted;
+    s->c_verify++;
+    s->c_accept += (uint64_t)vr.accepted;
+    j->active = 0;
+    if (uhlm_wire_encode_verdict(&c->out, &vd, NULL, &e) != 0) {
+        conn_kill(s, c, "out_of_memory");
+        return;
+    }
+    reply_done(s, c, j->t_arrive);
+}
+
+/* A GENERATE step with its tokens in the cache: one token; GENERATED when it is the last. */
+static void decide_generate(uhlm_server *s, conn *c, const float *row, double dt_fwd) {
+    session *ss = c->sess;
+    job *j = &c->job;
+    uhlm_error e;
+    double td = uhlm_now();
+    if (j->first) ss->n_committed += j->n_catchup;
+    int tok = uhlm_generate_token(&ss->s, row, s->V, j->draw_seed, ss->n_committed, s->y, &e);
+    if (tok < 0) {
+        if (j->first) ss->n_committed -= j->n_catchup;
+        job_fail(s, c, e.msg);
+        return;
+    }
+    j->first = 0;
+    j->kv0 = ss->n_committed; /* this token is committed: a later failure keeps it */
+    ss->committed[ss->n_committed++] = tok;
+    j->n_out++;
+    s->c_gen_tokens++;
+    j->cost.llm_ns += (uint64_t)((dt_fwd + uhlm_now() - td) * 1e9);
+    if (j->n_out < j->n_gen && !(j->stop_eos && uhlm_tokenizer_is_eog(s->m->tok, tok)) &&
+        ss->n_committed < s->n_ctx) {
+        /* stays queued, ready at once: its next token joins the next forward */
+        j->ready_at = -1e300;
+        return;
+    }
+    uhlm_wire_generated gd;
+    memset(&gd, 0, sizeof gd);
+    gd.request_id = j->request_id;
+    gd.tokens.ids = ss->committed + j->start;
+    gd.tokens.n = (uint32_t)j->n_out;
+    gd.cost = j->cost;
+    gd.n_past = (uint32_t)ss->n_committed;
+    j->active = 0;
+    if (uhlm_wire_encode_generated(&c->out, &gd, NULL, &e) != 0) {
+        conn_kill(s, c, "out_of_memory");
+        return;
+    }
+    reply_done(s, c, j->t_arrive);
+}
+
+/* One forward over the next tokens of every job in q[0..nq) (step_share of them each: an
+ * OPEN's prompt, a catch-up, the pending token), with logits where a job's tokens end; then
+ * the decisions of the jobs that got there. A job that did not stays queued, due at once.
+ * A failed forward refuses the requests (INTERNAL, no effect) but is not fatal for the
+ * server: it is an allocation failure, not corruption. */
 static int compute_step(uhlm_server *s, conn **q, int nq) {
-    int n = 0;
-    int *kvb = s->kvb, *seqtok = s->seqtok;
+    int n = 0, rows = 0;
+    int *kvb = s->kvb, *seqtok = s->seqtok, *row = s->row;
+    const int share = step_share(s, q, nq);
+    const double now = uhlm_now();
     for (int i = 0; i < nq; i++) {
         session *ss = q[i]->sess;
         job *j = &q[i]->job;
-        int kv = uhlm_seq_len(s->ctx, ss->seq);
-        int end = ss->n_committed + (j->first ? j->n_catchup : 0);
+        int kv = uhlm_seq_len(s->ctx, ss->seq), end = job_end(ss, j);
+        int feed = job_feed(s, q[i], end - kv, share, now);
         kvb[i] = kv;
-        seqtok[i] = end - kv;
-        for (int p = kv; p < end; p++) s->batch[n++] = (uhlm_batch_entry){ss->seq, p, ss->committed[p], 0};
-        s->batch[n - 1].logits = 1;
+        seqtok[i] = feed;
+        row[i] = -1;
+        for (int p = kv; p < kv + feed; p++)
+            s->batch[n++] = (uhlm_batch_entry){ss->seq, p, ss->committed[p], 0};
+        if (kv + feed == end && j->type != UHLM_WIRE_OPEN) {
+            s->batch[n - 1].logits = 1;
+            row[i] = rows++;
+        }
     }
     double t0 = uhlm_now();
     uhlm_error e;
     if (uhlm_decode(s->ctx, s->batch, n, s->logits, NULL, &e) != 0) {
-        /* nothing changed in the cache; every request in the batch is refused */
-        for (int i = 0; i < nq; i++) job_fail(s, q[i], kvb[i], e.msg);
-        logf_(s, "event=forward_failed batch=%d tokens=%d", nq, n);
+        for (int i = 0; i < nq; i++) job_fail(s, q[i], e.msg);
+        log_limited(s, &s->glr[GK_REFUSED], NULL, "event=forward_failed batch=%d tokens=%d", nq, n);
         return 0;
     }
     double dt = uhlm_now() - t0;
@@ -1003,78 +1490,21 @@ static int compute_step(uhlm_server *s, conn **q, int nq) {
     s->hist[hist_bucket(nq)]++;
     for (int i = 0; i < nq; i++) {
         conn *c = q[i];
-        session *ss = c->sess;
         job *j = &c->job;
-        const float *row = s->logits + (size_t)i * (size_t)s->V;
-        double td = uhlm_now();
-        if (j->first) ss->n_committed += j->n_catchup;
-        int pos = ss->n_committed;
         j->cost.forward_calls++;
         j->cost.seq_tokens += (uint32_t)seqtok[i];
         j->cost.batch_size = (uint32_t)nq;
         j->cost.batch_tokens = (uint32_t)n;
-        if (j->type == UHLM_WIRE_VERIFY) {
-            uhlm_verify_result vr;
-            if (uhlm_verify_logits(&ss->s, row, j->greedy ? NULL : ss->x, s->V, j->draft,
-                                   j->draw_seed, pos, s->y, &vr, &e) != 0) {
-                if (j->first) ss->n_committed -= j->n_catchup;
-                job_fail(s, c, kvb[i], e.msg);
-                continue;
-            }
-            j->first = 0;
-            ss->committed[ss->n_committed++] = vr.token;
-            j->cost.llm_ns += (uint64_t)((dt + uhlm_now() - td) * 1e9);
-            uhlm_wire_verdict vd;
-            memset(&vd, 0, sizeof vd);
-            vd.request_id = j->request_id;
-            vd.token = (uint32_t)vr.token;
-            vd.flags = (vr.accepted ? UHLM_WIRE_DF_ACCEPTED : 0) | (vr.y_ge_x ? UHLM_WIRE_DF_Y_GE_X : 0);
-            vd.y_d = (float)vr.y_d;
-            vd.x_d = (float)vr.x_d;
-            vd.beta = (float)vr.beta;
-            vd.cost = j->cost;
-            vd.n_past = (uint32_t)ss->n_committed;
-            ss->n_verify++;
-            ss->n_accept += (uint64_t)vr.accepted;
-            s->c_verify++;
-            s->c_accept += (uint64_t)vr.accepted;
-            j->active = 0;
-            if (uhlm_wire_encode_verdict(&c->out, &vd, NULL, &e) != 0) {
-                conn_kill(s, c, "out_of_memory");
-                continue;
-            }
-            reply_done(s, c, j->t_arrive);
+        if (row[i] >= 0) {
+            const float *lg = s->logits + (size_t)row[i] * (size_t)s->V;
+            if (j->type == UHLM_WIRE_VERIFY) decide_verify(s, c, lg, dt);
+            else decide_generate(s, c, lg, dt);
         } else {
-            int tok = uhlm_generate_token(&ss->s, row, s->V, j->draw_seed, pos, s->y, &e);
-            if (tok < 0) {
-                if (j->first) ss->n_committed -= j->n_catchup;
-                job_fail(s, c, kvb[i], e.msg);
-                continue;
-            }
-            j->first = 0;
-            ss->committed[ss->n_committed++] = tok;
-            j->n_out++;
-            s->c_gen_tokens++;
-            j->cost.llm_ns += (uint64_t)((dt + uhlm_now() - td) * 1e9);
-            if (j->n_out < j->n_gen && !(j->stop_eos && uhlm_tokenizer_is_eog(s->m->tok, tok)) &&
-                ss->n_committed < s->n_ctx) {
-                /* stays queued, ready at once: its next token joins the next forward */
-                j->ready_at = -1e300;
-                continue;
-            }
-            uhlm_wire_generated gd;
-            memset(&gd, 0, sizeof gd);
-            gd.request_id = j->request_id;
-            gd.tokens.ids = ss->committed + j->start;
-            gd.tokens.n = (uint32_t)j->n_out;
-            gd.cost = j->cost;
-            gd.n_past = (uint32_t)ss->n_committed;
-            j->active = 0;
-            if (uhlm_wire_encode_generated(&c->out, &gd, NULL, &e) != 0) {
-                conn_kill(s, c, "out_of_memory");
-                continue;
-            }
-            reply_done(s, c, j->t_arrive);
+            j->cost.llm_ns += (uint64_t)(dt * 1e9);
+            if (j->type == UHLM_WIRE_OPEN && kvb[i] + seqtok[i] == job_end(c->sess, j))
+                open_done(s, c);
+            else
+                j->ready_at = -1e300; /* more tokens to feed: the next step takes them */
         }
     }
     return 0;
@@ -1093,20 +1523,19 @@ static int maybe_compute(uhlm_server *s, int force, double *next_deadline) {
     }
     if (nq == 0) return 0;
     if (!s->p.batching) {
-        /* one forward per request, oldest first; a multi-token GENERATE runs to its end */
+        /* one forward per request and step, oldest first */
         for (int i = 0; i < nq; i++)
-            while (s->qjobs[i]->job.active && !s->qjobs[i]->dead)
-                compute_step(s, &s->qjobs[i], 1);
-        return 0;
+            if (s->qjobs[i]->job.active && !s->qjobs[i]->dead) compute_step(s, &s->qjobs[i], 1);
+    } else {
+        double due = oldest + s->p.batch_window_us * 1e-6;
+        double now = uhlm_now();
+        if (!force && nq < count_open_sessions(s) && now < due) {
+            if (due < *next_deadline) *next_deadline = due;
+            return 0;
+        }
+        compute_step(s, s->qjobs, nq);
     }
-    double due = oldest + s->p.batch_window_us * 1e-6;
-    double now = uhlm_now();
-    if (!force && nq < count_open_sessions(s) && now < due) {
-        if (due < *next_deadline) *next_deadline = due;
-        return 0;
-    }
-    compute_step(s, s->qjobs, nq);
-    /* a multi-token GENERATE is still queued and due at once: do not sleep in poll */
+    /* a request with more steps to go is due at once: do not sleep in poll */
     for (int i = 0; i < nq; i++)
         if (!s->qjobs[i]->dead && s->qjobs[i]->job.active) *next_deadline = 0;
     return 0;
@@ -1129,8 +1558,26 @@ static void reap(uhlm_server *s) {
     s->n_conns = k;
 }
 
+/* The earliest of a connection's deadlines that apply, and what it is for. */
+static double conn_deadline(const uhlm_server *s, const conn *c, const char **what, int *ms) {
+    double dl = 1e300;
+#define EARLIER(t, w, m) do { if ((t) < dl) { dl = (t); *what = (w); *ms = (m); } } while (0)
+    if (s->p.idle_timeout_ms > 0)
+        EARLIER(c->last_rx + s->p.idle_timeout_ms * 1e-3, "no complete frame", s->p.idle_timeout_ms);
+    if (c->kind == K_HTTP) {
+        EARLIER(c->t_accept + HTTP_DEADLINE_S, "no request", (int)(HTTP_DEADLINE_S * 1e3));
+        EARLIER(c->t_accept + s->p.handshake_timeout_ms * 1e-3, "no request", s->p.handshake_timeout_ms);
+    } else if (c->state == CS_HELLO) {
+        EARLIER(c->t_accept + s->p.handshake_timeout_ms * 1e-3, "no HELLO", s->p.handshake_timeout_ms);
+    } else if (s->p.request_idle_timeout_ms > 0) {
+        EARLIER(c->last_req + s->p.request_idle_timeout_ms * 1e-3,
+                "no OPEN, VERIFY, GENERATE or CLOSE", s->p.request_idle_timeout_ms);
+    }
+#undef EARLIER
+    return dl;
+}
+
 static void check_timeouts(uhlm_server *s, double now, double *next_deadline) {
-    double idle = s->p.idle_timeout_ms * 1e-3;
     for (int i = 0; i < s->n_conns; i++) {
         conn *c = s->conns[i];
         if (c->dead) continue;
@@ -1139,13 +1586,17 @@ static void check_timeouts(uhlm_server *s, double now, double *next_deadline) {
             else if (c->close_deadline < *next_deadline) *next_deadline = c->close_deadline;
             continue;
         }
-        if (idle <= 0 || c->job.active) continue;
-        double dl = c->last_rx + (c->kind == K_HTTP && idle > 5.0 ? 5.0 : idle);
+        if (c->job.active) continue;
+        const char *what = "";
+        int ms = 0;
+        double dl = conn_deadline(s, c, &what, &ms);
         if (now >= dl) {
-            if (c->kind == K_HTTP) conn_kill(s, c, "timeout");
-            else
-                send_error(s, c, UHLM_WIRE_E_TIMEOUT, 1, 0, "no complete frame for %d ms",
-                           s->p.idle_timeout_ms);
+            if (c->kind == K_HTTP) {
+                s->c_timeouts++;
+                conn_kill(s, c, "timeout");
+            } else {
+                send_error(s, c, UHLM_WIRE_E_TIMEOUT, 1, 0, "%s for %d ms", what, ms);
+            }
         } else if (dl < *next_deadline) {
             *next_deadline = dl;
         }
@@ -1155,10 +1606,15 @@ static void check_timeouts(uhlm_server *s, double now, double *next_deadline) {
 int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
     logf_(s, "event=listening host=%s port=%d stats_port=%d model=%s vocab=%d n_ctx=%d "
              "max_sessions=%d max_conns=%d batching=%d batch_window_us=%d idle_timeout_ms=%d "
-             "max_frame=%u auth=%s",
+             "max_frame=%u auth=%s handshake_timeout_ms=%d request_idle_timeout_ms=%d "
+             "max_pending=%d max_conns_per_addr=%d max_stats_conns=%d step_tokens=%d "
+             "share_prefix_cache=%d",
           s->p.host ? s->p.host : "127.0.0.1", s->bound_port, s->bound_stats_port, s->model_name,
           s->V, s->n_ctx, s->p.max_sessions, s->p.max_conns, s->p.batching, s->p.batch_window_us,
-          s->p.idle_timeout_ms, (unsigned)s->max_frame, s->p.auth_len ? "on" : "off");
+          s->p.idle_timeout_ms, (unsigned)s->max_frame, s->p.auth_len ? "on" : "off",
+          s->p.handshake_timeout_ms, s->p.request_idle_timeout_ms, s->p.max_pending,
+          s->p.max_conns_per_addr, s->p.max_stats_conns, s->p.step_tokens,
+          s->p.share_prefix_cache);
     int stopping = 0, rc = 0;
     double shutdown_deadline = 0;
     for (;;) {
@@ -1188,7 +1644,9 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
         int np = 0;
         s->pfds[np] = (struct pollfd){s->stop_r, POLLIN, 0};
         s->pconn[np++] = NULL;
-        if (!stopping) {
+        if (!stopping && now < s->accept_resume_at) {
+            if (s->accept_resume_at < next) next = s->accept_resume_at;
+        } else if (!stopping) {
             s->pfds[np] = (struct pollfd){s->lfd, POLLIN, 0};
             s->pconn[np++] = NULL;
             if (s->sfd >= 0) {
@@ -1200,6 +1658,8 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
             conn *c = s->conns[i];
             short ev = 0;
             if ((!stopping && wants_read(c)) || c->draining) ev |= POLLIN;
+            /* a device that hangs up while its request is queued: free its session now */
+            if (c->kind == K_DEVICE && !c->draining) ev |= POLLRDHUP;
             if (c->out.len > c->out_off) ev |= POLLOUT;
             s->pfds[np] = (struct pollfd){c->fd, ev, 0};
             s->pconn[np++] = c;
@@ -1217,31 +1677,36 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
             rc = -1;
             break;
         }
+        /* connections first, then the listening sockets: a device's HELLO that is already
+         * here is read before newcomers could displace its connection (admission), and
+         * accepting (which reaps) comes after the last use of pconn */
         for (int i = 0; i < np && pr > 0; i++) {
             short re = s->pfds[i].revents;
-            if (!re) continue;
             conn *c = s->pconn[i];
-            if (!c) {
-                if (s->pfds[i].fd == s->stop_r) {
-                    char b[64];
-                    while (read(s->stop_r, b, sizeof b) > 0) {
-                    }
-                    if (!stopping) {
-                        logf_(s, "event=stopping conns=%d", s->n_conns);
-                        stopping = 1;
-                    }
-                } else {
-                    accept_conns(s, s->pfds[i].fd, s->pfds[i].fd == s->lfd ? K_DEVICE : K_HTTP);
-                }
-                continue;
-            }
-            if (c->dead) continue;
+            if (!re || !c || c->dead) continue;
             if (re & POLLOUT) conn_flush(s, c);
             if (c->dead) continue;
             if (re & (POLLIN | POLLHUP | POLLERR)) {
                 if (c->draining) conn_drain(s, c);
                 else if (wants_read(c)) conn_read(s, c);
                 else if (re & (POLLHUP | POLLERR)) conn_kill(s, c, "hangup");
+            }
+            if (!c->dead && !c->draining && (re & POLLRDHUP) && !wants_read(c)) {
+                conn_kill(s, c, "hangup");
+            }
+        }
+        for (int i = 0; i < np && pr > 0; i++) {
+            if (!s->pfds[i].revents || s->pconn[i]) continue;
+            if (s->pfds[i].fd == s->stop_r) {
+                char b[64];
+                while (read(s->stop_r, b, sizeof b) > 0) {
+                }
+                if (!stopping) {
+                    logf_(s, "event=stopping conns=%d", s->n_conns);
+                    stopping = 1;
+                }
+            } else if (!stopping) {
+                accept_conns(s, s->pfds[i].fd, s->pfds[i].fd == s->lfd ? K_DEVICE : K_HTTP);
             }
         }
     }
@@ -1288,6 +1753,16 @@ size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap) {
     metric(&b, "uptime_seconds", "gauge", "Seconds since the server started.", uhlm_now() - s->t_start);
     metric(&b, "connections_open", "gauge", "Device connections open now.", open_conns);
     metric(&b, "connections_total", "counter", "Device connections accepted.", (double)s->c_conns);
+    metric(&b, "connections_pending", "gauge", "Device connections that have not finished HELLO.",
+           count_conns(s, K_DEVICE, CS_HELLO, NULL));
+    metric(&b, "connections_evicted_total", "counter",
+           "Connections dropped to make room for newer ones (admission control).", (double)s->c_evicted);
+    metric(&b, "connections_refused_total", "counter",
+           "Connections refused: server full at HELLO, or too many from one address.", (double)s->c_refused);
+    metric(&b, "connections_timed_out_total", "counter",
+           "Connections closed by the handshake, idle or request timeout.", (double)s->c_timeouts);
+    metric(&b, "log_lines_suppressed_total", "counter", "Log lines left out by the rate limits.",
+           (double)s->c_log_suppressed);
     metric(&b, "sessions_open", "gauge", "Sessions (KV-cache sequences) in use.", count_open_sessions(s));
     metric(&b, "sessions_max", "gauge", "Sessions the server holds at once.", s->p.max_sessions);
     metric(&b, "sessions_total", "counter", "Sessions opened.", (double)s->c_sessions);
@@ -1296,7 +1771,7 @@ size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap) {
     metric(&b, "acceptance_rate", "gauge", "accepted_total / verifications_total (0 when none).",
            s->c_verify ? (double)s->c_accept / (double)s->c_verify : 0.0);
     metric(&b, "generated_tokens_total", "counter", "Tokens produced for GENERATE.", (double)s->c_gen_tokens);
-    metric(&b, "forward_calls_total", "counter", "Batched LLM forwards for VERIFY/GENERATE (prefills excluded).",
+    metric(&b, "forward_calls_total", "counter", "Batched LLM forwards (VERIFY/GENERATE and the OPEN prefills batched with them).",
            (double)s->c_forwards);
     metric(&b, "batch_tokens_total", "counter", "Tokens through those forwards.", (double)s->c_batch_tokens);
     metric(&b, "batch_size_mean", "gauge", "Requests per forward, mean.",
@@ -1344,5 +1819,44 @@ void uhlm_server_get_counters(const uhlm_server *s, uhlm_server_counters *o) {
     o->batched_requests = s->c_batched;
     o->errors = s->c_errors;
     o->open_sessions = count_open_sessions(s);
+    o->evicted = s->c_evicted;
+    o->refused = s->c_refused;
+    o->timeouts = s->c_timeouts;
+    o->log_suppressed = s->c_log_suppressed;
     for (int i = 0; i < s->n_conns; i++) o->open_conns += !s->conns[i]->dead && s->conns[i]->kind == K_DEVICE;
+}
+
+/* ------------------------------------------------------------------ test seam (server_internal.h) */
+
+uhlm_server_conn *uhlm_server_test_conn(uhlm_server *s) {
+    if (s->n_conns >= s->conn_cap) return NULL;
+    return conn_new(s, -1, K_DEVICE, "memory", "memory");
+}
+
+int uhlm_server_test_feed(uhlm_server *s, uhlm_server_conn *c, const uint8_t *data, size_t n,
+                          uhlm_wire_buf *out) {
+    c->mem_in = data;
+    c->mem_len = n;
+    c->mem_off = 0;
+    c->mem_out = out;
+    while (!c->dead) {
+        if (c->job.active) {
+            double next = 1e300;
+            maybe_compute(s, 1, &next);
+        } else if (c->mem_off < c->mem_len && wants_read(c)) {
+            conn_read(s, c);
+        } else {
+            break;
+        }
+    }
+    int closed = c->dead;
+    c->mem_in = NULL;
+    c->mem_len = c->mem_off = 0;
+    if (closed) reap(s);
+    return closed;
+}
+
+void uhlm_server_test_close(uhlm_server *s, uhlm_server_conn *c) {
+    conn_kill(s, c, "eof");
+    reap(s);
 }

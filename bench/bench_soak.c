@@ -1,0 +1,541 @@
+/* bench_soak.c: `uhlm bench soak`, honest devices' throughput while attackers hit the server.
+ *
+ * Two runs of the same length against a fresh `uhlm serve` (in this process, loopback, the
+ * server's default admission settings): honest devices alone (the attack-free baseline),
+ * then the same devices with an attacker mix that starts first, so the honest devices have
+ * to get in under attack:
+ *   - idle: connections that never send a byte, reconnected as soon as the server drops them;
+ *   - pipeliners: connections that say HELLO, then send OPENs with long prompts 32 at a time
+ *     without waiting for the replies;
+ *   - garbage: connections that say HELLO, then stream invalid frames (unknown types) as
+ *     fast as the server answers, plus connections that send non-protocol bytes.
+ * Each honest device is a thread with its own connection and address (127.0.1.x; attackers
+ * use 127.0.2.x), speaking the protocol in lock-step like `bench serve`: OPEN, VERIFY after
+ * VERIFY, re-opening when its context is full. A VERIFY that does not end in a VERDICT (an
+ * error, a lost connection, a refused connection, no reply within --read-timeout) is a token
+ * the device would have had to keep unverified; the device then reconnects.
+ *
+ * One JSON object on stdout: verifications/s of the honest devices in each run, their
+ * ratio (target >= 0.9), the honest devices' unverified tokens (target 0), what the
+ * attackers got, the server's admission counters and how much it logged. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "uhlm/model.h"
+#include "uhlm/sampler.h"
+#include "uhlm/server.h"
+#include "uhlm/tokenizer.h"
+#include "uhlm/wire.h"
+
+#define SOAK_PAY (1 << 16)
+#define PIPE_DEPTH 32
+#define WARMUP_MAX_S 30.0
+
+typedef struct soak {
+    int port, V, n_ctx_max, ctx_min, ctx_max;
+    uint64_t fp;
+    double read_timeout;
+    atomic_int stop;
+    atomic_int opened; /* honest devices past their first OPEN */
+} soak;
+
+/* A loopback connection from source address 127.0.net.host, with a receive timeout. */
+static int soak_connect(const soak *k, int net, int host) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in b, a;
+    memset(&b, 0, sizeof b);
+    b.sin_family = AF_INET;
+    b.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)net << 8 | (uint32_t)(1 + host % 250));
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)k->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&b, sizeof b) != 0 ||
+        connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct timeval tv = {(time_t)k->read_timeout, (suseconds_t)((k->read_timeout - (int)k->read_timeout) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static int soak_send(int fd, uhlm_wire_buf *b) {
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t w = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        off += (size_t)w;
+    }
+    b->len = 0;
+    return 0;
+}
+
+static int soak_read(int fd, uint8_t *p, size_t n) {
+    for (size_t got = 0; got < n;) {
+        ssize_t r = recv(fd, p + got, n - got, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* One frame; its type, or -1 (EOF, timeout, undecodable). */
+static int soak_recv(int fd, uint8_t *pay, uhlm_wire_msg *m) {
+    uint8_t h[UHLM_WIRE_HEADER_SIZE];
+    uhlm_wire_header hd;
+    uhlm_error e;
+    if (soak_read(fd, h, sizeof h) != 0 ||
+        uhlm_wire_frame_header_parse(h, sizeof h, &hd, SOAK_PAY, &e) != 0 ||
+        soak_read(fd, pay, hd.len) != 0 || uhlm_wire_decode(hd.type, pay, hd.len, NULL, m, &e) != 0)
+        return -1;
+    return hd.type;
+}
+
+static int soak_hello(const soak *k, int fd, uint8_t *pay, uhlm_wire_msg *m) {
+    uhlm_wire_buf b = {0};
+    uhlm_error e;
+    uhlm_wire_hello h = {1, k->fp, (uint32_t)k->V, {NULL, 0}, uhlm_wire_cstr("soak")};
+    int ok = uhlm_wire_encode_hello(&b, &h, &e) == 0 && soak_send(fd, &b) == 0 &&
+             soak_recv(fd, pay, m) == UHLM_WIRE_WELCOME;
+    uhlm_wire_buf_free(&b);
+    return ok ? 0 : -1;
+}
+
+static void random_prompt(int *prompt, int n, int V, uhlm_rng *rng) {
+    prompt[0] = UHLM_TOKEN_BOS;
+    for (int i = 1; i < n; i++) prompt[i] = 3 + (int)(uhlm_rng_u64(rng) % (uint64_t)(V - 3));
+}
+
+/* ------------------------------------------------------------------ honest devices */
+
+typedef struct honest {
+    soak *k;
+    int idx, ctx_start;
+    uint64_t n_verify; /* atomic: read by the main thread while running */
+    uint64_t unverified, reconnects;
+} honest;
+
+/* One connection's life: HELLO, then OPEN/VERIFY until stop (0) or a failure (-1). */
+static int honest_session(honest *d, int fd, uint8_t *pay, int *prompt, uhlm_rng *rng, int *first) {
+    soak *k = d->k;
+    uhlm_wire_buf b = {0};
+    uhlm_wire_msg m;
+    uhlm_error e;
+    int rc = -1;
+    uint32_t pos = 0, rid = 0;
+    int opened = 0;
+    if (soak_hello(k, fd, pay, &m) != 0) goto out;
+    while (!atomic_load(&k->stop)) {
+        if (!opened || (int)pos + 1 > k->ctx_max) {
+            int plen = *first ? d->ctx_start : k->ctx_min;
+            random_prompt(prompt, plen, k->V, rng);
+            uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, 0.0f, 0, 1.0f, 1, {prompt, NULL, (uint32_t)plen}};
+            if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || soak_send(fd, &b) != 0 ||
+                soak_recv(fd, pay, &m) != UHLM_WIRE_OPENED)
+                goto out;
+            pos = m.u.opened.n_past;
+            opened = 1;
+            if (*first) atomic_fetch_add(&k->opened, 1);
+            *first = 0;
+        }
+        uhlm_wire_verify q;
+        memset(&q, 0, sizeof q);
+        q.request_id = ++rid;
+        q.flags = UHLM_WIRE_VF_GREEDY;
+        q.pos = pos;
+        q.draft = (uint32_t)(uhlm_rng_u64(rng) % (uint64_t)k->V);
+        if (uhlm_wire_encode_verify(&b, &q, NULL, &e) != 0 || soak_send(fd, &b) != 0 ||
+            soak_recv(fd, pay, &m) != UHLM_WIRE_VERDICT)
+            goto out;
+        __atomic_fetch_add(&d->n_verify, 1, __ATOMIC_RELAXED);
+        pos = m.u.verdict.n_past;
+    }
+    rc = 0;
+out:
+    uhlm_wire_buf_free(&b);
+    return rc;
+}
+
+static void *honest_main(void *arg) {
+    honest *d = arg;
+    soak *k = d->k;
+    uint8_t *pay = malloc(SOAK_PAY);
+    int *prompt = malloc(sizeof(int) * (size_t)k->ctx_max);
+    uhlm_rng rng;
+    uhlm_rng_seed(&rng, 1000 + (uint64_t)d->idx);
+    int first = 1;
+    while (pay && prompt && !atomic_load(&k->stop)) {
+        int fd = soak_connect(k, 1, d->idx);
+        int r = fd >= 0 ? honest_session(d, fd, pay, prompt, &rng, &first) : -1;
+        if (fd >= 0) close(fd);
+        if (r == 0 || atomic_load(&k->stop)) break;
+        /* the step in flight (or the next one) ends unverified; a device retries with backoff */
+        d->unverified++;
+        d->reconnects++;
+        usleep(50 * 1000);
+    }
+    free(pay);
+    free(prompt);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ attackers */
+
+typedef struct attack {
+    soak *k;
+    int idx, n_idle;
+    uint64_t done; /* idle: reconnects; pipeliner: OPENED received; garbage: ERRORs received */
+} attack;
+
+/* n_idle connections that send nothing; whatever the server does to one, it comes back. */
+static void *idle_main(void *arg) {
+    attack *a = arg;
+    struct pollfd *p = calloc((size_t)a->n_idle, sizeof *p);
+    if (!p) return NULL;
+    for (int i = 0; i < a->n_idle; i++) p[i] = (struct pollfd){soak_connect(a->k, 2, i % 8), POLLIN, 0};
+    while (!atomic_load(&a->k->stop)) {
+        if (poll(p, (nfds_t)a->n_idle, 100) < 0 && errno != EINTR) break;
+        for (int i = 0; i < a->n_idle; i++) {
+            if (p[i].fd >= 0 && !p[i].revents) continue;
+            if (p[i].fd >= 0) close(p[i].fd);
+            p[i].fd = soak_connect(a->k, 2, i % 8);
+            p[i].revents = 0;
+            a->done++;
+            if (p[i].fd < 0) usleep(1000);
+        }
+    }
+    for (int i = 0; i < a->n_idle; i++)
+        if (p[i].fd >= 0) close(p[i].fd);
+    free(p);
+    return NULL;
+}
+
+/* HELLO, then OPENs of long random prompts PIPE_DEPTH at a time, replies read afterwards. */
+static void *pipeliner_main(void *arg) {
+    attack *a = arg;
+    soak *k = a->k;
+    uint8_t *pay = malloc(SOAK_PAY);
+    int plen = k->ctx_max;
+    int *prompt = malloc(sizeof(int) * (size_t)plen);
+    uhlm_rng rng;
+    uhlm_rng_seed(&rng, 77 + (uint64_t)a->idx);
+    uhlm_wire_buf b = {0};
+    uhlm_wire_msg m;
+    uhlm_error e;
+    while (pay && prompt && !atomic_load(&k->stop)) {
+        int fd = soak_connect(k, 2, 100 + a->idx);
+        if (fd < 0 || soak_hello(k, fd, pay, &m) != 0) {
+            if (fd >= 0) close(fd);
+            usleep(10 * 1000);
+            continue;
+        }
+        while (!atomic_load(&k->stop)) {
+            for (int i = 0; i < PIPE_DEPTH; i++) {
+                random_prompt(prompt, plen, k->V, &rng);
+                uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, 0.0f, 0, 1.0f, 1, {prompt, NULL, (uint32_t)plen}};
+                uhlm_wire_encode_open(&b, &o, NULL, &e);
+            }
+            if (soak_send(fd, &b) != 0) break;
+            int i = 0, t = 0;
+            for (; i < PIPE_DEPTH && (t = soak_recv(fd, pay, &m)) >= 0; i++)
+                a->done += t == UHLM_WIRE_OPENED;
+            if (i < PIPE_DEPTH) break;
+        }
+        b.len = 0;
+        close(fd);
+    }
+    uhlm_wire_buf_free(&b);
+    free(pay);
+    free(prompt);
+    return NULL;
+}
+
+/* HELLO, then frames of an unknown type, 256 at a time; every other round, a connection
+ * that sends non-protocol bytes (ERROR BAD_MAGIC, closed). */
+static void *garbage_main(void *arg) {
+    attack *a = arg;
+    soak *k = a->k;
+    uint8_t *pay = malloc(SOAK_PAY);
+    uint8_t frames[256 * UHLM_WIRE_HEADER_SIZE];
+    uhlm_wire_msg m;
+    for (int i = 0; i < 256; i++) uhlm_wire_header_write(frames + i * UHLM_WIRE_HEADER_SIZE, 99, 0);
+    while (pay && !atomic_load(&k->stop)) {
+        int junk = soak_connect(k, 2, 150 + a->idx);
+        if (junk >= 0) {
+            const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+            if (send(junk, get, strlen(get), MSG_NOSIGNAL) > 0) soak_recv(junk, pay, &m);
+            close(junk);
+        }
+        int fd = soak_connect(k, 2, 200 + a->idx);
+        if (fd < 0 || soak_hello(k, fd, pay, &m) != 0) {
+            if (fd >= 0) close(fd);
+            usleep(10 * 1000);
+            continue;
+        }
+        for (int round = 0; round < 64 && !atomic_load(&k->stop); round++) {
+            uhlm_wire_buf b = {frames, sizeof frames, sizeof frames};
+            if (soak_send(fd, &b) != 0) break;
+            int i = 0;
+            for (; i < 256 && soak_recv(fd, pay, &m) == UHLM_WIRE_ERROR; i++) a->done++;
+            if (i < 256) break;
+        }
+        close(fd);
+    }
+    free(pay);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ one run */
+
+typedef struct run_result {
+    double rate, seconds;
+    uint64_t verifications, unverified, reconnects;
+    uint64_t idle_reconnects, opens_answered, garbage_answered;
+    long log_bytes;
+    uhlm_server_counters c;
+    int ok;
+} run_result;
+
+typedef struct srv_thread {
+    uhlm_server *s;
+    int rc;
+    uhlm_error err;
+} srv_thread;
+
+static void *soak_server_main(void *arg) {
+    srv_thread *t = arg;
+    t->rc = uhlm_server_run(t->s, &t->err);
+    return NULL;
+}
+
+typedef struct soak_cfg {
+    const uhlm_model *m;
+    int devices, idle, pipeliners, garbage, threads;
+    double seconds, read_timeout;
+    const char *log; /* the attack run's server log goes here (NULL: a temporary file) */
+} soak_cfg;
+
+static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
+    memset(out, 0, sizeof *out);
+    FILE *log = attacked && cfg->log ? fopen(cfg->log, "w+") : tmpfile();
+    uhlm_server_params sp = uhlm_server_default_params();
+    /* a session for every honest device and every pipelining attacker: sessions are not
+     * what this measures (with auth off anyone may take one) */
+    sp.max_sessions = cfg->devices + (attacked ? cfg->pipeliners : 0);
+    sp.n_threads = cfg->threads;
+    sp.log = log;
+    uhlm_error err;
+    srv_thread st = {0};
+    st.s = uhlm_server_new(cfg->m, &sp, &err);
+    if (!st.s || !log) {
+        fprintf(stderr, "uhlm bench soak: %s\n", st.s ? "no temporary file for the log" : err.msg);
+        uhlm_server_free(st.s);
+        if (log) fclose(log);
+        return -1;
+    }
+    soak k;
+    memset(&k, 0, sizeof k);
+    k.port = uhlm_server_port(st.s);
+    k.V = cfg->m->cfg.vocab_size;
+    k.fp = cfg->m->tok ? uhlm_tokenizer_fingerprint(cfg->m->tok) : 0;
+    k.ctx_min = 8;
+    k.ctx_max = uhlm_bench_default_ctx_max(cfg->m->cfg.seq_len);
+    k.read_timeout = cfg->read_timeout;
+    atomic_init(&k.stop, 0);
+    atomic_init(&k.opened, 0);
+    pthread_t sth;
+    if (pthread_create(&sth, NULL, soak_server_main, &st) != 0) {
+        uhlm_server_free(st.s);
+        fclose(log);
+        return -1;
+    }
+    int na = attacked ? 1 + cfg->pipeliners + cfg->garbage : 0;
+    attack *at = calloc((size_t)na + 1, sizeof *at);
+    honest *hd = calloc((size_t)cfg->devices, sizeof *hd);
+    pthread_t *ath = calloc((size_t)na + 1, sizeof *ath), *hth = calloc((size_t)cfg->devices, sizeof *hth);
+    int n_at = 0, n_hd = 0;
+    if (at && hd && ath && hth) {
+        /* attackers first: the honest devices have to get in under attack */
+        for (int i = 0; i < na; i++) {
+            at[i] = (attack){&k, i, cfg->idle, 0};
+            void *(*fn)(void *) = i == 0 ? idle_main : i <= cfg->pipeliners ? pipeliner_main : garbage_main;
+            if (pthread_create(&ath[i], NULL, fn, &at[i]) != 0) break;
+            n_at++;
+        }
+        if (attacked) usleep(300 * 1000);
+        for (int i = 0; i < cfg->devices; i++) {
+            hd[i] = (honest){&k, i,
+                             (int)(k.ctx_min + (2L * i + 1) * (k.ctx_max - k.ctx_min) / (2L * cfg->devices)),
+                             0, 0, 0};
+            if (pthread_create(&hth[i], NULL, honest_main, &hd[i]) != 0) break;
+            n_hd++;
+        }
+    }
+    /* warm-up: every device's first OPEN (at most WARMUP_MAX_S: a device kept out by the
+     * attack must not hide that), a moment to settle, then the measured interval */
+    for (double t = uhlm_now(); atomic_load(&k.opened) < n_hd && uhlm_now() - t < WARMUP_MAX_S;)
+        usleep(10 * 1000);
+    usleep(300 * 1000);
+    uint64_t v0 = 0, v1 = 0;
+    for (int i = 0; i < n_hd; i++) v0 += __atomic_load_n(&hd[i].n_verify, __ATOMIC_RELAXED);
+    double t0 = uhlm_now();
+    usleep((useconds_t)(cfg->seconds * 1e6));
+    for (int i = 0; i < n_hd; i++) v1 += __atomic_load_n(&hd[i].n_verify, __ATOMIC_RELAXED);
+    out->seconds = uhlm_now() - t0;
+    atomic_store(&k.stop, 1);
+    for (int i = 0; i < n_hd; i++) pthread_join(hth[i], NULL);
+    for (int i = 0; i < n_at; i++) pthread_join(ath[i], NULL);
+    uhlm_server_stop(st.s);
+    pthread_join(sth, NULL);
+    out->verifications = v1 - v0;
+    out->rate = (double)(v1 - v0) / out->seconds;
+    for (int i = 0; i < n_hd; i++) {
+        out->unverified += hd[i].unverified;
+        out->reconnects += hd[i].reconnects;
+    }
+    for (int i = 0; i < n_at; i++) {
+        if (i == 0) out->idle_reconnects = at[i].done;
+        else if (i <= cfg->pipeliners) out->opens_answered += at[i].done;
+        else out->garbage_answered += at[i].done;
+    }
+    uhlm_server_get_counters(st.s, &out->c);
+    out->log_bytes = ftell(log);
+    out->ok = st.rc == 0 && n_hd == cfg->devices && n_at == na;
+    if (st.rc != 0) fprintf(stderr, "uhlm bench soak: server: %s\n", st.err.msg);
+    uhlm_server_free(st.s);
+    fclose(log);
+    free(at);
+    free(hd);
+    free(ath);
+    free(hth);
+    return out->ok ? 0 : -1;
+}
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: uhlm bench soak [-m LLM] [-z TOKENIZER] [--devices N] [--seconds S]\n"
+            "                       [--idle N] [--pipeliners N] [--garbage N] [-t THREADS]\n"
+            "                       [--read-timeout S] [--log FILE]\n\n"
+            "Honest devices' VERIFY throughput against `uhlm serve` (in this process, loopback,\n"
+            "default admission settings, no auth) alone and then under an attacker mix that\n"
+            "starts first: idle connections, connections pipelining OPENs with long prompts,\n"
+            "and connections streaming invalid frames or non-protocol bytes. Reports both\n"
+            "rates, their ratio (target >= 0.9) and the honest devices' unverified tokens\n"
+            "(target 0) as one JSON object on stdout. Takes about 2 x (S + 1) seconds plus the\n"
+            "devices' first OPENs.\n\n"
+            "  -m LLM             server model (default %s)\n"
+            "  -z TOKENIZER       its tokenizer (default %s)\n"
+            "  --devices N        honest devices (default 64)\n"
+            "  --seconds S        measured time per run (default 10)\n"
+            "  --idle N           idle attacker connections (default 40)\n"
+            "  --pipeliners N     OPEN-pipelining attacker connections (default 4)\n"
+            "  --garbage N        invalid-frame attacker connections (default 4)\n"
+            "  -t THREADS         server model threads (default 1)\n"
+            "  --read-timeout S   a device's wait for a reply before it counts the token\n"
+            "                     unverified and reconnects (default 30, as `uhlm run`)\n"
+            "  --log FILE         keep the server's log of the attack run in FILE\n",
+            UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
+}
+
+static void add_run(cJSON *o, const char *name, const run_result *r) {
+    cJSON *x = cJSON_AddObjectToObject(o, name);
+    if (!x) return;
+    cJSON_AddNumberToObject(x, "seconds", r->seconds);
+    cJSON_AddNumberToObject(x, "verifications_per_s", r->rate);
+    cJSON_AddNumberToObject(x, "verifications", (double)r->verifications);
+    cJSON_AddNumberToObject(x, "unverified_tokens", (double)r->unverified);
+    cJSON_AddNumberToObject(x, "device_reconnects", (double)r->reconnects);
+    cJSON_AddNumberToObject(x, "idle_reconnects", (double)r->idle_reconnects);
+    cJSON_AddNumberToObject(x, "attacker_opens_answered", (double)r->opens_answered);
+    cJSON_AddNumberToObject(x, "garbage_frames_answered", (double)r->garbage_answered);
+    cJSON_AddNumberToObject(x, "server_forward_calls", (double)r->c.forward_calls);
+    cJSON_AddNumberToObject(x, "server_evicted", (double)r->c.evicted);
+    cJSON_AddNumberToObject(x, "server_refused", (double)r->c.refused);
+    cJSON_AddNumberToObject(x, "server_timeouts", (double)r->c.timeouts);
+    cJSON_AddNumberToObject(x, "server_log_bytes", (double)r->log_bytes);
+    cJSON_AddNumberToObject(x, "server_log_suppressed", (double)r->c.log_suppressed);
+}
+
+int cmd_bench_soak(int argc, char **argv) {
+    const char *cmd = "bench soak";
+    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = UHLM_DEFAULT_TOKENIZER, *log_path = NULL;
+    long devices = 64, idle = 40, pipeliners = 4, garbage = 4, threads = 1;
+    double seconds = 10, read_timeout = 30;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--devices") ||
+                   !strcmp(a, "--seconds") || !strcmp(a, "--idle") || !strcmp(a, "--pipeliners") ||
+                   !strcmp(a, "--garbage") || !strcmp(a, "-t") || !strcmp(a, "--read-timeout") ||
+                   !strcmp(a, "--log")) {
+            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
+            int bad = 0;
+            if (!strcmp(a, "-m")) model_arg = v;
+            else if (!strcmp(a, "-z")) tok_arg = v;
+            else if (!strcmp(a, "--log")) log_path = v;
+            else if (!strcmp(a, "--devices")) bad = cli_parse_int(cmd, a, v, 1, 250, &devices);
+            else if (!strcmp(a, "--seconds")) bad = cli_parse_float(cmd, a, v, 0.1, 3600, &seconds);
+            else if (!strcmp(a, "--idle")) bad = cli_parse_int(cmd, a, v, 0, 1000, &idle);
+            else if (!strcmp(a, "--pipeliners")) bad = cli_parse_int(cmd, a, v, 0, 40, &pipeliners);
+            else if (!strcmp(a, "--garbage")) bad = cli_parse_int(cmd, a, v, 0, 40, &garbage);
+            else if (!strcmp(a, "--read-timeout")) bad = cli_parse_float(cmd, a, v, 0.1, 600, &read_timeout);
+            else bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
+            if (bad) return 2;
+        } else {
+            fprintf(stderr, "uhlm bench soak: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    char mpath[1024], tpath[1024];
+    uhlm_error err = {{0}};
+    cli_find_model_file(model_arg, mpath, sizeof mpath);
+    uhlm_model *m = uhlm_model_load(mpath, cli_find_model_file(tok_arg, tpath, sizeof tpath), &err);
+    if (!m) {
+        fprintf(stderr, "uhlm bench soak: %s\n", err.msg);
+        return 1;
+    }
+    soak_cfg cfg = {m, (int)devices, (int)idle, (int)pipeliners, (int)garbage, (int)threads,
+                    seconds, read_timeout, log_path};
+    run_result base, att;
+    fprintf(stderr, "uhlm bench soak: %ld honest devices alone...\n", devices);
+    int rc = soak_run(&cfg, 0, &base);
+    fprintf(stderr, "uhlm bench soak: under attack (%ld idle, %ld pipelining, %ld garbage)...\n",
+            idle, pipeliners, garbage);
+    rc |= soak_run(&cfg, 1, &att);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "bench", "soak");
+    cJSON_AddStringToObject(o, "model", mpath);
+    cJSON_AddNumberToObject(o, "devices", (double)devices);
+    cJSON_AddNumberToObject(o, "idle", (double)idle);
+    cJSON_AddNumberToObject(o, "pipeliners", (double)pipeliners);
+    cJSON_AddNumberToObject(o, "garbage", (double)garbage);
+    cJSON_AddNumberToObject(o, "server_threads", (double)threads);
+    cJSON_AddNumberToObject(o, "throughput_ratio", base.rate > 0 ? att.rate / base.rate : 0);
+    cJSON_AddNumberToObject(o, "honest_unverified_tokens", (double)att.unverified);
+    add_run(o, "baseline", &base);
+    add_run(o, "attack", &att);
+    if (cli_print_json(cmd, o) != 0) rc = 1;
+    uhlm_model_free(m);
+    return rc ? 1 : 0;
+}
