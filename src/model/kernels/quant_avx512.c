@@ -244,13 +244,17 @@ INL_VNNI void packed_dots(const __m512i *pw, const float *pws, int64_t cnt,
             _mm512_mask_storeu_ps(a->Y + (size_t)(i + k) * rows + r0, m, acc[k]);                \
     } while (0)
 
-#define PACKED_KERNEL(NAME, PACK, BT, OFF)                                                       \
+#define PACKED_KERNEL(NAME, PACK, BT, OFF, GEMV)                                                 \
     TGT_VNNI static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                   \
         const int64_t rows = a->W->rows, cols = a->W->cols, nb = cols / UHLM_QK;                 \
         const BT *W = a->W->data;                                                                \
         const int32_t off = (OFF);                                                               \
         const int64_t rb = t0 * UHLM_MM_TILE;                                                    \
         const int64_t re = t1 * UHLM_MM_TILE < rows ? t1 * UHLM_MM_TILE : rows;                  \
+        if (a->n < UHLM_MM_ROWWISE_N) {                                                          \
+            GEMV(a, rb, re);                                                                     \
+            return;                                                                              \
+        }                                                                                        \
         __m512i pw[8 * PK_CHUNK];                                                                \
         float pws[PK_ROWS * PK_CHUNK] __attribute__((aligned(64)));                              \
         for (int64_t r0 = rb; r0 < re; r0 += PK_ROWS) {                                          \
@@ -268,8 +272,147 @@ INL_VNNI void packed_dots(const __m512i *pw, const float *pws, int64_t cnt,
         }                                                                                        \
     }
 
-PACKED_KERNEL(mm_q8_0_vnni, pack_q8_0, uhlm_block_q8_0, -128)
-PACKED_KERNEL(mm_q4_0_vnni, pack_q4_0, uhlm_block_q4_0, -8)
+/* ---------------------------------------------------------------- one-token (GEMV) path */
+
+/* With fewer than UHLM_MM_ROWWISE_N activation rows the packed kernel above is a poor fit:
+ * its 16 interleaved row streams defeat the hardware prefetcher (decode, whose weights come
+ * from DRAM, spent most of its time waiting on those loads) and the transpose is paid for one
+ * activation row only. This path walks weight rows in memory order, one sequential stream,
+ * and gives the same bits: per row and block the exact integer dot (a 256-bit vpdpbusd,
+ * eight 4-byte partials summed by a transpose-add tree over eight blocks at a time), then,
+ * with GV_ROWS rows in the lanes, the packed kernel's very instructions
+ * acc = fma(float(s + off * sum(x)), d_w * d_x, acc) in block order.
+ *
+ * Pass 1 (per weight row, in memory order) leaves sums in s[row][block] and fp16 scales in
+ * h[block][row]; pass 2 transposes eight blocks of eight rows at a time and accumulates. */
+#define GV_ROWS 8
+/* Blocks per pass: 256 blocks (8192 columns) of 8 rows is 8 KB of sums and 4 KB of scales,
+ * so a row of most models is one pass and one unbroken stream. */
+#define GV_CHUNK 256
+
+/* lane j = sum of v[j]'s eight lanes */
+INL_VNNI __m256i hsum_8x8(const __m256i *v) {
+    __m256i p[4], q[2];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) p[j] = _mm256_add_epi32(
+        _mm256_unpacklo_epi32(v[2 * j], v[2 * j + 1]), _mm256_unpackhi_epi32(v[2 * j], v[2 * j + 1]));
+    /* p[j], per 128-bit half: [v2j 0+2, v2j+1 0+2, v2j 1+3, v2j+1 1+3] */
+    _Pragma("GCC unroll 2") for (int j = 0; j < 2; j++) q[j] = _mm256_add_epi32(
+        _mm256_unpacklo_epi64(p[2 * j], p[2 * j + 1]), _mm256_unpackhi_epi64(p[2 * j], p[2 * j + 1]));
+    /* q[j], per half: the half's sum of v4j .. v4j+3 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q[0], q[1], 0x20),
+                            _mm256_permute2x128_si256(q[0], q[1], 0x31));
+}
+
+/* in place: v[r] lane j -> v[j] lane r */
+INL_VNNI void transpose_8x8(__m256i *v) {
+    __m256i t[8], u[8];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+        t[2 * j] = _mm256_unpacklo_epi32(v[2 * j], v[2 * j + 1]);
+        t[2 * j + 1] = _mm256_unpackhi_epi32(v[2 * j], v[2 * j + 1]);
+    }
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+        u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+    /* u[g] holds column g (low half: rows 0-3, high half: columns g + 4), u[g + 4] rows 4-7 */
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++) {
+        v[g] = _mm256_permute2x128_si256(u[g], u[g + 4], 0x20);
+        v[g + 4] = _mm256_permute2x128_si256(u[g], u[g + 4], 0x31);
+    }
+}
+
+/* The integer dot of one weight block with activation block x, as eight 4-byte partials
+ * (without the unsigned operand's offset). */
+INL_VNNI __m256i gv_dot_q8_0(const uhlm_block_q8_0 *w, const int8_t *x) {
+    const __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w->qs),
+                                       _mm256_set1_epi8((char)0x80));
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u,
+                               _mm256_load_si256((const __m256i *)x));
+}
+
+INL_VNNI __m256i gv_dot_q4_0(const uhlm_block_q4_0 *w, const int8_t *x) {
+    const __m256i u = _mm256_and_si256(
+        _mm256_srlv_epi64(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w->qs)),
+                          _mm256_setr_epi64x(0, 0, 4, 4)),
+        _mm256_set1_epi8(0x0f));
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u,
+                               _mm256_load_si256((const __m256i *)x));
+}
+
+#define GEMV_KERNEL(NAME, BT, DOT, OFF)                                                          \
+    TGT_VNNI static void NAME(const uhlm_mm_args *a, int64_t rb, int64_t re) {                   \
+        const int64_t rows = a->W->rows, cols = a->W->cols, nb = cols / UHLM_QK;                 \
+        const BT *W = a->W->data;                                                                \
+        const int nx = a->n;                                                                     \
+        int32_t s[UHLM_MM_ROWWISE_N - 1][GV_ROWS][GV_CHUNK + 8] __attribute__((aligned(32)));    \
+        uint16_t h[GV_CHUNK][GV_ROWS] __attribute__((aligned(32)));                              \
+        for (int64_t r0 = rb; r0 < re; r0 += GV_ROWS) {                                          \
+            const int nr = re - r0 < GV_ROWS ? (int)(re - r0) : GV_ROWS;                         \
+            __m256 acc[UHLM_MM_ROWWISE_N - 1];                                                   \
+            for (int i = 0; i < nx; i++) acc[i] = _mm256_setzero_ps();                           \
+            if (nr < GV_ROWS) memset(h, 0, sizeof h);                                            \
+            for (int64_t b0 = 0; b0 < nb; b0 += GV_CHUNK) {                                      \
+                const int64_t cnt = nb - b0 < GV_CHUNK ? nb - b0 : GV_CHUNK;                     \
+                for (int r = 0; r < GV_ROWS; r++) {                                              \
+                    if (r >= nr) {                                                               \
+                        for (int i = 0; i < nx; i++) memset(s[i][r], 0, sizeof s[i][r]);         \
+                        continue;                                                                \
+                    }                                                                            \
+                    const BT *w = W + (r0 + r) * nb + b0;                                        \
+                    for (int64_t b = 0; b < cnt; b++) h[b][r] = w[b].d;                          \
+                    for (int i = 0; i < nx; i++) {                                               \
+                        const int8_t *x = a->xq + (size_t)i * cols + b0 * UHLM_QK;               \
+                        int64_t b = 0;                                                           \
+                        for (; b + 8 <= cnt; b += 8) {                                           \
+                            __m256i v[8];                                                        \
+                            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) v[j] =           \
+                                DOT(w + b + j, x + (b + j) * UHLM_QK);                           \
+                            _mm256_store_si256((__m256i *)(s[i][r] + b), hsum_8x8(v));           \
+                        }                                                                        \
+                        if (b < cnt) {                                                           \
+                            __m256i v[8];                                                        \
+                            for (int j = 0; j < 8; j++)                                          \
+                                v[j] = b + j < cnt ? DOT(w + b + j, x + (b + j) * UHLM_QK)       \
+                                                   : _mm256_setzero_si256();                     \
+                            _mm256_store_si256((__m256i *)(s[i][r] + b), hsum_8x8(v));           \
+                        }                                                                        \
+                    }                                                                            \
+                }                                                                                \
+                for (int i = 0; i < nx; i++) {                                                   \
+                    const float *xd = a->xd + (size_t)i * nb + b0;                               \
+                    const int32_t *xs = a->xs + (size_t)i * nb + b0;                             \
+                    __m256 l = acc[i];                                                           \
+                    for (int64_t b = 0; b < cnt; b += 8) {                                       \
+                        __m256i v[8];                                                            \
+                        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) v[r] =               \
+                            _mm256_load_si256((const __m256i *)(s[i][r] + b));                   \
+                        transpose_8x8(v);                                                        \
+                        const int m = cnt - b < 8 ? (int)(cnt - b) : 8;                          \
+                        for (int j = 0; j < m; j++) {                                            \
+                            const __m256i sb =                                                   \
+                                _mm256_add_epi32(v[j], _mm256_set1_epi32((OFF) * xs[b + j]));    \
+                            const __m256 d = _mm256_mul_ps(                                      \
+                                _mm256_cvtph_ps(_mm_load_si128((const __m128i *)h[b + j])),      \
+                                _mm256_set1_ps(xd[b + j]));                                      \
+                            l = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb), d, l);                   \
+                        }                                                                        \
+                    }                                                                            \
+                    acc[i] = l;                                                                  \
+                }                                                                                \
+            }                                                                                    \
+            const __mmask8 m = (__mmask8)((1u << nr) - 1);                                       \
+            for (int i = 0; i < nx; i++)                                                         \
+                _mm256_mask_storeu_ps(a->Y + (size_t)i * rows + r0, m, acc[i]);                  \
+        }                                                                                        \
+    }
+
+GEMV_KERNEL(gemv_q8_0_vnni, uhlm_block_q8_0, gv_dot_q8_0, -128)
+GEMV_KERNEL(gemv_q4_0_vnni, uhlm_block_q4_0, gv_dot_q4_0, -8)
+
+PACKED_KERNEL(mm_q8_0_vnni, pack_q8_0, uhlm_block_q8_0, -128, gemv_q8_0_vnni)
+PACKED_KERNEL(mm_q4_0_vnni, pack_q4_0, uhlm_block_q4_0, -8, gemv_q4_0_vnni)
 
 void uhlm_kernels_avx512(uhlm_kernels *k, int has_vnni) {
     k->f32 = mm_f32_avx512;
