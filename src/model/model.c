@@ -11,6 +11,7 @@
 #include "uhlm/threadpool.h"
 
 #include "model/kernels/attention.h"
+#include "model/kernels/vmath.h"
 
 /* ------------------------------------------------------------------ loading */
 
@@ -330,22 +331,21 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
     }
 }
 
-/* hb = silu(hb) * hb2, elementwise; expf makes it worth spreading over the pool at batch
- * sizes of a few tokens. */
+/* hb = silu(hb) * hb2, elementwise (vmath.h). Vectorized, one token's worth (a few thousand
+ * elements, about a microsecond) costs less than waking the pool, so it runs inline until a
+ * batch makes it worth spreading. */
 typedef struct {
+    uhlm_swiglu_fn fn;
     float *g;
     const float *u;
 } swiglu_job;
 
-#define SWIGLU_GRAIN 1024
+#define SWIGLU_GRAIN 16384
 
 static void swiglu_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
     const swiglu_job *j = arg;
-    for (int64_t i = begin; i < end; i++) {
-        const float g = j->g[i];
-        j->g[i] = g / (1.0f + expf(-g)) * j->u[i];
-    }
+    j->fn(j->g + begin, j->u + begin, end - begin);
 }
 
 static void matmul(uhlm_ctx *c, const uhlm_tensor *W, const float *X, int n, float *Y) {
@@ -387,7 +387,7 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
         const uhlm_tensor *up[2] = {&L->w1, &L->w3};
         float *const up_out[2] = {c->hb, c->hb2};
         uhlm_matmul_multi(c->p.simd, c->pool, up, up_out, 2, c->xb, n, c->mm_scratch);
-        swiglu_job sj = {c->hb, c->hb2};
+        swiglu_job sj = {uhlm_swiglu_kernel(c->p.simd), c->hb, c->hb2};
         uhlm_pool_run(c->pool, swiglu_task, &sj, (int64_t)n * H, SWIGLU_GRAIN);
         matmul(c, &L->w2, c->hb, n, c->xb);
         for (size_t j = 0; j < (size_t)n * D; j++) c->x[j] += c->xb[j];
