@@ -341,6 +341,13 @@ INL_VNNI __m256i gv_dot_q4_0(const uhlm_block_q4_0 *w, const int8_t *x) {
                                _mm256_load_si256((const __m256i *)x));
 }
 
+/* acc + float(s + o) * (d_w * d_x) for 8 rows: the packed kernel's float steps exactly */
+INL_VNNI __m256 gv_accumulate(__m256i s, int32_t o, const uint16_t *dw, float dx, __m256 acc) {
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128((const __m128i *)dw)),
+                                   _mm256_set1_ps(dx));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s, _mm256_set1_epi32(o))), d, acc);
+}
+
 #define GEMV_KERNEL(NAME, BT, DOT, OFF)                                                          \
     TGT_VNNI static void NAME(const uhlm_mm_args *a, int64_t rb, int64_t re) {                   \
         const int64_t rows = a->W->rows, cols = a->W->cols, nb = cols / UHLM_QK;                 \
@@ -361,21 +368,26 @@ INL_VNNI __m256i gv_dot_q4_0(const uhlm_block_q4_0 *w, const int8_t *x) {
                         continue;                                                                \
                     }                                                                            \
                     const BT *w = W + (r0 + r) * nb + b0;                                        \
-                    for (int64_t b = 0; b < cnt; b++) h[b][r] = w[b].d;                          \
+                    /* the scales are copied inside the dot loop, not in a loop of their own:  \
+                     * that loop ran ahead through the row and took every cache miss alone */   \
                     for (int i = 0; i < nx; i++) {                                               \
                         const int8_t *x = a->xq + (size_t)i * cols + b0 * UHLM_QK;               \
                         int64_t b = 0;                                                           \
                         for (; b + 8 <= cnt; b += 8) {                                           \
                             __m256i v[8];                                                        \
-                            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) v[j] =           \
-                                DOT(w + b + j, x + (b + j) * UHLM_QK);                           \
+                            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {                \
+                                if (i == 0) h[b + j][r] = w[b + j].d;                            \
+                                v[j] = DOT(w + b + j, x + (b + j) * UHLM_QK);                    \
+                            }                                                                    \
                             _mm256_store_si256((__m256i *)(s[i][r] + b), hsum_8x8(v));           \
                         }                                                                        \
                         if (b < cnt) {                                                           \
                             __m256i v[8];                                                        \
-                            for (int j = 0; j < 8; j++)                                          \
+                            for (int j = 0; j < 8; j++) {                                        \
+                                if (b + j < cnt && i == 0) h[b + j][r] = w[b + j].d;             \
                                 v[j] = b + j < cnt ? DOT(w + b + j, x + (b + j) * UHLM_QK)       \
                                                    : _mm256_setzero_si256();                     \
+                            }                                                                    \
                             _mm256_store_si256((__m256i *)(s[i][r] + b), hsum_8x8(v));           \
                         }                                                                        \
                     }                                                                            \
@@ -389,14 +401,12 @@ INL_VNNI __m256i gv_dot_q4_0(const uhlm_block_q4_0 *w, const int8_t *x) {
                         _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) v[r] =               \
                             _mm256_load_si256((const __m256i *)(s[i][r] + b));                   \
                         transpose_8x8(v);                                                        \
-                        const int m = cnt - b < 8 ? (int)(cnt - b) : 8;                          \
-                        for (int j = 0; j < m; j++) {                                            \
-                            const __m256i sb =                                                   \
-                                _mm256_add_epi32(v[j], _mm256_set1_epi32((OFF) * xs[b + j]));    \
-                            const __m256 d = _mm256_mul_ps(                                      \
-                                _mm256_cvtph_ps(_mm_load_si128((const __m128i *)h[b + j])),      \
-                                _mm256_set1_ps(xd[b + j]));                                      \
-                            l = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb), d, l);                   \
+                        if (cnt - b >= 8) {                                                      \
+                            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                  \
+                                l = gv_accumulate(v[j], (OFF) * xs[b + j], h[b + j], xd[b + j], l); \
+                        } else {                                                                 \
+                            for (int j = 0; j < cnt - b; j++)                                    \
+                                l = gv_accumulate(v[j], (OFF) * xs[b + j], h[b + j], xd[b + j], l); \
                         }                                                                        \
                     }                                                                            \
                     acc[i] = l;                                                                  \
