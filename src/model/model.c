@@ -277,6 +277,19 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) 
     for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
 }
 
+/* x += d, then o = rmsnorm(x): one pass over x instead of two, with exactly the additions and
+ * the sum of squares of the two-step version (same values, same order), so the logits do not
+ * change. */
+static void add_rmsnorm(float *o, float *x, const float *d, const float *w, int n, float eps) {
+    float ss = 0.0f;
+    for (int j = 0; j < n; j++) {
+        x[j] += d[j];
+        ss += x[j] * x[j];
+    }
+    ss = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
+}
+
 static void rope(float *v, int n, const float *tab, int hd) {
     for (int i = 0; i < n; i += 2) {
         int j = i % hd;
@@ -381,9 +394,9 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
         attn_job job = {c, e, l, uhlm_attn_kernel(c->p.simd)};
         uhlm_pool_run(c->pool, attn_task, &job, (int64_t)n * p->n_heads, 1);
         matmul(c, &L->wo, c->xb, n, c->xb2);
-        for (size_t j = 0; j < (size_t)n * D; j++) c->x[j] += c->xb2[j];
         for (int i = 0; i < n; i++)
-            rmsnorm(c->xb + (size_t)i * D, c->x + (size_t)i * D, L->ffn_norm, D, p->norm_eps);
+            add_rmsnorm(c->xb + (size_t)i * D, c->x + (size_t)i * D, c->xb2 + (size_t)i * D,
+                        L->ffn_norm, D, p->norm_eps);
         const uhlm_tensor *up[2] = {&L->w1, &L->w3};
         float *const up_out[2] = {c->hb, c->hb2};
         uhlm_matmul_multi(c->p.simd, c->pool, up, up_out, 2, c->xb, n, c->mm_scratch);
