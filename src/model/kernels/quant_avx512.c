@@ -381,15 +381,40 @@ INL_VNNI __m256 gv_accumulate(__m256i s, int32_t o, const uint16_t *dw, float dx
                             }                                                                    \
                             _mm256_store_si256((__m256i *)(s[i][r] + b), hsum_8x8(v));           \
                         }                                                                        \
-                        if (b < cnt) {                                                           \
-                            __m256i v[8];                                                        \
-                            for (int j = 0; j < 8; j++) {                                        \
-                                if (b + j < cnt && i == 0) h[b + j][r] = w[b + j].d;             \
-                                v[j] = b + j < cnt ? DOT(w + b + j, x + (b + j) * UHLM_QK)       \
-                                                   : _mm256_setzero_si256();                     \
+                    }                                                                            \
+                }                                                                                \
+                /* The last cnt % 8 blocks of every row, taken together eight at a time: a     \
+                 * row of 9 blocks (288 columns, the small models' width) then costs 9/8 of a   \
+                 * tree, not 2. */                                                              \
+                const int64_t main = cnt / 8 * 8;                                                \
+                int cr = 0;                                                                      \
+                int64_t cb = main;                                                               \
+                for (int64_t q = 0; q < nr * (cnt - main); q += 8) {                             \
+                    int tr[8];                                                                   \
+                    int64_t tb[8];                                                               \
+                    for (int j = 0; j < 8; j++) {                                                \
+                        if (cr < nr) {                                                           \
+                            tr[j] = cr;                                                          \
+                            tb[j] = cb;                                                          \
+                            h[cb][cr] = W[(r0 + cr) * nb + b0 + cb].d;                           \
+                            if (++cb == cnt) {                                                   \
+                                cb = main;                                                       \
+                                cr++;                                                            \
                             }                                                                    \
-                            _mm256_store_si256((__m256i *)(s[i][r] + b), hsum_8x8(v));           \
+                        } else {                                                                 \
+                            tr[j] = tr[0];                                                       \
+                            tb[j] = tb[0];                                                       \
                         }                                                                        \
+                    }                                                                            \
+                    for (int i = 0; i < nx; i++) {                                               \
+                        const int8_t *x = a->xq + (size_t)i * cols + b0 * UHLM_QK;               \
+                        __m256i v[8];                                                            \
+                        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) v[j] =               \
+                            DOT(W + (r0 + tr[j]) * nb + b0 + tb[j], x + tb[j] * UHLM_QK);        \
+                        int32_t o[8] __attribute__((aligned(32)));                               \
+                        _mm256_store_si256((__m256i *)o, hsum_8x8(v));                           \
+                        /* past the end, lanes repeat the first pair: its value, stored again */ \
+                        for (int j = 0; j < 8; j++) s[i][tr[j]][tb[j]] = o[j];                   \
                     }                                                                            \
                 }                                                                                \
                 for (int i = 0; i < nx; i++) {                                                   \
