@@ -101,6 +101,11 @@ def main():
                                   "uhlm_prefill_tps": round(up, 1),
                                   "llama_prefill_tps": round(lp, 1),
                                   "uhlm_fraction_of_bound": rec.get("fraction_of_bound"),
+                                  "uhlm_fraction_of_read_plateau":
+                                      rec.get("fraction_of_read_plateau"),
+                                  "uhlm_fraction_of_read_at_weight_size":
+                                      rec.get("fraction_of_read_at_weight_size"),
+                                  "weights_fit_in_cache": rec.get("weights_fit_in_llc"),
                                   "simd": rec.get("simd")}), flush=True)
             med = statistics.median
             print(json.dumps({
