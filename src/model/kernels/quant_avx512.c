@@ -3,10 +3,11 @@
  * F32 / F16: 16-lane FMA with masked tails, two accumulators per output element, four weight
  * rows by two activation rows per pass in the batched walk (16 accumulators of the 32 zmm
  * registers), so batched calls reuse each loaded weight vector twice. Q8_0 / Q4_0 with VNNI:
- * 512-bit vpdpbusd with 16 weight rows in the lanes (see below); each lane's block dot is the
- * same exact integer the AVX2 kernels reduce to, followed by the same fma, so the two levels
- * give identical results for quantized types. Without VNNI the AVX2 quantized kernels are
- * kept. Q8_G and the activation quantizer come from the AVX2 file.
+ * per row and block the exact integer dot, then one fma per block (quant_internal.h); batched
+ * calls put 16 weight rows in the lanes of a 512-bit vpdpbusd, one-token calls (fewer than
+ * UHLM_MM_ROWWISE_N activation rows) stream the rows in memory order with 256-bit vpdpbusd
+ * and give the same bits. Without VNNI the AVX2 quantized kernels are kept. Q8_G and the
+ * activation quantizer come from the AVX2 file.
  *
  * Target attributes on the functions, not file flags, keep the binary runnable on any
  * x86-64; quant.c calls these only when uhlm_simd_supported(UHLM_SIMD_AVX512). */
@@ -115,13 +116,13 @@ UHLM_FLOAT_KERNEL(mm_f16_avx512, tile_f16, uint16_t)
 
 /* ---------------------------------------------------------------- Q8_0 / Q4_0 with VNNI */
 
-/* 16 weight rows go in the 16 lanes in the 16 lanes: a chunk of blocks of those rows is
+/* 16 weight rows go in the 16 lanes: a chunk of blocks of those rows is
  * transposed once into lane = row order (the unsigned vpdpbusd operand), and every
  * activation row then broadcasts 4 bytes at a time against it. Each lane ends with the
  * block's exact dot directly, so the float work (convert, scale, fma) is one instruction per
  * 16 outputs and block instead of one per output, and the transpose is paid once for all n
- * activation rows. Even at n = 1 this measured 1.3-1.6x faster than 8-lane partial dots per
- * row reduced per block (the AVX2 kernels' way), so it is the only VNNI path. */
+ * activation rows. With UHLM_MM_ROWWISE_N or more activation rows it is the VNNI path; below
+ * that the one-token path further down computes the same bits from one sequential stream. */
 #define PK_ROWS 16
 /* Blocks per packed chunk: 32 * (8 * 64 + 64) bytes = 18 KB, which stays in L1. */
 #define PK_CHUNK 32
