@@ -134,7 +134,7 @@ typedef struct {
     int64_t bytes[CURVE_MAX];
     double bw[CURVE_MAX];
     double plateau;      /* read bytes/s from memory: the mean of the two largest sizes */
-    int64_t cache_bytes; /* the largest size read at >= 1.25x the plateau (0: none) */
+    int64_t cache_bytes; /* sizes up to this one all read at >= 1.25x the plateau (0: none) */
 } bw_curve;
 
 /* The read bandwidth over sizes doubling from 1 MiB to the arrays' size. Where it flattens
@@ -149,8 +149,9 @@ static bw_curve bw_measure_curve(uhlm_pool *pool, bw_arrays *w) {
         c.n++;
     }
     c.plateau = c.n >= 2 ? (c.bw[c.n - 1] + c.bw[c.n - 2]) / 2 : c.bw[0];
-    for (int i = 0; i < c.n; i++)
-        if (c.bw[i] >= 1.25 * c.plateau) c.cache_bytes = c.bytes[i];
+    /* up to the first size that falls below the threshold: on a shared host a larger size
+     * can read fast again when other load pauses, which is not a cache */
+    for (int i = 0; i < c.n && c.bw[i] >= 1.25 * c.plateau; i++) c.cache_bytes = c.bytes[i];
     /* the triad streams arrays of at least 4x that cache, so the cache holds a quarter of
      * them at most; with the cache measured as large as the arrays it keeps the full size */
     int64_t want = 4 * c.cache_bytes;
