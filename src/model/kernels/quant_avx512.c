@@ -388,6 +388,10 @@ INL_VNNI __m256 gv_accumulate(__m256i s, int32_t o, const uint16_t *dw, float dx
                  * row of 9 blocks (288 columns, the small models' width) then costs 9/8 of a   \
                  * tree, not 2. */                                                              \
                 const int64_t main = cnt / 8 * 8;                                                \
+                /* pass 2 reads whole vectors: the lanes past cnt get defined values */          \
+                if (main < cnt)                                                                  \
+                    for (int i = 0; i < nx; i++)                                                 \
+                        for (int r = 0; r < nr; r++) memset(s[i][r] + cnt, 0, 8 * sizeof(int32_t)); \
                 int cr = 0;                                                                      \
                 int64_t cb = main;                                                               \
                 for (int64_t q = 0; q < nr * (cnt - main); q += 8) {                             \
