@@ -608,6 +608,13 @@ static void test_matmul_determinism(void) {
             }
             CHECKF(same, "%s %s: a row alone differs from the same row in a batch",
                    uhlm_type_name(types[ti]), ln);
+            /* batches of 2 and 3 (the one-token kernels' multi-row case) against the same */
+            for (int k = 2; k <= 3; k++) {
+                run_mm(levels[li], pools[2], &t.W, X, k, Y1);
+                CHECKF(memcmp(Y1, Y0, (size_t)k * rows * sizeof(float)) == 0,
+                       "%s %s: a batch of %d differs from the same rows in a batch of %d",
+                       uhlm_type_name(types[ti]), ln, k, n);
+            }
         }
         wt_free(&t);
     }

@@ -11,6 +11,7 @@
 #include "uhlm/threadpool.h"
 
 #include "model/kernels/attention.h"
+#include "model/kernels/vmath.h"
 
 /* ------------------------------------------------------------------ loading */
 
@@ -300,6 +301,19 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) 
     for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
 }
 
+/* x += d, then o = rmsnorm(x): one pass over x instead of two, with exactly the additions and
+ * the sum of squares of the two-step version (same values, same order), so the logits do not
+ * change. */
+static void add_rmsnorm(float *o, float *x, const float *d, const float *w, int n, float eps) {
+    float ss = 0.0f;
+    for (int j = 0; j < n; j++) {
+        x[j] += d[j];
+        ss += x[j] * x[j];
+    }
+    ss = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
+}
+
 /* NORM: rotates adjacent pairs (2i, 2i+1) of each head by angle i. */
 static void rope(float *v, int n, const float *tab, int hd) {
     for (int i = 0; i < n; i += 2) {
@@ -372,22 +386,21 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
     }
 }
 
-/* hb = silu(hb) * hb2, elementwise; expf makes it worth spreading over the pool at batch
- * sizes of a few tokens. */
+/* hb = silu(hb) * hb2, elementwise (vmath.h). Vectorized, one token's worth (a few thousand
+ * elements, about a microsecond) costs less than waking the pool, so it runs inline until a
+ * batch makes it worth spreading. */
 typedef struct {
+    uhlm_swiglu_fn fn;
     float *g;
     const float *u;
 } swiglu_job;
 
-#define SWIGLU_GRAIN 1024
+#define SWIGLU_GRAIN 16384
 
 static void swiglu_task(void *arg, int64_t begin, int64_t end, int tid) {
     (void)tid;
     const swiglu_job *j = arg;
-    for (int64_t i = begin; i < end; i++) {
-        const float g = j->g[i];
-        j->g[i] = g / (1.0f + expf(-g)) * j->u[i];
-    }
+    j->fn(j->g + begin, j->u + begin, end - begin);
 }
 
 static void matmul(uhlm_ctx *c, const uhlm_tensor *W, const float *X, int n, float *Y) {
@@ -428,13 +441,13 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
         attn_job job = {c, e, l, uhlm_attn_kernel(c->p.simd)};
         uhlm_pool_run(c->pool, attn_task, &job, (int64_t)n * p->n_heads, 1);
         matmul(c, &L->wo, c->xb, n, c->xb2);
-        for (size_t j = 0; j < (size_t)n * D; j++) c->x[j] += c->xb2[j];
         for (int i = 0; i < n; i++)
-            rmsnorm(c->xb + (size_t)i * D, c->x + (size_t)i * D, L->ffn_norm, D, p->norm_eps);
+            add_rmsnorm(c->xb + (size_t)i * D, c->x + (size_t)i * D, c->xb2 + (size_t)i * D,
+                        L->ffn_norm, D, p->norm_eps);
         const uhlm_tensor *up[2] = {&L->w1, &L->w3};
         float *const up_out[2] = {c->hb, c->hb2};
         uhlm_matmul_multi(c->p.simd, c->pool, up, up_out, 2, c->xb, n, c->mm_scratch);
-        swiglu_job sj = {c->hb, c->hb2};
+        swiglu_job sj = {uhlm_swiglu_kernel(c->p.simd), c->hb, c->hb2};
         uhlm_pool_run(c->pool, swiglu_task, &sj, (int64_t)n * H, SWIGLU_GRAIN);
         matmul(c, &L->w2, c->hb, n, c->xb);
         for (size_t j = 0; j < (size_t)n * D; j++) c->x[j] += c->xb[j];

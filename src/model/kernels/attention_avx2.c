@@ -9,33 +9,13 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "model/kernels/vmath_x86.h"
+
 #define INL static inline __attribute__((always_inline, target("avx2,fma")))
 #define TGT __attribute__((target("avx2,fma")))
 
 #define MAXQ 16 /* 8-float chunks: hd <= 128 */
 #define SLAB 8  /* chunks of the output held in registers at once */
-
-/* exp(x) for x <= 0, as exp16 in attention_avx512.c, with 2^n built in the exponent bits. */
-INL __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.33654f);
-    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(lo, x); /* NaN stays NaN: max returns its second operand */
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    const __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
 
 /* Lane j of the result is the sum of the 8 lanes of v[slot(j)], slot(j) = 2 (j % 4) + j / 4. */
 INL __m256 reduce8(const __m256 v[8]) {
@@ -111,7 +91,7 @@ INL void attn_nq(const uhlm_attn_args *a, const int NQ) {
     for (int t0 = 0; t0 < n; t0 += 8) {
         const __m256i m = lanes(n - t0);
         const __m256 e = _mm256_and_ps(_mm256_castsi256_ps(m),
-                                       exp8(_mm256_sub_ps(_mm256_maskload_ps(att + t0, m), mx)));
+                                       uhlm_exp8_neg(_mm256_sub_ps(_mm256_maskload_ps(att + t0, m), mx)));
         _mm256_maskstore_ps(att + t0, m, e);
         vsum = _mm256_add_ps(vsum, e);
     }

@@ -14,31 +14,12 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "model/kernels/vmath_x86.h"
+
 #define INL static inline __attribute__((always_inline, target("avx512f,avx512dq,fma")))
 #define TGT __attribute__((target("avx512f,avx512dq,fma")))
 
 #define MAXQ 8 /* 16-float chunks of a head kept in registers: hd <= 128 */
-
-/* exp(x) for the x <= 0 of softmax: x = n ln2 + r, |r| <= ln2/2, e^r by Cephes' degree-6
- * polynomial, 2^n by scalef. Below the smallest normal result it returns 0 (expf returns subnormals
- * there, under 1.2e-38: nothing a softmax weight can tell apart). NaN stays NaN. */
-INL __m512 exp16(__m512 x) {
-    const __m512 lo = _mm512_set1_ps(-87.33654f);
-    const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_scalef_ps(p, n));
-}
 
 /* Lane j of the result is the sum of the 16 lanes of v[slot(j)], slot(j) = 4 (j % 4) + j / 4: four
  * rounds of pairwise shuffles and adds, halving the partial sums of two vectors into one each round
@@ -114,7 +95,7 @@ INL void attn_nq(const uhlm_attn_args *a, const int NQ) {
     for (t0 = 0; t0 < n; t0 += 16) {
         const __mmask16 m = lanes(n - t0);
         const __m512 e =
-            _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, att + t0), mx)));
+            _mm512_maskz_mov_ps(m, uhlm_exp16_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, att + t0), mx)));
         _mm512_mask_storeu_ps(att + t0, m, e);
         vsum = _mm512_add_ps(vsum, e);
     }

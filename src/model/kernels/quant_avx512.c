@@ -3,10 +3,11 @@
  * F32 / F16: 16-lane FMA with masked tails, two accumulators per output element, four weight
  * rows by two activation rows per pass in the batched walk (16 accumulators of the 32 zmm
  * registers), so batched calls reuse each loaded weight vector twice. Q8_0 / Q4_0 with VNNI:
- * 512-bit vpdpbusd with 16 weight rows in the lanes (see below); each lane's block dot is the
- * same exact integer the AVX2 kernels reduce to, followed by the same fma, so the two levels
- * give identical results for quantized types. Without VNNI the AVX2 quantized kernels are
- * kept. Q8_G and the activation quantizer come from the AVX2 file.
+ * per row and block the exact integer dot, then one fma per block (quant_internal.h); batched
+ * calls put 16 weight rows in the lanes of a 512-bit vpdpbusd, one-token calls (fewer than
+ * UHLM_MM_ROWWISE_N activation rows) stream the rows in memory order with 256-bit vpdpbusd
+ * and give the same bits. Without VNNI the AVX2 quantized kernels are kept. Q8_G and the
+ * activation quantizer come from the AVX2 file.
  *
  * Target attributes on the functions, not file flags, keep the binary runnable on any
  * x86-64; quant.c calls these only when uhlm_simd_supported(UHLM_SIMD_AVX512). */
@@ -115,13 +116,13 @@ UHLM_FLOAT_KERNEL(mm_f16_avx512, tile_f16, uint16_t)
 
 /* ---------------------------------------------------------------- Q8_0 / Q4_0 with VNNI */
 
-/* 16 weight rows go in the 16 lanes in the 16 lanes: a chunk of blocks of those rows is
+/* 16 weight rows go in the 16 lanes: a chunk of blocks of those rows is
  * transposed once into lane = row order (the unsigned vpdpbusd operand), and every
  * activation row then broadcasts 4 bytes at a time against it. Each lane ends with the
  * block's exact dot directly, so the float work (convert, scale, fma) is one instruction per
  * 16 outputs and block instead of one per output, and the transpose is paid once for all n
- * activation rows. Even at n = 1 this measured 1.3-1.6x faster than 8-lane partial dots per
- * row reduced per block (the AVX2 kernels' way), so it is the only VNNI path. */
+ * activation rows. With UHLM_MM_ROWWISE_N or more activation rows it is the VNNI path; below
+ * that the one-token path further down computes the same bits from one sequential stream. */
 #define PK_ROWS 16
 /* Blocks per packed chunk: 32 * (8 * 64 + 64) bytes = 18 KB, which stays in L1. */
 #define PK_CHUNK 32
@@ -244,13 +245,17 @@ INL_VNNI void packed_dots(const __m512i *pw, const float *pws, int64_t cnt,
             _mm512_mask_storeu_ps(a->Y + (size_t)(i + k) * rows + r0, m, acc[k]);                \
     } while (0)
 
-#define PACKED_KERNEL(NAME, PACK, BT, OFF)                                                       \
+#define PACKED_KERNEL(NAME, PACK, BT, OFF, GEMV)                                                 \
     TGT_VNNI static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                   \
         const int64_t rows = a->W->rows, cols = a->W->cols, nb = cols / UHLM_QK;                 \
         const BT *W = a->W->data;                                                                \
         const int32_t off = (OFF);                                                               \
         const int64_t rb = t0 * UHLM_MM_TILE;                                                    \
         const int64_t re = t1 * UHLM_MM_TILE < rows ? t1 * UHLM_MM_TILE : rows;                  \
+        if (a->n < UHLM_MM_ROWWISE_N) {                                                          \
+            GEMV(a, rb, re);                                                                     \
+            return;                                                                              \
+        }                                                                                        \
         __m512i pw[8 * PK_CHUNK];                                                                \
         float pws[PK_ROWS * PK_CHUNK] __attribute__((aligned(64)));                              \
         for (int64_t r0 = rb; r0 < re; r0 += PK_ROWS) {                                          \
@@ -268,8 +273,186 @@ INL_VNNI void packed_dots(const __m512i *pw, const float *pws, int64_t cnt,
         }                                                                                        \
     }
 
-PACKED_KERNEL(mm_q8_0_vnni, pack_q8_0, uhlm_block_q8_0, -128)
-PACKED_KERNEL(mm_q4_0_vnni, pack_q4_0, uhlm_block_q4_0, -8)
+/* ---------------------------------------------------------------- one-token (GEMV) path */
+
+/* With fewer than UHLM_MM_ROWWISE_N activation rows the packed kernel above is a poor fit:
+ * its 16 interleaved row streams defeat the hardware prefetcher (decode, whose weights come
+ * from DRAM, spent most of its time waiting on those loads) and the transpose is paid for one
+ * activation row only. This path walks weight rows in memory order, one sequential stream,
+ * and gives the same bits: per row and block the exact integer dot (a 256-bit vpdpbusd,
+ * eight 4-byte partials summed by a transpose-add tree over eight blocks at a time), then,
+ * with GV_ROWS rows in the lanes, the packed kernel's very instructions
+ * acc = fma(float(s + off * sum(x)), d_w * d_x, acc) in block order.
+ *
+ * Pass 1 (per weight row, in memory order) leaves sums in s[row][block] and fp16 scales in
+ * h[block][row]; pass 2 transposes eight blocks of eight rows at a time and accumulates. */
+#define GV_ROWS 8
+/* Blocks per pass: 256 blocks (8192 columns) of 8 rows is 8 KB of sums and 4 KB of scales,
+ * so a row of most models is one pass and one unbroken stream. */
+#define GV_CHUNK 256
+
+/* lane j = sum of v[j]'s eight lanes */
+INL_VNNI __m256i hsum_8x8(const __m256i *v) {
+    __m256i p[4], q[2];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) p[j] = _mm256_add_epi32(
+        _mm256_unpacklo_epi32(v[2 * j], v[2 * j + 1]), _mm256_unpackhi_epi32(v[2 * j], v[2 * j + 1]));
+    /* p[j], per 128-bit half: [v2j 0+2, v2j+1 0+2, v2j 1+3, v2j+1 1+3] */
+    _Pragma("GCC unroll 2") for (int j = 0; j < 2; j++) q[j] = _mm256_add_epi32(
+        _mm256_unpacklo_epi64(p[2 * j], p[2 * j + 1]), _mm256_unpackhi_epi64(p[2 * j], p[2 * j + 1]));
+    /* q[j], per half: the half's sum of v4j .. v4j+3 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(q[0], q[1], 0x20),
+                            _mm256_permute2x128_si256(q[0], q[1], 0x31));
+}
+
+/* in place: v[r] lane j -> v[j] lane r */
+INL_VNNI void transpose_8x8(__m256i *v) {
+    __m256i t[8], u[8];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
+        t[2 * j] = _mm256_unpacklo_epi32(v[2 * j], v[2 * j + 1]);
+        t[2 * j + 1] = _mm256_unpackhi_epi32(v[2 * j], v[2 * j + 1]);
+    }
+    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
+        u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+        u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+        u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+    }
+    /* u[g] holds column g (low half: rows 0-3, high half: columns g + 4), u[g + 4] rows 4-7 */
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++) {
+        v[g] = _mm256_permute2x128_si256(u[g], u[g + 4], 0x20);
+        v[g + 4] = _mm256_permute2x128_si256(u[g], u[g + 4], 0x31);
+    }
+}
+
+/* The integer dot of one weight block with activation block x, as eight 4-byte partials
+ * (without the unsigned operand's offset). */
+INL_VNNI __m256i gv_dot_q8_0(const uhlm_block_q8_0 *w, const int8_t *x) {
+    const __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w->qs),
+                                       _mm256_set1_epi8((char)0x80));
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u,
+                               _mm256_load_si256((const __m256i *)x));
+}
+
+INL_VNNI __m256i gv_dot_q4_0(const uhlm_block_q4_0 *w, const int8_t *x) {
+    const __m256i u = _mm256_and_si256(
+        _mm256_srlv_epi64(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w->qs)),
+                          _mm256_setr_epi64x(0, 0, 4, 4)),
+        _mm256_set1_epi8(0x0f));
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u,
+                               _mm256_load_si256((const __m256i *)x));
+}
+
+/* acc + float(s + o) * (d_w * d_x) for 8 rows: the packed kernel's float steps exactly */
+INL_VNNI __m256 gv_accumulate(__m256i s, int32_t o, const uint16_t *dw, float dx, __m256 acc) {
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128((const __m128i *)dw)),
+                                   _mm256_set1_ps(dx));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s, _mm256_set1_epi32(o))), d, acc);
+}
+
+#define GEMV_KERNEL(NAME, BT, DOT, OFF)                                                          \
+    TGT_VNNI static void NAME(const uhlm_mm_args *a, int64_t rb, int64_t re) {                   \
+        const int64_t rows = a->W->rows, cols = a->W->cols, nb = cols / UHLM_QK;                 \
+        const BT *W = a->W->data;                                                                \
+        const int nx = a->n;                                                                     \
+        int32_t s[UHLM_MM_ROWWISE_N - 1][GV_ROWS][GV_CHUNK + 8] __attribute__((aligned(32)));    \
+        uint16_t h[GV_CHUNK][GV_ROWS] __attribute__((aligned(32)));                              \
+        for (int64_t r0 = rb; r0 < re; r0 += GV_ROWS) {                                          \
+            const int nr = re - r0 < GV_ROWS ? (int)(re - r0) : GV_ROWS;                         \
+            __m256 acc[UHLM_MM_ROWWISE_N - 1];                                                   \
+            for (int i = 0; i < nx; i++) acc[i] = _mm256_setzero_ps();                           \
+            if (nr < GV_ROWS) memset(h, 0, sizeof h);                                            \
+            for (int64_t b0 = 0; b0 < nb; b0 += GV_CHUNK) {                                      \
+                const int64_t cnt = nb - b0 < GV_CHUNK ? nb - b0 : GV_CHUNK;                     \
+                for (int r = 0; r < GV_ROWS; r++) {                                              \
+                    if (r >= nr) {                                                               \
+                        for (int i = 0; i < nx; i++) memset(s[i][r], 0, sizeof s[i][r]);         \
+                        continue;                                                                \
+                    }                                                                            \
+                    const BT *w = W + (r0 + r) * nb + b0;                                        \
+                    /* the scales are copied inside the dot loop, not in a loop of their own:  \
+                     * that loop ran ahead through the row and took every cache miss alone */   \
+                    for (int i = 0; i < nx; i++) {                                               \
+                        const int8_t *x = a->xq + (size_t)i * cols + b0 * UHLM_QK;               \
+                        int64_t b = 0;                                                           \
+                        for (; b + 8 <= cnt; b += 8) {                                           \
+                            __m256i v[8];                                                        \
+                            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {                \
+                                if (i == 0) h[b + j][r] = w[b + j].d;                            \
+                                v[j] = DOT(w + b + j, x + (b + j) * UHLM_QK);                    \
+                            }                                                                    \
+                            _mm256_store_si256((__m256i *)(s[i][r] + b), hsum_8x8(v));           \
+                        }                                                                        \
+                    }                                                                            \
+                }                                                                                \
+                /* The last cnt % 8 blocks of every row, taken together eight at a time: a     \
+                 * row of 9 blocks (288 columns, the small models' width) then costs 9/8 of a   \
+                 * tree, not 2. */                                                              \
+                const int64_t main = cnt / 8 * 8;                                                \
+                /* pass 2 reads whole vectors: the lanes past cnt get defined values */          \
+                if (main < cnt)                                                                  \
+                    for (int i = 0; i < nx; i++)                                                 \
+                        for (int r = 0; r < nr; r++) memset(s[i][r] + cnt, 0, 8 * sizeof(int32_t)); \
+                int cr = 0;                                                                      \
+                int64_t cb = main;                                                               \
+                for (int64_t q = 0; q < nr * (cnt - main); q += 8) {                             \
+                    int tr[8];                                                                   \
+                    int64_t tb[8];                                                               \
+                    for (int j = 0; j < 8; j++) {                                                \
+                        if (cr < nr) {                                                           \
+                            tr[j] = cr;                                                          \
+                            tb[j] = cb;                                                          \
+                            h[cb][cr] = W[(r0 + cr) * nb + b0 + cb].d;                           \
+                            if (++cb == cnt) {                                                   \
+                                cb = main;                                                       \
+                                cr++;                                                            \
+                            }                                                                    \
+                        } else {                                                                 \
+                            tr[j] = tr[0];                                                       \
+                            tb[j] = tb[0];                                                       \
+                        }                                                                        \
+                    }                                                                            \
+                    for (int i = 0; i < nx; i++) {                                               \
+                        const int8_t *x = a->xq + (size_t)i * cols + b0 * UHLM_QK;               \
+                        __m256i v[8];                                                            \
+                        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) v[j] =               \
+                            DOT(W + (r0 + tr[j]) * nb + b0 + tb[j], x + tb[j] * UHLM_QK);        \
+                        int32_t o[8] __attribute__((aligned(32)));                               \
+                        _mm256_store_si256((__m256i *)o, hsum_8x8(v));                           \
+                        /* past the end, lanes repeat the first pair: its value, stored again */ \
+                        for (int j = 0; j < 8; j++) s[i][tr[j]][tb[j]] = o[j];                   \
+                    }                                                                            \
+                }                                                                                \
+                for (int i = 0; i < nx; i++) {                                                   \
+                    const float *xd = a->xd + (size_t)i * nb + b0;                               \
+                    const int32_t *xs = a->xs + (size_t)i * nb + b0;                             \
+                    __m256 l = acc[i];                                                           \
+                    for (int64_t b = 0; b < cnt; b += 8) {                                       \
+                        __m256i v[8];                                                            \
+                        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) v[r] =               \
+                            _mm256_load_si256((const __m256i *)(s[i][r] + b));                   \
+                        transpose_8x8(v);                                                        \
+                        if (cnt - b >= 8) {                                                      \
+                            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                  \
+                                l = gv_accumulate(v[j], (OFF) * xs[b + j], h[b + j], xd[b + j], l); \
+                        } else {                                                                 \
+                            for (int j = 0; j < cnt - b; j++)                                    \
+                                l = gv_accumulate(v[j], (OFF) * xs[b + j], h[b + j], xd[b + j], l); \
+                        }                                                                        \
+                    }                                                                            \
+                    acc[i] = l;                                                                  \
+                }                                                                                \
+            }                                                                                    \
+            const __mmask8 m = (__mmask8)((1u << nr) - 1);                                       \
+            for (int i = 0; i < nx; i++)                                                         \
+                _mm256_mask_storeu_ps(a->Y + (size_t)i * rows + r0, m, acc[i]);                  \
+        }                                                                                        \
+    }
+
+GEMV_KERNEL(gemv_q8_0_vnni, uhlm_block_q8_0, gv_dot_q8_0, -128)
+GEMV_KERNEL(gemv_q4_0_vnni, uhlm_block_q4_0, gv_dot_q4_0, -8)
+
+PACKED_KERNEL(mm_q8_0_vnni, pack_q8_0, uhlm_block_q8_0, -128, gemv_q8_0_vnni)
+PACKED_KERNEL(mm_q4_0_vnni, pack_q4_0, uhlm_block_q4_0, -8, gemv_q4_0_vnni)
 
 void uhlm_kernels_avx512(uhlm_kernels *k, int has_vnni) {
     k->f32 = mm_f32_avx512;
