@@ -88,9 +88,11 @@ def find_model(name):
 
 
 class Model:
-    """A llama.cpp model and one context on it (n_threads threads, one sequence)."""
+    """A llama.cpp model and one context on it (n_threads threads, one sequence). kv_f32 and
+    flash_attn ("off", "on", "auto") default to the settings of the agreement fixtures; a
+    llama.cpp user gets an F16 cache and "auto"."""
 
-    def __init__(self, path, n_ctx=1024, n_threads=1, n_batch=512, kv_f32=True, flash_attn=False):
+    def __init__(self, path, n_ctx=1024, n_threads=1, n_batch=512, kv_f32=True, flash_attn="off"):
         init()
         mp = L.llama_model_default_params()
         self.model = L.llama_model_load_from_file(path.encode(), mp)
@@ -105,14 +107,15 @@ class Model:
         cp.n_threads = n_threads
         cp.n_threads_batch = n_threads
         cp.no_perf = False
-        cp.flash_attn_type = (L.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
-                              else L.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cp.flash_attn_type = {"off": L.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+                              "on": L.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                              "auto": L.LLAMA_FLASH_ATTN_TYPE_AUTO}[flash_attn]
         if kv_f32:
             cp.type_k = GGML_TYPE_F32
             cp.type_v = GGML_TYPE_F32
         self.settings = {"n_ctx": n_ctx, "n_threads": n_threads, "n_batch": n_batch,
                          "kv_cache": "f32" if kv_f32 else "f16",
-                         "flash_attn": bool(flash_attn)}
+                         "flash_attn": flash_attn}
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
             raise RuntimeError(f"llama.cpp cannot create a context for {path}")
