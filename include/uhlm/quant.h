@@ -27,6 +27,13 @@ typedef enum uhlm_type {
     UHLM_TYPE_F16 = 1,
     UHLM_TYPE_Q4_0 = 2,
     UHLM_TYPE_Q8_0 = 8,
+    /* K-quants: 256-element super-blocks, byte-identical to llama.cpp's (Q8_K = 15 is the
+     * activation type of their dot products, internal only) */
+    UHLM_TYPE_Q2_K = 10,
+    UHLM_TYPE_Q3_K = 11,
+    UHLM_TYPE_Q4_K = 12,
+    UHLM_TYPE_Q5_K = 13,
+    UHLM_TYPE_Q6_K = 14,
     UHLM_TYPE_Q8_G = 1000 /* llama2.c v2 only; never written to GGUF */
 } uhlm_type;
 

@@ -139,7 +139,118 @@ static int check_special_id(const uhlm_gguf *g, const char *key, int64_t want, u
     return 0;
 }
 
-/* Builds the embedded SentencePiece vocabulary; *out stays NULL when the file has none. */
+/* Printable, bounded copy of a string value for error messages. */
+static void show_str(uhlm_gguf_str v, char *buf, size_t cap) {
+    size_t n = v.len < cap - 1 ? (size_t)v.len : cap - 1;
+    memcpy(buf, v.s, n);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f) buf[i] = '?';
+}
+
+/* Optional token id key: -1 when absent. */
+static int get_opt_id(const uhlm_gguf *g, const char *key, int *out, uhlm_error *err) {
+    *out = -1;
+    if (!uhlm_gguf_find_kv(g, key)) return 0;
+    int64_t v;
+    if (uhlm_gguf_get_int(g, key, &v, err) != 0) return -1;
+    if (v < 0 || v > INT32_MAX)
+        return uhlm_set_error(err, "%s: %s = %lld is not a token id", uhlm_gguf_path(g), key,
+                              (long long)v);
+    *out = (int)v;
+    return 0;
+}
+
+/* Optional bool key: -1 when absent. */
+static int get_opt_bool(const uhlm_gguf *g, const char *key, int *out, uhlm_error *err) {
+    *out = -1;
+    const uhlm_gguf_kv *kv = uhlm_gguf_find_kv(g, key);
+    if (!kv) return 0;
+    if (kv->type != UHLM_GGUF_BOOL)
+        return uhlm_set_error(err, "%s: %s is not a bool", uhlm_gguf_path(g), key);
+    *out = kv->v.u != 0;
+    return 0;
+}
+
+/* The byte-level BPE vocabulary (tokenizer.ggml.model = "gpt2"). */
+static int load_bpe(const uhlm_gguf *g, const uhlm_gguf_kv *toks, uhlm_tokenizer **out,
+                    uhlm_error *err) {
+    const char *path = uhlm_gguf_path(g);
+    uint64_t n = toks->arr_n;
+    const uhlm_gguf_kv *mg = uhlm_gguf_find_kv(g, "tokenizer.ggml.merges");
+    const uhlm_gguf_kv *ty = uhlm_gguf_find_kv(g, "tokenizer.ggml.token_type");
+    const uhlm_gguf_kv *pre = uhlm_gguf_find_kv(g, "tokenizer.ggml.pre");
+    if (!mg)
+        return uhlm_set_error(err, "%s: tokenizer.ggml.merges is missing (required by the gpt2 "
+                              "tokenizer model)", path);
+    if (mg->type != UHLM_GGUF_ARRAY || mg->arr_type != UHLM_GGUF_STRING || mg->arr_n > INT32_MAX)
+        return uhlm_set_error(err, "%s: tokenizer.ggml.merges is not an array of strings", path);
+    if (ty && (ty->type != UHLM_GGUF_ARRAY ||
+               (ty->arr_type != UHLM_GGUF_INT32 && ty->arr_type != UHLM_GGUF_UINT32) ||
+               ty->arr_n != n))
+        return uhlm_set_error(err, "%s: tokenizer.ggml.token_type must be %llu int32 values", path,
+                              (unsigned long long)n);
+    if (pre && pre->type != UHLM_GGUF_STRING)
+        return uhlm_set_error(err, "%s: tokenizer.ggml.pre is not a string", path);
+    uhlm_bpe_vocab v = {0};
+    char prebuf[64] = "";
+    if (pre) {
+        if (pre->v.str.len >= sizeof prebuf || memchr(pre->v.str.s, 0, pre->v.str.len)) {
+            char buf[64];
+            show_str(pre->v.str, buf, sizeof buf);
+            return uhlm_set_error(err, "%s: tokenizer.ggml.pre = '%s' is not a supported "
+                                  "pre-tokenizer", path, buf);
+        }
+        memcpy(prebuf, pre->v.str.s, pre->v.str.len);
+        prebuf[pre->v.str.len] = '\0';
+    }
+    v.pre = prebuf;
+    if (get_opt_id(g, "tokenizer.ggml.bos_token_id", &v.bos, err) ||
+        get_opt_id(g, "tokenizer.ggml.eos_token_id", &v.eos, err) ||
+        get_opt_id(g, "tokenizer.ggml.unknown_token_id", &v.unk, err) ||
+        get_opt_id(g, "tokenizer.ggml.padding_token_id", &v.pad, err) ||
+        get_opt_bool(g, "tokenizer.ggml.add_bos_token", &v.add_bos, err) ||
+        get_opt_bool(g, "tokenizer.ggml.add_eos_token", &v.add_eos, err))
+        return -1;
+    uint64_t nm = mg->arr_n;
+    const char **pieces = malloc((size_t)n * sizeof *pieces);
+    size_t *lens = malloc((size_t)n * sizeof *lens);
+    const char **merges = malloc((size_t)(nm ? nm : 1) * sizeof *merges);
+    size_t *mlens = malloc((size_t)(nm ? nm : 1) * sizeof *mlens);
+    int32_t *types = ty ? malloc((size_t)n * sizeof *types) : NULL;
+    int rc = -1;
+    if (!pieces || !lens || !merges || !mlens || (ty && !types)) {
+        uhlm_set_error(err, "%s: out of memory reading the vocabulary", path);
+        goto done;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        pieces[i] = toks->strs[i].s;
+        lens[i] = (size_t)toks->strs[i].len;
+    }
+    for (uint64_t i = 0; i < nm; i++) {
+        merges[i] = mg->strs[i].s;
+        mlens[i] = (size_t)mg->strs[i].len;
+    }
+    if (ty) memcpy(types, ty->data, (size_t)n * 4); /* only byte-aligned in the mapping */
+    v.n_tokens = (int)n;
+    v.tokens = pieces;
+    v.token_lens = lens;
+    v.types = types;
+    v.n_merges = (int)nm;
+    v.merges = merges;
+    v.merge_lens = mlens;
+    *out = uhlm_tokenizer_from_bpe(&v, path, err);
+    rc = *out ? 0 : -1;
+done:
+    free(pieces);
+    free(lens);
+    free(merges);
+    free(mlens);
+    free(types);
+    return rc;
+}
+
+/* Builds the embedded vocabulary; *out stays NULL when the file has none. */
 static int load_tokenizer(const uhlm_gguf *g, const uhlm_gguf_kv *toks, uhlm_tokenizer **out,
                           uhlm_error *err) {
     const char *path = uhlm_gguf_path(g);
@@ -149,16 +260,13 @@ static int load_tokenizer(const uhlm_gguf *g, const uhlm_gguf_kv *toks, uhlm_tok
     if (model) {
         if (model->type != UHLM_GGUF_STRING)
             return uhlm_set_error(err, "%s: tokenizer.ggml.model is not a string", path);
+        if (str_is(model->v.str, "gpt2")) return load_bpe(g, toks, out, err);
         if (!str_is(model->v.str, "llama")) {
             char buf[64];
-            size_t n = model->v.str.len < sizeof buf - 1 ? (size_t)model->v.str.len : sizeof buf - 1;
-            memcpy(buf, model->v.str.s, n);
-            buf[n] = '\0';
-            for (size_t i = 0; i < n; i++)
-                if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f) buf[i] = '?';
+            show_str(model->v.str, buf, sizeof buf);
             return uhlm_set_error(err,
-                                  "%s: tokenizer model '%s' is not supported (only 'llama', "
-                                  "SentencePiece BPE)",
+                                  "%s: tokenizer.ggml.model = '%s' is not supported (only 'llama', "
+                                  "SentencePiece BPE, and 'gpt2', byte-level BPE)",
                                   path, buf);
         }
     }

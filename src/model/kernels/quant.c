@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "model/kernels/kquant.h"
 #include "model/kernels/quant_internal.h"
 
 /* ---------------------------------------------------------------- types */
@@ -20,13 +21,19 @@ const char *uhlm_type_name(uhlm_type t) {
     case UHLM_TYPE_Q8_0: return "q8_0";
     case UHLM_TYPE_Q4_0: return "q4_0";
     case UHLM_TYPE_Q8_G: return "q8_g";
+    case UHLM_TYPE_Q2_K: return "q2_k";
+    case UHLM_TYPE_Q3_K: return "q3_k";
+    case UHLM_TYPE_Q4_K: return "q4_k";
+    case UHLM_TYPE_Q5_K: return "q5_k";
+    case UHLM_TYPE_Q6_K: return "q6_k";
     }
     return "unknown";
 }
 
 int uhlm_type_from_name(const char *name, uhlm_type *out) {
     static const uhlm_type all[] = {UHLM_TYPE_F32, UHLM_TYPE_F16, UHLM_TYPE_Q8_0, UHLM_TYPE_Q4_0,
-                                    UHLM_TYPE_Q8_G};
+                                    UHLM_TYPE_Q8_G, UHLM_TYPE_Q2_K, UHLM_TYPE_Q3_K,
+                                    UHLM_TYPE_Q4_K, UHLM_TYPE_Q5_K, UHLM_TYPE_Q6_K};
     if (!name) return -1;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcasecmp(name, uhlm_type_name(all[i])) == 0) {
@@ -38,10 +45,12 @@ int uhlm_type_from_name(const char *name, uhlm_type *out) {
 
 int uhlm_type_is_gguf(int ggml_type) {
     return ggml_type == UHLM_TYPE_F32 || ggml_type == UHLM_TYPE_F16 ||
-           ggml_type == UHLM_TYPE_Q4_0 || ggml_type == UHLM_TYPE_Q8_0;
+           ggml_type == UHLM_TYPE_Q4_0 || ggml_type == UHLM_TYPE_Q8_0 ||
+           (ggml_type >= 0 && uhlm_kq_is_k((uhlm_type)ggml_type));
 }
 
 int64_t uhlm_type_block(uhlm_type t) {
+    if (uhlm_kq_is_k(t)) return UHLM_QK_K;
     return (t == UHLM_TYPE_Q8_0 || t == UHLM_TYPE_Q4_0) ? UHLM_QK : 1;
 }
 
@@ -54,6 +63,11 @@ size_t uhlm_type_bytes(uhlm_type t, int64_t n) {
     case UHLM_TYPE_Q8_0: return un / UHLM_QK * sizeof(uhlm_block_q8_0);
     case UHLM_TYPE_Q4_0: return un / UHLM_QK * sizeof(uhlm_block_q4_0);
     case UHLM_TYPE_Q8_G: return un;
+    case UHLM_TYPE_Q2_K:
+    case UHLM_TYPE_Q3_K:
+    case UHLM_TYPE_Q4_K:
+    case UHLM_TYPE_Q5_K:
+    case UHLM_TYPE_Q6_K: return un / UHLM_QK_K * uhlm_kq_block_bytes(t);
     }
     return 0;
 }
@@ -185,6 +199,11 @@ void uhlm_quantize_row(uhlm_type t, const float *x, void *dst, int64_t n) {
         break;
     }
     case UHLM_TYPE_Q8_G: break; /* needs a tensor-wide group layout: not a row format */
+    case UHLM_TYPE_Q2_K:
+    case UHLM_TYPE_Q3_K:
+    case UHLM_TYPE_Q4_K:
+    case UHLM_TYPE_Q5_K:
+    case UHLM_TYPE_Q6_K: uhlm_kq_quantize_row(t, x, dst, n); break;
     }
 }
 
@@ -216,6 +235,11 @@ void uhlm_dequantize_row(uhlm_type t, const void *src, float *y, int64_t n) {
         break;
     }
     case UHLM_TYPE_Q8_G: break;
+    case UHLM_TYPE_Q2_K:
+    case UHLM_TYPE_Q3_K:
+    case UHLM_TYPE_Q4_K:
+    case UHLM_TYPE_Q5_K:
+    case UHLM_TYPE_Q6_K: uhlm_kq_dequantize_row(t, src, y, n); break;
     }
 }
 
@@ -458,6 +482,8 @@ static int8_t *scratch_q(void *scratch) {
 }
 
 size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n) {
+    if (uhlm_kq_is_k(W->type)) /* Q8_K blocks; 64: room to align */
+        return 64 + (size_t)(n > 0 ? n : 1) * (size_t)(W->cols / UHLM_QK_K) * sizeof(uhlm_block_q8_K);
     if (W->type != UHLM_TYPE_Q8_0 && W->type != UHLM_TYPE_Q4_0) return 0;
     if (n <= 0) n = 1;
     size_t v = (size_t)n * (size_t)W->cols; /* int8 values, rows stay 32-byte aligned */
@@ -507,12 +533,26 @@ static void qx_task(void *arg, int64_t b, int64_t e, int tid) {
     }
 }
 
+typedef struct {
+    const float *x;
+    uhlm_block_q8_K *y;
+} qk_job;
+
+static void qk_task(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const qk_job *j = arg;
+    uhlm_kq_quantize_q8_K(j->x + b * UHLM_QK_K, j->y + b, e - b);
+}
+
 static uhlm_mm_fn kernel_for(uhlm_simd simd, const uhlm_tensor *W, uhlm_qx_fn *qx) {
     uhlm_kernels k;
     memset(&k, 0, sizeof k);
     uhlm_kernels_scalar(&k);
     if (simd == UHLM_SIMD_AVX2 || simd == UHLM_SIMD_AVX512) uhlm_kernels_avx2(&k);
     if (simd == UHLM_SIMD_AVX512) uhlm_kernels_avx512(&k, cpu_has_vnni());
+    uhlm_kernels_kquant_scalar(&k);
+    if (simd == UHLM_SIMD_AVX2 || simd == UHLM_SIMD_AVX512) uhlm_kernels_kquant_avx2(&k);
+    if (simd == UHLM_SIMD_AVX512) uhlm_kernels_kquant_avx512(&k, cpu_has_vnni());
     *qx = k.quantize_x;
     switch (W->type) {
     case UHLM_TYPE_F32: return k.f32;
@@ -521,6 +561,11 @@ static uhlm_mm_fn kernel_for(uhlm_simd simd, const uhlm_tensor *W, uhlm_qx_fn *q
     case UHLM_TYPE_Q4_0: return k.q4_0;
     case UHLM_TYPE_Q8_G:
         return (W->cols % W->group == 0 && W->group % 8 == 0) ? k.q8_g_aligned : k.q8_g;
+    case UHLM_TYPE_Q2_K: return k.q2_k;
+    case UHLM_TYPE_Q3_K: return k.q3_k;
+    case UHLM_TYPE_Q4_K: return k.q4_k;
+    case UHLM_TYPE_Q5_K: return k.q5_k;
+    case UHLM_TYPE_Q6_K: return k.q6_k;
     }
     return NULL;
 }
@@ -548,7 +593,7 @@ void uhlm_matmul_multi(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *const
     uhlm_mm_fn fn = kernel_for(simd, W[0], &quantize_x);
     if (!fn) return;
     uhlm_mm_args a[MAX_MULTI];
-    for (int m = 0; m < count; m++) a[m] = (uhlm_mm_args){W[m], X, n, Y[m], NULL, NULL, NULL};
+    for (int m = 0; m < count; m++) a[m] = (uhlm_mm_args){W[m], X, n, Y[m], NULL, NULL, NULL, NULL};
     if (W[0]->type == UHLM_TYPE_Q8_0 || W[0]->type == UHLM_TYPE_Q4_0) {
         /* quantized once for all the matrices */
         const int64_t nblocks = (int64_t)n * (W[0]->cols / UHLM_QK);
@@ -562,6 +607,13 @@ void uhlm_matmul_multi(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *const
             a[m].xd = d;
             a[m].xs = xs;
         }
+    } else if (uhlm_kq_is_k(W[0]->type)) {
+        /* Q8_K, once for all the matrices; a 256-block is 8 Q8_0 blocks of work */
+        uhlm_block_q8_K *xk = (uhlm_block_q8_K *)scratch_q(scratch);
+        qk_job kj = {X, xk};
+        uhlm_pool_run(pool, qk_task, &kj, (int64_t)n * (W[0]->cols / UHLM_QK_K),
+                      GRAIN_QX_BLOCKS / 8);
+        for (int m = 0; m < count; m++) a[m].xk = xk;
     }
     int64_t first[MAX_MULTI + 1] = {0};
     for (int m = 0; m < count; m++)

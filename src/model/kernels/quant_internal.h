@@ -61,6 +61,9 @@ typedef struct uhlm_mm_args {
      * which lets a kernel feed weights to vpdpbusd as its unsigned operand and take the
      * offset off once per block. */
     const int32_t *xs;
+    /* K-quants only: X quantized to Q8_K blocks (uhlm_block_q8_K, kquant.h), n rows of
+     * W->cols / 256 blocks */
+    const void *xk;
 } uhlm_mm_args;
 
 /* Computes tiles [t0, t1). */
@@ -74,6 +77,7 @@ typedef struct uhlm_kernels {
     uhlm_mm_fn q8_g;         /* any cols / group */
     uhlm_mm_fn q8_g_aligned; /* only when cols % group == 0 and group % 8 == 0 */
     uhlm_qx_fn quantize_x;
+    uhlm_mm_fn q2_k, q3_k, q4_k, q5_k, q6_k; /* kquant*.c */
 } uhlm_kernels;
 
 /* Each fills the entries it implements and leaves the others alone, so quant.c layers them:

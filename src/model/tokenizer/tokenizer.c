@@ -28,6 +28,7 @@
  *
  * A tokenizer is immutable after loading, so one can be shared by threads. */
 #include "uhlm/tokenizer.h"
+#include "tok_internal.h"
 
 #include <limits.h>
 #include <math.h>
@@ -41,24 +42,6 @@
 
 static const char UNK_SURFACE[] = " \xE2\x81\x87 "; /* " ⁇ ", SentencePiece's unk_surface */
 static const char REPLACEMENT[] = "\xEF\xBF\xBD";     /* U+FFFD */
-
-struct uhlm_tokenizer {
-    int n;
-    char *blob;       /* every piece back to back */
-    size_t *off;      /* piece i starts at blob + off[i] */
-    uint32_t *len;
-    float *score;
-    unsigned char *type;
-    int max_len;
-    int unk_id;
-    int byte_id[256];     /* <0xNN> pieces; unk_id where the vocabulary lacks one */
-    int byte_fallback;    /* the vocabulary has byte pieces */
-    int has_unused;
-    int max_user_len;     /* longest USER piece, 0 when there are none */
-    int32_t *slots;       /* open-addressing hash of mergeable pieces -> id, -1 empty */
-    size_t mask;
-    uint64_t fp;
-};
 
 /* ------------------------------------------------------------------------------------------ */
 /* small helpers */
@@ -153,6 +136,7 @@ void uhlm_tokenizer_free(uhlm_tokenizer *t) {
     free(t->score);
     free(t->type);
     free(t->slots);
+    uhlm_bpe_free(t->bpe);
     free(t);
 }
 
@@ -160,9 +144,9 @@ void uhlm_tokenizer_free(uhlm_tokenizer *t) {
  * space. llama2c_ctl: llama2.c writes BOS/EOS as "\n<s>\n" and "\n</s>\n" for display; they
  * are stored as "<s>"/"</s>" so the same vocabulary has one fingerprint whether it came from
  * tokenizer.bin or GGUF. */
-static uhlm_tokenizer *build(int n, const char *const *pieces, const size_t *lens,
-                             const float *scores, const int32_t *types, int sp_space_mark,
-                             int llama2c_ctl, const char *what, uhlm_error *err) {
+uhlm_tokenizer *uhlm_tok_build(int n, const char *const *pieces, const size_t *lens,
+                               const float *scores, const int32_t *types, int sp_space_mark,
+                               int llama2c_ctl, int raw_types, const char *what, uhlm_error *err) {
     if (!what) what = "tokenizer";
     if (n <= 0) {
         uhlm_set_error(err, "%s: empty vocabulary", what);
@@ -235,9 +219,9 @@ static uhlm_tokenizer *build(int n, const char *const *pieces, const size_t *len
         pos += k;
         if ((int)k > t->max_len) t->max_len = (int)k;
         t->score[i] = scores ? scores[i] : 0.0f;
-        int ty = types ? (int)types[i] : 0;
+        int ty = types ? (int)types[i] : raw_types ? UHLM_TOKTYPE_NORMAL : 0;
         /* GGUF's "undefined" (0) and files without types get the conventional meaning */
-        t->type[i] = (unsigned char)(ty ? ty : infer_type(dst, k));
+        t->type[i] = (unsigned char)(ty || raw_types ? ty : infer_type(dst, k));
     }
     t->unk_id = -1;
     for (int i = 0; i < n && t->unk_id < 0; i++)
@@ -297,7 +281,7 @@ static uhlm_tokenizer *build(int n, const char *const *pieces, const size_t *len
 uhlm_tokenizer *uhlm_tokenizer_from_arrays(int n, const char *const *pieces, const size_t *lens,
                                            const float *scores, const int32_t *types,
                                            int sp_space_mark, const char *what, uhlm_error *err) {
-    return build(n, pieces, lens, scores, types, sp_space_mark, 0, what, err);
+    return uhlm_tok_build(n, pieces, lens, scores, types, sp_space_mark, 0, 0, what, err);
 }
 
 uhlm_tokenizer *uhlm_tokenizer_load_bin(const char *path, int vocab_size, uhlm_error *err) {
@@ -389,7 +373,7 @@ uhlm_tokenizer *uhlm_tokenizer_load_bin(const char *path, int vocab_size, uhlm_e
         pieces[i] = (const char *)d + off + 8;
         off += 8 + lens[i];
     }
-    t = build(count, pieces, lens, scores, NULL, 0, 1, path, err);
+    t = uhlm_tok_build(count, pieces, lens, scores, NULL, 0, 1, 0, path, err);
 done:
     free(pieces);
     free(lens);
@@ -423,6 +407,62 @@ int uhlm_tokenizer_type(const uhlm_tokenizer *t, int id) {
 int uhlm_tokenizer_max_piece_len(const uhlm_tokenizer *t) { return t ? t->max_len : 0; }
 
 uint64_t uhlm_tokenizer_fingerprint(const uhlm_tokenizer *t) { return t ? t->fp : 0; }
+
+uhlm_vocab_kind uhlm_tokenizer_kind(const uhlm_tokenizer *t) {
+    return t ? t->kind : UHLM_VOCAB_SPM;
+}
+
+#define IS_BPE(t) ((t) && (t)->kind == UHLM_VOCAB_BPE)
+
+int uhlm_tokenizer_bos(const uhlm_tokenizer *t) {
+    if (IS_BPE(t)) return uhlm_bpe_bos(t);
+    return t && UHLM_TOKEN_BOS < t->n ? UHLM_TOKEN_BOS : -1;
+}
+
+int uhlm_tokenizer_eos(const uhlm_tokenizer *t) {
+    if (IS_BPE(t)) return uhlm_bpe_eos(t);
+    return t && UHLM_TOKEN_EOS < t->n ? UHLM_TOKEN_EOS : -1;
+}
+
+int uhlm_tokenizer_unk(const uhlm_tokenizer *t) {
+    if (IS_BPE(t)) return uhlm_bpe_unk(t);
+    return t ? t->unk_id : -1;
+}
+
+int uhlm_tokenizer_pad(const uhlm_tokenizer *t) { return IS_BPE(t) ? uhlm_bpe_pad(t) : -1; }
+
+int uhlm_tokenizer_add_bos(const uhlm_tokenizer *t) {
+    if (IS_BPE(t)) return uhlm_bpe_add_bos(t);
+    return uhlm_tokenizer_bos(t) >= 0;
+}
+
+int uhlm_tokenizer_add_eos(const uhlm_tokenizer *t) { return IS_BPE(t) ? uhlm_bpe_add_eos(t) : 0; }
+
+int uhlm_tokenizer_is_eog(const uhlm_tokenizer *t, int id) {
+    if (IS_BPE(t)) return uhlm_bpe_is_eog(t, id);
+    return t && id == UHLM_TOKEN_EOS && id < t->n;
+}
+
+int uhlm_tokenizer_find(const uhlm_tokenizer *t, const char *piece, size_t len) {
+    if (!t || (!piece && len)) return -1;
+    if (IS_BPE(t)) return uhlm_bpe_find(t, piece, len);
+    /* the lookup hash holds mergeable pieces only; others are few enough to scan */
+    int id = lookup(t, piece, len);
+    if (id >= 0) return id;
+    for (int i = 0; i < t->n; i++)
+        if (t->len[i] == len && memcmp(t->blob + t->off[i], piece, len) == 0) return i;
+    return -1;
+}
+
+const char *uhlm_tokenizer_pre(const uhlm_tokenizer *t) { return IS_BPE(t) ? uhlm_bpe_pre(t) : ""; }
+
+int uhlm_tokenizer_n_merges(const uhlm_tokenizer *t) { return IS_BPE(t) ? uhlm_bpe_n_merges(t) : 0; }
+
+const char *uhlm_tokenizer_merge(const uhlm_tokenizer *t, int i, size_t *len) {
+    if (IS_BPE(t)) return uhlm_bpe_merge(t, i, len);
+    if (len) *len = 0;
+    return NULL;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* encoding */
@@ -565,7 +605,14 @@ static void resegment(enc *e, uint32_t start, uint32_t len) {
 
 int uhlm_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos,
                   int *ids, int cap, uhlm_error *err) {
+    return uhlm_tokenize_special(t, text, len, add_bos, add_eos, 0, ids, cap, err);
+}
+
+int uhlm_tokenize_special(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
+                          int add_eos, int parse_special, int *ids, int cap, uhlm_error *err) {
     if (!t) return uhlm_set_error(err, "tokenize: no tokenizer");
+    if (IS_BPE(t))
+        return uhlm_bpe_tokenize(t, text, len, add_bos, add_eos, parse_special, ids, cap, err);
     if (!text && len) return uhlm_set_error(err, "tokenize: no text");
     if (cap < 0 || (cap > 0 && !ids)) return uhlm_set_error(err, "tokenize: invalid id buffer");
     if (len > (size_t)(INT_MAX / 4))
@@ -731,12 +778,29 @@ void uhlm_detok_init(uhlm_detok *d, const uhlm_tokenizer *t) {
     d->prev = UHLM_TOKEN_BOS;
 }
 
+typedef struct {
+    uhlm_detok *d;
+    outbuf *o;
+} byte_sink;
+
+static void sink_byte(void *ctx, unsigned b) {
+    byte_sink *s = ctx;
+    feed_byte(s->d, b, s->o);
+}
+
 size_t uhlm_detok_push(uhlm_detok *d, int id, char *out, size_t cap) {
     if (!out || cap == 0) return 0;
     out[0] = '\0';
     if (!d || !d->tok || id < 0 || id >= d->tok->n) return 0;
     const uhlm_tokenizer *t = d->tok;
     outbuf o = {out, cap, 0, 0};
+    if (t->kind == UHLM_VOCAB_BPE) {
+        /* bytes go through the UTF-8 assembler, so a character split across tokens is held */
+        byte_sink s = {d, &o};
+        uhlm_bpe_decode(t, id, sink_byte, &s);
+        out[o.n] = '\0';
+        return o.n;
+    }
     const char *p = t->blob + t->off[id];
     size_t l = t->len[id];
     int ty = t->type[id], bv;

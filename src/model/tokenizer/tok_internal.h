@@ -1,0 +1,56 @@
+/* tok_internal.h: the tokenizer's representation, shared by tokenizer.c (SentencePiece and
+ * everything common) and bpe.c (byte-level BPE). Not part of the public API. */
+#ifndef UHLM_TOK_INTERNAL_H
+#define UHLM_TOK_INTERNAL_H
+
+#include "uhlm/tokenizer.h"
+
+typedef struct uhlm_bpe uhlm_bpe; /* bpe.c */
+
+struct uhlm_tokenizer {
+    int n;
+    char *blob;       /* every piece back to back */
+    size_t *off;      /* piece i starts at blob + off[i] */
+    uint32_t *len;
+    float *score;
+    unsigned char *type;
+    int max_len;
+    int unk_id;
+    int byte_id[256];     /* <0xNN> pieces; unk_id where the vocabulary lacks one */
+    int byte_fallback;    /* the vocabulary has byte pieces */
+    int has_unused;
+    int max_user_len;     /* longest USER piece, 0 when there are none */
+    int32_t *slots;       /* open-addressing hash of mergeable pieces -> id, -1 empty */
+    size_t mask;
+    uint64_t fp;
+    uhlm_vocab_kind kind;
+    uhlm_bpe *bpe;        /* UHLM_VOCAB_BPE only */
+};
+
+/* bpe.c */
+void uhlm_bpe_free(uhlm_bpe *b);
+int uhlm_bpe_bos(const uhlm_tokenizer *t);
+int uhlm_bpe_eos(const uhlm_tokenizer *t);
+int uhlm_bpe_unk(const uhlm_tokenizer *t);
+int uhlm_bpe_pad(const uhlm_tokenizer *t);
+int uhlm_bpe_add_bos(const uhlm_tokenizer *t);
+int uhlm_bpe_add_eos(const uhlm_tokenizer *t);
+int uhlm_bpe_is_eog(const uhlm_tokenizer *t, int id);
+int uhlm_bpe_find(const uhlm_tokenizer *t, const char *s, size_t n);
+const char *uhlm_bpe_pre(const uhlm_tokenizer *t);
+int uhlm_bpe_n_merges(const uhlm_tokenizer *t);
+const char *uhlm_bpe_merge(const uhlm_tokenizer *t, int i, size_t *len);
+int uhlm_bpe_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
+                      int add_eos, int parse_special, int *ids, int cap, uhlm_error *err);
+/* Feeds the bytes of id's text to sink as llama.cpp's token_to_piece(special = false). */
+void uhlm_bpe_decode(const uhlm_tokenizer *t, int id, void (*sink)(void *, unsigned), void *ctx);
+/* The byte a code point of GPT-2's byte alphabet stands for, -1 if none. */
+int uhlm_bpe_byte_of_cpt(uint32_t cpt);
+
+/* tokenizer.c: builds the piece store shared by both kinds. raw_types: types are kept as given
+ * (NULL = all NORMAL), nothing is inferred from the piece text (BPE, as llama.cpp). */
+uhlm_tokenizer *uhlm_tok_build(int n, const char *const *pieces, const size_t *lens,
+                               const float *scores, const int32_t *types, int sp_space_mark,
+                               int llama2c_ctl, int raw_types, const char *what, uhlm_error *err);
+
+#endif
