@@ -66,6 +66,9 @@ def main():
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--gen", type=int, default=64)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--kv", choices=["f32", "f16"], default="f32",
+                    help="KV cache type (f16 is llama.cpp's default; only for comparisons)")
+    ap.add_argument("--flash", choices=["off", "on", "auto"], default="off")
     a = ap.parse_args()
 
     v = lc.versions()
@@ -73,7 +76,8 @@ def main():
     out = a.out or os.path.join(lc.ROOT, "tests", "fixtures", f"smollm2_greedy_{a.type}.json")
     turns = lc.alpaca_user_turns(a.prompts, a.n)
     cases = []
-    with lc.Model(a.model, n_ctx=1024, n_threads=1, n_batch=512) as m:
+    with lc.Model(a.model, n_ctx=1024, n_threads=1, n_batch=512, kv_f32=(a.kv == "f32"),
+                  flash_attn=a.flash) as m:
         add_bos = m.add_bos()
         for rid, user in turns:
             text = m.apply_chat(user)
