@@ -73,6 +73,8 @@ uhlm_tokenizer *uhlm_tokenizer_load_bin(const char *path, int vocab_size, uhlm_e
 uhlm_tokenizer *uhlm_tokenizer_from_arrays(int n, const char *const *pieces, const size_t *lens,
                                            const float *scores, const int32_t *types,
                                            int sp_space_mark, const char *what, uhlm_error *err);
+/* The vocabulary embedded in a GGUF file (a model or a vocab-only file), either kind. */
+uhlm_tokenizer *uhlm_tokenizer_load_gguf(const char *path, uhlm_error *err);
 void uhlm_tokenizer_free(uhlm_tokenizer *t);
 
 int uhlm_tokenizer_vocab_size(const uhlm_tokenizer *t);

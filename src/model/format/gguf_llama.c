@@ -311,6 +311,28 @@ done:
     return rc;
 }
 
+uhlm_tokenizer *uhlm_tokenizer_load_gguf(const char *path, uhlm_error *err) {
+    if (!path) {
+        uhlm_set_error(err, "tokenizer: no file name given");
+        return NULL;
+    }
+    uhlm_gguf *g = uhlm_gguf_open(path, err);
+    if (!g) return NULL;
+    uhlm_tokenizer *t = NULL;
+    const uhlm_gguf_kv *toks = uhlm_gguf_find_kv(g, "tokenizer.ggml.tokens");
+    if (!toks)
+        uhlm_set_error(err, "%s: no vocabulary (tokenizer.ggml.tokens is missing)", path);
+    else if (toks->type != UHLM_GGUF_ARRAY || toks->arr_type != UHLM_GGUF_STRING)
+        uhlm_set_error(err, "%s: tokenizer.ggml.tokens is not an array of strings", path);
+    else if (toks->arr_n < 1 || toks->arr_n > (1u << 22))
+        uhlm_set_error(err, "%s: tokenizer.ggml.tokens has %llu entries (1 to %d allowed)", path,
+                       (unsigned long long)toks->arr_n, 1 << 22);
+    else
+        load_tokenizer(g, toks, &t, err);
+    uhlm_gguf_close(g);
+    return t;
+}
+
 static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
     const char *path = m->path;
     uhlm_gguf_str arch;
