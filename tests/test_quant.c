@@ -317,9 +317,9 @@ static void test_types(void) {
     CHECK(uhlm_type_from_name("Q4_0", &t) == 0 && t == UHLM_TYPE_Q4_0);
     CHECK(uhlm_type_from_name("f16", &t) == 0 && t == UHLM_TYPE_F16);
     CHECK(uhlm_type_from_name("q8_g", &t) == 0 && t == UHLM_TYPE_Q8_G);
-    CHECK(uhlm_type_from_name("q5_1", &t) != 0 && uhlm_type_from_name(NULL, &t) != 0);
+    CHECK(uhlm_type_from_name("q4_2", &t) != 0 && uhlm_type_from_name(NULL, &t) != 0);
     CHECK(uhlm_type_is_gguf(0) && uhlm_type_is_gguf(1) && uhlm_type_is_gguf(2) && uhlm_type_is_gguf(8));
-    CHECK(!uhlm_type_is_gguf(3) && !uhlm_type_is_gguf(1000) && !uhlm_type_is_gguf(-1));
+    CHECK(!uhlm_type_is_gguf(4) && !uhlm_type_is_gguf(9) && !uhlm_type_is_gguf(1000) && !uhlm_type_is_gguf(-1));
     CHECK(uhlm_type_block(UHLM_TYPE_F32) == 1 && uhlm_type_block(UHLM_TYPE_F16) == 1);
     CHECK(uhlm_type_block(UHLM_TYPE_Q8_0) == 32 && uhlm_type_block(UHLM_TYPE_Q4_0) == 32);
     CHECK(uhlm_type_bytes(UHLM_TYPE_F32, 64) == 256 && uhlm_type_bytes(UHLM_TYPE_F16, 64) == 128);

@@ -1,12 +1,14 @@
 /* quant.h: weight types, block formats, conversions and the matrix kernels.
  *
  * Types follow ggml's numbering so GGUF tensors map one to one. Q8_0 and Q4_0 blocks are
- * bit-identical to llama.cpp's. UHLM_TYPE_Q8_G is llama2.c's v2 export: int8 values with one
+ * bit-identical to llama.cpp's, and so are the legacy blocks Q4_1, Q5_0 and Q5_1 (ggml-common.h
+ * layouts; reference quantization and dequantization bit for bit; code in kernels/qlegacy*.c). UHLM_TYPE_Q8_G is llama2.c's v2 export: int8 values with one
  * fp32 scale per `group` consecutive elements of the whole tensor (groups may straddle rows).
  *
  * Kernels: uhlm_matmul computes Y[n][W.rows] = X[n][W.cols] * W^T. For Q8_0 and Q4_0 the
  * activations are first quantized to Q8_0 blocks (as llama.cpp does) and the dot products are
- * integer. Each output element is computed by one thread with a fixed summation order, so
+ * integer; so for Q5_0. Q4_1 and Q5_1 take Q8_1 activations (Q8_0 values plus the block sum s,
+ * which carries the weights' min term), as llama.cpp's ggml_vec_dot_q4_1_q8_1 does. Each output element is computed by one thread with a fixed summation order, so
  * results do not depend on the thread count. They may differ (within float rounding) between
  * SIMD levels. Weights are streamed once per call, whatever n is: the batched forward relies
  * on this to read the weights once per batch. */
@@ -26,6 +28,9 @@ typedef enum uhlm_type {
     UHLM_TYPE_F32 = 0,
     UHLM_TYPE_F16 = 1,
     UHLM_TYPE_Q4_0 = 2,
+    UHLM_TYPE_Q4_1 = 3,
+    UHLM_TYPE_Q5_0 = 6,
+    UHLM_TYPE_Q5_1 = 7,
     UHLM_TYPE_Q8_0 = 8,
     /* K-quants: 256-element super-blocks, byte-identical to llama.cpp's (Q8_K = 15 is the
      * activation type of their dot products, internal only) */
@@ -34,6 +39,7 @@ typedef enum uhlm_type {
     UHLM_TYPE_Q4_K = 12,
     UHLM_TYPE_Q5_K = 13,
     UHLM_TYPE_Q6_K = 14,
+    UHLM_TYPE_Q8_1 = 9, /* activations only: no weight kernel, never written to GGUF */
     UHLM_TYPE_Q8_G = 1000 /* llama2.c v2 only; never written to GGUF */
 } uhlm_type;
 
@@ -49,10 +55,37 @@ typedef struct {
     uint8_t qs[UHLM_QK / 2]; /* element j in low nibble of qs[j], element j+16 in high nibble; value = nibble - 8 */
 } uhlm_block_q4_0; /* 18 bytes */
 
-const char *uhlm_type_name(uhlm_type t);              /* "f32", "f16", "q8_0", "q4_0", "q8_g" */
+/* The legacy blocks (32 elements each). Nibble layout as Q4_0: element j in the low nibble of
+ * qs[j], element j + 16 in the high one; Q5 types keep element j's fifth bit in bit j of the
+ * little-endian uint32 qh. Values: Q4_1 d * q + m, Q5_0 d * (q - 16), Q5_1 d * q + m. */
+typedef struct {
+    uint16_t d, m; /* fp16 scale and minimum */
+    uint8_t qs[UHLM_QK / 2];
+} uhlm_block_q4_1; /* 20 bytes */
+
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[UHLM_QK / 2];
+} uhlm_block_q5_0; /* 22 bytes */
+
+typedef struct {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[UHLM_QK / 2];
+} uhlm_block_q5_1; /* 24 bytes */
+
+/* Activation-only (ggml type 9, never a weight here): Q8_0 values and scale plus
+ * s = fp16(d * sum(qs)) with the unrounded d, as llama.cpp's quantize_row_q8_1_ref. */
+typedef struct {
+    uint16_t d, s;
+    int8_t qs[UHLM_QK];
+} uhlm_block_q8_1; /* 36 bytes */
+
+const char *uhlm_type_name(uhlm_type t); /* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_1", "q8_g" */
 int uhlm_type_from_name(const char *name, uhlm_type *out); /* accepts the names above (case-insensitive), 0 ok */
-int uhlm_type_is_gguf(int ggml_type);                 /* 1 for the four GGUF types we support */
-int64_t uhlm_type_block(uhlm_type t);                 /* elements per block: 1, 1, 32, 32 */
+int uhlm_type_is_gguf(int ggml_type);                 /* 1 for the GGUF tensor types we load */
+int64_t uhlm_type_block(uhlm_type t);                 /* elements per block: 1 (F32, F16), 32 */
 /* Bytes for n elements (n a multiple of the block size). Q8_G: the int8 values only. */
 size_t uhlm_type_bytes(uhlm_type t, int64_t n);
 
@@ -60,7 +93,7 @@ float uhlm_f16_to_f32(uint16_t h);
 uint16_t uhlm_f32_to_f16(float f); /* round to nearest even, like F16C */
 
 /* Rows of n elements (n a multiple of the type's block size); llama.cpp reference rounding.
- * t is one of F32, F16, Q8_0, Q4_0. */
+ * t is one of F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q8_1. */
 void uhlm_quantize_row(uhlm_type t, const float *x, void *dst, int64_t n);
 void uhlm_dequantize_row(uhlm_type t, const void *src, float *y, int64_t n);
 

@@ -27,9 +27,13 @@ static void help(FILE *f) {
             "  -z TOKENIZER        llama2.c tokenizer.bin; required for llama2.c models and random\n"
             "                      shapes (a GGUF input already carries its vocabulary)\n"
             "  -o OUT.gguf         output file\n"
-            "  --type TYPE         f32|f16|q8_0|q4_0 for the weight matrices (default f32); norms\n"
-            "                      stay f32, and q8_0/q4_0 keep in f32 any matrix whose rows are\n"
-            "                      not a multiple of 32 (listed in the key uhlm.f32_fallback)\n"
+            "  --type TYPE         f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1 for the weight matrices\n"
+            "                      (default f32); norms stay f32, and the block types keep in f32\n"
+            "                      any matrix whose rows are not a multiple of 32 (listed in the\n"
+            "                      key uhlm.f32_fallback). A quantized input (e.g. Q4_1) is\n"
+            "                      re-quantized through f32: each row is dequantized, then\n"
+            "                      quantized to TYPE, so only f32 and f16 (exact for these values)\n"
+            "                      are lossless; Q4_1 to Q8_0 adds Q8_0's rounding on top of Q4_1's\n"
             "  --random-shape S    random N(0, 0.02) weights with the shape of llama2.c's stories\n"
             "                      model S: 15M (dim 288, 6 layers), 42M (dim 512, 8 layers) or\n"
             "                      110M (dim 768, 12 layers); marked synthetic, for speed only\n"
@@ -217,8 +221,10 @@ int cmd_convert(int argc, char **argv) {
             } else if (!strcmp(a, "--vocab")) {
                 if (cli_parse_int(cmd, a, v, 3, 1 << 22, &vocab) != 0) return 2;
                 vocab_given = 1;
-            } else if (uhlm_type_from_name(v, &type) != 0 || type == UHLM_TYPE_Q8_G) {
-                fprintf(stderr, "uhlm convert: unknown --type '%s' (f32, f16, q8_0 or q4_0)\n", v);
+            } else if (uhlm_type_from_name(v, &type) != 0 || type == UHLM_TYPE_Q8_G ||
+                       type == UHLM_TYPE_Q8_1) {
+                fprintf(stderr, "uhlm convert: unknown --type '%s' (f32, f16, q8_0, q4_0, q4_1, "
+                                "q5_0 or q5_1)\n", v);
                 return 2;
             }
         } else {

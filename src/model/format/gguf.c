@@ -82,7 +82,7 @@ static const char *ggml_type_name(uint32_t t) {
     return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
 }
 
-/* Block geometry of the four tensor types we support; kept here (rather than calling quant.c)
+/* Block geometry of the tensor types we support; kept here (rather than calling quant.c)
  * so the reader is self-contained and its validation cannot drift from what it accepts. */
 static int tensor_type_info(uint32_t t, uint64_t *block, uint64_t *block_bytes) {
     switch (t) {
@@ -90,6 +90,9 @@ static int tensor_type_info(uint32_t t, uint64_t *block, uint64_t *block_bytes) 
     case UHLM_TYPE_F16: *block = 1; *block_bytes = 2; return 0;
     case UHLM_TYPE_Q8_0: *block = UHLM_QK; *block_bytes = 2 + UHLM_QK; return 0;
     case UHLM_TYPE_Q4_0: *block = UHLM_QK; *block_bytes = 2 + UHLM_QK / 2; return 0;
+    case UHLM_TYPE_Q4_1: *block = UHLM_QK; *block_bytes = 4 + UHLM_QK / 2; return 0;
+    case UHLM_TYPE_Q5_0: *block = UHLM_QK; *block_bytes = 6 + UHLM_QK / 2; return 0;
+    case UHLM_TYPE_Q5_1: *block = UHLM_QK; *block_bytes = 8 + UHLM_QK / 2; return 0;
     default: return -1;
     }
 }
@@ -115,7 +118,9 @@ static int tensor_geometry(uint32_t n_dims, const uint64_t *ne, uint32_t type, u
     }
     uint64_t block, bb;
     if (tensor_type_info(type, &block, &bb) != 0) {
-        snprintf(msg, cap, "has unsupported tensor type %u (%s); supported: f32, f16, q8_0, q4_0",
+        snprintf(msg, cap,
+                 "has unsupported tensor type %u (%s); supported: f32, f16, q8_0, q4_0, q4_1, "
+                 "q5_0, q5_1",
                  type, ggml_type_name(type));
         return -1;
     }

@@ -522,7 +522,7 @@ typedef struct {
  * that type (then its bytes are written straight from the source mapping, no copy). */
 static int save_mat(saver *s, const char *name, const uhlm_tensor *W, uhlm_error *err) {
     uhlm_type t = s->want;
-    if ((t == UHLM_TYPE_Q8_0 || t == UHLM_TYPE_Q4_0) && W->cols % UHLM_QK != 0) {
+    if (uhlm_type_block(t) > 1 && W->cols % uhlm_type_block(t) != 0) {
         t = UHLM_TYPE_F32;
         s->fallback[s->n_fallback++] = name;
     }
@@ -573,6 +573,9 @@ static uint32_t ggml_ftype(uhlm_type t) {
     case UHLM_TYPE_F16: return 1;  /* LLAMA_FTYPE_MOSTLY_F16 */
     case UHLM_TYPE_Q4_0: return 2; /* LLAMA_FTYPE_MOSTLY_Q4_0 */
     case UHLM_TYPE_Q8_0: return 7; /* LLAMA_FTYPE_MOSTLY_Q8_0 */
+    case UHLM_TYPE_Q4_1: return 3; /* LLAMA_FTYPE_MOSTLY_Q4_1 */
+    case UHLM_TYPE_Q5_0: return 8; /* LLAMA_FTYPE_MOSTLY_Q5_0 */
+    case UHLM_TYPE_Q5_1: return 9; /* LLAMA_FTYPE_MOSTLY_Q5_1 */
     default: return 0;             /* LLAMA_FTYPE_ALL_F32 */
     }
 }
@@ -624,14 +627,16 @@ static int put_vocab(uhlm_gguf_writer *w, const uhlm_tokenizer *tok, owned *buf,
 }
 
 /* Writes m as GGUF `llama`. Matrices (including token_embd and output) take `type`; norms stay
- * F32. Q8_0/Q4_0 need rows that are a multiple of 32 elements: a matrix whose row length is not
- * (stories260K's ffn_down, hidden 172) is kept in F32 instead - llama.cpp's quantizer falls back
- * the same way - and its name is recorded in the string array uhlm.f32_fallback, so the file says
- * which tensors did not take the requested type. F16 has no blocks and always applies. */
+ * F32. Block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) need rows that are a multiple of 32
+ * elements: a matrix whose row length is not (stories260K's ffn_down, hidden 172) is kept in
+ * F32 instead - llama.cpp's quantizer falls back the same way - and its name is recorded in
+ * the string array uhlm.f32_fallback, so the file says which tensors did not take the
+ * requested type. F16 has no blocks and always applies. */
 int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err) {
-    if (type != UHLM_TYPE_F32 && type != UHLM_TYPE_F16 && type != UHLM_TYPE_Q8_0 &&
-        type != UHLM_TYPE_Q4_0)
-        return uhlm_set_error(err, "%s: cannot write tensor type %d to GGUF (f32, f16, q8_0, q4_0)",
+    if (type != UHLM_TYPE_F32 && !uhlm_type_is_gguf((int)type))
+        return uhlm_set_error(err,
+                              "%s: cannot write tensor type %d to GGUF (f32, f16, q8_0, q4_0, "
+                              "q4_1, q5_0, q5_1)",
                               path, (int)type);
     if (!m->tok)
         return uhlm_set_error(err, "%s: a tokenizer is required: GGUF embeds the vocabulary", path);
@@ -659,7 +664,7 @@ int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, 
     uhlm_gguf_set_str(w, "general.architecture", "llama");
     uhlm_gguf_set_str(w, "general.name", name);
     uhlm_gguf_set_u32(w, "general.file_type", ggml_ftype(type));
-    if (type == UHLM_TYPE_Q8_0 || type == UHLM_TYPE_Q4_0)
+    if (uhlm_type_block(type) > 1)
         uhlm_gguf_set_u32(w, "general.quantization_version", 2); /* GGML_QNT_VERSION */
     uhlm_gguf_set_u32(w, "general.alignment", UHLM_GGUF_DEFAULT_ALIGNMENT);
     if (m->synthetic) uhlm_gguf_set_bool(w, KEY_SYNTHETIC, 1);

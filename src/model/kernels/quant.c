@@ -20,6 +20,10 @@ const char *uhlm_type_name(uhlm_type t) {
     case UHLM_TYPE_F16: return "f16";
     case UHLM_TYPE_Q8_0: return "q8_0";
     case UHLM_TYPE_Q4_0: return "q4_0";
+    case UHLM_TYPE_Q4_1: return "q4_1";
+    case UHLM_TYPE_Q5_0: return "q5_0";
+    case UHLM_TYPE_Q5_1: return "q5_1";
+    case UHLM_TYPE_Q8_1: return "q8_1";
     case UHLM_TYPE_Q8_G: return "q8_g";
     case UHLM_TYPE_Q2_K: return "q2_k";
     case UHLM_TYPE_Q3_K: return "q3_k";
@@ -33,7 +37,9 @@ const char *uhlm_type_name(uhlm_type t) {
 int uhlm_type_from_name(const char *name, uhlm_type *out) {
     static const uhlm_type all[] = {UHLM_TYPE_F32, UHLM_TYPE_F16, UHLM_TYPE_Q8_0, UHLM_TYPE_Q4_0,
                                     UHLM_TYPE_Q8_G, UHLM_TYPE_Q2_K, UHLM_TYPE_Q3_K,
-                                    UHLM_TYPE_Q4_K, UHLM_TYPE_Q5_K, UHLM_TYPE_Q6_K};
+                                    UHLM_TYPE_Q4_K, UHLM_TYPE_Q5_K, UHLM_TYPE_Q6_K,
+                                    UHLM_TYPE_Q4_1, UHLM_TYPE_Q5_0,
+                                    UHLM_TYPE_Q5_1, UHLM_TYPE_Q8_1};
     if (!name) return -1;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (strcasecmp(name, uhlm_type_name(all[i])) == 0) {
@@ -46,11 +52,15 @@ int uhlm_type_from_name(const char *name, uhlm_type *out) {
 int uhlm_type_is_gguf(int ggml_type) {
     return ggml_type == UHLM_TYPE_F32 || ggml_type == UHLM_TYPE_F16 ||
            ggml_type == UHLM_TYPE_Q4_0 || ggml_type == UHLM_TYPE_Q8_0 ||
+           ggml_type == UHLM_TYPE_Q4_1 || ggml_type == UHLM_TYPE_Q5_0 ||
+           ggml_type == UHLM_TYPE_Q5_1 ||
            (ggml_type >= 0 && uhlm_kq_is_k((uhlm_type)ggml_type));
 }
 
 int64_t uhlm_type_block(uhlm_type t) {
     if (uhlm_kq_is_k(t)) return UHLM_QK_K;
+    if (t == UHLM_TYPE_Q4_1 || t == UHLM_TYPE_Q5_0 || t == UHLM_TYPE_Q5_1 || t == UHLM_TYPE_Q8_1)
+        return UHLM_QK;
     return (t == UHLM_TYPE_Q8_0 || t == UHLM_TYPE_Q4_0) ? UHLM_QK : 1;
 }
 
@@ -62,6 +72,10 @@ size_t uhlm_type_bytes(uhlm_type t, int64_t n) {
     case UHLM_TYPE_F16: return un * 2;
     case UHLM_TYPE_Q8_0: return un / UHLM_QK * sizeof(uhlm_block_q8_0);
     case UHLM_TYPE_Q4_0: return un / UHLM_QK * sizeof(uhlm_block_q4_0);
+    case UHLM_TYPE_Q4_1: return un / UHLM_QK * sizeof(uhlm_block_q4_1);
+    case UHLM_TYPE_Q5_0: return un / UHLM_QK * sizeof(uhlm_block_q5_0);
+    case UHLM_TYPE_Q5_1: return un / UHLM_QK * sizeof(uhlm_block_q5_1);
+    case UHLM_TYPE_Q8_1: return un / UHLM_QK * sizeof(uhlm_block_q8_1);
     case UHLM_TYPE_Q8_G: return un;
     case UHLM_TYPE_Q2_K:
     case UHLM_TYPE_Q3_K:
@@ -198,6 +212,10 @@ void uhlm_quantize_row(uhlm_type t, const float *x, void *dst, int64_t n) {
         for (int64_t b = 0; b < n / UHLM_QK; b++) quantize_block_q4_0(x + b * UHLM_QK, &y[b]);
         break;
     }
+    case UHLM_TYPE_Q4_1:
+    case UHLM_TYPE_Q5_0:
+    case UHLM_TYPE_Q5_1:
+    case UHLM_TYPE_Q8_1: uhlm_quantize_row_legacy(t, x, dst, n); break;
     case UHLM_TYPE_Q8_G: break; /* needs a tensor-wide group layout: not a row format */
     case UHLM_TYPE_Q2_K:
     case UHLM_TYPE_Q3_K:
@@ -234,6 +252,10 @@ void uhlm_dequantize_row(uhlm_type t, const void *src, float *y, int64_t n) {
         }
         break;
     }
+    case UHLM_TYPE_Q4_1:
+    case UHLM_TYPE_Q5_0:
+    case UHLM_TYPE_Q5_1:
+    case UHLM_TYPE_Q8_1: uhlm_dequantize_row_legacy(t, src, y, n); break;
     case UHLM_TYPE_Q8_G: break;
     case UHLM_TYPE_Q2_K:
     case UHLM_TYPE_Q3_K:
@@ -467,6 +489,7 @@ void uhlm_kernels_scalar(uhlm_kernels *k) {
     k->q8_g = uhlm_mm_q8_g_scalar;
     k->q8_g_aligned = uhlm_mm_q8_g_scalar;
     k->quantize_x = quantize_x_scalar;
+    uhlm_kernels_legacy_scalar(k);
 }
 
 /* ---------------------------------------------------------------- matmul driver */
@@ -481,15 +504,22 @@ static int8_t *scratch_q(void *scratch) {
     return (int8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
 }
 
+/* Types whose activations are quantized to Q8_0 blocks (plus the Q8_1 sums for some). */
+static int quantizes_x(uhlm_type t) {
+    return t == UHLM_TYPE_Q8_0 || t == UHLM_TYPE_Q4_0 || t == UHLM_TYPE_Q5_0 ||
+           uhlm_type_uses_q8_1(t);
+}
+
 size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n) {
     if (uhlm_kq_is_k(W->type)) /* Q8_K blocks; 64: room to align */
         return 64 + (size_t)(n > 0 ? n : 1) * (size_t)(W->cols / UHLM_QK_K) * sizeof(uhlm_block_q8_K);
-    if (W->type != UHLM_TYPE_Q8_0 && W->type != UHLM_TYPE_Q4_0) return 0;
+    if (!quantizes_x(W->type)) return 0;
     if (n <= 0) n = 1;
     size_t v = (size_t)n * (size_t)W->cols; /* int8 values, rows stay 32-byte aligned */
     size_t s = v / UHLM_QK * sizeof(float);  /* fp32 copies of the fp16 scales */
     size_t xs = v / UHLM_QK * sizeof(int32_t); /* block sums */
-    return 64 + v + s + xs;                    /* 64: room to align an unaligned buffer */
+    size_t xm = uhlm_type_uses_q8_1(W->type) ? v / UHLM_QK * sizeof(float) : 0; /* Q8_1 s */
+    return 64 + v + s + xs + xm;               /* 64: room to align an unaligned buffer */
 }
 
 /* The tiles of `count` matrices, numbered one matrix after another: matrix m has tiles
@@ -519,6 +549,7 @@ typedef struct {
     int8_t *q;
     float *d;
     int32_t *s;
+    float *sum; /* Q8_1 block sums, when the weights need them */
 } qx_job;
 
 static void qx_task(void *arg, int64_t b, int64_t e, int tid) {
@@ -530,6 +561,7 @@ static void qx_task(void *arg, int64_t b, int64_t e, int tid) {
         int32_t s = 0;
         for (int t = 0; t < UHLM_QK; t++) s += q[t];
         j->s[k] = s;
+        if (j->sum) j->sum[k] = uhlm_q8_1_sum(j->x + k * UHLM_QK, s);
     }
 }
 
@@ -559,6 +591,10 @@ static uhlm_mm_fn kernel_for(uhlm_simd simd, const uhlm_tensor *W, uhlm_qx_fn *q
     case UHLM_TYPE_F16: return k.f16;
     case UHLM_TYPE_Q8_0: return k.q8_0;
     case UHLM_TYPE_Q4_0: return k.q4_0;
+    case UHLM_TYPE_Q4_1: return k.q4_1;
+    case UHLM_TYPE_Q5_0: return k.q5_0;
+    case UHLM_TYPE_Q5_1: return k.q5_1;
+    case UHLM_TYPE_Q8_1: return NULL; /* activations only */
     case UHLM_TYPE_Q8_G:
         return (W->cols % W->group == 0 && W->group % 8 == 0) ? k.q8_g_aligned : k.q8_g;
     case UHLM_TYPE_Q2_K: return k.q2_k;
@@ -593,19 +629,21 @@ void uhlm_matmul_multi(uhlm_simd simd, uhlm_pool *pool, const uhlm_tensor *const
     uhlm_mm_fn fn = kernel_for(simd, W[0], &quantize_x);
     if (!fn) return;
     uhlm_mm_args a[MAX_MULTI];
-    for (int m = 0; m < count; m++) a[m] = (uhlm_mm_args){W[m], X, n, Y[m], NULL, NULL, NULL, NULL};
-    if (W[0]->type == UHLM_TYPE_Q8_0 || W[0]->type == UHLM_TYPE_Q4_0) {
+    for (int m = 0; m < count; m++) a[m] = (uhlm_mm_args){W[m], X, n, Y[m], NULL, NULL, NULL, NULL, NULL};
+    if (quantizes_x(W[0]->type)) {
         /* quantized once for all the matrices */
         const int64_t nblocks = (int64_t)n * (W[0]->cols / UHLM_QK);
         int8_t *q = scratch_q(scratch);
         float *d = (float *)(q + (size_t)n * (size_t)W[0]->cols);
         int32_t *xs = (int32_t *)(d + nblocks);
-        qx_job qj = {quantize_x, X, q, d, xs};
+        float *xm = uhlm_type_uses_q8_1(W[0]->type) ? (float *)(xs + nblocks) : NULL;
+        qx_job qj = {quantize_x, X, q, d, xs, xm};
         uhlm_pool_run(pool, qx_task, &qj, nblocks, GRAIN_QX_BLOCKS);
         for (int m = 0; m < count; m++) {
             a[m].xq = q;
             a[m].xd = d;
             a[m].xs = xs;
+            a[m].xsum = xm;
         }
     } else if (uhlm_kq_is_k(W[0]->type)) {
         /* Q8_K, once for all the matrices; a 256-block is 8 Q8_0 blocks of work */

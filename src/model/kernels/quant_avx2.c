@@ -356,6 +356,7 @@ void uhlm_kernels_avx2(uhlm_kernels *k) {
     k->q4_0 = mm_q4_0_avx2;
     k->q8_g_aligned = mm_q8_g_avx2;
     k->quantize_x = quantize_x_avx2;
+    uhlm_kernels_legacy_avx2(k);
 }
 
 #else

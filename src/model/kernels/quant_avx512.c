@@ -278,6 +278,7 @@ void uhlm_kernels_avx512(uhlm_kernels *k, int has_vnni) {
         k->q8_0 = mm_q8_0_vnni;
         k->q4_0 = mm_q4_0_vnni;
     }
+    uhlm_kernels_legacy_avx512(k, has_vnni);
 }
 
 #else

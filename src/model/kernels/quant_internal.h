@@ -64,6 +64,9 @@ typedef struct uhlm_mm_args {
     /* K-quants only: X quantized to Q8_K blocks (uhlm_block_q8_K, kquant.h), n rows of
      * W->cols / 256 blocks */
     const void *xk;
+    /* Q4_1 / Q5_1 only: each block's Q8_1 sum s = fp16(d * sum(q)) as a float, which
+     * multiplies the weights' minimum (n rows of W->cols / 32) */
+    const float *xsum;
 } uhlm_mm_args;
 
 /* Computes tiles [t0, t1). */
@@ -78,6 +81,7 @@ typedef struct uhlm_kernels {
     uhlm_mm_fn q8_g_aligned; /* only when cols % group == 0 and group % 8 == 0 */
     uhlm_qx_fn quantize_x;
     uhlm_mm_fn q2_k, q3_k, q4_k, q5_k, q6_k; /* kquant*.c */
+    uhlm_mm_fn q4_1, q5_0, q5_1; /* legacy blocks (qlegacy*.c) */
 } uhlm_kernels;
 
 /* Each fills the entries it implements and leaves the others alone, so quant.c layers them:
@@ -85,6 +89,21 @@ typedef struct uhlm_kernels {
 void uhlm_kernels_scalar(uhlm_kernels *k);
 void uhlm_kernels_avx2(uhlm_kernels *k);
 void uhlm_kernels_avx512(uhlm_kernels *k, int has_vnni);
+
+/* The legacy families' kernels (qlegacy.c, qlegacy_avx2.c, qlegacy_avx512.c), layered by the
+ * three functions above. */
+void uhlm_kernels_legacy_scalar(uhlm_kernels *k);
+void uhlm_kernels_legacy_avx2(uhlm_kernels *k);
+void uhlm_kernels_legacy_avx512(uhlm_kernels *k, int has_vnni);
+
+/* Reference rows of the legacy types (Q4_1, Q5_0, Q5_1, Q8_1); qlegacy.c. */
+void uhlm_quantize_row_legacy(uhlm_type t, const float *x, void *dst, int64_t n);
+void uhlm_dequantize_row_legacy(uhlm_type t, const void *src, float *y, int64_t n);
+/* 1 when the type's dot products take Q8_1 activations (needs args.xsum). */
+int uhlm_type_uses_q8_1(uhlm_type t);
+/* The s of a Q8_1 block from its 32 floats and the exact sum of its quantized values: the
+ * same d = amax / 127 as the Q8_0 quantizer, before fp16 rounding, as llama.cpp does. */
+float uhlm_q8_1_sum(const float *x, int32_t qsum);
 
 /* One Q8_0 block, llama.cpp's quantize_row_q8_0_ref: d = amax / 127, q = round(x / d).
  * Stores the fp16 scale in *dh and its float value in *df (either may be NULL). */
