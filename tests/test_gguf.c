@@ -461,7 +461,8 @@ static void test_malformed_header_and_tensors(void) {
     SPEC_FAIL((s_.t[1].n_dims = 4, s_.t[1].ne[2] = (uint64_t)1 << 40, s_.t[1].ne[3] = (uint64_t)1 << 40),
               "too many elements");
     SPEC_FAIL((s_.t[1].ne[0] = (uint64_t)1 << 61, s_.t[1].ne[1] = 2), "tensor 'b' is too large");
-    SPEC_FAIL(s_.t[1].type = 12, "unsupported tensor type 12 (q4_K)");
+    SPEC_FAIL(s_.t[1].type = 16, "unsupported tensor type 16 (iq2_xxs)");
+    SPEC_FAIL(s_.t[1].type = 12, "row length 4, not a multiple of the q4_K block size 256");
     SPEC_FAIL(s_.t[1].type = 30, "unsupported tensor type 30 (bf16)");
     SPEC_FAIL(s_.t[1].type = 1000, "unsupported tensor type 1000");
     SPEC_FAIL((s_.t[1].type = UHLM_TYPE_Q8_0, s_.t[1].ne[0] = 33),
@@ -1135,7 +1136,7 @@ static void test_cli_convert(void) {
     CHECK(run_cli("'%s' convert --random-shape 15M -z '%s' -o '%s' 2>/dev/null", bin, tok, b) == 2);
     CHECK(run_cli("'%s' convert --random-shape 7B -z '%s' -o '%s' 2>/dev/null", bin, tok, b) == 2);
     CHECK(run_cli("'%s' convert --random-shape 15M --vocab 512 -o '%s' 2>/dev/null", bin, b) == 2);
-    CHECK(run_cli("'%s' convert -m x.bin -z '%s' -o '%s' --type q5_k 2>/dev/null", bin, tok, b) == 2);
+    CHECK(run_cli("'%s' convert -m x.bin -z '%s' -o '%s' --type iq4_xs 2>/dev/null", bin, tok, b) == 2);
     CHECK(run_cli("'%s' convert -m x.bin -z '%s' 2>/dev/null", bin, tok) == 2);
     CHECK(run_cli("'%s' convert --bogus 2>/dev/null", bin) == 2);
     CHECK(run_cli("'%s' convert -m /nonexistent.bin -z '%s' -o '%s' 2>/dev/null", bin, tok, b) == 1);

@@ -88,6 +88,11 @@ int uhlm_type_is_gguf(int ggml_type);                 /* 1 for the GGUF tensor t
 int64_t uhlm_type_block(uhlm_type t);                 /* elements per block: 1 (F32, F16), 32 */
 /* Bytes for n elements (n a multiple of the block size). Q8_G: the int8 values only. */
 size_t uhlm_type_bytes(uhlm_type t, int64_t n);
+/* The type a matrix with rows of `cols` elements is written in when `want` is asked for: want
+ * itself when cols is a multiple of its block; otherwise llama.cpp's fallback where we have it
+ * (Q2_K, Q3_K -> Q4_0; Q6_K -> Q8_0), Q8_0 for Q4_K and Q5_K (llama.cpp takes Q5_0 / Q5_1,
+ * which uhlm does not write), and F32 when even that block does not fit (llama.cpp: F16). */
+uhlm_type uhlm_type_fallback(uhlm_type want, int64_t cols);
 
 float uhlm_f16_to_f32(uint16_t h);
 uint16_t uhlm_f32_to_f16(float f); /* round to nearest even, like F16C */

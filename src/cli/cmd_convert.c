@@ -27,13 +27,15 @@ static void help(FILE *f) {
             "  -z TOKENIZER        llama2.c tokenizer.bin; required for llama2.c models and random\n"
             "                      shapes (a GGUF input already carries its vocabulary)\n"
             "  -o OUT.gguf         output file\n"
-            "  --type TYPE         f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1 for the weight matrices\n"
-            "                      (default f32); norms stay f32, and the block types keep in f32\n"
-            "                      any matrix whose rows are not a multiple of 32 (listed in the\n"
-            "                      key uhlm.f32_fallback). A quantized input (e.g. Q4_1) is\n"
-            "                      re-quantized through f32: each row is dequantized, then\n"
-            "                      quantized to TYPE, so only f32 and f16 (exact for these values)\n"
-            "                      are lossless; Q4_1 to Q8_0 adds Q8_0's rounding on top of Q4_1's\n"
+            "  --type TYPE         f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k\n"
+            "                      for the weight matrices (default f32); norms stay f32, and the\n"
+            "                      32-blocks keep in f32 any matrix whose rows are not a multiple\n"
+            "                      of 32 (listed in the key uhlm.f32_fallback); the K types need\n"
+            "                      multiples of 256 and write other matrices as q8_0 (q2_k, q3_k:\n"
+            "                      q4_0), or f32 (listed in uhlm.type_fallback). A quantized input\n"
+            "                      (e.g. Q4_1) is re-quantized through f32: each row is dequantized,\n"
+            "                      then quantized to TYPE, so only f32 and f16 (exact for these\n"
+            "                      values) are lossless; Q4_1 to Q8_0 adds Q8_0's rounding to Q4_1's\n"
             "  --random-shape S    random N(0, 0.02) weights with the shape of llama2.c's stories\n"
             "                      model S: 15M (dim 288, 6 layers), 42M (dim 512, 8 layers) or\n"
             "                      110M (dim 768, 12 layers); marked synthetic, for speed only\n"
@@ -96,6 +98,7 @@ static void bufset_free(bufset *b) {
  * rows*cols floats (unused when t is F32: the values are generated in place). */
 static int random_matrix(bufset *b, uhlm_rng *r, uhlm_type t, int64_t rows, int64_t cols,
                          float *scratch, uhlm_tensor *out) {
+    t = uhlm_type_fallback(t, cols); /* what the GGUF writer would turn it into anyway */
     size_t row_bytes = uhlm_type_bytes(t, cols);
     uint8_t *dst = bufset_add(b, row_bytes * (size_t)rows);
     if (!dst) return -1;
@@ -178,6 +181,21 @@ static int summarize(const char *out, double t0, const char *what) {
     for (uint64_t i = 0; i < n; i++) data += uhlm_gguf_tensor_at(g, i)->nbytes;
     const uhlm_gguf_kv *fb = uhlm_gguf_find_kv(g, "uhlm.f32_fallback");
     if (fb && fb->type == UHLM_GGUF_ARRAY) n_fb = fb->arr_n;
+    const uhlm_gguf_kv *fk = uhlm_gguf_find_kv(g, "uhlm.type_fallback");
+    if (fk && fk->type == UHLM_GGUF_ARRAY) {
+        /* named (the first few), since a K type silently not applying would surprise */
+        fprintf(stderr, "uhlm convert: %llu matrices have rows that are not a multiple of 256 and "
+                        "were written in another type:",
+                (unsigned long long)fk->arr_n);
+        for (uint64_t i = 0; i < fk->arr_n && i < 4 && fk->strs; i++) {
+            char nm[128];
+            snprintf(nm, sizeof nm, "%.*s", (int)(fk->strs[i].len < 127 ? fk->strs[i].len : 127),
+                     fk->strs[i].s);
+            const uhlm_gguf_tensor *t = uhlm_gguf_find_tensor(g, nm);
+            fprintf(stderr, " %s (%s)", nm, t ? uhlm_type_name(t->type) : "?");
+        }
+        fprintf(stderr, "%s\n", fk->arr_n > 4 ? " ..." : "");
+    }
     FILE *f = fopen(out, "rb");
     long size = -1;
     if (f) {
@@ -224,7 +242,7 @@ int cmd_convert(int argc, char **argv) {
             } else if (uhlm_type_from_name(v, &type) != 0 || type == UHLM_TYPE_Q8_G ||
                        type == UHLM_TYPE_Q8_1) {
                 fprintf(stderr, "uhlm convert: unknown --type '%s' (f32, f16, q8_0, q4_0, q4_1, "
-                                "q5_0 or q5_1)\n", v);
+                                "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k)\n", v);
                 return 2;
             }
         } else {

@@ -93,6 +93,12 @@ static int tensor_type_info(uint32_t t, uint64_t *block, uint64_t *block_bytes) 
     case UHLM_TYPE_Q4_1: *block = UHLM_QK; *block_bytes = 4 + UHLM_QK / 2; return 0;
     case UHLM_TYPE_Q5_0: *block = UHLM_QK; *block_bytes = 6 + UHLM_QK / 2; return 0;
     case UHLM_TYPE_Q5_1: *block = UHLM_QK; *block_bytes = 8 + UHLM_QK / 2; return 0;
+    /* K-quants (ggml-common.h): 256-element super-blocks */
+    case UHLM_TYPE_Q2_K: *block = 256; *block_bytes = 84; return 0;
+    case UHLM_TYPE_Q3_K: *block = 256; *block_bytes = 110; return 0;
+    case UHLM_TYPE_Q4_K: *block = 256; *block_bytes = 144; return 0;
+    case UHLM_TYPE_Q5_K: *block = 256; *block_bytes = 176; return 0;
+    case UHLM_TYPE_Q6_K: *block = 256; *block_bytes = 210; return 0;
     default: return -1;
     }
 }
@@ -120,7 +126,7 @@ static int tensor_geometry(uint32_t n_dims, const uint64_t *ne, uint32_t type, u
     if (tensor_type_info(type, &block, &bb) != 0) {
         snprintf(msg, cap,
                  "has unsupported tensor type %u (%s); supported: f32, f16, q8_0, q4_0, q4_1, "
-                 "q5_0, q5_1",
+                 "q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K",
                  type, ggml_type_name(type));
         return -1;
     }

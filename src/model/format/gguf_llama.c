@@ -29,6 +29,9 @@
 /* Names of matrices that could not take the requested block type (row length not a multiple
  * of 32) and were kept in F32. */
 #define KEY_FALLBACK "uhlm.f32_fallback"
+/* The same for the K-quant types, whose fallback is a smaller block type (uhlm_type_fallback);
+ * each listed tensor's own GGUF type says which. */
+#define KEY_FALLBACK_K "uhlm.type_fallback"
 
 /* ------------------------------------------------------------------ load */
 
@@ -521,11 +524,8 @@ typedef struct {
 /* Adds matrix W as `name` in the requested type, converting row by row unless W already has
  * that type (then its bytes are written straight from the source mapping, no copy). */
 static int save_mat(saver *s, const char *name, const uhlm_tensor *W, uhlm_error *err) {
-    uhlm_type t = s->want;
-    if (uhlm_type_block(t) > 1 && W->cols % uhlm_type_block(t) != 0) {
-        t = UHLM_TYPE_F32;
-        s->fallback[s->n_fallback++] = name;
-    }
+    uhlm_type t = uhlm_type_fallback(s->want, W->cols);
+    if (t != s->want) s->fallback[s->n_fallback++] = name;
     uint64_t ne[2] = {(uint64_t)W->cols, (uint64_t)W->rows};
     size_t row_bytes = uhlm_type_bytes(t, W->cols);
     if ((uint64_t)W->rows > SIZE_MAX / row_bytes)
@@ -576,6 +576,14 @@ static uint32_t ggml_ftype(uhlm_type t) {
     case UHLM_TYPE_Q4_1: return 3; /* LLAMA_FTYPE_MOSTLY_Q4_1 */
     case UHLM_TYPE_Q5_0: return 8; /* LLAMA_FTYPE_MOSTLY_Q5_0 */
     case UHLM_TYPE_Q5_1: return 9; /* LLAMA_FTYPE_MOSTLY_Q5_1 */
+    /* K types: every matrix, token_embd and output included, takes the one type. That is
+     * closest to llama.cpp's _S mixes, which still raise output.weight (and Q4_K_S a few
+     * attn_v / ffn_down layers) a type higher; _M raises more of them. Honestly "_S". */
+    case UHLM_TYPE_Q2_K: return 10; /* LLAMA_FTYPE_MOSTLY_Q2_K */
+    case UHLM_TYPE_Q3_K: return 11; /* LLAMA_FTYPE_MOSTLY_Q3_K_S */
+    case UHLM_TYPE_Q4_K: return 14; /* LLAMA_FTYPE_MOSTLY_Q4_K_S */
+    case UHLM_TYPE_Q5_K: return 16; /* LLAMA_FTYPE_MOSTLY_Q5_K_S */
+    case UHLM_TYPE_Q6_K: return 18; /* LLAMA_FTYPE_MOSTLY_Q6_K */
     default: return 0;             /* LLAMA_FTYPE_ALL_F32 */
     }
 }
@@ -631,12 +639,14 @@ static int put_vocab(uhlm_gguf_writer *w, const uhlm_tokenizer *tok, owned *buf,
  * elements: a matrix whose row length is not (stories260K's ffn_down, hidden 172) is kept in
  * F32 instead - llama.cpp's quantizer falls back the same way - and its name is recorded in
  * the string array uhlm.f32_fallback, so the file says which tensors did not take the
- * requested type. F16 has no blocks and always applies. */
+ * requested type. F16 has no blocks and always applies. The K-quants need rows that are a
+ * multiple of 256: other matrices take uhlm_type_fallback's type (Q8_0 or Q4_0, as
+ * llama.cpp does) and are listed in uhlm.type_fallback. */
 int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err) {
     if (type != UHLM_TYPE_F32 && !uhlm_type_is_gguf((int)type))
         return uhlm_set_error(err,
                               "%s: cannot write tensor type %d to GGUF (f32, f16, q8_0, q4_0, "
-                              "q4_1, q5_0, q5_1)",
+                              "q4_1, q5_0, q5_1, q2_k .. q6_k)",
                               path, (int)type);
     if (!m->tok)
         return uhlm_set_error(err, "%s: a tokenizer is required: GGUF embeds the vocabulary", path);
@@ -711,7 +721,8 @@ int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, 
             goto done;
         }
         for (size_t i = 0; i < s.n_fallback; i++) lens[i] = strlen(s.fallback[i]);
-        uhlm_gguf_set_arr_str(w, KEY_FALLBACK, s.fallback, lens, s.n_fallback);
+        uhlm_gguf_set_arr_str(w, uhlm_type_block(type) == 256 ? KEY_FALLBACK_K : KEY_FALLBACK,
+                              s.fallback, lens, s.n_fallback);
     }
     rc = uhlm_gguf_write(w, path, err);
 done:

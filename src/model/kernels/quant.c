@@ -86,6 +86,20 @@ size_t uhlm_type_bytes(uhlm_type t, int64_t n) {
     return 0;
 }
 
+uhlm_type uhlm_type_fallback(uhlm_type want, int64_t cols) {
+    if (cols % uhlm_type_block(want) == 0) return want;
+    uhlm_type t = want;
+    switch (want) {
+    case UHLM_TYPE_Q2_K:
+    case UHLM_TYPE_Q3_K: t = UHLM_TYPE_Q4_0; break;
+    case UHLM_TYPE_Q4_K:
+    case UHLM_TYPE_Q5_K:
+    case UHLM_TYPE_Q6_K: t = UHLM_TYPE_Q8_0; break;
+    default: break;
+    }
+    return cols % uhlm_type_block(t) == 0 ? t : UHLM_TYPE_F32;
+}
+
 /* ---------------------------------------------------------------- fp16 */
 
 static inline uint32_t f32_bits(float f) {
