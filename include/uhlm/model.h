@@ -23,18 +23,35 @@
 extern "C" {
 #endif
 
+/* Architectures (GGUF general.architecture). Zero is `llama`, so a zeroed config is one. */
+typedef enum uhlm_arch { UHLM_ARCH_LLAMA = 0, UHLM_ARCH_QWEN2 = 1 } uhlm_arch;
+
+/* How RoPE pairs the elements of a head (llama.cpp's LLAMA_ROPE_TYPE_*): NORM rotates adjacent
+ * pairs (2i, 2i+1), the layout of Meta's checkpoints and of llama-arch GGUFs (whose converter
+ * permutes Hugging Face's q/k rows into it); NEOX rotates (i, i + head_dim/2), as qwen2 does.
+ * Zero is NORM. */
+typedef enum uhlm_rope_type { UHLM_ROPE_NORM = 0, UHLM_ROPE_NEOX = 1 } uhlm_rope_type;
+
 typedef struct uhlm_config {
     int dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+    /* dim / n_heads unless the file says otherwise (attention.key_length); the query and
+     * attention-output width is n_heads * head_dim, the key/value width n_kv_heads * head_dim */
     int head_dim;
     float rope_theta; /* 10000 for llama2.c */
     float norm_eps;   /* 1e-5 for llama2.c */
     int shared_classifier;
+    uhlm_arch arch;
+    uhlm_rope_type rope_type;
+    /* linear RoPE scaling: positions are multiplied by this (1 / rope.scaling.factor); 0 and 1
+     * both mean none */
+    float rope_freq_scale;
 } uhlm_config;
 
 typedef struct uhlm_layer {
     const float *attn_norm, *ffn_norm; /* dim floats each */
     uhlm_tensor wq, wk, wv, wo;        /* wq: dim x dim, wk/wv: kv_dim x dim, wo: dim x dim */
     uhlm_tensor w1, w2, w3;            /* gate: hidden x dim, down: dim x hidden, up: hidden x dim */
+    const float *bq, *bk, *bv;         /* optional projection biases (qwen2), NULL when absent */
 } uhlm_layer;
 
 typedef struct uhlm_weights {
@@ -63,6 +80,10 @@ typedef struct uhlm_model {
     uhlm_tokenizer *tok; /* owned; embedded (GGUF) or attached with uhlm_model_attach_tokenizer */
     int synthetic;       /* random weights (convert --random-shape): for speed benchmarks only */
     uhlm_type wtype;     /* the type of the big matrices, for reporting */
+    /* GGUF tokenizer.chat_template (points into the mapping, not NUL-terminated; NULL and 0
+     * when the file has none): see uhlm/chat.h */
+    const char *chat_template;
+    size_t chat_template_len;
 } uhlm_model;
 
 /* Detects the format from the file's first bytes. A llama2.c file carries no vocabulary:
@@ -71,6 +92,10 @@ typedef struct uhlm_model {
 uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_error *err);
 void uhlm_model_free(uhlm_model *m);
 const char *uhlm_format_name(uhlm_format f);
+const char *uhlm_arch_name(uhlm_arch a); /* "llama", "qwen2" */
+const char *uhlm_rope_type_name(uhlm_rope_type t); /* "norm", "neox" */
+/* The GGUF architectures this engine runs, for messages: "llama, qwen2". */
+#define UHLM_SUPPORTED_ARCHS "llama, qwen2"
 /* Bytes of weights read for one token (all matrices + classifier + norms). */
 uint64_t uhlm_model_weight_bytes(const uhlm_model *m);
 /* Takes ownership of tok, even on error. */
@@ -80,7 +105,8 @@ int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *
 int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, map, format */
 int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, gguf, tok, format */
 /* Writes m (with tokenizer m->tok, which must be set) as a GGUF `llama` file with its big
- * matrices in `type` (F32, F16, Q8_0, Q4_0; norms stay F32). */
+ * matrices in `type` (F32, F16, Q8_0, Q4_0; norms stay F32). Only `llama` models without
+ * biases can be written. */
 int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err);
 
 /* ---- inference context ---- */

@@ -1,12 +1,15 @@
 /* prompts.h: prompt sets for calibration and evaluation.
  *
  * Two formats, told apart by the first non-blank byte of the file:
- *   '{'  JSONL: one object per line, {"id": string, "prompt": string}. Blank lines are
- *        allowed; "id" may be missing (then "line-N").
- *   '['  a JSON array. Each element is either {"id", "prompt"} or an Alpaca record
- *        {"instruction", "input", "output"}: the prompt is the instruction, followed by
- *        "\n\n" and the input when the input is non-empty ("output" is the dataset's
- *        reference answer and is ignored). Ids default to "item-N".
+ *   '{'  JSONL: one object per line. Blank lines are allowed; "id" may be missing (then
+ *        "line-N").
+ *   '['  a JSON array of the same objects. Ids default to "item-N".
+ * Each object is either {"id", "prompt"} or an Alpaca record {"id", "instruction", "input",
+ * "output"} (as /work/shared/data/alpaca-200.jsonl has them, one per line). For Alpaca the
+ * prompt - the user turn when a chat template is applied - is exactly the instruction when
+ * "input" is missing, null or "", and otherwise instruction + "\n\n" + input, with no other
+ * change (no trimming). "output", the dataset's reference answer, is kept as `reference`
+ * (NULL when absent) for quality metrics; it must be a string when present.
  * Anything else, a line that is not an object, a missing or non-string prompt, an empty
  * prompt, or a duplicate id is an error that names the file and the line or element.
  *
@@ -26,6 +29,8 @@ extern "C" {
 typedef struct uhlm_prompt {
     char *id;
     char *text;
+    char *reference;  /* Alpaca "output", or NULL */
+    int instruction;  /* 1 for Alpaca records */
 } uhlm_prompt;
 
 typedef struct uhlm_prompt_set {

@@ -140,6 +140,17 @@ size_t uhlm_detok_flush(uhlm_detok *d, char *out, size_t cap);
 /* Whole-sequence convenience: malloc'd NUL-terminated text, NULL on allocation failure. */
 char *uhlm_detokenize(const uhlm_tokenizer *t, const int *ids, int n);
 
+/* ---- special tokens and end of generation ----
+ * TEMPORARY (branch arch): SentencePiece-only stand-ins for the API the bpe branch adds here;
+ * implemented in tokenizer_compat.c, both to be dropped in favour of bpe's on merge. */
+int uhlm_tokenizer_bos(const uhlm_tokenizer *t);
+int uhlm_tokenizer_eos(const uhlm_tokenizer *t);
+int uhlm_tokenizer_add_bos(const uhlm_tokenizer *t);
+int uhlm_tokenizer_is_eog(const uhlm_tokenizer *t, int id);
+int uhlm_tokenizer_find(const uhlm_tokenizer *t, const char *piece, size_t len);
+int uhlm_tokenize_special(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
+                          int add_eos, int parse_special, int *ids, int cap, uhlm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -35,6 +35,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+/* `uhlm info`: what a model file is and whether it loads (cmd_info.c). */
+int cmd_info(int argc, char **argv);
 
 /* Strict number parsing for option values: the whole string must parse and lie in range.
  * On failure prints "uhlm NAME: invalid value for OPT: 'VAL' (...)" and returns -1. */
@@ -58,6 +60,17 @@ const char *cli_find_model_file(const char *name, char *buf, size_t cap);
  * and returns NULL. role may be NULL. */
 uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg,
                            const char *role);
+
+/* 0 when m has a chat template that --chat can render; otherwise prints why (no template, or
+ * its kind) as "uhlm CMD: --chat: ..." and returns -1. */
+int cli_check_chat(const char *cmd, const uhlm_model *m);
+/* eval and calibrate: 1 when prompts are to be wrapped as user turns, i.e. the model has a
+ * template --chat can render and no_chat is not set (then says so on stderr), else 0. */
+int cli_prompts_chat(const char *cmd, const uhlm_model *m, int no_chat);
+/* A prompt's ids: one chat user turn (chat != 0) or plain text with BOS as the vocabulary
+ * says; returns as uhlm_tokenize. */
+int cli_prompt_tokens(const uhlm_model *m, int chat, const char *text, int *ids, int cap,
+                      uhlm_error *err);
 
 /* Prints o as one line on stdout and deletes it. -1 (after "uhlm CMD: out of memory" on
  * stderr) when it cannot be printed, so no result goes missing silently. */

@@ -23,7 +23,7 @@ static void help(FILE *f) {
             "                      [-n N] [--temp T] [--top-k K] [--top-p P] [--payload ENC]\n"
             "                      [--uncertainty perturb|entropy|maxprob|margin] [--samples M]\n"
             "                      [--theta-max T] [--split F] [--limit P] [--seed S]\n"
-            "                      [--budget R] [--csv FILE] [-t THREADS]\n\n"
+            "                      [--budget R] [--csv FILE] [--no-chat] [-t THREADS]\n\n"
             "Runs hlm (every token verified) with the uncertainty u recorded, fits the LLM's\n"
             "rejection probability beta = a*u + b by least squares on the training prompts,\n"
             "and derives the skip thresholds: risk-averse u_th = -b/a, risk-prone\n"
@@ -34,7 +34,10 @@ static void help(FILE *f) {
             "always skip), the budget rule picks the largest u_th whose bound, as a share of\n"
             "all training tokens, stays <= R. `uhlm run` and `uhlm eval` read the result\n"
             "with --calib CALIB.json --risk averse|prone|budget|budget:R.\n\n"
-            "  --prompts FILE   JSONL {\"id\",\"prompt\"} or a JSON array (Alpaca records too)\n"
+            "  --prompts FILE   JSONL or a JSON array of {\"id\",\"prompt\"} or Alpaca records\n"
+            "                   (user turn: instruction, or instruction + \"\\n\\n\" + input)\n"
+            "  --no-chat        use prompts as plain text even when the SLM has a chat template\n"
+            "                   (by default they are wrapped as user turns in it, as --chat)\n"
             "  -o FILE          calibration result (JSON)\n"
             "  --csv FILE       per-token records: prompt, split, u, beta, accepted, ...\n"
             "  --budget R       risk budget of thresholds.budget, the expected share of all\n"
@@ -120,6 +123,7 @@ int cmd_calibrate(int argc, char **argv) {
     long threads = 1, n_gen = 128, top_k = 0, samples = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX, split = 0.5;
     double budget = UHLM_CALIB_BUDGET_DEFAULT;
+    int no_chat = 0;
     uint64_t seed = 42;
     uhlm_device_params dp = uhlm_device_default_params();
     uhlm_error err = {{0}};
@@ -134,6 +138,10 @@ int cmd_calibrate(int argc, char **argv) {
             "-n",      "--temp",      "--top-k", "--top-p",   "--payload",   "--uncertainty",
             "--samples", "--theta-max", "--split", "--limit",  "--seed",      "-t",
             "--budget"};
+        if (!strcmp(a, "--no-chat")) {
+            no_chat = 1;
+            continue;
+        }
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
         if (!known) {
@@ -237,6 +245,7 @@ int cmd_calibrate(int argc, char **argv) {
         goto done;
     }
     int n_ctx = uhlm_device_n_ctx(dev);
+    const int chat = cli_prompts_chat(cmd, slm, no_chat);
     if (!(ids = malloc(sizeof(int) * ((size_t)n_ctx + 1)))) {
         fprintf(stderr, "uhlm calibrate: out of memory\n");
         goto done;
@@ -251,7 +260,7 @@ int cmd_calibrate(int argc, char **argv) {
     uhlm_progress_init(&pg, stderr, n_use, "calibrate");
     for (int i = 0; i < n_use; i++) {
         const uhlm_prompt *p = &ps.items[i];
-        int np = uhlm_tokenize(slm->tok, p->text, strlen(p->text), 1, 0, ids, n_ctx + 1, &err);
+        int np = cli_prompt_tokens(slm, chat, p->text, ids, n_ctx + 1, &err);
         if (np < 0) {
             fprintf(stderr, "uhlm calibrate: prompt %s: %s\n", p->id, err.msg);
             goto done;

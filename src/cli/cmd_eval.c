@@ -42,7 +42,7 @@ static void help(FILE *f) {
         "                 [--temp T] [--top-k K] [--top-p P] [-n N] [--limit P] [--split F]\n"
         "                 [--bandwidth HZ] [--latency S] [--fading none|rayleigh]\n"
         "                 [--sweep Q,Q,...] [--sweep-methods M,M,...] [--sweep-snr DB]\n"
-        "                 [--no-greedy] [--seed S] [-t THREADS]\n"
+        "                 [--no-greedy] [--no-chat] [--seed S] [-t THREADS]\n"
         "                 [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
         "                  [--read-timeout S]]\n\n"
         "Runs every requested mode on every prompt once, re-accounts the link time for each\n"
@@ -73,6 +73,9 @@ static void help(FILE *f) {
         "  --sweep-methods LIST  uncertainty methods to sweep (default: the --uncertainty one)\n"
         "  --sweep-snr DB   SNR for the sweep's throughput (default 0)\n"
         "  --no-greedy      skip the temperature-0 pass (no exact-match rate)\n"
+        "  --no-chat        use prompts as plain text even when the SLM has a chat template\n"
+        "                   (by default they are wrapped as user turns in it, as --chat;\n"
+        "                   Alpaca records give instruction or instruction + \"\\n\\n\" + input)\n"
         "  -n N             tokens per prompt (default 64)\n"
         "  --limit P        only the first P prompts\n"
         "  -t THREADS       threads per model (default 1: the default pair is tiny)\n"
@@ -378,7 +381,7 @@ int cmd_eval(int argc, char **argv) {
     double bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH, lat = 0.0, uth = NAN, skip_prob = NAN;
     double sweep_snr = 0.0;
     double sweep_q[MAX_SWEEP] = {0.2, 0.4, 0.6, 0.8};
-    int n_sweep = 4, greedy = 1;
+    int n_sweep = 4, greedy = 1, no_chat = 0;
     uint64_t seed = 42;
     const char *server = NULL, *token_file = NULL;
     double connect_to = 3.0, read_to = 30.0;
@@ -398,6 +401,10 @@ int cmd_eval(int argc, char **argv) {
         }
         if (!strcmp(a, "--no-greedy")) {
             greedy = 0;
+            continue;
+        }
+        if (!strcmp(a, "--no-chat")) {
+            no_chat = 1;
             continue;
         }
         static const char *const valued[] = {
@@ -701,13 +708,14 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "uhlm eval: out of memory\n");
         goto done;
     }
+    const int chat = cli_prompts_chat(cmd, E.slm, no_chat);
     for (int i = 0; i < NP; i++) {
         const uhlm_prompt *p = &E.ps.items[i];
         if (!(E.ids[i] = malloc(sizeof(int) * ((size_t)E.n_ctx + 1)))) {
             fprintf(stderr, "uhlm eval: out of memory\n");
             goto done;
         }
-        E.np[i] = uhlm_tokenize(E.slm->tok, p->text, strlen(p->text), 1, 0, E.ids[i], E.n_ctx + 1, &err);
+        E.np[i] = cli_prompt_tokens(E.slm, chat, p->text, E.ids[i], E.n_ctx + 1, &err);
         if (E.np[i] < 0) {
             fprintf(stderr, "uhlm eval: prompt %s: %s\n", p->id, err.msg);
             goto done;

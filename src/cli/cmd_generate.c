@@ -5,18 +5,26 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "uhlm/chat.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: uhlm generate -m MODEL [-z TOKENIZER] [-p PROMPT] [-n N] [--temp T]\n"
-            "                     [--top-k K] [--top-p P] [--seed S] [-t THREADS] [--json]\n\n"
-            "Generates text with one Llama model (llama2.c .bin or GGUF).\n\n"
+            "usage: uhlm generate -m MODEL [-z TOKENIZER] [-p PROMPT] [--chat [--system TEXT]]\n"
+            "                     [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
+            "                     [-t THREADS] [--json]\n\n"
+            "Generates text with one model (llama2.c .bin, or any supported GGUF: see README).\n\n"
             "  -m MODEL        model file (default %s)\n"
             "  -z TOKENIZER    llama2.c tokenizer.bin; needed for llama2.c models (default %s)\n"
             "  -p PROMPT       prompt text (default: empty, generation starts from BOS)\n"
-            "  -n N            tokens to generate (default 256; stops early at EOS or the context)\n"
+            "  --chat          wrap PROMPT as one user turn in the model's chat template\n"
+            "                  (tokenizer.chat_template: chatml, llama2, llama3, zephyr) and print\n"
+            "                  only the answer\n"
+            "  --system TEXT   with --chat: a system message before the user turn (none by\n"
+            "                  default; like llama.cpp, no template default is injected)\n"
+            "  -n N            tokens to generate (default 256; stops early at an end-of-generation\n"
+            "                  token or the context)\n"
             "  --temp T        temperature, 0 = greedy (default 1.0)\n"
             "  --top-k K       keep the K most likely tokens, 0 = off (default 0)\n"
             "  --top-p P       nucleus sampling mass, 1 = off (default 1.0)\n"
@@ -29,7 +37,8 @@ static void help(FILE *f) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *prompt = "";
+    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *prompt = "", *system = NULL;
+    int chat = 0;
     long n_gen = 256, top_k = 0, threads = 0;
     double temp = 1.0, top_p = 1.0;
     uint64_t seed = 42;
@@ -43,6 +52,10 @@ int cmd_generate(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--chat")) {
+            chat = 1;
+        } else if (!strcmp(a, "--system")) {
+            if (!(system = cli_need_arg(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n") ||
                    !strcmp(a, "--temp") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
                    !strcmp(a, "--seed") || !strcmp(a, "-t") || !strcmp(a, "--simd")) {
@@ -67,9 +80,17 @@ int cmd_generate(int argc, char **argv) {
             return 2;
         }
     }
+    if (system && !chat) {
+        fprintf(stderr, "uhlm generate: --system needs --chat\n");
+        return 2;
+    }
     uhlm_error err = {{0}};
     uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
     if (!m) return 1;
+    if (chat && cli_check_chat(cmd, m) != 0) {
+        uhlm_model_free(m);
+        return 1;
+    }
     const char *mpath = m->path;
     uhlm_sampling samp = {(float)temp, (int)top_k, (float)top_p};
     uhlm_ctx_params cp = uhlm_ctx_default_params();
@@ -96,7 +117,8 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "uhlm generate: out of memory\n");
         goto done;
     }
-    int np = uhlm_tokenize(m->tok, prompt, plen, 1, 0, ids, n_ctx, &err);
+    int np = chat ? uhlm_chat_tokenize(m, system, prompt, ids, n_ctx, &err)
+                  : uhlm_tokenize(m->tok, prompt, plen, 1, 0, ids, n_ctx, &err);
     if (np < 0) {
         fprintf(stderr, "uhlm generate: %s\n", err.msg);
         goto done;
@@ -111,9 +133,10 @@ int cmd_generate(int argc, char **argv) {
     uhlm_detok_init(&dt, m->tok);
     for (int i = 0; i < np; i++) {
         batch[i] = (uhlm_batch_entry){0, i, ids[i], i == np - 1};
-        /* the prompt's own text (minus BOS) is part of the output, as llama2.c prints it */
+        /* the prompt's own text (minus BOS) is part of the output, as llama2.c prints it;
+         * a chat prompt is not: the template is not the user's text */
         size_t k = uhlm_detok_push(&dt, ids[i], piece, (size_t)maxp);
-        if (!json) fwrite(piece, 1, k, stdout);
+        if (!json && !chat) fwrite(piece, 1, k, stdout);
     }
     if (!json) fflush(stdout);
     double t0 = uhlm_now();
@@ -133,7 +156,7 @@ int cmd_generate(int argc, char **argv) {
         int tok = uhlm_sample(probs, V, &rng);
         ids[pos] = tok;
         n_out++;
-        if (tok == UHLM_TOKEN_EOS) {
+        if (uhlm_tokenizer_is_eog(m->tok, tok)) {
             stop = "eos";
             break;
         }
@@ -170,6 +193,10 @@ int cmd_generate(int argc, char **argv) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", mpath);
         cJSON_AddStringToObject(o, "prompt", prompt);
+        if (chat) {
+            cJSON_AddStringToObject(o, "chat_template", uhlm_chat_model_template(m).name);
+            if (system) cJSON_AddStringToObject(o, "system", system);
+        }
         cJSON_AddStringToObject(o, "text", text.buf);
         cJSON *a = cJSON_AddArrayToObject(o, "tokens");
         for (int i = np; i < np + n_out && i < n_ctx; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));

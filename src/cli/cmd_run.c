@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "cli/cli_remote.h"
 #include "uhlm/calib.h"
+#include "uhlm/chat.h"
 #include "uhlm/hybrid.h"
 #include "uhlm/model.h"
 #include "uhlm/remote.h"
@@ -21,6 +22,7 @@ static void help(FILE *f) {
     fprintf(
         f,
         "usage: uhlm run [-m SLM] [--llm LLM] [-z TOKENIZER] [-p PROMPT] [-n N]\n"
+        "                [--chat [--system TEXT]]\n"
         "                [--mode slm|llm|hlm|rand|uhlm] [--uth U] [--skip-prob P]\n"
         "                [--payload f32|f16|topk:K[:8|16]] [--snr DB] [--bandwidth HZ]\n"
         "                [--down-snr DB] [--down-bandwidth HZ] [--latency S]\n"
@@ -38,7 +40,11 @@ static void help(FILE *f) {
         "  -z TOKENIZER     tokenizer for llama2.c models (default %s); both models must\n"
         "                   share one vocabulary\n"
         "  -p PROMPT        prompt text (default: empty, generation starts from BOS)\n"
-        "  -n N             tokens to generate (default 256; stops early at EOS or the context)\n"
+        "  --chat           wrap PROMPT as one user turn in the SLM's chat template (chatml,\n"
+        "                   llama2, llama3, zephyr) and print only the answer\n"
+        "  --system TEXT    with --chat: a system message before the user turn\n"
+        "  -n N             tokens to generate (default 256; stops early at an end-of-\n"
+        "                   generation token or the context)\n"
         "  --mode MODE      slm: SLM alone; llm: LLM alone; hlm: verify every token;\n"
         "                   rand: skip with probability --skip-prob; uhlm: skip when the\n"
         "                   uncertainty u <= --uth (default uhlm)\n"
@@ -121,7 +127,8 @@ static void on_token(void *user, const uhlm_token_event *ev) {
 int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
     const char *slm_arg = UHLM_DEFAULT_SLM, *llm_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
-    const char *prompt = "";
+    const char *prompt = "", *system = NULL;
+    int chat = 0;
     long threads = 0, n_gen = 256, top_k = 0, samples = UHLM_UNC_DEFAULT_SAMPLES;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX;
     double snr = UHLM_CHANNEL_DEFAULT_SNR_DB, bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH, lat = 0.0;
@@ -145,6 +152,10 @@ int cmd_run(int argc, char **argv) {
             events = 1;
         } else if (!strcmp(a, "--shadow")) {
             shadow = 1;
+        } else if (!strcmp(a, "--chat")) {
+            chat = 1;
+        } else if (!strcmp(a, "--system")) {
+            if (!(system = cli_need_arg(cmd, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--llm") || !strcmp(a, "-z") ||
                    !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--mode") ||
                    !strcmp(a, "--uth") || !strcmp(a, "--skip-prob") || !strcmp(a, "--payload") ||
@@ -241,6 +252,10 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "uhlm run: --events needs --json\n");
         return 2;
     }
+    if (system && !chat) {
+        fprintf(stderr, "uhlm run: --system needs --chat\n");
+        return 2;
+    }
     if ((calib_path != NULL) != (risk != NULL) ||
         (risk && uhlm_calib_risk_parse(risk, NULL, NULL, NULL) != 0)) {
         fprintf(stderr, "uhlm run: --calib FILE and --risk averse|prone|budget|budget:R (R in "
@@ -286,6 +301,7 @@ int cmd_run(int argc, char **argv) {
                 slm->cfg.vocab_size == llm->cfg.vocab_size ? " but different pieces" : "");
         goto done;
     }
+    if (chat && cli_check_chat(cmd, slm) != 0) goto done;
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     cp.simd = simd;
@@ -322,7 +338,8 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "uhlm run: out of memory\n");
         goto done;
     }
-    int np = uhlm_tokenize(tok, prompt, strlen(prompt), 1, 0, ids, n_ctx + 1, &err);
+    int np = chat ? uhlm_chat_tokenize(slm, system, prompt, ids, n_ctx + 1, &err)
+                  : uhlm_tokenize(tok, prompt, strlen(prompt), 1, 0, ids, n_ctx + 1, &err);
     if (np < 0) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
         goto done;
@@ -339,14 +356,15 @@ int cmd_run(int argc, char **argv) {
     uhlm_detok dt;
     uhlm_detok_init(&dt, tok);
     for (int i = 0; i < np; i++) {
-        /* the prompt's text is part of the output, as `uhlm generate` prints it */
+        /* the prompt's text is part of the output, as `uhlm generate` prints it (not a chat
+         * prompt's template) */
         size_t k = uhlm_detok_push(&dt, ids[i], piece, (size_t)maxp);
-        if (!json) fwrite(piece, 1, k, stdout);
+        if (!json && !chat) fwrite(piece, 1, k, stdout);
     }
     if (!json) fflush(stdout);
     int t, r;
     while ((r = uhlm_device_step(dev, &t, &err)) == 1) {
-        if (t == UHLM_TOKEN_EOS) continue;
+        if (uhlm_tokenizer_is_eog(tok, t)) continue;
         size_t k = uhlm_detok_push(&dt, t, piece, (size_t)maxp);
         if (cli_text_add(&text, piece, k) != 0) {
             fprintf(stderr, "uhlm run: out of memory\n");
@@ -386,6 +404,10 @@ int cmd_run(int argc, char **argv) {
             goto done;
         }
         cJSON_AddStringToObject(o, "prompt", prompt);
+        if (chat) {
+            cJSON_AddStringToObject(o, "chat_template", uhlm_chat_model_template(slm).name);
+            if (system) cJSON_AddStringToObject(o, "system", system);
+        }
         cJSON *ro = remote ? cJSON_AddObjectToObject(o, "remote") : NULL;
         if (ro) {
             cJSON_AddStringToObject(ro, "server", server);

@@ -19,6 +19,7 @@ static const subcommand cmds[] = {
     {"eval", cmd_eval, "evaluate the five modes over prompts and an SNR grid"},
     {"embed", cmd_embed, "mean-pooled hidden-state embedding of a text"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"info", cmd_info, "describe a model file (architecture, shapes, types, vocabulary, template)"},
     {"convert", cmd_convert, "write a GGUF file from a llama2.c checkpoint (or random weights)"},
     {"serve", cmd_serve, "serve the LLM to devices over the network (verification server)"},
     {"bench", cmd_bench, "measure prompt/decode speed against the memory-bandwidth bound"},

@@ -11,6 +11,7 @@ void uhlm_prompts_free(uhlm_prompt_set *s) {
     for (int i = 0; i < s->n; i++) {
         free(s->items[i].id);
         free(s->items[i].text);
+        free(s->items[i].reference);
     }
     free(s->items);
     s->items = NULL;
@@ -29,8 +30,8 @@ typedef struct {
     int cap;
 } builder;
 
-static int add(builder *b, const char *id, const char *text, const char *name, const char *where,
-               uhlm_error *err) {
+static int add(builder *b, const char *id, const char *text, const char *reference,
+               int instruction, const char *name, const char *where, uhlm_error *err) {
     if (!text[0]) return uhlm_set_error(err, "%s: %s: empty prompt", name, where);
     if (b->s->n == b->cap) {
         int nc = b->cap ? b->cap * 2 : 64;
@@ -42,9 +43,12 @@ static int add(builder *b, const char *id, const char *text, const char *name, c
     uhlm_prompt *p = &b->s->items[b->s->n];
     p->id = dup_str(id);
     p->text = dup_str(text);
-    if (!p->id || !p->text) {
+    p->reference = reference ? dup_str(reference) : NULL;
+    p->instruction = instruction;
+    if (!p->id || !p->text || (reference && !p->reference)) {
         free(p->id);
         free(p->text);
+        free(p->reference);
         return uhlm_set_error(err, "%s: out of memory", name);
     }
     b->s->n++;
@@ -52,8 +56,8 @@ static int add(builder *b, const char *id, const char *text, const char *name, c
 }
 
 /* One object, either {"id","prompt"} or Alpaca. def_id names it when it has no id. */
-static int add_object(builder *b, const cJSON *o, const char *def_id, int allow_alpaca,
-                      const char *name, const char *where, uhlm_error *err) {
+static int add_object(builder *b, const cJSON *o, const char *def_id, const char *name,
+                      const char *where, uhlm_error *err) {
     if (!cJSON_IsObject(o)) return uhlm_set_error(err, "%s: %s: not a JSON object", name, where);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
@@ -71,19 +75,22 @@ static int add_object(builder *b, const cJSON *o, const char *def_id, int allow_
     if (pr) {
         if (!cJSON_IsString(pr))
             return uhlm_set_error(err, "%s: %s: \"prompt\" must be a string", name, where);
-        return add(b, ids, pr->valuestring, name, where, err);
+        return add(b, ids, pr->valuestring, NULL, 0, name, where, err);
     }
     const cJSON *ins = cJSON_GetObjectItemCaseSensitive(o, "instruction");
-    if (!allow_alpaca || !ins)
-        return uhlm_set_error(err,
-                              "%s: %s: no \"prompt\" field%s", name, where,
-                              allow_alpaca ? " (nor an Alpaca \"instruction\")" : "");
+    if (!ins)
+        return uhlm_set_error(err, "%s: %s: no \"prompt\" field (nor an Alpaca \"instruction\")",
+                              name, where);
     if (!cJSON_IsString(ins))
         return uhlm_set_error(err, "%s: %s: \"instruction\" must be a string", name, where);
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "input");
     if (in && !cJSON_IsString(in) && !cJSON_IsNull(in))
         return uhlm_set_error(err, "%s: %s: \"input\" must be a string", name, where);
     const char *inp = in && cJSON_IsString(in) ? in->valuestring : "";
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(o, "output");
+    if (ref && !cJSON_IsString(ref) && !cJSON_IsNull(ref))
+        return uhlm_set_error(err, "%s: %s: \"output\" must be a string", name, where);
+    const char *refs = ref && cJSON_IsString(ref) ? ref->valuestring : NULL;
     size_t n1 = strlen(ins->valuestring), n2 = strlen(inp);
     char *text = malloc(n1 + n2 + 3);
     if (!text) return uhlm_set_error(err, "%s: out of memory", name);
@@ -95,7 +102,7 @@ static int add_object(builder *b, const cJSON *o, const char *def_id, int allow_
     } else {
         text[n1] = '\0';
     }
-    int rc = add(b, ids, text, name, where, err);
+    int rc = add(b, ids, text, refs, 1, name, where, err);
     free(text);
     return rc;
 }
@@ -118,7 +125,7 @@ static int parse_jsonl(builder *b, const char *buf, size_t len, const char *name
         snprintf(def_id, sizeof def_id, "line-%d", line);
         cJSON *o = cJSON_ParseWithLength(buf + a, z - a);
         if (!o) return uhlm_set_error(err, "%s: line %d: invalid JSON", name, line);
-        int rc = add_object(b, o, def_id, 0, name, where, err);
+        int rc = add_object(b, o, def_id, name, where, err);
         cJSON_Delete(o);
         if (rc) return -1;
     }
@@ -138,7 +145,7 @@ static int parse_array(builder *b, const char *buf, size_t len, const char *name
         char where[64], def_id[32];
         snprintf(where, sizeof where, "element %d", i);
         snprintf(def_id, sizeof def_id, "item-%d", i);
-        if ((rc = add_object(b, it, def_id, 1, name, where, err)) != 0) break;
+        if ((rc = add_object(b, it, def_id, name, where, err)) != 0) break;
         i++;
     }
     cJSON_Delete(arr);
@@ -185,8 +192,8 @@ int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_promp
         rc = parse_array(&b, buf + i, len - i, name, err);
     else
         rc = uhlm_set_error(err,
-                            "%s: not a prompt file (expected JSONL objects {\"id\",\"prompt\"} or a "
-                            "JSON array, e.g. Alpaca records)",
+                            "%s: not a prompt file (expected JSONL or a JSON array of objects "
+                            "{\"id\",\"prompt\"} or Alpaca {\"instruction\",\"input\",\"output\"})",
                             name);
     if (rc == 0 && out->n == 0) rc = uhlm_set_error(err, "%s: no prompts", name);
     if (rc == 0) rc = check_dups(out, name, err);
@@ -217,7 +224,8 @@ int uhlm_prompts_split(const uhlm_prompt_set *in, double frac, int train, uhlm_p
     builder b = {out, 0};
     for (int i = 0; i < in->n; i++) {
         if (uhlm_prompt_is_train(in->items[i].id, frac) != (train != 0)) continue;
-        if (add(&b, in->items[i].id, in->items[i].text, "split", "copy", err) != 0) {
+        const uhlm_prompt *p = &in->items[i];
+        if (add(&b, p->id, p->text, p->reference, p->instruction, "split", "copy", err) != 0) {
             uhlm_prompts_free(out);
             return -1;
         }

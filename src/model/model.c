@@ -24,6 +24,22 @@ const char *uhlm_format_name(uhlm_format f) {
     return "?";
 }
 
+const char *uhlm_arch_name(uhlm_arch a) {
+    switch (a) {
+    case UHLM_ARCH_LLAMA: return "llama";
+    case UHLM_ARCH_QWEN2: return "qwen2";
+    }
+    return "?";
+}
+
+const char *uhlm_rope_type_name(uhlm_rope_type t) {
+    switch (t) {
+    case UHLM_ROPE_NORM: return "norm";
+    case UHLM_ROPE_NEOX: return "neox";
+    }
+    return "?";
+}
+
 int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *err) {
     int n = uhlm_tokenizer_vocab_size(tok);
     if (n != m->cfg.vocab_size) {
@@ -85,6 +101,9 @@ uint64_t uhlm_model_weight_bytes(const uhlm_model *m) {
         b += uhlm_tensor_nbytes(&L->wq) + uhlm_tensor_nbytes(&L->wk) + uhlm_tensor_nbytes(&L->wv) +
              uhlm_tensor_nbytes(&L->wo) + uhlm_tensor_nbytes(&L->w1) + uhlm_tensor_nbytes(&L->w2) +
              uhlm_tensor_nbytes(&L->w3) + 2u * (uint64_t)p->dim * 4u;
+        const uint64_t qd = (uint64_t)p->n_heads * (uint64_t)p->head_dim;
+        const uint64_t kvd = (uint64_t)p->n_kv_heads * (uint64_t)p->head_dim;
+        b += (L->bq ? qd * 4u : 0) + (L->bk ? kvd * 4u : 0) + (L->bv ? kvd * 4u : 0);
     }
     /* one embedding row is read per token; the classifier is read whole */
     b += uhlm_tensor_nbytes(&m->w.output) + (uint64_t)p->dim * 4u;
@@ -107,7 +126,7 @@ struct uhlm_ctx {
     uhlm_ctx_params p;
     uhlm_pool *pool;
     kv_seq *seqs;
-    int kv_dim;
+    int kv_dim, q_dim;
     /* scratch for one chunk of up to max_batch entries */
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *att, *rope;
     int *pending; /* per-seq length during validation */
@@ -161,13 +180,16 @@ uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *pp, uhlm_erro
     x->m = m;
     x->p = p;
     x->kv_dim = c->n_kv_heads * c->head_dim;
+    x->q_dim = c->n_heads * c->head_dim;
     size_t B = (size_t)p.max_batch;
+    /* xb holds normed inputs (dim wide) and attention outputs (q_dim wide) */
+    size_t xb_w = (size_t)(c->dim > x->q_dim ? c->dim : x->q_dim);
     x->seqs = calloc((size_t)p.n_seq, sizeof(kv_seq));
     x->pending = calloc((size_t)p.n_seq, sizeof(int));
     x->x = malloc(B * (size_t)c->dim * sizeof(float));
-    x->xb = malloc(B * (size_t)c->dim * sizeof(float));
+    x->xb = malloc(B * xb_w * sizeof(float));
     x->xb2 = malloc(B * (size_t)c->dim * sizeof(float));
-    x->q = malloc(B * (size_t)c->dim * sizeof(float));
+    x->q = malloc(B * (size_t)x->q_dim * sizeof(float));
     x->k = malloc(B * (size_t)x->kv_dim * sizeof(float));
     x->v = malloc(B * (size_t)x->kv_dim * sizeof(float));
     x->hb = malloc(B * (size_t)c->hidden_dim * sizeof(float));
@@ -183,12 +205,14 @@ uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *pp, uhlm_erro
         return NULL;
     }
     /* RoPE table: cos/sin pairs per position and frequency, computed as llama2.c does so the
-     * logits match its reference to float rounding */
+     * logits match its reference to float rounding. Linear scaling multiplies the position;
+     * by 1.0f when there is none, which is exact, so unscaled models keep the same table. */
     int hd = c->head_dim;
+    const float pscale = c->rope_freq_scale > 0 ? c->rope_freq_scale : 1.0f;
     for (int pos = 0; pos < p.n_ctx; pos++)
         for (int i = 0; i < hd; i += 2) {
             float freq = 1.0f / powf(c->rope_theta, (float)i / (float)hd);
-            float val = (float)pos * freq;
+            float val = (float)pos * pscale * freq;
             x->rope[(size_t)pos * hd + i] = cosf(val);
             x->rope[(size_t)pos * hd + i + 1] = sinf(val);
         }
@@ -276,6 +300,7 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) 
     for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
 }
 
+/* NORM: rotates adjacent pairs (2i, 2i+1) of each head by angle i. */
 static void rope(float *v, int n, const float *tab, int hd) {
     for (int i = 0; i < n; i += 2) {
         int j = i % hd;
@@ -284,6 +309,23 @@ static void rope(float *v, int n, const float *tab, int hd) {
         v[i] = a * fcr - b * fci;
         v[i + 1] = a * fci + b * fcr;
     }
+}
+
+/* NEOX: rotates (i, i + hd/2) of each head by angle i; same table, pair i at tab[2i]. */
+static void rope_neox(float *v, int n, const float *tab, int hd) {
+    const int half = hd / 2;
+    for (int h = 0; h < n; h += hd)
+        for (int i = 0; i < half; i++) {
+            float fcr = tab[2 * i], fci = tab[2 * i + 1];
+            float a = v[h + i], b = v[h + i + half];
+            v[h + i] = a * fcr - b * fci;
+            v[h + i + half] = a * fci + b * fcr;
+        }
+}
+
+static void add_bias(float *y, const float *b, int n, int width) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < width; j++) y[(size_t)i * width + j] += b[j];
 }
 
 /* Offset in a sequence's k or v of (layer, kv head, position): the cache layout, in one
@@ -309,7 +351,7 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
     attn_job *j = arg;
     uhlm_ctx *c = j->c;
     const uhlm_config *p = &c->m->cfg;
-    int hd = p->head_dim, nh = p->n_heads;
+    int hd = p->head_dim, nh = p->n_heads, qd = c->q_dim;
     int grp = p->n_heads / p->n_kv_heads;
     uhlm_attn_args a;
     a.stride = (size_t)hd;
@@ -320,12 +362,12 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
         const uhlm_batch_entry *e = &j->e[i];
         kv_seq *s = &c->seqs[e->seq];
         const size_t head_off = kv_at(c, j->layer, h / grp, 0);
-        a.q = c->q + (size_t)i * p->dim + (size_t)h * hd;
+        a.q = c->q + (size_t)i * qd + (size_t)h * hd;
         a.k = s->k + head_off;
         a.v = s->v + head_off;
         a.n_pos = e->pos + 1;
         a.att = c->att + ((size_t)i * nh + h) * (size_t)c->p.n_ctx;
-        a.out = c->xb + (size_t)i * p->dim + (size_t)h * hd;
+        a.out = c->xb + (size_t)i * qd + (size_t)h * hd;
         j->fn(&a);
     }
 }
@@ -357,7 +399,9 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
                           float *hidden) {
     const uhlm_model *m = c->m;
     const uhlm_config *p = &m->cfg;
-    int D = p->dim, H = p->hidden_dim, kvd = c->kv_dim, hd = p->head_dim;
+    int D = p->dim, H = p->hidden_dim, kvd = c->kv_dim, qd = c->q_dim, hd = p->head_dim;
+    void (*rope_fn)(float *, int, const float *, int) =
+        p->rope_type == UHLM_ROPE_NEOX ? rope_neox : rope;
     for (int i = 0; i < n; i++) uhlm_tensor_row(&m->w.tok_embd, e[i].token, c->x + (size_t)i * D);
     for (int l = 0; l < p->n_layers; l++) {
         const uhlm_layer *L = &m->w.layers[l];
@@ -366,10 +410,13 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
         const uhlm_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[3] = {c->q, c->k, c->v};
         uhlm_matmul_multi(c->p.simd, c->pool, qkv, qkv_out, 3, c->xb, n, c->mm_scratch);
+        if (L->bq) add_bias(c->q, L->bq, n, qd);
+        if (L->bk) add_bias(c->k, L->bk, n, kvd);
+        if (L->bv) add_bias(c->v, L->bv, n, kvd);
         for (int i = 0; i < n; i++) {
             const float *tab = c->rope + (size_t)e[i].pos * hd;
-            rope(c->q + (size_t)i * D, D, tab, hd);
-            rope(c->k + (size_t)i * kvd, kvd, tab, hd);
+            rope_fn(c->q + (size_t)i * qd, qd, tab, hd);
+            rope_fn(c->k + (size_t)i * kvd, kvd, tab, hd);
             kv_seq *s = &c->seqs[e[i].seq];
             for (int h = 0; h < p->n_kv_heads; h++) {
                 const size_t at = kv_at(c, l, h, e[i].pos);

@@ -1,10 +1,17 @@
-/* gguf_llama.c: the GGUF `llama` architecture <-> uhlm_model mapping (load and save).
+/* gguf_llama.c: GGUF `llama` and `qwen2` files <-> uhlm_model (load; save writes `llama`).
+ *
+ * Both architectures are the same transformer here; keys live under "<arch>." and what
+ * differs is data: qwen2 has q/k/v biases (blk.N.attn_{q,k,v}.bias, optional for either, as
+ * in llama.cpp) and NEOX RoPE (llama.cpp's llama_model_rope_type: llama = NORM, qwen2 = NEOX).
+ * Anything either family may carry that the forward pass does not compute (MoE, fused qkv,
+ * other biases, YaRN, sliding windows, partial rotary) is refused by name.
  *
  * Key and tensor names are llama.cpp's (llama-arch.cpp, convert_hf_to_gguf.py), so files we
  * write load in llama.cpp and files llama.cpp's converters write load here:
  *   token_embd.weight [dim, vocab], output_norm.weight [dim], output.weight [dim, vocab]
  *   (absent: tied to token_embd), blk.N.{attn_norm, ffn_norm}.weight [dim],
- *   blk.N.attn_{q,output}.weight [dim, dim], blk.N.attn_{k,v}.weight [dim, kv_dim],
+ *   blk.N.attn_q.weight [dim, q_dim], blk.N.attn_output.weight [q_dim, dim],
+ *   blk.N.attn_{k,v}.weight [dim, kv_dim] (q_dim = heads * head_dim, usually dim),
  *   blk.N.ffn_{gate,up}.weight [dim, hidden], blk.N.ffn_down.weight [hidden, dim].
  * GGUF lists ne[0] (the row length, i.e. the input dimension) first.
  *
@@ -117,6 +124,34 @@ static int load_norm(const uhlm_gguf *g, const char *name, int dim, const float 
         return uhlm_set_error(err, "%s: norm tensor '%s' has type %s, expected f32",
                               uhlm_gguf_path(g), name, uhlm_type_name(t->type));
     *out = t->data;
+    return 0;
+}
+
+/* An optional F32 vector: *out stays NULL when the file does not have it. */
+static int load_bias(const uhlm_gguf *g, const char *name, int n, const float **out,
+                     uhlm_error *err) {
+    *out = NULL;
+    if (!uhlm_gguf_find_tensor(g, name)) return 0;
+    return load_norm(g, name, n, out, err);
+}
+
+/* Tensors llama.cpp's graphs for these architectures would use but this engine does not:
+ * refusing them beats silently computing something else. */
+static int refuse_extra_tensors(const uhlm_gguf *g, int n_layers, uhlm_error *err) {
+    static const char *const per_layer[] = {"attn_qkv.weight", "attn_output.bias",
+                                            "ffn_gate.bias",   "ffn_up.bias",
+                                            "ffn_down.bias",   "ffn_gate_inp.weight",
+                                            "attn_q_norm.weight", "attn_k_norm.weight"};
+    char name[96];
+    if (uhlm_gguf_find_tensor(g, "output.bias"))
+        return uhlm_set_error(err, "%s: tensor 'output.bias' is not supported", uhlm_gguf_path(g));
+    for (int l = 0; l < n_layers; l++)
+        for (size_t i = 0; i < sizeof per_layer / sizeof *per_layer; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s", l, per_layer[i]);
+            if (uhlm_gguf_find_tensor(g, name))
+                return uhlm_set_error(err, "%s: tensor '%s' is not supported", uhlm_gguf_path(g),
+                                      name);
+        }
     return 0;
 }
 
@@ -336,62 +371,140 @@ uhlm_tokenizer *uhlm_tokenizer_load_gguf(const char *path, uhlm_error *err) {
     return t;
 }
 
+/* A GGUF string as a printable C string for messages (truncated, controls as '?'). */
+static void printable(uhlm_gguf_str v, char *buf, size_t cap) {
+    size_t n = v.len < cap - 1 ? (size_t)v.len : cap - 1;
+    memcpy(buf, v.s, n);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f) buf[i] = '?';
+}
+
+/* The per-architecture part of the hyperparameters: keys are "<arch>.<name>". */
+typedef struct {
+    const uhlm_gguf *g;
+    const char *arch;
+    char key[128];
+} akey;
+
+static const char *K(akey *a, const char *name) {
+    snprintf(a->key, sizeof a->key, "%s.%s", a->arch, name);
+    return a->key;
+}
+
+/* RoPE scaling as llama.cpp reads it: rope.scaling.type defaults to linear, the factor comes
+ * from rope.scaling.factor or the older rope.scale_linear; 0 or absent means none. Only linear
+ * scaling (and none) is implemented: YaRN, LongRoPE etc. are refused by name. */
+static int load_rope_scaling(akey *a, uhlm_config *p, uhlm_error *err) {
+    const uhlm_gguf *g = a->g;
+    const char *path = uhlm_gguf_path(g);
+    const uhlm_gguf_kv *ty = uhlm_gguf_find_kv(g, K(a, "rope.scaling.type"));
+    if (ty) {
+        if (ty->type != UHLM_GGUF_STRING)
+            return uhlm_set_error(err, "%s: %s is not a string", path, a->key);
+        if (!str_is(ty->v.str, "none") && !str_is(ty->v.str, "linear")) {
+            char buf[64];
+            printable(ty->v.str, buf, sizeof buf);
+            return uhlm_set_error(err,
+                                  "%s: RoPE scaling type '%s' (%s) is not supported (only none "
+                                  "and linear)",
+                                  path, buf, a->key);
+        }
+    }
+    double factor = 0.0;
+    const char *fk = K(a, "rope.scaling.factor");
+    if (!uhlm_gguf_find_kv(g, fk)) fk = K(a, "rope.scale_linear");
+    if (uhlm_gguf_find_kv(g, fk) && uhlm_gguf_get_float(g, fk, &factor, err) != 0) return -1;
+    if (!isfinite(factor) || factor < 0 || factor > 1e6)
+        return uhlm_set_error(err, "%s: %s = %g is out of range [0, 1e6]", path, fk, factor);
+    p->rope_freq_scale = factor == 0.0 ? 1.0f : (float)(1.0 / factor);
+    static const char *const unsupported[] = {"rope.scaling.attn_factor", "rope.freq_scale"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
+        if (uhlm_gguf_find_kv(g, K(a, unsupported[i])))
+            return uhlm_set_error(err, "%s: %s is not supported", path, a->key);
+    return 0;
+}
+
 static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
     const char *path = m->path;
     uhlm_gguf_str arch;
     if (uhlm_gguf_get_str(g, "general.architecture", &arch, err) != 0) return -1;
-    if (!str_is(arch, "llama")) {
+    uhlm_config *p = &m->cfg;
+    memset(p, 0, sizeof *p);
+    if (str_is(arch, "llama")) {
+        p->arch = UHLM_ARCH_LLAMA;
+        p->rope_type = UHLM_ROPE_NORM;
+    } else if (str_is(arch, "qwen2")) {
+        /* llama.cpp: LLM_ARCH_QWEN2 -> LLAMA_ROPE_TYPE_NEOX (llama_model_rope_type) */
+        p->arch = UHLM_ARCH_QWEN2;
+        p->rope_type = UHLM_ROPE_NEOX;
+    } else {
         char buf[64];
-        size_t n = arch.len < sizeof buf - 1 ? (size_t)arch.len : sizeof buf - 1;
-        memcpy(buf, arch.s, n);
-        buf[n] = '\0';
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f) buf[i] = '?';
-        return uhlm_set_error(err, "%s: architecture '%s' is not supported (only 'llama')", path,
-                              buf);
+        printable(arch, buf, sizeof buf);
+        return uhlm_set_error(err, "%s: architecture '%s' is not supported (supported: %s)", path,
+                              buf, UHLM_SUPPORTED_ARCHS);
     }
-    /* features of the llama family that this engine does not implement */
+    akey a = {g, uhlm_arch_name(p->arch), {0}};
+    /* features of these families that this engine does not implement */
     int64_t experts = 0;
-    if (uhlm_gguf_find_kv(g, "llama.expert_count") &&
-        uhlm_gguf_get_int(g, "llama.expert_count", &experts, err) != 0)
+    if (uhlm_gguf_find_kv(g, K(&a, "expert_count")) &&
+        uhlm_gguf_get_int(g, a.key, &experts, err) != 0)
         return -1;
     if (experts > 0)
         return uhlm_set_error(err, "%s: mixture-of-experts models (%lld experts) are not supported",
                               path, (long long)experts);
-    const uhlm_gguf_kv *scaling = uhlm_gguf_find_kv(g, "llama.rope.scaling.type");
-    if (scaling && !(scaling->type == UHLM_GGUF_STRING && str_is(scaling->v.str, "none")))
-        return uhlm_set_error(err, "%s: RoPE scaling (llama.rope.scaling.type) is not supported",
-                              path);
+    if (load_rope_scaling(&a, p, err) != 0) return -1;
     if (uhlm_gguf_find_tensor(g, "rope_freqs.weight"))
         return uhlm_set_error(err, "%s: per-dimension RoPE frequencies (rope_freqs.weight, Llama 3.1) "
                               "are not supported", path);
+    if (uhlm_gguf_find_kv(g, K(&a, "attention.sliding_window")))
+        return uhlm_set_error(err, "%s: sliding-window attention (%s) is not supported", path,
+                              a.key);
 
-    uhlm_config *p = &m->cfg;
-    memset(p, 0, sizeof *p);
-    if (get_dim(g, "llama.context_length", 1, 0, 1, 1 << 22, &p->seq_len, err) ||
-        get_dim(g, "llama.embedding_length", 1, 0, 1, 65536, &p->dim, err) ||
-        get_dim(g, "llama.block_count", 1, 0, 1, 1024, &p->n_layers, err) ||
-        get_dim(g, "llama.feed_forward_length", 1, 0, 1, 1 << 20, &p->hidden_dim, err) ||
-        get_dim(g, "llama.attention.head_count", 1, 0, 1, 1024, &p->n_heads, err) ||
-        get_dim(g, "llama.attention.head_count_kv", 0, p->n_heads, 1, p->n_heads, &p->n_kv_heads,
-                err))
+    if (get_dim(g, K(&a, "context_length"), 1, 0, 1, 1 << 22, &p->seq_len, err) ||
+        get_dim(g, K(&a, "embedding_length"), 1, 0, 1, 65536, &p->dim, err) ||
+        get_dim(g, K(&a, "block_count"), 1, 0, 1, 1024, &p->n_layers, err) ||
+        get_dim(g, K(&a, "feed_forward_length"), 1, 0, 1, 1 << 20, &p->hidden_dim, err) ||
+        get_dim(g, K(&a, "attention.head_count"), 1, 0, 1, 1024, &p->n_heads, err) ||
+        get_dim(g, K(&a, "attention.head_count_kv"), 0, p->n_heads, 1, p->n_heads,
+                &p->n_kv_heads, err))
         return -1;
-    if (p->dim % p->n_heads != 0 || p->n_heads % p->n_kv_heads != 0)
-        return uhlm_set_error(err, "%s: inconsistent heads: dim %d, heads %d, kv heads %d", path,
-                              p->dim, p->n_heads, p->n_kv_heads);
-    p->head_dim = p->dim / p->n_heads;
+    if (p->n_heads % p->n_kv_heads != 0)
+        return uhlm_set_error(err,
+                              "%s: %d heads are not a multiple of %d key/value heads (grouped-"
+                              "query attention needs whole groups)",
+                              path, p->n_heads, p->n_kv_heads);
+    /* head_dim = dim / heads unless attention.key_length says otherwise */
+    int def_hd = p->dim % p->n_heads == 0 ? p->dim / p->n_heads : 0;
+    const int has_kl = uhlm_gguf_find_kv(g, K(&a, "attention.key_length")) != NULL;
+    if (has_kl) {
+        if (get_dim(g, a.key, 1, 0, 1, 65536, &p->head_dim, err)) return -1;
+    } else if (def_hd == 0) {
+        return uhlm_set_error(err, "%s: dim %d is not a multiple of the %d heads", path, p->dim,
+                              p->n_heads);
+    } else {
+        p->head_dim = def_hd;
+    }
+    int vl = p->head_dim;
+    if (get_dim(g, K(&a, "attention.value_length"), 0, p->head_dim, 1, 65536, &vl, err)) return -1;
+    if (vl != p->head_dim)
+        return uhlm_set_error(err, "%s: value length %d differs from key length %d (not supported)",
+                              path, vl, p->head_dim);
     if (p->head_dim % 2 != 0)
         return uhlm_set_error(err, "%s: head dimension %d is odd (RoPE needs pairs)", path,
                               p->head_dim);
+    if ((int64_t)p->n_heads * p->head_dim > 65536)
+        return uhlm_set_error(err, "%s: %d heads of %d are too wide", path, p->n_heads,
+                              p->head_dim);
     int rot = p->head_dim;
-    if (get_dim(g, "llama.rope.dimension_count", 0, p->head_dim, 1, 1 << 20, &rot, err)) return -1;
+    if (get_dim(g, K(&a, "rope.dimension_count"), 0, p->head_dim, 1, 1 << 20, &rot, err)) return -1;
     if (rot != p->head_dim)
         return uhlm_set_error(err,
-                              "%s: llama.rope.dimension_count %d differs from the head dimension %d "
+                              "%s: %s %d differs from the head dimension %d "
                               "(partial rotary embeddings are not supported)",
-                              path, rot, p->head_dim);
-    if (get_pos_float(g, "llama.attention.layer_norm_rms_epsilon", 1e-5, 1.0, &p->norm_eps, err) ||
-        get_pos_float(g, "llama.rope.freq_base", 10000.0, 1e12, &p->rope_theta, err))
+                              path, a.key, rot, p->head_dim);
+    if (get_pos_float(g, K(&a, "attention.layer_norm_rms_epsilon"), 1e-5, 1.0, &p->norm_eps, err) ||
+        get_pos_float(g, K(&a, "rope.freq_base"), 10000.0, 1e12, &p->rope_theta, err))
         return -1;
 
     /* vocabulary: the embedded token list defines it; llama.vocab_size must agree if both exist */
@@ -399,21 +512,21 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
     if (toks && (toks->type != UHLM_GGUF_ARRAY || toks->arr_type != UHLM_GGUF_STRING))
         return uhlm_set_error(err, "%s: tokenizer.ggml.tokens is not an array of strings", path);
     int vs = 0;
-    int has_vs = uhlm_gguf_find_kv(g, "llama.vocab_size") != NULL;
-    if (has_vs && get_dim(g, "llama.vocab_size", 1, 0, 1, 1 << 22, &vs, err)) return -1;
+    int has_vs = uhlm_gguf_find_kv(g, K(&a, "vocab_size")) != NULL;
+    if (has_vs && get_dim(g, a.key, 1, 0, 1, 1 << 22, &vs, err)) return -1;
     if (toks) {
         if (toks->arr_n < 1 || toks->arr_n > (1u << 22))
             return uhlm_set_error(err, "%s: tokenizer.ggml.tokens has %llu entries (1 to %d allowed)",
                                   path, (unsigned long long)toks->arr_n, 1 << 22);
         if (has_vs && (uint64_t)vs != toks->arr_n)
             return uhlm_set_error(err,
-                                  "%s: llama.vocab_size %d disagrees with the %llu entries of "
+                                  "%s: %s.vocab_size %d disagrees with the %llu entries of "
                                   "tokenizer.ggml.tokens",
-                                  path, vs, (unsigned long long)toks->arr_n);
+                                  path, a.arch, vs, (unsigned long long)toks->arr_n);
         vs = (int)toks->arr_n;
     } else if (!has_vs) {
         return uhlm_set_error(err, "%s: no vocabulary: neither tokenizer.ggml.tokens nor "
-                              "llama.vocab_size is present", path);
+                              "%s.vocab_size is present", path, a.arch);
     }
     p->vocab_size = vs;
 
@@ -435,7 +548,8 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
     }
     w->layers = calloc((size_t)p->n_layers, sizeof *w->layers);
     if (!w->layers) return uhlm_set_error(err, "%s: out of memory", path);
-    int kv_dim = p->n_kv_heads * p->head_dim;
+    int kv_dim = p->n_kv_heads * p->head_dim, q_dim = p->n_heads * p->head_dim;
+    if (refuse_extra_tensors(g, p->n_layers, err) != 0) return -1;
     for (int l = 0; l < p->n_layers; l++) {
         uhlm_layer *L = &w->layers[l];
         char n[9][64];
@@ -444,16 +558,34 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
         for (int k = 0; k < 9; k++) snprintf(n[k], sizeof n[k], "blk.%d.%s.weight", l, suffix[k]);
         if (load_norm(g, n[0], p->dim, &L->attn_norm, err) ||
             load_norm(g, n[1], p->dim, &L->ffn_norm, err) ||
-            load_mat(g, n[2], p->dim, p->dim, &L->wq, err) ||
+            load_mat(g, n[2], q_dim, p->dim, &L->wq, err) ||
             load_mat(g, n[3], kv_dim, p->dim, &L->wk, err) ||
             load_mat(g, n[4], kv_dim, p->dim, &L->wv, err) ||
-            load_mat(g, n[5], p->dim, p->dim, &L->wo, err) ||
+            load_mat(g, n[5], p->dim, q_dim, &L->wo, err) ||
             load_mat(g, n[6], p->hidden_dim, p->dim, &L->w1, err) ||
             load_mat(g, n[7], p->dim, p->hidden_dim, &L->w2, err) ||
             load_mat(g, n[8], p->hidden_dim, p->dim, &L->w3, err))
             return -1;
+        /* q/k/v biases: qwen2 has them; llama.cpp accepts them (optional) for llama too */
+        char b[64];
+        snprintf(b, sizeof b, "blk.%d.attn_q.bias", l);
+        if (load_bias(g, b, q_dim, &L->bq, err)) return -1;
+        snprintf(b, sizeof b, "blk.%d.attn_k.bias", l);
+        if (load_bias(g, b, kv_dim, &L->bk, err)) return -1;
+        snprintf(b, sizeof b, "blk.%d.attn_v.bias", l);
+        if (load_bias(g, b, kv_dim, &L->bv, err)) return -1;
     }
     m->wtype = w->layers[0].wq.type;
+
+    m->chat_template = NULL;
+    m->chat_template_len = 0;
+    const uhlm_gguf_kv *ct = uhlm_gguf_find_kv(g, "tokenizer.chat_template");
+    if (ct) {
+        if (ct->type != UHLM_GGUF_STRING)
+            return uhlm_set_error(err, "%s: tokenizer.chat_template is not a string", path);
+        m->chat_template = ct->v.str.s;
+        m->chat_template_len = (size_t)ct->v.str.len;
+    }
 
     m->synthetic = 0;
     const uhlm_gguf_kv *syn = uhlm_gguf_find_kv(g, KEY_SYNTHETIC);
@@ -651,6 +783,11 @@ int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, 
     if (!m->tok)
         return uhlm_set_error(err, "%s: a tokenizer is required: GGUF embeds the vocabulary", path);
     const uhlm_config *p = &m->cfg;
+    if (p->arch != UHLM_ARCH_LLAMA || p->rope_type != UHLM_ROPE_NORM ||
+        (p->n_layers > 0 && (m->w.layers[0].bq || m->w.layers[0].bk || m->w.layers[0].bv)) ||
+        p->head_dim * p->n_heads != p->dim)
+        return uhlm_set_error(err, "%s: only plain llama models can be written (this one is %s)",
+                              path, uhlm_arch_name(p->arch));
     if (uhlm_tokenizer_vocab_size(m->tok) != p->vocab_size)
         return uhlm_set_error(err, "%s: the tokenizer has %d tokens but the model's vocabulary is %d",
                               path, uhlm_tokenizer_vocab_size(m->tok), p->vocab_size);
@@ -688,6 +825,10 @@ int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, 
     uhlm_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)p->n_kv_heads);
     uhlm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", p->norm_eps);
     uhlm_gguf_set_f32(w, "llama.rope.freq_base", p->rope_theta);
+    if (p->rope_freq_scale > 0 && p->rope_freq_scale != 1.0f) {
+        uhlm_gguf_set_str(w, "llama.rope.scaling.type", "linear");
+        uhlm_gguf_set_f32(w, "llama.rope.scaling.factor", 1.0f / p->rope_freq_scale);
+    }
     if (put_vocab(w, m->tok, &s.buf, path, err) != 0) goto done;
 
     const uhlm_weights *W = &m->w;

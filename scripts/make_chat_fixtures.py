@@ -1,0 +1,110 @@
+#!/work/oracle/venv/bin/python
+"""make_chat_fixtures.py: chat prompts rendered by llama.cpp itself, for tests/test_chat.c.
+
+Run with the oracle venv (python 3.11, llama-cpp-python==0.3.36):
+
+    /work/oracle/venv/bin/python scripts/make_chat_fixtures.py
+
+Writes tests/fixtures/chat_templates.json: a list of cases
+    {"template": STR, "messages": [[ROLE, CONTENT], ...], "add_assistant": BOOL,
+     "expected": STR or null}
+where "expected" is what llama.cpp's llama_chat_apply_template (llm_chat_detect_template +
+llm_chat_apply_template, src/llama-chat.cpp) returns, null when llama.cpp does not recognise
+the template. Templates: llama.cpp's own names for the kinds uhlm renders, the templates of
+SmolLM2-135M-Instruct and Qwen2 (ChatML with a Jinja default system message, which llama.cpp's
+renderer does not inject), Llama 2 variants and Llama 3 and Zephyr templates taken from
+llama.cpp's tests/test-chat-template.cpp, and a few templates of other kinds (Phi-4, Gemma,
+Mistral v7) that must not be mistaken for ours. Deterministic; no model is loaded.
+"""
+import ctypes
+import json
+import os
+
+import llama_cpp as L
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "tests", "fixtures", "chat_templates.json")
+
+SMOLLM2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+           "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+           "Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + "
+           "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+           "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+QWEN2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+         "{{ '<|im_start|>system\\nYou are a helpful assistant<|im_end|>\\n' }}{% endif %}"
+         "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+LLAMA2_MISTRAL = ("{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != "
+                  "(loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate "
+                  "user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}"
+                  "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == "
+                  "'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only "
+                  "user and assistant roles are supported!') }}{% endif %}{% endfor %}")
+LLAMA2_SYS_BOS = ("{%- for idx in range(0, messages|length) -%}\n{%- if messages[idx]['role'] == 'user' "
+                  "-%}\n{%- if idx > 1 -%}\n{{- bos_token + '[INST] ' + messages[idx]['content'] + ' "
+                  "[/INST]' -}}\n{%- else -%}\n{{- messages[idx]['content'] + ' [/INST]' -}}\n{%- endif "
+                  "-%}\n{% elif messages[idx]['role'] == 'system' %}\n{{- '[INST] <<SYS>>\\n' + "
+                  "messages[idx]['content'] + '\\n<</SYS>>\\n\\n' -}}\n{%- elif messages[idx]['role'] == "
+                  "'assistant' -%}\n{{- ' '  + messages[idx]['content'] + ' ' + eos_token -}}\n{% endif "
+                  "%}\n{% endfor %}")
+LLAMA2_SYS = "{% if messages[0]['role'] == 'system' %}<<SYS>>{% endif %}[INST] {{ content }} [/INST]"
+LLAMA2_STRIP = "[INST] {{ content.strip() }} [/INST] <<SYS>>"
+LLAMA3 = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+          "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim"
+          " + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+          "{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}")
+ZEPHYR = ("{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + "
+          "message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n'"
+          " + message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ "
+          "'<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and "
+          "add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}<|endoftext|>")
+# HuggingFaceH4/zephyr's own template has <|assistant|> and <|user|>, which llama.cpp's detector
+# tests before Zephyr's markers: it renders it as glmedge. The minimal one reaches zephyr.
+ZEPHYR_MIN = "{% for m in messages %}<|user|>\n{{ m['content'] }}<|endoftext|>\n{% endfor %}"
+PHI4 = "{% for m in messages %}<|im_start|>{{ m['role'] }}<|im_sep|>{{ m['content'] }}<|im_end|>{% endfor %}"
+GEMMA = "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+MISTRAL_V7 = "{{ bos_token }}[SYSTEM_PROMPT]{{ system }}[/SYSTEM_PROMPT][INST]{{ user }}[/INST]"
+UNKNOWN = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+
+TEMPLATES = ["chatml", "llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip", "llama3",
+             "zephyr", SMOLLM2, QWEN2, LLAMA2_MISTRAL, LLAMA2_SYS_BOS, LLAMA2_SYS, LLAMA2_STRIP,
+             LLAMA3, ZEPHYR, ZEPHYR_MIN, PHI4, GEMMA, MISTRAL_V7, UNKNOWN]
+
+CONVERSATIONS = [
+    [["user", "Give three tips for staying healthy."]],
+    [["system", "You are a helpful assistant"], ["user", "Hello"]],
+    # llama.cpp's test conversation: padded content shows which kinds trim
+    [["system", "You are a helpful assistant"], ["user", "Hello"], ["assistant", "Hi there"],
+     ["user", "Who are you"], ["assistant", "   I am an assistant   "],
+     ["user", "Another question"]],
+    [["system", " \tpadded system\n"], ["user", "\n multi\nline user turn \n\n"]],
+]
+
+
+def apply(tmpl, conv, add_ass):
+    msgs = (L.llama_chat_message * len(conv))(
+        *[L.llama_chat_message(r.encode(), c.encode()) for r, c in conv])
+    cap = 4096
+    buf = ctypes.create_string_buffer(cap)
+    n = L.llama_chat_apply_template(tmpl.encode(), msgs, len(conv), add_ass, buf, cap)
+    if n < 0:
+        return None
+    assert n < cap
+    return buf.raw[:n].decode()
+
+
+def main():
+    cases = []
+    for t in TEMPLATES:
+        for conv in CONVERSATIONS:
+            for add_ass in (True, False):
+                cases.append({"template": t, "messages": conv, "add_assistant": add_ass,
+                              "expected": apply(t, conv, add_ass)})
+    with open(OUT, "w") as f:
+        json.dump(cases, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(f"wrote {len(cases)} cases to {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+/* test_arch.c: architectures and hyperparameters of GGUF models beyond TinyStories' llama.
+ *
+ * - tests/fixtures/qwen2-tiny.gguf (scripts/make_qwen2_fixture.py: qwen2, GQA 4/2, q/k/v
+ *   biases, NEOX RoPE with linear scaling x2, tied classifier, chat template) gives the logits
+ *   of a numpy reference forward pass and of llama.cpp itself, batched and token by token;
+ * - its metadata maps to the config (arch, rope type, scaling, heads, biases, template);
+ * - variants written from it are refused with messages naming the key or tensor: another
+ *   architecture, YaRN scaling, rope.dimension_count != head_dim, unsupported tensors; and a
+ *   key_length that differs from dim / heads is honoured (shapes follow it);
+ * - SmolLM2-135M-Instruct (when present, see scripts/setup.sh) loads as llama with a tied
+ *   Q8_0 classifier, 9/3 heads and a ChatML template. */
+#include "check.h"
+#include "uhlm/chat.h"
+#include "uhlm/gguf.h"
+#include "uhlm/model.h"
+
+#define FIXTURE "tests/fixtures/qwen2-tiny.gguf"
+
+static const char *source_path(const char *rel) {
+    static char buf[4][1024];
+    static int slot;
+    char *out = buf[slot++ & 3];
+    const char *src = getenv("UHLM_SOURCE_DIR");
+    const char *cands[3] = {src, ".", ".."};
+    for (int i = 0; i < 3; i++) {
+        if (!cands[i]) continue;
+        snprintf(out, 1024, "%s/%s", cands[i], rel);
+        if (access(out, R_OK) == 0) return out;
+    }
+    fprintf(stderr, "%s not found (set UHLM_SOURCE_DIR)\n", rel);
+    exit(2);
+}
+
+/* "# ..." lines, "# tokens: a b c", then one row of V floats per token */
+static float *read_logits(const char *rel, int V, int *toks, int *n_tok) {
+    FILE *f = fopen(source_path(rel), "r");
+    if (!f) return NULL;
+    char line[256];
+    *n_tok = 0;
+    float *out = NULL;
+    long pos = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] != '#') break;
+        if (!strncmp(line, "# tokens:", 9)) {
+            char *p = line + 9, *e;
+            for (long v; (v = strtol(p, &e, 10)), e != p; p = e) toks[(*n_tok)++] = (int)v;
+        }
+        pos = ftell(f);
+    }
+    fseek(f, pos, SEEK_SET);
+    out = malloc(sizeof(float) * (size_t)V * (size_t)*n_tok);
+    for (int i = 0; out && i < V * *n_tok; i++)
+        if (fscanf(f, "%f", &out[i]) != 1) {
+            free(out);
+            out = NULL;
+        }
+    fclose(f);
+    return out;
+}
+
+static float max_diff(const float *a, const float *b, size_t n) {
+    float d = 0;
+    for (size_t i = 0; i < n; i++) d = fmaxf(d, fabsf(a[i] - b[i]));
+    return d;
+}
+
+static void check_qwen2(void) {
+    uhlm_error err = {{0}};
+    uhlm_model *m = uhlm_model_load(source_path(FIXTURE), NULL, &err);
+    CHECKF(m != NULL, "%s", err.msg);
+    if (!m) return;
+    const uhlm_config *p = &m->cfg;
+    CHECK(p->arch == UHLM_ARCH_QWEN2 && p->rope_type == UHLM_ROPE_NEOX);
+    CHECK(p->dim == 64 && p->n_layers == 2 && p->n_heads == 4 && p->n_kv_heads == 2 &&
+          p->head_dim == 16 && p->hidden_dim == 96 && p->vocab_size == 512 && p->seq_len == 64);
+    CHECK(p->rope_freq_scale == 0.5f && p->rope_theta == 10000.0f && p->norm_eps == 1e-6f);
+    CHECK(p->shared_classifier && m->w.output.data == m->w.tok_embd.data);
+    CHECK(m->w.layers[0].bq && m->w.layers[1].bk && m->w.layers[1].bv);
+    CHECK(uhlm_chat_model_template(m).kind == UHLM_CHAT_CHATML);
+
+    int V = p->vocab_size, toks[64], nt = 0, nt2 = 0, toks2[64];
+    float *ref = read_logits("tests/fixtures/qwen2-tiny-logits.txt", V, toks, &nt);
+    float *lcpp = read_logits("tests/fixtures/qwen2-tiny-llamacpp.txt", V, toks2, &nt2);
+    CHECK(ref && lcpp && nt >= 8 && nt == nt2 && !memcmp(toks, toks2, sizeof(int) * (size_t)nt));
+    float *got = malloc(sizeof(float) * (size_t)V * (size_t)nt);
+    float *step = malloc(sizeof(float) * (size_t)V * (size_t)nt);
+    uhlm_ctx_params cp = uhlm_ctx_default_params();
+    cp.n_threads = 2;
+    uhlm_ctx *c = uhlm_ctx_new(m, &cp, &err);
+    CHECKF(c != NULL, "%s", err.msg);
+    if (ref && lcpp && got && step && c) {
+        uhlm_batch_entry b[64];
+        for (int i = 0; i < nt; i++) b[i] = (uhlm_batch_entry){0, i, toks[i], 1};
+        CHECK(uhlm_decode(c, b, nt, got, NULL, &err) == 0);
+        CHECK(uhlm_seq_truncate(c, 0, 0, &err) == 0);
+        for (int i = 0; i < nt; i++)
+            CHECK(uhlm_decode(c, &b[i], 1, step + (size_t)i * V, NULL, &err) == 0);
+        size_t n = (size_t)V * (size_t)nt;
+        float d_ref = max_diff(got, ref, n), d_lc = max_diff(got, lcpp, n),
+              d_step = max_diff(got, step, n);
+        printf("qwen2-tiny: max |logit diff| vs numpy %.3g, vs llama.cpp %.3g, batched vs "
+               "stepwise %.3g\n",
+               d_ref, d_lc, d_step);
+        CHECK(d_ref < 1e-4f && d_lc < 1e-4f && d_step < 1e-5f);
+    }
+    uhlm_ctx_free(c);
+    free(got);
+    free(step);
+    free(ref);
+    free(lcpp);
+    uhlm_model_free(m);
+}
+
+/* ---- variants of the fixture: copy its keys and tensors with changes ---- */
+
+typedef struct {
+    const char *drop_key;     /* key left out */
+    const char *set_key;      /* key added or replaced ... */
+    const char *set_str;      /* ... with this string */
+    int64_t set_int;          /* ... or this u32 when set_str is NULL */
+    const char *extra_tensor; /* a copy of blk.0.ffn_norm.weight under this name */
+} variant;
+
+static int copy_kv(uhlm_gguf_writer *w, const uhlm_gguf_kv *kv, const char *key) {
+    switch (kv->type) {
+    case UHLM_GGUF_UINT32: return uhlm_gguf_set_u32(w, key, (uint32_t)kv->v.u);
+    case UHLM_GGUF_INT32: return uhlm_gguf_set_i32(w, key, (int32_t)kv->v.i);
+    case UHLM_GGUF_FLOAT32: return uhlm_gguf_set_f32(w, key, (float)kv->v.f);
+    case UHLM_GGUF_BOOL: return uhlm_gguf_set_bool(w, key, (int)kv->v.u);
+    case UHLM_GGUF_STRING: {
+        char *s = malloc(kv->v.str.len + 1);
+        if (!s) return -1;
+        memcpy(s, kv->v.str.s, kv->v.str.len);
+        s[kv->v.str.len] = '\0';
+        int rc = uhlm_gguf_set_str(w, key, s);
+        free(s);
+        return rc;
+    }
+    case UHLM_GGUF_ARRAY: {
+        uint64_t n = kv->arr_n;
+        if (kv->arr_type == UHLM_GGUF_STRING) {
+            const char **v = malloc(sizeof *v * n);
+            size_t *l = malloc(sizeof *l * n);
+            if (!v || !l) return -1;
+            for (uint64_t i = 0; i < n; i++) {
+                v[i] = kv->strs[i].s;
+                l[i] = (size_t)kv->strs[i].len;
+            }
+            int rc = uhlm_gguf_set_arr_str(w, key, v, l, n);
+            free(v);
+            free(l);
+            return rc;
+        }
+        void *tmp = malloc(4 * n);
+        if (!tmp) return -1;
+        memcpy(tmp, kv->data, 4 * n);
+        int rc = kv->arr_type == UHLM_GGUF_FLOAT32 ? uhlm_gguf_set_arr_f32(w, key, tmp, n)
+                                                   : uhlm_gguf_set_arr_i32(w, key, tmp, n);
+        free(tmp);
+        return rc;
+    }
+    default: return -1;
+    }
+}
+
+static int write_variant(const char *out, const variant *v) {
+    uhlm_error err = {{0}};
+    uhlm_gguf *g = uhlm_gguf_open(source_path(FIXTURE), &err);
+    if (!g) return -1;
+    uhlm_gguf_writer *w = uhlm_gguf_writer_new(&err);
+    int rc = w ? 0 : -1;
+    char key[256];
+    for (uint64_t i = 0; rc == 0 && i < uhlm_gguf_n_kv(g); i++) {
+        const uhlm_gguf_kv *kv = uhlm_gguf_kv_at(g, i);
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.s);
+        if ((v->drop_key && !strcmp(key, v->drop_key)) || (v->set_key && !strcmp(key, v->set_key)))
+            continue;
+        rc = copy_kv(w, kv, key);
+    }
+    if (rc == 0 && v->set_key)
+        rc = v->set_str ? uhlm_gguf_set_str(w, v->set_key, v->set_str)
+                        : uhlm_gguf_set_u32(w, v->set_key, (uint32_t)v->set_int);
+    for (uint64_t i = 0; rc == 0 && i < uhlm_gguf_n_tensors(g); i++) {
+        const uhlm_gguf_tensor *t = uhlm_gguf_tensor_at(g, i);
+        snprintf(key, sizeof key, "%.*s", (int)t->name.len, t->name.s);
+        rc = uhlm_gguf_add_tensor(w, key, t->type, t->n_dims, t->ne, t->data, t->nbytes);
+        if (rc == 0 && v->extra_tensor && !strcmp(key, "blk.0.ffn_norm.weight"))
+            rc = uhlm_gguf_add_tensor(w, v->extra_tensor, t->type, t->n_dims, t->ne, t->data,
+                                      t->nbytes);
+    }
+    if (rc == 0) rc = uhlm_gguf_write(w, out, &err);
+    if (rc) fprintf(stderr, "write_variant: %s\n", err.msg);
+    uhlm_gguf_writer_free(w);
+    uhlm_gguf_close(g);
+    return rc;
+}
+
+static void expect_refusal(const variant *v, const char *want) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/uhlm-test-arch-%d.gguf", uhlm_test_tmpdir(), (int)getpid());
+    CHECK(write_variant(path, v) == 0);
+    uhlm_error err = {{0}};
+    uhlm_model *m = uhlm_model_load(path, NULL, &err);
+    CHECKF(!m && strstr(err.msg, want), "want '%s', got '%s'", want, m ? "(loaded)" : err.msg);
+    uhlm_model_free(m);
+    remove(path);
+}
+
+static void check_refusals(void) {
+    expect_refusal(&(variant){.set_key = "general.architecture", .set_str = "gpt2"},
+                   "architecture 'gpt2' is not supported (supported: llama, qwen2)");
+    expect_refusal(&(variant){.set_key = "qwen2.rope.scaling.type", .set_str = "yarn"},
+                   "RoPE scaling type 'yarn'");
+    expect_refusal(&(variant){.set_key = "qwen2.rope.dimension_count", .set_int = 8},
+                   "qwen2.rope.dimension_count 8 differs from the head dimension 16");
+    expect_refusal(&(variant){.extra_tensor = "blk.0.attn_output.bias"},
+                   "tensor 'blk.0.attn_output.bias' is not supported");
+    expect_refusal(&(variant){.set_key = "qwen2.attention.head_count_kv", .set_int = 3},
+                   "4 heads are not a multiple of 3 key/value heads");
+    /* key_length 8 instead of 64/4: the q/k/v shapes no longer match, and the message says
+     * which tensor and what shape the key length implies */
+    expect_refusal(&(variant){.set_key = "qwen2.attention.key_length", .set_int = 8},
+                   "tensor 'blk.0.attn_q.weight' has shape [64, 64], expected [64, 32]");
+    /* the tied classifier is optional in both directions: no scaling key means none */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/uhlm-test-arch-ok-%d.gguf", uhlm_test_tmpdir(), (int)getpid());
+    CHECK(write_variant(path, &(variant){.drop_key = "qwen2.rope.scaling.factor"}) == 0);
+    uhlm_error err = {{0}};
+    uhlm_model *m = uhlm_model_load(path, NULL, &err);
+    CHECKF(m && m->cfg.rope_freq_scale == 1.0f, "%s", m ? "wrong scale" : err.msg);
+    uhlm_model_free(m);
+    remove(path);
+}
+
+static void check_smollm2(void) {
+    const char *env = getenv("UHLM_MODELS");
+    const char *dirs[] = {env, "models", "../models", "../shared/models"};
+    char path[1024] = "";
+    for (int i = 0; i < 4; i++) {
+        if (!dirs[i]) continue;
+        snprintf(path, sizeof path, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", dirs[i]);
+        if (access(path, R_OK) == 0) break;
+        path[0] = '\0';
+    }
+    if (!path[0]) {
+        printf("SKIP: SmolLM2-135M-Instruct.Q4_1.gguf not found (scripts/setup.sh fetches it)\n");
+        return;
+    }
+    uhlm_error err = {{0}};
+    uhlm_model *m = uhlm_model_load(path, NULL, &err);
+    CHECKF(m != NULL, "%s", err.msg);
+    if (!m) return;
+    const uhlm_config *p = &m->cfg;
+    CHECK(p->arch == UHLM_ARCH_LLAMA && p->rope_type == UHLM_ROPE_NORM && p->n_layers == 30 &&
+          p->dim == 576 && p->n_heads == 9 && p->n_kv_heads == 3 && p->head_dim == 64 &&
+          p->vocab_size == 49152 && p->rope_theta == 100000.0f);
+    CHECK(p->shared_classifier && m->w.output.type == UHLM_TYPE_Q8_0);
+    CHECK(uhlm_chat_model_template(m).kind == UHLM_CHAT_CHATML);
+    uhlm_model_free(m);
+}
+
+int main(void) {
+    check_qwen2();
+    check_refusals();
+    check_smollm2();
+    return check_report();
+}
