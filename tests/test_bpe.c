@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "uhlm/gguf.h"
+#include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
 
 static const char *find_file(const char *dir_rel, const char *name) {
@@ -226,6 +227,12 @@ static void check_vocab(const char *name, const char *file, const char *fixture,
     }
     uhlm_error err;
     uhlm_tokenizer *t = uhlm_tokenizer_load_gguf(path, &err);
+    if (!t && strstr(err.msg, "unsupported tensor type")) {
+        /* the GGUF reader validates every tensor; a build without that block type cannot
+         * open the file at all (the vocabulary itself is not the problem) */
+        printf("SKIP: %s: %s\n", name, err.msg);
+        return;
+    }
     CHECKF(t != NULL, "%s: %s", path, err.msg);
     if (!t) return;
     CHECK(uhlm_tokenizer_kind(t) == UHLM_VOCAB_BPE);
@@ -385,7 +392,80 @@ static void check_bad_gguf(void) {
     unlink(path);
 }
 
+/* uhlm convert's writer keeps a BPE vocabulary: a 512-token one on stories260K's weights. */
+static void check_save_roundtrip(void) {
+    const char *mp = find_file(NULL, "stories260K.bin");
+    if (!mp) {
+        printf("SKIP: round trip: stories260K.bin not found\n");
+        return;
+    }
+    enum { NV = 512 };
+    static char store[NV][8];
+    const char *toks[NV], *merges[NV];
+    size_t lens[NV], mlens[NV];
+    int32_t types[NV];
+    static char mstore[NV][20];
+    int nm = 0;
+    for (int i = 0; i < 256; i++) { /* the 256 characters of the byte alphabet */
+        unsigned c = (i >= 0x21 && i <= 0x7E) || (i >= 0xA1 && i <= 0xAC) || (i >= 0xAE) ? (unsigned)i : 0;
+        static unsigned next = 256;
+        if (!c) c = next++;
+        lens[i] = c < 0x80 ? 1 : 2;
+        if (c < 0x80) store[i][0] = (char)c;
+        else store[i][0] = (char)(0xC0 | (c >> 6)), store[i][1] = (char)(0x80 | (c & 0x3F));
+        toks[i] = store[i];
+        types[i] = UHLM_TOKTYPE_NORMAL;
+    }
+    for (int i = 256; i < NV - 1; i++) { /* "xy" pairs of letters, each with its merge */
+        int a = 'a' + (i - 256) / 26 % 26, b = 'a' + (i - 256) % 26;
+        store[i][0] = (char)a, store[i][1] = (char)b;
+        toks[i] = store[i];
+        lens[i] = 2;
+        types[i] = UHLM_TOKTYPE_NORMAL;
+        mlens[nm] = (size_t)snprintf(mstore[nm], sizeof mstore[nm], "%c %c", a, b);
+        merges[nm] = mstore[nm];
+        nm++;
+    }
+    toks[NV - 1] = "<|im_end|>";
+    lens[NV - 1] = 10;
+    types[NV - 1] = UHLM_TOKTYPE_CONTROL;
+    uhlm_bpe_vocab v = {NV, toks, lens, types, nm, merges, mlens, "qwen2", -1, NV - 1, -1, -1, 0, 0};
+    uhlm_error err;
+    uhlm_tokenizer *t = uhlm_tokenizer_from_bpe(&v, "roundtrip", &err);
+    CHECKF(t != NULL, "%s", err.msg);
+    uhlm_model *m = t ? uhlm_model_load(mp, NULL, &err) : NULL;
+    CHECKF(!t || m, "%s", err.msg);
+    if (!m) {
+        uhlm_tokenizer_free(t);
+        return;
+    }
+    uint64_t fp = uhlm_tokenizer_fingerprint(t);
+    int a[32], b[32];
+    const char *text = "hello world<|im_end|> 42";
+    int na = uhlm_tokenize_special(t, text, strlen(text), 0, 0, 1, a, 32, &err);
+    CHECK(uhlm_model_attach_tokenizer(m, t, &err) == 0);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/uhlm_test_bpe_rt_%d.gguf", uhlm_test_tmpdir(), (int)getpid());
+    CHECKF(uhlm_gguf_save_llama(m, UHLM_TYPE_F32, path, &err) == 0, "%s", err.msg);
+    uhlm_model_free(m);
+    uhlm_tokenizer *t2 = uhlm_tokenizer_load_gguf(path, &err);
+    CHECKF(t2 != NULL, "%s", err.msg);
+    if (t2) {
+        CHECK(uhlm_tokenizer_fingerprint(t2) == fp);
+        CHECK(strcmp(uhlm_tokenizer_pre(t2), "qwen2") == 0 && uhlm_tokenizer_n_merges(t2) == nm);
+        CHECK(uhlm_tokenizer_eos(t2) == NV - 1 && uhlm_tokenizer_add_bos(t2) == 0);
+        int nb = uhlm_tokenize_special(t2, text, strlen(text), 0, 0, 1, b, 32, &err);
+        CHECK(na > 0 && same(a, na, b, nb));
+    }
+    uhlm_tokenizer_free(t2);
+    uhlm_model *m2 = uhlm_model_load(path, NULL, &err);
+    CHECKF(m2 && m2->tok && uhlm_tokenizer_kind(m2->tok) == UHLM_VOCAB_BPE, "%s", err.msg);
+    uhlm_model_free(m2);
+    unlink(path);
+}
+
 int main(void) {
+    check_save_roundtrip();
     check_mini();
     check_bad_gguf();
     check_vocab("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "bpe_smollm2.txt", "smollm");

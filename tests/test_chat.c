@@ -5,12 +5,14 @@
  * scripts/make_chat_fixtures.py). Every case whose template llama.cpp renders must be detected
  * as a kind that uhlm renders identically, or as a kind uhlm names and refuses; a template
  * llama.cpp does not recognise must be "unknown". The kinds of the named templates and of
- * SmolLM2's and Qwen2's Jinja templates are checked by name, and the special-token
- * tokenization of a rendered ChatML prompt is checked on a small vocabulary. */
+ * SmolLM2's and Qwen2's Jinja templates are checked by name. uhlm_chat_tokenize gives
+ * llama.cpp's ids for prompts in the templates of the Qwen2 vocabulary and of SmolLM2
+ * (tests/fixtures/chat_tokens.json; skipped when scripts/setup.sh has not fetched them). */
 #include <cjson/cJSON.h>
 
 #include "check.h"
 #include "uhlm/chat.h"
+#include "uhlm/gguf.h"
 #include "uhlm/tokenizer.h"
 
 static char *slurp(const char *rel) {
@@ -113,45 +115,72 @@ static void check_detection(void) {
     free(e);
 }
 
-/* Special tokens of a rendered prompt become single ids; the text around them is encoded as
- * plain text. The vocabulary: bytes, a few words and ChatML's two markers as control tokens. */
-static void check_special_tokenize(void) {
-    const char *pieces[] = {"<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "\xe2\x96\x81",
-                            "u",     "s",   "e",    "r",            "\n",         "h",
-                            "i",     "us",  "er",   "user",         "\xe2\x96\x81user"};
-    int n = (int)(sizeof pieces / sizeof *pieces);
-    size_t lens[32];
-    float scores[32];
-    int32_t types[32];
-    for (int i = 0; i < n; i++) {
-        lens[i] = strlen(pieces[i]);
-        scores[i] = (float)-i;
-        types[i] = i == 0 ? UHLM_TOKTYPE_UNKNOWN : i <= 4 ? UHLM_TOKTYPE_CONTROL : UHLM_TOKTYPE_NORMAL;
+/* models/ (scripts/setup.sh) or $UHLM_MODELS: NULL when the file is not there */
+static const char *find_model(const char *name, char *buf, size_t cap) {
+    const char *src = getenv("UHLM_SOURCE_DIR");
+    const char *dirs[] = {getenv("UHLM_MODELS"), "models", "../models", src};
+    for (int i = 0; i < 4; i++) {
+        if (!dirs[i]) continue;
+        snprintf(buf, cap, i == 3 ? "%s/models/%s" : "%s/%s", dirs[i], name);
+        if (access(buf, R_OK) == 0) return buf;
     }
-    uhlm_error err = {{0}};
-    uhlm_tokenizer *t = uhlm_tokenizer_from_arrays(n, pieces, lens, scores, types, 1, "test", &err);
-    CHECKF(t != NULL, "%s", err.msg);
-    if (!t) return;
-    const char *text = "<|im_start|>user\nhi<|im_end|>\n";
-    int ids[64];
-    int k = uhlm_tokenize_special(t, text, strlen(text), 0, 0, 1, ids, 64, &err);
-    CHECKF(k > 3 && ids[0] == 3, "k %d first %d", k, k > 0 ? ids[0] : -1);
-    int seen_end = 0;
-    for (int i = 0; i < k; i++) seen_end += ids[i] == 4;
-    CHECK(seen_end == 1);
-    /* without parsing, the markers are text: no control ids */
-    k = uhlm_tokenize_special(t, text, strlen(text), 0, 0, 0, ids, 64, &err);
-    int ctl = 0;
-    for (int i = 0; i < k; i++) ctl += ids[i] == 3 || ids[i] == 4;
-    CHECK(k > 0 && ctl == 0);
-    CHECK(uhlm_tokenizer_find(t, "<|im_end|>", 10) == 4);
-    CHECK(uhlm_tokenizer_find(t, "nope", 4) < 0);
-    uhlm_tokenizer_free(t);
+    return NULL;
+}
+
+/* A rendered chat prompt, tokenized with special tokens parsed, gives llama.cpp's ids
+ * (tests/fixtures/chat_tokens.json) for the real vocabularies, when they are present. The
+ * template comes from the file, as uhlm_chat_tokenize reads it from a model. */
+static void check_chat_tokens(void) {
+    char *buf = slurp("tests/fixtures/chat_tokens.json");
+    CHECK(buf != NULL);
+    if (!buf) return;
+    cJSON *arr = cJSON_Parse(buf);
+    free(buf);
+    const cJSON *c;
+    int checked = 0, skipped = 0;
+    cJSON_ArrayForEach(c, arr) {
+        const char *name = cJSON_GetObjectItem(c, "model")->valuestring;
+        char path[1024];
+        if (!find_model(name, path, sizeof path)) {
+            skipped++;
+            continue;
+        }
+        uhlm_error err = {{0}};
+        uhlm_gguf *g = uhlm_gguf_open(path, &err);
+        uhlm_tokenizer *t = g ? uhlm_tokenizer_load_gguf(path, &err) : NULL;
+        CHECKF(t != NULL, "%s", err.msg);
+        const uhlm_gguf_kv *ct = g ? uhlm_gguf_find_kv(g, "tokenizer.chat_template") : NULL;
+        if (t && ct) {
+            uhlm_model m;
+            memset(&m, 0, sizeof m);
+            snprintf(m.path, sizeof m.path, "%s", path);
+            m.tok = t;
+            m.chat_template = ct->v.str.s;
+            m.chat_template_len = (size_t)ct->v.str.len;
+            const cJSON *sys = cJSON_GetObjectItem(c, "system");
+            const char *user = cJSON_GetObjectItem(c, "user")->valuestring;
+            const cJSON *want = cJSON_GetObjectItem(c, "ids");
+            int ids[512];
+            int n = uhlm_chat_tokenize(&m, cJSON_IsString(sys) ? sys->valuestring : NULL, user,
+                                       ids, 512, &err);
+            int same = n == cJSON_GetArraySize(want);
+            for (int i = 0; same && i < n; i++)
+                same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
+            CHECKF(same, "%s: '%s': %d ids (%s), want %d", name, user, n, n < 0 ? err.msg : "",
+                   cJSON_GetArraySize(want));
+            checked++;
+        }
+        uhlm_tokenizer_free(t);
+        uhlm_gguf_close(g);
+    }
+    cJSON_Delete(arr);
+    if (skipped) printf("SKIP: %d chat tokenizations (vocabulary files not found)\n", skipped);
+    printf("chat tokens: %d prompts tokenized like llama.cpp\n", checked);
 }
 
 int main(void) {
     check_fixture();
     check_detection();
-    check_special_tokenize();
+    check_chat_tokens();
     return check_report();
 }

@@ -86,6 +86,8 @@ int uhlm_tokenizer_max_piece_len(const uhlm_tokenizer *t);
 /* A hash of every piece, score and type: equal vocabularies have equal fingerprints. */
 uint64_t uhlm_tokenizer_fingerprint(const uhlm_tokenizer *t);
 
+/* Special ids and flags. A NULL tokenizer (llama2.c model without one) answers as llama2.c:
+ * BOS 1, EOS 2, add_bos 1, end of generation = EOS. */
 uhlm_vocab_kind uhlm_tokenizer_kind(const uhlm_tokenizer *t);
 int uhlm_tokenizer_bos(const uhlm_tokenizer *t);      /* id, -1 if none */
 int uhlm_tokenizer_eos(const uhlm_tokenizer *t);      /* id, -1 if none */
@@ -137,19 +139,14 @@ size_t uhlm_detok_push(uhlm_detok *d, int id, char *out, size_t cap);
 /* Emits U+FFFD for any held incomplete sequence. */
 size_t uhlm_detok_flush(uhlm_detok *d, char *out, size_t cap);
 
+/* The bytes id stands for, as llama.cpp's token_to_piece with special = true: special tokens
+ * as written, BPE pieces mapped back from the byte alphabet (possibly part of a UTF-8
+ * character), SPM pieces with ' ' for U+2581 and <0xNN> as its byte. Writes at most cap
+ * bytes (no NUL) and returns the full length; 0 for an invalid id. */
+size_t uhlm_tokenizer_token_text(const uhlm_tokenizer *t, int id, char *buf, size_t cap);
+
 /* Whole-sequence convenience: malloc'd NUL-terminated text, NULL on allocation failure. */
 char *uhlm_detokenize(const uhlm_tokenizer *t, const int *ids, int n);
-
-/* ---- special tokens and end of generation ----
- * TEMPORARY (branch arch): SentencePiece-only stand-ins for the API the bpe branch adds here;
- * implemented in tokenizer_compat.c, both to be dropped in favour of bpe's on merge. */
-int uhlm_tokenizer_bos(const uhlm_tokenizer *t);
-int uhlm_tokenizer_eos(const uhlm_tokenizer *t);
-int uhlm_tokenizer_add_bos(const uhlm_tokenizer *t);
-int uhlm_tokenizer_is_eog(const uhlm_tokenizer *t, int id);
-int uhlm_tokenizer_find(const uhlm_tokenizer *t, const char *piece, size_t len);
-int uhlm_tokenize_special(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
-                          int add_eos, int parse_special, int *ids, int cap, uhlm_error *err);
 
 #ifdef __cplusplus
 }

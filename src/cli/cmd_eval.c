@@ -252,7 +252,7 @@ static int run_one(env *e, const cfg *c, int i, uint64_t seed, acc *a, const cha
     double nll = NAN, cosv = NAN;
     if (c->want_quality) {
         /* the embedding sees the text only: a final EOS is not part of it */
-        int ne = ng > 0 && gen[ng - 1] == UHLM_TOKEN_EOS ? ng - 1 : ng;
+        int ne = ng > 0 && uhlm_tokenizer_is_eog(e->slm->tok, gen[ng - 1]) ? ng - 1 : ng;
         float *emb = out_emb ? out_emb : e->emb;
         double sum;
         if (uhlm_embed_tokens(e->qctx, gen, ne, emb, &err) != 0 ||

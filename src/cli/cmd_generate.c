@@ -118,7 +118,8 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     int np = chat ? uhlm_chat_tokenize(m, system, prompt, ids, n_ctx, &err)
-                  : uhlm_tokenize(m->tok, prompt, plen, 1, 0, ids, n_ctx, &err);
+                  : uhlm_tokenize(m->tok, prompt, plen, uhlm_tokenizer_add_bos(m->tok), 0, ids,
+                                  n_ctx, &err);
     if (np < 0) {
         fprintf(stderr, "uhlm generate: %s\n", err.msg);
         goto done;

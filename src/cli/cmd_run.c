@@ -339,7 +339,8 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     int np = chat ? uhlm_chat_tokenize(slm, system, prompt, ids, n_ctx + 1, &err)
-                  : uhlm_tokenize(tok, prompt, strlen(prompt), 1, 0, ids, n_ctx + 1, &err);
+                  : uhlm_tokenize(tok, prompt, strlen(prompt), uhlm_tokenizer_add_bos(tok), 0, ids,
+                                  n_ctx + 1, &err);
     if (np < 0) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
         goto done;

@@ -1,8 +1,9 @@
 /* cmd_tokenize.c: `uhlm tokenize`, the token ids (and pieces) of a text.
  *
- * Useful to check prompts against SentencePiece and to see why two vocabularies disagree.
- * The vocabulary comes from a model (-m: GGUF embeds one, llama2.c files take -z or fall back
- * to the default tokenizer like `uhlm generate`) or from a llama2.c tokenizer.bin alone (-z). */
+ * Useful to check prompts against SentencePiece / llama.cpp and to see why two vocabularies
+ * disagree. The vocabulary comes from a model (-m: GGUF embeds one, SentencePiece or byte-level
+ * BPE, and a vocab-only GGUF works too; llama2.c files take -z or fall back to the default
+ * tokenizer like `uhlm generate`) or from a llama2.c tokenizer.bin alone (-z). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,16 +15,20 @@
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: uhlm tokenize (-m MODEL [-z TOKENIZER] | -z TOKENIZER) [--no-bos] [--pieces]\n"
-            "                     [--json] TEXT...\n\n"
+            "usage: uhlm tokenize (-m MODEL [-z TOKENIZER] | -z TOKENIZER) [--no-bos] [--special]\n"
+            "                     [--pieces] [--json] TEXT...\n\n"
             "Prints the token ids of TEXT (the arguments joined by single spaces; '-' alone reads\n"
-            "standard input), encoded exactly as SentencePiece encodes it.\n\n"
-            "  -m MODEL      take the vocabulary of a model (GGUF, or llama2.c with -z;\n"
-            "                a llama2.c model without -z uses %s)\n"
+            "standard input), encoded exactly as SentencePiece (Llama 2 vocabularies) or\n"
+            "llama.cpp (byte-level BPE: SmolLM2, Llama 3, Qwen 2) encodes it.\n\n"
+            "  -m MODEL      take the vocabulary of a model (GGUF, also vocab-only, or llama2.c\n"
+            "                with -z; a llama2.c model without -z uses %s)\n"
             "  -z TOKENIZER  llama2.c tokenizer.bin (alone, or overriding the model's)\n"
-            "  --no-bos      do not start with BOS (id %d)\n"
-            "  --pieces      one token per line: id, a tab, and the piece (U+2581 shows a space,\n"
-            "                control characters are escaped)\n"
+            "  --no-bos      do not start with BOS (id %d for Llama 2 vocabularies; GGUF\n"
+            "                vocabularies add it only if their add_bos_token says so)\n"
+            "  --special     text of special tokens (<|im_start|>, ...) becomes their ids\n"
+            "                (llama.cpp's parse_special; byte-level BPE vocabularies)\n"
+            "  --pieces      one token per line: id, a tab, and the piece's text (U+2581 shows a\n"
+            "                space, control characters and bytes outside UTF-8 are escaped)\n"
             "  --json        a JSON array of ids, or of {\"id\", \"piece\"} objects with\n"
             "                --pieces\n\n"
             "Exit status: 0 ok, 1 a file could not be loaded or the text not encoded,\n"
@@ -65,12 +70,33 @@ static char *read_stdin(size_t *len) {
 
 /* A piece made readable: ' ' as U+2581 (SentencePiece's own spelling), control bytes and
  * backslash escaped so every token stays on one line. */
+/* Length of the well-formed UTF-8 character at s, 0 if none starts there. */
+static size_t utf8_ok(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    size_t k = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+             : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (k == 0 || k > n) return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F) || (c == 0xF0 && s[1] < 0x90) ||
+        (c == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return k;
+}
+
 static char *display_piece(const char *p, size_t n) {
     char *s = malloc(4 * n + 1), *o = s;
     if (!s) return NULL;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c == ' ') {
+        size_t k = c >= 0x80 ? utf8_ok((const unsigned char *)p + i, n - i) : 1;
+        if (k > 1) {
+            memcpy(o, p + i, k);
+            o += k;
+            i += k - 1;
+        } else if (k == 0) {
+            o += sprintf(o, "\\x%02X", c);
+        } else if (c == ' ') {
             memcpy(o, "\xE2\x96\x81", 3);
             o += 3;
         } else if (c == '\n') {
@@ -95,6 +121,20 @@ static char *display_piece(const char *p, size_t n) {
     return s;
 }
 
+/* The piece as shown: SentencePiece pieces as stored, BPE pieces as the bytes they stand for. */
+static char *shown_piece(const uhlm_tokenizer *tok, int id) {
+    size_t pl;
+    const char *p = uhlm_tokenizer_piece(tok, id, &pl);
+    if (uhlm_tokenizer_kind(tok) != UHLM_VOCAB_BPE) return display_piece(p ? p : "", p ? pl : 0);
+    size_t n = uhlm_tokenizer_token_text(tok, id, NULL, 0);
+    char *b = malloc(n ? n : 1);
+    if (!b) return NULL;
+    uhlm_tokenizer_token_text(tok, id, b, n);
+    char *d = display_piece(b, n);
+    free(b);
+    return d;
+}
+
 static int print_json(const uhlm_tokenizer *tok, const int *ids, int n, int pieces) {
     cJSON *arr = cJSON_CreateArray();
     int ok = arr != NULL;
@@ -104,9 +144,7 @@ static int print_json(const uhlm_tokenizer *tok, const int *ids, int n, int piec
             ok = v && cJSON_AddItemToArray(arr, v);
             continue;
         }
-        size_t pl;
-        const char *p = uhlm_tokenizer_piece(tok, ids[i], &pl);
-        char *disp = display_piece(p ? p : "", p ? pl : 0);
+        char *disp = shown_piece(tok, ids[i]);
         cJSON *o = cJSON_CreateObject();
         ok = disp && o && cJSON_AddNumberToObject(o, "id", ids[i]) &&
              cJSON_AddStringToObject(o, "piece", disp);
@@ -130,9 +168,7 @@ static int print_plain(const uhlm_tokenizer *tok, const int *ids, int n, int pie
             printf(i ? " %d" : "%d", ids[i]);
             continue;
         }
-        size_t pl;
-        const char *p = uhlm_tokenizer_piece(tok, ids[i], &pl);
-        char *disp = display_piece(p ? p : "", p ? pl : 0);
+        char *disp = shown_piece(tok, ids[i]);
         if (!disp) {
             fprintf(stderr, "uhlm tokenize: out of memory\n");
             return 1;
@@ -144,9 +180,17 @@ static int print_plain(const uhlm_tokenizer *tok, const int *ids, int n, int pie
     return 0;
 }
 
+static int is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f) fclose(f);
+    return yes;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     const char *cmd = "tokenize", *model_arg = NULL, *tok_arg = NULL;
-    int bos = 1, pieces = 0, json = 0, first_text = -1;
+    int bos = -1, special = 0, pieces = 0, json = 0, first_text = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -154,6 +198,8 @@ int cmd_tokenize(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--no-bos")) {
             bos = 0;
+        } else if (!strcmp(a, "--special")) {
+            special = 1;
         } else if (!strcmp(a, "--pieces")) {
             pieces = 1;
         } else if (!strcmp(a, "--json")) {
@@ -213,6 +259,15 @@ int cmd_tokenize(int argc, char **argv) {
     const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
     if (model_arg) {
         cli_find_model_file(model_arg, mpath, sizeof mpath);
+    }
+    if (model_arg && !tp && is_gguf(mpath)) {
+        /* the vocabulary alone: vocab-only files have no weights to load */
+        if (!(own = uhlm_tokenizer_load_gguf(mpath, &err))) {
+            fprintf(stderr, "uhlm tokenize: %s\n", err.msg);
+            goto done;
+        }
+        tok = own;
+    } else if (model_arg) {
         if (!(m = uhlm_model_load(mpath, tp, &err))) {
             fprintf(stderr, "uhlm tokenize: %s\n", err.msg);
             goto done;
@@ -237,15 +292,16 @@ int cmd_tokenize(int argc, char **argv) {
         tok = own;
     }
 
+    if (bos < 0) bos = uhlm_tokenizer_add_bos(tok);
     /* a first guess that fits almost any text, then the exact size if it did not */
     int cap = len < 1000000 ? (int)len + 8 : 1000008;
     ids = malloc(sizeof(int) * (size_t)cap);
-    int n = ids ? uhlm_tokenize(tok, text, len, bos, 0, ids, cap, &err) : -2;
+    int n = ids ? uhlm_tokenize_special(tok, text, len, bos, 0, special, ids, cap, &err) : -2;
     if (n > cap) {
         free(ids);
         cap = n;
         ids = malloc(sizeof(int) * (size_t)cap);
-        n = ids ? uhlm_tokenize(tok, text, len, bos, 0, ids, cap, &err) : -2;
+        n = ids ? uhlm_tokenize_special(tok, text, len, bos, 0, special, ids, cap, &err) : -2;
     }
     if (n == -2) {
         fprintf(stderr, "uhlm tokenize: out of memory\n");

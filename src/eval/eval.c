@@ -84,7 +84,7 @@ int uhlm_embed_tokens(uhlm_ctx *ctx, const int *tokens, int n, float *out, uhlm_
         int k = total - off < CHUNK ? total - off : CHUNK;
         for (int i = 0; i < k; i++) {
             int p = off + i;
-            e[i] = (uhlm_batch_entry){0, p, p == 0 ? UHLM_TOKEN_BOS : tokens[p - 1], 1};
+            e[i] = (uhlm_batch_entry){0, p, p == 0 ? uhlm_tokenizer_bos(m->tok) : tokens[p - 1], 1};
         }
         if ((rc = uhlm_decode(ctx, e, k, NULL, h, err)) != 0) break;
         for (int i = 0; i < k; i++) {

@@ -463,7 +463,7 @@ int uhlm_device_step(uhlm_device *d, int *token, uhlm_error *err) {
     int tok = ev.token;
     d->tokens[d->n_tok++] = tok;
     d->st.generated++;
-    if (tok == UHLM_TOKEN_EOS) {
+    if (uhlm_tokenizer_is_eog(d->slm ? uhlm_ctx_model(d->slm)->tok : NULL, tok)) {
         d->st.stop = "eos";
         d->done = 1;
     } else if (d->st.generated < d->p.n_gen && d->n_tok < d->n_ctx &&

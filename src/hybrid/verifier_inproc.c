@@ -156,7 +156,7 @@ static int ip_generate(uhlm_verifier *v, const uhlm_generate_req *r, int *tokens
         if (tok < 0) return -1;
         s->committed[s->n_committed++] = tok;
         tokens[out->n++] = tok;
-        if (out->n >= r->n_gen || (r->stop_eos && tok == UHLM_TOKEN_EOS) ||
+        if (out->n >= r->n_gen || (r->stop_eos && uhlm_tokenizer_is_eog(s->m->tok, tok)) ||
             s->n_committed >= s->n_ctx)
             break;
         /* the token just committed is the only pending one: feed it for the next logits */

@@ -1056,7 +1056,7 @@ static int compute_step(uhlm_server *s, conn **q, int nq) {
             j->n_out++;
             s->c_gen_tokens++;
             j->cost.llm_ns += (uint64_t)((dt + uhlm_now() - td) * 1e9);
-            if (j->n_out < j->n_gen && !(j->stop_eos && tok == UHLM_TOKEN_EOS) &&
+            if (j->n_out < j->n_gen && !(j->stop_eos && uhlm_tokenizer_is_eog(s->m->tok, tok)) &&
                 ss->n_committed < s->n_ctx) {
                 /* stays queued, ready at once: its next token joins the next forward */
                 j->ready_at = -1e300;

@@ -349,28 +349,6 @@ done:
     return rc;
 }
 
-uhlm_tokenizer *uhlm_tokenizer_load_gguf(const char *path, uhlm_error *err) {
-    if (!path) {
-        uhlm_set_error(err, "tokenizer: no file name given");
-        return NULL;
-    }
-    uhlm_gguf *g = uhlm_gguf_open(path, err);
-    if (!g) return NULL;
-    uhlm_tokenizer *t = NULL;
-    const uhlm_gguf_kv *toks = uhlm_gguf_find_kv(g, "tokenizer.ggml.tokens");
-    if (!toks)
-        uhlm_set_error(err, "%s: no vocabulary (tokenizer.ggml.tokens is missing)", path);
-    else if (toks->type != UHLM_GGUF_ARRAY || toks->arr_type != UHLM_GGUF_STRING)
-        uhlm_set_error(err, "%s: tokenizer.ggml.tokens is not an array of strings", path);
-    else if (toks->arr_n < 1 || toks->arr_n > (1u << 22))
-        uhlm_set_error(err, "%s: tokenizer.ggml.tokens has %llu entries (1 to %d allowed)", path,
-                       (unsigned long long)toks->arr_n, 1 << 22);
-    else
-        load_tokenizer(g, toks, &t, err);
-    uhlm_gguf_close(g);
-    return t;
-}
-
 /* A GGUF string as a printable C string for messages (truncated, controls as '?'). */
 static void printable(uhlm_gguf_str v, char *buf, size_t cap) {
     size_t n = v.len < cap - 1 ? (size_t)v.len : cap - 1;
@@ -423,6 +401,28 @@ static int load_rope_scaling(akey *a, uhlm_config *p, uhlm_error *err) {
         if (uhlm_gguf_find_kv(g, K(a, unsupported[i])))
             return uhlm_set_error(err, "%s: %s is not supported", path, a->key);
     return 0;
+}
+
+uhlm_tokenizer *uhlm_tokenizer_load_gguf(const char *path, uhlm_error *err) {
+    if (!path) {
+        uhlm_set_error(err, "tokenizer: no file name given");
+        return NULL;
+    }
+    uhlm_gguf *g = uhlm_gguf_open(path, err);
+    if (!g) return NULL;
+    uhlm_tokenizer *t = NULL;
+    const uhlm_gguf_kv *toks = uhlm_gguf_find_kv(g, "tokenizer.ggml.tokens");
+    if (!toks)
+        uhlm_set_error(err, "%s: no vocabulary (tokenizer.ggml.tokens is missing)", path);
+    else if (toks->type != UHLM_GGUF_ARRAY || toks->arr_type != UHLM_GGUF_STRING)
+        uhlm_set_error(err, "%s: tokenizer.ggml.tokens is not an array of strings", path);
+    else if (toks->arr_n < 1 || toks->arr_n > (1u << 22))
+        uhlm_set_error(err, "%s: tokenizer.ggml.tokens has %llu entries (1 to %d allowed)", path,
+                       (unsigned long long)toks->arr_n, 1 << 22);
+    else
+        load_tokenizer(g, toks, &t, err);
+    uhlm_gguf_close(g);
+    return t;
 }
 
 static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
@@ -720,8 +720,45 @@ static uint32_t ggml_ftype(uhlm_type t) {
     }
 }
 
+/* Byte-level BPE: the pieces, types and merges as they were read, so the vocabulary loads
+ * back (here and in llama.cpp) with the same ids and the same fingerprint. */
+static int put_bpe_vocab(uhlm_gguf_writer *w, const uhlm_tokenizer *tok, owned *buf,
+                         const char *path, uhlm_error *err) {
+    int n = uhlm_tokenizer_vocab_size(tok), nm = uhlm_tokenizer_n_merges(tok);
+    const char **pieces = own(buf, (size_t)n * sizeof *pieces);
+    size_t *lens = own(buf, (size_t)n * sizeof *lens);
+    int32_t *types = own(buf, (size_t)n * sizeof *types);
+    const char **merges = own(buf, (size_t)(nm ? nm : 1) * sizeof *merges);
+    size_t *mlens = own(buf, (size_t)(nm ? nm : 1) * sizeof *mlens);
+    if (!pieces || !lens || !types || !merges || !mlens)
+        return uhlm_set_error(err, "%s: out of memory writing the vocabulary", path);
+    for (int i = 0; i < n; i++) {
+        pieces[i] = uhlm_tokenizer_piece(tok, i, &lens[i]);
+        types[i] = uhlm_tokenizer_type(tok, i);
+    }
+    for (int i = 0; i < nm; i++) merges[i] = uhlm_tokenizer_merge(tok, i, &mlens[i]);
+    int rc = 0;
+    rc |= uhlm_gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
+    rc |= uhlm_gguf_set_str(w, "tokenizer.ggml.pre", uhlm_tokenizer_pre(tok));
+    rc |= uhlm_gguf_set_arr_str(w, "tokenizer.ggml.tokens", pieces, lens, (uint64_t)n);
+    rc |= uhlm_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n);
+    rc |= uhlm_gguf_set_arr_str(w, "tokenizer.ggml.merges", merges, mlens, (uint64_t)nm);
+    static const char *const keys[4] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                        "tokenizer.ggml.unknown_token_id",
+                                        "tokenizer.ggml.padding_token_id"};
+    int ids[4] = {uhlm_tokenizer_bos(tok), uhlm_tokenizer_eos(tok), uhlm_tokenizer_unk(tok),
+                  uhlm_tokenizer_pad(tok)};
+    for (int k = 0; k < 4; k++)
+        if (ids[k] >= 0) rc |= uhlm_gguf_set_u32(w, keys[k], (uint32_t)ids[k]);
+    rc |= uhlm_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", uhlm_tokenizer_add_bos(tok));
+    rc |= uhlm_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", uhlm_tokenizer_add_eos(tok));
+    (void)rc; /* a failed setter is reported by uhlm_gguf_write with its reason */
+    return 0;
+}
+
 static int put_vocab(uhlm_gguf_writer *w, const uhlm_tokenizer *tok, owned *buf, const char *path,
                      uhlm_error *err) {
+    if (uhlm_tokenizer_kind(tok) == UHLM_VOCAB_BPE) return put_bpe_vocab(w, tok, buf, path, err);
     int n = uhlm_tokenizer_vocab_size(tok);
     const char **pieces = own(buf, (size_t)n * sizeof *pieces);
     size_t *lens = own(buf, (size_t)n * sizeof *lens);

@@ -505,13 +505,14 @@ const char *uhlm_bpe_merge(const uhlm_tokenizer *t, int i, size_t *len) {
 /* ------------------------------------------------------------------------------------------ */
 /* decoding */
 
-void uhlm_bpe_decode(const uhlm_tokenizer *t, int id, void (*sink)(void *, unsigned), void *ctx) {
+void uhlm_bpe_decode(const uhlm_tokenizer *t, int id, int special,
+                     void (*sink)(void *, unsigned), void *ctx) {
     const uhlm_bpe *b = t->bpe;
     unsigned a = b->attr[id];
     const unsigned char *p = (const unsigned char *)t->blob + t->off[id];
     size_t l = t->len[id];
-    if (a & (ATTR_CONTROL | ATTR_UNKNOWN)) return;
-    if (a & ATTR_USER) {
+    if (!special && (a & (ATTR_CONTROL | ATTR_UNKNOWN))) return;
+    if (a & (ATTR_USER | ATTR_CONTROL | ATTR_UNKNOWN)) {
         for (size_t i = 0; i < l; i++) sink(ctx, p[i]);
         return;
     }

@@ -42,8 +42,9 @@ int uhlm_bpe_n_merges(const uhlm_tokenizer *t);
 const char *uhlm_bpe_merge(const uhlm_tokenizer *t, int i, size_t *len);
 int uhlm_bpe_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
                       int add_eos, int parse_special, int *ids, int cap, uhlm_error *err);
-/* Feeds the bytes of id's text to sink as llama.cpp's token_to_piece(special = false). */
-void uhlm_bpe_decode(const uhlm_tokenizer *t, int id, void (*sink)(void *, unsigned), void *ctx);
+/* Feeds the bytes of id's text to sink as llama.cpp's token_to_piece(special). */
+void uhlm_bpe_decode(const uhlm_tokenizer *t, int id, int special,
+                     void (*sink)(void *, unsigned), void *ctx);
 /* The byte a code point of GPT-2's byte alphabet stands for, -1 if none. */
 int uhlm_bpe_byte_of_cpt(uint32_t cpt);
 

@@ -414,14 +414,16 @@ uhlm_vocab_kind uhlm_tokenizer_kind(const uhlm_tokenizer *t) {
 
 #define IS_BPE(t) ((t) && (t)->kind == UHLM_VOCAB_BPE)
 
+/* A NULL tokenizer (a llama2.c model loaded without one) answers with llama2.c's fixed ids,
+ * so callers need no special case for it. */
 int uhlm_tokenizer_bos(const uhlm_tokenizer *t) {
     if (IS_BPE(t)) return uhlm_bpe_bos(t);
-    return t && UHLM_TOKEN_BOS < t->n ? UHLM_TOKEN_BOS : -1;
+    return !t || UHLM_TOKEN_BOS < t->n ? UHLM_TOKEN_BOS : -1;
 }
 
 int uhlm_tokenizer_eos(const uhlm_tokenizer *t) {
     if (IS_BPE(t)) return uhlm_bpe_eos(t);
-    return t && UHLM_TOKEN_EOS < t->n ? UHLM_TOKEN_EOS : -1;
+    return !t || UHLM_TOKEN_EOS < t->n ? UHLM_TOKEN_EOS : -1;
 }
 
 int uhlm_tokenizer_unk(const uhlm_tokenizer *t) {
@@ -440,7 +442,7 @@ int uhlm_tokenizer_add_eos(const uhlm_tokenizer *t) { return IS_BPE(t) ? uhlm_bp
 
 int uhlm_tokenizer_is_eog(const uhlm_tokenizer *t, int id) {
     if (IS_BPE(t)) return uhlm_bpe_is_eog(t, id);
-    return t && id == UHLM_TOKEN_EOS && id < t->n;
+    return id == uhlm_tokenizer_eos(t);
 }
 
 int uhlm_tokenizer_find(const uhlm_tokenizer *t, const char *piece, size_t len) {
@@ -797,7 +799,7 @@ size_t uhlm_detok_push(uhlm_detok *d, int id, char *out, size_t cap) {
     if (t->kind == UHLM_VOCAB_BPE) {
         /* bytes go through the UTF-8 assembler, so a character split across tokens is held */
         byte_sink s = {d, &o};
-        uhlm_bpe_decode(t, id, sink_byte, &s);
+        uhlm_bpe_decode(t, id, 0, sink_byte, &s);
         out[o.n] = '\0';
         return o.n;
     }
@@ -833,6 +835,34 @@ size_t uhlm_detok_flush(uhlm_detok *d, char *out, size_t cap) {
     flush_pending(d, &o);
     out[o.n] = '\0';
     return o.n;
+}
+
+typedef struct {
+    char *buf;
+    size_t cap, n;
+} raw_sink;
+
+static void sink_raw(void *ctx, unsigned b) {
+    raw_sink *s = ctx;
+    if (s->n < s->cap) s->buf[s->n] = (char)b;
+    s->n++;
+}
+
+size_t uhlm_tokenizer_token_text(const uhlm_tokenizer *t, int id, char *buf, size_t cap) {
+    if (!t || id < 0 || id >= t->n || (!buf && cap)) return 0;
+    raw_sink s = {buf, cap, 0};
+    if (t->kind == UHLM_VOCAB_BPE) {
+        uhlm_bpe_decode(t, id, 1, sink_raw, &s);
+        return s.n;
+    }
+    const char *p = t->blob + t->off[id];
+    int bv = t->type[id] == UHLM_TOKTYPE_BYTE ? byte_piece_value(p, t->len[id]) : -1;
+    if (bv >= 0) {
+        sink_raw(&s, (unsigned)bv);
+        return s.n;
+    }
+    for (uint32_t i = 0; i < t->len[id]; i++) sink_raw(&s, (unsigned char)p[i]);
+    return s.n;
 }
 
 char *uhlm_detokenize(const uhlm_tokenizer *t, const int *ids, int n) {
