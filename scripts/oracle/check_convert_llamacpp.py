@@ -11,7 +11,9 @@ reported as "not written" and is not a failure: the list covers the types other 
 The file must load in llama.cpp. Then, for the first N Alpaca prompts rendered with llama.cpp's
 chat template (as in make_greedy_fixtures.py), llama.cpp decodes GEN tokens greedily (1 thread,
 F32 KV cache, no flash attention) and `uhlm generate --temp 0 --chat` decodes the same prompt;
-the prompt ids (`uhlm tokenize --special`) and the generated ids must be equal. Prints a table;
+the prompt lengths must be equal and the generated ids must be equal, or part only at a
+near-tie: uhlm picks llama.cpp's runner-up where llama.cpp's lead is below NEAR_TIE (this model
+moves its logits by ~1 under any change of rounding; see docs/performance.md). Prints a table;
 exits 1 if any written file fails to load in llama.cpp or disagrees.
 """
 import argparse
@@ -27,18 +29,29 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llamacpp_common as lc  # noqa: E402
 
 
+# SmolLM2's logits move by up to ~1-2 with any change of rounding (llama.cpp's own F16 KV cache
+# does that; see docs/performance.md), so two correct engines can part at a near-tie. A parting
+# counts as agreement only where uhlm picks llama.cpp's runner-up and llama.cpp's lead over it is
+# below this bound (the same bound tests/test_llamacpp_agreement.c uses for quantized types).
+NEAR_TIE = 0.6
+
+
 def llama_greedy(m, prompt, n_gen):
+    """Greedy ids, and at each step llama.cpp's runner-up id and its top-1 lead over it."""
     m.clear()
     logits = m.decode(prompt, 0)
-    out, pos = [], len(prompt)
+    out, runner, lead, pos = [], [], [], len(prompt)
     for _ in range(n_gen):
-        tok = int(np.argmax(logits))
+        o = np.argsort(-logits, kind="stable")[:2]
+        tok = int(o[0])
         out.append(tok)
+        runner.append(int(o[1]))
+        lead.append(float(logits[o[0]] - logits[o[1]]))
         if m.is_eog(tok):
             break
         logits = m.decode([tok], pos)
         pos += 1
-    return out
+    return out, runner, lead
 
 
 def uhlm_generate(a, path, user):
@@ -73,41 +86,48 @@ def main():
         p = subprocess.run([a.uhlm, "convert", "-m", src, "--type", t, "-o", out],
                            capture_output=True, text=True)
         if p.returncode != 0:
-            rows.append((t, "-", "not written", "-", p.stderr.strip().splitlines()[-1:]))
+            rows.append((t, "-", "not written", "-", "-", p.stderr.strip().splitlines()[-1:]))
             continue
         size = os.path.getsize(out) / 1e6
         try:
             m = lc.Model(out, n_ctx=1024, n_threads=1, n_batch=512)
         except RuntimeError as e:
-            rows.append((t, f"{size:.1f}", "NO", "-", str(e)))
+            rows.append((t, f"{size:.1f}", "NO", "-", "-", [str(e)]))
             bad += 1
             continue
-        agree, notes = 0, []
+        agree, same, notes = 0, 0, []
         with m:
             for rid, user in turns:
                 prompt = m.tokenize(m.apply_chat(user), add_special=m.add_bos())
-                want = llama_greedy(m, prompt, a.gen)
+                want, runner, lead = llama_greedy(m, prompt, a.gen)
                 o, err = uhlm_generate(a, out, user)
                 if o is None:
                     notes.append(f"{rid}: uhlm generate failed: {err}")
                     continue
                 got = o["tokens"]
                 if o.get("prompt_tokens") != len(prompt):
-                    notes.append(f"{rid}: prompt {o.get('prompt_tokens')} ids in uhlm, "
+                    notes.append(f"{rid}: DIFFER: prompt {o.get('prompt_tokens')} ids in uhlm, "
                                  f"{len(prompt)} in llama.cpp")
+                    continue
                 if got == want:
                     agree += 1
+                    same += 1
+                    continue
+                k = next((i for i in range(min(len(got), len(want))) if got[i] != want[i]),
+                         min(len(got), len(want)))
+                if k < len(got) and k < len(want) and got[k] == runner[k] and lead[k] < NEAR_TIE:
+                    agree += 1
+                    notes.append(f"{rid}: near-tie at {k} (lead {lead[k]:.3f})")
                 else:
-                    k = next((i for i in range(min(len(got), len(want))) if got[i] != want[i]),
-                             min(len(got), len(want)))
-                    notes.append(f"{rid}: differ from token {k} (uhlm {got[k:k + 3]}, "
+                    notes.append(f"{rid}: DIFFER from token {k} (uhlm {got[k:k + 3]}, "
                                  f"llama.cpp {want[k:k + 3]})")
         if agree != len(turns):
             bad += 1
-        rows.append((t, f"{size:.1f}", "yes", f"{agree}/{len(turns)}", notes))
-    print(f"{'type':6} {'MB':>7} {'llama.cpp loads':15} {'greedy agree':12} notes")
-    for t, size, loads, ag, notes in rows:
-        print(f"{t:6} {size:>7} {loads:15} {ag:12} {'; '.join(notes) if notes else ''}")
+        rows.append((t, f"{size:.1f}", "yes", f"{same}/{len(turns)}", f"{agree}/{len(turns)}",
+                     notes))
+    print(f"{'type':6} {'MB':>7} {'llama.cpp loads':15} {'identical':9} {'agree':6} notes")
+    for t, size, loads, sm, ag, notes in rows:
+        print(f"{t:6} {size:>7} {loads:15} {sm:9} {ag:6} {'; '.join(notes) if notes else ''}")
     if a.dir is None:
         for f in os.listdir(work):
             os.unlink(os.path.join(work, f))
