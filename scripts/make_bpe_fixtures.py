@@ -16,8 +16,9 @@ DECODED (every fourth case) is the concatenation of llama_token_to_piece(id, spe
 over IDS_PARSE_SPECIAL_OFF, with ill-formed UTF-8 replaced by U+FFFD as Python does.
 
 Usage: /work/oracle/venv/bin/python scripts/make_bpe_fixtures.py [MODEL_DIR]
-(MODEL_DIR holds SmolLM2-135M-Instruct.Q4_1.gguf, ggml-vocab-llama-bpe.gguf and
-ggml-vocab-qwen2.gguf; default models/)."""
+(MODEL_DIR holds SmolLM2-135M-Instruct.Q4_1.gguf, ggml-vocab-llama-bpe.gguf,
+ggml-vocab-qwen2.gguf and ggml-vocab-llama-spm.gguf; default models/). The last is
+SentencePiece, there for parse_special (llama.cpp's partition in front of the SPM encoder)."""
 import ctypes
 import os
 import random
@@ -27,7 +28,8 @@ import llama_cpp
 
 VOCABS = [("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
           ("llama_bpe", "ggml-vocab-llama-bpe.gguf"),
-          ("qwen2", "ggml-vocab-qwen2.gguf")]
+          ("qwen2", "ggml-vocab-qwen2.gguf"),
+          ("llama_spm", "ggml-vocab-llama-spm.gguf")]
 SEED = 20261204
 N_CASES = 1100
 

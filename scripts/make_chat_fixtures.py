@@ -19,7 +19,10 @@ Mistral v7) that must not be mistaken for ours.
 Also writes tests/fixtures/chat_tokens.json: for ggml-vocab-qwen2.gguf and
 SmolLM2-135M-Instruct.Q4_1.gguf in MODELS_DIR (default ./models, as scripts/setup.sh fetches
 them), each file's own template rendered by llama.cpp for a few (system, user) pairs, and the
-ids llama_tokenize gives that text with add_special and parse_special on (vocabulary only).
+ids llama_tokenize gives that text with add_special and parse_special on (vocabulary only);
+and tests/fixtures/smollm2_chat_greedy.json: llama.cpp's greedy answer of SmolLM2 to
+"Give three tips for staying healthy." (--chat), with each step's top-1/top-2 logit margin and
+the number of leading steps whose margin is >= 0.25 (tests/cli_chat.sh compares those).
 Deterministic.
 """
 import ctypes
@@ -32,6 +35,7 @@ import llama_cpp as L
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "chat_templates.json")
 OUT_TOKENS = os.path.join(HERE, "..", "tests", "fixtures", "chat_tokens.json")
+OUT_GREEDY = os.path.join(HERE, "..", "tests", "fixtures", "smollm2_chat_greedy.json")
 
 SMOLLM2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
            "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
@@ -135,8 +139,57 @@ def chat_tokens(models_dir):
     return out
 
 
+def smollm2_greedy(models_dir, n_max=200):
+    """llama.cpp's greedy chat answer of SmolLM2 (F32 KV cache, no flash attention), with the
+    top-1/top-2 logit margin of each step: where it is small, float rounding may pick the
+    other token, so a test can compare only the leading steps with a clear margin."""
+    import numpy as np
+    path = os.path.join(models_dir, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
+    vocab = L.llama_model_get_vocab(model)
+    cp = L.llama_context_default_params()
+    cp.n_ctx = cp.n_batch = 512
+    cp.n_threads = 2
+    cp.type_k = cp.type_v = 0
+    cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    ctx = L.llama_init_from_model(model, cp)
+    user = "Give three tips for staying healthy."
+    text = apply(L.llama_model_chat_template(model, None).decode(), [["user", user]], True)
+    buf = (L.llama_token * 512)()
+    raw = text.encode()
+    n = L.llama_tokenize(vocab, raw, len(raw), buf, 512, True, True)
+    ids = list(buf[:n])
+    arr = (L.llama_token * n)(*ids)
+    assert L.llama_decode(ctx, L.llama_batch_get_one(arr, n)) == 0
+    V = L.llama_vocab_n_tokens(vocab)
+    out, margins = [], []
+    for _ in range(n_max):
+        lg = np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, -1), (V,)).copy()
+        top = np.sort(lg)[::-1]
+        t = int(lg.argmax())
+        out.append(t)
+        margins.append(round(float(top[0] - top[1]), 4))
+        if L.llama_vocab_is_eog(vocab, t):
+            break
+        one = (L.llama_token * 1)(t)
+        assert L.llama_decode(ctx, L.llama_batch_get_one(one, 1)) == 0
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+    clear = 0
+    while clear < len(margins) and margins[clear] >= 0.25:
+        clear += 1
+    return {"model": "SmolLM2-135M-Instruct.Q4_1.gguf", "user": user, "prompt_ids": ids,
+            "greedy": out, "margins": margins, "clear_prefix": clear}
+
+
 def main():
     models_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "models")
+    g = smollm2_greedy(models_dir)
+    with open(OUT_GREEDY, "w") as f:
+        json.dump(g, f)
+        f.write("\n")
+    print(f"wrote SmolLM2's greedy answer ({len(g['greedy'])} tokens, first {g['clear_prefix']} "
+          f"with a margin >= 0.25) to {OUT_GREEDY}")
     toks = chat_tokens(models_dir)
     with open(OUT_TOKENS, "w") as f:
         json.dump(toks, f, indent=1, ensure_ascii=False)

@@ -1,32 +1,36 @@
 #!/work/oracle/venv/bin/python
-"""make_qwen2_fixture.py: a tiny random `qwen2` GGUF and its expected logits, for tests/test_arch.c.
+"""make_qwen2_fixture.py: tiny random GGUFs of the architectures uhlm runs, with expected logits,
+for tests/test_arch.c.
 
 Run with the oracle venv (python 3.11, numpy, gguf==0.19.0; llama-cpp-python==0.3.36 optional):
 
     /work/oracle/venv/bin/python scripts/make_qwen2_fixture.py ../shared/models/tok512.bin
 
-Writes, deterministically (numpy seed 1234):
-  tests/fixtures/qwen2-tiny.gguf    general.architecture = qwen2: dim 64, 2 layers, 4 heads with
-                                    2 key/value heads (GQA, head_dim 16), FFN 96, context 64,
-                                    rope base 10000 with linear scaling factor 2, rms eps 1e-6,
-                                    q/k/v biases, all tensors F32, no output.weight (tied to
-                                    token_embd), and tok512's 512-piece SentencePiece vocabulary
-                                    (tokenizer.ggml.model = llama) so that it loads everywhere;
-  tests/fixtures/qwen2-tiny-logits.txt
-                                    "# tokens: ..." then one line of 512 logits per position,
-                                    from the numpy reference forward pass below (float64);
-  tests/fixtures/qwen2-tiny-llamacpp.txt
-                                    the same positions' logits from llama.cpp itself (through
-                                    llama-cpp-python's low-level API), when llama_cpp imports;
-                                    the script also checks them against numpy (max abs < 1e-4,
-                                    with an F32 KV cache and flash attention off: llama.cpp's
-                                    defaults round through F16 and differ by ~1e-2).
-Weights are F32 because llama.cpp's CPU matmul rounds activations to F16 for F16 weights.
+Writes, deterministically (numpy seeds 1234 and 4321), two models with tok512's 512-piece
+SentencePiece vocabulary (tokenizer.ggml.model = llama, so that they load everywhere), all
+tensors F32 (llama.cpp's CPU matmul rounds activations to F16 for F16 weights), context 256:
+  tests/fixtures/qwen2-tiny.gguf     general.architecture = qwen2: dim 64, 2 layers, 4 heads with
+                                     2 key/value heads (GQA, head_dim 16), FFN 96, rope base
+                                     10000 with linear scaling factor 2, rms eps 1e-6, q/k/v
+                                     biases, no output.weight (tied to token_embd), a ChatML
+                                     chat template;
+  tests/fixtures/llama-kl-tiny.gguf  general.architecture = llama with attention.key_length 24
+                                     (not dim / heads = 16: the query width is 96), 4 heads over
+                                     1 key/value head, FFN 64, rope base 500000 (NORM pairs), a
+                                     separate output.weight;
+and for each NAME.gguf:
+  NAME-logits.txt                    "# tokens: ..." then one line of 512 logits per position,
+                                     from the numpy float64 reference forward pass below;
+  NAME-llamacpp.txt                  the same positions' logits from llama.cpp itself (through
+                                     llama-cpp-python's low-level API), when llama_cpp imports;
+                                     the script checks them against numpy (max abs < 1e-4, with
+                                     an F32 KV cache and flash attention off: llama.cpp's
+                                     defaults round through F16 and differ by ~1e-2).
 
-The reference implements what llama.cpp's qwen2 graph computes (src/models/qwen2.cpp): RMS norm,
-biased q/k/v projections, NEOX RoPE (element i rotates with i + head_dim/2, angle
-pos * freq_scale * base^(-2i/head_dim)), causal grouped-query attention with 1/sqrt(head_dim),
-SwiGLU FFN, final norm, tied classifier.
+The reference implements what llama.cpp's llama and qwen2 graphs compute (src/models/llama.cpp,
+qwen2.cpp): RMS norm, q/k/v projections (+ biases), RoPE (NEOX for qwen2: element i rotates
+with i + head_dim/2; NORM for llama: 2i with 2i+1; angle pos * freq_scale * base^(-2i/head_dim)),
+causal grouped-query attention with 1/sqrt(head_dim), SwiGLU FFN, final norm, classifier.
 """
 import os
 import struct
@@ -38,9 +42,20 @@ import gguf
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "tests", "fixtures")
 
-DIM, LAYERS, HEADS, KV_HEADS, FFN, CTX = 64, 2, 4, 2, 96, 64
-HD = DIM // HEADS
-BASE, SCALE_FACTOR, EPS = 10000.0, 2.0, 1e-6
+class Cfg:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+# qwen2: GQA 4/2, q/k/v biases, NEOX rope with linear scaling, tied classifier, chat template
+QWEN2 = Cfg(name="qwen2-tiny", arch="qwen2", dim=64, layers=2, heads=4, kv_heads=2, hd=16,
+            ffn=96, ctx=256, base=10000.0, scale=2.0, eps=1e-6, neox=True, bias=True,
+            tied=True, key_length=False, seed=1234)
+# llama with attention.key_length 24 != dim / heads (q width 96), GQA 4/1, NORM rope, no
+# scaling, a separate output.weight
+LLAMA_KL = Cfg(name="llama-kl-tiny", arch="llama", dim=64, layers=2, heads=4, kv_heads=1, hd=24,
+               ffn=64, ctx=256, base=500000.0, scale=1.0, eps=1e-5, neox=False, bias=False,
+               tied=False, key_length=True, seed=4321)
 TOKENS = [1, 72, 289, 41, 300, 17, 450, 2, 99, 260, 5, 111]
 
 
@@ -71,52 +86,61 @@ def read_tok512(path):
     return pieces, scores, types
 
 
-def rmsnorm(x, w):
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + EPS) * w
+def rmsnorm(C, x, w):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + C.eps) * w
 
 
-def rope_neox(x, pos):
-    """x: [heads, HD] at position pos."""
-    half = HD // 2
+def rope(C, x, pos):
+    """x: [heads, hd] at position pos. NEOX rotates (i, i + hd/2), NORM (2i, 2i + 1), both by
+    pos * freq_scale * base^(-2i/hd)."""
+    half = C.hd // 2
     i = np.arange(half, dtype=np.float64)
-    theta = pos * (1.0 / SCALE_FACTOR) * BASE ** (-2.0 * i / HD)
+    theta = pos * (1.0 / C.scale) * C.base ** (-2.0 * i / C.hd)
     c, s = np.cos(theta), np.sin(theta)
-    a, b = x[:, :half], x[:, half:]
-    return np.concatenate([a * c - b * s, a * s + b * c], axis=1)
+    if C.neox:
+        a, b = x[:, :half], x[:, half:]
+        return np.concatenate([a * c - b * s, a * s + b * c], axis=1)
+    a, b = x[:, 0::2], x[:, 1::2]
+    out = np.empty_like(x)
+    out[:, 0::2] = a * c - b * s
+    out[:, 1::2] = a * s + b * c
+    return out
 
 
-def forward(W, tokens):
+def forward(C, W, tokens):
     emb = W["token_embd.weight"]
     T = len(tokens)
     x = emb[tokens].copy()
-    grp = HEADS // KV_HEADS
-    for l in range(LAYERS):
+    grp = C.heads // C.kv_heads
+    for l in range(C.layers):
         p = lambda n: W[f"blk.{l}.{n}"]
-        h = rmsnorm(x, p("attn_norm.weight"))
-        q = h @ p("attn_q.weight").T + p("attn_q.bias")
-        k = h @ p("attn_k.weight").T + p("attn_k.bias")
-        v = h @ p("attn_v.weight").T + p("attn_v.bias")
-        q = np.stack([rope_neox(q[t].reshape(HEADS, HD), t) for t in range(T)])
-        k = np.stack([rope_neox(k[t].reshape(KV_HEADS, HD), t) for t in range(T)])
-        v = v.reshape(T, KV_HEADS, HD)
-        out = np.zeros((T, HEADS, HD))
-        for hh in range(HEADS):
+        bias = lambda n: W[f"blk.{l}.{n}"] if C.bias else 0.0
+        h = rmsnorm(C, x, p("attn_norm.weight"))
+        q = h @ p("attn_q.weight").T + bias("attn_q.bias")
+        k = h @ p("attn_k.weight").T + bias("attn_k.bias")
+        v = h @ p("attn_v.weight").T + bias("attn_v.bias")
+        q = np.stack([rope(C, q[t].reshape(C.heads, C.hd), t) for t in range(T)])
+        k = np.stack([rope(C, k[t].reshape(C.kv_heads, C.hd), t) for t in range(T)])
+        v = v.reshape(T, C.kv_heads, C.hd)
+        out = np.zeros((T, C.heads, C.hd))
+        for hh in range(C.heads):
             kh = hh // grp
-            sc = q[:, hh, :] @ k[:, kh, :].T / np.sqrt(HD)
+            sc = q[:, hh, :] @ k[:, kh, :].T / np.sqrt(C.hd)
             sc = np.where(np.tril(np.ones((T, T))) > 0, sc, -np.inf)
             sc = np.exp(sc - sc.max(axis=1, keepdims=True))
             sc /= sc.sum(axis=1, keepdims=True)
             out[:, hh, :] = sc @ v[:, kh, :]
-        x = x + out.reshape(T, DIM) @ p("attn_output.weight").T
-        h = rmsnorm(x, p("ffn_norm.weight"))
+        x = x + out.reshape(T, C.heads * C.hd) @ p("attn_output.weight").T
+        h = rmsnorm(C, x, p("ffn_norm.weight"))
         g = h @ p("ffn_gate.weight").T
         u = h @ p("ffn_up.weight").T
         x = x + ((g / (1 + np.exp(-g))) * u) @ p("ffn_down.weight").T
-    return rmsnorm(x, W["output_norm.weight"]) @ emb.T
+    out_w = emb if C.tied else W["output.weight"]
+    return rmsnorm(C, x, W["output_norm.weight"]) @ out_w.T
 
 
-def make_weights(vocab):
-    rng = np.random.default_rng(1234)
+def make_weights(C, vocab):
+    rng = np.random.default_rng(C.seed)
     mats, vecs = {}, {}
 
     def m(name, rows, cols, sd):
@@ -125,38 +149,46 @@ def make_weights(vocab):
     def v(name, n, mean, sd):
         vecs[name] = (mean + rng.standard_normal(n) * sd).astype(np.float32)
 
-    m("token_embd.weight", vocab, DIM, 0.5)
-    v("output_norm.weight", DIM, 1.0, 0.1)
-    for l in range(LAYERS):
+    D, QD, KVD = C.dim, C.heads * C.hd, C.kv_heads * C.hd
+    m("token_embd.weight", vocab, D, 0.5)
+    v("output_norm.weight", D, 1.0, 0.1)
+    for l in range(C.layers):
         b = f"blk.{l}."
-        v(b + "attn_norm.weight", DIM, 1.0, 0.1)
-        v(b + "ffn_norm.weight", DIM, 1.0, 0.1)
-        m(b + "attn_q.weight", DIM, DIM, 0.2)
-        m(b + "attn_k.weight", KV_HEADS * HD, DIM, 0.2)
-        m(b + "attn_v.weight", KV_HEADS * HD, DIM, 0.2)
-        m(b + "attn_output.weight", DIM, DIM, 0.15)
-        m(b + "ffn_gate.weight", FFN, DIM, 0.15)
-        m(b + "ffn_up.weight", FFN, DIM, 0.15)
-        m(b + "ffn_down.weight", DIM, FFN, 0.15)
-        v(b + "attn_q.bias", DIM, 0.0, 0.3)
-        v(b + "attn_k.bias", KV_HEADS * HD, 0.0, 0.3)
-        v(b + "attn_v.bias", KV_HEADS * HD, 0.0, 0.3)
+        v(b + "attn_norm.weight", D, 1.0, 0.1)
+        v(b + "ffn_norm.weight", D, 1.0, 0.1)
+        m(b + "attn_q.weight", QD, D, 0.2)
+        m(b + "attn_k.weight", KVD, D, 0.2)
+        m(b + "attn_v.weight", KVD, D, 0.2)
+        m(b + "attn_output.weight", D, QD, 0.15)
+        m(b + "ffn_gate.weight", C.ffn, D, 0.15)
+        m(b + "ffn_up.weight", C.ffn, D, 0.15)
+        m(b + "ffn_down.weight", D, C.ffn, 0.15)
+        if C.bias:
+            v(b + "attn_q.bias", QD, 0.0, 0.3)
+            v(b + "attn_k.bias", KVD, 0.0, 0.3)
+            v(b + "attn_v.bias", KVD, 0.0, 0.3)
+    if not C.tied:
+        m("output.weight", vocab, D, 0.3)
     return mats, vecs
 
 
-def write_gguf(path, mats, vecs, pieces, scores, types):
-    w = gguf.GGUFWriter(path, "qwen2")
-    w.add_name("qwen2-tiny-random (uhlm test fixture)")
-    w.add_context_length(CTX)
-    w.add_embedding_length(DIM)
-    w.add_block_count(LAYERS)
-    w.add_feed_forward_length(FFN)
-    w.add_head_count(HEADS)
-    w.add_head_count_kv(KV_HEADS)
-    w.add_rope_freq_base(BASE)
-    w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-    w.add_rope_scaling_factor(SCALE_FACTOR)
-    w.add_layer_norm_rms_eps(EPS)
+def write_gguf(C, path, mats, vecs, pieces, scores, types):
+    w = gguf.GGUFWriter(path, C.arch)
+    w.add_name(f"{C.name}-random (uhlm test fixture)")
+    w.add_context_length(C.ctx)
+    w.add_embedding_length(C.dim)
+    w.add_block_count(C.layers)
+    w.add_feed_forward_length(C.ffn)
+    w.add_head_count(C.heads)
+    w.add_head_count_kv(C.kv_heads)
+    if C.key_length:
+        w.add_key_length(C.hd)
+        w.add_value_length(C.hd)
+    w.add_rope_freq_base(C.base)
+    if C.scale != 1.0:
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(C.scale)
+    w.add_layer_norm_rms_eps(C.eps)
     w.add_file_type(0)  # all F32
     w.add_tokenizer_model("llama")
     w.add_token_list(pieces)
@@ -166,16 +198,21 @@ def write_gguf(path, mats, vecs, pieces, scores, types):
     w.add_eos_token_id(2)
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
-    w.add_chat_template(
-        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-        "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-    for name in ["token_embd.weight", "output_norm.weight"]:
+    if C.tied:
+        w.add_chat_template(
+            "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+            "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    names = ["token_embd.weight", "output_norm.weight"] + ([] if C.tied else ["output.weight"])
+    for name in names:
         w.add_tensor(name, mats.get(name, vecs.get(name)))
-    for l in range(LAYERS):
-        for n in ["attn_norm.weight", "attn_q.weight", "attn_q.bias", "attn_k.weight",
-                  "attn_k.bias", "attn_v.weight", "attn_v.bias", "attn_output.weight",
-                  "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]:
+    per_layer = ["attn_norm.weight", "attn_q.weight", "attn_q.bias", "attn_k.weight",
+                 "attn_k.bias", "attn_v.weight", "attn_v.bias", "attn_output.weight",
+                 "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
+    for l in range(C.layers):
+        for n in per_layer:
+            if n.endswith(".bias") and not C.bias:
+                continue
             name = f"blk.{l}.{n}"
             w.add_tensor(name, mats.get(name, vecs.get(name)))
     w.write_header_to_file()
@@ -191,7 +228,7 @@ def write_logits(path, logits, what):
             f.write(" ".join(f"{x:.7g}" for x in row) + "\n")
 
 
-def llamacpp_logits(path, vocab):
+def llamacpp_logits(C, path, vocab):
     import ctypes
     import llama_cpp as L
 
@@ -201,8 +238,8 @@ def llamacpp_logits(path, vocab):
     if not model:
         raise RuntimeError("llama.cpp could not load " + path)
     cp = L.llama_context_default_params()
-    cp.n_ctx = CTX
-    cp.n_batch = CTX
+    cp.n_ctx = C.ctx
+    cp.n_batch = C.ctx
     cp.n_threads = 1
     # F32 KV cache: the default F16 cache rounds k and v (differences of ~1e-2 in logits)
     cp.type_k = cp.type_v = 0  # GGML_TYPE_F32
@@ -230,31 +267,40 @@ def llamacpp_logits(path, vocab):
     return out
 
 
+def make(C, pieces, scores, types, have_llamacpp):
+    vocab = len(pieces)
+    mats, vecs = make_weights(C, vocab)
+    path = os.path.join(FIXTURES, C.name + ".gguf")
+    write_gguf(C, path, mats, vecs, pieces, scores, types)
+    W = {k: v.astype(np.float64) for k, v in {**mats, **vecs}.items()}
+    ref = forward(C, W, TOKENS)
+    write_logits(os.path.join(FIXTURES, C.name + "-logits.txt"), ref,
+                 "numpy float64 reference forward pass (scripts/make_qwen2_fixture.py)")
+    print(f"wrote {path} ({os.path.getsize(path)} bytes) and its reference logits")
+    if not have_llamacpp:
+        print("llama_cpp not importable: skipped the llama.cpp logits")
+        return
+    lc = llamacpp_logits(C, path, vocab)
+    diff = np.abs(lc - ref).max()
+    print(f"{C.name}: llama.cpp vs numpy: max abs difference {diff:.3g} "
+          f"(logits up to {np.abs(ref).max():.3g})")
+    if not diff < 1e-4:
+        sys.exit("llama.cpp disagrees with the numpy reference")
+    write_logits(os.path.join(FIXTURES, C.name + "-llamacpp.txt"), lc,
+                 f"llama.cpp 0.3.36 (llama-cpp-python) logits of {C.name}.gguf")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     pieces, scores, types = read_tok512(sys.argv[1])
-    vocab = len(pieces)
-    mats, vecs = make_weights(vocab)
-    path = os.path.join(FIXTURES, "qwen2-tiny.gguf")
-    write_gguf(path, mats, vecs, pieces, scores, types)
-    W = {k: v.astype(np.float64) for k, v in {**mats, **vecs}.items()}
-    ref = forward(W, TOKENS)
-    write_logits(os.path.join(FIXTURES, "qwen2-tiny-logits.txt"), ref,
-                 "numpy float64 reference forward pass (scripts/make_qwen2_fixture.py)")
-    print(f"wrote {path} ({os.path.getsize(path)} bytes) and its reference logits")
     try:
         import llama_cpp  # noqa: F401
+        have = True
     except ImportError:
-        print("llama_cpp not importable: skipped the llama.cpp logits")
-        return
-    lc = llamacpp_logits(path, vocab)
-    diff = np.abs(lc - ref).max()
-    print(f"llama.cpp vs numpy: max abs difference {diff:.3g} (logits up to {np.abs(ref).max():.3g})")
-    if not diff < 1e-4:
-        sys.exit("llama.cpp disagrees with the numpy reference")
-    write_logits(os.path.join(FIXTURES, "qwen2-tiny-llamacpp.txt"), lc,
-                 "llama.cpp 0.3.36 (llama-cpp-python) logits of qwen2-tiny.gguf")
+        have = False
+    for C in (QWEN2, LLAMA_KL):
+        make(C, pieces, scores, types, have)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
  * - variants written from it are refused with messages naming the key or tensor: another
  *   architecture, YaRN scaling, rope.dimension_count != head_dim, unsupported tensors; and a
  *   key_length that differs from dim / heads is honoured (shapes follow it);
+ * - tests/fixtures/llama-kl-tiny.gguf (llama, attention.key_length 24 != 64 / 4, one key/value
+ *   head, NORM RoPE, separate classifier) likewise;
  * - SmolLM2-135M-Instruct (when present, see scripts/setup.sh) loads as llama with a tied
  *   Q8_0 classifier, 9/3 heads and a ChatML template. */
 #include "check.h"
@@ -64,23 +66,17 @@ static float max_diff(const float *a, const float *b, size_t n) {
     return d;
 }
 
-static void check_qwen2(void) {
+/* The fixture's logits for its token list, batched and token by token, against the numpy
+ * reference and llama.cpp (max abs 1e-4: both are float64/F32 computations of the same
+ * graph). */
+static void check_logits(uhlm_model *m, const char *name) {
     uhlm_error err = {{0}};
-    uhlm_model *m = uhlm_model_load(source_path(FIXTURE), NULL, &err);
-    CHECKF(m != NULL, "%s", err.msg);
-    if (!m) return;
-    const uhlm_config *p = &m->cfg;
-    CHECK(p->arch == UHLM_ARCH_QWEN2 && p->rope_type == UHLM_ROPE_NEOX);
-    CHECK(p->dim == 64 && p->n_layers == 2 && p->n_heads == 4 && p->n_kv_heads == 2 &&
-          p->head_dim == 16 && p->hidden_dim == 96 && p->vocab_size == 512 && p->seq_len == 64);
-    CHECK(p->rope_freq_scale == 0.5f && p->rope_theta == 10000.0f && p->norm_eps == 1e-6f);
-    CHECK(p->shared_classifier && m->w.output.data == m->w.tok_embd.data);
-    CHECK(m->w.layers[0].bq && m->w.layers[1].bk && m->w.layers[1].bv);
-    CHECK(uhlm_chat_model_template(m).kind == UHLM_CHAT_CHATML);
-
-    int V = p->vocab_size, toks[64], nt = 0, nt2 = 0, toks2[64];
-    float *ref = read_logits("tests/fixtures/qwen2-tiny-logits.txt", V, toks, &nt);
-    float *lcpp = read_logits("tests/fixtures/qwen2-tiny-llamacpp.txt", V, toks2, &nt2);
+    char f_ref[256], f_lc[256];
+    snprintf(f_ref, sizeof f_ref, "tests/fixtures/%s-logits.txt", name);
+    snprintf(f_lc, sizeof f_lc, "tests/fixtures/%s-llamacpp.txt", name);
+    int V = m->cfg.vocab_size, toks[64], nt = 0, nt2 = 0, toks2[64];
+    float *ref = read_logits(f_ref, V, toks, &nt);
+    float *lcpp = read_logits(f_lc, V, toks2, &nt2);
     CHECK(ref && lcpp && nt >= 8 && nt == nt2 && !memcmp(toks, toks2, sizeof(int) * (size_t)nt));
     float *got = malloc(sizeof(float) * (size_t)V * (size_t)nt);
     float *step = malloc(sizeof(float) * (size_t)V * (size_t)nt);
@@ -98,9 +94,8 @@ static void check_qwen2(void) {
         size_t n = (size_t)V * (size_t)nt;
         float d_ref = max_diff(got, ref, n), d_lc = max_diff(got, lcpp, n),
               d_step = max_diff(got, step, n);
-        printf("qwen2-tiny: max |logit diff| vs numpy %.3g, vs llama.cpp %.3g, batched vs "
-               "stepwise %.3g\n",
-               d_ref, d_lc, d_step);
+        printf("%s: max |logit diff| vs numpy %.3g, vs llama.cpp %.3g, batched vs stepwise %.3g\n",
+               name, d_ref, d_lc, d_step);
         CHECK(d_ref < 1e-4f && d_lc < 1e-4f && d_step < 1e-5f);
     }
     uhlm_ctx_free(c);
@@ -108,6 +103,45 @@ static void check_qwen2(void) {
     free(step);
     free(ref);
     free(lcpp);
+}
+
+static void check_qwen2(void) {
+    uhlm_error err = {{0}};
+    uhlm_model *m = uhlm_model_load(source_path(FIXTURE), NULL, &err);
+    CHECKF(m != NULL, "%s", err.msg);
+    if (!m) return;
+    const uhlm_config *p = &m->cfg;
+    CHECK(p->arch == UHLM_ARCH_QWEN2 && p->rope_type == UHLM_ROPE_NEOX);
+    CHECK(p->dim == 64 && p->n_layers == 2 && p->n_heads == 4 && p->n_kv_heads == 2 &&
+          p->head_dim == 16 && p->hidden_dim == 96 && p->vocab_size == 512 && p->seq_len == 256);
+    CHECK(p->rope_freq_scale == 0.5f && p->rope_theta == 10000.0f && p->norm_eps == 1e-6f);
+    CHECK(p->shared_classifier && m->w.output.data == m->w.tok_embd.data);
+    CHECK(m->w.layers[0].bq && m->w.layers[1].bk && m->w.layers[1].bv);
+    CHECK(uhlm_chat_model_template(m).kind == UHLM_CHAT_CHATML);
+    check_logits(m, "qwen2-tiny");
+    uhlm_model_free(m);
+}
+
+/* llama with a key length that is not dim / heads, one key/value head, its own classifier */
+static void check_llama_key_length(void) {
+    uhlm_error err = {{0}};
+    uhlm_model *m = uhlm_model_load(source_path("tests/fixtures/llama-kl-tiny.gguf"), NULL, &err);
+    CHECKF(m != NULL, "%s", err.msg);
+    if (!m) return;
+    const uhlm_config *p = &m->cfg;
+    CHECK(p->arch == UHLM_ARCH_LLAMA && p->rope_type == UHLM_ROPE_NORM);
+    CHECK(p->dim == 64 && p->n_heads == 4 && p->n_kv_heads == 1 && p->head_dim == 24 &&
+          p->hidden_dim == 64 && p->rope_theta == 500000.0f && p->rope_freq_scale == 1.0f);
+    CHECK(!p->shared_classifier && m->w.output.data != m->w.tok_embd.data);
+    CHECK(m->w.layers[0].wq.rows == 96 && m->w.layers[0].wo.cols == 96 && !m->w.layers[0].bq);
+    CHECK(uhlm_chat_model_template(m).kind == UHLM_CHAT_NONE);
+    check_logits(m, "llama-kl-tiny");
+    /* only plain llama models can be written back */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/uhlm-test-arch-save-%d.gguf", uhlm_test_tmpdir(), (int)getpid());
+    CHECK(uhlm_gguf_save_llama(m, UHLM_TYPE_F32, path, &err) != 0 &&
+          strstr(err.msg, "only plain llama models"));
+    remove(path);
     uhlm_model_free(m);
 }
 
@@ -261,6 +295,7 @@ static void check_smollm2(void) {
 
 int main(void) {
     check_qwen2();
+    check_llama_key_length();
     check_refusals();
     check_smollm2();
     return check_report();

@@ -892,7 +892,8 @@ static void test_llama_mapping(void) {
     TINY_FAIL(o_.vocab_size_key = 7, "llama.vocab_size 7 disagrees");
     TINY_FAIL(o_.drop_key = "llama.block_count", "missing key 'llama.block_count'");
     TINY_FAIL(o_.drop_key = "llama.embedding_length", "missing key 'llama.embedding_length'");
-    TINY_FAIL(o_.tok_model = "gpt2", "tokenizer model 'gpt2' is not supported");
+    TINY_FAIL(o_.tok_model = "bert", "tokenizer.ggml.model = 'bert' is not supported");
+    TINY_FAIL(o_.tok_model = "gpt2", "tokenizer.ggml.merges is missing"); /* BPE: test_bpe.c */
     TINY_FAIL(o_.bos_id = 5, "tokenizer.ggml.bos_token_id is 5");
 
     /* head_count_kv defaults to head_count: 4 kv heads of 8 = 32 rows for attn_k */

@@ -113,8 +113,9 @@ const char *uhlm_tokenizer_merge(const uhlm_tokenizer *t, int i, size_t *len);
 int uhlm_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos, int add_eos,
                   int *ids, int cap, uhlm_error *err);
 /* uhlm_tokenize with llama.cpp's parse_special: special/added token text in `text` becomes
- * those ids (BPE; SPM vocabularies ignore parse_special for now). uhlm_tokenize =
- * parse_special 0; USER_DEFINED pieces are matched either way.
+ * those ids (both kinds; for SPM each text fragment then gets the dummy-prefix space, as
+ * llama.cpp does). uhlm_tokenize = parse_special 0; BPE USER_DEFINED pieces are matched
+ * either way.
  * add_bos/add_eos add the ids whatever the vocabulary's flags say; an error if it has none. */
 int uhlm_tokenize_special(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
                           int add_eos, int parse_special, int *ids, int cap, uhlm_error *err);

@@ -396,10 +396,12 @@ static int load_rope_scaling(akey *a, uhlm_config *p, uhlm_error *err) {
     if (!isfinite(factor) || factor < 0 || factor > 1e6)
         return uhlm_set_error(err, "%s: %s = %g is out of range [0, 1e6]", path, fk, factor);
     p->rope_freq_scale = factor == 0.0 ? 1.0f : (float)(1.0 / factor);
-    static const char *const unsupported[] = {"rope.scaling.attn_factor", "rope.freq_scale"};
-    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
-        if (uhlm_gguf_find_kv(g, K(a, unsupported[i])))
-            return uhlm_set_error(err, "%s: %s is not supported", path, a->key);
+    /* llama.cpp scales cos and sin by this (YaRN's mscale); only the neutral value is done */
+    double attn = 1.0;
+    const char *ak = K(a, "rope.scaling.attn_factor");
+    if (uhlm_gguf_find_kv(g, ak) && uhlm_gguf_get_float(g, ak, &attn, err) != 0) return -1;
+    if (attn != 1.0)
+        return uhlm_set_error(err, "%s: %s = %g is not supported (only 1)", path, ak, attn);
     return 0;
 }
 

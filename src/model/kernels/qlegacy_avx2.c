@@ -35,6 +35,8 @@ INL __m256i bits5(const uint8_t *qh) {
                             _mm256_set1_epi8(0x10));
 }
 
+#define PACKED_RUN(NAME, a, t0, t1) 0
+
 #include "model/kernels/qlegacy_simd.h"
 
 void uhlm_kernels_legacy_avx2(uhlm_kernels *k) {

@@ -2,17 +2,20 @@
  * qlegacy_avx2.c (AVX2: maddubs + madd) and qlegacy_avx512.c (AVX-512 VL + VNNI: vpdpbusd).
  * The including file defines TGT and INL (target attributes), RXMAX (activation rows per weight
  * pass), dot_u(u, x) (8 int32 lanes, each the exact dot of 4 consecutive unsigned bytes u and
- * signed bytes x) and bits5(qh) (32 bytes: 0x10 where bit j of the uint32 qh is set).
+ * signed bytes x), bits5(qh) (32 bytes: 0x10 where bit j of the uint32 qh is set) and
+ * PACKED_RUN(NAME, a, t0, t1) (nonzero when it ran the tiles another way, else 0).
  *
- * Arithmetic per output element (so both levels give identical bits, and any n, tile or
- * thread count too): per block b, the 8 integer lanes p_b = dot(q - off, x) (exact), then
- * acc[b % 4] = fma(d_w * d_x, float(p_b), acc[b % 4]); the result is
- * hsum8((acc0 + acc1) + (acc2 + acc3)) plus, for Q4_1 / Q5_1, the min term
- * (M0 + M1) + (M2 + M3) with M[b % 4] += m_w * s_x. Four block-parity accumulators keep
- * four FMA chains in flight for one activation row (decode), so the loop is bound by loading
- * and unpacking weights, not by FMA latency. Weight rows are walked one at a time (a single
- * sequential stream for the prefetcher); each unpacked block is used for up to RXMAX
- * activation rows before the next is loaded. */
+ * Arithmetic per output element, which every walk of every SIMD level follows, so results do
+ * not depend on the level, n, tiles or threads: per block b the exact integer dot s_b of the
+ * weights' values (minus 16 for Q5_0) and the activations; four chains c = b % 4 of
+ * A_c = fma(float(s_b), d_w * d_x, A_c) and, for Q4_1 / Q5_1, M_c = M_c + m_w * s_x (llama.cpp's
+ * min term with the Q8_1 sum s_x); the result is ((A0 + A2) + (A1 + A3)) + ((M0 + M2) +
+ * (M1 + M3)). The four chains keep four blocks in flight for one activation row (decode), and
+ * the row-wise walk holds them as the lanes of one xmm register per activation row: four
+ * blocks' 8-lane dots reduce to [s0..s3] with two horizontal adds, then one fma covers them.
+ * Weight rows are walked one at a time (a single sequential stream for the prefetcher); each
+ * unpacked block is used for up to RXMAX activation rows. The scalar kernel (qlegacy.c) keeps
+ * one chain in llama.cpp's order and differs by float rounding. */
 
 #include <string.h>
 
@@ -40,65 +43,85 @@ INL __m256i unpack_q5_1(const uhlm_block_q5_1 *b) {
     return _mm256_or_si256(unpack4(b->qs), bits5(b->qh));
 }
 
-INL float half(uint16_t h) { return _cvtsh_ss(h); }
+/* The four blocks' exact dots: lanes of p0..p3 summed to [s0, s1, s2, s3]. */
+INL __m128i reduce4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
 
-/* One block against RX activation rows; k = b % 4 is a constant after unrolling. */
-#define LEGACY_STEP(UNPACK, OFF, b, k)                                                           \
-    do {                                                                                         \
-        const __m256i u = UNPACK(&w[b]);                                                         \
-        const float dw = half(w[b].d);                                                           \
-        _Pragma("GCC unroll 4") for (int i = 0; i < RX; i++) {                                   \
-            const __m256i x = _mm256_load_si256((const __m256i *)(xq[i] + (b) * UHLM_QK));       \
-            __m256i p = dot_u(u, x);                                                             \
-            if (OFF) p = _mm256_sub_epi32(p, dot_u(_mm256_set1_epi8(OFF), x));                   \
-            acc[i][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[i][b]), _mm256_cvtepi32_ps(p),    \
-                                        acc[i][k]);                                              \
+/* (v0 + v2) + (v1 + v3) */
+INL float hsum4(__m128 v) {
+    const __m128 t = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+/* Four floats from p, zero past the first nv (the tail group). */
+INL __m128 load4(const float *p, int nv) {
+    if (nv == 4) return _mm_loadu_ps(p);
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int k = 0; k < nv; k++) t[k] = p[k];
+    return _mm_loadu_ps(t);
+}
+
+/* NAME##_group: blocks [b, b + nv) (nv <= 4) of weight row w against RX activation rows: lane
+ * k of A[i] and M[i] is block chain k. Missing blocks add fma(0, 0, .) and 0 * 0, which
+ * leave the sums unchanged (they start at +0 and so are never -0). NAME##_rows: the whole row;
+ * NAME: the tile kernel. */
+#define LEGACY_SIMD(NAME, BT, UNPACK, OFF, HASMIN)                                       \
+    INL void NAME##_group(const BT *w, int64_t b, const int nv, const int RX,                    \
+                          const int8_t *const *xq, const float *const *xd,                       \
+                          const float *const *xm, __m128 *A, __m128 *M) {                        \
+        __m256i u[4];                                                                            \
+        uint16_t dh[4] = {0, 0, 0, 0}, mh[4] = {0, 0, 0, 0};                                     \
+        _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                    \
+            u[k] = _mm256_setzero_si256();                                                       \
+            if (k < nv) {                                                                        \
+                u[k] = UNPACK(&w[b + k]);                                                        \
+                dh[k] = w[b + k].d;                                                              \
+                mh[k] = w[b + k].MFIELD;                                                         \
+            }                                                                                    \
         }                                                                                        \
-    } while (0)
-
-/* NAME##_rows: weight row w against activation rows [i0, i0 + RX), out[RX] without the min
- * term. NAME##_min: the min term of one activation row. NAME: the tile kernel. */
-#define LEGACY_SIMD(NAME, BT, UNPACK, OFF, HASMIN)                                               \
+        const __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)dh[0], (short)dh[1], (short)dh[2],  \
+                                                      (short)dh[3], 0, 0, 0, 0));                \
+        const __m128 mw = _mm_cvtph_ps(_mm_setr_epi16((short)mh[0], (short)mh[1], (short)mh[2],  \
+                                                      (short)mh[3], 0, 0, 0, 0));                \
+        _Pragma("GCC unroll 4") for (int i = 0; i < RX; i++) {                                   \
+            __m256i p[4];                                                                        \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                \
+                p[k] = _mm256_setzero_si256();                                                   \
+                if (k < nv) {                                                                    \
+                    const __m256i x =                                                            \
+                        _mm256_load_si256((const __m256i *)(xq[i] + (b + k) * UHLM_QK));         \
+                    p[k] = dot_u(u[k], x);                                                       \
+                    if (OFF) p[k] = _mm256_sub_epi32(p[k], dot_u(_mm256_set1_epi8(OFF), x));     \
+                }                                                                                \
+            }                                                                                    \
+            const __m128i s = reduce4(p[0], p[1], p[2], p[3]);                                   \
+            A[i] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(dw, load4(xd[i] + b, nv)), A[i]); \
+            if (HASMIN) M[i] = _mm_add_ps(M[i], _mm_mul_ps(mw, load4(xm[i] + b, nv)));           \
+        }                                                                                        \
+    }                                                                                            \
+                                                                                                 \
     INL void NAME##_rows(const BT *w, int64_t nb, const uhlm_mm_args *a, int i0, const int RX,   \
                          float *out) {                                                           \
         const int8_t *xq[RXMAX];                                                                 \
-        const float *xd[RXMAX];                                                                  \
-        __m256 acc[RXMAX][4];                                                                    \
+        const float *xd[RXMAX], *xm[RXMAX];                                                      \
+        __m128 A[RXMAX], M[RXMAX];                                                               \
         _Pragma("GCC unroll 4") for (int i = 0; i < RX; i++) {                                   \
             xq[i] = a->xq + (size_t)(i0 + i) * (size_t)a->W->cols;                               \
             xd[i] = a->xd + (size_t)(i0 + i) * (size_t)nb;                                       \
-            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) acc[i][k] = _mm256_setzero_ps(); \
+            xm[i] = HASMIN ? a->xsum + (size_t)(i0 + i) * (size_t)nb : NULL;                     \
+            A[i] = M[i] = _mm_setzero_ps();                                                      \
         }                                                                                        \
         int64_t b = 0;                                                                           \
-        for (; b + 4 <= nb; b += 4) {                                                            \
-            LEGACY_STEP(UNPACK, OFF, b, 0);                                                      \
-            LEGACY_STEP(UNPACK, OFF, b + 1, 1);                                                  \
-            LEGACY_STEP(UNPACK, OFF, b + 2, 2);                                                  \
-            LEGACY_STEP(UNPACK, OFF, b + 3, 3);                                                  \
-        }                                                                                        \
-        if (b < nb) LEGACY_STEP(UNPACK, OFF, b, 0);                                              \
-        if (b + 1 < nb) LEGACY_STEP(UNPACK, OFF, b + 1, 1);                                      \
-        if (b + 2 < nb) LEGACY_STEP(UNPACK, OFF, b + 2, 2);                                      \
-        _Pragma("GCC unroll 4") for (int i = 0; i < RX; i++) out[i] = hsum8(                     \
-            _mm256_add_ps(_mm256_add_ps(acc[i][0], acc[i][1]), _mm256_add_ps(acc[i][2], acc[i][3]))); \
-    }                                                                                            \
-                                                                                                 \
-    INL float NAME##_min(const BT *w, const float *xm, int64_t nb) {                             \
-        float m0 = 0.0f, m1 = 0.0f, m2 = 0.0f, m3 = 0.0f;                                        \
-        int64_t b = 0;                                                                           \
-        for (; b + 4 <= nb; b += 4) {                                                            \
-            m0 += half(w[b].MFIELD) * xm[b];                                                     \
-            m1 += half(w[b + 1].MFIELD) * xm[b + 1];                                             \
-            m2 += half(w[b + 2].MFIELD) * xm[b + 2];                                             \
-            m3 += half(w[b + 3].MFIELD) * xm[b + 3];                                             \
-        }                                                                                        \
-        if (b < nb) m0 += half(w[b].MFIELD) * xm[b];                                             \
-        if (b + 1 < nb) m1 += half(w[b + 1].MFIELD) * xm[b + 1];                                 \
-        if (b + 2 < nb) m2 += half(w[b + 2].MFIELD) * xm[b + 2];                                 \
-        return (m0 + m1) + (m2 + m3);                                                            \
+        for (; b + 4 <= nb; b += 4) NAME##_group(w, b, 4, RX, xq, xd, xm, A, M);                 \
+        if (b < nb) NAME##_group(w, b, (int)(nb - b), RX, xq, xd, xm, A, M);                     \
+        _Pragma("GCC unroll 4") for (int i = 0; i < RX; i++) out[i] =                            \
+            HASMIN ? hsum4(A[i]) + hsum4(M[i]) : hsum4(A[i]);                                    \
     }                                                                                            \
                                                                                                  \
     TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
+        if (PACKED_RUN(NAME, a, t0, t1)) return;                                                 \
         const int64_t rows = a->W->rows, nb = a->W->cols / UHLM_QK;                              \
         const BT *W = a->W->data;                                                                \
         const int64_t re = t1 * UHLM_MM_TILE < rows ? t1 * UHLM_MM_TILE : rows;                  \
@@ -119,13 +142,10 @@ INL float half(uint16_t h) { return _cvtsh_ss(h); }
                 NAME##_rows(w, nb, a, i, 1, o);                                                  \
                 a->Y[(size_t)i * rows + r] = o[0];                                               \
             }                                                                                    \
-            if (HASMIN)                                                                          \
-                for (i = 0; i < a->n; i++)                                                       \
-                    a->Y[(size_t)i * rows + r] += NAME##_min(w, a->xsum + (size_t)i * nb, nb);   \
         }                                                                                        \
     }
 
-/* Q5_0 has no minimum; its _min is never called, so it reads d in place of the field. */
+/* Q5_0 has no minimum; it reads d in place of the field, and HASMIN = 0 drops the product. */
 #define MFIELD m
 LEGACY_SIMD(mm_q4_1, uhlm_block_q4_1, unpack_q4_1, 0, 1)
 LEGACY_SIMD(mm_q5_1, uhlm_block_q5_1, unpack_q5_1, 0, 1)

@@ -115,8 +115,6 @@ struct uhlm_bpe {
     char *mblob;
     size_t *moff;
     uint32_t *mlen;
-    int *special; /* CONTROL/USER/UNKNOWN ids, longest text first */
-    int n_special;
     int byte_tok[256]; /* id of the one-byte piece, -1 */
 };
 
@@ -241,7 +239,6 @@ void uhlm_bpe_free(uhlm_bpe *b) {
     free(b->mblob);
     free(b->moff);
     free(b->mlen);
-    free(b->special);
     free(b);
 }
 
@@ -266,17 +263,6 @@ static void show(char *dst, size_t cap, const char *s, size_t n) {
     }
     if (k + 4 < cap && n > 0 && k < n) memcpy(dst + k, "...", 3), k += 3;
     dst[k] = '\0';
-}
-
-typedef struct {
-    int id;
-    uint32_t len;
-} spec_key;
-
-static int cmp_spec(const void *a, const void *b) {
-    const spec_key *x = a, *y = b;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
-    return x->id < y->id ? -1 : x->id > y->id;
 }
 
 uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *what,
@@ -446,25 +432,13 @@ uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *wha
         b->attr[s_id] = ATTR_NORMAL;
     }
 
-    /* special-token cache: longest first (ties by id; llama.cpp's sort leaves them unordered) */
-    int ns = 0;
-    for (int id = 0; id < n; id++)
-        if (b->attr[id] & (ATTR_CONTROL | ATTR_USER | ATTR_UNKNOWN) && t->len[id] > 0) ns++;
-    spec_key *keys = malloc((size_t)(ns ? ns : 1) * sizeof *keys);
-    b->special = malloc((size_t)(ns ? ns : 1) * sizeof *b->special);
-    if (!keys || !b->special) {
-        free(keys);
-        goto oom;
-    }
-    ns = 0;
-    for (int id = 0; id < n; id++)
-        if (b->attr[id] & (ATTR_CONTROL | ATTR_USER | ATTR_UNKNOWN) && t->len[id] > 0)
-            keys[ns++] = (spec_key){id, t->len[id]};
-    qsort(keys, (size_t)ns, sizeof *keys, cmp_spec);
-    for (int i = 0; i < ns; i++) b->special[i] = keys[i].id;
-    b->n_special = ns;
-    free(keys);
-
+    /* special-token cache: CONTROL, USER and UNKNOWN pieces, longest first */
+    unsigned char *cls = malloc((size_t)n);
+    if (!cls) goto oom;
+    for (int id = 0; id < n; id++) cls[id] = (b->attr[id] & (ATTR_CONTROL | ATTR_USER | ATTR_UNKNOWN)) != 0;
+    int rcs = uhlm_tok_set_special(t, cls, 1, 1, 1);
+    free(cls);
+    if (rcs != 0) goto oom;
     /* the fingerprint covers what makes BPE ids differ: kind, pre, merges, attributes */
     uint64_t fp = uhlm_fnv1a(t->fp, "bpe", 3);
     fp = uhlm_fnv1a(fp, b->pre_name, strlen(b->pre_name) + 1);
@@ -925,22 +899,9 @@ oom:
     return -1;
 }
 
-/* A fragment of the input: raw text [start, start+len) when id < 0, else a special token. */
-typedef struct {
-    size_t start, len;
-    int id;
-} frag;
-
-static const char *find_bytes(const char *h, size_t hn, const char *nd, size_t nn) {
-    if (nn == 0 || nn > hn) return NULL;
-    const char *end = h + hn - nn + 1;
-    for (const char *p = h; p < end;) {
-        p = memchr(p, nd[0], (size_t)(end - p));
-        if (!p) return NULL;
-        if (memcmp(p, nd, nn) == 0) return p;
-        p++;
-    }
-    return NULL;
+/* Without parse_special only USER pieces are cut out (llama.cpp's tokenizer_st_partition). */
+static int skip_special(const uhlm_tokenizer *t, int id, void *ctx) {
+    return !*(const int *)ctx && (t->bpe->attr[id] & (ATTR_CONTROL | ATTR_UNKNOWN));
 }
 
 int uhlm_bpe_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
@@ -958,52 +919,12 @@ int uhlm_bpe_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int
     e.ids = ids;
     e.cap = cap;
     if (add_bos) bemit(&e, b->bos);
-    /* special-token partition: each token, longest first, cuts every raw fragment */
-    size_t nf = len ? 1 : 0, capf = 16;
-    frag *fr = malloc(capf * sizeof *fr), *nfr = NULL;
-    if (!fr) return uhlm_set_error(err, "tokenize: out of memory");
-    if (nf) fr[0] = (frag){0, len, -1};
-    for (int si = 0; si < b->n_special && nf; si++) {
-        int sid = b->special[si];
-        if (!parse_special && (b->attr[sid] & (ATTR_CONTROL | ATTR_UNKNOWN))) continue;
-        const char *st = t->blob + t->off[sid];
-        size_t sl = t->len[sid];
-        size_t k = 0, capn = nf + 16;
-        int any = 0;
-        for (size_t i = 0; i < nf && !any; i++)
-            any = fr[i].id < 0 && find_bytes(text + fr[i].start, fr[i].len, st, sl) != NULL;
-        if (!any) continue;
-        nfr = malloc(capn * sizeof *nfr);
-        if (!nfr) goto oom;
-        for (size_t i = 0; i < nf; i++) {
-            size_t s0 = fr[i].start, rem = fr[i].len;
-            const char *m;
-            while (fr[i].id < 0 && rem && (m = find_bytes(text + s0, rem, st, sl)) != NULL) {
-                size_t at = (size_t)(m - text);
-                if (k + 3 > capn) {
-                    capn *= 2;
-                    frag *g = realloc(nfr, capn * sizeof *g);
-                    if (!g) goto oom;
-                    nfr = g;
-                }
-                if (at > s0) nfr[k++] = (frag){s0, at - s0, -1};
-                nfr[k++] = (frag){at, sl, sid};
-                rem -= at - s0 + sl;
-                s0 = at + sl;
-            }
-            if (k + 1 > capn) {
-                capn *= 2;
-                frag *g = realloc(nfr, capn * sizeof *g);
-                if (!g) goto oom;
-                nfr = g;
-            }
-            if (fr[i].id >= 0) nfr[k++] = fr[i];
-            else if (rem) nfr[k++] = (frag){s0, rem, -1};
-        }
-        free(fr);
-        fr = nfr;
-        nfr = NULL;
-        nf = k;
+    uhlm_frag *fr;
+    size_t nf;
+    if (uhlm_tok_partition(t, text, len, t->special, t->n_special, skip_special, &parse_special,
+                           &fr, &nf) != 0) {
+        fr = NULL;
+        goto oom;
     }
     for (size_t i = 0; i < nf && !e.oom; i++) {
         if (fr[i].id >= 0) bemit(&e, fr[i].id);
@@ -1019,7 +940,6 @@ int uhlm_bpe_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int
     return e.count;
 oom:
     free(fr);
-    free(nfr);
     free(e.word);
     free(e.sym);
     free(e.heap);

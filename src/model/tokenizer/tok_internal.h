@@ -25,7 +25,26 @@ struct uhlm_tokenizer {
     uint64_t fp;
     uhlm_vocab_kind kind;
     uhlm_bpe *bpe;        /* UHLM_VOCAB_BPE only */
+    int *special;         /* pieces matched in raw text (parse_special), longest first */
+    int n_special;
 };
+
+/* A piece of the input: raw text [start, start+len) when id < 0, else a special token. */
+typedef struct {
+    size_t start, len;
+    int id;
+} uhlm_frag;
+
+/* llama.cpp's tokenizer_st_partition: each special piece in turn (those skip() does not
+ * reject) is cut out of every raw fragment wherever it occurs. *out is malloc'd. 0, or -1 when
+ * out of memory. */
+int uhlm_tok_partition(const uhlm_tokenizer *t, const char *text, size_t len, const int *special,
+                       int n_special, int (*skip)(const uhlm_tokenizer *, int, void *), void *ctx,
+                       uhlm_frag **out, size_t *nout);
+/* Sets t->special to the non-empty ids whose class cls[id] is a, b or c, longest first (ties
+ * by id; llama.cpp's unstable sort leaves them unordered). 0, or -1 when out of memory. */
+int uhlm_tok_set_special(uhlm_tokenizer *t, const unsigned char *cls, unsigned a, unsigned b,
+                         unsigned c);
 
 /* bpe.c */
 void uhlm_bpe_free(uhlm_bpe *b);

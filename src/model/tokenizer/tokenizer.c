@@ -136,6 +136,7 @@ void uhlm_tokenizer_free(uhlm_tokenizer *t) {
     free(t->score);
     free(t->type);
     free(t->slots);
+    free(t->special);
     uhlm_bpe_free(t->bpe);
     free(t);
 }
@@ -258,6 +259,12 @@ uhlm_tokenizer *uhlm_tok_build(int n, const char *const *pieces, const size_t *l
     }
     for (int b = 0; b < 256; b++)
         if (t->byte_id[b] < 0) t->byte_id[b] = t->unk_id;
+    if (!raw_types && uhlm_tok_set_special(t, t->type, UHLM_TOKTYPE_CONTROL, UHLM_TOKTYPE_USER,
+                                           UHLM_TOKTYPE_UNKNOWN) != 0) {
+        uhlm_tokenizer_free(t);
+        uhlm_set_error(err, "%s: out of memory for a %d-token vocabulary", what, n);
+        return NULL;
+    }
 
     unsigned char b4[4];
     uint64_t fp = UHLM_FNV_INIT;
@@ -276,6 +283,43 @@ uhlm_tokenizer *uhlm_tok_build(int n, const char *const *pieces, const size_t *l
     }
     t->fp = fp;
     return t;
+}
+
+typedef struct {
+    int id;
+    uint32_t len;
+} spec_key;
+
+static int cmp_spec(const void *a, const void *b) {
+    const spec_key *x = a, *y = b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int uhlm_tok_set_special(uhlm_tokenizer *t, const unsigned char *cls, unsigned a, unsigned b,
+                         unsigned c) {
+    int ns = 0;
+    for (int id = 0; id < t->n; id++) {
+        unsigned k = cls[id];
+        if (t->len[id] > 0 && (k == a || k == b || k == c)) ns++;
+    }
+    spec_key *keys = malloc((size_t)(ns ? ns : 1) * sizeof *keys);
+    free(t->special);
+    t->special = malloc((size_t)(ns ? ns : 1) * sizeof *t->special);
+    if (!keys || !t->special) {
+        free(keys);
+        return -1;
+    }
+    ns = 0;
+    for (int id = 0; id < t->n; id++) {
+        unsigned k = cls[id];
+        if (t->len[id] > 0 && (k == a || k == b || k == c)) keys[ns++] = (spec_key){id, t->len[id]};
+    }
+    qsort(keys, (size_t)ns, sizeof *keys, cmp_spec);
+    for (int i = 0; i < ns; i++) t->special[i] = keys[i].id;
+    t->n_special = ns;
+    free(keys);
+    return 0;
 }
 
 uhlm_tokenizer *uhlm_tokenizer_from_arrays(int n, const char *const *pieces, const size_t *lens,
@@ -610,11 +654,134 @@ int uhlm_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int add
     return uhlm_tokenize_special(t, text, len, add_bos, add_eos, 0, ids, cap, err);
 }
 
+static const char *find_bytes(const char *h, size_t hn, const char *nd, size_t nn) {
+    if (nn == 0 || nn > hn) return NULL;
+    const char *end = h + hn - nn + 1;
+    for (const char *p = h; p < end;) {
+        p = memchr(p, nd[0], (size_t)(end - p));
+        if (!p) return NULL;
+        if (memcmp(p, nd, nn) == 0) return p;
+        p++;
+    }
+    return NULL;
+}
+
+int uhlm_tok_partition(const uhlm_tokenizer *t, const char *text, size_t len, const int *special,
+                       int n_special, int (*skip)(const uhlm_tokenizer *, int, void *), void *ctx,
+                       uhlm_frag **out, size_t *nout) {
+    size_t nf = len ? 1 : 0, capf = 16;
+    uhlm_frag *fr = malloc(capf * sizeof *fr), *nfr = NULL;
+    if (!fr) return -1;
+    if (nf) fr[0] = (uhlm_frag){0, len, -1};
+    for (int si = 0; si < n_special && nf; si++) {
+        int sid = special[si];
+        if (skip && skip(t, sid, ctx)) continue;
+        const char *st = t->blob + t->off[sid];
+        size_t sl = t->len[sid];
+        int any = 0;
+        for (size_t i = 0; i < nf && !any; i++)
+            any = fr[i].id < 0 && find_bytes(text + fr[i].start, fr[i].len, st, sl) != NULL;
+        if (!any) continue;
+        size_t k = 0, capn = nf + 16;
+        nfr = malloc(capn * sizeof *nfr);
+        if (!nfr) goto oom;
+        for (size_t i = 0; i < nf; i++) {
+            size_t s0 = fr[i].start, rem = fr[i].len;
+            const char *m;
+            /* leftmost occurrences, each search going on right of the last */
+            while (fr[i].id < 0 && rem && (m = find_bytes(text + s0, rem, st, sl)) != NULL) {
+                size_t at = (size_t)(m - text);
+                if (k + 3 > capn) {
+                    capn *= 2;
+                    uhlm_frag *g = realloc(nfr, capn * sizeof *g);
+                    if (!g) goto oom;
+                    nfr = g;
+                }
+                if (at > s0) nfr[k++] = (uhlm_frag){s0, at - s0, -1};
+                nfr[k++] = (uhlm_frag){at, sl, sid};
+                rem -= at - s0 + sl;
+                s0 = at + sl;
+            }
+            if (k + 1 > capn) {
+                capn *= 2;
+                uhlm_frag *g = realloc(nfr, capn * sizeof *g);
+                if (!g) goto oom;
+                nfr = g;
+            }
+            if (fr[i].id >= 0) nfr[k++] = fr[i];
+            else if (rem) nfr[k++] = (uhlm_frag){s0, rem, -1};
+        }
+        free(fr);
+        fr = nfr;
+        nfr = NULL;
+        nf = k;
+    }
+    *out = fr;
+    *nout = nf;
+    return 0;
+oom:
+    free(fr);
+    free(nfr);
+    return -1;
+}
+
+static int spm_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
+                        int add_eos, int *ids, int cap, uhlm_error *err);
+
+/* llama.cpp's SPM path with parse_special: special pieces cut out first, then every text
+ * fragment encoded on its own. Each fragment follows the start or a special token, so each
+ * gets the dummy-prefix space, as llama.cpp's is_prev_special gives it. */
+static int spm_tokenize_special(const uhlm_tokenizer *t, const char *text, size_t len,
+                                int add_bos, int add_eos, int *ids, int cap, uhlm_error *err) {
+    if (!text && len) return uhlm_set_error(err, "tokenize: no text");
+    if (cap < 0 || (cap > 0 && !ids)) return uhlm_set_error(err, "tokenize: invalid id buffer");
+    if ((add_bos && UHLM_TOKEN_BOS >= t->n) || (add_eos && UHLM_TOKEN_EOS >= t->n))
+        return uhlm_set_error(err, "tokenize: the %d-token vocabulary has no BOS/EOS", t->n);
+    uhlm_frag *fr;
+    size_t nf;
+    if (uhlm_tok_partition(t, text, len, t->special, t->n_special, NULL, NULL, &fr, &nf) != 0)
+        return uhlm_set_error(err, "tokenize: out of memory");
+    long long count = 0;
+    if (add_bos) {
+        if (count < cap) ids[count] = UHLM_TOKEN_BOS;
+        count++;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        if (fr[i].id >= 0) {
+            if (count < cap) ids[count] = fr[i].id;
+            count++;
+            continue;
+        }
+        int room = count < cap ? cap - (int)count : 0;
+        int k = spm_tokenize(t, text + fr[i].start, fr[i].len, 0, 0, room ? ids + count : NULL,
+                             room, err);
+        if (k < 0) {
+            free(fr);
+            return -1;
+        }
+        count += k;
+    }
+    free(fr);
+    if (add_eos) {
+        if (count < cap) ids[count] = UHLM_TOKEN_EOS;
+        count++;
+    }
+    if (count > INT_MAX) return uhlm_set_error(err, "tokenize: too many tokens");
+    return (int)count;
+}
+
 int uhlm_tokenize_special(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
                           int add_eos, int parse_special, int *ids, int cap, uhlm_error *err) {
     if (!t) return uhlm_set_error(err, "tokenize: no tokenizer");
     if (IS_BPE(t))
         return uhlm_bpe_tokenize(t, text, len, add_bos, add_eos, parse_special, ids, cap, err);
+    if (parse_special) return spm_tokenize_special(t, text, len, add_bos, add_eos, ids, cap, err);
+    return spm_tokenize(t, text, len, add_bos, add_eos, ids, cap, err);
+}
+
+/* SentencePiece's encoding (see the top of the file). */
+static int spm_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int add_bos,
+                        int add_eos, int *ids, int cap, uhlm_error *err) {
     if (!text && len) return uhlm_set_error(err, "tokenize: no text");
     if (cap < 0 || (cap > 0 && !ids)) return uhlm_set_error(err, "tokenize: invalid id buffer");
     if (len > (size_t)(INT_MAX / 4))
