@@ -7,12 +7,15 @@
  * SIMD level this CPU has against an exact double reference of llama.cpp's dot arithmetic and
  * a float one, odd shapes, n = 1..9; AVX2 and AVX-512 bit-identical; results identical for
  * every pool size, for a row alone or in a batch, and through uhlm_matmul_multi; a whole
- * SmolLM2 Q4_1 matrix against the F32 product of its dequantized weights. */
+ * SmolLM2 Q4_1 matrix against the F32 product of its dequantized weights. Models: GGUF files
+ * of these types written and loaded (weights, file type, logits against F32, scalar against
+ * SIMD), and re-quantization from Q4_1 going through F32. */
 #include <stdint.h>
 
 #include "check.h"
 #include "model/kernels/quant_internal.h"
 #include "uhlm/gguf.h"
+#include "uhlm/model.h"
 #include "uhlm/quant.h"
 #include "uhlm/threadpool.h"
 
@@ -624,6 +627,133 @@ static void test_smollm_matrix(void) {
     uhlm_gguf_close(g);
 }
 
+/* ---------------------------------------------------------------- models */
+
+static int logits(const uhlm_model *m, uhlm_simd simd, const int *toks, int n, float *out) {
+    uhlm_ctx_params p = uhlm_ctx_default_params();
+    p.n_seq = 1;
+    p.n_threads = 2;
+    p.simd = simd;
+    uhlm_error err = {{0}};
+    uhlm_ctx *c = uhlm_ctx_new(m, &p, &err);
+    uhlm_batch_entry *b = malloc(sizeof *b * (size_t)n);
+    int rc = -1;
+    if (c && b) {
+        for (int i = 0; i < n; i++) b[i] = (uhlm_batch_entry){0, i, toks[i], 1};
+        rc = uhlm_decode(c, b, n, out, NULL, &err);
+    }
+    if (rc) fprintf(stderr, "logits: %s\n", err.msg);
+    free(b);
+    uhlm_ctx_free(c);
+    return rc;
+}
+
+static double maxdiff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return m;
+}
+
+/* Every row of `to` is `from`'s row converted to to's type through f32 (quantize(dequantize)). */
+static int converted_rows(const uhlm_tensor *from, const uhlm_tensor *to, uhlm_type t) {
+    if (to->type != t || to->rows != from->rows || to->cols != from->cols) return 0;
+    const int64_t cols = from->cols;
+    float *x = malloc((size_t)cols * sizeof(float)), *y = malloc((size_t)cols * sizeof(float));
+    float *z = malloc((size_t)cols * sizeof(float));
+    void *q = malloc(uhlm_type_bytes(t, cols) + 4 * (size_t)cols);
+    int ok = x && y && z && q;
+    for (int64_t r = 0; ok && r < from->rows; r++) {
+        uhlm_tensor_row(from, r, x);
+        uhlm_quantize_row(t, x, q, cols);
+        uhlm_dequantize_row(t, q, y, cols);
+        uhlm_tensor_row(to, r, z);
+        ok = same_bits(y, z, (size_t)cols);
+    }
+    free(x);
+    free(y);
+    free(z);
+    free(q);
+    return ok;
+}
+
+static int all_rows(const uhlm_model *a, const uhlm_model *b, uhlm_type t) {
+    int ok = converted_rows(&a->w.tok_embd, &b->w.tok_embd, t);
+    for (int l = 0; l < a->cfg.n_layers; l++) {
+        const uhlm_layer *u = &a->w.layers[l], *v = &b->w.layers[l];
+        ok &= converted_rows(&u->wq, &v->wq, t) && converted_rows(&u->wk, &v->wk, t) &&
+              converted_rows(&u->wv, &v->wv, t) && converted_rows(&u->wo, &v->wo, t) &&
+              converted_rows(&u->w1, &v->w1, t) && converted_rows(&u->w2, &v->w2, t) &&
+              converted_rows(&u->w3, &v->w3, t);
+    }
+    return ok;
+}
+
+static void test_models(void) {
+    uhlm_error err = {{0}};
+    uhlm_model *a = uhlm_model_load(uhlm_test_model_path("stories-llm-2.76M.bin"),
+                                    uhlm_test_model_path("tok512.bin"), &err);
+    CHECKF(a != NULL, "%s", err.msg);
+    if (!a) return;
+    static const int probe[] = {1, 403, 407, 261, 378, 268, 261, 301, 350, 442, 290, 262,
+                                355, 259, 300, 318, 423, 275, 304, 260, 291, 440, 290, 46};
+    const int np = (int)(sizeof probe / sizeof probe[0]), V = a->cfg.vocab_size;
+    float *l0 = malloc((size_t)np * V * 4), *l1 = malloc((size_t)np * V * 4);
+    float *l2 = malloc((size_t)np * V * 4);
+    CHECK(l0 && l1 && l2 && logits(a, UHLM_SIMD_AUTO, probe, np, l0) == 0);
+    /* max abs logit error of the formats on this model (logits span ~[-20, 20]); Q4_0 is
+     * allowed 4.0 in test_model */
+    const double tol[3] = {3.0, 2.0, 1.5};
+    const int ftype[3] = {3, 8, 9};
+    char p[512], p2[512];
+    snprintf(p, sizeof p, "%s/uhlm_test_ql_%d.gguf", uhlm_test_tmpdir(), (int)getpid());
+    snprintf(p2, sizeof p2, "%s/uhlm_test_ql2_%d.gguf", uhlm_test_tmpdir(), (int)getpid());
+    for (int ti = 0; ti < 3 && l0 && l1 && l2; ti++) {
+        const uhlm_type t = ltypes[ti];
+        CHECKF(uhlm_gguf_save_llama(a, t, p, &err) == 0, "%s", err.msg);
+        uhlm_model *q = uhlm_model_load(p, NULL, &err);
+        CHECKF(q != NULL, "%s: %s", uhlm_type_name(t), err.msg);
+        if (!q) continue;
+        CHECK(q->wtype == t);
+        int64_t v = -1;
+        CHECK(uhlm_gguf_get_int(q->gguf, "general.file_type", &v, &err) == 0 && v == ftype[ti]);
+        CHECKF(all_rows(a, q, t), "%s: a matrix is not the quantized f32 weights", uhlm_type_name(t));
+        CHECK(logits(q, UHLM_SIMD_AUTO, probe, np, l1) == 0);
+        const double d = maxdiff(l0, l1, (size_t)np * V);
+        printf("gguf %s: max abs logit diff vs f32 %.3g (tolerance %g)\n", uhlm_type_name(t), d,
+               tol[ti]);
+        CHECKF(d < tol[ti], "%s: %g", uhlm_type_name(t), d);
+        /* scalar vs SIMD: within a small part of the format's own error (one flipped activation
+         * rounding moves later layers by up to half a step, as test_model documents) */
+        CHECK(logits(q, UHLM_SIMD_SCALAR, probe, np, l2) == 0);
+        printf("gguf %s: max abs logit diff scalar vs simd %.3g\n", uhlm_type_name(t),
+               maxdiff(l1, l2, (size_t)np * V));
+        CHECK(maxdiff(l1, l2, (size_t)np * V) < 0.3);
+        if (t == UHLM_TYPE_Q4_1) {
+            /* re-quantizing: same type copies the bytes; other types go through f32 */
+            const uhlm_type to[4] = {UHLM_TYPE_Q4_1, UHLM_TYPE_F32, UHLM_TYPE_Q8_0, UHLM_TYPE_Q5_0};
+            for (int k = 0; k < 4; k++) {
+                CHECKF(uhlm_gguf_save_llama(q, to[k], p2, &err) == 0, "%s", err.msg);
+                uhlm_model *r = uhlm_model_load(p2, NULL, &err);
+                CHECKF(r != NULL, "%s", err.msg);
+                if (!r) continue;
+                if (to[k] == UHLM_TYPE_Q4_1)
+                    CHECK(r->w.layers[1].w2.type == t &&
+                          !memcmp(r->w.layers[1].w2.data, q->w.layers[1].w2.data,
+                                  uhlm_tensor_nbytes(&q->w.layers[1].w2)));
+                CHECKF(all_rows(q, r, to[k]), "q4_1 -> %s", uhlm_type_name(to[k]));
+                uhlm_model_free(r);
+            }
+        }
+        uhlm_model_free(q);
+    }
+    unlink(p);
+    unlink(p2);
+    free(l0);
+    free(l1);
+    free(l2);
+    uhlm_model_free(a);
+}
+
 int main(void) {
     test_types();
     test_known();
@@ -631,5 +761,6 @@ int main(void) {
     test_kernels();
     test_determinism();
     test_smollm_matrix();
+    test_models();
     return check_report();
 }

@@ -14,23 +14,31 @@
 
 /* ---------------------------------------------------------------- blocks */
 
-/* The float-to-integer casts of the references, with the input clamped first so that NaN or
- * infinite input cannot reach an undefined conversion. For finite input the clamp changes
- * nothing: the references' operands lie in [0, 16] (Q4_1), [0, 33] (Q5_0), [0, 32] (Q5_1),
- * and truncation is what C's cast does. */
+/* The float-to-integer casts of the references, with the operand clamped first so that NaN
+ * or infinite input cannot reach an undefined conversion. For finite input the clamp is the
+ * references' own MIN (Q4_1 at 15, Q5_0 at 31) or a no-op: the operands lie in [0.5, 15.5],
+ * [0.5, 32.5] and [0.5, 31.5] up to rounding, and truncation is what C's cast does. */
 static inline int trunc_clamp(float v, float hi) { return (int)fminf(fmaxf(v, 0.0f), hi); }
 
-/* quantize_row_q4_1_ref: d = (max - min) / 15, q = min(15, (int8_t)((x - min) / d + 0.5)). */
-static void quantize_block_q4_1(const float *x, uhlm_block_q4_1 *y) {
+/* The part Q4_1 and Q5_1 share: min and max from FLT_MAX / -FLT_MAX as the references start,
+ * d = (max - min) / levels stored as fp16 with the fp16 min; returns 1 / d (0 when d is 0). */
+static float min_scale(const float *x, float levels, uint16_t *dh, uint16_t *mh, float *min_out) {
     float min = FLT_MAX, max = -FLT_MAX;
     for (int j = 0; j < UHLM_QK; j++) {
         if (x[j] < min) min = x[j];
         if (x[j] > max) max = x[j];
     }
-    const float d = (max - min) / 15.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y->d = uhlm_f32_to_f16(d);
-    y->m = uhlm_f32_to_f16(min);
+    const float d = (max - min) / levels;
+    *dh = uhlm_f32_to_f16(d);
+    *mh = uhlm_f32_to_f16(min);
+    *min_out = min;
+    return d != 0.0f ? 1.0f / d : 0.0f;
+}
+
+/* quantize_row_q4_1_ref: d = (max - min) / 15, q = min(15, (int8_t)((x - min) / d + 0.5)). */
+static void quantize_block_q4_1(const float *x, uhlm_block_q4_1 *y) {
+    float min;
+    const float id = min_scale(x, 15.0f, &y->d, &y->m, &min);
     for (int j = 0; j < UHLM_QK / 2; j++) {
         const float x0 = (x[j] - min) * id, x1 = (x[j + UHLM_QK / 2] - min) * id;
         const int a = trunc_clamp(x0 + 0.5f, 15.0f), b = trunc_clamp(x1 + 0.5f, 15.0f);
@@ -75,15 +83,8 @@ static void quantize_block_q5_0(const float *x, uhlm_block_q5_0 *y) {
 /* quantize_row_q5_1_ref: d = (max - min) / 31, q = (uint8_t)((x - min) / d + 0.5), no clamp
  * at 31 (the operand cannot reach 32 for finite input); the low five bits are stored. */
 static void quantize_block_q5_1(const float *x, uhlm_block_q5_1 *y) {
-    float min = FLT_MAX, max = -FLT_MAX;
-    for (int j = 0; j < UHLM_QK; j++) {
-        if (x[j] < min) min = x[j];
-        if (x[j] > max) max = x[j];
-    }
-    const float d = (max - min) / 31.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y->d = uhlm_f32_to_f16(d);
-    y->m = uhlm_f32_to_f16(min);
+    float min;
+    const float id = min_scale(x, 31.0f, &y->d, &y->m, &min);
     uint32_t qh = 0;
     for (int j = 0; j < UHLM_QK / 2; j++) {
         const int a = trunc_clamp((x[j] - min) * id + 0.5f, 255.0f);

@@ -37,6 +37,13 @@
  * 8-lane float partials per block instead (reducing each block to one integer costs shuffles
  * that slowed AVX2 decode by 15-25%), so its results differ by float rounding too. */
 
+/* Q4_1 / Q5_0 / Q5_1 (qlegacy*.c): one arithmetic for the AVX2 and AVX-512 VNNI kernels and
+ * all their walks (exact block dots, four fma chains by block % 4, the Q8_1 min term; see
+ * qlegacy_simd.h), so those two levels agree bit for bit; the scalar kernel accumulates in
+ * llama.cpp's order and differs by float rounding. test_quant_legacy holds every level to
+ * 2e-6 of the sum of magnitudes (of the block dots' 4-element partial sums) against an exact
+ * double evaluation of llama.cpp's formula. */
+
 /* In the four-row walk, kernels software-prefetch the next tile when a tile is at most this
  * many bytes (short rows: Q4_0 at 4096 columns gained ~40%); large tiles stream well enough
  * and prefetching them a whole tile ahead would only evict L1. */
