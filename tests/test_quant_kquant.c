@@ -100,6 +100,17 @@ static void test_types(void) {
     CHECK(uhlm_type_from_name("Q4_K", &t) == 0 && t == UHLM_TYPE_Q4_K);
     CHECK(uhlm_type_from_name("q8_k", &t) != 0); /* activation-only */
     CHECK(!uhlm_type_is_gguf(15) && !uhlm_type_is_gguf(9) && !uhlm_type_is_gguf(16));
+    /* rows that are not a multiple of 256: llama.cpp's fallbacks where uhlm has them */
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q4_K, 768) == UHLM_TYPE_Q4_K);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q4_K, 288) == UHLM_TYPE_Q8_0);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q5_K, 576) == UHLM_TYPE_Q8_0);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q6_K, 192) == UHLM_TYPE_Q8_0);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q2_K, 192) == UHLM_TYPE_Q4_0);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q3_K, 160) == UHLM_TYPE_Q4_0);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q6_K, 172) == UHLM_TYPE_F32);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q4_0, 172) == UHLM_TYPE_F32);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_Q8_0, 64) == UHLM_TYPE_Q8_0);
+    CHECK(uhlm_type_fallback(UHLM_TYPE_F16, 7) == UHLM_TYPE_F16);
 }
 
 /* ---------------------------------------------------------------- against llama.cpp */

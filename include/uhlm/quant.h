@@ -2,13 +2,17 @@
  *
  * Types follow ggml's numbering so GGUF tensors map one to one. Q8_0 and Q4_0 blocks are
  * bit-identical to llama.cpp's, and so are the legacy blocks Q4_1, Q5_0 and Q5_1 (ggml-common.h
- * layouts; reference quantization and dequantization bit for bit; code in kernels/qlegacy*.c). UHLM_TYPE_Q8_G is llama2.c's v2 export: int8 values with one
+ * layouts; reference quantization and dequantization bit for bit; code in kernels/qlegacy*.c)
+ * and the K-quants Q2_K..Q6_K (256-element super-blocks; their structs and kernels live in
+ * src/model/kernels/kquant*.c): uhlm_quantize_row gives llama.cpp's reference (no importance
+ * matrix) bytes and uhlm_dequantize_row gguf-py's floats. UHLM_TYPE_Q8_G is llama2.c's v2 export: int8 values with one
  * fp32 scale per `group` consecutive elements of the whole tensor (groups may straddle rows).
  *
  * Kernels: uhlm_matmul computes Y[n][W.rows] = X[n][W.cols] * W^T. For Q8_0 and Q4_0 the
  * activations are first quantized to Q8_0 blocks (as llama.cpp does) and the dot products are
  * integer; so for Q5_0. Q4_1 and Q5_1 take Q8_1 activations (Q8_0 values plus the block sum s,
- * which carries the weights' min term), as llama.cpp's ggml_vec_dot_q4_1_q8_1 does. Each output element is computed by one thread with a fixed summation order, so
+ * which carries the weights' min term), as llama.cpp's ggml_vec_dot_q4_1_q8_1 does; the
+ * K-quants take Q8_K blocks, and then all SIMD levels give identical bits. Each output element is computed by one thread with a fixed summation order, so
  * results do not depend on the thread count. They may differ (within float rounding) between
  * SIMD levels. Weights are streamed once per call, whatever n is: the batched forward relies
  * on this to read the weights once per batch. */
@@ -82,10 +86,10 @@ typedef struct {
     int8_t qs[UHLM_QK];
 } uhlm_block_q8_1; /* 36 bytes */
 
-const char *uhlm_type_name(uhlm_type t); /* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_1", "q8_g" */
+const char *uhlm_type_name(uhlm_type t); /* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_1", "q8_g", "q2_k".."q6_k" */
 int uhlm_type_from_name(const char *name, uhlm_type *out); /* accepts the names above (case-insensitive), 0 ok */
 int uhlm_type_is_gguf(int ggml_type);                 /* 1 for the GGUF tensor types we load */
-int64_t uhlm_type_block(uhlm_type t);                 /* elements per block: 1 (F32, F16), 32 */
+int64_t uhlm_type_block(uhlm_type t);                 /* elements per block: 1 (F32, F16), 32, K: 256 */
 /* Bytes for n elements (n a multiple of the block size). Q8_G: the int8 values only. */
 size_t uhlm_type_bytes(uhlm_type t, int64_t n);
 /* The type a matrix with rows of `cols` elements is written in when `want` is asked for: want
@@ -98,7 +102,7 @@ float uhlm_f16_to_f32(uint16_t h);
 uint16_t uhlm_f32_to_f16(float f); /* round to nearest even, like F16C */
 
 /* Rows of n elements (n a multiple of the type's block size); llama.cpp reference rounding.
- * t is one of F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q8_1. */
+ * t is one of F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q8_1, Q2_K..Q6_K. */
 void uhlm_quantize_row(uhlm_type t, const float *x, void *dst, int64_t n);
 void uhlm_dequantize_row(uhlm_type t, const void *src, float *y, int64_t n);
 

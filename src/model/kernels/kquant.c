@@ -364,12 +364,7 @@ static void quantize_q3_K(const float *x, uhlm_block_q3_K *y, int64_t nb) {
 /* The 16 signed 6-bit scales of a Q3_K block (ggml's kmask unpacking, minus the offset). */
 static void q3_K_scales(const uint8_t *s12, int8_t out[16]) {
     uint32_t aux[4];
-    memcpy(aux, s12, 12);
-    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f, tmp = aux[2];
-    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    uhlm_kq_q3_scales(s12, aux);
     uint8_t b[16];
     memcpy(b, aux, 16);
     for (int j = 0; j < 16; j++) out[j] = (int8_t)(b[j] - 32);

@@ -19,6 +19,7 @@
 #define UHLM_KQUANT_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "model/kernels/quant_internal.h"
 
@@ -92,6 +93,21 @@ static inline void uhlm_kq_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_
         *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
         *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
     }
+}
+
+/* Q3_K's 16 6-bit scales (plus 32) as 16 bytes in four words: ggml's kmask unpacking. Word
+ * loads, not a 12-byte copy: a copy into an array went through the stack in the SIMD
+ * kernels, a store-forwarding stall in their inner loop. */
+static inline void uhlm_kq_q3_scales(const uint8_t *s12, uint32_t out[4]) {
+    uint32_t a0, a1, tmp;
+    memcpy(&a0, s12, 4);
+    memcpy(&a1, s12 + 4, 4);
+    memcpy(&tmp, s12 + 8, 4);
+    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    out[0] = (a0 & kmask2) | (((tmp >> 0) & kmask1) << 4);
+    out[1] = (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4);
+    out[2] = ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+    out[3] = ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
 }
 
 /* The float step of the header comment, shared by every kernel so they cannot drift. wd and
