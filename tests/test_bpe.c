@@ -329,7 +329,9 @@ static uhlm_tokenizer *mini(const char *pre, const char *const *merges, int nm, 
     for (int i = 0; i < NT; i++) lens[i] = strlen(TOKS[i]), types[i] = UHLM_TOKTYPE_NORMAL;
     types[6] = UHLM_TOKTYPE_CONTROL;
     for (int i = 0; i < nm; i++) mlens[i] = strlen(merges[i]);
-    uhlm_bpe_vocab v = {NT, TOKS, lens, types, nm, merges, mlens, pre, -1, 6, -1, -1, 0, 0};
+    uhlm_bpe_vocab v = {.n_tokens = NT, .tokens = TOKS, .token_lens = lens, .types = types,
+                         .n_merges = nm, .merges = merges, .merge_lens = mlens, .pre = pre,
+                         .bos = -1, .eos = 6, .unk = -1, .pad = -1, .add_bos = 0, .add_eos = 0};
     return uhlm_tokenizer_from_bpe(&v, "mini", err);
 }
 
@@ -348,8 +350,20 @@ static void check_mini(void) {
         CHECK(k == 2 && ids[1] == 6);
         CHECK(uhlm_tokenizer_is_eog(t, 6) && uhlm_tokenizer_eos(t) == 6);
         CHECK(uhlm_tokenizer_bos(t) == 11); /* llama.cpp's BPE default */
+        CHECK(!uhlm_tokenizer_is_eog(t, 7));
         uhlm_tokenizer_free(t);
     }
+    /* an eot id given by key ends generation too */
+    size_t lens[NT], mlens[2] = {3, 4};
+    for (int i = 0; i < NT; i++) lens[i] = strlen(TOKS[i]);
+    int eot = 7;
+    uhlm_bpe_vocab ve = {.n_tokens = NT, .tokens = TOKS, .token_lens = lens, .n_merges = 2,
+                         .merges = good, .merge_lens = mlens, .pre = "llama-bpe", .bos = 0,
+                         .eos = -1, .unk = -1, .pad = -1, .add_bos = -1, .add_eos = -1,
+                         .eog_ids = &eot, .n_eog_ids = 1};
+    t = uhlm_tokenizer_from_bpe(&ve, "mini-eot", &err);
+    CHECKF(t && uhlm_tokenizer_is_eog(t, 7) && uhlm_tokenizer_add_bos(t) == 1, "%s", t ? "" : err.msg);
+    uhlm_tokenizer_free(t);
     const char *bad1[] = {"a b", "ab q"};
     t = mini("smollm", bad1, 2, &err);
     CHECKF(!t && strstr(err.msg, "tokenizer.ggml.merges[1]") && strstr(err.msg, "ab q"), "%s", err.msg);
@@ -459,7 +473,9 @@ static void check_save_roundtrip(void) {
     toks[NV - 1] = "<|im_end|>";
     lens[NV - 1] = 10;
     types[NV - 1] = UHLM_TOKTYPE_CONTROL;
-    uhlm_bpe_vocab v = {NV, toks, lens, types, nm, merges, mlens, "qwen2", -1, NV - 1, -1, -1, 0, 0};
+    uhlm_bpe_vocab v = {.n_tokens = NV, .tokens = toks, .token_lens = lens, .types = types,
+                         .n_merges = nm, .merges = merges, .merge_lens = mlens, .pre = "qwen2",
+                         .bos = -1, .eos = NV - 1, .unk = -1, .pad = -1, .add_bos = 0, .add_eos = 0};
     uhlm_error err;
     uhlm_tokenizer *t = uhlm_tokenizer_from_bpe(&v, "roundtrip", &err);
     CHECKF(t != NULL, "%s", err.msg);

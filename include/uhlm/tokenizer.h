@@ -44,7 +44,8 @@ typedef struct uhlm_tokenizer uhlm_tokenizer;
 
 typedef enum uhlm_vocab_kind { UHLM_VOCAB_SPM = 0, UHLM_VOCAB_BPE = 1 } uhlm_vocab_kind;
 
-/* A byte-level BPE vocabulary as GGUF stores it. Arrays are read, not kept. */
+/* A byte-level BPE vocabulary as GGUF stores it. Arrays are read, not kept. Initialize by
+ * field name: ids are -1 when absent, flags -1 for the default. */
 typedef struct uhlm_bpe_vocab {
     int n_tokens;
     const char *const *tokens; /* pieces in GPT-2's byte alphabet ("\xC4\xA0the" for " the") */
@@ -56,6 +57,10 @@ typedef struct uhlm_bpe_vocab {
     const char *pre;           /* pre-tokenizer name; NULL or "" = "default" (refused) */
     int bos, eos, unk, pad;    /* -1: none */
     int add_bos, add_eos;      /* -1: llama.cpp's default for the pre type */
+    /* more end-of-generation ids (GGUF eot/eom/fim_pad/fim_rep/fim_sep_token_id), besides
+     * eos and the texts llama.cpp recognises; out-of-range ids are ignored, as llama.cpp */
+    const int *eog_ids;
+    int n_eog_ids;
 } uhlm_bpe_vocab;
 
 /* Builds a BPE tokenizer. Refused with an error naming the value: an unsupported pre-tokenizer,

@@ -68,7 +68,9 @@ static uhlm_tokenizer *fixed_vocab(const char *pre) {
                                     "i n", "in g"};
     int nm = 7;
     for (int i = 0; i < nm; i++) merges[i] = m[i], mlens[i] = strlen(m[i]);
-    uhlm_bpe_vocab v = {n, toks, lens, types, nm, merges, mlens, pre, -1, n - 1, -1, -1, -1, 0};
+    uhlm_bpe_vocab v = {.n_tokens = n, .tokens = toks, .token_lens = lens, .types = types,
+                         .n_merges = nm, .merges = merges, .merge_lens = mlens, .pre = pre,
+                         .bos = -1, .eos = n - 1, .unk = -1, .pad = -1, .add_bos = -1, .add_eos = 0};
     uhlm_error err;
     return uhlm_tokenizer_from_bpe(&v, "fuzz", &err);
 }
@@ -123,7 +125,9 @@ static void run_built(const uint8_t *d, size_t n, const char *pre) {
         merges[nm] = (const char *)p, mlens[nm++] = (size_t)(e - p);
         p = e + 1;
     }
-    uhlm_bpe_vocab v = {nt, toks, lens, NULL, nm, merges, mlens, pre, -1, -1, -1, -1, -1, -1};
+    uhlm_bpe_vocab v = {.n_tokens = nt, .tokens = toks, .token_lens = lens, .n_merges = nm,
+                         .merges = merges, .merge_lens = mlens, .pre = pre, .bos = -1,
+                         .eos = -1, .unk = -1, .pad = -1, .add_bos = -1, .add_eos = -1};
     uhlm_error err;
     uhlm_tokenizer *t = uhlm_tokenizer_from_bpe(&v, "fuzz", &err);
     if (!t) {

@@ -250,6 +250,18 @@ static int load_bpe(const uhlm_gguf *g, const uhlm_gguf_kv *toks, uhlm_tokenizer
         get_opt_bool(g, "tokenizer.ggml.add_bos_token", &v.add_bos, err) ||
         get_opt_bool(g, "tokenizer.ggml.add_eos_token", &v.add_eos, err))
         return -1;
+    static const char *const eog_keys[] = {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id",
+                                           "tokenizer.ggml.fim_pad_token_id",
+                                           "tokenizer.ggml.fim_rep_token_id",
+                                           "tokenizer.ggml.fim_sep_token_id"};
+    int eog[5], n_eog = 0;
+    for (int k = 0; k < 5; k++) {
+        int id;
+        if (get_opt_id(g, eog_keys[k], &id, err) != 0) return -1;
+        if (id >= 0) eog[n_eog++] = id;
+    }
+    v.eog_ids = eog;
+    v.n_eog_ids = n_eog;
     uint64_t nm = mg->arr_n;
     const char **pieces = malloc((size_t)n * sizeof *pieces);
     size_t *lens = malloc((size_t)n * sizeof *lens);

@@ -255,13 +255,14 @@ static int in_list(const uhlm_tokenizer *t, int id, const char *const *list, siz
 
 /* Printable copy of (part of) a value for an error message. */
 static void show(char *dst, size_t cap, const char *s, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < n && k + 5 < cap; i++) {
+    size_t k = 0, i = 0;
+    /* room for one escape, "..." and the NUL */
+    for (; i < n && k + 8 <= cap; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c < 0x7F) dst[k++] = (char)c;
         else k += (size_t)snprintf(dst + k, cap - k, "\\x%02X", c);
     }
-    if (k + 4 < cap && n > 0 && k < n) memcpy(dst + k, "...", 3), k += 3;
+    if (i < n) memcpy(dst + k, "...", 3), k += 3;
     dst[k] = '\0';
 }
 
@@ -414,6 +415,8 @@ uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *wha
             b->attr[id] = ATTR_USER;
     }
     if (b->eos >= 0) b->eog[b->eos] = 1;
+    for (int i = 0; i < v->n_eog_ids && v->eog_ids; i++)
+        if (v->eog_ids[i] >= 0 && v->eog_ids[i] < n) b->eog[v->eog_ids[i]] = 1;
     for (int id = 0; id < n; id++) {
         if (!b->eog[id]) continue;
         if (piece_is(t, id, "<|return|>")) has_return = 1;
@@ -571,24 +574,39 @@ static size_t tok_to(range *r, size_t end) {
 
 static uint32_t lower_ascii(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
+/* 's 't 're 've 'm 'll 'd at pos (fold: in any case): its length, 0 if none */
+static size_t contraction_at(const range *r, size_t pos, int fold) {
+    if (rc(r, pos) != '\'' || pos + 1 >= r->end) return 0;
+    uint32_t nx = rc(r, pos + 1);
+    if (fold) nx = lower_ascii(nx);
+    if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') return 2;
+    if (pos + 2 >= r->end) return 0;
+    uint32_t nn = rc(r, pos + 2);
+    if (fold) nn = lower_ascii(nn);
+    if ((nx == 'r' && nn == 'e') || (nx == 'v' && nn == 'e') || (nx == 'l' && nn == 'l')) return 3;
+    return 0;
+}
+
+/* The last alternatives of both patterns, \s+(?!\S)|\s+, for the nws white-space code points
+ * at pos (a run followed by more text leaves its last one to the next word); with none, the
+ * code point stands alone. Returns the new position. */
+static size_t spaces_at(range *r, size_t pos, size_t nws) {
+    if (nws > 1 && rc(r, pos + nws) != OUT_OF_RANGE) pos += nws - 1;
+    else if (nws > 0) pos += nws;
+    else pos++;
+    tok_to(r, pos);
+    return pos;
+}
+
 static void split_gpt2(split *s, size_t ini, size_t end) {
     range r = {s, ini, end, ini};
     for (size_t pos = ini; pos < end;) {
         uint32_t cpt = rc(&r, pos);
         unsigned f = rf(&r, pos);
-        if (cpt == '\'' && pos + 1 < end) {
-            uint32_t nx = rc(&r, pos + 1);
-            if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') {
-                pos += tok_to(&r, pos + 2);
-                continue;
-            }
-            if (pos + 2 < end) {
-                uint32_t nn = rc(&r, pos + 2);
-                if ((nx == 'r' && nn == 'e') || (nx == 'v' && nn == 'e') || (nx == 'l' && nn == 'l')) {
-                    pos += tok_to(&r, pos + 3);
-                    continue;
-                }
-            }
+        size_t cl = contraction_at(&r, pos, 0);
+        if (cl) {
+            pos += tok_to(&r, pos + cl);
+            continue;
         }
         unsigned f2 = cpt == ' ' ? rf(&r, pos + 1) : f;
         if (f2 & L_) {
@@ -611,17 +629,7 @@ static void split_gpt2(split *s, size_t ini, size_t end) {
         }
         size_t nws = 0;
         while (rf(&r, pos + nws) & S_) nws++;
-        if (nws > 1 && rc(&r, pos + nws) != OUT_OF_RANGE) {
-            pos += nws - 1;
-            tok_to(&r, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            tok_to(&r, pos);
-            continue;
-        }
-        tok_to(&r, ++pos);
+        pos = spaces_at(&r, pos, nws);
     }
 }
 
@@ -631,19 +639,10 @@ static void split_llama3(split *s, size_t ini, size_t end, size_t max_digits) {
     for (size_t pos = ini; pos < end;) {
         uint32_t cpt = rc(&r, pos);
         unsigned f = rf(&r, pos);
-        if (cpt == '\'' && pos + 1 < end) {
-            uint32_t nx = lower_ascii(rc(&r, pos + 1));
-            if (nx == 's' || nx == 't' || nx == 'm' || nx == 'd') {
-                pos += tok_to(&r, pos + 2);
-                continue;
-            }
-            if (pos + 2 < end) {
-                uint32_t nn = lower_ascii(rc(&r, pos + 2));
-                if ((nx == 'r' && nn == 'e') || (nx == 'v' && nn == 'e') || (nx == 'l' && nn == 'l')) {
-                    pos += tok_to(&r, pos + 3);
-                    continue;
-                }
-            }
+        size_t cl = contraction_at(&r, pos, 1);
+        if (cl) {
+            pos += tok_to(&r, pos + cl);
+            continue;
         }
         if (!(cpt == '\r' || cpt == '\n' || (f & N_))) {
             if ((f & L_) || (rf(&r, pos + 1) & L_)) {
@@ -679,22 +678,12 @@ static void split_llama3(split *s, size_t ini, size_t end, size_t max_digits) {
             if (c2 == '\r' || c2 == '\n') last_rn = pos + nws + 1;
             nws++;
         }
-        if (last_rn > 0) {
+        if (last_rn > 0) { /* \s*[\r\n]+ */
             pos = last_rn;
             tok_to(&r, pos);
             continue;
         }
-        if (nws > 1 && rc(&r, pos + nws) != OUT_OF_RANGE) {
-            pos += nws - 1;
-            tok_to(&r, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            tok_to(&r, pos);
-            continue;
-        }
-        tok_to(&r, ++pos);
+        pos = spaces_at(&r, pos, nws);
     }
 }
 
