@@ -55,15 +55,17 @@ typedef struct {
     double max_diff, mean_diff, miss_margin, min_top1;
 } tolerance;
 static const tolerance TOLERANCES[] = {
-    /* measured over all 20 prompts (1132 positions): max 1.105, mean 0.160, differing picks
-     * only where llama.cpp leads by <= 0.238, top-1 97.3%. llama.cpp itself is 1.817 (mean
-     * 0.161) from the exact float64 pass, uhlm 1.249 (mean 0.157). */
-    {"q4_1", 2.0, 0.25, 0.6, 0.90},
+    /* measured over all 20 prompts (1132 positions): max 1.067, mean 0.162, differing picks
+     * only where llama.cpp leads by <= 0.487, top-1 97.2%. llama.cpp itself is 1.817 (mean
+     * 0.161) from the exact float64 pass, uhlm 1.050 (mean 0.161). (Before qlegacy's last
+     * kernel change, whose float order differs: 1.105 / 0.160, leads <= 0.238, 97.3%.) */
+    {"q4_1", 2.0, 0.25, 1.0, 0.90},
     /* 20 prompts (1079 positions): max 0.031, mean 0.0041, every pick equal; uhlm is within
      * 1e-4 of the exact pass (it keeps activations in f32; llama.cpp rounds them to f16) */
     {"f16", 0.1, 0.01, 0.05, 0.99},
-    /* 20 prompts (1084 positions): max 0.829, mean 0.163, leads <= 0.317, top-1 96.9% */
-    {"q8_0", 2.0, 0.25, 0.6, 0.90},
+    /* 20 prompts (1084 positions): max 0.829, mean 0.163, leads <= 0.317, top-1 96.9%; from
+     * the exact pass uhlm 0.916 (mean 0.160), llama.cpp 1.005 (mean 0.160) */
+    {"q8_0", 2.0, 0.25, 1.0, 0.90},
 };
 
 static const char *source_path(const char *rel) {
