@@ -189,7 +189,8 @@ def main():
                       " (pp/tg tok/s)", file=sys.stderr)
     fo.close()
     print(summarise(rows, a.out))
-    if not rows or llama_failed == len(files) * a.pairs * len(a.threads.split(",")):
+    total = len(files) * a.pairs * len(a.threads.split(","))
+    if not rows or llama_failed == total or uhlm_failed == total:
         sys.exit(1)
 
 
