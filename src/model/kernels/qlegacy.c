@@ -177,29 +177,29 @@ void uhlm_dequantize_row_legacy(uhlm_type t, const void *src, float *y, int64_t 
 
 /* ---------------------------------------------------------------- scalar kernels */
 
-/* The unsigned 4- or 5-bit values of one block, in element order. */
-static inline void unpack_q4(const uint8_t *qs, uint8_t *u) {
-    for (int j = 0; j < UHLM_QK / 2; j++) {
-        u[j] = qs[j] & 0x0f;
-        u[j + UHLM_QK / 2] = qs[j] >> 4;
-    }
-}
-
-static inline void unpack_q5(const uint8_t *qs, const uint8_t *qhb, uint8_t *u) {
-    const uint32_t qh = get_qh(qhb);
-    unpack_q4(qs, u);
-    for (int j = 0; j < UHLM_QK; j++) u[j] |= (uint8_t)(((qh >> j) & 1) << 4);
-}
-
-static inline int32_t idot(const uint8_t *u, const int8_t *x) {
+/* Exact dots of one block's unsigned 4- or 5-bit values with 32 activations: one pass with no
+ * unpacked copy, so compilers can vectorize it where the ISA has variable shifts. */
+static inline int32_t dot_q4(const uint8_t *qs, const int8_t *x) {
     int32_t s = 0;
-    for (int j = 0; j < UHLM_QK; j++) s += (int32_t)u[j] * x[j];
+    for (int j = 0; j < UHLM_QK / 2; j++)
+        s += (int32_t)(qs[j] & 0x0f) * x[j] + (int32_t)(qs[j] >> 4) * x[j + UHLM_QK / 2];
+    return s;
+}
+
+static inline int32_t dot_q5(const uint8_t *qs, const uint8_t *qhb, const int8_t *x) {
+    const uint32_t qh = get_qh(qhb);
+    int32_t s = 0;
+    for (int j = 0; j < UHLM_QK / 2; j++) {
+        const int32_t v0 = (int32_t)((qs[j] & 0x0f) | ((qh >> j) & 1) << 4);
+        const int32_t v1 = (int32_t)((qs[j] >> 4) | ((qh >> (j + UHLM_QK / 2)) & 1) << 4);
+        s += v0 * x[j] + v1 * x[j + UHLM_QK / 2];
+    }
     return s;
 }
 
 /* Per block the exact integer dot, then llama.cpp's scalar arithmetic:
  * acc += (d_w * d_x) * sumi (+ m_w * s_x for the types with a minimum), in block order. */
-#define LEGACY_SCALAR(NAME, BT, UNPACK, OFF, HASMIN)                                                \
+#define LEGACY_SCALAR(NAME, BT, DOT, OFF, HASMIN)                                                \
     static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                            \
         const int64_t rows = a->W->rows, cols = a->W->cols, nb = cols / UHLM_QK;                 \
         const BT *W = a->W->data;                                                                \
@@ -214,9 +214,8 @@ static inline int32_t idot(const uint8_t *u, const int8_t *x) {
                 (void)xm;                                                                        \
                 float acc = 0.0f;                                                                \
                 for (int64_t b = 0; b < nb; b++) {                                               \
-                    uint8_t u[UHLM_QK];                                                          \
-                    UNPACK;                                                                      \
-                    const int32_t s = idot(u, xq + b * UHLM_QK) - (OFF) * xs[b];                 \
+                    const int8_t *x = xq + b * UHLM_QK;                                          \
+                    const int32_t s = DOT - (OFF) * xs[b];                                       \
                     const float dd = uhlm_f16_to_f32(w[b].d) * xd[b];                            \
                     acc += HASMIN ? dd * (float)s + MIN_TERM : dd * (float)s;                       \
                 }                                                                                \
@@ -227,11 +226,11 @@ static inline int32_t idot(const uint8_t *u, const int8_t *x) {
 
 /* only expanded where HASMIN is 1, so w[b].m and xm exist */
 #define MIN_TERM uhlm_f16_to_f32(w[b].m) * xm[b]
-LEGACY_SCALAR(mm_q4_1_scalar, uhlm_block_q4_1, unpack_q4(w[b].qs, u), 0, 1)
-LEGACY_SCALAR(mm_q5_1_scalar, uhlm_block_q5_1, unpack_q5(w[b].qs, w[b].qh, u), 0, 1)
+LEGACY_SCALAR(mm_q4_1_scalar, uhlm_block_q4_1, dot_q4(w[b].qs, x), 0, 1)
+LEGACY_SCALAR(mm_q5_1_scalar, uhlm_block_q5_1, dot_q5(w[b].qs, w[b].qh, x), 0, 1)
 #undef MIN_TERM
 #define MIN_TERM 0.0f
-LEGACY_SCALAR(mm_q5_0_scalar, uhlm_block_q5_0, unpack_q5(w[b].qs, w[b].qh, u), 16, 0)
+LEGACY_SCALAR(mm_q5_0_scalar, uhlm_block_q5_0, dot_q5(w[b].qs, w[b].qh, x), 16, 0)
 #undef MIN_TERM
 
 void uhlm_kernels_legacy_scalar(uhlm_kernels *k) {

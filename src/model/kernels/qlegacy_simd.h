@@ -115,7 +115,13 @@ INL __m128 load4(const float *p, int nv) {
         }                                                                                        \
         int64_t b = 0;                                                                           \
         for (; b + 4 <= nb; b += 4) NAME##_group(w, b, 4, RX, xq, xd, xm, A, M);                 \
-        if (b < nb) NAME##_group(w, b, (int)(nb - b), RX, xq, xd, xm, A, M);                     \
+        /* a constant nv per case: no loops or branches left in the tail */                     \
+        switch (nb - b) {                                                                        \
+        case 1: NAME##_group(w, b, 1, RX, xq, xd, xm, A, M); break;                              \
+        case 2: NAME##_group(w, b, 2, RX, xq, xd, xm, A, M); break;                              \
+        case 3: NAME##_group(w, b, 3, RX, xq, xd, xm, A, M); break;                              \
+        default: break;                                                                          \
+        }                                                                                        \
         _Pragma("GCC unroll 4") for (int i = 0; i < RX; i++) out[i] =                            \
             HASMIN ? hsum4(A[i]) + hsum4(M[i]) : hsum4(A[i]);                                    \
     }                                                                                            \
