@@ -95,7 +95,6 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
             best = scale * sumlx;
         }
     }
-    (void)rmse_type;
     return scale;
 }
 

@@ -258,8 +258,10 @@ INL float kq_step2_nomin(float acc, const __m256i *iv, uint16_t h0, uint16_t h1,
 #define STEP_NOMIN(acc, iv, mv, w, x) ((void)(mv), kq_step_nomin(acc, iv, (w)->d, (x)->d))
 
 /* One weight row against NX activation rows (x[a] points at row a's blocks), blocks in order;
- * out[a] gets what NX = 1 would give it. (Unrolling two blocks per step gained nothing
- * measurable and pushed the accumulator out of its register.) */
+ * out[a] gets what NX = 1 would give it. With one activation row (decode) blocks go in pairs
+ * that share their reduction (STEP2); plain two-block unrolling with separate reductions gained
+ * nothing, and walking four weight rows at once (sharing the reductions across rows) was 20%
+ * slower: its sixteen live vectors spilled. */
 #define KQ_ROW(NAME, BT, DOT, STEP, STEP2)                                                       \
     INL void NAME(const BT *w, const uhlm_block_q8_K *const *x, const int NX, int64_t nb,       \
                   float *out) {                                                                  \
