@@ -697,11 +697,6 @@ typedef struct {
 } bsym;
 
 typedef struct {
-    int rank, left, right;
-    uint32_t size;
-} bpair;
-
-typedef struct {
     const uhlm_tokenizer *t;
     int *ids, cap, count;
     /* reusable buffers */
@@ -709,8 +704,7 @@ typedef struct {
     size_t capword;
     bsym *sym;
     size_t capsym;
-    bpair *heap;
-    size_t nheap, capheap;
+    uhlm_tok_heap heap;
     int oom;
 } benc;
 
@@ -719,51 +713,13 @@ static void bemit(benc *e, int id) {
     if (e->count < INT_MAX) e->count++;
 }
 
-static int pbetter(const bpair *a, const bpair *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static void bpush(benc *e, bpair p) {
-    if (e->nheap == e->capheap) {
-        size_t nc = e->capheap ? e->capheap * 2 : 64;
-        bpair *nh = realloc(e->heap, nc * sizeof *nh);
-        if (!nh) {
-            e->oom = 1;
-            return;
-        }
-        e->heap = nh;
-        e->capheap = nc;
-    }
-    size_t i = e->nheap++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!pbetter(&p, &e->heap[up])) break;
-        e->heap[i] = e->heap[up];
-        i = up;
-    }
-    e->heap[i] = p;
-}
-
-static bpair bpop(benc *e) {
-    bpair top = e->heap[0], last = e->heap[--e->nheap];
-    size_t i = 0, n = e->nheap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && pbetter(&e->heap[c + 1], &e->heap[c])) c++;
-        if (!pbetter(&e->heap[c], &last)) break;
-        e->heap[i] = e->heap[c];
-        i = c;
-    }
-    if (n) e->heap[i] = last;
-    return top;
-}
-
 static void add_bigram(benc *e, int l, int r) {
     if (l < 0 || r < 0) return;
     int rank = find_rank(e->t->bpe, e->sym[l].id, e->sym[r].id);
     if (rank < 0) return;
-    bpush(e, (bpair){rank, l, r, e->sym[l].len + e->sym[r].len});
+    /* lowest rank first: the heap pops the highest key */
+    uhlm_tok_pair p = {-(double)rank, l, r, e->sym[l].len + e->sym[r].len};
+    if (uhlm_tok_heap_push(&e->heap, p) != 0) e->oom = 1;
 }
 
 static void bpe_word(benc *e, size_t wl) {
@@ -795,10 +751,10 @@ static void bpe_word(benc *e, size_t wl) {
         ns++;
         off += k;
     }
-    e->nheap = 0;
+    e->heap.n = 0;
     for (int i = 1; i < ns; i++) add_bigram(e, i - 1, i);
-    while (e->nheap > 0 && !e->oom) {
-        bpair p = bpop(e);
+    while (e->heap.n > 0 && !e->oom) {
+        uhlm_tok_pair p = uhlm_tok_heap_pop(&e->heap);
         bsym *l = &e->sym[p.left], *r = &e->sym[p.right];
         if (l->len == 0 || r->len == 0 || l->len + r->len != p.size) continue; /* stale */
         l->len += r->len;
@@ -924,13 +880,13 @@ int uhlm_bpe_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, int
     free(fr);
     free(e.word);
     free(e.sym);
-    free(e.heap);
+    free(e.heap.a);
     if (e.count == INT_MAX) return uhlm_set_error(err, "tokenize: too many tokens");
     return e.count;
 oom:
     free(fr);
     free(e.word);
     free(e.sym);
-    free(e.heap);
+    free(e.heap.a);
     return uhlm_set_error(err, "tokenize: out of memory");
 }

@@ -29,6 +29,22 @@ struct uhlm_tokenizer {
     int n_special;
 };
 
+/* A candidate merge of two adjacent symbols; the heap pops the highest key first, the leftmost
+ * pair on ties (SentencePiece: key = score; BPE: key = -rank). */
+typedef struct {
+    double key;
+    int left, right;
+    uint32_t size; /* bytes of the merged text, to spot stale entries */
+} uhlm_tok_pair;
+
+typedef struct {
+    uhlm_tok_pair *a;
+    size_t n, cap;
+} uhlm_tok_heap;
+
+int uhlm_tok_heap_push(uhlm_tok_heap *h, uhlm_tok_pair p); /* -1 when out of memory */
+uhlm_tok_pair uhlm_tok_heap_pop(uhlm_tok_heap *h);          /* h->n > 0 */
+
 /* A piece of the input: raw text [start, start+len) when id < 0, else a special token. */
 typedef struct {
     size_t start, len;

@@ -520,61 +520,53 @@ typedef struct {
 } sym;
 
 typedef struct {
-    float score;
-    int left, right;
-    uint32_t size;
-} pair;
-
-typedef struct {
     const uhlm_tokenizer *t;
     const char *norm;
     sym *s;
-    pair *heap;
-    size_t nheap, capheap;
+    uhlm_tok_heap heap;
     uint32_t *split; /* UNUSED piece id -> length of the left part it was merged from */
     int *ids, cap, count;
     int prev_unk;
     int oom;
 } enc;
 
-/* Heap order: higher score first, then the leftmost pair (bpe_model.cc's comparator). */
-static int better(const pair *a, const pair *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
+/* Heap order: higher key first, then the leftmost pair. SentencePiece (bpe_model.cc's
+ * comparator) uses key = score; llama.cpp's BPE key = -rank (bpe.c). */
+static int better(const uhlm_tok_pair *a, const uhlm_tok_pair *b) {
+    return a->key > b->key || (a->key == b->key && a->left < b->left);
 }
 
-static void heap_push(enc *e, pair p) {
-    if (e->nheap == e->capheap) {
-        size_t nc = e->capheap ? e->capheap * 2 : 64;
-        pair *nh = realloc(e->heap, nc * sizeof *nh);
-        if (!nh) {
-            e->oom = 1;
-            return;
-        }
-        e->heap = nh;
-        e->capheap = nc;
+int uhlm_tok_heap_push(uhlm_tok_heap *h, uhlm_tok_pair p) {
+    if (h->n == h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 64;
+        uhlm_tok_pair *na = realloc(h->a, nc * sizeof *na);
+        if (!na) return -1;
+        h->a = na;
+        h->cap = nc;
     }
-    size_t i = e->nheap++;
+    size_t i = h->n++;
     while (i > 0) {
         size_t up = (i - 1) / 2;
-        if (!better(&p, &e->heap[up])) break;
-        e->heap[i] = e->heap[up];
+        if (!better(&p, &h->a[up])) break;
+        h->a[i] = h->a[up];
         i = up;
     }
-    e->heap[i] = p;
+    h->a[i] = p;
+    return 0;
 }
 
-static pair heap_pop(enc *e) {
-    pair top = e->heap[0], last = e->heap[--e->nheap];
-    size_t i = 0, n = e->nheap;
+uhlm_tok_pair uhlm_tok_heap_pop(uhlm_tok_heap *h) {
+    uhlm_tok_pair top = h->a[0], last = h->a[--h->n];
+    size_t i = 0, n = h->n;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n) break;
-        if (c + 1 < n && better(&e->heap[c + 1], &e->heap[c])) c++;
-        if (!better(&e->heap[c], &last)) break;
-        e->heap[i] = e->heap[c];
+        if (c + 1 < n && better(&h->a[c + 1], &h->a[c])) c++;
+        if (!better(&h->a[c], &last)) break;
+        h->a[i] = h->a[c];
         i = c;
     }
-    if (n) e->heap[i] = last;
+    if (n) h->a[i] = last;
     return top;
 }
 
@@ -583,7 +575,7 @@ static void maybe_add_pair(enc *e, int l, int r) {
     uint32_t size = e->s[l].len + e->s[r].len;
     int id = lookup(e->t, e->norm + e->s[l].start, size);
     if (id < 0) return;
-    heap_push(e, (pair){e->t->score[id], l, r, size});
+    if (uhlm_tok_heap_push(&e->heap, (uhlm_tok_pair){e->t->score[id], l, r, size}) != 0) e->oom = 1;
     /* remembers how an unused piece was formed, to undo it afterwards (rev_merge) */
     if (e->split && e->t->type[id] == UHLM_TOKTYPE_UNUSED) e->split[id] = e->s[l].len;
 }
@@ -846,8 +838,8 @@ static int spm_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, i
         p += k;
     }
     for (int i = 1; i < ns; i++) maybe_add_pair(&e, i - 1, i);
-    while (e.nheap > 0 && !e.oom) {
-        pair top = heap_pop(&e);
+    while (e.heap.n > 0 && !e.oom) {
+        uhlm_tok_pair top = uhlm_tok_heap_pop(&e.heap);
         sym *l = &e.s[top.left], *r = &e.s[top.right];
         /* stale: one side was merged away or grew since the pair was queued */
         if (l->len == 0 || r->len == 0 || l->len + r->len != top.size) continue;
@@ -864,7 +856,7 @@ static int spm_tokenize(const uhlm_tokenizer *t, const char *text, size_t len, i
 done:
     free(norm);
     free(e.s);
-    free(e.heap);
+    free(e.heap.a);
     free(e.split);
     if (e.oom) return uhlm_set_error(err, "tokenize: out of memory");
     return e.count;
