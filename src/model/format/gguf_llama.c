@@ -880,6 +880,20 @@ int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, 
         uhlm_gguf_set_f32(w, "llama.rope.scaling.factor", 1.0f / p->rope_freq_scale);
     }
     if (put_vocab(w, m->tok, &s.buf, path, err) != 0) goto done;
+    if (m->chat_template && m->chat_template_len > 0) {
+        /* kept so that the written file chats as the source did (uhlm_chat, llama.cpp) */
+        char *ct = own(&s.buf, m->chat_template_len + 1);
+        if (!ct) {
+            uhlm_set_error(err, "%s: out of memory writing the chat template", path);
+            goto done;
+        }
+        memcpy(ct, m->chat_template, m->chat_template_len);
+        ct[m->chat_template_len] = '\0';
+        if (uhlm_gguf_set_str(w, "tokenizer.chat_template", ct) != 0) {
+            uhlm_set_error(err, "%s: out of memory writing the chat template", path);
+            goto done;
+        }
+    }
 
     const uhlm_weights *W = &m->w;
     if (save_mat(&s, "token_embd.weight", &W->tok_embd, err) ||
