@@ -6,10 +6,15 @@
 #   bench/anchors.sh [--pairs 5] [--threads 1,2] [--files q4_1,q8_0,q4_k_m]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=${UHLM_ORACLE_PYTHON:-/work/oracle/venv/bin/python}
+# llama.cpp comes from PyPI's llama-cpp-python source distribution, built on this machine into
+# out/oracle/venv by scripts/oracle/setup.sh (once, about ten minutes), never into uhlm itself.
+py=${UHLM_ORACLE_PYTHON:-out/oracle/venv/bin/python}
 if ! "$py" -c 'import llama_cpp' 2>/dev/null; then
-  echo "anchors.sh: $py cannot import llama_cpp (set UHLM_ORACLE_PYTHON to the oracle venv's python)" >&2
-  exit 1
+  if [ -n "${UHLM_ORACLE_PYTHON:-}" ]; then
+    echo "anchors.sh: $py cannot import llama_cpp" >&2
+    exit 1
+  fi
+  scripts/oracle/setup.sh out/oracle
 fi
 if [ ! -x build/uhlm ]; then
   echo "anchors.sh: build/uhlm not found (scripts/build.sh release)" >&2

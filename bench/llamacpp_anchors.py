@@ -1,8 +1,8 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """llamacpp_anchors.py: uhlm against llama.cpp, side by side, on the same GGUF files (the driver
 behind bench/anchors.sh; run that, which takes the bench lock).
 
-    /work/oracle/venv/bin/python bench/llamacpp_anchors.py [--uhlm build/uhlm] [--pairs 5]
+    out/oracle/venv/bin/python bench/llamacpp_anchors.py [--uhlm build/uhlm] [--pairs 5]
         [--threads 1,2] [--prompt 512] [--gen 128] [--files q4_1,q8_0,q4_k_m]
         [--dir /tmp/uhlm-anchors] [--out out/anchors.jsonl]
 

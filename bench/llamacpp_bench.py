@@ -1,8 +1,8 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """llamacpp_bench.py: llama.cpp's prompt and generation speed on one GGUF file, measured the way
 `uhlm bench` measures uhlm, for the side-by-side anchors (bench/anchors.sh).
 
-    /work/oracle/venv/bin/python bench/llamacpp_bench.py -m FILE.gguf [-t THREADS] \
+    out/oracle/venv/bin/python bench/llamacpp_bench.py -m FILE.gguf [-t THREADS] \
         [--prompt 512] [--gen 128] [--reps 2] [--kv f16|f32] [--flash auto|on|off]
 
 llama.cpp through llama-cpp-python 0.3.36's low-level API (libllama built from source with

@@ -13,10 +13,10 @@ best (min time) and median.
 Output: JSON Lines on stdout, one {"kind": "pair", ...} per pair and one
 {"kind": "summary", ...} per (model, threads).
 
-Pinned: llama-cpp-python 0.3.36 (CPU, GGML_NATIVE) in /work/oracle/venv; run it with
+Pinned: llama-cpp-python 0.3.36 (CPU, GGML_NATIVE) in out/oracle/venv (scripts/oracle/setup.sh); run it with
 that venv's python:
 
-  /work/oracle/venv/bin/python bench/llamacpp_decode.py --uhlm build/uhlm \
+  out/oracle/venv/bin/python bench/llamacpp_decode.py --uhlm build/uhlm \
       -m /tmp/r110M-q8_0.gguf -m /tmp/r15M-f32.gguf -t 1 -t 2 --pairs 5
 
 The models are `uhlm convert --random-shape 15M|110M -z tokenizer.bin --type T` files;

@@ -1,8 +1,8 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """llamacpp_quantize.py: a GGUF re-quantized by llama.cpp's own quantizer (llama_model_quantize,
 llama-cpp-python 0.3.36), for the speed anchors (bench/anchors.sh) and the K-quant checks.
 
-    /work/oracle/venv/bin/python bench/llamacpp_quantize.py IN.gguf OUT.gguf [--ftype q4_k_m]
+    out/oracle/venv/bin/python bench/llamacpp_quantize.py IN.gguf OUT.gguf [--ftype q4_k_m]
 
 With a quantized input (the shipped SmolLM2 Q4_1) allow_requantize is set: llama.cpp dequantizes
 each tensor to F32 and quantizes it again, the route its `llama-quantize --allow-requantize`

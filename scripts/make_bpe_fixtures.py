@@ -15,7 +15,7 @@ TEXT and DECODED escape \\ \\t \\n \\r, other control bytes and bytes that are n
 DECODED (every fourth case) is the concatenation of llama_token_to_piece(id, special=false)
 over IDS_PARSE_SPECIAL_OFF, with ill-formed UTF-8 replaced by U+FFFD as Python does.
 
-Usage: /work/oracle/venv/bin/python scripts/make_bpe_fixtures.py [MODEL_DIR]
+Usage: out/oracle/venv/bin/python scripts/make_bpe_fixtures.py [MODEL_DIR]
 (MODEL_DIR holds SmolLM2-135M-Instruct.Q4_1.gguf, ggml-vocab-llama-bpe.gguf,
 ggml-vocab-qwen2.gguf and ggml-vocab-llama-spm.gguf; default models/). The last is
 SentencePiece, there for parse_special (llama.cpp's partition in front of the SPM encoder)."""

@@ -18,7 +18,7 @@ import re
 import sys
 
 SRC = (sys.argv[1] if len(sys.argv) > 1 else
-       "/work/oracle/sdist/llama_cpp_python-0.3.36/vendor/llama.cpp/src/unicode-data.cpp")
+       "out/oracle/sdist/llama_cpp_python-0.3.36/vendor/llama.cpp/src/unicode-data.cpp")
 MAX = 0x110000
 NUMBER, LETTER, WHITESPACE_BIT, LOWER, UPPER, NFD = 0x2, 0x4, 0x100, 0x200, 0x400, 0x800
 

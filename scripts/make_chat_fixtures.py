@@ -1,9 +1,9 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """make_chat_fixtures.py: chat prompts rendered by llama.cpp itself, for tests/test_chat.c.
 
 Run with the oracle venv (python 3.11, llama-cpp-python==0.3.36):
 
-    /work/oracle/venv/bin/python scripts/make_chat_fixtures.py [MODELS_DIR]
+    out/oracle/venv/bin/python scripts/make_chat_fixtures.py [MODELS_DIR]
 
 Writes tests/fixtures/chat_templates.json: a list of cases
     {"template": STR, "messages": [[ROLE, CONTENT], ...], "add_assistant": BOOL,

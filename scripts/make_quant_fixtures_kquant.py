@@ -1,10 +1,10 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """make_quant_fixtures_kquant.py: llama.cpp's own K-quant results for tests/test_quant_kquant.c.
 
 Run with the oracle venv (python 3.11, numpy, gguf==0.19.0, llama-cpp-python==0.3.36 built
 for the CPU; none of them is a dependency of uhlm):
 
-    /work/oracle/venv/bin/python scripts/make_quant_fixtures_kquant.py \
+    out/oracle/venv/bin/python scripts/make_quant_fixtures_kquant.py \
         [--model /work/main/models/SmolLM2-135M-Instruct.Q4_1.gguf]
 
 Writes into tests/fixtures/kquant/ (all little-endian, sizes imply the counts):
@@ -28,6 +28,7 @@ Deterministic: fixed numpy seed; the same library versions give the same bytes.
 """
 import argparse
 import ctypes
+import importlib.util
 import os
 
 import numpy as np
@@ -36,7 +37,13 @@ from gguf import quants
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "kquant")
-LIB = "/work/oracle/venv/lib/python3.11/site-packages/llama_cpp/lib"
+# llama-cpp-python ships ggml's shared libraries beside its module (scripts/oracle/setup.sh
+# builds it into out/oracle/venv)
+_LLAMA = importlib.util.find_spec("llama_cpp")
+if _LLAMA is None:
+    raise SystemExit("llama_cpp is not importable: run with out/oracle/venv/bin/python "
+                     "(scripts/oracle/setup.sh builds it)")
+LIB = os.path.join(os.path.dirname(_LLAMA.origin), "lib")
 COLS = 1536
 REAL_ROWS = 8  # two rows from each of four layers
 TYPES = {"q2_k": (10, gguf.GGMLQuantizationType.Q2_K, 84),

@@ -1,9 +1,9 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """make_quant_fixtures_legacy.py: expected bytes and floats for tests/test_quant_legacy.c.
 
 Run with the oracle venv (python 3.11, numpy, gguf==0.19.0, llama-cpp-python==0.3.36):
 
-    /work/oracle/venv/bin/python scripts/make_quant_fixtures_legacy.py \
+    out/oracle/venv/bin/python scripts/make_quant_fixtures_legacy.py \
         [--model models/SmolLM2-135M-Instruct.Q4_1.gguf]
 
 Writes tests/fixtures/quant_legacy.bin (deterministic: fixed seed, no timestamps). Two oracles
@@ -26,6 +26,7 @@ present (and that the file's bytes are the ones these floats were computed from)
 """
 import argparse
 import ctypes
+import importlib.util
 import os
 import struct
 import sys
@@ -36,7 +37,13 @@ from gguf import GGUFReader, quants
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "fixtures", "quant_legacy.bin")
-LIB = "/work/oracle/venv/lib/python3.11/site-packages/llama_cpp/lib/libggml-base.so"
+# llama-cpp-python ships ggml's shared libraries beside its module (scripts/oracle/setup.sh
+# builds it into out/oracle/venv)
+_LLAMA = importlib.util.find_spec("llama_cpp")
+if _LLAMA is None:
+    raise SystemExit("llama_cpp is not importable: run with out/oracle/venv/bin/python "
+                     "(scripts/oracle/setup.sh builds it)")
+LIB = os.path.join(os.path.dirname(_LLAMA.origin), "lib", 'libggml-base.so')
 
 SIZES = {QT.Q4_1: 20, QT.Q5_0: 22, QT.Q5_1: 24, QT.Q8_1: 36}
 NAMES = {QT.Q4_1: "q4_1", QT.Q5_0: "q5_0", QT.Q5_1: "q5_1", QT.Q8_1: "q8_1"}

@@ -1,10 +1,10 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """make_qwen2_fixture.py: tiny random GGUFs of the architectures uhlm runs, with expected logits,
 for tests/test_arch.c.
 
 Run with the oracle venv (python 3.11, numpy, gguf==0.19.0; llama-cpp-python==0.3.36 optional):
 
-    /work/oracle/venv/bin/python scripts/make_qwen2_fixture.py [--keep DIR] ../shared/models/tok512.bin
+    out/oracle/venv/bin/python scripts/make_qwen2_fixture.py [--keep DIR] ../shared/models/tok512.bin
 
 Builds, deterministically (splitmix64 streams seeded 1234 and 4321, see make_weights), two
 models with tok512's 512-piece SentencePiece vocabulary (tokenizer.ggml.model = llama, so that

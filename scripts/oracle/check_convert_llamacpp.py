@@ -1,8 +1,8 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """check_convert_llamacpp.py: the GGUF files `uhlm convert` writes load in llama.cpp
 (llama-cpp-python 0.3.36) and decode there greedily to the same tokens as in uhlm.
 
-    /work/oracle/venv/bin/python scripts/oracle/check_convert_llamacpp.py \
+    out/oracle/venv/bin/python scripts/oracle/check_convert_llamacpp.py \
         [--uhlm build/uhlm] [--model SmolLM2-135M-Instruct.Q4_1.gguf] \
         [--types f16,q8_0,q4_0,q4_1,q5_0,q5_1,q4_k,q5_k,q6_k] [--n 5] [--gen 32] [--dir DIR]
 

@@ -2,7 +2,7 @@
 
 Everything here talks to llama.cpp through llama-cpp-python's low-level ctypes API, pinned to
 one version so that fixtures and speed figures name exactly what they were measured against.
-Run with the oracle venv: /work/oracle/venv/bin/python (python 3.11, llama-cpp-python 0.3.36
+Run with the oracle venv: out/oracle/venv/bin/python (python 3.11, llama-cpp-python 0.3.36
 built from source for this CPU, GGML_NATIVE).
 """
 import ctypes
@@ -18,7 +18,7 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 try:
     import llama_cpp as L
 except ImportError as e:  # pragma: no cover - depends on the venv
-    sys.exit(f"llama_cpp is not importable ({e}); run with /work/oracle/venv/bin/python")
+    sys.exit(f"llama_cpp is not importable ({e}); run with out/oracle/venv/bin/python")
 
 if L.__version__ != LLAMA_CPP_PYTHON_VERSION:
     sys.exit(f"llama-cpp-python {L.__version__} found, {LLAMA_CPP_PYTHON_VERSION} required "

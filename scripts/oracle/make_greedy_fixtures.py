@@ -1,8 +1,8 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """make_greedy_fixtures.py: llama.cpp's greedy decodes of SmolLM2 on Alpaca prompts, the
 reference for tests/test_llamacpp_agreement.c.
 
-    /work/oracle/venv/bin/python scripts/oracle/make_greedy_fixtures.py MODEL.gguf TYPE \
+    out/oracle/venv/bin/python scripts/oracle/make_greedy_fixtures.py MODEL.gguf TYPE \
         [--prompts /work/shared/data/alpaca-200.jsonl] [--n 20] [--gen 64]
 
 writes tests/fixtures/smollm2_greedy_TYPE.json. MODEL is the shipped

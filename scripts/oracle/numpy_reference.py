@@ -1,7 +1,7 @@
-#!/work/oracle/venv/bin/python
+#!/usr/bin/env python3
 """numpy_reference.py: an exact-arithmetic referee for the llama.cpp agreement fixtures.
 
-    /work/oracle/venv/bin/python scripts/oracle/numpy_reference.py MODEL.gguf FIXTURE.json \
+    out/oracle/venv/bin/python scripts/oracle/numpy_reference.py MODEL.gguf FIXTURE.json \
         [--write] [--cases N]
 
 SmolLM2 turns out to be very sensitive to rounding (llama.cpp's own F16 KV cache moves its
