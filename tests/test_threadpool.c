@@ -144,20 +144,26 @@ static void test_coverage(cover_job *j) {
     }
 }
 
-/* With slow ranges, every thread of the pool gets work: the pool really is parallel. */
+/* With slow ranges, every thread of the pool gets work: the pool really is parallel. On a
+ * loaded host a worker may not be scheduled during one whole run (the caller then takes its
+ * ranges, which is correct), so a run counts as proof when all threads took part in it, and a
+ * pool gets five runs to show it; a pool whose workers never run fails all five. */
 static void test_all_threads_work(cover_job *j) {
     for (int t = 2; t <= 3; t++) {
         uhlm_error err;
         uhlm_pool *p = uhlm_pool_new(t, &err);
         CHECKF(p != NULL, "%s", err.msg);
         if (!p) continue;
-        reset(j, 64, t);
-        j->sleep_us = 2000;
-        uhlm_pool_run(p, cover_task, j, 64, 1);
         int seen = 0;
-        for (int i = 0; i < t; i++) seen += atomic_load(&j->tid_seen[i]);
-        CHECKF(seen == t, "%d threads, %d took part", t, seen);
-        CHECK(!j->overlap && !j->bad_tid);
+        for (int attempt = 0; attempt < 5 && seen != t; attempt++) {
+            reset(j, 64, t);
+            j->sleep_us = 2000;
+            uhlm_pool_run(p, cover_task, j, 64, 1);
+            seen = 0;
+            for (int i = 0; i < t; i++) seen += atomic_load(&j->tid_seen[i]);
+            CHECK(!j->overlap && !j->bad_tid);
+        }
+        CHECKF(seen == t, "%d threads, %d took part (best of 5 runs)", t, seen);
         uhlm_pool_free(p);
     }
 }
