@@ -18,6 +18,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "model/kernels/avx512_transpose.h"
+
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define INL                                                                                    \
     static inline __attribute__((always_inline,                                                \
@@ -127,28 +129,6 @@ UHLM_FLOAT_KERNEL(mm_f16_avx512, tile_f16, uint16_t)
 /* Blocks per packed chunk: 32 * (8 * 64 + 64) bytes = 18 KB, which stays in L1. */
 #define PK_CHUNK 32
 
-/* z[j] = [row j | row j + 8], 8 dwords each -> o[g] lane k = dword g of row k. */
-INL_VNNI void transpose_16x8(const __m512i *z, __m512i *o) {
-    __m512i t[8], u[8];
-    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {
-        t[2 * j] = _mm512_unpacklo_epi32(z[2 * j], z[2 * j + 1]);
-        t[2 * j + 1] = _mm512_unpackhi_epi32(z[2 * j], z[2 * j + 1]);
-    }
-    _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {
-        u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
-        u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
-        u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
-        u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
-    }
-    /* u[g] holds dwords g and g + 4 of rows 0-3 and 8-11 (128-bit lanes 0-3), u[g + 4] the
-     * same of rows 4-7 and 12-15 */
-    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
-    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-    _Pragma("GCC unroll 4") for (int g = 0; g < 4; g++) {
-        o[g] = _mm512_permutex2var_epi64(u[g], lo, u[g + 4]);
-        o[g + 4] = _mm512_permutex2var_epi64(u[g], hi, u[g + 4]);
-    }
-}
 
 /* Packs blocks [b0, b1) of 16 rows: pw[8 * (b - b0) + g] lane k = unsigned bytes 4g..4g+3
  * of row k's block b, pws[16 * (b - b0) + k] = row k's scale. */
