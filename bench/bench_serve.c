@@ -21,6 +21,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "bench_net.h"
 #include "cli/cli.h"
 #include "uhlm/model.h"
 #include "uhlm/payload.h"
@@ -49,40 +50,6 @@ typedef struct bclient {
     char err[256];
 } bclient;
 
-static int bc_send(int fd, uhlm_wire_buf *b) {
-    size_t off = 0;
-    while (off < b->len) {
-        ssize_t w = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        off += (size_t)w;
-    }
-    b->len = 0;
-    return 0;
-}
-
-static int bc_recv(int fd, uint8_t *pay, size_t cap, uhlm_wire_msg *m) {
-    uint8_t h[UHLM_WIRE_HEADER_SIZE];
-    size_t got = 0;
-    uhlm_wire_header hd;
-    uhlm_error e;
-    while (got < sizeof h) {
-        ssize_t r = recv(fd, h + got, sizeof h - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        got += (size_t)r;
-    }
-    if (uhlm_wire_frame_header_parse(h, sizeof h, &hd, (uint32_t)cap, &e) != 0) return -1;
-    for (got = 0; got < hd.len;) {
-        ssize_t r = recv(fd, pay + got, hd.len - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        got += (size_t)r;
-    }
-    if (uhlm_wire_decode(hd.type, pay, hd.len, NULL, m, &e) != 0) return -1;
-    return hd.type;
-}
-
 static void *bclient_main(void *arg) {
     bclient *c = arg;
     uhlm_wire_buf b = {0};
@@ -109,8 +76,8 @@ static void *bclient_main(void *arg) {
     int V = c->m->cfg.vocab_size;
     uhlm_wire_hello h = {1, c->m->tok ? uhlm_tokenizer_fingerprint(c->m->tok) : 0, (uint32_t)V,
                          {NULL, 0}, uhlm_wire_cstr("bench")};
-    if (uhlm_wire_encode_hello(&b, &h, &e) != 0 || bc_send(fd, &b) != 0 ||
-        bc_recv(fd, pay, 1 << 16, &m) != UHLM_WIRE_WELCOME) {
+    if (uhlm_wire_encode_hello(&b, &h, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
+        bench_recv_frame(fd, pay, 1u << 16, &m) != UHLM_WIRE_WELCOME) {
         snprintf(c->err, sizeof c->err, "HELLO refused");
         goto fail;
     }
@@ -133,8 +100,8 @@ static void *bclient_main(void *arg) {
                 prompt[i] = 3 + (int)(uhlm_rng_u64(&rng) % (uint64_t)(V - 3));
             uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, c->temp, 0, 1.0f, c->seed,
                                 {prompt, NULL, (uint32_t)plen}};
-            if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || bc_send(fd, &b) != 0 ||
-                bc_recv(fd, pay, 1 << 16, &m) != UHLM_WIRE_OPENED) {
+            if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
+                bench_recv_frame(fd, pay, 1u << 16, &m) != UHLM_WIRE_OPENED) {
                 snprintf(c->err, sizeof c->err, "OPEN refused");
                 goto fail;
             }
@@ -160,8 +127,8 @@ static void *bclient_main(void *arg) {
             q.x = (uhlm_wire_bytes){c->x, (uint32_t)c->x_len};
         }
         double t0 = uhlm_now();
-        if (uhlm_wire_encode_verify(&b, &q, NULL, &e) != 0 || bc_send(fd, &b) != 0 ||
-            bc_recv(fd, pay, 1 << 16, &m) != UHLM_WIRE_VERDICT) {
+        if (uhlm_wire_encode_verify(&b, &q, NULL, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
+            bench_recv_frame(fd, pay, 1u << 16, &m) != UHLM_WIRE_VERDICT) {
             snprintf(c->err, sizeof c->err, "VERIFY failed");
             goto fail;
         }
@@ -171,7 +138,7 @@ static void *bclient_main(void *arg) {
         pos = m.u.verdict.n_past;
     }
     uhlm_wire_encode_empty(&b, UHLM_WIRE_CLOSE, &e);
-    if (bc_send(fd, &b) == 0) bc_recv(fd, pay, 1 << 16, &m);
+    if (bench_send_frame(fd, &b) == 0) bench_recv_frame(fd, pay, 1u << 16, &m);
     goto done;
 fail:
     c->failed = 1;

@@ -33,6 +33,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "bench_net.h"
 #include "cli/cli.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
@@ -76,46 +77,12 @@ static int soak_connect(const soak *k, int net, int host) {
     return fd;
 }
 
-static int soak_send(int fd, uhlm_wire_buf *b) {
-    size_t off = 0;
-    while (off < b->len) {
-        ssize_t w = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        off += (size_t)w;
-    }
-    b->len = 0;
-    return 0;
-}
-
-static int soak_read(int fd, uint8_t *p, size_t n) {
-    for (size_t got = 0; got < n;) {
-        ssize_t r = recv(fd, p + got, n - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-/* One frame; its type, or -1 (EOF, timeout, undecodable). */
-static int soak_recv(int fd, uint8_t *pay, uhlm_wire_msg *m) {
-    uint8_t h[UHLM_WIRE_HEADER_SIZE];
-    uhlm_wire_header hd;
-    uhlm_error e;
-    if (soak_read(fd, h, sizeof h) != 0 ||
-        uhlm_wire_frame_header_parse(h, sizeof h, &hd, SOAK_PAY, &e) != 0 ||
-        soak_read(fd, pay, hd.len) != 0 || uhlm_wire_decode(hd.type, pay, hd.len, NULL, m, &e) != 0)
-        return -1;
-    return hd.type;
-}
-
 static int soak_hello(const soak *k, int fd, uint8_t *pay, uhlm_wire_msg *m) {
     uhlm_wire_buf b = {0};
     uhlm_error e;
     uhlm_wire_hello h = {1, k->fp, (uint32_t)k->V, {NULL, 0}, uhlm_wire_cstr("soak")};
-    int ok = uhlm_wire_encode_hello(&b, &h, &e) == 0 && soak_send(fd, &b) == 0 &&
-             soak_recv(fd, pay, m) == UHLM_WIRE_WELCOME;
+    int ok = uhlm_wire_encode_hello(&b, &h, &e) == 0 && bench_send_frame(fd, &b) == 0 &&
+             bench_recv_frame(fd, pay, SOAK_PAY, m) == UHLM_WIRE_WELCOME;
     uhlm_wire_buf_free(&b);
     return ok ? 0 : -1;
 }
@@ -149,8 +116,8 @@ static int honest_session(honest *d, int fd, uint8_t *pay, int *prompt, uhlm_rng
             int plen = *first ? d->ctx_start : k->ctx_min;
             random_prompt(prompt, plen, k->V, rng);
             uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, 0.0f, 0, 1.0f, 1, {prompt, NULL, (uint32_t)plen}};
-            if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || soak_send(fd, &b) != 0 ||
-                soak_recv(fd, pay, &m) != UHLM_WIRE_OPENED)
+            if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
+                bench_recv_frame(fd, pay, SOAK_PAY, &m) != UHLM_WIRE_OPENED)
                 goto out;
             pos = m.u.opened.n_past;
             opened = 1;
@@ -163,8 +130,8 @@ static int honest_session(honest *d, int fd, uint8_t *pay, int *prompt, uhlm_rng
         q.flags = UHLM_WIRE_VF_GREEDY;
         q.pos = pos;
         q.draft = (uint32_t)(uhlm_rng_u64(rng) % (uint64_t)k->V);
-        if (uhlm_wire_encode_verify(&b, &q, NULL, &e) != 0 || soak_send(fd, &b) != 0 ||
-            soak_recv(fd, pay, &m) != UHLM_WIRE_VERDICT)
+        if (uhlm_wire_encode_verify(&b, &q, NULL, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
+            bench_recv_frame(fd, pay, SOAK_PAY, &m) != UHLM_WIRE_VERDICT)
             goto out;
         __atomic_fetch_add(&d->n_verify, 1, __ATOMIC_RELAXED);
         pos = m.u.verdict.n_past;
@@ -254,9 +221,9 @@ static void *pipeliner_main(void *arg) {
                 uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, 0.0f, 0, 1.0f, 1, {prompt, NULL, (uint32_t)plen}};
                 uhlm_wire_encode_open(&b, &o, NULL, &e);
             }
-            if (soak_send(fd, &b) != 0) break;
+            if (bench_send_frame(fd, &b) != 0) break;
             int i = 0, t = 0;
-            for (; i < PIPE_DEPTH && (t = soak_recv(fd, pay, &m)) >= 0; i++)
+            for (; i < PIPE_DEPTH && (t = bench_recv_frame(fd, pay, SOAK_PAY, &m)) >= 0; i++)
                 a->done += t == UHLM_WIRE_OPENED;
             if (i < PIPE_DEPTH) break;
         }
@@ -282,7 +249,7 @@ static void *garbage_main(void *arg) {
         int junk = soak_connect(k, 2, 150 + a->idx);
         if (junk >= 0) {
             const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-            if (send(junk, get, strlen(get), MSG_NOSIGNAL) > 0) soak_recv(junk, pay, &m);
+            if (send(junk, get, strlen(get), MSG_NOSIGNAL) > 0) bench_recv_frame(junk, pay, SOAK_PAY, &m);
             close(junk);
         }
         int fd = soak_connect(k, 2, 200 + a->idx);
@@ -293,9 +260,9 @@ static void *garbage_main(void *arg) {
         }
         for (int round = 0; round < 64 && !atomic_load(&k->stop); round++) {
             uhlm_wire_buf b = {frames, sizeof frames, sizeof frames};
-            if (soak_send(fd, &b) != 0) break;
+            if (bench_send_frame(fd, &b) != 0) break;
             int i = 0;
-            for (; i < 256 && soak_recv(fd, pay, &m) == UHLM_WIRE_ERROR; i++) a->done++;
+            for (; i < 256 && bench_recv_frame(fd, pay, SOAK_PAY, &m) == UHLM_WIRE_ERROR; i++) a->done++;
             if (i < 256) break;
         }
         close(fd);
