@@ -259,13 +259,15 @@ static int load_curve(const cJSON *o, const char *path, uhlm_calib_curve *c, uhl
     size_t i = 0;
     const cJSON *x, *y = cb->child;
     cJSON_ArrayForEach(x, cu) {
-        if (!cJSON_IsNumber(x) || !cJSON_IsNumber(y) || !isfinite(x->valuedouble) ||
-            !isfinite(y->valuedouble) ||
+        /* u and the risk share both live in [0, 1]; a knot above 1 would make the "no knot
+         * breaks the budget" answer (1) smaller than a lower budget's, so it is refused. */
+        if (!cJSON_IsNumber(x) || !cJSON_IsNumber(y) || !(x->valuedouble >= 0.0) ||
+            !(x->valuedouble <= 1.0) || !(y->valuedouble >= 0.0) || !(y->valuedouble <= 1.0) ||
             (i > 0 && !(x->valuedouble > c->u[i - 1] && y->valuedouble >= c->bound[i - 1]))) {
             uhlm_calib_curve_free(c);
             return uhlm_set_error(err,
-                                  "%s: budget curve entry %zu is not a finite number above the "
-                                  "previous one",
+                                  "%s: budget curve entry %zu is not a number in [0, 1] above "
+                                  "the previous one",
                                   path, i);
         }
         c->u[i] = x->valuedouble;
