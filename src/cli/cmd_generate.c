@@ -5,90 +5,54 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "uhlm/chat.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm generate -m MODEL [-z TOKENIZER] [-p PROMPT] [--chat [--system TEXT]]\n"
-            "                     [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
-            "                     [-t THREADS] [--json]\n\n"
-            "Generates text with one model (llama2.c .bin, or any supported GGUF: see README).\n\n"
-            "  -m MODEL        model file (default %s)\n"
-            "  -z TOKENIZER    llama2.c tokenizer.bin; needed for llama2.c models (default %s)\n"
-            "  -p PROMPT       prompt text (default: empty, generation starts from BOS)\n"
-            "  --chat          wrap PROMPT as one user turn in the model's chat template\n"
-            "                  (tokenizer.chat_template: chatml, llama2, llama3, zephyr) and print\n"
-            "                  only the answer\n"
-            "  --system TEXT   with --chat: a system message before the user turn (none by\n"
-            "                  default; like llama.cpp, no template default is injected)\n"
-            "  -n N            tokens to generate (default 256; stops early at an end-of-generation\n"
-            "                  token or the context)\n"
-            "  --temp T        temperature, 0 = greedy (default 1.0)\n"
-            "  --top-k K       keep the K most likely tokens, 0 = off (default 0)\n"
-            "  --top-p P       nucleus sampling mass, 1 = off (default 1.0)\n"
-            "  --seed S        random seed (default 42)\n"
-            "  -t THREADS      threads (default: all CPUs); output does not depend on it\n"
-            "  --simd LEVEL    auto|scalar|avx2|avx512 (default auto)\n"
-            "  --json          print a JSON object with text, token ids and stats instead\n"
-            "\nText goes to stdout, statistics to stderr.\n",
-            UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
-}
+static const cli_command generate_cmd = {
+    "generate", NULL,
+    "Generates text with one model (llama2.c .bin, or any supported GGUF: see README).",
+    "Text goes to stdout, statistics to stderr.", 0};
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *prompt = "", *system = NULL;
+    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *system = NULL;
+    cli_texts prompts = {.n = 0};
     int chat = 0;
-    long n_gen = 256, top_k = 0, threads = 0;
+    long n_gen = 256, top_k = 0, threads = 0, n_ctx_arg = 0;
     double temp = 1.0, top_p = 1.0;
     uint64_t seed = 42;
     int json = 0;
     uhlm_simd simd = UHLM_SIMD_AUTO;
     const char *cmd = "generate";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--chat")) {
-            chat = 1;
-        } else if (!strcmp(a, "--system")) {
-            if (!(system = cli_need_arg(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-n") ||
-                   !strcmp(a, "--temp") || !strcmp(a, "--top-k") || !strcmp(a, "--top-p") ||
-                   !strcmp(a, "--seed") || !strcmp(a, "-t") || !strcmp(a, "--simd")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            int bad = 0;
-            if (!strcmp(a, "-m")) model_arg = v;
-            else if (!strcmp(a, "-z")) tok_arg = v;
-            else if (!strcmp(a, "-p")) prompt = v;
-            else if (!strcmp(a, "-n")) bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &n_gen);
-            else if (!strcmp(a, "--temp")) bad = cli_parse_float(cmd, a, v, 0, 1e6, &temp);
-            else if (!strcmp(a, "--top-k")) bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &top_k);
-            else if (!strcmp(a, "--top-p")) bad = cli_parse_float(cmd, a, v, 1e-9, 1.0, &top_p);
-            else if (!strcmp(a, "--seed")) bad = cli_parse_u64(cmd, a, v, &seed);
-            else if (!strcmp(a, "-t")) bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-            else if (uhlm_simd_from_name(v, &simd) != 0) {
-                fprintf(stderr, "uhlm generate: unknown --simd level '%s'\n", v);
-                bad = 1;
-            }
-            if (bad) return 2;
-        } else {
-            fprintf(stderr, "uhlm generate: unknown option '%s' (see 'uhlm generate --help')\n", a);
-            return 2;
-        }
+    const cli_arg args[] = {
+        CLI_ARG(CLI_MODEL, &model_arg), CLI_ARG(CLI_TOKENIZER, &tok_arg),
+        CLI_ARG(CLI_PROMPT, &prompts),  CLI_ARG(CLI_FILE, &prompts),
+        CLI_ARG(CLI_CHAT, &chat),       CLI_ARG(CLI_SYSTEM, &system),
+        CLI_ARG(CLI_N_PREDICT, &n_gen), CLI_ARG(CLI_CTX_SIZE, &n_ctx_arg),
+        CLI_ARG(CLI_SEED, &seed),       CLI_ARG(CLI_TEMP, &temp),
+        CLI_ARG(CLI_TOP_K, &top_k),     CLI_ARG(CLI_TOP_P, &top_p),
+        CLI_ARG(CLI_THREADS, &threads), CLI_ARG(CLI_SIMD, &simd),
+        {.id = CLI_JSON, .dst = &json,
+         .help = "print a JSON object with text, token ids and stats instead"},
+    };
+    int prc = cli_parse(&generate_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
+    if (prc != CLI_CONTINUE) {
+        cli_texts_free(&prompts);
+        return cli_exit_status(prc);
     }
+    const char *prompt = cli_texts_last(&prompts, "");
+    int rc = 1;
     if (system && !chat) {
         fprintf(stderr, "uhlm generate: --system needs --chat\n");
+        cli_texts_free(&prompts);
         return 2;
     }
     uhlm_error err = {{0}};
     uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
-    if (!m) return 1;
-    if (chat && cli_check_chat(cmd, m) != 0) {
+    if (!m || (chat && cli_check_chat(cmd, m) != 0)) {
         uhlm_model_free(m);
+        cli_texts_free(&prompts);
         return 1;
     }
     const char *mpath = m->path;
@@ -96,10 +60,12 @@ int cmd_generate(int argc, char **argv) {
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     cp.simd = simd;
+    cp.n_ctx = (int)n_ctx_arg;
     uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
     if (!ctx) {
         fprintf(stderr, "uhlm generate: %s\n", err.msg);
         uhlm_model_free(m);
+        cli_texts_free(&prompts);
         return 1;
     }
     int V = m->cfg.vocab_size, n_ctx = uhlm_ctx_n_ctx(ctx);
@@ -112,7 +78,6 @@ int cmd_generate(int argc, char **argv) {
     char *piece = malloc((size_t)maxp);
     cli_text text;
     int text_ok = cli_text_init(&text, !json) == 0;
-    int rc = 1;
     if (!ids || !batch || !logits || !probs || !piece || !text_ok) {
         fprintf(stderr, "uhlm generate: out of memory\n");
         goto done;
@@ -226,5 +191,6 @@ done:
     if (text_ok) cli_text_free(&text);
     uhlm_ctx_free(ctx);
     uhlm_model_free(m);
+    cli_texts_free(&prompts);
     return rc;
 }

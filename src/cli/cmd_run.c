@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_remote.h"
+#include "cli/options.h"
 #include "uhlm/calib.h"
 #include "uhlm/chat.h"
 #include "uhlm/hybrid.h"
@@ -18,83 +19,12 @@
 #include "uhlm/tokenizer.h"
 #include "uhlm/wire.h"
 
-static void help(FILE *f) {
-    fprintf(
-        f,
-        "usage: uhlm run [-m SLM] [--llm LLM] [-z TOKENIZER] [-p PROMPT] [-n N]\n"
-        "                [--chat [--system TEXT]]\n"
-        "                [--mode slm|llm|hlm|rand|uhlm] [--uth U] [--skip-prob P]\n"
-        "                [--payload f32|f16|topk:K[:8|16]] [--snr DB] [--bandwidth HZ]\n"
-        "                [--down-snr DB] [--down-bandwidth HZ] [--latency S]\n"
-        "                [--fading none|rayleigh] [--temp T] [--top-k K] [--top-p P]\n"
-        "                [--uncertainty perturb|entropy|maxprob|margin] [--samples M]\n"
-        "                [--theta-max T] [--seed S] [--shadow] [--json] [--events]\n"
-        "                [-t THREADS] [--simd LEVEL] [--channel accounted|shaped]\n"
-        "                [--max-input-mb MB]\n"
-        "                [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
-        "                 [--read-timeout S] [--require-server]]\n\n"
-        "Hybrid generation: a small model (SLM, the device) drafts every token; depending on\n"
-        "the mode, a large model (LLM, the server, here in the same process) verifies it by\n"
-        "speculative sampling. Link time comes from an accounted wireless channel model.\n\n"
-        "  -m SLM           device model (default %s)\n"
-        "  --llm LLM        server model (default %s)\n"
-        "  -z TOKENIZER     tokenizer for llama2.c models (default %s); both models must\n"
-        "                   share one vocabulary\n"
-        "  -p PROMPT        prompt text (default: empty, generation starts from BOS)\n"
-        "  --chat           wrap PROMPT as one user turn in the SLM's chat template (chatml,\n"
-        "                   llama2, llama3, zephyr) and print only the answer\n"
-        "  --system TEXT    with --chat: a system message before the user turn\n"
-        "  -n N             tokens to generate (default 256; stops early at an end-of-\n"
-        "                   generation token or the context)\n"
-        "  --mode MODE      slm: SLM alone; llm: LLM alone; hlm: verify every token;\n"
-        "                   rand: skip with probability --skip-prob; uhlm: skip when the\n"
-        "                   uncertainty u <= --uth (default uhlm)\n"
-        "  --uth U          uhlm threshold (default 0.2; < 0 verifies all, >= 1 skips all)\n"
-        "  --calib F --risk R   u_th from `uhlm calibrate` output F instead of --uth;\n"
-        "                   R = averse (-b/a), prone ((delta-b)/a), budget (the stored risk\n"
-        "                   budget) or budget:X (largest u_th with expected risk <= X)\n"
-        "  --skip-prob P    rand skip probability (default 0.5)\n"
-        "  --payload ENC    uplink encoding of x: f32, f16, topk:K (8-bit), topk:K:16\n"
-        "                   (default f32); the draft is sampled from the decoded x\n"
-        "  --snr DB         mean SNR of both links in dB (default %g)\n"
-        "  --bandwidth HZ   bandwidth of both links in Hz (default %g)\n"
-        "  --down-snr DB, --down-bandwidth HZ   downlink only (default: as the uplink)\n"
-        "  --latency S      fixed latency per message, both directions (default 0)\n"
-        "  --fading F       none or rayleigh (block fading per message; default none)\n"
-        "  --channel C      accounted: link time goes to a virtual clock (default); shaped:\n"
-        "                   the device also really waits each message's link time\n"
-        "  --temp T         temperature for both models, 0 = greedy (default 1.0)\n"
-        "  --top-k K        keep the K most likely tokens, 0 = off (default 0)\n"
-        "  --top-p P        nucleus sampling mass, 1 = off (default 1.0)\n"
-        "  --uncertainty U  perturb (temperature perturbation, default), entropy, maxprob,\n"
-        "                   margin\n"
-        "  --samples M      perturbation samples (default %d)\n"
-        "  --theta-max T    largest perturbation temperature (default %g)\n"
-        "  --seed S         random seed (default 42); with a seed, the output is fixed for\n"
-        "                   every mode and thread count\n"
-        "  --shadow         also evaluate skipped tokens with the LLM (untimed) to report the\n"
-        "                   true skip rate and would-be rejections\n"
-        "  --json           print one JSON object (text, tokens, full stats) instead of text\n"
-        "  --events         with --json: add a per-token record array\n"
-        "  -t THREADS       threads per model (default: all CPUs)\n"
-        "  --simd LEVEL     auto|scalar|avx2|avx512 (default auto)\n"
-        "  --server H:P     verify on a `uhlm serve` server instead of in this process (the\n"
-        "                   LLM is then not loaded here, except for --shadow). If the server\n"
-        "                   is unreachable or dies, generation goes on with the SLM alone\n"
-        "                   (tokens counted as unverified), reconnects with backoff and\n"
-        "                   resynchronises (in every mode, llm included)\n"
-        "  --require-server     fail (exit 1) instead of going on with the SLM alone when the\n"
-        "                   server cannot verify (unreachable, lost, context full, payload\n"
-        "                   refused)\n"
-        "  --auth-token-file F  the server's shared auth token (first line of F)\n"
-        "  --connect-timeout S  per connection attempt (default 3)\n"
-        "  --read-timeout S     per reply, LLM time included (default 30)\n"
-        "  --max-input-mb MB    largest --calib file read (default %d MiB)\n"
-        "\nText goes to stdout; a one-line summary of the stats goes to stderr.\n",
-        UHLM_DEFAULT_SLM, UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER, UHLM_CHANNEL_DEFAULT_SNR_DB,
-        UHLM_CHANNEL_DEFAULT_BANDWIDTH, UHLM_UNC_DEFAULT_SAMPLES, UHLM_UNC_DEFAULT_THETA_MAX,
-        UHLM_INPUT_MAX_MB);
-}
+static const cli_command run_cmd = {
+    "run", NULL,
+    "Hybrid generation: a small model (SLM, the device) drafts every token; depending on\n"
+    "the mode, a large model (LLM, the server, here in the same process) verifies it by\n"
+    "speculative sampling. Link time comes from an accounted wireless channel model.",
+    "Text goes to stdout; a one-line summary of the stats goes to stderr.", 0};
 
 typedef struct {
     cJSON *events; /* NULL unless --events */
@@ -133,7 +63,7 @@ static void on_token(void *user, const uhlm_token_event *ev) {
 int cmd_run(int argc, char **argv) {
     const char *cmd = "run";
     const char *slm_arg = UHLM_DEFAULT_SLM, *llm_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
-    const char *prompt = "", *system = NULL;
+    const char *system = NULL;
     int chat = 0;
     long threads = 0, n_gen = 256, top_k = 0, samples = UHLM_UNC_DEFAULT_SAMPLES;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX;
@@ -148,153 +78,58 @@ int cmd_run(int argc, char **argv) {
     uhlm_error err = {{0}};
     const char *calib_path = NULL, *risk = NULL; /* --calib F --risk averse|prone|budget[:R] */
     long max_in_mb = UHLM_INPUT_MAX_MB;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--events")) {
-            events = 1;
-        } else if (!strcmp(a, "--shadow")) {
-            shadow = 1;
-        } else if (!strcmp(a, "--chat")) {
-            chat = 1;
-        } else if (!strcmp(a, "--system")) {
-            if (!(system = cli_need_arg(cmd, argc, argv, &i))) return 2;
-        } else if (!strcmp(a, "--require-server")) {
-            require_server = 1;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--llm") || !strcmp(a, "-z") ||
-                   !strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "--mode") ||
-                   !strcmp(a, "--uth") || !strcmp(a, "--skip-prob") || !strcmp(a, "--payload") ||
-                   !strcmp(a, "--snr") || !strcmp(a, "--bandwidth") || !strcmp(a, "--down-snr") ||
-                   !strcmp(a, "--down-bandwidth") || !strcmp(a, "--latency") ||
-                   !strcmp(a, "--fading") || !strcmp(a, "--temp") || !strcmp(a, "--top-k") ||
-                   !strcmp(a, "--top-p") || !strcmp(a, "--seed") || !strcmp(a, "-t") ||
-                   !strcmp(a, "--uncertainty") || !strcmp(a, "--samples") ||
-                   !strcmp(a, "--theta-max") || !strcmp(a, "--simd") || !strcmp(a, "--server") ||
-                   !strcmp(a, "--auth-token-file") || !strcmp(a, "--connect-timeout") ||
-                   !strcmp(a, "--read-timeout") || !strcmp(a, "--channel") ||
-                   !strcmp(a, "--calib") || !strcmp(a, "--risk") ||
-                   !strcmp(a, "--max-input-mb")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            int bad = 0;
-            if (!strcmp(a, "-m"))
-                slm_arg = v;
-            else if (!strcmp(a, "--llm"))
-                llm_arg = v;
-            else if (!strcmp(a, "-z"))
-                tok_arg = v;
-            else if (!strcmp(a, "-p"))
-                prompt = v;
-            else if (!strcmp(a, "-n"))
-                bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &n_gen);
-            else if (!strcmp(a, "--uth"))
-                bad = cli_parse_float(cmd, a, v, -1e9, 1e9, &dp.policy.u_th);
-            else if (!strcmp(a, "--skip-prob"))
-                bad = cli_parse_float(cmd, a, v, 0.0, 1.0, &dp.policy.skip_prob);
-            else if (!strcmp(a, "--snr"))
-                bad = cli_parse_float(cmd, a, v, -200, 200, &snr);
-            else if (!strcmp(a, "--down-snr"))
-                bad = cli_parse_float(cmd, a, v, -200, 200, &dsnr);
-            else if (!strcmp(a, "--bandwidth"))
-                bad = cli_parse_float(cmd, a, v, 1e-3, 1e15, &bw);
-            else if (!strcmp(a, "--down-bandwidth"))
-                bad = cli_parse_float(cmd, a, v, 1e-3, 1e15, &dbw);
-            else if (!strcmp(a, "--latency"))
-                bad = cli_parse_float(cmd, a, v, 0.0, 1e6, &lat);
-            else if (!strcmp(a, "--temp"))
-                bad = cli_parse_float(cmd, a, v, 0, 1e6, &temp);
-            else if (!strcmp(a, "--top-k"))
-                bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &top_k);
-            else if (!strcmp(a, "--top-p"))
-                bad = cli_parse_float(cmd, a, v, 1e-9, 1.0, &top_p);
-            else if (!strcmp(a, "--seed"))
-                bad = cli_parse_u64(cmd, a, v, &seed);
-            else if (!strcmp(a, "-t"))
-                bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-            else if (!strcmp(a, "--samples"))
-                bad = cli_parse_int(cmd, a, v, 1, 1000000, &samples);
-            else if (!strcmp(a, "--theta-max"))
-                bad = cli_parse_float(cmd, a, v, 1e-6, 1e6, &theta_max);
-            else if (!strcmp(a, "--server"))
-                server = v;
-            else if (!strcmp(a, "--auth-token-file"))
-                token_file = v;
-            else if (!strcmp(a, "--connect-timeout"))
-                bad = cli_parse_float(cmd, a, v, 1e-3, 3600, &connect_to);
-            else if (!strcmp(a, "--read-timeout"))
-                bad = cli_parse_float(cmd, a, v, 1e-3, 86400, &read_to);
-            else if (!strcmp(a, "--calib"))
-                calib_path = v;
-            else if (!strcmp(a, "--risk"))
-                risk = v;
-            else if (!strcmp(a, "--max-input-mb"))
-                bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &max_in_mb);
-            else if (!strcmp(a, "--channel")) {
-                if ((bad = uhlm_channel_mode_parse(v, &dp.channel.mode) != 0))
-                    fprintf(stderr, "uhlm run: unknown channel '%s' (accounted, shaped)\n", v);
-            } else if (!strcmp(a, "--mode")) {
-                if ((bad = uhlm_mode_parse(v, &dp.policy.mode) != 0))
-                    fprintf(stderr, "uhlm run: unknown mode '%s' (slm, llm, hlm, rand, uhlm)\n", v);
-            } else if (!strcmp(a, "--payload")) {
-                if ((bad = uhlm_payload_parse(v, &dp.payload, &err) != 0))
-                    fprintf(stderr, "uhlm run: %s\n", err.msg);
-            } else if (!strcmp(a, "--fading")) {
-                if ((bad = uhlm_fading_parse(v, &dp.channel.fading) != 0))
-                    fprintf(stderr, "uhlm run: unknown fading model '%s' (none, rayleigh)\n", v);
-            } else if (!strcmp(a, "--uncertainty")) {
-                if ((bad = uhlm_unc_method_parse(v, &dp.unc.method) != 0))
-                    fprintf(stderr,
-                            "uhlm run: unknown uncertainty '%s' (perturb, entropy, maxprob, "
-                            "margin)\n",
-                            v);
-            } else if (uhlm_simd_from_name(v, &simd) != 0) {
-                fprintf(stderr, "uhlm run: unknown --simd level '%s'\n", v);
-                bad = 1;
-            }
-            if (bad) return 2;
-        } else {
-            fprintf(stderr, "uhlm run: unknown option '%s' (see 'uhlm run --help')\n", a);
-            return 2;
-        }
+    cli_texts prompts = {.n = 0};
+    long n_ctx_arg = 0;
+    const cli_arg args[] = {
+        {.id = CLI_SLM, .dst = &slm_arg, .alias = "-m"},
+        CLI_ARG(CLI_LLM, &llm_arg),
+        CLI_ARG(CLI_TOKENIZER, &tok_arg),
+        CLI_ARG(CLI_PROMPT, &prompts),
+        CLI_ARG(CLI_FILE, &prompts),
+        CLI_ARG(CLI_CHAT, &chat),
+        CLI_ARG(CLI_SYSTEM, &system),
+        CLI_ARG(CLI_N_PREDICT, &n_gen),
+        CLI_ARG(CLI_CTX_SIZE, &n_ctx_arg),
+        CLI_ARG(CLI_SEED, &seed),
+        CLI_ARG(CLI_TEMP, &temp),
+        CLI_ARG(CLI_TOP_K, &top_k),
+        CLI_ARG(CLI_TOP_P, &top_p),
+        CLI_ARG(CLI_MODE, &dp.policy.mode),
+        CLI_ARG(CLI_UTH, &dp.policy.u_th),
+        CLI_ARG(CLI_SKIP_PROB, &dp.policy.skip_prob),
+        CLI_ARG(CLI_CALIB, &calib_path),
+        CLI_ARG(CLI_RISK, &risk),
+        CLI_ARG(CLI_SHADOW, &shadow),
+        CLI_ARG(CLI_UNCERTAINTY, &dp.unc.method),
+        CLI_ARG(CLI_SAMPLES, &samples),
+        CLI_ARG(CLI_THETA_MAX, &theta_max),
+        CLI_ARG(CLI_PAYLOAD, &dp.payload),
+        CLI_ARG(CLI_SNR, &snr),
+        CLI_ARG(CLI_BANDWIDTH, &bw),
+        CLI_ARG(CLI_DOWN_SNR, &dsnr),
+        CLI_ARG(CLI_DOWN_BANDWIDTH, &dbw),
+        CLI_ARG(CLI_LATENCY, &lat),
+        CLI_ARG(CLI_FADING, &dp.channel.fading),
+        CLI_ARG(CLI_CHANNEL, &dp.channel.mode),
+        CLI_ARG(CLI_SERVER, &server),
+        CLI_ARG(CLI_AUTH_TOKEN_FILE, &token_file),
+        CLI_ARG(CLI_CONNECT_TIMEOUT, &connect_to),
+        CLI_ARG(CLI_READ_TIMEOUT, &read_to),
+        CLI_ARG(CLI_REQUIRE_SERVER, &require_server),
+        CLI_ARG(CLI_THREADS, &threads),
+        CLI_ARG(CLI_SIMD, &simd),
+        {.id = CLI_JSON, .dst = &json, .help = "print one JSON object (text, tokens, full stats) "
+                                               "instead of text"},
+        CLI_ARG(CLI_EVENTS, &events),
+        {.id = CLI_MAX_INPUT_MB, .dst = &max_in_mb, .help = "largest --calib file read, in MiB"},
+    };
+    int prc = cli_parse(&run_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
+    const char *prompt = cli_texts_last(&prompts, "");
+    if (prc != CLI_CONTINUE) {
+        cli_texts_free(&prompts);
+        return cli_exit_status(prc);
     }
-    if (events && !json) {
-        fprintf(stderr, "uhlm run: --events needs --json\n");
-        return 2;
-    }
-    if (system && !chat) {
-        fprintf(stderr, "uhlm run: --system needs --chat\n");
-        return 2;
-    }
-    if ((calib_path != NULL) != (risk != NULL) ||
-        (risk && uhlm_calib_risk_parse(risk, NULL, NULL, NULL) != 0)) {
-        fprintf(stderr, "uhlm run: --calib FILE and --risk averse|prone|budget|budget:R (R in "
-                        "[0, 1]) go together\n");
-        return 2;
-    }
-    if (calib_path && uhlm_calib_load_threshold_max(calib_path, risk, (uint64_t)max_in_mb << 20,
-                                                   &dp.policy.u_th, &err) != 0) {
-        fprintf(stderr, "uhlm run: %s\n", err.msg);
-        return 1;
-    }
-    dp.n_gen = (int)n_gen;
-    dp.sampling = (uhlm_sampling){(float)temp, (int)top_k, (float)top_p};
-    dp.unc.samples = (int)samples;
-    dp.unc.theta_max = theta_max;
-    dp.channel.up = (uhlm_link){bw, snr, lat};
-    dp.channel.down = (uhlm_link){isnan(dbw) ? bw : dbw, isnan(dsnr) ? snr : dsnr, lat};
-    cli_remote remote_opts;
-    int remote_rc = cli_remote_setup("run", server, token_file, &remote_opts);
-    if (remote_rc != 0) return remote_rc;
-    if (require_server && !server) {
-        fprintf(stderr, "uhlm run: --require-server needs --server\n");
-        return 2;
-    }
-    remote_opts.require = require_server;
-
-    int rc = 1;
+    int rc = 2;
     uhlm_model *slm = NULL, *llm = NULL;
     uhlm_ctx *slm_ctx = NULL, *shadow_ctx = NULL;
     uhlm_verifier *ver = NULL;
@@ -304,6 +139,40 @@ int cmd_run(int argc, char **argv) {
     cli_text text = {NULL, 0, 0, 0};
     run_state rs = {NULL};
     uhlm_mode mode = dp.policy.mode;
+    cli_remote remote_opts;
+    if (events && !json) {
+        fprintf(stderr, "uhlm run: --events needs --json\n");
+        goto done;
+    }
+    if (system && !chat) {
+        fprintf(stderr, "uhlm run: --system needs --chat\n");
+        goto done;
+    }
+    if ((calib_path != NULL) != (risk != NULL)) {
+        fprintf(stderr, "uhlm run: --calib FILE and --risk averse|prone|budget|budget:R (R in "
+                        "[0, 1]) go together\n");
+        goto done;
+    }
+    rc = 1;
+    if (calib_path && uhlm_calib_load_threshold_max(calib_path, risk, (uint64_t)max_in_mb << 20,
+                                                   &dp.policy.u_th, &err) != 0) {
+        fprintf(stderr, "uhlm run: %s\n", err.msg);
+        goto done;
+    }
+    dp.n_gen = (int)n_gen;
+    dp.sampling = (uhlm_sampling){(float)temp, (int)top_k, (float)top_p};
+    dp.unc.samples = (int)samples;
+    dp.unc.theta_max = theta_max;
+    dp.channel.up = (uhlm_link){bw, snr, lat};
+    dp.channel.down = (uhlm_link){isnan(dbw) ? bw : dbw, isnan(dsnr) ? snr : dsnr, lat};
+    if ((rc = cli_remote_setup("run", server, token_file, &remote_opts)) != 0) goto done;
+    if (require_server && !server) {
+        fprintf(stderr, "uhlm run: --require-server needs --server\n");
+        rc = 2;
+        goto done;
+    }
+    remote_opts.require = require_server;
+    rc = 1;
 
     /* with a server the LLM lives there; it is loaded here only to shadow skipped tokens */
     int need_llm = !server || (shadow && mode != UHLM_MODE_LLM);
@@ -327,6 +196,7 @@ int cmd_run(int argc, char **argv) {
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     cp.simd = simd;
+    cp.n_ctx = (int)n_ctx_arg;
     /* llm mode runs the SLM only while a remote server is unreachable, but its context always
      * sets the common context limit, so every mode stops at the same length */
     if (!(slm_ctx = uhlm_ctx_new(slm, &cp, &err))) {
@@ -475,5 +345,6 @@ done:
     uhlm_ctx_free(slm_ctx);
     uhlm_model_free(slm);
     uhlm_model_free(llm);
+    cli_texts_free(&prompts);
     return rc;
 }

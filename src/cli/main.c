@@ -3,8 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-
-#define UHLM_VERSION "0.1.0"
+#include "cli/options.h"
 
 typedef struct {
     const char *name;
@@ -29,7 +28,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "uhlm %s: uncertainty-aware hybrid language-model inference\n\n"
             "usage: uhlm COMMAND [options]   (uhlm COMMAND --help for details)\n\ncommands:\n",
-            UHLM_VERSION);
+            UHLM_CLI_VERSION);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
     fprintf(f,
@@ -46,8 +45,8 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (!strcmp(argv[1], "--version")) {
-        printf("uhlm %s\n", UHLM_VERSION);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("uhlm %s\n", UHLM_CLI_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
