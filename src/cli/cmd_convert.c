@@ -12,42 +12,25 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "uhlm/gguf.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm convert -m MODEL [-z TOKENIZER] -o OUT.gguf [--type TYPE]\n"
-            "       uhlm convert --random-shape 15M|42M|110M [--seed S] [--vocab N] -z TOKENIZER\n"
-            "                    -o OUT.gguf [--type TYPE]\n\n"
-            "Writes a GGUF file (llama architecture, loadable by llama.cpp) with the vocabulary\n"
-            "embedded.\n\n"
-            "  -m MODEL            llama2.c checkpoint (v0, v1, v2) or GGUF file to convert\n"
-            "  -z TOKENIZER        llama2.c tokenizer.bin; required for llama2.c models and random\n"
-            "                      shapes (a GGUF input already carries its vocabulary)\n"
-            "  -o OUT.gguf         output file\n"
-            "  --type TYPE         f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_k|q3_k|q4_k|q5_k|q6_k for the\n"
-            "                      weight matrices (default f32); norms stay f32. The 32-element\n"
-            "                      block types keep in f32 any matrix whose rows are not a\n"
-            "                      multiple of 32 (listed in the key uhlm.f32_fallback); the K\n"
-            "                      types need multiples of 256 and write other matrices as\n"
-            "                      llama.cpp does: q4_k as q5_0, q5_k as q5_1, q6_k as q8_0,\n"
-            "                      q2_k/q3_k as q4_0, or f32 (listed in uhlm.type_fallback).\n"
-            "                      A matrix already of TYPE keeps its bytes; any other, e.g.\n"
-            "                      Q4_1 to Q8_0, goes through f32 (each row dequantized, then\n"
-            "                      quantized to TYPE). Only f32 is then lossless: f16 rounds the\n"
-            "                      dequantized values to 11 significant bits (about 30%% of\n"
-            "                      SmolLM2's Q4_1 weights change, by at most 2^-11 relative), and\n"
-            "                      Q4_1 to Q8_0 adds Q8_0's rounding on top of Q4_1's\n"
-            "  --random-shape S    random N(0, 0.02) weights with the shape of llama2.c's stories\n"
-            "                      model S: 15M (dim 288, 6 layers), 42M (dim 512, 8 layers) or\n"
-            "                      110M (dim 768, 12 layers); marked synthetic, for speed only\n"
-            "  --seed S            random seed for --random-shape (default 42)\n"
-            "  --vocab N           vocabulary size for --random-shape (default 32000); the\n"
-            "                      tokenizer must have exactly N tokens\n"
-            "\nA summary goes to stderr.\n");
-}
+static const cli_command convert_cmd = {
+    "convert", "(-m MODEL | --random-shape S -z TOKENIZER) -o OUT.gguf",
+    "Writes a GGUF file (llama architecture, loadable by llama.cpp) with the vocabulary\n"
+    "embedded, from a llama2.c checkpoint (v0, v1, v2) or GGUF file, or from random weights.",
+    "--type: norms stay f32. The 32-element block types keep in f32 any matrix whose rows\n"
+    "are not a multiple of 32 (listed in the key uhlm.f32_fallback); the K types need\n"
+    "multiples of 256 and write other matrices as llama.cpp does: q4_k as q5_0, q5_k as\n"
+    "q5_1, q6_k as q8_0, q2_k/q3_k as q4_0, or f32 (listed in uhlm.type_fallback). A matrix\n"
+    "already of TYPE keeps its bytes; any other, e.g. Q4_1 to Q8_0, goes through f32 (each\n"
+    "row dequantized, then quantized to TYPE). Only f32 is then lossless: f16 rounds the\n"
+    "dequantized values to 11 significant bits (about 30% of SmolLM2's Q4_1 weights\n"
+    "change, by at most 2^-11 relative), and Q4_1 to Q8_0 adds Q8_0's rounding on top of\n"
+    "Q4_1's. A summary goes to stderr.",
+    0};
 
 typedef struct {
     const char *name;
@@ -218,42 +201,28 @@ static int summarize(const char *out, double t0, const char *what) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    const char *cmd = "convert";
     const char *model_arg = NULL, *tok_arg = NULL, *out = NULL, *shape_arg = NULL;
     uhlm_type type = UHLM_TYPE_F32;
     uint64_t seed = 42;
     long vocab = 32000;
     int vocab_given = 0, seed_given = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "-o") ||
-                   !strcmp(a, "--type") || !strcmp(a, "--random-shape") || !strcmp(a, "--seed") ||
-                   !strcmp(a, "--vocab")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            if (!strcmp(a, "-m")) model_arg = v;
-            else if (!strcmp(a, "-z")) tok_arg = v;
-            else if (!strcmp(a, "-o")) out = v;
-            else if (!strcmp(a, "--random-shape")) shape_arg = v;
-            else if (!strcmp(a, "--seed")) {
-                if (cli_parse_u64(cmd, a, v, &seed) != 0) return 2;
-                seed_given = 1;
-            } else if (!strcmp(a, "--vocab")) {
-                if (cli_parse_int(cmd, a, v, 3, 1 << 22, &vocab) != 0) return 2;
-                vocab_given = 1;
-            } else if (uhlm_type_from_name(v, &type) != 0 || type == UHLM_TYPE_Q8_G ||
-                       type == UHLM_TYPE_Q8_1) {
-                fprintf(stderr, "uhlm convert: unknown --type '%s' (f32, f16, q8_0, q4_0, q4_1, "
-                                "q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k)\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "uhlm convert: unknown option '%s' (see 'uhlm convert --help')\n", a);
-            return 2;
-        }
-    }
+    const char *seed_raw = NULL, *vocab_raw = NULL;
+    const cli_arg args[] = {
+        {.id = CLI_MODEL, .dst = &model_arg,
+         .help = "llama2.c checkpoint (v0, v1, v2) or GGUF file to convert"},
+        {.id = CLI_TOKENIZER, .dst = &tok_arg,
+         .help = "llama2.c tokenizer.bin; required for llama2.c models and random shapes (a "
+                 "GGUF input already carries its vocabulary)"},
+        {.id = CLI_OUTPUT, .dst = &out, .help = "the GGUF file to write"},
+        CLI_ARG(CLI_TYPE, &type),
+        CLI_ARG(CLI_RANDOM_SHAPE, &shape_arg),
+        {.id = CLI_SEED, .dst = &seed, .raw = &seed_raw, .help = "random seed for --random-shape"},
+        {.id = CLI_VOCAB, .dst = &vocab, .raw = &vocab_raw},
+    };
+    int prc = cli_parse(&convert_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
+    if (prc != CLI_CONTINUE) return cli_exit_status(prc);
+    seed_given = seed_raw != NULL;
+    vocab_given = vocab_raw != NULL;
     if (!out) {
         fprintf(stderr, "uhlm convert: -o OUT.gguf is required (see 'uhlm convert --help')\n");
         return 2;

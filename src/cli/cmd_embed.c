@@ -1,60 +1,56 @@
 /* cmd_embed.c: `uhlm embed`, the text embedding `uhlm eval` uses for its cosine-similarity
  * quality metric (see eval.h for the definition and why). */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "cli/eval_common.h"
 #include "uhlm/eval.h"
 #include "uhlm/tokenizer.h"
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm embed [-m MODEL] [-z TOKENIZER] [-t THREADS] [--cosine] -p TEXT [-p TEXT...]\n\n"
-            "Prints, for each text, one line with its embedding as a JSON array: the mean over\n"
-            "the text's tokens of the model's final RMS-normed hidden state (the classifier's\n"
-            "input), BOS fed first and not pooled. The default model is the LLM (%s),\n"
-            "the reference `uhlm eval` compares every mode against.\n\n"
-            "  -m MODEL     embedding model (default %s)\n"
-            "  --cosine     instead, print the cosine similarity of the first text with each\n"
-            "               of the others, one per line\n",
-            UHLM_DEFAULT_LLM, UHLM_DEFAULT_LLM);
-}
+static const cli_command embed_cmd = {
+    "embed", "-p TEXT [-p TEXT...]",
+    "Prints, for each text, one line with its embedding as a JSON array: the mean over\n"
+    "the text's tokens of the model's final RMS-normed hidden state (the classifier's\n"
+    "input), BOS fed first and not pooled. The default model is the LLM, the reference\n"
+    "`uhlm eval` compares every mode against.",
+    "With --json: one object {\"model\", \"dim\", \"embeddings\": [[...], ...]}, or with\n"
+    "--cosine {\"model\", \"cosine\": [...]}.",
+    0};
 
 int cmd_embed(int argc, char **argv) {
     const char *cmd = "embed";
     const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
-    long threads = 1;
-    int cosine = 0, n_texts = 0;
-    const char **texts = calloc((size_t)argc + 1, sizeof *texts);
-    if (!texts) {
-        fprintf(stderr, "uhlm embed: out of memory\n");
-        return 1;
+    long threads = 0, n_ctx_arg = 0;
+    int cosine = 0, json = 0, jsonl = 0;
+    uhlm_simd simd = UHLM_SIMD_AUTO;
+    cli_texts texts = {.n = 0};
+    const cli_arg args[] = {
+        {.id = CLI_MODEL, .dst = &model_arg, .help = "embedding model"},
+        CLI_ARG(CLI_TOKENIZER, &tok_arg),
+        {.id = CLI_PROMPT, .dst = &texts, .def = "none",
+         .help = "a text to embed; repeat for more; '-' reads standard input"},
+        {.id = CLI_FILE, .dst = &texts, .help = "a text to embed, read from FILE"},
+        CLI_ARG(CLI_CTX_SIZE, &n_ctx_arg),
+        CLI_ARG(CLI_THREADS, &threads),
+        CLI_ARG(CLI_SIMD, &simd),
+        CLI_ARG(CLI_COSINE, &cosine),
+        CLI_ARG(CLI_JSON, &json),
+        {.id = CLI_JSONL, .dst = &jsonl, .help = "one line per text (the default output)"},
+    };
+    int rc = cli_parse(&embed_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
+    if (rc != CLI_CONTINUE) {
+        cli_texts_free(&texts);
+        return cli_exit_status(rc);
     }
-    int rc = 2;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            free(texts);
-            return 0;
-        } else if (!strcmp(a, "--cosine")) {
-            cosine = 1;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "-p") || !strcmp(a, "-t")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) goto out;
-            if (!strcmp(a, "-m"))
-                model_arg = v;
-            else if (!strcmp(a, "-z"))
-                tok_arg = v;
-            else if (!strcmp(a, "-p"))
-                texts[n_texts++] = v;
-            else if (cli_parse_int(cmd, a, v, 0, 1024, &threads))
-                goto out;
-        } else {
-            fprintf(stderr, "uhlm embed: unknown option '%s' (see 'uhlm embed --help')\n", a);
-            goto out;
-        }
+    rc = 2;
+    const int n_texts = texts.n;
+    if (json && jsonl) {
+        fprintf(stderr, "uhlm embed: give one of --json and --jsonl\n");
+        goto out;
     }
     if (n_texts == 0 || (cosine && n_texts < 2)) {
         fprintf(stderr, "uhlm embed: %s\n",
@@ -70,6 +66,8 @@ int cmd_embed(int argc, char **argv) {
     if (!m) goto out;
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
+    cp.simd = simd;
+    cp.n_ctx = (int)n_ctx_arg;
     if (!(ctx = uhlm_ctx_new(m, &cp, &err))) {
         fprintf(stderr, "uhlm embed: %s\n", err.msg);
         goto free_all;
@@ -82,13 +80,31 @@ int cmd_embed(int argc, char **argv) {
         goto free_all;
     }
     for (int t = 0; t < n_texts; t++) {
-        int n = uhlm_tokenize(m->tok, texts[t], strlen(texts[t]), 0, 0, ids, cap, &err);
+        int n = uhlm_tokenize(m->tok, texts.v[t], strlen(texts.v[t]), 0, 0, ids, cap, &err);
         if (n < 0 || uhlm_embed_tokens(ctx, ids, n, vec + (size_t)t * D, &err) != 0) {
             fprintf(stderr, "uhlm embed: text %d: %s\n", t + 1, err.msg);
             goto free_all;
         }
     }
-    for (int t = 0; t < n_texts; t++) {
+    if (json) {
+        cJSON *o = cJSON_CreateObject(), *arr = NULL;
+        if (o) {
+            cJSON_AddStringToObject(o, "model", m->path);
+            if (!cosine) cJSON_AddNumberToObject(o, "dim", D);
+            arr = cJSON_AddArrayToObject(o, cosine ? "cosine" : "embeddings");
+        }
+        for (int t = cosine ? 1 : 0; arr && t < n_texts; t++) {
+            const float *v = vec + (size_t)t * D;
+            cJSON_AddItemToArray(arr, cosine ? cJSON_CreateNumber(uhlm_cosine(vec, v, D))
+                                             : cJSON_CreateFloatArray(v, D));
+        }
+        if (!arr) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        if (cli_print_json(cmd, o) != 0) goto free_all;
+    }
+    for (int t = 0; !json && t < n_texts; t++) {
         if (cosine) {
             if (t > 0) printf("%.6f\n", uhlm_cosine(vec, vec + (size_t)t * D, D));
             continue;
@@ -107,6 +123,6 @@ free_all:
     uhlm_ctx_free(ctx);
     uhlm_model_free(m);
 out:
-    free(texts);
+    cli_texts_free(&texts);
     return rc;
 }

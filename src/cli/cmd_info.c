@@ -9,23 +9,19 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "uhlm/chat.h"
 #include "uhlm/gguf.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm info -m MODEL [-z TOKENIZER] [--json]\n\n"
-            "Describes a model file: format and version, architecture, shapes (layers, dim, FFN,\n"
-            "heads, head dim, vocabulary, context, RoPE), tensor types and sizes, vocabulary\n"
-            "kind and special tokens, and the chat template kind. Works on GGUF and llama2.c\n"
-            "files; exits 1 (after printing what the file says) when the model does not load.\n\n"
-            "  -m MODEL     model file (looked up like every -m; default %s)\n"
-            "  -z TOKENIZER llama2.c tokenizer.bin for llama2.c models (optional here)\n"
-            "  --json       print one JSON object instead\n",
-            UHLM_DEFAULT_LLM);
-}
+static const cli_command info_cmd = {
+    "info", NULL,
+    "Describes a model file: format and version, architecture, shapes (layers, dim, FFN,\n"
+    "heads, head dim, vocabulary, context, RoPE), tensor types and sizes, vocabulary\n"
+    "kind and special tokens, and the chat template kind. Works on GGUF and llama2.c\n"
+    "files; exits 1 (after printing what the file says) when the model does not load.",
+    NULL, 0};
 
 /* A GGUF string key as a NUL-terminated copy into buf (printable bytes only), or NULL. */
 static const char *gguf_str(const uhlm_gguf *g, const char *key, char *buf, size_t cap) {
@@ -100,22 +96,14 @@ static const char *vocab_kind(const char *model) {
 int cmd_info(int argc, char **argv) {
     const char *cmd = "info", *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            if (!strcmp(a, "-m")) model_arg = v;
-            else tok_arg = v;
-        } else {
-            fprintf(stderr, "uhlm info: unknown option '%s' (see 'uhlm info --help')\n", a);
-            return 2;
-        }
-    }
+    const cli_arg args[] = {
+        CLI_ARG(CLI_MODEL, &model_arg),
+        {.id = CLI_TOKENIZER, .dst = &tok_arg,
+         .help = "llama2.c tokenizer.bin for llama2.c models (optional here)"},
+        {.id = CLI_JSON, .dst = &json, .help = "print one JSON object instead"},
+    };
+    int prc = cli_parse(&info_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
+    if (prc != CLI_CONTINUE) return cli_exit_status(prc);
     char path[1024], tpath[1024];
     cli_find_model_file(model_arg, path, sizeof path);
     if (tok_arg) cli_find_model_file(tok_arg, tpath, sizeof tpath);

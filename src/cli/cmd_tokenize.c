@@ -10,63 +10,19 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm tokenize (-m MODEL [-z TOKENIZER] | -z TOKENIZER) [--no-bos] [--special]\n"
-            "                     [--pieces] [--json] TEXT...\n\n"
-            "Prints the token ids of TEXT (the arguments joined by single spaces; '-' alone reads\n"
-            "standard input), encoded exactly as SentencePiece (Llama 2 vocabularies) or\n"
-            "llama.cpp (byte-level BPE: SmolLM2, Llama 3, Qwen 2) encodes it.\n\n"
-            "  -m MODEL      take the vocabulary of a model (GGUF, also vocab-only, or llama2.c\n"
-            "                with -z; a llama2.c model without -z uses %s)\n"
-            "  -z TOKENIZER  llama2.c tokenizer.bin (alone, or overriding the model's)\n"
-            "  --no-bos      do not start with BOS (id %d for Llama 2 vocabularies; GGUF\n"
-            "                vocabularies add it only if their add_bos_token says so)\n"
-            "  --special     text of special tokens (<|im_start|>, ...) becomes their ids\n"
-            "                (llama.cpp's parse_special; byte-level BPE vocabularies)\n"
-            "  --pieces      one token per line: id, a tab, and the piece's text (U+2581 shows a\n"
-            "                space, control characters and bytes outside UTF-8 are escaped)\n"
-            "  --json        a JSON array of ids, or of {\"id\", \"piece\"} objects with\n"
-            "                --pieces\n\n"
-            "Exit status: 0 ok, 1 a file could not be loaded or the text not encoded,\n"
-            "2 usage error.\n",
-            UHLM_DEFAULT_TOKENIZER, UHLM_TOKEN_BOS);
-}
-
-/* Reads all of stdin; NULL on error or out of memory (reported). */
-static char *read_stdin(size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap);
-    if (!s) {
-        fprintf(stderr, "uhlm tokenize: out of memory\n");
-        return NULL;
-    }
-    for (;;) {
-        if (n == cap) {
-            char *ns = cap < ((size_t)1 << 40) ? realloc(s, cap * 2) : NULL;
-            if (!ns) {
-                fprintf(stderr, "uhlm tokenize: out of memory reading standard input\n");
-                free(s);
-                return NULL;
-            }
-            s = ns;
-            cap *= 2;
-        }
-        size_t k = fread(s + n, 1, cap - n, stdin);
-        n += k;
-        if (k == 0) break;
-    }
-    if (ferror(stdin)) {
-        fprintf(stderr, "uhlm tokenize: error reading standard input\n");
-        free(s);
-        return NULL;
-    }
-    *len = n;
-    return s;
-}
+static const cli_command tokenize_cmd = {
+    "tokenize", "(-m MODEL | -z TOKENIZER) TEXT...",
+    "Prints the token ids of TEXT (the arguments joined by single spaces; '-' alone reads\n"
+    "standard input), encoded exactly as SentencePiece (Llama 2 vocabularies) or\n"
+    "llama.cpp (byte-level BPE: SmolLM2, Llama 3, Qwen 2) encodes it. Options come before\n"
+    "the text, so a text may start with '-' (or put -- before it).",
+    "Exit status: 0 ok, 1 a file could not be loaded or the text not encoded,\n"
+    "2 usage error.",
+    1};
 
 /* A piece made readable: ' ' as U+2581 (SentencePiece's own spelling), control bytes and
  * backslash escaped so every token stays on one line. */
@@ -190,35 +146,23 @@ static int is_gguf(const char *path) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *cmd = "tokenize", *model_arg = NULL, *tok_arg = NULL;
-    int bos = -1, special = 0, pieces = 0, json = 0, first_text = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "--no-bos")) {
-            bos = 0;
-        } else if (!strcmp(a, "--special")) {
-            special = 1;
-        } else if (!strcmp(a, "--pieces")) {
-            pieces = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            if (a[1] == 'm') model_arg = v;
-            else tok_arg = v;
-        } else if (!strcmp(a, "--")) {
-            first_text = i + 1;
-            break;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "uhlm tokenize: unknown option '%s' (see 'uhlm tokenize --help')\n", a);
-            return 2;
-        } else {
-            first_text = i;
-            break;
-        }
-    }
+    int bos = -1, no_bos = 0, special = 0, pieces = 0, json = 0, first_text = -1;
+    const cli_arg args[] = {
+        {.id = CLI_MODEL, .dst = &model_arg,
+         .help = "take the vocabulary of a model (GGUF, also vocab-only, or llama2.c with -z; a "
+                 "llama2.c model without -z uses " UHLM_DEFAULT_TOKENIZER ")"},
+        {.id = CLI_TOKENIZER, .dst = &tok_arg,
+         .help = "llama2.c tokenizer.bin (alone, or overriding the model's)"},
+        CLI_ARG(CLI_NO_BOS, &no_bos),
+        CLI_ARG(CLI_SPECIAL, &special),
+        CLI_ARG(CLI_PIECES, &pieces),
+        {.id = CLI_JSON, .dst = &json,
+         .help = "a JSON array of ids, or of {\"id\", \"piece\"} objects with --pieces"},
+    };
+    int prc = cli_parse(&tokenize_cmd, args, sizeof args / sizeof args[0], argc, argv,
+                        &first_text);
+    if (prc != CLI_CONTINUE) return cli_exit_status(prc);
+    if (no_bos) bos = 0;
     if (first_text < 0 || first_text >= argc) {
         fprintf(stderr, "uhlm tokenize: no TEXT given (see 'uhlm tokenize --help')\n");
         return 2;
@@ -232,7 +176,7 @@ int cmd_tokenize(int argc, char **argv) {
     char *text = NULL;
     size_t len = 0;
     if (argc - first_text == 1 && !strcmp(argv[first_text], "-")) {
-        if (!(text = read_stdin(&len))) return 1;
+        if (!(text = cli_read_stdin(cmd, &len))) return 1;
     } else {
         for (int i = first_text; i < argc; i++) len += strlen(argv[i]) + 1;
         text = malloc(len + 1);

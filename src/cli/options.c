@@ -381,8 +381,7 @@ const char *cli_texts_last(const cli_texts *t, const char *def) {
     return t->n ? t->v[t->n - 1] : def;
 }
 
-/* All of standard input, NUL-terminated, refused past UHLM_INPUT_MAX_MB like any input file. */
-static char *read_stdin(const char *cmd) {
+char *cli_read_stdin(const char *cmd, size_t *len) {
     const size_t max = (size_t)UHLM_INPUT_MAX_MB << 20;
     size_t cap = 1 << 16, n = 0;
     char *s = malloc(cap + 1);
@@ -412,6 +411,7 @@ static char *read_stdin(const char *cmd) {
         return NULL;
     }
     s[n] = '\0';
+    if (len) *len = n;
     return s;
 }
 
@@ -470,7 +470,7 @@ static int set_value(const char *cmd, const char *opt, const cli_arg *b, const c
         return cli_parse_float(cmd, opt, v, lo, hi, b->dst);
     case K_TEXT:
         if (!strcmp(v, "-")) {
-            char *s = read_stdin(cmd);
+            char *s = cli_read_stdin(cmd, NULL);
             return s ? add_text(cmd, opt, b->dst, NULL, s) : -2;
         }
         return add_text(cmd, opt, b->dst, v, NULL);
@@ -494,18 +494,19 @@ static int set_value(const char *cmd, const char *opt, const cli_arg *b, const c
     return -1;
 }
 
-/* The default as --help shows it: the binding's or table's text, else the variable's value
- * before parsing (nothing for flags, unset names and NaN numbers). */
+/* The default as --help shows it: the binding's text, else the table's (for values that
+ * cannot say it: 0 meaning "the model's context", NaN meaning "as the uplink"), else the
+ * variable's value before parsing (nothing for flags and unset names). */
 static int default_text(const cli_arg *b, char *buf, size_t cap) {
     const opt_def *d = &table[b->id];
     buf[0] = '\0';
     if (b->def) return snprintf(buf, cap, "%s", b->def) > 0;
-    if (b->many) return d->def ? snprintf(buf, cap, "%s", d->def) > 0 : 0;
+    if (d->def) return snprintf(buf, cap, "%s", d->def) > 0;
+    if (b->many) return 0;
     switch (d->kind) {
     case K_STR: {
         const char *s = *(const char *const *)b->dst;
         if (s) snprintf(buf, cap, "%s", s);
-        else if (d->def) snprintf(buf, cap, "%s", d->def);
         break;
     }
     case K_INT:
@@ -518,13 +519,10 @@ static int default_text(const cli_arg *b, char *buf, size_t cap) {
     case K_FLOAT: {
         double x = *(const double *)b->dst;
         if (!isnan(x)) snprintf(buf, cap, "%g", x);
-        else if (d->def) snprintf(buf, cap, "%s", d->def);
         break;
     }
-    case K_FLAG:
-        break;
     default:
-        if (d->def) snprintf(buf, cap, "%s", d->def);
+        break;
     }
     return buf[0] != '\0';
 }

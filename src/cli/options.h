@@ -121,6 +121,10 @@ static inline int cli_exit_status(int parse_rc) {
 /* Prints the generated help of c with args on f (what --help prints). */
 void cli_print_help(FILE *f, const cli_command *c, const cli_arg *args, size_t n_args);
 
+/* All of standard input, with a NUL after the *len bytes (len may be NULL); more than
+ * UHLM_INPUT_MAX_MB MiB is refused like any input file. NULL after "uhlm CMD: ..." on stderr. */
+char *cli_read_stdin(const char *cmd, size_t *len);
+
 /* What --version prints after "uhlm ". */
 #define UHLM_CLI_VERSION "0.1.0"
 
