@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "bench.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 #include "uhlm/threadpool.h"
@@ -182,69 +182,14 @@ static bandwidth bw_measure(uhlm_pool *pool, bw_arrays *w, int reps) {
     return out;
 }
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm bench [-m MODEL]... [-t THREADS] [--prompt N] [--gen N]\n"
-            "                  [--reps R] [--simd LEVEL] [--json]\n"
-            "       uhlm bench uncertainty --help   (uncertainty cost vs one SLM forward)\n"
-            "       uhlm bench serve --help         (server verifications/s vs concurrent devices)\n"
-            "       uhlm bench batch --help         (one forward over S sequences vs S forwards)\n"
-            "       uhlm bench soak --help          (honest devices' throughput under attack)\n\n"
-            "For each model: prompt (batched prefill) tokens/s, decode tokens/s, the memory\n"
-            "bandwidth measured by a triad on the same threads, and the achieved fraction of\n"
-            "the bandwidth bound (bandwidth / weight bytes read per token). One JSON object per\n"
-            "model on stdout with --json (else a table). Defaults: -m %s, --prompt 64,\n"
-            "--gen 64, --reps 3 (best of), -t all CPUs.\n",
-            UHLM_DEFAULT_LLM);
-}
-
-int cmd_bench(int argc, char **argv) {
-    const char *cmd = "bench";
-    const char *models[32];
-    int nm = 0, json = 0;
-    long threads = 0, n_prompt = 64, n_gen = 64, reps = 3;
-    uhlm_simd simd = UHLM_SIMD_AUTO;
-    if (argc > 1 && !strcmp(argv[1], "uncertainty")) return cmd_bench_uncertainty(argc - 1, argv + 1);
-    if (argc > 1 && !strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
-    if (argc > 1 && !strcmp(argv[1], "batch")) return cmd_bench_batch(argc - 1, argv + 1);
-    if (argc > 1 && !strcmp(argv[1], "soak")) return cmd_bench_soak(argc - 1, argv + 1);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-t") || !strcmp(a, "--prompt") ||
-                   !strcmp(a, "--gen") || !strcmp(a, "--reps") || !strcmp(a, "--simd")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            int bad = 0;
-            if (!strcmp(a, "-m")) {
-                if (nm == 32) {
-                    fprintf(stderr, "uhlm bench: at most 32 models\n");
-                    return 2;
-                }
-                models[nm++] = v;
-            }
-            else if (!strcmp(a, "-t")) bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-            else if (!strcmp(a, "--prompt")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &n_prompt);
-            else if (!strcmp(a, "--gen")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &n_gen);
-            else if (!strcmp(a, "--reps")) bad = cli_parse_int(cmd, a, v, 1, 1000, &reps);
-            else if (uhlm_simd_from_name(v, &simd) != 0) {
-                fprintf(stderr, "uhlm bench: unknown --simd level '%s'\n", v);
-                bad = 1;
-            }
-            if (bad) return 2;
-        } else {
-            fprintf(stderr, "uhlm bench: unknown option '%s' (see 'uhlm bench --help')\n", a);
-            return 2;
-        }
-    }
-    if (nm == 0) models[nm++] = UHLM_DEFAULT_LLM;
+int bench_decode(const bench_decode_params *p) {
+    const char *const *models = p->models;
+    const int nm = p->n_models, json = p->format != BENCH_TABLE;
+    const long threads = p->threads, n_prompt = p->n_prompt, n_gen = p->n_gen, reps = p->reps;
+    const uhlm_simd simd = p->simd;
     /* fail before the bandwidth measurement, which takes seconds */
     for (int mi = 0; mi < nm; mi++) {
-        char mpath[1024];
-        cli_find_model_file(models[mi], mpath, sizeof mpath);
+        const char *mpath = models[mi];
         if (access(mpath, R_OK) != 0) {
             fprintf(stderr, "uhlm bench: %s: cannot open: %s\n", mpath, strerror(errno));
             return 1;
@@ -282,9 +227,10 @@ int cmd_bench(int argc, char **argv) {
                "MB/tok", "prompt t/s", "decode t/s", "bound t/s", "GB/s", "of bw", "paired",
                "of rd@sz", "cached");
     int rc = 0;
+    bench_report rep;
+    bench_report_init(&rep, "decode", p->format);
     for (int mi = 0; mi < nm; mi++) {
-        char mpath[1024];
-        cli_find_model_file(models[mi], mpath, sizeof mpath);
+        const char *mpath = models[mi];
         uhlm_model *m = uhlm_model_load(mpath, NULL, &err);
         if (!m) {
             fprintf(stderr, "uhlm bench: %s\n", err.msg);
@@ -379,7 +325,7 @@ int cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "llc_bytes_reported", (double)llc_reported);
             /* weights within the cache the read curve shows can beat the DRAM bound */
             cJSON_AddBoolToObject(o, "weights_fit_in_llc", wbytes <= (double)curve.cache_bytes);
-            if (cli_print_json(cmd, o) != 0) rc = 1;
+            bench_report_add(&rep, o);
         } else {
             printf("%-28s %-6s %-7s %8.2f %10.1f %10.1f %9.1f %9.2f %6.1f%% %6.1f%% %7.1f%% %7s\n",
                    name, uhlm_type_name(m->wtype), uhlm_simd_name(uhlm_ctx_simd(ctx)),
@@ -393,6 +339,7 @@ int cmd_bench(int argc, char **argv) {
         uhlm_ctx_free(ctx);
         uhlm_model_free(m);
     }
+    if (bench_report_end(&rep) != 0) rc = 1;
     bw_free(&bwa);
     uhlm_pool_free(pool);
     return rc;

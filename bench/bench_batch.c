@@ -14,31 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "bench.h"
 #include "uhlm/common.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
-
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm bench batch [-m MODEL] [-z TOKENIZER] [--seqs LIST] [--ctx-min N]\n"
-            "                        [--ctx-max N] [--rounds R] [-t THREADS] [--simd LEVEL]\n"
-            "\n"
-            "Time of one forward over one token of each of S sequences (batched) against S\n"
-            "one-token forwards (one at a time), at contexts spread over [ctx-min, ctx-max].\n"
-            "Their ratio is the most a server gains per token by batching S devices. One JSON\n"
-            "object per S on stdout, progress on stderr.\n"
-            "\n"
-            "  -m MODEL       model (default %s)\n"
-            "  -z TOKENIZER   its tokenizer (default %s)\n"
-            "  --seqs LIST    comma-separated sequence counts (default 1,2,4,8,16,32)\n"
-            "  --ctx-min N    shortest context (default 8)\n"
-            "  --ctx-max N    longest context (default: 256 or 90%% of the model's, if less)\n"
-            "  --rounds R     alternating rounds, best of each kept (default 5)\n"
-            "  -t THREADS     model threads (default 1)\n"
-            "  --simd LEVEL   auto | scalar | avx2 | avx512 (default auto)\n",
-            UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
-}
 
 /* Sets sequences 0 .. S-1 to contexts spread over [lo, hi] with random tokens. */
 static int prefill(uhlm_ctx *c, int S, int lo, int hi, int V, uhlm_rng *rng, uhlm_batch_entry *b,
@@ -73,53 +52,21 @@ static double time_steps(uhlm_ctx *c, int S, const int *len, int batched, int it
     return (uhlm_now() - t0) / iters;
 }
 
-int cmd_bench_batch(int argc, char **argv) {
+int bench_batch(const bench_batch_params *p) {
     const char *cmd = "bench batch";
-    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *seqs = "1,2,4,8,16,32";
-    long threads = 1, ctx_min = 8, ctx_max = -1, rounds = 5;
-    uhlm_simd simd = UHLM_SIMD_AUTO;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--seqs") ||
-                   !strcmp(a, "--ctx-min") || !strcmp(a, "--ctx-max") || !strcmp(a, "--rounds") ||
-                   !strcmp(a, "-t") || !strcmp(a, "--simd")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            int bad = 0;
-            if (!strcmp(a, "-m"))
-                model_arg = v;
-            else if (!strcmp(a, "-z"))
-                tok_arg = v;
-            else if (!strcmp(a, "--seqs"))
-                seqs = v;
-            else if (!strcmp(a, "--ctx-min"))
-                bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &ctx_min);
-            else if (!strcmp(a, "--ctx-max"))
-                bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &ctx_max);
-            else if (!strcmp(a, "--rounds"))
-                bad = cli_parse_int(cmd, a, v, 1, 1000, &rounds);
-            else if (!strcmp(a, "-t"))
-                bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-            else if (uhlm_simd_from_name(v, &simd) != 0) {
-                fprintf(stderr, "uhlm %s: unknown --simd level '%s'\n", cmd, v);
-                bad = 1;
-            }
-            if (bad) return 2;
-        } else {
-            fprintf(stderr, "uhlm %s: unknown option '%s' (see --help)\n", cmd, a);
-            return 2;
-        }
-    }
-    int counts[32], max_s = 1;
-    const int nc = cli_parse_int_list(cmd, "--seqs", seqs, 1, 256, counts, 32);
-    if (nc < 0) return 2;
+    long threads = p->threads, ctx_min = p->ctx_min, ctx_max = p->ctx_max, rounds = p->rounds;
+    const int *counts = p->seqs, nc = p->n_seqs;
+    int max_s = 1;
     for (int i = 0; i < nc; i++) max_s = counts[i] > max_s ? counts[i] : max_s;
-    uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
-    if (!m) return 1;
+    uhlm_error err = {{0}};
+    /* the forward needs no vocabulary: a llama2.c file loads without one */
+    uhlm_model *m = uhlm_model_load(p->model, p->tokenizer, &err);
+    if (!m) {
+        fprintf(stderr, "uhlm %s: %s\n", cmd, err.msg);
+        return 1;
+    }
     const int n_ctx = m->cfg.seq_len, V = m->cfg.vocab_size;
-    if (ctx_max < 0) ctx_max = uhlm_bench_default_ctx_max(n_ctx);
+    if (ctx_max < 0) ctx_max = bench_default_ctx_max(n_ctx);
     if (ctx_min > ctx_max || ctx_max + 1 > n_ctx) {
         fprintf(stderr,
                 "uhlm %s: need ctx-min <= ctx-max < the model's context %d (got %ld, %ld)\n", cmd,
@@ -127,17 +74,18 @@ int cmd_bench_batch(int argc, char **argv) {
         uhlm_model_free(m);
         return 2;
     }
-    uhlm_error err = {{0}};
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_seq = max_s;
     cp.n_threads = (int)threads;
-    cp.simd = simd;
+    cp.simd = p->simd;
     uhlm_ctx *c = uhlm_ctx_new(m, &cp, &err);
     int blen = (int)ctx_max > max_s ? (int)ctx_max : max_s;
     uhlm_batch_entry *b = malloc(sizeof *b * (size_t)blen);
     float *logits = malloc(sizeof(float) * (size_t)V * (size_t)max_s);
     int *len = malloc(sizeof(int) * (size_t)max_s);
     int rc = 0;
+    bench_report rep;
+    bench_report_init(&rep, "batch", p->format);
     if (!c || !b || !logits || !len) {
         fprintf(stderr, "uhlm %s: %s\n", cmd, c ? "out of memory" : err.msg);
         rc = 1;
@@ -189,8 +137,9 @@ int cmd_bench_batch(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "one_at_a_time_tokens_per_s", S / best[0]);
             cJSON_AddNumberToObject(o, "speedup", best[0] / best[1]);
         }
-        if (cli_print_json(cmd, o) != 0) rc = 1;
+        bench_report_add(&rep, o);
     }
+    if (bench_report_end(&rep) != 0) rc = 1;
 out:
     free(b);
     free(logits);

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "bench_net.h"
-#include "cli/cli.h"
+#include "bench.h"
 #include "uhlm/model.h"
 #include "uhlm/payload.h"
 #include "uhlm/sampler.h"
@@ -164,88 +164,28 @@ static void *server_main(void *arg) {
     return NULL;
 }
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm bench serve [-m LLM] [-z TOKENIZER] [--devices LIST] [--seconds S]\n"
-            "                        [--batch-window-us U] [-t THREADS] [--payload ENC]\n"
-            "                        [--temp T] [--catchup N] [--ctx-min N] [--ctx-max N]\n"
-            "                        [--no-compare]\n\n"
-            "Aggregate VERIFY throughput of the verification server (`uhlm serve`, run in this\n"
-            "process on a loopback port) with N concurrent devices, each a thread with its own\n"
-            "connection doing OPEN then VERIFY in lock-step, with and without cross-device\n"
-            "batching. Each device's context cycles through [ctx-min, ctx-max] (sessions of\n"
-            "all ages), device i of N starting at the middle of the i-th N-th of it, so the mean\n"
-            "context is the same for any N. One JSON object per run on stdout.\n\n"
-            "  -m LLM               server model (default %s)\n"
-            "  -z TOKENIZER         its tokenizer (default %s)\n"
-            "  --devices LIST       comma-separated device counts (default 1,2,4,8,16,32)\n"
-            "  --seconds S          measuring time per run (default 2)\n"
-            "  --batch-window-us U  server batch window (default 1000)\n"
-            "  -t THREADS           server model threads (default 1)\n"
-            "  --payload ENC        f32 | f16 | topk:K[:B] (default f32)\n"
-            "  --temp T             session temperature; 0 = greedy VERIFY (default 1)\n"
-            "  --catchup N          skipped tokens sent with each VERIFY (default 0)\n"
-            "  --ctx-min N          context a device re-opens at (default 8)\n"
-            "  --ctx-max N          longest context (default: 256 or 90%% of the model's, if less)\n"
-            "  --no-compare         batching only (skip the --no-batching runs)\n",
-            UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
-}
-
-int cmd_bench_serve(int argc, char **argv) {
-    const char *cmd = "bench serve";
-    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = UHLM_DEFAULT_TOKENIZER;
-    const char *devices = "1,2,4,8,16,32", *payload = "f32";
-    double seconds = 2.0, temp = 1.0;
-    long window = 1000, threads = 1, catchup = 0, ctx_min = 8, ctx_max = -1;
-    int compare = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "--no-compare")) {
-            compare = 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--devices") ||
-                   !strcmp(a, "--seconds") || !strcmp(a, "--batch-window-us") ||
-                   !strcmp(a, "-t") || !strcmp(a, "--payload") || !strcmp(a, "--temp") ||
-                   !strcmp(a, "--catchup") || !strcmp(a, "--ctx-min") || !strcmp(a, "--ctx-max")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            int bad = 0;
-            if (!strcmp(a, "-m")) model_arg = v;
-            else if (!strcmp(a, "-z")) tok_arg = v;
-            else if (!strcmp(a, "--devices")) devices = v;
-            else if (!strcmp(a, "--payload")) payload = v;
-            else if (!strcmp(a, "--seconds")) bad = cli_parse_float(cmd, a, v, 0.05, 3600, &seconds);
-            else if (!strcmp(a, "--temp")) bad = cli_parse_float(cmd, a, v, 0, 100, &temp);
-            else if (!strcmp(a, "--batch-window-us")) bad = cli_parse_int(cmd, a, v, 0, 10000000, &window);
-            else if (!strcmp(a, "--catchup")) bad = cli_parse_int(cmd, a, v, 0, 64, &catchup);
-            else if (!strcmp(a, "--ctx-min")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &ctx_min);
-            else if (!strcmp(a, "--ctx-max")) bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &ctx_max);
-            else bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-            if (bad) return 2;
-        } else {
-            fprintf(stderr, "uhlm bench serve: unknown option '%s' (see --help)\n", a);
-            return 2;
-        }
-    }
-    int counts[32];
-    const int nc = cli_parse_int_list(cmd, "--devices", devices, 1, 256, counts, 32);
-    if (nc < 0) return 2;
+int bench_serve(const bench_serve_params *p) {
+    const char *payload = p->payload;
+    const double seconds = p->seconds, temp = p->temp;
+    const long window = p->window, threads = p->threads, catchup = p->catchup,
+               ctx_min = p->ctx_min;
+    long ctx_max = p->ctx_max;
+    const int compare = p->compare, *counts = p->devices, nc = p->n_devices;
     uhlm_payload_spec enc;
     uhlm_error err = {{0}};
     if (uhlm_payload_parse(payload, &enc, &err) != 0) {
         fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
         return 2;
     }
-    char mpath[1024], tpath[1024];
-    cli_find_model_file(model_arg, mpath, sizeof mpath);
-    uhlm_model *m = uhlm_model_load(mpath, cli_find_model_file(tok_arg, tpath, sizeof tpath), &err);
+    uhlm_model *m = uhlm_model_load(p->model, p->tokenizer, &err);
     if (!m) {
         fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
         return 1;
     }
+    bench_report rep;
+    bench_report_init(&rep, "serve", p->format);
     int V = m->cfg.vocab_size, rc = 0;
-    if (ctx_max < 0) ctx_max = uhlm_bench_default_ctx_max(m->cfg.seq_len);
+    if (ctx_max < 0) ctx_max = bench_default_ctx_max(m->cfg.seq_len);
     if (ctx_min > ctx_max || ctx_max + catchup + 1 > m->cfg.seq_len) {
         fprintf(stderr,
                 "uhlm bench serve: need ctx-min <= ctx-max and ctx-max + catchup + 1 <= the "
@@ -372,13 +312,13 @@ int cmd_bench_serve(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "acceptance_rate", nv ? (double)na / (double)nv : 0);
             cJSON_AddNumberToObject(o, "mean_latency_ms", nv ? 1e3 * lat / (double)nv : 0);
             cJSON_AddNumberToObject(o, "failed_devices", failed);
-            if (cli_print_json("bench serve", o) != 0) rc = 1;
-            fflush(stdout);
+            bench_report_add(&rep, o);
             uhlm_server_free(sr.s);
             if (failed || started < nd || sr.rc != 0) rc = 1;
         }
     }
 out:
+    if (bench_report_end(&rep) != 0) rc = 1;
     free(x);
     free(xt);
     free(xb);

@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "bench_net.h"
-#include "cli/cli.h"
+#include "bench.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 #include "uhlm/server.h"
@@ -325,7 +325,7 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     k.V = cfg->m->cfg.vocab_size;
     k.fp = cfg->m->tok ? uhlm_tokenizer_fingerprint(cfg->m->tok) : 0;
     k.ctx_min = 8;
-    k.ctx_max = uhlm_bench_default_ctx_max(cfg->m->cfg.seq_len);
+    k.ctx_max = bench_default_ctx_max(cfg->m->cfg.seq_len);
     k.read_timeout = cfg->read_timeout;
     atomic_init(&k.stop, 0);
     atomic_init(&k.opened, 0);
@@ -397,32 +397,6 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     return out->ok ? 0 : -1;
 }
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm bench soak [-m LLM] [-z TOKENIZER] [--devices N] [--seconds S]\n"
-            "                       [--idle N] [--pipeliners N] [--garbage N] [-t THREADS]\n"
-            "                       [--read-timeout S] [--log FILE]\n\n"
-            "Honest devices' VERIFY throughput against `uhlm serve` (in this process, loopback,\n"
-            "default admission settings, no auth) alone and then under an attacker mix that\n"
-            "starts first: idle connections, connections pipelining OPENs with long prompts,\n"
-            "and connections streaming invalid frames or non-protocol bytes. Reports both\n"
-            "rates, their ratio (target >= 0.9) and the honest devices' unverified tokens\n"
-            "(target 0) as one JSON object on stdout. Takes about 2 x (S + 1) seconds plus the\n"
-            "devices' first OPENs.\n\n"
-            "  -m LLM             server model (default %s)\n"
-            "  -z TOKENIZER       its tokenizer (default %s)\n"
-            "  --devices N        honest devices (default 64)\n"
-            "  --seconds S        measured time per run (default 10)\n"
-            "  --idle N           idle attacker connections (default 40)\n"
-            "  --pipeliners N     OPEN-pipelining attacker connections (default 4)\n"
-            "  --garbage N        invalid-frame attacker connections (default 4)\n"
-            "  -t THREADS         server model threads (default 1)\n"
-            "  --read-timeout S   a device's wait for a reply before it counts the token\n"
-            "                     unverified and reconnects (default 30, as `uhlm run`)\n"
-            "  --log FILE         keep the server's log of the attack run in FILE\n",
-            UHLM_DEFAULT_LLM, UHLM_DEFAULT_TOKENIZER);
-}
-
 static void add_run(cJSON *o, const char *name, const run_result *r) {
     cJSON *x = cJSON_AddObjectToObject(o, name);
     if (!x) return;
@@ -442,42 +416,13 @@ static void add_run(cJSON *o, const char *name, const run_result *r) {
     cJSON_AddNumberToObject(x, "server_log_suppressed", (double)r->c.log_suppressed);
 }
 
-int cmd_bench_soak(int argc, char **argv) {
-    const char *cmd = "bench soak";
-    const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = UHLM_DEFAULT_TOKENIZER, *log_path = NULL;
-    long devices = 64, idle = 40, pipeliners = 4, garbage = 4, threads = 1;
-    double seconds = 10, read_timeout = 30;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--devices") ||
-                   !strcmp(a, "--seconds") || !strcmp(a, "--idle") || !strcmp(a, "--pipeliners") ||
-                   !strcmp(a, "--garbage") || !strcmp(a, "-t") || !strcmp(a, "--read-timeout") ||
-                   !strcmp(a, "--log")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            int bad = 0;
-            if (!strcmp(a, "-m")) model_arg = v;
-            else if (!strcmp(a, "-z")) tok_arg = v;
-            else if (!strcmp(a, "--log")) log_path = v;
-            else if (!strcmp(a, "--devices")) bad = cli_parse_int(cmd, a, v, 1, 250, &devices);
-            else if (!strcmp(a, "--seconds")) bad = cli_parse_float(cmd, a, v, 0.1, 3600, &seconds);
-            else if (!strcmp(a, "--idle")) bad = cli_parse_int(cmd, a, v, 0, 1000, &idle);
-            else if (!strcmp(a, "--pipeliners")) bad = cli_parse_int(cmd, a, v, 0, 40, &pipeliners);
-            else if (!strcmp(a, "--garbage")) bad = cli_parse_int(cmd, a, v, 0, 40, &garbage);
-            else if (!strcmp(a, "--read-timeout")) bad = cli_parse_float(cmd, a, v, 0.1, 600, &read_timeout);
-            else bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-            if (bad) return 2;
-        } else {
-            fprintf(stderr, "uhlm bench soak: unknown option '%s' (see --help)\n", a);
-            return 2;
-        }
-    }
-    char mpath[1024], tpath[1024];
+int bench_soak(const bench_soak_params *p) {
+    const char *mpath = p->model, *log_path = p->log_path;
+    const long devices = p->devices, idle = p->idle, pipeliners = p->pipeliners,
+               garbage = p->garbage, threads = p->threads;
+    const double seconds = p->seconds, read_timeout = p->read_timeout;
     uhlm_error err = {{0}};
-    cli_find_model_file(model_arg, mpath, sizeof mpath);
-    uhlm_model *m = uhlm_model_load(mpath, cli_find_model_file(tok_arg, tpath, sizeof tpath), &err);
+    uhlm_model *m = uhlm_model_load(mpath, p->tokenizer, &err);
     if (!m) {
         fprintf(stderr, "uhlm bench soak: %s\n", err.msg);
         return 1;
@@ -502,7 +447,10 @@ int cmd_bench_soak(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "honest_unverified_tokens", (double)att.unverified);
     add_run(o, "baseline", &base);
     add_run(o, "attack", &att);
-    if (cli_print_json(cmd, o) != 0) rc = 1;
+    bench_report rep;
+    bench_report_init(&rep, "soak", p->format);
+    bench_report_add(&rep, o);
+    if (bench_report_end(&rep) != 0) rc = 1;
     uhlm_model_free(m);
     return rc ? 1 : 0;
 }

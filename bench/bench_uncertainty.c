@@ -5,27 +5,18 @@
  * and on synthetic logits of a 32000-token vocabulary (Llama's), and prints one JSON line per
  * (vocabulary, method): ns per call, the SLM one-token forward in ns, and their ratio (for
  * the SLM's own logits; null for the synthetic vocabulary, which no SLM here produces). */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "bench.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 #include "uhlm/uncertainty.h"
 
 #define BIG_VOCAB 32000
-
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm bench uncertainty [-m SLM] [-z TOKENIZER] [--samples M] [--reps R]\n"
-            "                              [-t THREADS]\n\n"
-            "Times each uncertainty method against one SLM forward (one token, after a short\n"
-            "prompt). One JSON line per vocabulary and method on stdout: method, vocab, M,\n"
-            "ns_per_call, slm_forward_ns, ratio. Defaults: -m %s, --samples 20, --reps 2000.\n",
-            UHLM_DEFAULT_SLM);
-}
 
 /* The naive method: M full softmaxes and inverse-CDF samples, for comparison only. */
 static double naive_perturb(const float *z, int n, int d, int M, double theta_max, uhlm_rng *r,
@@ -104,47 +95,21 @@ static int time_method(const method_case *mc, const float *z, int n, int M, long
     return 0;
 }
 
-int cmd_bench_uncertainty(int argc, char **argv) {
+int bench_uncertainty(const bench_uncertainty_params *p) {
     const char *cmd = "bench uncertainty";
-    const char *model_arg = UHLM_DEFAULT_SLM, *tok_arg = NULL;
-    long M = UHLM_UNC_DEFAULT_SAMPLES, reps = 2000, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "-z") || !strcmp(a, "--samples") ||
-                   !strcmp(a, "--reps") || !strcmp(a, "-t")) {
-            if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-            int bad = 0;
-            if (!strcmp(a, "-m"))
-                model_arg = v;
-            else if (!strcmp(a, "-z"))
-                tok_arg = v;
-            else if (!strcmp(a, "--samples"))
-                bad = cli_parse_int(cmd, a, v, 1, 100000, &M);
-            else if (!strcmp(a, "--reps"))
-                bad = cli_parse_int(cmd, a, v, 1, 100000000, &reps);
-            else
-                bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-            if (bad) return 2;
-        } else {
-            fprintf(stderr, "uhlm %s: unknown option '%s'\n", cmd, a);
-            return 2;
-        }
-    }
-    char mpath[1024], tpath[1024];
+    const long M = p->samples, reps = p->reps;
     uhlm_error err = {{0}};
-    cli_find_model_file(model_arg, mpath, sizeof mpath);
     /* the forward does not need a vocabulary: a llama2.c file loads without one */
-    uhlm_model *m = uhlm_model_load(
-        mpath, tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL, &err);
+    uhlm_model *m = uhlm_model_load(p->model, p->tokenizer, &err);
     if (!m) {
         fprintf(stderr, "uhlm %s: %s\n", cmd, err.msg);
         return 1;
     }
+    bench_report rep;
+    bench_report_init(&rep, "uncertainty", p->format);
     uhlm_ctx_params cp = uhlm_ctx_default_params();
-    cp.n_threads = (int)threads;
+    cp.n_threads = (int)p->threads;
+    cp.simd = p->simd;
     uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
     int V = m->cfg.vocab_size, rc = 1;
     float *logits = malloc(sizeof(float) * (size_t)V);
@@ -191,16 +156,24 @@ int cmd_bench_uncertainty(int argc, char **argv) {
                 fprintf(stderr, "uhlm %s: %s\n", cmd, err.msg);
                 goto done;
             }
-            /* the ratio is only meaningful against the forward that produced the logits */
-            char ratio[32] = "null";
-            if (vi == 0) snprintf(ratio, sizeof ratio, "%.5f", ns / fwd);
-            printf("{\"method\":\"%s\",\"vocab\":%d,\"logits\":\"%s\",\"M\":%ld,"
-                   "\"ns_per_call\":%.1f,\"slm_forward_ns\":%.1f,\"ratio\":%s}\n",
-                   cases[c].name, n, vi == 0 ? "slm" : "synthetic", M, ns, fwd, ratio);
+            cJSON *o = cJSON_CreateObject();
+            if (o) {
+                cJSON_AddStringToObject(o, "method", cases[c].name);
+                cJSON_AddNumberToObject(o, "vocab", n);
+                cJSON_AddStringToObject(o, "logits", vi == 0 ? "slm" : "synthetic");
+                cJSON_AddNumberToObject(o, "M", (double)M);
+                cJSON_AddNumberToObject(o, "ns_per_call", ns);
+                cJSON_AddNumberToObject(o, "slm_forward_ns", fwd);
+                /* the ratio is only meaningful against the forward that produced the logits */
+                if (vi == 0) cJSON_AddNumberToObject(o, "ratio", ns / fwd);
+                else cJSON_AddNullToObject(o, "ratio");
+            }
+            bench_report_add(&rep, o);
         }
     }
     rc = 0;
 done:
+    if (bench_report_end(&rep) != 0) rc = 1;
     free(logits);
     free(big);
     uhlm_ctx_free(ctx);

@@ -12,7 +12,7 @@ Files: SmolLM2-135M-Instruct Q4_1 (as shipped), its Q8_0 re-quantization written
 this model that is mostly Q5_0 with Q4_K/Q6_K on ffn_down, since K-quants need rows of 256).
 
 For each file and thread count, PAIRS interleaved pairs (uhlm, llama.cpp, uhlm, ...), each side
-a fresh process: `uhlm bench -m F -t N --prompt P --gen G --reps 2 --json` and
+a fresh process: `uhlm bench -m F -t N --prompt P --gen G --reps 2 --jsonl` and
 bench/llamacpp_bench.py with the same arguments (best of 2 reps inside a process, the first
 paging the weights in). Each process is one JSON line in --out, tagged with the pair. The summary
 gives per side the best and the median over pairs, the ratio uhlm / llama.cpp of the medians,
@@ -157,7 +157,7 @@ def main():
             for pair in range(a.pairs):
                 common = ["-m", path, "-t", str(t), "--prompt", str(a.prompt), "--gen",
                           str(a.gen), "--reps", "2"]
-                u, err = run_json([a.uhlm, "bench", "--json"] + common)
+                u, err = run_json([a.uhlm, "bench", "--jsonl"] + common)
                 if u is None:
                     print(f"{name} t={t}: uhlm bench failed: {err}", file=sys.stderr)
                     uhlm_failed += 1

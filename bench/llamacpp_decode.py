@@ -36,7 +36,7 @@ import time
 def uhlm_once(uhlm, model, threads, prompt, gen, simd):
     # two reps, best of: the first one also pays for faulting in the mapped weights
     cmd = [uhlm, "bench", "-m", model, "-t", str(threads), "--prompt", str(prompt),
-           "--gen", str(gen), "--reps", "2", "--json"]
+           "--gen", str(gen), "--reps", "2", "--jsonl"]
     if simd:
         cmd += ["--simd", simd]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -45,7 +45,7 @@ d=$("$bin" generate -m stories-llm-2.76M.bin -z tok512.bin -p "Once upon a time"
 # bench: machine-readable
 expect_rc 0 "$bin" bench --help
 "$bin" bench -m stories260K.bin --prompt 16 --gen 8 --reps 1 --json >/tmp/uhlm_cli_out.$$ 2>/dev/null
-/usr/bin/python3 -c 'import json,sys; o=json.loads(open(sys.argv[1]).readline()); assert o["decode_tokens_per_s"]>0 and 0<o["fraction_of_bound"], o' /tmp/uhlm_cli_out.$$ && ok || bad "bench --json"
+/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["bench"]=="decode" and len(d["results"])==1, d; o=d["results"][0]; assert o["decode_tokens_per_s"]>0 and 0<o["fraction_of_bound"], o' /tmp/uhlm_cli_out.$$ && ok || bad "bench --json (one document)"
 
 # bench batch: one JSON line per sequence count, both sides timed at the same contexts
 expect_rc 0 "$bin" bench batch --help

@@ -16,21 +16,8 @@ typedef struct cJSON cJSON;
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+/* `uhlm bench` and its subcommands (cmd_bench.c, over bench/bench.h). */
 int cmd_bench(int argc, char **argv);
-/* `uhlm bench uncertainty`: the cost of each uncertainty method next to one SLM forward. */
-int cmd_bench_uncertainty(int argc, char **argv);
-/* `uhlm bench serve`: server verification throughput vs concurrent devices (bench_serve.c). */
-int cmd_bench_serve(int argc, char **argv);
-/* `uhlm bench batch`: one forward over S sequences against S forwards (bench_batch.c). */
-int cmd_bench_batch(int argc, char **argv);
-/* `uhlm bench soak`: honest devices' throughput with and without attackers (bench_soak.c). */
-int cmd_bench_soak(int argc, char **argv);
-/* The longest context `bench serve` and `bench batch` give a session by default: a device's
- * session is a short prompt and up to a few hundred tokens, so 256, or 90% of the model's
- * context when that is less. */
-static inline int uhlm_bench_default_ctx_max(int seq_len) {
-    return seq_len * 9 / 10 < 256 ? seq_len * 9 / 10 : 256;
-}
 int cmd_run(int argc, char **argv);
 /* `uhlm serve`: the multi-session verification server (uhlm/server.h). */
 int cmd_serve(int argc, char **argv);

@@ -332,6 +332,8 @@ static const opt_def table[CLI_N_OPTS] = {
                         "attackers that flood VERIFYs without reading replies"},
     [CLI_GARBAGE] = {0, "garbage", NULL, "N", K_INT, 0, 40, NULL, NULL, G_BENCH,
                      "attackers that send random bytes"},
+    [CLI_LOG] = {0, "log", NULL, "FILE", K_STR, 0, 0, NULL, "none", G_BENCH,
+                 "keep the server's log of the attack run in FILE"},
 
     [CLI_TYPE] = {0, "type", NULL, "TYPE", K_CUSTOM, 0, 0, parse_type, "f32", G_COMMAND,
                   "weight type: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k "
