@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "cli/eval_common.h"
 #include "uhlm/calib.h"
 #include "uhlm/eval.h"
@@ -17,44 +18,19 @@
 
 #define CAL_BINS 10
 
-static void help(FILE *f) {
-    fprintf(f,
-            "usage: uhlm calibrate --prompts FILE -o CALIB.json [-m SLM] [--llm LLM] [-z TOK]\n"
-            "                      [-n N] [--temp T] [--top-k K] [--top-p P] [--payload ENC]\n"
-            "                      [--uncertainty perturb|entropy|maxprob|margin] [--samples M]\n"
-            "                      [--theta-max T] [--split F] [--limit P] [--seed S]\n"
-            "                      [--budget R] [--csv FILE] [--no-chat] [-t THREADS]\n"
-            "                      [--max-input-mb MB]\n\n"
-            "Runs hlm (every token verified) with the uncertainty u recorded, fits the LLM's\n"
-            "rejection probability beta = a*u + b by least squares on the training prompts,\n"
-            "and derives the skip thresholds: risk-averse u_th = -b/a, risk-prone\n"
-            "u_th = (Delta - b)/a with Delta the share of drafts with y[d] < x[d]. The\n"
-            "expected-risk bound of each threshold is set beside the rejections actually seen\n"
-            "on the held-out prompts. Where both formulas are degenerate (b > 0 gives a\n"
-            "negative risk-averse u_th: never skip; a small a gives a risk-prone u_th > 1:\n"
-            "always skip), the budget rule picks the largest u_th whose bound, as a share of\n"
-            "all training tokens, stays <= R. `uhlm run` and `uhlm eval` read the result\n"
-            "with --calib CALIB.json --risk averse|prone|budget|budget:R.\n\n"
-            "  --prompts FILE   JSONL or a JSON array of {\"id\",\"prompt\"} or Alpaca records\n"
-            "                   (user turn: instruction, or instruction + \"\\n\\n\" + input)\n"
-            "  --no-chat        use prompts as plain text even when the SLM has a chat template\n"
-            "                   (by default they are wrapped as user turns in it, as --chat)\n"
-            "  -o FILE          calibration result (JSON)\n"
-            "  --csv FILE       per-token records: prompt, split, u, beta, accepted, ...\n"
-            "  --budget R       risk budget of thresholds.budget, the expected share of all\n"
-            "                   tokens skipped and rejected (default %g); other budgets are\n"
-            "                   read later from the stored curve with --risk budget:R\n"
-            "  --split F        share of prompts (by a hash of the id) used for the fit;\n"
-            "                   the rest is the held-out test part (default 0.5)\n"
-            "  --limit P        use only the first P prompts (default all)\n"
-            "  -n N             tokens per prompt (default 128)\n"
-            "  -t THREADS       threads per model (default 1: the pair is tiny)\n"
-            "  --max-input-mb MB  largest --prompts file read (default %d MiB)\n"
-            "  other options as in `uhlm run` (defaults: temp 1, f32, perturb M=%d theta=%g,\n"
-            "  seed 42; each prompt's seed is derived from the seed and the prompt id)\n",
-            UHLM_CALIB_BUDGET_DEFAULT, UHLM_INPUT_MAX_MB, UHLM_UNC_DEFAULT_SAMPLES,
-            UHLM_UNC_DEFAULT_THETA_MAX);
-}
+static const cli_command calibrate_cmd = {
+    "calibrate", "--prompts FILE -o CALIB.json",
+    "Runs hlm (every token verified) with the uncertainty u recorded, fits the LLM's\n"
+    "rejection probability beta = a*u + b by least squares on the training prompts,\n"
+    "and derives the skip thresholds: risk-averse u_th = -b/a, risk-prone\n"
+    "u_th = (Delta - b)/a with Delta the share of drafts with y[d] < x[d]. The\n"
+    "expected-risk bound of each threshold is set beside the rejections actually seen\n"
+    "on the held-out prompts. Where both formulas are degenerate (b > 0 gives a\n"
+    "negative risk-averse u_th: never skip; a small a gives a risk-prone u_th > 1:\n"
+    "always skip), the budget rule picks the largest u_th whose bound, as a share of\n"
+    "all training tokens, stays <= R. `uhlm run` and `uhlm eval` read the result\n"
+    "with --calib CALIB.json --risk averse|prone|budget|budget:R.",
+    "Each prompt's seed is derived from the seed and the prompt id.", 0};
 
 typedef struct {
     evc_samples train, test; /* by the prompt's side of the split, in token order */
@@ -123,7 +99,7 @@ int cmd_calibrate(int argc, char **argv) {
     const char *cmd = "calibrate";
     const char *slm_arg = UHLM_DEFAULT_SLM, *llm_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
     const char *prompts_path = NULL, *out_path = NULL, *csv_path = NULL;
-    long threads = 1, n_gen = 128, top_k = 0, samples = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
+    long threads = 0, n_gen = 128, top_k = 0, samples = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
     long max_in_mb = UHLM_INPUT_MAX_MB;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX, split = 0.5;
     double budget = UHLM_CALIB_BUDGET_DEFAULT;
@@ -131,78 +107,33 @@ int cmd_calibrate(int argc, char **argv) {
     uint64_t seed = 42;
     uhlm_device_params dp = uhlm_device_default_params();
     uhlm_error err = {{0}};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        }
-        static const char *const valued[] = {
-            "-m",      "--llm",       "-z",      "--prompts", "-o",          "--csv",
-            "-n",      "--temp",      "--top-k", "--top-p",   "--payload",   "--uncertainty",
-            "--samples", "--theta-max", "--split", "--limit",  "--seed",      "-t",
-            "--budget", "--max-input-mb"};
-        if (!strcmp(a, "--no-chat")) {
-            no_chat = 1;
-            continue;
-        }
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
-        if (!known) {
-            fprintf(stderr, "uhlm calibrate: unknown option '%s' (see 'uhlm calibrate --help')\n",
-                    a);
-            return 2;
-        }
-        if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-        int bad = 0;
-        if (!strcmp(a, "-m"))
-            slm_arg = v;
-        else if (!strcmp(a, "--llm"))
-            llm_arg = v;
-        else if (!strcmp(a, "-z"))
-            tok_arg = v;
-        else if (!strcmp(a, "--prompts"))
-            prompts_path = v;
-        else if (!strcmp(a, "-o"))
-            out_path = v;
-        else if (!strcmp(a, "--csv"))
-            csv_path = v;
-        else if (!strcmp(a, "-n"))
-            bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &n_gen);
-        else if (!strcmp(a, "--temp"))
-            bad = cli_parse_float(cmd, a, v, 0, 1e6, &temp);
-        else if (!strcmp(a, "--top-k"))
-            bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &top_k);
-        else if (!strcmp(a, "--max-input-mb"))
-            bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &max_in_mb);
-        else if (!strcmp(a, "--top-p"))
-            bad = cli_parse_float(cmd, a, v, 1e-9, 1.0, &top_p);
-        else if (!strcmp(a, "--samples"))
-            bad = cli_parse_int(cmd, a, v, 1, 1000000, &samples);
-        else if (!strcmp(a, "--theta-max"))
-            bad = cli_parse_float(cmd, a, v, 1e-6, 1e6, &theta_max);
-        else if (!strcmp(a, "--split"))
-            bad = cli_parse_float(cmd, a, v, 0.0, 1.0, &split);
-        else if (!strcmp(a, "--limit"))
-            bad = cli_parse_int(cmd, a, v, 1, 1L << 30, &limit);
-        else if (!strcmp(a, "--budget"))
-            bad = cli_parse_float(cmd, a, v, 0.0, 1.0, &budget);
-        else if (!strcmp(a, "--seed"))
-            bad = cli_parse_u64(cmd, a, v, &seed);
-        else if (!strcmp(a, "-t"))
-            bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-        else if (!strcmp(a, "--payload")) {
-            if ((bad = uhlm_payload_parse(v, &dp.payload, &err) != 0))
-                fprintf(stderr, "uhlm calibrate: %s\n", err.msg);
-        } else if (!strcmp(a, "--uncertainty")) {
-            if ((bad = uhlm_unc_method_parse(v, &dp.unc.method) != 0))
-                fprintf(stderr,
-                        "uhlm calibrate: unknown uncertainty '%s' (perturb, entropy, maxprob, "
-                        "margin)\n",
-                        v);
-        }
-        if (bad) return 2;
-    }
+    const cli_arg args[] = {
+        {.id = CLI_SLM, .dst = &slm_arg, .alias = "-m"},
+        CLI_ARG(CLI_LLM, &llm_arg),
+        CLI_ARG(CLI_TOKENIZER, &tok_arg),
+        CLI_ARG(CLI_PROMPTS, &prompts_path),
+        CLI_ARG(CLI_NO_CHAT, &no_chat),
+        CLI_ARG(CLI_MAX_INPUT_MB, &max_in_mb),
+        {.id = CLI_N_PREDICT, .dst = &n_gen, .lo = 1, .hi = 1 << 20, .help = "tokens per prompt"},
+        CLI_ARG(CLI_SEED, &seed),
+        CLI_ARG(CLI_TEMP, &temp),
+        CLI_ARG(CLI_TOP_K, &top_k),
+        CLI_ARG(CLI_TOP_P, &top_p),
+        CLI_ARG(CLI_UNCERTAINTY, &dp.unc.method),
+        CLI_ARG(CLI_SAMPLES, &samples),
+        CLI_ARG(CLI_THETA_MAX, &theta_max),
+        CLI_ARG(CLI_PAYLOAD, &dp.payload),
+        {.id = CLI_SPLIT, .dst = &split,
+         .help = "share of prompts (by a hash of the id) used for the fit, strictly between 0 "
+                 "and 1; the rest is the held-out test part"},
+        CLI_ARG(CLI_LIMIT, &limit),
+        CLI_ARG(CLI_BUDGET, &budget),
+        CLI_ARG(CLI_THREADS, &threads),
+        {.id = CLI_OUTPUT, .dst = &out_path, .help = "calibration result (JSON)"},
+        CLI_ARG(CLI_CSV, &csv_path),
+    };
+    int prc = cli_parse(&calibrate_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
+    if (prc != CLI_CONTINUE) return cli_exit_status(prc);
     if (!prompts_path || !out_path) {
         fprintf(stderr, "uhlm calibrate: --prompts FILE and -o FILE are required (see 'uhlm "
                         "calibrate --help')\n");

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "cli/cli_remote.h"
 #include "cli/eval_common.h"
 #include "uhlm/calib.h"
@@ -32,65 +33,25 @@
 #define MAX_SWEEP 32
 #define N_BINS 10
 
-static void help(FILE *f) {
-    fprintf(
-        f,
-        "usage: uhlm eval --prompts FILE -o DIR [-m SLM] [--llm LLM] [-z TOK]\n"
-        "                 [--modes slm,llm,hlm,rand,uhlm] [--snr DB,DB,...]\n"
-        "                 [--calib CALIB.json --risk RISK | --uth U] [--skip-prob P]\n"
-        "                 [--payload ENC] [--uncertainty METHOD] [--samples M] [--theta-max T]\n"
-        "                 [--temp T] [--top-k K] [--top-p P] [-n N] [--limit P] [--split F]\n"
-        "                 [--bandwidth HZ] [--latency S] [--fading none|rayleigh]\n"
-        "                 [--sweep Q,Q,...] [--sweep-methods M,M,...] [--sweep-snr DB]\n"
-        "                 [--no-greedy] [--no-chat] [--seed S] [-t THREADS]\n"
-        "                 [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
-        "                  [--read-timeout S]] [--max-input-mb MB]\n\n"
-        "Runs every requested mode on every prompt once, re-accounts the link time for each\n"
-        "SNR from the recorded message sizes, and writes to DIR:\n"
-        "  results.csv    one row per mode and SNR: throughput, TR, TSR, rejection rate,\n"
-        "                 uplink bytes, LLM calls, catch-up tokens, quality\n"
-        "  sweep.csv      uhlm at u_th = quantiles of u, and rand at the same skip rate\n"
-        "  methods.csv    fit of beta on u per uncertainty method (a, b, R^2)\n"
-        "  bins.csv       binned mean rejection against u per method\n"
-        "  per_prompt.csv per mode and prompt: tokens, transmissions, quality\n"
-        "  results.json   all of the above; summary.md  Markdown tables\n\n"
-        "Quality is measured against the llm mode's output for the same prompt and seed:\n"
-        "cosine similarity of `uhlm embed` embeddings (LLM hidden state, mean-pooled), the\n"
-        "LLM's per-token NLL of the generated text, and the exact-match rate of the\n"
-        "temperature-0 outputs. The llm row's similarity is that of two llm runs with\n"
-        "different seeds; quality is also given as %% of llm and %% of hlm.\n\n"
-        "  --modes LIST     modes to report (default all five; llm always runs: it is the\n"
-        "                   reference). rand skips at the rate uhlm achieved (or --skip-prob\n"
-        "                   without uhlm)\n"
-        "  --snr LIST       SNR grid in dB, both links (default -10,-5,0,5,10,20,30)\n"
-        "  --calib F --risk averse|prone|budget|budget:R   u_th from `uhlm calibrate`\n"
-        "                   (else --uth, default 0.2); budget:R is the largest u_th whose\n"
-        "                   expected-risk bound on the fit prompts is <= R of all tokens\n"
-        "  --split F        use only the held-out part of a --split F train/test split by id\n"
-        "                   (the part `uhlm calibrate --split F` did not fit on)\n"
-        "  --sweep LIST     quantiles of u (from hlm) used as u_th sweep points\n"
-        "                   (default 0.2,0.4,0.6,0.8; 'none' for no sweep)\n"
-        "  --sweep-methods LIST  uncertainty methods to sweep (default: the --uncertainty one)\n"
-        "  --sweep-snr DB   SNR for the sweep's throughput (default 0)\n"
-        "  --no-greedy      skip the temperature-0 pass (no exact-match rate)\n"
-        "  --no-chat        use prompts as plain text even when the SLM has a chat template\n"
-        "                   (by default they are wrapped as user turns in it, as --chat;\n"
-        "                   Alpaca records give instruction or instruction + \"\\n\\n\" + input)\n"
-        "  -n N             tokens per prompt (default 64)\n"
-        "  --limit P        only the first P prompts\n"
-        "  -t THREADS       threads per model (default 1: the default pair is tiny)\n"
-        "  --server H:P     verify (and run llm mode) on a `uhlm serve` server with the same\n"
-        "                   LLM; same seeds, same tokens as in process. The LLM is still\n"
-        "                   loaded here for the untimed shadow and the quality metrics.\n"
-        "                   The eval fails if the server cannot be reached or drops tokens\n"
-        "                   to SLM-alone fallback (the results would mix two systems)\n"
-        "  --auth-token-file F, --connect-timeout S, --read-timeout S   as in `uhlm run`\n"
-        "  --max-input-mb MB  largest --prompts/--calib file read (default %d MiB)\n"
-        "  other options as in `uhlm run`\n\n"
-        "Throughput is generated tokens / (SLM + LLM compute, u only where the policy reads\n"
-        "it, + link time). A progress bar with an ETA is drawn on stderr when it is a TTY.\n",
-        UHLM_INPUT_MAX_MB);
-}
+static const cli_command eval_cmd = {
+    "eval", "--prompts FILE -o DIR",
+    "Runs every requested mode on every prompt once, re-accounts the link time for each\n"
+    "SNR from the recorded message sizes, and writes to DIR:\n"
+    "  results.csv    one row per mode and SNR: throughput, TR, TSR, rejection rate,\n"
+    "                 uplink bytes, LLM calls, catch-up tokens, quality\n"
+    "  sweep.csv      uhlm at u_th = quantiles of u, and rand at the same skip rate\n"
+    "  methods.csv    fit of beta on u per uncertainty method (a, b, R^2)\n"
+    "  bins.csv       binned mean rejection against u per method\n"
+    "  per_prompt.csv per mode and prompt: tokens, transmissions, quality\n"
+    "  results.json   all of the above; summary.md  Markdown tables\n\n"
+    "Quality is measured against the llm mode's output for the same prompt and seed:\n"
+    "cosine similarity of `uhlm embed` embeddings (LLM hidden state, mean-pooled), the\n"
+    "LLM's per-token NLL of the generated text, and the exact-match rate of the\n"
+    "temperature-0 outputs. The llm row's similarity is that of two llm runs with\n"
+    "different seeds; quality is also given as % of llm and % of hlm.",
+    "Throughput is generated tokens / (SLM + LLM compute, u only where the policy reads\n"
+    "it, + link time). A progress bar with an ETA is drawn on stderr when it is a TTY.",
+    0};
 
 /* ---- parsing helpers ---- */
 
@@ -378,7 +339,7 @@ int cmd_eval(int argc, char **argv) {
     const char *slm_arg = UHLM_DEFAULT_SLM, *llm_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
     const char *prompts_path = NULL, *out_dir = NULL, *calib_path = NULL, *risk = NULL;
     const char *modes_arg = "slm,llm,hlm,rand,uhlm", *sweep_methods_arg = NULL;
-    long threads = 1, n_gen = 64, top_k = 0, samples_m = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
+    long threads = 0, n_gen = 64, top_k = 0, samples_m = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
     long max_in_mb = UHLM_INPUT_MAX_MB;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX, split = -1;
     double bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH, lat = 0.0, uth = NAN, skip_prob = NAN;
@@ -396,114 +357,72 @@ int cmd_eval(int argc, char **argv) {
     double snr_default[] = {-10, -5, 0, 5, 10, 20, 30};
     E.n_snr = 7;
     memcpy(E.snr, snr_default, sizeof snr_default);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-greedy")) {
-            greedy = 0;
-            continue;
-        }
-        if (!strcmp(a, "--no-chat")) {
-            no_chat = 1;
-            continue;
-        }
-        static const char *const valued[] = {
-            "-m",          "--llm",       "-z",        "--prompts", "-o",          "--modes",
-            "--snr",       "--calib",     "--risk",    "--uth",     "--skip-prob", "--payload",
-            "--uncertainty", "--samples", "--theta-max", "--temp",  "--top-k",     "--top-p",
-            "-n",          "--limit",     "--split",   "--bandwidth", "--latency", "--fading",
-            "--sweep",     "--sweep-methods", "--sweep-snr", "--seed", "-t",       "--server",
-            "--auth-token-file", "--connect-timeout", "--read-timeout", "--max-input-mb"};
-        int known = 0;
-        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
-        if (!known) {
-            fprintf(stderr, "uhlm eval: unknown option '%s' (see 'uhlm eval --help')\n", a);
-            return 2;
-        }
-        if (!(v = cli_need_arg(cmd, argc, argv, &i))) return 2;
-        int bad = 0;
-        if (!strcmp(a, "-m"))
-            slm_arg = v;
-        else if (!strcmp(a, "--llm"))
-            llm_arg = v;
-        else if (!strcmp(a, "-z"))
-            tok_arg = v;
-        else if (!strcmp(a, "--prompts"))
-            prompts_path = v;
-        else if (!strcmp(a, "-o"))
-            out_dir = v;
-        else if (!strcmp(a, "--modes"))
-            modes_arg = v;
-        else if (!strcmp(a, "--calib"))
-            calib_path = v;
-        else if (!strcmp(a, "--risk"))
-            risk = v;
-        else if (!strcmp(a, "--sweep-methods"))
-            sweep_methods_arg = v;
-        else if (!strcmp(a, "--server"))
-            server = v;
-        else if (!strcmp(a, "--auth-token-file"))
-            token_file = v;
-        else if (!strcmp(a, "--connect-timeout"))
-            bad = cli_parse_float(cmd, a, v, 1e-3, 3600, &connect_to);
-        else if (!strcmp(a, "--max-input-mb"))
-            bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &max_in_mb);
-        else if (!strcmp(a, "--read-timeout"))
-            bad = cli_parse_float(cmd, a, v, 1e-3, 86400, &read_to);
-        else if (!strcmp(a, "--snr")) {
-            bad = (E.n_snr = parse_list(cmd, a, v, E.snr, MAX_SNR, -200, 200)) < 0;
-        } else if (!strcmp(a, "--sweep")) {
-            if (!strcmp(v, "none"))
-                n_sweep = 0;
-            else
-                bad = (n_sweep = parse_list(cmd, a, v, sweep_q, MAX_SWEEP, 0.0, 1.0)) < 0;
-        } else if (!strcmp(a, "--sweep-snr"))
-            bad = cli_parse_float(cmd, a, v, -200, 200, &sweep_snr);
-        else if (!strcmp(a, "--uth"))
-            bad = cli_parse_float(cmd, a, v, -1e9, 1e9, &uth);
-        else if (!strcmp(a, "--skip-prob"))
-            bad = cli_parse_float(cmd, a, v, 0.0, 1.0, &skip_prob);
-        else if (!strcmp(a, "--samples"))
-            bad = cli_parse_int(cmd, a, v, 1, 1000000, &samples_m);
-        else if (!strcmp(a, "--theta-max"))
-            bad = cli_parse_float(cmd, a, v, 1e-6, 1e6, &theta_max);
-        else if (!strcmp(a, "--temp"))
-            bad = cli_parse_float(cmd, a, v, 0, 1e6, &temp);
-        else if (!strcmp(a, "--top-k"))
-            bad = cli_parse_int(cmd, a, v, 0, 1 << 24, &top_k);
-        else if (!strcmp(a, "--top-p"))
-            bad = cli_parse_float(cmd, a, v, 1e-9, 1.0, &top_p);
-        else if (!strcmp(a, "-n"))
-            bad = cli_parse_int(cmd, a, v, 1, 1 << 20, &n_gen);
-        else if (!strcmp(a, "--limit"))
-            bad = cli_parse_int(cmd, a, v, 1, 1L << 30, &limit);
-        else if (!strcmp(a, "--split"))
-            bad = cli_parse_float(cmd, a, v, 0.0, 1.0, &split);
-        else if (!strcmp(a, "--bandwidth"))
-            bad = cli_parse_float(cmd, a, v, 1e-3, 1e15, &bw);
-        else if (!strcmp(a, "--latency"))
-            bad = cli_parse_float(cmd, a, v, 0.0, 1e6, &lat);
-        else if (!strcmp(a, "--seed"))
-            bad = cli_parse_u64(cmd, a, v, &seed);
-        else if (!strcmp(a, "-t"))
-            bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
-        else if (!strcmp(a, "--fading")) {
-            if ((bad = uhlm_fading_parse(v, &dp.channel.fading) != 0))
-                fprintf(stderr, "uhlm eval: unknown fading model '%s' (none, rayleigh)\n", v);
-        } else if (!strcmp(a, "--payload")) {
-            if ((bad = uhlm_payload_parse(v, &dp.payload, &err) != 0))
-                fprintf(stderr, "uhlm eval: %s\n", err.msg);
-        } else if (!strcmp(a, "--uncertainty")) {
-            if ((bad = uhlm_unc_method_parse(v, &dp.unc.method) != 0))
-                fprintf(stderr,
-                        "uhlm eval: unknown uncertainty '%s' (perturb, entropy, maxprob, margin)\n",
-                        v);
-        }
-        if (bad) return 2;
-    }
+    const char *snr_arg = NULL, *sweep_arg = NULL;
+    int no_greedy = 0;
+    const cli_arg args[] = {
+        {.id = CLI_SLM, .dst = &slm_arg, .alias = "-m"},
+        CLI_ARG(CLI_LLM, &llm_arg),
+        CLI_ARG(CLI_TOKENIZER, &tok_arg),
+        CLI_ARG(CLI_PROMPTS, &prompts_path),
+        CLI_ARG(CLI_NO_CHAT, &no_chat),
+        {.id = CLI_MAX_INPUT_MB, .dst = &max_in_mb,
+         .help = "largest --prompts or --calib file read, in MiB"},
+        {.id = CLI_N_PREDICT, .dst = &n_gen, .lo = 1, .hi = 1 << 20, .help = "tokens per prompt"},
+        CLI_ARG(CLI_SEED, &seed),
+        CLI_ARG(CLI_TEMP, &temp),
+        CLI_ARG(CLI_TOP_K, &top_k),
+        CLI_ARG(CLI_TOP_P, &top_p),
+        {.id = CLI_UTH, .dst = &uth, .def = "0.2"},
+        {.id = CLI_SKIP_PROB, .dst = &skip_prob, .def = "0.5",
+         .help = "rand skip probability when uhlm is not run (else rand skips at the rate uhlm "
+                 "achieved)"},
+        {.id = CLI_CALIB, .dst = &calib_path,
+         .help = "with --risk: u_th from `uhlm calibrate` output FILE instead of --uth; "
+                 "budget:R is the largest u_th whose expected-risk bound on the fit prompts is "
+                 "<= R of all tokens"},
+        CLI_ARG(CLI_RISK, &risk),
+        CLI_ARG(CLI_UNCERTAINTY, &dp.unc.method),
+        {.id = CLI_SAMPLES, .dst = &samples_m},
+        CLI_ARG(CLI_THETA_MAX, &theta_max),
+        CLI_ARG(CLI_PAYLOAD, &dp.payload),
+        {.id = CLI_SNR_GRID, .dst = &snr_arg, .help = "SNR grid in dB, both links"},
+        CLI_ARG(CLI_BANDWIDTH, &bw),
+        CLI_ARG(CLI_LATENCY, &lat),
+        CLI_ARG(CLI_FADING, &dp.channel.fading),
+        {.id = CLI_SERVER, .dst = &server,
+         .help = "verify (and run llm mode) on a `uhlm serve` server with the same LLM; same "
+                 "seeds, same tokens as in process. The LLM is still loaded here for the "
+                 "untimed shadow and the quality metrics. The eval fails if the server cannot "
+                 "be reached or drops tokens to SLM-alone fallback (the results would mix two "
+                 "systems)"},
+        CLI_ARG(CLI_AUTH_TOKEN_FILE, &token_file),
+        CLI_ARG(CLI_CONNECT_TIMEOUT, &connect_to),
+        CLI_ARG(CLI_READ_TIMEOUT, &read_to),
+        {.id = CLI_MODES, .dst = &modes_arg,
+         .help = "modes to report (llm always runs: it is the reference). rand skips at the "
+                 "rate uhlm achieved (or --skip-prob without uhlm)"},
+        {.id = CLI_SPLIT, .dst = &split, .def = "none: every prompt",
+         .help = "use only the held-out part of a --split F train/test split by id (the part "
+                 "`uhlm calibrate --split F` did not fit on)"},
+        CLI_ARG(CLI_LIMIT, &limit),
+        CLI_ARG(CLI_GREEDY_OFF, &no_greedy),
+        {.id = CLI_SWEEP, .dst = &sweep_arg,
+         .help = "quantiles of u (from hlm) used as u_th sweep points, or none"},
+        {.id = CLI_SWEEP_METHODS, .dst = &sweep_methods_arg, .def = "the --uncertainty one"},
+        {.id = CLI_SWEEP_SNR, .dst = &sweep_snr, .help = "SNR for the sweep's throughput"},
+        CLI_ARG(CLI_THREADS, &threads),
+        {.id = CLI_OUTPUT, .dst = &out_dir, .help = "the directory to write the results to"},
+    };
+    int prc = cli_parse(&eval_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
+    if (prc != CLI_CONTINUE) return cli_exit_status(prc);
+    if (no_greedy) greedy = 0;
+    if (snr_arg && (E.n_snr = parse_list(cmd, "--snr", snr_arg, E.snr, MAX_SNR, -200, 200)) < 0)
+        return 2;
+    if (sweep_arg && !strcmp(sweep_arg, "none"))
+        n_sweep = 0;
+    else if (sweep_arg &&
+             (n_sweep = parse_list(cmd, "--sweep", sweep_arg, sweep_q, MAX_SWEEP, 0.0, 1.0)) < 0)
+        return 2;
     if (!prompts_path || !out_dir) {
         fprintf(stderr, "uhlm eval: --prompts FILE and -o DIR are required (see 'uhlm eval --help')\n");
         return 2;
