@@ -108,20 +108,14 @@ int cmd_calibrate(int argc, char **argv) {
     uhlm_device_params dp = uhlm_device_default_params();
     uhlm_error err = {{0}};
     const cli_arg args[] = {
-        {.id = CLI_SLM, .dst = &slm_arg, .alias = "-m"},
-        CLI_ARG(CLI_LLM, &llm_arg),
-        CLI_ARG(CLI_TOKENIZER, &tok_arg),
+        CLI_ARGS_PAIR(&slm_arg, &llm_arg, &tok_arg),
         CLI_ARG(CLI_PROMPTS, &prompts_path),
         CLI_ARG(CLI_NO_CHAT, &no_chat),
         CLI_ARG(CLI_MAX_INPUT_MB, &max_in_mb),
         {.id = CLI_N_PREDICT, .dst = &n_gen, .lo = 1, .hi = 1 << 20, .help = "tokens per prompt"},
         CLI_ARG(CLI_SEED, &seed),
-        CLI_ARG(CLI_TEMP, &temp),
-        CLI_ARG(CLI_TOP_K, &top_k),
-        CLI_ARG(CLI_TOP_P, &top_p),
-        CLI_ARG(CLI_UNCERTAINTY, &dp.unc.method),
-        CLI_ARG(CLI_SAMPLES, &samples),
-        CLI_ARG(CLI_THETA_MAX, &theta_max),
+        CLI_ARGS_SAMPLING(&temp, &top_k, &top_p),
+        CLI_ARGS_UNCERTAINTY(&dp.unc.method, &samples, &theta_max),
         CLI_ARG(CLI_PAYLOAD, &dp.payload),
         {.id = CLI_SPLIT, .dst = &split,
          .help = "share of prompts (by a hash of the id) used for the fit, strictly between 0 "

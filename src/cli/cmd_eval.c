@@ -360,18 +360,14 @@ int cmd_eval(int argc, char **argv) {
     const char *snr_arg = NULL, *sweep_arg = NULL;
     int no_greedy = 0;
     const cli_arg args[] = {
-        {.id = CLI_SLM, .dst = &slm_arg, .alias = "-m"},
-        CLI_ARG(CLI_LLM, &llm_arg),
-        CLI_ARG(CLI_TOKENIZER, &tok_arg),
+        CLI_ARGS_PAIR(&slm_arg, &llm_arg, &tok_arg),
         CLI_ARG(CLI_PROMPTS, &prompts_path),
         CLI_ARG(CLI_NO_CHAT, &no_chat),
         {.id = CLI_MAX_INPUT_MB, .dst = &max_in_mb,
          .help = "largest --prompts or --calib file read, in MiB"},
         {.id = CLI_N_PREDICT, .dst = &n_gen, .lo = 1, .hi = 1 << 20, .help = "tokens per prompt"},
         CLI_ARG(CLI_SEED, &seed),
-        CLI_ARG(CLI_TEMP, &temp),
-        CLI_ARG(CLI_TOP_K, &top_k),
-        CLI_ARG(CLI_TOP_P, &top_p),
+        CLI_ARGS_SAMPLING(&temp, &top_k, &top_p),
         {.id = CLI_UTH, .dst = &uth, .def = "0.2"},
         {.id = CLI_SKIP_PROB, .dst = &skip_prob, .def = "0.5",
          .help = "rand skip probability when uhlm is not run (else rand skips at the rate uhlm "
@@ -381,9 +377,7 @@ int cmd_eval(int argc, char **argv) {
                  "budget:R is the largest u_th whose expected-risk bound on the fit prompts is "
                  "<= R of all tokens"},
         CLI_ARG(CLI_RISK, &risk),
-        CLI_ARG(CLI_UNCERTAINTY, &dp.unc.method),
-        {.id = CLI_SAMPLES, .dst = &samples_m},
-        CLI_ARG(CLI_THETA_MAX, &theta_max),
+        CLI_ARGS_UNCERTAINTY(&dp.unc.method, &samples_m, &theta_max),
         CLI_ARG(CLI_PAYLOAD, &dp.payload),
         {.id = CLI_SNR_GRID, .dst = &snr_arg, .help = "SNR grid in dB, both links"},
         CLI_ARG(CLI_BANDWIDTH, &bw),
@@ -395,9 +389,7 @@ int cmd_eval(int argc, char **argv) {
                  "untimed shadow and the quality metrics. The eval fails if the server cannot "
                  "be reached or drops tokens to SLM-alone fallback (the results would mix two "
                  "systems)"},
-        CLI_ARG(CLI_AUTH_TOKEN_FILE, &token_file),
-        CLI_ARG(CLI_CONNECT_TIMEOUT, &connect_to),
-        CLI_ARG(CLI_READ_TIMEOUT, &read_to),
+        CLI_ARGS_REMOTE(&token_file, &connect_to, &read_to),
         {.id = CLI_MODES, .dst = &modes_arg,
          .help = "modes to report (llm always runs: it is the reference). rand skips at the "
                  "rate uhlm achieved (or --skip-prob without uhlm)"},

@@ -56,16 +56,31 @@ typedef struct {
     const char *help;
 } opt_def;
 
-static int parse_simd(const char *v, void *dst, char *why, size_t cap) {
-    if (uhlm_simd_from_name(v, dst) == 0) return 0;
-    snprintf(why, cap, "expected auto, scalar, avx2 or avx512");
+static int refuse(const char *expected, char *why, size_t cap) {
+    snprintf(why, cap, "expected %s", expected);
     return -1;
 }
 
+static int parse_simd(const char *v, void *dst, char *why, size_t cap) {
+    return uhlm_simd_from_name(v, dst) == 0 ? 0 : refuse("auto, scalar, avx2 or avx512", why, cap);
+}
+
 static int parse_mode(const char *v, void *dst, char *why, size_t cap) {
-    if (uhlm_mode_parse(v, dst) == 0) return 0;
-    snprintf(why, cap, "expected slm, llm, hlm, rand or uhlm");
-    return -1;
+    return uhlm_mode_parse(v, dst) == 0 ? 0 : refuse("slm, llm, hlm, rand or uhlm", why, cap);
+}
+
+static int parse_unc(const char *v, void *dst, char *why, size_t cap) {
+    return uhlm_unc_method_parse(v, dst) == 0
+               ? 0
+               : refuse("perturb, entropy, maxprob or margin", why, cap);
+}
+
+static int parse_fading(const char *v, void *dst, char *why, size_t cap) {
+    return uhlm_fading_parse(v, dst) == 0 ? 0 : refuse("none or rayleigh", why, cap);
+}
+
+static int parse_channel(const char *v, void *dst, char *why, size_t cap) {
+    return uhlm_channel_mode_parse(v, dst) == 0 ? 0 : refuse("accounted or shaped", why, cap);
 }
 
 static int parse_payload(const char *v, void *dst, char *why, size_t cap) {
@@ -75,33 +90,14 @@ static int parse_payload(const char *v, void *dst, char *why, size_t cap) {
     return -1;
 }
 
-static int parse_unc(const char *v, void *dst, char *why, size_t cap) {
-    if (uhlm_unc_method_parse(v, dst) == 0) return 0;
-    snprintf(why, cap, "expected perturb, entropy, maxprob or margin");
-    return -1;
-}
-
-static int parse_fading(const char *v, void *dst, char *why, size_t cap) {
-    if (uhlm_fading_parse(v, dst) == 0) return 0;
-    snprintf(why, cap, "expected none or rayleigh");
-    return -1;
-}
-
-static int parse_channel(const char *v, void *dst, char *why, size_t cap) {
-    if (uhlm_channel_mode_parse(v, dst) == 0) return 0;
-    snprintf(why, cap, "expected accounted or shaped");
-    return -1;
-}
-
 static int parse_type(const char *v, void *dst, char *why, size_t cap) {
     uhlm_type t;
     if (uhlm_type_from_name(v, &t) == 0 && t != UHLM_TYPE_Q8_G && t != UHLM_TYPE_Q8_1) {
         *(uhlm_type *)dst = t;
         return 0;
     }
-    snprintf(why, cap, "expected f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k "
-                       "or q6_k");
-    return -1;
+    return refuse("f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k", why,
+                  cap);
 }
 
 static int parse_risk(const char *v, void *dst, char *why, size_t cap) {
@@ -110,8 +106,7 @@ static int parse_risk(const char *v, void *dst, char *why, size_t cap) {
         *(const char **)dst = v;
         return 0;
     }
-    snprintf(why, cap, "expected averse, prone, budget or budget:R with R in [0, 1]");
-    return -1;
+    return refuse("averse, prone, budget or budget:R with R in [0, 1]", why, cap);
 }
 
 #define BIG 1e15

@@ -94,6 +94,20 @@ typedef struct cli_arg {
  * {.id = CLI_SLM, .dst = &slm, .alias = "-m"}. */
 #define CLI_ARG(opt, var) {.id = (opt), .dst = (var)}
 
+/* Whole groups, for the commands that take all of a group's options: */
+/* the device/server pair of models, with -m as the device's (--slm) alias */
+#define CLI_ARGS_PAIR(slm, llm, tok) \
+    {.id = CLI_SLM, .dst = (slm), .alias = "-m"}, CLI_ARG(CLI_LLM, llm), CLI_ARG(CLI_TOKENIZER, tok)
+#define CLI_ARGS_SAMPLING(temp, top_k, top_p) \
+    CLI_ARG(CLI_TEMP, temp), CLI_ARG(CLI_TOP_K, top_k), CLI_ARG(CLI_TOP_P, top_p)
+#define CLI_ARGS_UNCERTAINTY(method, samples, theta_max) \
+    CLI_ARG(CLI_UNCERTAINTY, method), CLI_ARG(CLI_SAMPLES, samples), \
+        CLI_ARG(CLI_THETA_MAX, theta_max)
+/* the device side of remote verification, without --server (whose help differs by command) */
+#define CLI_ARGS_REMOTE(token_file, connect_timeout, read_timeout) \
+    CLI_ARG(CLI_AUTH_TOKEN_FILE, token_file), CLI_ARG(CLI_CONNECT_TIMEOUT, connect_timeout), \
+        CLI_ARG(CLI_READ_TIMEOUT, read_timeout)
+
 typedef struct cli_command {
     const char *name;     /* "generate", "bench serve" */
     const char *synopsis; /* after "[options]" on the usage line, e.g. "TEXT..." (or NULL) */
