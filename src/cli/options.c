@@ -46,7 +46,6 @@ typedef int (*parse_fn)(const char *v, void *dst, char *why, size_t cap);
 typedef struct {
     char short_name;   /* 'm' for -m, 0 for none */
     const char *name;  /* long name without the dashes */
-    const char *alias; /* an older long spelling kept working, or NULL */
     const char *meta;  /* the value's name in --help; NULL for flags */
     opt_kind kind;
     double lo, hi;
@@ -115,159 +114,159 @@ static int parse_risk(const char *v, void *dst, char *why, size_t cap) {
 
 /* Each option once. Ranges are the values the library accepts, wide enough for any use. */
 static const opt_def table[CLI_N_OPTS] = {
-    [CLI_MODEL] = {'m', "model", NULL, "MODEL", K_STR, 0, 0, NULL, NULL, G_MODEL,
+    [CLI_MODEL] = {'m', "model", "MODEL", K_STR, 0, 0, NULL, NULL, G_MODEL,
                    "model file: llama2.c .bin or GGUF (looked up as given, then in $UHLM_MODELS, "
                    "./models and ../shared/models)"},
-    [CLI_SLM] = {0, "slm", NULL, "SLM", K_STR, 0, 0, NULL, NULL, G_MODEL,
+    [CLI_SLM] = {0, "slm", "SLM", K_STR, 0, 0, NULL, NULL, G_MODEL,
                  "device model: the small model that drafts every token"},
-    [CLI_LLM] = {0, "llm", NULL, "LLM", K_STR, 0, 0, NULL, NULL, G_MODEL,
+    [CLI_LLM] = {0, "llm", "LLM", K_STR, 0, 0, NULL, NULL, G_MODEL,
                  "server model: the large model that verifies drafts"},
-    [CLI_TOKENIZER] = {'z', "tokenizer", NULL, "TOKENIZER", K_STR, 0, 0, NULL, NULL, G_MODEL,
+    [CLI_TOKENIZER] = {'z', "tokenizer", "TOKENIZER", K_STR, 0, 0, NULL, NULL, G_MODEL,
                        "llama2.c tokenizer.bin for llama2.c models (GGUF files embed their "
                        "vocabulary); two models must share one vocabulary"},
 
-    [CLI_PROMPT] = {'p', "prompt", NULL, "TEXT", K_TEXT, 0, 0, NULL, "empty: start from BOS",
+    [CLI_PROMPT] = {'p', "prompt", "TEXT", K_TEXT, 0, 0, NULL, "empty: start from BOS",
                     G_INPUT, "prompt text; '-' reads standard input"},
-    [CLI_FILE] = {'f', "file", NULL, "FILE", K_TEXT_FILE, 0, 0, NULL, NULL, G_INPUT,
+    [CLI_FILE] = {'f', "file", "FILE", K_TEXT_FILE, 0, 0, NULL, NULL, G_INPUT,
                   "read the prompt text from FILE (one final newline dropped, as llama.cpp "
                   "does; also for -p -)"},
-    [CLI_PROMPTS] = {0, "prompts", NULL, "FILE", K_STR, 0, 0, NULL, NULL, G_INPUT,
+    [CLI_PROMPTS] = {0, "prompts", "FILE", K_STR, 0, 0, NULL, NULL, G_INPUT,
                      "JSONL or a JSON array of {\"id\",\"prompt\"} or Alpaca records (user turn: "
                      "instruction, or instruction + \"\\n\\n\" + input)"},
-    [CLI_CHAT] = {0, "chat", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_INPUT,
+    [CLI_CHAT] = {0, "chat", NULL, K_FLAG, 0, 0, NULL, NULL, G_INPUT,
                   "wrap the prompt as one user turn in the model's chat template (chatml, llama2, "
                   "llama3, zephyr) and print only the answer"},
-    [CLI_SYSTEM] = {0, "system", NULL, "TEXT", K_STR, 0, 0, NULL, "none", G_INPUT,
+    [CLI_SYSTEM] = {0, "system", "TEXT", K_STR, 0, 0, NULL, "none", G_INPUT,
                     "with --chat: a system message before the user turn (like llama.cpp, no "
                     "template default is injected)"},
-    [CLI_NO_CHAT] = {0, "no-chat", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_INPUT,
+    [CLI_NO_CHAT] = {0, "no-chat", NULL, K_FLAG, 0, 0, NULL, NULL, G_INPUT,
                      "use prompts as plain text even when the SLM has a chat template (by default "
                      "they are wrapped as user turns in it, as --chat)"},
-    [CLI_MAX_INPUT_MB] = {0, "max-input-mb", NULL, "MB", K_INT, 1, I20, NULL, NULL, G_INPUT,
+    [CLI_MAX_INPUT_MB] = {0, "max-input-mb", "MB", K_INT, 1, I20, NULL, NULL, G_INPUT,
                           "largest prompt or calibration file read, in MiB"},
 
-    [CLI_N_PREDICT] = {'n', "n-predict", NULL, "N", K_INT, 0, I24, NULL, NULL, G_GENERATION,
+    [CLI_N_PREDICT] = {'n', "n-predict", "N", K_INT, 0, I24, NULL, NULL, G_GENERATION,
                        "tokens to generate; stops early at an end-of-generation token or the "
                        "context"},
-    [CLI_CTX_SIZE] = {'c', "ctx-size", NULL, "N", K_INT, 0, I24, NULL, NULL, G_GENERATION,
+    [CLI_CTX_SIZE] = {'c', "ctx-size", "N", K_INT, 0, I24, NULL, NULL, G_GENERATION,
                       "context positions, prompt included; 0 = the model's context"},
-    [CLI_SEED] = {'s', "seed", NULL, "S", K_U64, 0, 0, NULL, NULL, G_GENERATION,
+    [CLI_SEED] = {'s', "seed", "S", K_U64, 0, 0, NULL, NULL, G_GENERATION,
                   "random seed; with a seed the output is fixed for every thread count and SIMD "
                   "level"},
 
-    [CLI_TEMP] = {0, "temp", NULL, "T", K_FLOAT, 0, 1e6, NULL, NULL, G_SAMPLING,
+    [CLI_TEMP] = {0, "temp", "T", K_FLOAT, 0, 1e6, NULL, NULL, G_SAMPLING,
                   "temperature, 0 = greedy"},
-    [CLI_TOP_K] = {0, "top-k", NULL, "K", K_INT, 0, I24, NULL, NULL, G_SAMPLING,
+    [CLI_TOP_K] = {0, "top-k", "K", K_INT, 0, I24, NULL, NULL, G_SAMPLING,
                    "keep the K most likely tokens, 0 = off"},
-    [CLI_TOP_P] = {0, "top-p", NULL, "P", K_FLOAT, 1e-9, 1, NULL, NULL, G_SAMPLING,
+    [CLI_TOP_P] = {0, "top-p", "P", K_FLOAT, 1e-9, 1, NULL, NULL, G_SAMPLING,
                    "nucleus sampling mass, 1 = off"},
 
-    [CLI_MODE] = {0, "mode", NULL, "MODE", K_CUSTOM, 0, 0, parse_mode, "uhlm", G_HYBRID,
+    [CLI_MODE] = {0, "mode", "MODE", K_CUSTOM, 0, 0, parse_mode, "uhlm", G_HYBRID,
                   "slm: SLM alone; llm: LLM alone; hlm: verify every token; rand: skip with "
                   "probability --skip-prob; uhlm: skip when the uncertainty u <= --uth"},
-    [CLI_UTH] = {0, "uth", NULL, "U", K_FLOAT, -1e9, 1e9, NULL, NULL, G_HYBRID,
+    [CLI_UTH] = {0, "uth", "U", K_FLOAT, -1e9, 1e9, NULL, NULL, G_HYBRID,
                  "uhlm threshold (< 0 verifies all, >= 1 skips all)"},
-    [CLI_SKIP_PROB] = {0, "skip-prob", NULL, "P", K_FLOAT, 0, 1, NULL, NULL, G_HYBRID,
+    [CLI_SKIP_PROB] = {0, "skip-prob", "P", K_FLOAT, 0, 1, NULL, NULL, G_HYBRID,
                        "rand skip probability"},
-    [CLI_CALIB] = {0, "calib", NULL, "FILE", K_STR, 0, 0, NULL, NULL, G_HYBRID,
+    [CLI_CALIB] = {0, "calib", "FILE", K_STR, 0, 0, NULL, NULL, G_HYBRID,
                    "with --risk: u_th from `uhlm calibrate` output FILE instead of --uth"},
-    [CLI_RISK] = {0, "risk", NULL, "R", K_CUSTOM, 0, 0, parse_risk, NULL, G_HYBRID,
+    [CLI_RISK] = {0, "risk", "R", K_CUSTOM, 0, 0, parse_risk, NULL, G_HYBRID,
                   "with --calib: averse (-b/a), prone ((delta-b)/a), budget (the stored risk "
                   "budget) or budget:X (largest u_th with expected risk <= X)"},
-    [CLI_SHADOW] = {0, "shadow", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_HYBRID,
+    [CLI_SHADOW] = {0, "shadow", NULL, K_FLAG, 0, 0, NULL, NULL, G_HYBRID,
                     "also evaluate skipped tokens with the LLM (untimed) to report the true skip "
                     "rate and would-be rejections"},
 
-    [CLI_UNCERTAINTY] = {0, "uncertainty", NULL, "U", K_CUSTOM, 0, 0, parse_unc, "perturb",
+    [CLI_UNCERTAINTY] = {0, "uncertainty", "U", K_CUSTOM, 0, 0, parse_unc, "perturb",
                          G_UNCERTAINTY,
                          "perturb (temperature perturbation), entropy, maxprob or margin"},
-    [CLI_SAMPLES] = {0, "samples", NULL, "M", K_INT, 1, 1e6, NULL, NULL, G_UNCERTAINTY,
+    [CLI_SAMPLES] = {0, "samples", "M", K_INT, 1, 1e6, NULL, NULL, G_UNCERTAINTY,
                      "perturbation samples"},
-    [CLI_THETA_MAX] = {0, "theta-max", NULL, "T", K_FLOAT, 1e-6, 1e6, NULL, NULL, G_UNCERTAINTY,
+    [CLI_THETA_MAX] = {0, "theta-max", "T", K_FLOAT, 1e-6, 1e6, NULL, NULL, G_UNCERTAINTY,
                        "largest perturbation temperature"},
 
-    [CLI_PAYLOAD] = {0, "payload", NULL, "ENC", K_CUSTOM, 0, 0, parse_payload, "f32", G_PAYLOAD,
+    [CLI_PAYLOAD] = {0, "payload", "ENC", K_CUSTOM, 0, 0, parse_payload, "f32", G_PAYLOAD,
                      "uplink encoding of x: f32, f16, topk:K (8-bit) or topk:K:16; the draft is "
                      "sampled from the decoded x"},
 
-    [CLI_SNR] = {0, "snr", NULL, "DB", K_FLOAT, -200, 200, NULL, NULL, G_CHANNEL,
+    [CLI_SNR] = {0, "snr", "DB", K_FLOAT, -200, 200, NULL, NULL, G_CHANNEL,
                  "mean SNR of both links in dB"},
-    [CLI_SNR_GRID] = {0, "snr", NULL, "DB,...", K_STR, 0, 0, NULL, "-10,-5,0,5,10,20,30",
+    [CLI_SNR_GRID] = {0, "snr", "DB,...", K_STR, 0, 0, NULL, "-10,-5,0,5,10,20,30",
                       G_CHANNEL, "the SNR grid in dB (numbers in [-200, 200])"},
-    [CLI_BANDWIDTH] = {0, "bandwidth", NULL, "HZ", K_FLOAT, 1e-3, BIG, NULL, NULL, G_CHANNEL,
+    [CLI_BANDWIDTH] = {0, "bandwidth", "HZ", K_FLOAT, 1e-3, BIG, NULL, NULL, G_CHANNEL,
                        "bandwidth of both links in Hz"},
-    [CLI_DOWN_SNR] = {0, "down-snr", NULL, "DB", K_FLOAT, -200, 200, NULL, "as the uplink",
+    [CLI_DOWN_SNR] = {0, "down-snr", "DB", K_FLOAT, -200, 200, NULL, "as the uplink",
                       G_CHANNEL, "downlink SNR only"},
-    [CLI_DOWN_BANDWIDTH] = {0, "down-bandwidth", NULL, "HZ", K_FLOAT, 1e-3, BIG, NULL,
+    [CLI_DOWN_BANDWIDTH] = {0, "down-bandwidth", "HZ", K_FLOAT, 1e-3, BIG, NULL,
                             "as the uplink", G_CHANNEL, "downlink bandwidth only"},
-    [CLI_LATENCY] = {0, "latency", NULL, "S", K_FLOAT, 0, 1e6, NULL, NULL, G_CHANNEL,
+    [CLI_LATENCY] = {0, "latency", "S", K_FLOAT, 0, 1e6, NULL, NULL, G_CHANNEL,
                      "fixed latency per message, both directions"},
-    [CLI_FADING] = {0, "fading", NULL, "F", K_CUSTOM, 0, 0, parse_fading, "none", G_CHANNEL,
+    [CLI_FADING] = {0, "fading", "F", K_CUSTOM, 0, 0, parse_fading, "none", G_CHANNEL,
                     "none or rayleigh (block fading per message)"},
-    [CLI_CHANNEL] = {0, "channel", NULL, "C", K_CUSTOM, 0, 0, parse_channel, "accounted",
+    [CLI_CHANNEL] = {0, "channel", "C", K_CUSTOM, 0, 0, parse_channel, "accounted",
                      G_CHANNEL,
                      "accounted: link time goes to a virtual clock; shaped: the device also "
                      "really waits each message's link time"},
 
-    [CLI_SERVER] = {0, "server", NULL, "HOST:PORT", K_STR, 0, 0, NULL, NULL, G_REMOTE,
+    [CLI_SERVER] = {0, "server", "HOST:PORT", K_STR, 0, 0, NULL, NULL, G_REMOTE,
                     "verify on a `uhlm serve` server instead of in this process (the LLM is "
                     "then not loaded here, except for --shadow). If the server is unreachable "
                     "or dies, generation goes on with the SLM alone (tokens counted as "
                     "unverified), reconnects with backoff and resynchronises"},
-    [CLI_AUTH_TOKEN_FILE] = {0, "auth-token-file", NULL, "F", K_STR, 0, 0, NULL, NULL, G_REMOTE,
+    [CLI_AUTH_TOKEN_FILE] = {0, "auth-token-file", "F", K_STR, 0, 0, NULL, NULL, G_REMOTE,
                              "the server's shared auth token (first line of F)"},
-    [CLI_CONNECT_TIMEOUT] = {0, "connect-timeout", NULL, "S", K_FLOAT, 1e-3, 3600, NULL, NULL,
+    [CLI_CONNECT_TIMEOUT] = {0, "connect-timeout", "S", K_FLOAT, 1e-3, 3600, NULL, NULL,
                              G_REMOTE, "per connection attempt, in seconds"},
-    [CLI_READ_TIMEOUT] = {0, "read-timeout", NULL, "S", K_FLOAT, 1e-3, 86400, NULL, NULL,
+    [CLI_READ_TIMEOUT] = {0, "read-timeout", "S", K_FLOAT, 1e-3, 86400, NULL, NULL,
                           G_REMOTE, "per reply, LLM time included, in seconds"},
-    [CLI_REQUIRE_SERVER] = {0, "require-server", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_REMOTE,
+    [CLI_REQUIRE_SERVER] = {0, "require-server", NULL, K_FLAG, 0, 0, NULL, NULL, G_REMOTE,
                             "fail (exit 1) instead of going on with the SLM alone when the "
                             "server cannot verify (unreachable, lost, context full, payload "
                             "refused)"},
 
-    [CLI_HOST] = {0, "host", NULL, "H", K_STR, 0, 0, NULL, NULL, G_SERVER,
+    [CLI_HOST] = {0, "host", "H", K_STR, 0, 0, NULL, NULL, G_SERVER,
                   "bind address (0.0.0.0 for all)"},
-    [CLI_PORT] = {0, "port", NULL, "P", K_INT, 0, 65535, NULL, NULL, G_SERVER,
+    [CLI_PORT] = {0, "port", "P", K_INT, 0, 65535, NULL, NULL, G_SERVER,
                   "TCP port (0 = any free port)"},
-    [CLI_PORT_FILE] = {0, "port-file", NULL, "F", K_STR, 0, 0, NULL, NULL, G_SERVER,
+    [CLI_PORT_FILE] = {0, "port-file", "F", K_STR, 0, 0, NULL, NULL, G_SERVER,
                        "write the bound port to F once listening (for scripts)"},
-    [CLI_MAX_SESSIONS] = {0, "max-sessions", NULL, "N", K_INT, 1, 4096, NULL, NULL, G_SERVER,
+    [CLI_MAX_SESSIONS] = {0, "max-sessions", "N", K_INT, 1, 4096, NULL, NULL, G_SERVER,
                           "sessions (KV caches) at once"},
-    [CLI_MAX_CTX] = {0, "max-ctx", NULL, "N", K_INT, 1, I24, NULL, "the model's context",
+    [CLI_MAX_CTX] = {0, "max-ctx", "N", K_INT, 1, I24, NULL, "the model's context",
                      G_SERVER, "positions per session"},
-    [CLI_BATCH_WINDOW_US] = {0, "batch-window-us", NULL, "U", K_INT, 0, 1e7, NULL, NULL,
+    [CLI_BATCH_WINDOW_US] = {0, "batch-window-us", "U", K_INT, 0, 1e7, NULL, NULL,
                              G_SERVER, "how long a request waits for others to batch with"},
-    [CLI_NO_BATCHING] = {0, "no-batching", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_SERVER,
+    [CLI_NO_BATCHING] = {0, "no-batching", NULL, K_FLAG, 0, 0, NULL, NULL, G_SERVER,
                          "one forward per request (for comparison)"},
-    [CLI_IDLE_TIMEOUT] = {0, "idle-timeout", NULL, "S", K_INT, 0, 2e6, NULL, NULL, G_SERVER,
+    [CLI_IDLE_TIMEOUT] = {0, "idle-timeout", "S", K_INT, 0, 2e6, NULL, NULL, G_SERVER,
                           "drop connections silent for S seconds, 0 = never"},
-    [CLI_STATS_PORT] = {0, "stats-port", NULL, "P", K_INT, 0, 65535, NULL, "none", G_SERVER,
+    [CLI_STATS_PORT] = {0, "stats-port", "P", K_INT, 0, 65535, NULL, "none", G_SERVER,
                         "plain-text /metrics over HTTP on this port (0 = any)"},
-    [CLI_QUIET] = {0, "quiet", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_SERVER, "no log lines"},
-    [CLI_HANDSHAKE_TIMEOUT] = {0, "handshake-timeout", NULL, "S", K_FLOAT, 0.001, 3600, NULL,
+    [CLI_QUIET] = {0, "quiet", NULL, K_FLAG, 0, 0, NULL, NULL, G_SERVER, "no log lines"},
+    [CLI_HANDSHAKE_TIMEOUT] = {0, "handshake-timeout", "S", K_FLOAT, 0.001, 3600, NULL,
                                NULL, G_SERVER,
                                "HELLO must be complete S seconds after connecting"},
-    [CLI_REQUEST_IDLE_TIMEOUT] = {0, "request-idle-timeout", NULL, "S", K_FLOAT, 0, 2e6, NULL,
+    [CLI_REQUEST_IDLE_TIMEOUT] = {0, "request-idle-timeout", "S", K_FLOAT, 0, 2e6, NULL,
                                   NULL, G_SERVER,
                                   "close connections that send no OPEN, VERIFY, GENERATE or "
                                   "CLOSE for S seconds (PINGs do not count), freeing their "
                                   "session; 0 = never"},
-    [CLI_MAX_CONNS] = {0, "max-conns", NULL, "N", K_INT, 1, 65536, NULL,
+    [CLI_MAX_CONNS] = {0, "max-conns", "N", K_INT, 1, 65536, NULL,
                        "2 x sessions + 8", G_SERVER, "connections past HELLO"},
-    [CLI_MAX_PENDING] = {0, "max-pending", NULL, "N", K_INT, 1, 65536, NULL,
+    [CLI_MAX_PENDING] = {0, "max-pending", "N", K_INT, 1, 65536, NULL,
                          "max-sessions, at least 16", G_SERVER,
                          "connections still before HELLO; when full, a newcomer replaces the "
                          "oldest of the address holding the most"},
-    [CLI_MAX_CONNS_PER_ADDR] = {0, "max-conns-per-addr", NULL, "N", K_INT, 1, 65536, NULL,
+    [CLI_MAX_CONNS_PER_ADDR] = {0, "max-conns-per-addr", "N", K_INT, 1, 65536, NULL,
                                 "max-sessions, at least 8", G_SERVER,
                                 "connections from one address"},
-    [CLI_STATS_MAX_CONNS] = {0, "stats-max-conns", NULL, "N", K_INT, 1, 1024, NULL, "4",
+    [CLI_STATS_MAX_CONNS] = {0, "stats-max-conns", "N", K_INT, 1, 1024, NULL, "4",
                              G_SERVER, "stats-port connections"},
-    [CLI_STEP_TOKENS] = {0, "step-tokens", NULL, "N", K_INT, 1, I20, NULL, "64", G_SERVER,
+    [CLI_STEP_TOKENS] = {0, "step-tokens", "N", K_INT, 1, I20, NULL, "64", G_SERVER,
                          "tokens one compute step shares among the queued requests; a long "
                          "prompt or catch-up takes its share per step beyond its address's burst "
                          "credit (a context per 10 s), so it cannot stall the others"},
-    [CLI_SHARE_PREFIX_CACHE] = {0, "share-prefix-cache", NULL, NULL, K_FLAG, 0, 0, NULL, NULL,
+    [CLI_SHARE_PREFIX_CACHE] = {0, "share-prefix-cache", NULL, K_FLAG, 0, 0, NULL, NULL,
                                 G_SERVER,
                                 "let any device's OPEN reuse the KV cache another device left "
                                 "(single-tenant deployments only: OPENED's cost and timing then "
@@ -275,96 +274,96 @@ static const opt_def table[CLI_N_OPTS] = {
                                 "reuse within one tenant only, i.e. the same auth token, or "
                                 "without auth the same address"},
 
-    [CLI_MODES] = {0, "modes", NULL, "LIST", K_STR, 0, 0, NULL, NULL, G_EVAL,
+    [CLI_MODES] = {0, "modes", "LIST", K_STR, 0, 0, NULL, NULL, G_EVAL,
                    "comma-separated modes to run (slm, llm, hlm, rand, uhlm)"},
-    [CLI_SPLIT] = {0, "split", NULL, "F", K_FLOAT, 0, 1, NULL, NULL, G_EVAL,
+    [CLI_SPLIT] = {0, "split", "F", K_FLOAT, 0, 1, NULL, NULL, G_EVAL,
                    "share of prompts (by a hash of the id) in the calibration part; the rest is "
                    "the held-out test part"},
-    [CLI_LIMIT] = {0, "limit", NULL, "P", K_INT, 1, 1073741824.0, NULL, "all", G_EVAL,
+    [CLI_LIMIT] = {0, "limit", "P", K_INT, 1, 1073741824.0, NULL, "all", G_EVAL,
                    "use only the first P prompts"},
-    [CLI_GREEDY_OFF] = {0, "no-greedy", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_EVAL,
+    [CLI_GREEDY_OFF] = {0, "no-greedy", NULL, K_FLAG, 0, 0, NULL, NULL, G_EVAL,
                         "skip the greedy (temperature 0) reference runs"},
-    [CLI_SWEEP] = {0, "sweep", NULL, "Q,...", K_STR, 0, 0, NULL, "0.2,0.4,0.6,0.8", G_EVAL,
+    [CLI_SWEEP] = {0, "sweep", "Q,...", K_STR, 0, 0, NULL, "0.2,0.4,0.6,0.8", G_EVAL,
                    "u_th at these quantiles of u (in [0, 1]), or none"},
-    [CLI_SWEEP_METHODS] = {0, "sweep-methods", NULL, "LIST", K_STR, 0, 0, NULL, NULL, G_EVAL,
+    [CLI_SWEEP_METHODS] = {0, "sweep-methods", "LIST", K_STR, 0, 0, NULL, NULL, G_EVAL,
                            "uncertainty methods the sweep compares"},
-    [CLI_SWEEP_SNR] = {0, "sweep-snr", NULL, "DB", K_FLOAT, -200, 200, NULL, NULL, G_EVAL,
+    [CLI_SWEEP_SNR] = {0, "sweep-snr", "DB", K_FLOAT, -200, 200, NULL, NULL, G_EVAL,
                        "the SNR of the sweep's link"},
-    [CLI_BUDGET] = {0, "budget", NULL, "R", K_FLOAT, 0, 1, NULL, NULL, G_EVAL,
+    [CLI_BUDGET] = {0, "budget", "R", K_FLOAT, 0, 1, NULL, NULL, G_EVAL,
                     "risk budget of thresholds.budget, the expected share of all tokens skipped "
                     "and rejected; other budgets are read later from the stored curve with "
                     "--risk budget:R"},
-    [CLI_CSV] = {0, "csv", NULL, "FILE", K_STR, 0, 0, NULL, NULL, G_OUTPUT,
+    [CLI_CSV] = {0, "csv", "FILE", K_STR, 0, 0, NULL, NULL, G_OUTPUT,
                  "per-token records: prompt, split, u, beta, accepted, ..."},
 
-    [CLI_N_PROMPT] = {0, "n-prompt", NULL, "N", K_INT, 1, I20, NULL, NULL, G_BENCH,
+    [CLI_N_PROMPT] = {0, "n-prompt", "N", K_INT, 1, I20, NULL, NULL, G_BENCH,
                       "prompt tokens (one batched prefill)"},
-    [CLI_N_GEN] = {0, "n-gen", NULL, "N", K_INT, 1, I20, NULL, NULL, G_BENCH,
+    [CLI_N_GEN] = {0, "n-gen", "N", K_INT, 1, I20, NULL, NULL, G_BENCH,
                    "tokens decoded one at a time"},
-    [CLI_REPS] = {0, "reps", NULL, "R", K_INT, 1, 1000, NULL, NULL, G_BENCH,
+    [CLI_REPS] = {0, "reps", "R", K_INT, 1, 1000, NULL, NULL, G_BENCH,
                   "repetitions (best of)"},
-    [CLI_SEQS] = {0, "seqs", NULL, "LIST", K_STR, 0, 0, NULL, NULL, G_BENCH,
+    [CLI_SEQS] = {0, "seqs", "LIST", K_STR, 0, 0, NULL, NULL, G_BENCH,
                   "comma-separated sequence counts, each in [1, 256]"},
-    [CLI_DEVICES_LIST] = {0, "devices", NULL, "LIST", K_STR, 0, 0, NULL, NULL, G_BENCH,
+    [CLI_DEVICES_LIST] = {0, "devices", "LIST", K_STR, 0, 0, NULL, NULL, G_BENCH,
                           "comma-separated device counts, each in [1, 256]"},
-    [CLI_DEVICES] = {0, "devices", NULL, "N", K_INT, 1, 250, NULL, NULL, G_BENCH,
+    [CLI_DEVICES] = {0, "devices", "N", K_INT, 1, 250, NULL, NULL, G_BENCH,
                      "honest devices"},
-    [CLI_SECONDS] = {0, "seconds", NULL, "S", K_FLOAT, 0.05, 3600, NULL, NULL, G_BENCH,
+    [CLI_SECONDS] = {0, "seconds", "S", K_FLOAT, 0.05, 3600, NULL, NULL, G_BENCH,
                      "measuring time per run"},
-    [CLI_CTX_MIN] = {0, "ctx-min", NULL, "N", K_INT, 1, I20, NULL, NULL, G_BENCH,
+    [CLI_CTX_MIN] = {0, "ctx-min", "N", K_INT, 1, I20, NULL, NULL, G_BENCH,
                      "shortest context"},
-    [CLI_CTX_MAX] = {0, "ctx-max", NULL, "N", K_INT, 1, I20, NULL,
+    [CLI_CTX_MAX] = {0, "ctx-max", "N", K_INT, 1, I20, NULL,
                      "256 or 90% of the model's context, if less", G_BENCH, "longest context"},
-    [CLI_CATCHUP] = {0, "catchup", NULL, "N", K_INT, 0, 64, NULL, NULL, G_BENCH,
+    [CLI_CATCHUP] = {0, "catchup", "N", K_INT, 0, 64, NULL, NULL, G_BENCH,
                      "skipped tokens sent with each VERIFY"},
-    [CLI_NO_COMPARE] = {0, "no-compare", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_BENCH,
+    [CLI_NO_COMPARE] = {0, "no-compare", NULL, K_FLAG, 0, 0, NULL, NULL, G_BENCH,
                         "batching only (skip the --no-batching runs)"},
-    [CLI_ROUNDS] = {0, "rounds", NULL, "R", K_INT, 1, 1000, NULL, NULL, G_BENCH,
+    [CLI_ROUNDS] = {0, "rounds", "R", K_INT, 1, 1000, NULL, NULL, G_BENCH,
                     "timed rounds (best of)"},
-    [CLI_IDLE_CONNS] = {0, "idle", NULL, "N", K_INT, 0, 1000, NULL, NULL, G_BENCH,
+    [CLI_IDLE_CONNS] = {0, "idle", "N", K_INT, 0, 1000, NULL, NULL, G_BENCH,
                         "attackers that connect and never send"},
-    [CLI_PIPELINERS] = {0, "pipeliners", NULL, "N", K_INT, 0, 40, NULL, NULL, G_BENCH,
+    [CLI_PIPELINERS] = {0, "pipeliners", "N", K_INT, 0, 40, NULL, NULL, G_BENCH,
                         "attackers that flood VERIFYs without reading replies"},
-    [CLI_GARBAGE] = {0, "garbage", NULL, "N", K_INT, 0, 40, NULL, NULL, G_BENCH,
+    [CLI_GARBAGE] = {0, "garbage", "N", K_INT, 0, 40, NULL, NULL, G_BENCH,
                      "attackers that send random bytes"},
-    [CLI_LOG] = {0, "log", NULL, "FILE", K_STR, 0, 0, NULL, "none", G_BENCH,
+    [CLI_LOG] = {0, "log", "FILE", K_STR, 0, 0, NULL, "none", G_BENCH,
                  "keep the server's log of the attack run in FILE"},
 
-    [CLI_TYPE] = {0, "type", NULL, "TYPE", K_CUSTOM, 0, 0, parse_type, "f32", G_COMMAND,
+    [CLI_TYPE] = {0, "type", "TYPE", K_CUSTOM, 0, 0, parse_type, "f32", G_COMMAND,
                   "weight type: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k "
                   "or q6_k"},
-    [CLI_RANDOM_SHAPE] = {0, "random-shape", NULL, "S", K_STR, 0, 0, NULL, NULL, G_COMMAND,
+    [CLI_RANDOM_SHAPE] = {0, "random-shape", "S", K_STR, 0, 0, NULL, NULL, G_COMMAND,
                           "random N(0, 0.02) weights with the shape of llama2.c's stories model "
                           "S: 15M (dim 288, 6 layers), 42M (dim 512, 8 layers) or 110M (dim 768, "
                           "12 layers); marked synthetic, for speed only"},
-    [CLI_VOCAB] = {0, "vocab", NULL, "N", K_INT, 3, 4194304.0, NULL, NULL, G_COMMAND,
+    [CLI_VOCAB] = {0, "vocab", "N", K_INT, 3, 4194304.0, NULL, NULL, G_COMMAND,
                    "vocabulary size for --random-shape; the tokenizer must have exactly N "
                    "tokens"},
-    [CLI_NO_BOS] = {0, "no-bos", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_COMMAND,
+    [CLI_NO_BOS] = {0, "no-bos", NULL, K_FLAG, 0, 0, NULL, NULL, G_COMMAND,
                     "do not start with BOS (GGUF vocabularies add it only if their "
                     "add_bos_token says so)"},
-    [CLI_SPECIAL] = {0, "special", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_COMMAND,
+    [CLI_SPECIAL] = {0, "special", NULL, K_FLAG, 0, 0, NULL, NULL, G_COMMAND,
                      "text of special tokens (<|im_start|>, ...) becomes their ids (llama.cpp's "
                      "parse_special; byte-level BPE vocabularies)"},
-    [CLI_PIECES] = {0, "pieces", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_COMMAND,
+    [CLI_PIECES] = {0, "pieces", NULL, K_FLAG, 0, 0, NULL, NULL, G_COMMAND,
                     "one token per line: id, a tab, and the piece's text (U+2581 shows a space, "
                     "control characters and bytes outside UTF-8 are escaped)"},
 
-    [CLI_THREADS] = {'t', "threads", NULL, "N", K_INT, 0, 1024, NULL, NULL, G_THREADS,
+    [CLI_THREADS] = {'t', "threads", "N", K_INT, 0, 1024, NULL, NULL, G_THREADS,
                      "threads per model; 0 = all CPUs, the default of every command: results "
                      "are bit-identical for any count, so the default only buys speed"},
-    [CLI_SIMD] = {0, "simd", NULL, "LEVEL", K_CUSTOM, 0, 0, parse_simd, "auto", G_THREADS,
+    [CLI_SIMD] = {0, "simd", "LEVEL", K_CUSTOM, 0, 0, parse_simd, "auto", G_THREADS,
                   "auto, scalar, avx2 or avx512 (auto: the best the CPU has)"},
 
-    [CLI_OUTPUT] = {'o', "output", NULL, "PATH", K_STR, 0, 0, NULL, NULL, G_OUTPUT,
+    [CLI_OUTPUT] = {'o', "output", "PATH", K_STR, 0, 0, NULL, NULL, G_OUTPUT,
                     "output file"},
-    [CLI_JSON] = {0, "json", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
+    [CLI_JSON] = {0, "json", NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
                   "print one JSON document instead"},
-    [CLI_JSONL] = {0, "jsonl", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
+    [CLI_JSONL] = {0, "jsonl", NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
                    "print JSON Lines instead: one JSON object per line, as each is ready"},
-    [CLI_EVENTS] = {0, "events", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
+    [CLI_EVENTS] = {0, "events", NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
                     "with --json: add a per-token record array"},
-    [CLI_COSINE] = {0, "cosine", NULL, NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
+    [CLI_COSINE] = {0, "cosine", NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
                     "instead, print the cosine similarity of the first text with each of the "
                     "others"},
 };
@@ -421,7 +420,6 @@ static const cli_arg *find_arg(const cli_arg *args, size_t n, const char *a) {
             return &args[i];
         if (a[0] == '-' && a[1] == '-') {
             if (!strcmp(a + 2, d->name)) return &args[i];
-            if (d->alias && !strcmp(a + 2, d->alias)) return &args[i];
         }
     }
     return NULL;
@@ -557,14 +555,14 @@ void cli_print_help(FILE *f, const cli_command *c, const cli_arg *args, size_t n
             if ((int)d->group != g) continue;
             if (!any) fprintf(f, "\n%s:\n", group_title[g]);
             any = 1;
-            char names[96];
-            int k = snprintf(names, sizeof names, "  ");
-            if (args[i].alias) k += snprintf(names + k, sizeof names - (size_t)k, "%s, ", args[i].alias);
-            if (d->short_name)
-                k += snprintf(names + k, sizeof names - (size_t)k, "-%c, ", d->short_name);
-            k += snprintf(names + k, sizeof names - (size_t)k, "--%s", d->name);
-            if (d->alias) k += snprintf(names + k, sizeof names - (size_t)k, ", --%s", d->alias);
-            if (d->meta) snprintf(names + k, sizeof names - (size_t)k, " %s", d->meta);
+            char names[128];
+            const char *alias = args[i].alias ? args[i].alias : "";
+            char short_name[4] = "";
+            if (d->short_name) snprintf(short_name, sizeof short_name, "-%c", d->short_name);
+            /* every name is a short literal of the table, so this never truncates */
+            snprintf(names, sizeof names, "  %s%s%s%s--%s%s%s", alias, *alias ? ", " : "",
+                     short_name, *short_name ? ", " : "", d->name, d->meta ? " " : "",
+                     d->meta ? d->meta : "");
             const int indent = 28;
             int col = fprintf(f, "%s", names);
             if (col >= indent - 1) {
