@@ -1,7 +1,8 @@
 /* cli.h: subcommand entry points and the small helpers every subcommand shares.
  *
  * Each subcommand is `int cmd_NAME(int argc, char **argv)` with argv[0] == "NAME"; it returns
- * the process exit status (0 ok, 1 runtime error, 2 usage error), prints its own --help, writes
+ * the process exit status (0 ok, 1 runtime error, 2 usage error), parses its options through
+ * the one option table (options.h, which also generates its --help and --version), writes
  * program output to stdout only, and diagnostics/stats to stderr. */
 #ifndef UHLM_CLI_H
 #define UHLM_CLI_H
