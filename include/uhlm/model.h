@@ -96,6 +96,19 @@ const char *uhlm_arch_name(uhlm_arch a); /* "llama", "qwen2" */
 const char *uhlm_rope_type_name(uhlm_rope_type t); /* "norm", "neox" */
 /* The GGUF architectures this engine runs, for messages: "llama, qwen2". */
 #define UHLM_SUPPORTED_ARCHS "llama, qwen2"
+/* Accessors. The config and tokenizer live as long as the model. */
+const uhlm_config *uhlm_model_config(const uhlm_model *m);
+/* The vocabulary: embedded (GGUF) or attached; NULL for a llama2.c model loaded without one. */
+const uhlm_tokenizer *uhlm_model_tokenizer(const uhlm_model *m);
+int uhlm_model_n_vocab(const uhlm_model *m); /* = uhlm_model_config(m)->vocab_size */
+const char *uhlm_model_path(const uhlm_model *m); /* as given to uhlm_model_load */
+uhlm_format uhlm_model_format(const uhlm_model *m);
+uhlm_type uhlm_model_weight_type(const uhlm_model *m); /* the type of the big matrices */
+/* 1 for random weights (convert --random-shape, GGUF uhlm.synthetic): speed benchmarks only */
+int uhlm_model_is_synthetic(const uhlm_model *m);
+/* GGUF tokenizer.chat_template, not NUL-terminated (*len bytes); NULL and 0 when the file has
+ * none. See uhlm/chat.h. */
+const char *uhlm_model_chat_template(const uhlm_model *m, size_t *len);
 /* Bytes of weights read for one token (all matrices + classifier + norms). */
 uint64_t uhlm_model_weight_bytes(const uhlm_model *m);
 /* Takes ownership of tok, even on error. */
