@@ -118,7 +118,7 @@ int cmd_bench_batch(int argc, char **argv) {
     for (int i = 0; i < nc; i++) max_s = counts[i] > max_s ? counts[i] : max_s;
     uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
     if (!m) return 1;
-    const int n_ctx = m->cfg.seq_len, V = m->cfg.vocab_size;
+    const int n_ctx = uhlm_model_config(m)->seq_len, V = uhlm_model_config(m)->vocab_size;
     if (ctx_max < 0) ctx_max = uhlm_bench_default_ctx_max(n_ctx);
     if (ctx_min > ctx_max || ctx_max + 1 > n_ctx) {
         fprintf(stderr,
@@ -176,7 +176,7 @@ int cmd_bench_batch(int argc, char **argv) {
         cJSON *o = cJSON_CreateObject();
         if (o) {
             cJSON_AddStringToObject(o, "bench", "batch");
-            cJSON_AddStringToObject(o, "model", m->path);
+            cJSON_AddStringToObject(o, "model", uhlm_model_path(m));
             cJSON_AddNumberToObject(o, "threads",
                                     threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN));
             cJSON_AddStringToObject(o, "simd", uhlm_simd_name(uhlm_ctx_simd(c)));

@@ -146,7 +146,7 @@ int cmd_bench_uncertainty(int argc, char **argv) {
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
     uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
-    int V = m->cfg.vocab_size, rc = 1;
+    int V = uhlm_model_config(m)->vocab_size, rc = 1;
     float *logits = malloc(sizeof(float) * (size_t)V);
     float *big = malloc(sizeof(float) * BIG_VOCAB);
     if (!ctx || !logits || !big) {

@@ -310,13 +310,13 @@ int cmd_run(int argc, char **argv) {
     if (!(slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
         (need_llm && !(llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM"))))
         goto done;
-    if (llm && (slm->cfg.vocab_size != llm->cfg.vocab_size ||
-        uhlm_tokenizer_fingerprint(slm->tok) != uhlm_tokenizer_fingerprint(llm->tok))) {
+    if (llm && (uhlm_model_config(slm)->vocab_size != uhlm_model_config(llm)->vocab_size ||
+        uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(slm)) != uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(llm)))) {
         fprintf(stderr,
                 "uhlm run: vocabulary mismatch: the SLM %s has %d tokens, the LLM %s has %d%s; "
                 "both models must share one vocabulary\n",
-                slm->path, slm->cfg.vocab_size, llm->path, llm->cfg.vocab_size,
-                slm->cfg.vocab_size == llm->cfg.vocab_size ? " but different pieces" : "");
+                uhlm_model_path(slm), uhlm_model_config(slm)->vocab_size, uhlm_model_path(llm), uhlm_model_config(llm)->vocab_size,
+                uhlm_model_config(slm)->vocab_size == uhlm_model_config(llm)->vocab_size ? " but different pieces" : "");
         goto done;
     }
     if (chat && cli_check_chat(cmd, slm) != 0) goto done;
@@ -352,7 +352,7 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     int n_ctx = uhlm_device_n_ctx(dev);
-    const uhlm_tokenizer *tok = slm->tok;
+    const uhlm_tokenizer *tok = uhlm_model_tokenizer(slm);
     int maxp = uhlm_tokenizer_max_piece_len(tok) + 16;
     ids = malloc(sizeof(int) * ((size_t)n_ctx + 1));
     piece = malloc((size_t)maxp);

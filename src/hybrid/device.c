@@ -66,7 +66,7 @@ static const char *base_name(const char *path) {
 }
 
 static uint64_t model_fingerprint(const uhlm_model *m) {
-    return m->tok ? uhlm_tokenizer_fingerprint(m->tok) : 0;
+    return uhlm_model_tokenizer(m) ? uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(m)) : 0;
 }
 
 uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_ctx *shadow,
@@ -108,9 +108,9 @@ uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_
         d->have_vinfo = 1;
     }
     const uhlm_model *sm = slm ? uhlm_ctx_model(slm) : NULL;
-    d->n_vocab = sm ? sm->cfg.vocab_size : d->vinfo.n_vocab;
+    d->n_vocab = sm ? uhlm_model_config(sm)->vocab_size : d->vinfo.n_vocab;
     d->n_ctx = slm ? uhlm_ctx_n_ctx(slm) : d->vinfo.n_ctx;
-    snprintf(d->slm_name, sizeof d->slm_name, "%.255s", sm ? base_name(sm->path) : "");
+    snprintf(d->slm_name, sizeof d->slm_name, "%.255s", sm ? base_name(uhlm_model_path(sm)) : "");
     uint64_t fp = sm ? model_fingerprint(sm) : d->vinfo.fingerprint;
     if (d->have_vinfo) {
         if (d->vinfo.n_vocab != d->n_vocab ||
@@ -131,9 +131,9 @@ uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_
     if (d->shadow) {
         const uhlm_model *shm = uhlm_ctx_model(d->shadow);
         uint64_t sfp = model_fingerprint(shm);
-        if (shm->cfg.vocab_size != d->n_vocab || (fp && sfp && fp != sfp)) {
+        if (uhlm_model_config(shm)->vocab_size != d->n_vocab || (fp && sfp && fp != sfp)) {
             uhlm_set_error(err, "vocabulary mismatch: the shadow LLM has %d tokens, the SLM %d",
-                           shm->cfg.vocab_size, d->n_vocab);
+                           uhlm_model_config(shm)->vocab_size, d->n_vocab);
             goto fail;
         }
         if (uhlm_ctx_n_ctx(d->shadow) < d->n_ctx) d->n_ctx = uhlm_ctx_n_ctx(d->shadow);
@@ -466,7 +466,7 @@ int uhlm_device_step(uhlm_device *d, int *token, uhlm_error *err) {
     int tok = ev.token;
     d->tokens[d->n_tok++] = tok;
     d->st.generated++;
-    if (uhlm_tokenizer_is_eog(d->slm ? uhlm_ctx_model(d->slm)->tok : NULL, tok)) {
+    if (uhlm_tokenizer_is_eog(d->slm ? uhlm_model_tokenizer(uhlm_ctx_model(d->slm)) : NULL, tok)) {
         d->st.stop = "eos";
         d->done = 1;
     } else if (d->st.generated < d->p.n_gen && d->n_tok < d->n_ctx &&

@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_require(strstr(err.msg, path) != NULL, "error message without the path");
         return 0;
     }
-    const uhlm_config *c = &m->cfg;
+    const uhlm_config *c = uhlm_model_config(m);
     fuzz_require(c->dim > 0 && c->n_layers > 0 && c->vocab_size > 0 && c->n_heads > 0 &&
                      c->dim % c->n_heads == 0 && c->n_kv_heads > 0 &&
                      c->n_heads % c->n_kv_heads == 0,
