@@ -22,6 +22,7 @@
 #include "check.h"
 #include "uhlm/chat.h"
 #include "uhlm/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 
 static const char *source_path(const char *rel) {

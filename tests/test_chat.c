@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "check.h"
+#include "model/model_internal.h"
 #include "uhlm/chat.h"
 #include "uhlm/gguf.h"
 #include "uhlm/tokenizer.h"

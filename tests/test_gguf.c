@@ -19,6 +19,7 @@
 
 #include "check.h"
 #include "uhlm/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 

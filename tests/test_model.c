@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 

@@ -15,6 +15,7 @@
 #include "check.h"
 #include "model/kernels/quant_internal.h"
 #include "uhlm/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/quant.h"
 #include "uhlm/threadpool.h"

@@ -47,19 +47,6 @@ typedef struct uhlm_config {
     float rope_freq_scale;
 } uhlm_config;
 
-typedef struct uhlm_layer {
-    const float *attn_norm, *ffn_norm; /* dim floats each */
-    uhlm_tensor wq, wk, wv, wo;        /* wq: dim x dim, wk/wv: kv_dim x dim, wo: dim x dim */
-    uhlm_tensor w1, w2, w3;            /* gate: hidden x dim, down: dim x hidden, up: hidden x dim */
-    const float *bq, *bk, *bv;         /* optional projection biases (qwen2), NULL when absent */
-} uhlm_layer;
-
-typedef struct uhlm_weights {
-    uhlm_tensor tok_embd; /* vocab x dim */
-    uhlm_layer *layers;   /* n_layers */
-    const float *out_norm;
-    uhlm_tensor output; /* vocab x dim; a copy of tok_embd's descriptor when shared */
-} uhlm_weights;
 
 typedef enum uhlm_format {
     UHLM_FORMAT_LLAMA2C_V0 = 0,
@@ -68,26 +55,11 @@ typedef enum uhlm_format {
     UHLM_FORMAT_GGUF = 3
 } uhlm_format;
 
-typedef struct uhlm_gguf uhlm_gguf;
-
-typedef struct uhlm_model {
-    uhlm_config cfg;
-    uhlm_weights w;
-    uhlm_format format;
-    char path[1024];
-    uhlm_mmap map;   /* llama2.c files */
-    uhlm_gguf *gguf; /* GGUF files */
-    uhlm_tokenizer *tok; /* owned; embedded (GGUF) or attached with uhlm_model_attach_tokenizer */
-    int synthetic;       /* random weights (convert --random-shape): for speed benchmarks only */
-    uhlm_type wtype;     /* the type of the big matrices, for reporting */
-    /* GGUF tokenizer.chat_template (points into the mapping, not NUL-terminated; NULL and 0
-     * when the file has none): see uhlm/chat.h */
-    const char *chat_template;
-    size_t chat_template_len;
-} uhlm_model;
+/* Opaque: read it through the accessors below. */
+typedef struct uhlm_model uhlm_model;
 
 /* Detects the format from the file's first bytes. A llama2.c file carries no vocabulary:
- * pass tokenizer_path (or NULL to leave m->tok NULL). For GGUF, tokenizer_path overrides the
+ * pass tokenizer_path (or NULL to leave the model without one). For GGUF, tokenizer_path overrides the
  * embedded vocabulary. A tokenizer whose size disagrees with the model is refused. */
 uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_error *err);
 void uhlm_model_free(uhlm_model *m);
@@ -114,10 +86,7 @@ uint64_t uhlm_model_weight_bytes(const uhlm_model *m);
 /* Takes ownership of tok, even on error. */
 int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *err);
 
-/* Internal loaders, used by uhlm_model_load (exposed for tests). */
-int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, map, format */
-int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, gguf, tok, format */
-/* Writes m (with tokenizer m->tok, which must be set) as a GGUF `llama` file with its big
+/* Writes m (whose tokenizer must be set) as a GGUF `llama` file with its big
  * matrices in `type` (F32, F16, Q8_0, Q4_0; norms stay F32). Only `llama` models without
  * biases can be written. */
 int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err);

@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "uhlm/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 

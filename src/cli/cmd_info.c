@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "uhlm/chat.h"
 #include "uhlm/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
 

@@ -1,6 +1,6 @@
 /* model.c: model loading (format dispatch, tokenizer attachment) and the batched Llama forward
  * pass over per-sequence KV caches (see model.h for the contract). */
-#include "uhlm/model.h"
+#include "model/model_internal.h"
 
 #include <math.h>
 #include <stdio.h>

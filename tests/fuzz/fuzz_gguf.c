@@ -12,6 +12,7 @@
  * without .gguf, which .gitignore keeps out of the repository). */
 #include "fuzz_common.h"
 #include "uhlm/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/quant.h"
 

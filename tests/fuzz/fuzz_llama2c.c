@@ -8,6 +8,7 @@
  * Built with -DUHLM_FUZZ_SEEDGEN, it writes seeds: tiny checkpoints of each version, with a
  * shared and an unshared classifier. */
 #include "fuzz_common.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/quant.h"
 

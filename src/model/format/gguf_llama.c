@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "uhlm/gguf.h"
-#include "uhlm/model.h"
+#include "model/model_internal.h"
 
 /* Marks random-weight models (uhlm convert --random-shape) so that nothing mistakes them for
  * a real model: benchmarks may use them, quality evaluations must not. */
