@@ -18,7 +18,7 @@
 #include "cli/cli.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
-#include "uhlm/threadpool.h"
+#include "model/threadpool.h"
 
 typedef struct {
     float *a;

@@ -21,7 +21,7 @@
 #include "arch_fixture.h"
 #include "check.h"
 #include "uhlm/chat.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "model/model_internal.h"
 #include "uhlm/model.h"
 

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
 

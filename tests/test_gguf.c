@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 
 #include "check.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"

@@ -14,11 +14,11 @@
 
 #include "check.h"
 #include "model/kernels/quant_internal.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "model/model_internal.h"
 #include "uhlm/model.h"
-#include "uhlm/quant.h"
-#include "uhlm/threadpool.h"
+#include "model/kernels/quant.h"
+#include "model/threadpool.h"
 
 static const uhlm_simd levels[3] = {UHLM_SIMD_SCALAR, UHLM_SIMD_AVX2, UHLM_SIMD_AVX512};
 static const uhlm_type ltypes[3] = {UHLM_TYPE_Q4_1, UHLM_TYPE_Q5_0, UHLM_TYPE_Q5_1};

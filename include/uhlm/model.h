@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 #include "common.h"
-#include "quant.h"
+#include "types.h"
 #include "tokenizer.h"
 
 #ifdef __cplusplus

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"

@@ -10,7 +10,7 @@
 
 #include "cli/cli.h"
 #include "uhlm/chat.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"

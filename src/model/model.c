@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uhlm/gguf.h"
-#include "uhlm/threadpool.h"
+#include "model/format/gguf.h"
+#include "model/threadpool.h"
 
 #include "model/kernels/attention.h"
 #include "model/kernels/vmath.h"

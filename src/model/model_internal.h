@@ -4,7 +4,7 @@
 #define UHLM_MODEL_INTERNAL_H
 
 #include "uhlm/model.h"
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 typedef struct uhlm_layer {
     const float *attn_norm, *ffn_norm; /* dim floats each */

@@ -11,10 +11,10 @@
  * models in f32, f16 norms, q8_0 and q4_0, and a file with a key of every value type (named
  * without .gguf, which .gitignore keeps out of the repository). */
 #include "fuzz_common.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "model/model_internal.h"
 #include "uhlm/model.h"
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 #ifndef UHLM_FUZZ_SEEDGEN
 

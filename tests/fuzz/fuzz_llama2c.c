@@ -10,7 +10,7 @@
 #include "fuzz_common.h"
 #include "model/model_internal.h"
 #include "uhlm/model.h"
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 /* dim 8, hidden 16, 1 layer, 2 heads, 2 kv heads, vocab 4, seq_len 4, v2 group 8 */
 enum { D = 8, H = 16, L = 1, NH = 2, V = 4, S = 4, GROUP = 8 };

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "model/model_internal.h"
 
 /* Marks random-weight models (uhlm convert --random-shape) so that nothing mistakes them for
