@@ -30,8 +30,8 @@ typedef enum uhlm_type {
     UHLM_TYPE_Q8_G = 1000 /* llama2.c v2 only; never written to GGUF */
 } uhlm_type;
 
-const char *uhlm_type_name(uhlm_type t); /* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_1", "q8_g", "q2_k".."q6_k" */
-int uhlm_type_from_name(const char *name, uhlm_type *out); /* accepts the names above (case-insensitive), 0 ok */
+UHLM_API const char *uhlm_type_name(uhlm_type t); /* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_1", "q8_g", "q2_k".."q6_k" */
+UHLM_API int uhlm_type_from_name(const char *name, uhlm_type *out); /* accepts the names above (case-insensitive), 0 ok */
 
 typedef enum uhlm_simd {
     UHLM_SIMD_AUTO = 0,
@@ -40,13 +40,13 @@ typedef enum uhlm_simd {
     UHLM_SIMD_AVX512 = 3
 } uhlm_simd;
 
-const char *uhlm_simd_name(uhlm_simd s);
-int uhlm_simd_from_name(const char *name, uhlm_simd *out); /* "auto","scalar","avx2","avx512" */
+UHLM_API const char *uhlm_simd_name(uhlm_simd s);
+UHLM_API int uhlm_simd_from_name(const char *name, uhlm_simd *out); /* "auto","scalar","avx2","avx512" */
 /* The best level the CPU supports when want is AUTO (the env var UHLM_SIMD, if set, overrides
  * AUTO); otherwise `want` itself if the CPU supports it, else -1 via the return of
  * uhlm_simd_supported. */
-uhlm_simd uhlm_simd_resolve(uhlm_simd want);
-int uhlm_simd_supported(uhlm_simd s);
+UHLM_API uhlm_simd uhlm_simd_resolve(uhlm_simd want);
+UHLM_API int uhlm_simd_supported(uhlm_simd s);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,6 @@
 
 #include "cli/cli.h"
 
-#define UHLM_VERSION "0.1.0"
-
 typedef struct {
     const char *name;
     int (*fn)(int, char **);
@@ -47,7 +45,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("uhlm %s\n", UHLM_VERSION);
+        printf("uhlm %s\n", uhlm_version());
         return 0;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
