@@ -148,8 +148,19 @@ UHLM_API const int *uhlm_device_tokens(const uhlm_device *d, int *n);
 UHLM_API int uhlm_device_n_sent(const uhlm_device *d);
 UHLM_API int uhlm_device_n_ctx(const uhlm_device *d);
 
-/* The stats (and parameters) as one JSON object, malloc'd; NULL on allocation failure. */
-UHLM_API char *uhlm_device_stats_json(const uhlm_device *d);
+/* A run's parameters and statistics as values, for reports (the CLI renders them as JSON).
+ * The strings point into the device and stay valid until the next start or free. */
+typedef struct uhlm_device_report {
+    uhlm_device_params params;
+    uhlm_device_stats stats;
+    const char *slm; /* the SLM file's base name; "" without an SLM */
+    const char *llm; /* the verifier's model name; "" without a verifier */
+    int n_vocab;
+    uint64_t seed;   /* as given to uhlm_device_start */
+    int has_shadow;  /* a shadow LLM evaluated the skipped tokens (stats.shadow_*) */
+} uhlm_device_report;
+
+UHLM_API void uhlm_device_get_report(const uhlm_device *d, uhlm_device_report *out);
 /* One line for stderr. */
 UHLM_API int uhlm_device_stats_line(const uhlm_device *d, char *buf, size_t cap);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_report.h"
 #include "cli/cli_remote.h"
 #include "uhlm/calib.h"
 #include "uhlm/chat.h"
@@ -419,9 +420,9 @@ int cmd_run(int argc, char **argv) {
                 (unsigned long long)rst.requests,
                 rst.requests ? 1e3 * rst.rtt_s / (double)rst.requests : 0.0);
     if (json) {
-        char *s = uhlm_device_stats_json(dev);
-        cJSON *o = s ? cJSON_Parse(s) : NULL;
-        free(s);
+        uhlm_device_report rep;
+        uhlm_device_get_report(dev, &rep);
+        cJSON *o = cli_device_report_json(&rep);
         if (!o) {
             fprintf(stderr, "uhlm run: out of memory\n");
             goto done;
