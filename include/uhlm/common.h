@@ -42,6 +42,17 @@ typedef struct uhlm_error {
     char msg[512];
 } uhlm_error;
 
+/* One line of log text, without a newline. Used by every library part that logs (the remote
+ * verifier today; the server is to follow) so an embedder routes all of them through one
+ * function. msg is valid only during the call. */
+typedef void (*uhlm_log_fn)(void *user, const char *msg);
+
+/* Long calls (uhlm_device_step / uhlm_device_run, uhlm_generate) poll a cancel callback
+ * before each token; a nonzero answer stops them there, with every token so far kept, and
+ * they return UHLM_CANCELLED (distinct from the -1 of an error). */
+typedef int (*uhlm_cancel_fn)(void *user);
+#define UHLM_CANCELLED (-2)
+
 /* Formats into err->msg (err may be NULL). Always returns -1 so callers can
  * `return uhlm_set_error(err, ...);`. */
 UHLM_API int uhlm_set_error(uhlm_error *err, const char *fmt, ...)

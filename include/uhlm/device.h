@@ -107,7 +107,7 @@ typedef struct uhlm_device_stats {
     int shadow_evaluated;
     int shadow_true_skips;  /* y[d] >= x[d] */
     double shadow_beta_sum; /* expected rejections had they been sent */
-    const char *stop;       /* "length", "eos", "context", or NULL while running */
+    const char *stop;       /* "length", "eos", "context", "cancelled", or NULL while running */
 } uhlm_device_stats;
 
 /* Derived numbers (0 when undefined). */
@@ -127,6 +127,10 @@ UHLM_API uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier 
                              const uhlm_device_params *p, uhlm_error *err);
 UHLM_API void uhlm_device_free(uhlm_device *d);
 UHLM_API void uhlm_device_set_callback(uhlm_device *d, uhlm_token_cb cb, void *user);
+/* Polled before each token by uhlm_device_step (and so uhlm_device_run): nonzero stops there
+ * with UHLM_CANCELLED and stats.stop "cancelled"; a later step resumes if it answers 0. NULL
+ * (the default) never cancels. */
+UHLM_API void uhlm_device_set_cancel(uhlm_device *d, uhlm_cancel_fn fn, void *user);
 
 /* Starts a generation: resets the stats and the channel, closes any open verifier session,
  * prefills the SLM with the prompt (reusing its cached common prefix). prompt[0] is usually
@@ -134,9 +138,9 @@ UHLM_API void uhlm_device_set_callback(uhlm_device *d, uhlm_token_cb cb, void *u
 UHLM_API int uhlm_device_start(uhlm_device *d, const int *prompt, int n_prompt, uint64_t seed,
                       uhlm_error *err);
 /* One token: 1 (written to *token), 0 when generation has ended (stats.stop says why), -1 on
- * error. */
+ * error, UHLM_CANCELLED when the cancel callback asked to stop. */
 UHLM_API int uhlm_device_step(uhlm_device *d, int *token, uhlm_error *err);
-/* Runs steps to the end. Returns the number of generated tokens or -1. */
+/* Runs steps to the end. Returns the number of generated tokens, -1 or UHLM_CANCELLED. */
 UHLM_API int uhlm_device_run(uhlm_device *d, uhlm_error *err);
 /* Closes the verifier session (also done by start and free). */
 UHLM_API void uhlm_device_finish(uhlm_device *d);
@@ -149,12 +153,12 @@ UHLM_API int uhlm_device_n_sent(const uhlm_device *d);
 UHLM_API int uhlm_device_n_ctx(const uhlm_device *d);
 
 /* A run's parameters and statistics as values, for reports (the CLI renders them as JSON).
- * The strings point into the device and stay valid until the next start or free. */
+ * Self-contained: it stays valid after the device is freed. */
 typedef struct uhlm_device_report {
     uhlm_device_params params;
     uhlm_device_stats stats;
-    const char *slm; /* the SLM file's base name; "" without an SLM */
-    const char *llm; /* the verifier's model name; "" without a verifier */
+    char slm[256]; /* the SLM file's base name; "" without an SLM */
+    char llm[256]; /* the verifier's model name; "" without a verifier */
     int n_vocab;
     uint64_t seed;   /* as given to uhlm_device_start */
     int has_shadow;  /* a shadow LLM evaluated the skipped tokens (stats.shadow_*) */

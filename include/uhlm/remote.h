@@ -49,7 +49,8 @@ extern "C" {
 
 /* Called with one line (no newline) when the link changes state: the first connection fails,
  * a connection is lost, a reconnect succeeds. Never called per token. */
-typedef void (*uhlm_remote_log_fn)(void *user, const char *msg);
+/* The library-wide log callback (common.h); the old name stays for existing callers. */
+typedef uhlm_log_fn uhlm_remote_log_fn;
 
 typedef struct uhlm_remote_params {
     const char *host; /* name or numeric address; copied */

@@ -29,6 +29,8 @@ struct uhlm_device {
     uhlm_device_stats st;
     uhlm_token_cb cb;
     void *user;
+    uhlm_cancel_fn cancel;
+    void *cancel_user;
     char slm_name[256];
 };
 
@@ -184,6 +186,11 @@ void uhlm_device_free(uhlm_device *d) {
 void uhlm_device_set_callback(uhlm_device *d, uhlm_token_cb cb, void *user) {
     d->cb = cb;
     d->user = user;
+}
+
+void uhlm_device_set_cancel(uhlm_device *d, uhlm_cancel_fn fn, void *user) {
+    d->cancel = fn;
+    d->cancel_user = user;
 }
 
 const uhlm_device_stats *uhlm_device_get_stats(const uhlm_device *d) { return &d->st; }
@@ -448,6 +455,12 @@ int uhlm_device_step(uhlm_device *d, int *token, uhlm_error *err) {
         d->done = 1;
         return 0;
     }
+    if (d->cancel && d->cancel(d->cancel_user)) {
+        d->st.stop = "cancelled";
+        uhlm_set_error(err, "device: cancelled after %d tokens", d->st.generated);
+        return UHLM_CANCELLED;
+    }
+    d->st.stop = NULL; /* resumed after a cancel */
     double w0 = uhlm_now(), shadow_s = 0.0;
     uhlm_token_event ev;
     memset(&ev, 0, sizeof ev);
@@ -501,14 +514,14 @@ int uhlm_device_run(uhlm_device *d, uhlm_error *err) {
     int tok, rc;
     while ((rc = uhlm_device_step(d, &tok, err)) == 1) {
     }
-    return rc < 0 ? -1 : d->st.generated;
+    return rc == UHLM_CANCELLED ? UHLM_CANCELLED : rc < 0 ? -1 : d->st.generated;
 }
 
 void uhlm_device_get_report(const uhlm_device *d, uhlm_device_report *out) {
     out->params = d->p;
     out->stats = d->st;
-    out->slm = d->slm_name;
-    out->llm = d->have_vinfo ? d->vinfo.model : "";
+    snprintf(out->slm, sizeof out->slm, "%s", d->slm_name);
+    snprintf(out->llm, sizeof out->llm, "%.255s", d->have_vinfo ? d->vinfo.model : "");
     out->n_vocab = d->n_vocab;
     out->seed = d->seed;
     out->has_shadow = d->shadow != NULL;
