@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
+#include "hybrid/uncertainty_internal.h"
 #include "uhlm/uncertainty.h"
 
 #define BIG_VOCAB 32000

@@ -60,12 +60,6 @@ UHLM_API const uhlm_unc_params *uhlm_unc_get_params(const uhlm_unc *u);
 UHLM_API int uhlm_unc_compute(uhlm_unc *u, const float *z, int d, uhlm_rng *rng, double *out,
                      uhlm_error *err);
 
-/* Perturb with the exact per-sample probability (one full pass over the vocabulary per
- * sample) and the same RNG consumption as uhlm_unc_compute: for the same RNG state both give
- * the same u except when a uniform falls within float rounding of a probability. For tests
- * and the benchmark. */
-UHLM_API int uhlm_unc_perturb_exact(uhlm_unc *u, const float *z, int d, uhlm_rng *rng, double *out,
-                           uhlm_error *err);
 
 /* Samples that could not be decided by the bounds and took the exact pass, since creation. */
 UHLM_API uint64_t uhlm_unc_fallbacks(const uhlm_unc *u);
