@@ -18,7 +18,7 @@
 #include "bench.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
-#include "uhlm/threadpool.h"
+#include "model/threadpool.h"
 
 typedef struct {
     float *a;
@@ -241,7 +241,7 @@ int bench_decode(const bench_decode_params *p) {
         cp.n_threads = (int)threads;
         cp.simd = simd;
         cp.max_batch = (int)n_prompt < 512 ? (int)n_prompt : 512;
-        int n_ctx = m->cfg.seq_len;
+        int n_ctx = uhlm_model_config(m)->seq_len;
         if (n_prompt + n_gen > n_ctx) {
             fprintf(stderr, "uhlm bench: %s: --prompt + --gen exceeds the context %d\n", mpath,
                     n_ctx);
@@ -250,7 +250,7 @@ int bench_decode(const bench_decode_params *p) {
             continue;
         }
         uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
-        int V = m->cfg.vocab_size;
+        int V = uhlm_model_config(m)->vocab_size;
         float *logits = malloc(sizeof(float) * (size_t)V * 1);
         uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)n_prompt);
         if (!ctx || !logits || !b) {
@@ -300,9 +300,9 @@ int bench_decode(const bench_decode_params *p) {
         if (json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "model", name);
-            cJSON_AddStringToObject(o, "format", uhlm_format_name(m->format));
-            cJSON_AddStringToObject(o, "weight_type", uhlm_type_name(m->wtype));
-            cJSON_AddBoolToObject(o, "synthetic", m->synthetic);
+            cJSON_AddStringToObject(o, "format", uhlm_format_name(uhlm_model_format(m)));
+            cJSON_AddStringToObject(o, "weight_type", uhlm_type_name(uhlm_model_weight_type(m)));
+            cJSON_AddBoolToObject(o, "synthetic", uhlm_model_is_synthetic(m));
             cJSON_AddStringToObject(o, "simd", uhlm_simd_name(uhlm_ctx_simd(ctx)));
             cJSON_AddNumberToObject(o, "threads", threads);
             cJSON_AddNumberToObject(o, "weight_bytes_per_token", wbytes);
@@ -328,7 +328,7 @@ int bench_decode(const bench_decode_params *p) {
             bench_report_add(&rep, o);
         } else {
             printf("%-28s %-6s %-7s %8.2f %10.1f %10.1f %9.1f %9.2f %6.1f%% %6.1f%% %7.1f%% %7s\n",
-                   name, uhlm_type_name(m->wtype), uhlm_simd_name(uhlm_ctx_simd(ctx)),
+                   name, uhlm_type_name(uhlm_model_weight_type(m)), uhlm_simd_name(uhlm_ctx_simd(ctx)),
                    wbytes / 1e6, ptps, dtps, bound, bw / 1e9, 100.0 * dtps / bound,
                    100.0 * best_frac, 100.0 * dtps * wbytes / read_at_size,
                    wbytes <= (double)curve.cache_bytes ? "yes" : "no");

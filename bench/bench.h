@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 typedef struct cJSON cJSON;
 

@@ -65,7 +65,7 @@ int bench_batch(const bench_batch_params *p) {
         fprintf(stderr, "uhlm %s: %s\n", cmd, err.msg);
         return 1;
     }
-    const int n_ctx = m->cfg.seq_len, V = m->cfg.vocab_size;
+    const int n_ctx = uhlm_model_config(m)->seq_len, V = uhlm_model_config(m)->vocab_size;
     if (ctx_max < 0) ctx_max = bench_default_ctx_max(n_ctx);
     if (ctx_min > ctx_max || ctx_max + 1 > n_ctx) {
         fprintf(stderr,
@@ -124,7 +124,7 @@ int bench_batch(const bench_batch_params *p) {
         cJSON *o = cJSON_CreateObject();
         if (o) {
             cJSON_AddStringToObject(o, "bench", "batch");
-            cJSON_AddStringToObject(o, "model", m->path);
+            cJSON_AddStringToObject(o, "model", uhlm_model_path(m));
             cJSON_AddNumberToObject(o, "threads",
                                     threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN));
             cJSON_AddStringToObject(o, "simd", uhlm_simd_name(uhlm_ctx_simd(c)));

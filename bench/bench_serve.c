@@ -73,8 +73,8 @@ static void *bclient_main(void *arg) {
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int V = c->m->cfg.vocab_size;
-    uhlm_wire_hello h = {1, c->m->tok ? uhlm_tokenizer_fingerprint(c->m->tok) : 0, (uint32_t)V,
+    int V = uhlm_model_config(c->m)->vocab_size;
+    uhlm_wire_hello h = {1, uhlm_model_tokenizer(c->m) ? uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(c->m)) : 0, (uint32_t)V,
                          {NULL, 0}, uhlm_wire_cstr("bench")};
     if (uhlm_wire_encode_hello(&b, &h, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
         bench_recv_frame(fd, pay, 1u << 16, &m) != UHLM_WIRE_WELCOME) {
@@ -184,13 +184,13 @@ int bench_serve(const bench_serve_params *p) {
     }
     bench_report rep;
     bench_report_init(&rep, "serve", p->format);
-    int V = m->cfg.vocab_size, rc = 0;
-    if (ctx_max < 0) ctx_max = bench_default_ctx_max(m->cfg.seq_len);
-    if (ctx_min > ctx_max || ctx_max + catchup + 1 > m->cfg.seq_len) {
+    int V = uhlm_model_config(m)->vocab_size, rc = 0;
+    if (ctx_max < 0) ctx_max = bench_default_ctx_max(uhlm_model_config(m)->seq_len);
+    if (ctx_min > ctx_max || ctx_max + catchup + 1 > uhlm_model_config(m)->seq_len) {
         fprintf(stderr,
                 "uhlm bench serve: need ctx-min <= ctx-max and ctx-max + catchup + 1 <= the "
                 "model's context %d (got %ld, %ld, %ld)\n",
-                m->cfg.seq_len, ctx_min, ctx_max, catchup);
+                uhlm_model_config(m)->seq_len, ctx_min, ctx_max, catchup);
         uhlm_model_free(m);
         return 2;
     }

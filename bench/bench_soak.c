@@ -322,10 +322,10 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     soak k;
     memset(&k, 0, sizeof k);
     k.port = uhlm_server_port(st.s);
-    k.V = cfg->m->cfg.vocab_size;
-    k.fp = cfg->m->tok ? uhlm_tokenizer_fingerprint(cfg->m->tok) : 0;
+    k.V = uhlm_model_config(cfg->m)->vocab_size;
+    k.fp = uhlm_model_tokenizer(cfg->m) ? uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(cfg->m)) : 0;
     k.ctx_min = 8;
-    k.ctx_max = bench_default_ctx_max(cfg->m->cfg.seq_len);
+    k.ctx_max = bench_default_ctx_max(uhlm_model_config(cfg->m)->seq_len);
     k.read_timeout = cfg->read_timeout;
     atomic_init(&k.stop, 0);
     atomic_init(&k.opened, 0);

@@ -14,6 +14,7 @@
 #include "bench.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
+#include "hybrid/uncertainty_internal.h"
 #include "uhlm/uncertainty.h"
 
 #define BIG_VOCAB 32000
@@ -111,7 +112,7 @@ int bench_uncertainty(const bench_uncertainty_params *p) {
     cp.n_threads = (int)p->threads;
     cp.simd = p->simd;
     uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
-    int V = m->cfg.vocab_size, rc = 1;
+    int V = uhlm_model_config(m)->vocab_size, rc = 1;
     float *logits = malloc(sizeof(float) * (size_t)V);
     float *big = malloc(sizeof(float) * BIG_VOCAB);
     if (!ctx || !logits || !big) {

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 
 #define ARCH_FIXTURE_MAX_TENSORS 64
 

@@ -21,7 +21,8 @@
 #include "arch_fixture.h"
 #include "check.h"
 #include "uhlm/chat.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 
 static const char *source_path(const char *rel) {
@@ -80,7 +81,7 @@ static void check_logits(uhlm_model *m, const char *name) {
     char f_ref[256], f_lc[256];
     snprintf(f_ref, sizeof f_ref, "tests/fixtures/%s-logits.txt", name);
     snprintf(f_lc, sizeof f_lc, "tests/fixtures/%s-llamacpp.txt", name);
-    int V = m->cfg.vocab_size, toks[64], nt = 0, nt2 = 0, toks2[64];
+    int V = uhlm_model_config(m)->vocab_size, toks[64], nt = 0, nt2 = 0, toks2[64];
     float *ref = read_logits(f_ref, V, toks, &nt);
     float *lcpp = read_logits(f_lc, V, toks2, &nt2);
     CHECK(ref && lcpp && nt >= 8 && nt == nt2 && !memcmp(toks, toks2, sizeof(int) * (size_t)nt));
@@ -116,7 +117,7 @@ static void check_qwen2(const char *path) {
     uhlm_model *m = uhlm_model_load(path, NULL, &err);
     CHECKF(m != NULL, "%s", err.msg);
     if (!m) return;
-    const uhlm_config *p = &m->cfg;
+    const uhlm_config *p = uhlm_model_config(m);
     CHECK(p->arch == UHLM_ARCH_QWEN2 && p->rope_type == UHLM_ROPE_NEOX);
     CHECK(p->dim == 64 && p->n_layers == 2 && p->n_heads == 4 && p->n_kv_heads == 2 &&
           p->head_dim == 16 && p->hidden_dim == 96 && p->vocab_size == 512 && p->seq_len == 256);
@@ -134,7 +135,7 @@ static void check_llama_key_length(const char *fixture) {
     uhlm_model *m = uhlm_model_load(fixture, NULL, &err);
     CHECKF(m != NULL, "%s", err.msg);
     if (!m) return;
-    const uhlm_config *p = &m->cfg;
+    const uhlm_config *p = uhlm_model_config(m);
     CHECK(p->arch == UHLM_ARCH_LLAMA && p->rope_type == UHLM_ROPE_NORM);
     CHECK(p->dim == 64 && p->n_heads == 4 && p->n_kv_heads == 1 && p->head_dim == 24 &&
           p->hidden_dim == 64 && p->rope_theta == 500000.0f && p->rope_freq_scale == 1.0f);
@@ -267,7 +268,7 @@ static void check_refusals(const char *fix) {
     CHECK(write_variant(fix, path, &(variant){.drop_key = "qwen2.rope.scaling.factor"}) == 0);
     uhlm_error err = {{0}};
     uhlm_model *m = uhlm_model_load(path, NULL, &err);
-    CHECKF(m && m->cfg.rope_freq_scale == 1.0f, "%s", m ? "wrong scale" : err.msg);
+    CHECKF(m && uhlm_model_config(m)->rope_freq_scale == 1.0f, "%s", m ? "wrong scale" : err.msg);
     uhlm_model_free(m);
     remove(path);
 }
@@ -290,7 +291,7 @@ static void check_smollm2(void) {
     uhlm_model *m = uhlm_model_load(path, NULL, &err);
     CHECKF(m != NULL, "%s", err.msg);
     if (!m) return;
-    const uhlm_config *p = &m->cfg;
+    const uhlm_config *p = uhlm_model_config(m);
     CHECK(p->arch == UHLM_ARCH_LLAMA && p->rope_type == UHLM_ROPE_NORM && p->n_layers == 30 &&
           p->dim == 576 && p->n_heads == 9 && p->n_kv_heads == 3 && p->head_dim == 64 &&
           p->vocab_size == 49152 && p->rope_theta == 100000.0f);

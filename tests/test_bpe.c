@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
 
@@ -505,7 +505,7 @@ static void check_save_roundtrip(void) {
     }
     uhlm_tokenizer_free(t2);
     uhlm_model *m2 = uhlm_model_load(path, NULL, &err);
-    CHECKF(m2 && m2->tok && uhlm_tokenizer_kind(m2->tok) == UHLM_VOCAB_BPE, "%s", err.msg);
+    CHECKF(m2 && uhlm_model_tokenizer(m2) && uhlm_tokenizer_kind(uhlm_model_tokenizer(m2)) == UHLM_VOCAB_BPE, "%s", err.msg);
     uhlm_model_free(m2);
     unlink(path);
 }

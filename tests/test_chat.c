@@ -11,8 +11,9 @@
 #include <cjson/cJSON.h>
 
 #include "check.h"
+#include "model/model_internal.h"
 #include "uhlm/chat.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 #include "uhlm/tokenizer.h"
 
 static char *slurp(const char *rel) {

@@ -215,7 +215,7 @@ static void test_reaccount(void) {
     uhlm_ctx *q = uhlm_ctx_new(llm, &cp, &err);
     int ids[64];
     const char *p = "Once upon a time, there was a little dog named Max.";
-    int np = uhlm_tokenize(slm->tok, p, strlen(p), 1, 0, ids, 64, &err);
+    int np = uhlm_tokenize(uhlm_model_tokenizer(slm), p, strlen(p), 1, 0, ids, 64, &err);
     uhlm_mode modes[4] = {UHLM_MODE_HLM, UHLM_MODE_UHLM, UHLM_MODE_RAND, UHLM_MODE_LLM};
     int checked = 0;
     for (int fad = 0; fad < 2; fad++)
@@ -258,10 +258,10 @@ static void test_reaccount(void) {
     /* embeddings: a text is identical to itself, closer to a paraphrase than to noise */
     int a[64], b[64], c[64];
     const char *ta = "The dog ran in the park.", *tb = "The dog played in the park.", *tc = "zq xv kk";
-    int na = uhlm_tokenize(llm->tok, ta, strlen(ta), 0, 0, a, 64, &err);
-    int nb = uhlm_tokenize(llm->tok, tb, strlen(tb), 0, 0, b, 64, &err);
-    int nc = uhlm_tokenize(llm->tok, tc, strlen(tc), 0, 0, c, 64, &err);
-    int D = llm->cfg.dim;
+    int na = uhlm_tokenize(uhlm_model_tokenizer(llm), ta, strlen(ta), 0, 0, a, 64, &err);
+    int nb = uhlm_tokenize(uhlm_model_tokenizer(llm), tb, strlen(tb), 0, 0, b, 64, &err);
+    int nc = uhlm_tokenize(uhlm_model_tokenizer(llm), tc, strlen(tc), 0, 0, c, 64, &err);
+    int D = uhlm_model_config(llm)->dim;
     float *ea = malloc(sizeof(float) * D * 4), *eb = ea + D, *ec = eb + D, *e0 = ec + D;
     CHECK(uhlm_embed_tokens(q, a, na, ea, &err) == 0 && uhlm_embed_tokens(q, b, nb, eb, &err) == 0 &&
           uhlm_embed_tokens(q, c, nc, ec, &err) == 0 && uhlm_embed_tokens(q, a, na, e0, &err) == 0);
@@ -273,8 +273,8 @@ static void test_reaccount(void) {
     int s1[80], s2[80];
     const char *t1 = "Once upon a time, there was a little girl named Lily.";
     const char *t2 = "Once upon a time, zq xv kk qq zz bb girl Lily.";
-    int n1 = uhlm_tokenize(llm->tok, t1, strlen(t1), 1, 0, s1, 80, &err);
-    int n2 = uhlm_tokenize(llm->tok, t2, strlen(t2), 1, 0, s2, 80, &err);
+    int n1 = uhlm_tokenize(uhlm_model_tokenizer(llm), t1, strlen(t1), 1, 0, s1, 80, &err);
+    int n2 = uhlm_tokenize(uhlm_model_tokenizer(llm), t2, strlen(t2), 1, 0, s2, 80, &err);
     double l1, l2;
     CHECK(uhlm_sequence_nll(q, s1, n1, 5, &l1, &err) == 0 && uhlm_sequence_nll(q, s2, n2, 5, &l2, &err) == 0);
     CHECK(isfinite(l1) && l1 > 0 && l1 / (n1 - 5) < l2 / (n2 - 5));

@@ -18,7 +18,8 @@
 #include <sys/wait.h>
 
 #include "check.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 
@@ -863,21 +864,21 @@ static void test_llama_mapping(void) {
     uhlm_model *m = uhlm_model_load(p, NULL, &err);
     CHECKF(m != NULL, "%s", err.msg);
     if (m) {
-        const uhlm_config *c = &m->cfg;
+        const uhlm_config *c = uhlm_model_config(m);
         CHECK(c->dim == T_DIM && c->hidden_dim == T_HID && c->n_layers == 1 && c->n_heads == 4 &&
               c->n_kv_heads == 2 && c->head_dim == 8 && c->vocab_size == T_VOCAB && c->seq_len == 16);
         CHECK(c->norm_eps == 1e-6f && c->rope_theta == 500000.0f);
         CHECK(c->shared_classifier == 1 && m->w.output.data == m->w.tok_embd.data);
-        CHECK(m->format == UHLM_FORMAT_GGUF && m->gguf != NULL && m->wtype == UHLM_TYPE_F32);
-        CHECK(m->synthetic == 0);
+        CHECK(uhlm_model_format(m) == UHLM_FORMAT_GGUF && m->gguf != NULL && uhlm_model_weight_type(m) == UHLM_TYPE_F32);
+        CHECK(uhlm_model_is_synthetic(m) == 0);
         CHECK(m->w.layers[0].wk.rows == T_KV && m->w.layers[0].wk.cols == T_DIM);
         CHECK(m->w.layers[0].w2.rows == T_DIM && m->w.layers[0].w2.cols == T_HID);
-        CHECK(m->tok != NULL && uhlm_tokenizer_vocab_size(m->tok) == T_VOCAB);
-        if (m->tok) {
+        CHECK(uhlm_model_tokenizer(m) != NULL && uhlm_tokenizer_vocab_size(uhlm_model_tokenizer(m)) == T_VOCAB);
+        if (uhlm_model_tokenizer(m)) {
             size_t len = 0;
-            const char *piece = uhlm_tokenizer_piece(m->tok, 3, &len);
+            const char *piece = uhlm_tokenizer_piece(uhlm_model_tokenizer(m), 3, &len);
             CHECK(piece && len == 3 && !memcmp(piece, " hi", 3)); /* U+2581 -> ' ' */
-            CHECK(uhlm_tokenizer_score(m->tok, 4) == -2.0f);
+            CHECK(uhlm_tokenizer_score(uhlm_model_tokenizer(m), 4) == -2.0f);
         }
         uhlm_model_free(m);
     }
@@ -887,16 +888,16 @@ static void test_llama_mapping(void) {
     m = uhlm_model_load(p, NULL, &err);
     CHECKF(m != NULL, "%s", err.msg);
     if (m) {
-        CHECK(m->cfg.shared_classifier == 0 && m->w.output.data != m->w.tok_embd.data);
+        CHECK(uhlm_model_config(m)->shared_classifier == 0 && m->w.output.data != m->w.tok_embd.data);
         CHECK(m->w.output.rows == T_VOCAB && m->w.output.cols == T_DIM);
-        CHECK(m->synthetic == 1);
+        CHECK(uhlm_model_is_synthetic(m) == 1);
         uhlm_model_free(m);
     }
     o = tiny_default();
     o.name = "synthetic-random-x";
     CHECKF(write_tiny(p, &o, &err) == 0, "%s", err.msg);
     m = uhlm_model_load(p, NULL, &err);
-    CHECK(m && m->synthetic == 1);
+    CHECK(m && uhlm_model_is_synthetic(m) == 1);
     uhlm_model_free(m);
     /* the loader can be called on its own, and cleans up after a failure */
     uhlm_model *mm = calloc(1, sizeof *mm);
@@ -978,7 +979,7 @@ static void test_stories_roundtrip(void) {
     uhlm_model *b = uhlm_model_load(p, NULL, &err);
     CHECKF(b != NULL, "%s", err.msg);
     if (b) {
-        const uhlm_config *x = &a->cfg, *y = &b->cfg;
+        const uhlm_config *x = uhlm_model_config(a), *y = uhlm_model_config(b);
         CHECK(x->dim == y->dim && x->hidden_dim == y->hidden_dim && x->n_layers == y->n_layers &&
               x->n_heads == y->n_heads && x->n_kv_heads == y->n_kv_heads &&
               x->vocab_size == y->vocab_size && x->seq_len == y->seq_len &&
@@ -986,7 +987,7 @@ static void test_stories_roundtrip(void) {
               x->norm_eps == y->norm_eps && x->shared_classifier == y->shared_classifier);
         CHECK(y->dim == 64 && y->hidden_dim == 172 && y->n_layers == 5 && y->n_heads == 8 &&
               y->n_kv_heads == 4 && y->vocab_size == 512 && y->seq_len == 512 && y->shared_classifier);
-        CHECK(b->format == UHLM_FORMAT_GGUF && b->wtype == UHLM_TYPE_F32 && !b->synthetic);
+        CHECK(uhlm_model_format(b) == UHLM_FORMAT_GGUF && uhlm_model_weight_type(b) == UHLM_TYPE_F32 && !uhlm_model_is_synthetic(b));
         size_t D = (size_t)x->dim * sizeof(float);
         CHECK(same_tensor_rows(&a->w.tok_embd, &b->w.tok_embd));
         CHECK(same_tensor_rows(&a->w.output, &b->w.output));
@@ -1002,7 +1003,7 @@ static void test_stories_roundtrip(void) {
         }
         CHECK(all);
         /* the vocabulary survives U+2581 <-> ' ' unchanged */
-        CHECK(b->tok && uhlm_tokenizer_fingerprint(a->tok) == uhlm_tokenizer_fingerprint(b->tok));
+        CHECK(uhlm_model_tokenizer(b) && uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(a)) == uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(b)));
         const uhlm_gguf_kv *kv = uhlm_gguf_find_kv(b->gguf, "tokenizer.ggml.tokens");
         int has_mark = 0, has_space = 0;
         for (uint64_t i = 0; kv && i < kv->arr_n; i++) {
@@ -1045,17 +1046,17 @@ static void test_stories_roundtrip(void) {
         if (!q) continue;
         int fb = qt[i] != UHLM_TYPE_F16;
         int ok = quantized_rows(&a->w.tok_embd, &q->w.tok_embd, qt[i]);
-        for (int l = 0; l < a->cfg.n_layers; l++) {
+        for (int l = 0; l < uhlm_model_config(a)->n_layers; l++) {
             const uhlm_layer *u = &a->w.layers[l], *v = &q->w.layers[l];
             ok &= quantized_rows(&u->wq, &v->wq, qt[i]) && quantized_rows(&u->wk, &v->wk, qt[i]) &&
                   quantized_rows(&u->wv, &v->wv, qt[i]) && quantized_rows(&u->wo, &v->wo, qt[i]) &&
                   quantized_rows(&u->w1, &v->w1, qt[i]) && quantized_rows(&u->w3, &v->w3, qt[i]);
             ok &= fb ? (v->w2.type == UHLM_TYPE_F32 && same_tensor_rows(&u->w2, &v->w2))
                      : quantized_rows(&u->w2, &v->w2, qt[i]);
-            ok &= !memcmp(u->attn_norm, v->attn_norm, (size_t)a->cfg.dim * 4);
+            ok &= !memcmp(u->attn_norm, v->attn_norm, (size_t)uhlm_model_config(a)->dim * 4);
         }
         CHECKF(ok, "%s weights", uhlm_type_name(qt[i]));
-        CHECK(q->wtype == qt[i]);
+        CHECK(uhlm_model_weight_type(q) == qt[i]);
         int64_t v;
         CHECK(uhlm_gguf_get_int(q->gguf, "general.file_type", &v, &err) == 0 && v == ftype[i]);
         const uhlm_gguf_kv *kv = uhlm_gguf_find_kv(q->gguf, "uhlm.f32_fallback");
@@ -1123,11 +1124,11 @@ static void test_cli_convert(void) {
     uhlm_model *m = uhlm_model_load(a, NULL, &err);
     CHECKF(m != NULL, "%s", err.msg);
     if (m) {
-        const uhlm_config *p = &m->cfg;
+        const uhlm_config *p = uhlm_model_config(m);
         CHECK(p->dim == 288 && p->hidden_dim == 768 && p->n_layers == 6 && p->n_heads == 6 &&
               p->n_kv_heads == 6 && p->seq_len == 256 && p->vocab_size == 512 &&
               p->shared_classifier == 1);
-        CHECK(m->synthetic == 1 && m->wtype == UHLM_TYPE_Q8_0);
+        CHECK(uhlm_model_is_synthetic(m) == 1 && uhlm_model_weight_type(m) == UHLM_TYPE_Q8_0);
         uhlm_gguf_str s;
         CHECK(uhlm_gguf_get_str(m->gguf, "general.name", &s, &err) == 0 &&
               str_is(s, "synthetic-random-stories15M"));
@@ -1153,7 +1154,7 @@ static void test_cli_convert(void) {
     CHECK(run_cli("'%s' convert -m '%s' -z '%s' -o '%s' --type f16 2>/dev/null", bin,
                   uhlm_test_model_path("stories260K.bin"), tok, c) == 0);
     m = uhlm_model_load(c, NULL, &err);
-    CHECKF(m && m->wtype == UHLM_TYPE_F16 && !m->synthetic && m->cfg.hidden_dim == 172, "%s",
+    CHECKF(m && uhlm_model_weight_type(m) == UHLM_TYPE_F16 && !uhlm_model_is_synthetic(m) && uhlm_model_config(m)->hidden_dim == 172, "%s",
            err.msg);
     uhlm_model_free(m);
     /* usage errors */

@@ -39,7 +39,7 @@ typedef struct {
 
 static int tokenize(const env *e, const char *text, int *ids, int cap) {
     uhlm_error err;
-    return uhlm_tokenize(e->slm->tok, text, strlen(text), 1, 0, ids, cap, &err);
+    return uhlm_tokenize(uhlm_model_tokenizer(e->slm), text, strlen(text), 1, 0, ids, cap, &err);
 }
 
 typedef struct {
@@ -384,7 +384,7 @@ static void test_fakes(env *e) {
     CHECK(uhlm_device_new(e->slm_ctx, 0, &v, NULL, &p, &err) == NULL);
     CHECK(strstr(err.msg, "vocabulary mismatch") != NULL);
     f.n_vocab = 512;
-    f.fp = uhlm_tokenizer_fingerprint(e->slm->tok) ^ 1;
+    f.fp = uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(e->slm)) ^ 1;
     CHECK(uhlm_device_new(e->slm_ctx, 0, &v, NULL, &p, &err) == NULL);
     CHECK(strstr(err.msg, "vocabulary mismatch") != NULL);
     /* unreachable verifier: the device carries on alone, tokens marked unverified; the text

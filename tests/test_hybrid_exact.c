@@ -133,13 +133,13 @@ int main(void) {
                             uhlm_test_model_path("tok512.bin"), &err);
     CHECK(e.slm && e.llm);
     if (!e.slm || !e.llm) return check_report();
-    e.V = e.slm->cfg.vocab_size;
+    e.V = uhlm_model_config(e.slm)->vocab_size;
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = 1; /* tiny models: threads only add synchronisation */
     e.slm_ctx = uhlm_ctx_new(e.slm, &cp, &err);
     e.ver = uhlm_verifier_inproc_new(e.llm, &cp, &err);
     CHECK(e.slm_ctx && e.ver);
-    e.np = uhlm_tokenize(e.slm->tok, PREFIX, strlen(PREFIX), 1, 0, e.prompt, 256, &err);
+    e.np = uhlm_tokenize(uhlm_model_tokenizer(e.slm), PREFIX, strlen(PREFIX), 1, 0, e.prompt, 256, &err);
     CHECK(e.np > 5 && e.np < 256);
 
     /* the exact target: the LLM's sampling distribution after the prefix, and the SLM's */

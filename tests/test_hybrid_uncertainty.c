@@ -3,6 +3,7 @@
  * method in distribution, has the right limits; entropy/maxprob/margin values. */
 #include "check.h"
 #include "uhlm/sampler.h"
+#include "hybrid/uncertainty_internal.h"
 #include "uhlm/uncertainty.h"
 
 static double normal(uhlm_rng *r) {

@@ -133,8 +133,8 @@ static void test_valid(void) {
             uhlm_model *m = uhlm_model_load(tmp_file(), NULL, &err);
             CHECKF(m != NULL, "v%d shared %d: %s", version, shared, err.msg);
             if (m) {
-                CHECK(m->cfg.dim == D && m->cfg.vocab_size == V && m->cfg.hidden_dim == H &&
-                      m->cfg.seq_len == S && m->cfg.shared_classifier == shared);
+                CHECK(uhlm_model_config(m)->dim == D && uhlm_model_config(m)->vocab_size == V && uhlm_model_config(m)->hidden_dim == H &&
+                      uhlm_model_config(m)->seq_len == S && uhlm_model_config(m)->shared_classifier == shared);
                 uhlm_model_free(m);
             }
         }

@@ -194,15 +194,15 @@ static void run_case(uhlm_ctx *ctx, const uhlm_model *m, const cJSON *c, stats *
            "%s: uhlm_chat_tokenize gives %d ids, llama.cpp %d", id, nc, np);
 
     /* tokenizer agreement on llama.cpp's own text */
-    int add_bos = uhlm_tokenizer_add_bos(m->tok);
-    int nm = uhlm_tokenize_special(m->tok, text, strlen(text), add_bos, 0, 1, mine, CAP, &err);
+    int add_bos = uhlm_tokenizer_add_bos(uhlm_model_tokenizer(m));
+    int nm = uhlm_tokenize_special(uhlm_model_tokenizer(m), text, strlen(text), add_bos, 0, 1, mine, CAP, &err);
     int same = nm == np && !memcmp(mine, prompt, sizeof(int) * (size_t)np);
     CHECKF(same, "%s: uhlm tokenizes the prompt into %d ids, llama.cpp %d (%s)", id, nm, np,
            nm < 0 ? err.msg : "ids differ");
     st->prompt_tok_match += same;
 
     /* forward pass, fed llama.cpp's tokens */
-    int V = m->cfg.vocab_size;
+    int V = uhlm_model_config(m)->vocab_size;
     float *logits = malloc(sizeof(float) * (size_t)V);
     uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)np);
     if (!logits || !b) {
@@ -277,7 +277,7 @@ static void run_case(uhlm_ctx *ctx, const uhlm_model *m, const cJSON *c, stats *
                    "margin %.4f; exact %.4f vs %.4f)\n",
                    id, i, arg, logits[arg], gen[i], logits[gen[i]], margin, r_uhlm, r_llama);
         }
-        int is_eog = uhlm_tokenizer_is_eog(m->tok, gen[i]);
+        int is_eog = uhlm_tokenizer_is_eog(uhlm_model_tokenizer(m), gen[i]);
         int want_eog = eog && i == ng - 1;
         if (is_eog == want_eog) st->eog_match++;
         CHECKF(is_eog == want_eog, "%s: token %d is%s end-of-generation for uhlm, is%s for llama.cpp",

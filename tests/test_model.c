@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 
@@ -35,7 +36,7 @@ static uhlm_ctx *mkctx(const uhlm_model *m, int n_seq, int threads, uhlm_simd si
 
 /* logits for every position of `toks` on sequence `seq`, one token per decode call */
 static int logits_stepwise(uhlm_ctx *c, int seq, const int *toks, int n, float *out) {
-    int V = uhlm_ctx_model(c)->cfg.vocab_size;
+    int V = uhlm_model_config(uhlm_ctx_model(c))->vocab_size;
     uhlm_error err = {{0}};
     for (int i = 0; i < n; i++) {
         uhlm_batch_entry e = {seq, i, toks[i], 1};
@@ -69,7 +70,7 @@ static double maxdiff(const float *a, const float *b, size_t n) {
 
 /* greedy text from BOS */
 static char *greedy_text(const uhlm_model *m, uhlm_ctx *c, int n, int *toks_out) {
-    int V = m->cfg.vocab_size;
+    int V = uhlm_model_config(m)->vocab_size;
     float *lg = malloc(sizeof(float) * (size_t)V);
     if (!lg) return NULL;
     uhlm_error err = {{0}};
@@ -83,7 +84,7 @@ static char *greedy_text(const uhlm_model *m, uhlm_ctx *c, int n, int *toks_out)
         toks[nt++] = tok;
         if (tok == UHLM_TOKEN_EOS) break;
     }
-    char *s = uhlm_detokenize(m->tok, toks, nt);
+    char *s = uhlm_detokenize(uhlm_model_tokenizer(m), toks, nt);
     free(toks);
     free(lg);
     return s;
@@ -111,7 +112,7 @@ static void test_consistency(const char *name) {
     uhlm_model *m = load(name, "tok512.bin");
     CHECK(m != NULL);
     if (!m) return;
-    int V = m->cfg.vocab_size;
+    int V = uhlm_model_config(m)->vocab_size;
     size_t N = (size_t)NPROBE * V;
     float *a = malloc(N * 4), *b = malloc(N * 4), *cc = malloc(N * 4);
     uhlm_ctx *c1 = mkctx(m, 3, 1, UHLM_SIMD_SCALAR, 0);
@@ -207,7 +208,7 @@ out:
 static int write_v12(const uhlm_model *m, const char *path, int version, int g) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
-    const uhlm_config *p = &m->cfg;
+    const uhlm_config *p = uhlm_model_config(m);
     uint8_t hdr[256] = {0};
     uint32_t magic = 0x616b3432;
     int32_t ints[9] = {version, p->dim, p->hidden_dim, p->n_layers, p->n_heads, p->n_kv_heads,
@@ -266,9 +267,9 @@ static int write_v12(const uhlm_model *m, const char *path, int version, int g) 
 
 static void test_formats(void) {
     uhlm_model *m = load("stories260K.bin", "tok512.bin");
-    CHECK(m && m->format == UHLM_FORMAT_LLAMA2C_V0 && m->cfg.n_kv_heads == 4 && m->cfg.n_heads == 8);
+    CHECK(m && uhlm_model_format(m) == UHLM_FORMAT_LLAMA2C_V0 && uhlm_model_config(m)->n_kv_heads == 4 && uhlm_model_config(m)->n_heads == 8);
     if (!m) return;
-    int V = m->cfg.vocab_size;
+    int V = uhlm_model_config(m)->vocab_size;
     size_t N = (size_t)NPROBE * V;
     float *a = malloc(N * 4), *b = malloc(N * 4);
     uhlm_ctx *c = mkctx(m, 1, 2, UHLM_SIMD_AUTO, 0);
@@ -287,7 +288,7 @@ static void test_formats(void) {
         uhlm_model *m2 = uhlm_model_load(paths[i], i < 2 ? uhlm_test_model_path("tok512.bin") : NULL, &err);
         CHECKF(m2 != NULL, "%s: %s", paths[i], err.msg);
         if (!m2) continue;
-        CHECK(m2->format == fmts[i] && m2->tok && m2->cfg.vocab_size == V);
+        CHECK(m2->format == fmts[i] && uhlm_model_tokenizer(m2) && uhlm_model_config(m2)->vocab_size == V);
         uhlm_ctx *c2 = mkctx(m2, 1, 2, UHLM_SIMD_AUTO, 0);
         CHECK(c2 && logits_batched(c2, 0, probe, NPROBE, b) == 0);
         double d = maxdiff(a, b, N);
@@ -318,7 +319,7 @@ static void test_quantized(void) {
     uhlm_model *m = load("stories-llm-2.76M.bin", "tok512.bin");
     CHECK(m != NULL);
     if (!m) return;
-    int V = m->cfg.vocab_size;
+    int V = uhlm_model_config(m)->vocab_size;
     size_t N = (size_t)NPROBE * V;
     float *a = malloc(N * 4), *b = malloc(N * 4), *s = malloc(N * 4);
     uhlm_ctx *c = mkctx(m, 1, 2, UHLM_SIMD_AUTO, 0);

@@ -6,8 +6,8 @@
 
 #include "check.h"
 #include "model/kernels/quant_internal.h"
-#include "uhlm/quant.h"
-#include "uhlm/threadpool.h"
+#include "model/kernels/quant.h"
+#include "model/threadpool.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

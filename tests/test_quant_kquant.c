@@ -17,8 +17,8 @@
 
 #include "check.h"
 #include "model/kernels/kquant.h"
-#include "uhlm/quant.h"
-#include "uhlm/threadpool.h"
+#include "model/kernels/quant.h"
+#include "model/threadpool.h"
 
 static const uhlm_type ktypes[5] = {UHLM_TYPE_Q2_K, UHLM_TYPE_Q3_K, UHLM_TYPE_Q4_K,
                                     UHLM_TYPE_Q5_K, UHLM_TYPE_Q6_K};

@@ -14,10 +14,11 @@
 
 #include "check.h"
 #include "model/kernels/quant_internal.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
-#include "uhlm/quant.h"
-#include "uhlm/threadpool.h"
+#include "model/kernels/quant.h"
+#include "model/threadpool.h"
 
 static const uhlm_simd levels[3] = {UHLM_SIMD_SCALAR, UHLM_SIMD_AVX2, UHLM_SIMD_AVX512};
 static const uhlm_type ltypes[3] = {UHLM_TYPE_Q4_1, UHLM_TYPE_Q5_0, UHLM_TYPE_Q5_1};
@@ -678,7 +679,7 @@ static int converted_rows(const uhlm_tensor *from, const uhlm_tensor *to, uhlm_t
 
 static int all_rows(const uhlm_model *a, const uhlm_model *b, uhlm_type t) {
     int ok = converted_rows(&a->w.tok_embd, &b->w.tok_embd, t);
-    for (int l = 0; l < a->cfg.n_layers; l++) {
+    for (int l = 0; l < uhlm_model_config(a)->n_layers; l++) {
         const uhlm_layer *u = &a->w.layers[l], *v = &b->w.layers[l];
         ok &= converted_rows(&u->wq, &v->wq, t) && converted_rows(&u->wk, &v->wk, t) &&
               converted_rows(&u->wv, &v->wv, t) && converted_rows(&u->wo, &v->wo, t) &&
@@ -696,7 +697,7 @@ static void test_models(void) {
     if (!a) return;
     static const int probe[] = {1, 403, 407, 261, 378, 268, 261, 301, 350, 442, 290, 262,
                                 355, 259, 300, 318, 423, 275, 304, 260, 291, 440, 290, 46};
-    const int np = (int)(sizeof probe / sizeof probe[0]), V = a->cfg.vocab_size;
+    const int np = (int)(sizeof probe / sizeof probe[0]), V = uhlm_model_config(a)->vocab_size;
     float *l0 = malloc((size_t)np * V * 4), *l1 = malloc((size_t)np * V * 4);
     float *l2 = malloc((size_t)np * V * 4);
     CHECK(l0 && l1 && l2 && logits(a, UHLM_SIMD_AUTO, probe, np, l0) == 0);
@@ -713,7 +714,7 @@ static void test_models(void) {
         uhlm_model *q = uhlm_model_load(p, NULL, &err);
         CHECKF(q != NULL, "%s: %s", uhlm_type_name(t), err.msg);
         if (!q) continue;
-        CHECK(q->wtype == t);
+        CHECK(uhlm_model_weight_type(q) == t);
         int64_t v = -1;
         CHECK(uhlm_gguf_get_int(q->gguf, "general.file_type", &v, &err) == 0 && v == ftype[ti]);
         CHECKF(all_rows(a, q, t), "%s: a matrix is not the quantized f32 weights", uhlm_type_name(t));

@@ -153,8 +153,8 @@ static uhlm_verifier *netver_new(int port, uint32_t mode, const uhlm_model *m) {
     s->base.impl = s;
     s->mode = mode;
     s->fd = tc_connect(port);
-    if (s->fd < 0 || do_hello(s->fd, NULL, (uint32_t)m->cfg.vocab_size,
-                              uhlm_tokenizer_fingerprint(m->tok), &s->f) != UHLM_WIRE_WELCOME) {
+    if (s->fd < 0 || do_hello(s->fd, NULL, (uint32_t)uhlm_model_config(m)->vocab_size,
+                              uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(m)), &s->f) != UHLM_WIRE_WELCOME) {
         if (s->fd >= 0) close(s->fd);
         free(s);
         return NULL;
@@ -359,7 +359,7 @@ static void enc_verify(uhlm_wire_buf *b, uint32_t rid, uint32_t pos, const int *
 /* G verifies one draft with a uniform f32 x and the given catch-up; the verdict must match
  * the in-process mirror. */
 static void good_check(good *g, const uhlm_model *llm, int draft, const int *cu, int ncu) {
-    int V = llm->cfg.vocab_size;
+    int V = uhlm_model_config(llm)->vocab_size;
     uint8_t *x = malloc(4 * (size_t)V);
     if (!x) return;
     f32_uniform(x, V);
@@ -419,7 +419,7 @@ static void wait_pinging(good *g, int other, int ms) {
 static int ready_conn(int port, const uhlm_model *llm, frame *f) {
     int fd = tc_connect(port);
     CHECK(fd >= 0);
-    int t = do_hello(fd, AUTH, (uint32_t)llm->cfg.vocab_size, uhlm_tokenizer_fingerprint(llm->tok), f);
+    int t = do_hello(fd, AUTH, (uint32_t)uhlm_model_config(llm)->vocab_size, uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(llm)), f);
     CHECK(t == UHLM_WIRE_WELCOME);
     return fd;
 }
@@ -454,8 +454,8 @@ static void test_bad_input(const uhlm_model *llm) {
         return;
     }
     int port = uhlm_server_port(x.s);
-    int V = llm->cfg.vocab_size;
-    uint64_t fp = uhlm_tokenizer_fingerprint(llm->tok);
+    int V = uhlm_model_config(llm)->vocab_size;
+    uint64_t fp = uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(llm));
     static frame f;
     uhlm_error e;
 

@@ -24,13 +24,13 @@
 
 #define TOKEN "hardening-secret"
 
-static uint64_t fp_of(const uhlm_model *m) { return uhlm_tokenizer_fingerprint(m->tok); }
+static uint64_t fp_of(const uhlm_model *m) { return uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(m)); }
 
 /* HELLO (with token tok, may be NULL) on a new connection from src; -1 unless WELCOME. */
 static int hello_from(const char *src, int port, const uhlm_model *m, const char *tok, frame *f) {
     int fd = tc_connect_from(src, port);
     if (fd < 0) return -1;
-    if (do_hello(fd, tok, (uint32_t)m->cfg.vocab_size, fp_of(m), f) != UHLM_WIRE_WELCOME) {
+    if (do_hello(fd, tok, (uint32_t)uhlm_model_config(m)->vocab_size, fp_of(m), f) != UHLM_WIRE_WELCOME) {
         close(fd);
         return -1;
     }
@@ -57,7 +57,7 @@ static void device_gets_in(const char *what, int port, const uhlm_model *m, cons
     static frame f;
     int fd = tc_connect(port);
     CHECK(fd >= 0);
-    int t = do_hello(fd, tok, (uint32_t)m->cfg.vocab_size, fp_of(m), &f);
+    int t = do_hello(fd, tok, (uint32_t)uhlm_model_config(m)->vocab_size, fp_of(m), &f);
     CHECKF(t == UHLM_WIRE_WELCOME, "%s: HELLO answered with %d (%s)", what, t,
            t == UHLM_WIRE_ERROR ? uhlm_wire_code_name(f.m.u.error.code) : "-");
     int prompt[3] = {1, 30, 31};
@@ -152,7 +152,7 @@ static void test_admission_limits(const uhlm_model *m) {
     int b = hello_from("127.0.0.5", port, m, NULL, &f);
     CHECK(b >= 0);
     int c = tc_connect_from("127.0.0.6", port);
-    CHECK(c >= 0 && do_hello(c, NULL, (uint32_t)m->cfg.vocab_size, fp_of(m), &f) == UHLM_WIRE_ERROR &&
+    CHECK(c >= 0 && do_hello(c, NULL, (uint32_t)uhlm_model_config(m)->vocab_size, fp_of(m), &f) == UHLM_WIRE_ERROR &&
           is_error(&f, UHLM_WIRE_E_BUSY, 1));
     if (c >= 0) close(c);
     /* PINGs keep a connection from the idle timeout but not from the request idle timeout:
@@ -235,7 +235,7 @@ static void test_pipelined_opens(const uhlm_model *m) {
     static attacker a;
     memset(&a, 0, sizeof a);
     a.n_open = 30;
-    a.plen = m->cfg.seq_len / 4;
+    a.plen = uhlm_model_config(m)->seq_len / 4;
     a.fd = hello_from(NULL, port, m, NULL, &f);
     CHECK(a.fd >= 0);
     pthread_t ts, tr;

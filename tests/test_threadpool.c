@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "uhlm/threadpool.h"
+#include "model/threadpool.h"
 
 #define MAXN 20000
 #define MAXT 16

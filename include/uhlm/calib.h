@@ -38,10 +38,10 @@ typedef struct uhlm_linfit {
 
 /* Least squares y = a x + b. Needs n >= 2 and x not constant; r2 is 1 when y is constant and
  * fitted exactly. All values must be finite. */
-int uhlm_linfit_compute(const double *x, const double *y, size_t n, uhlm_linfit *out,
+UHLM_API int uhlm_linfit_compute(const double *x, const double *y, size_t n, uhlm_linfit *out,
                         uhlm_error *err);
 /* The same over samples (x = u, y = β). */
-int uhlm_calib_fit(const uhlm_calib_sample *s, size_t n, uhlm_linfit *out, uhlm_error *err);
+UHLM_API int uhlm_calib_fit(const uhlm_calib_sample *s, size_t n, uhlm_linfit *out, uhlm_error *err);
 
 typedef struct uhlm_calib_bin {
     double lo, hi; /* [lo, hi); the last bin includes 1 */
@@ -51,12 +51,12 @@ typedef struct uhlm_calib_bin {
 } uhlm_calib_bin;
 
 /* nbins equal bins over [0, 1]; u outside is clamped into the end bins. */
-void uhlm_calib_bins(const uhlm_calib_sample *s, size_t n, int nbins, uhlm_calib_bin *out);
+UHLM_API void uhlm_calib_bins(const uhlm_calib_sample *s, size_t n, int nbins, uhlm_calib_bin *out);
 
 /* Δ: share of samples with β > 0 (0 when n = 0). */
-double uhlm_calib_delta(const uhlm_calib_sample *s, size_t n);
+UHLM_API double uhlm_calib_delta(const uhlm_calib_sample *s, size_t n);
 
-int uhlm_calib_thresholds(const uhlm_linfit *f, double delta, double *averse, double *prone,
+UHLM_API int uhlm_calib_thresholds(const uhlm_linfit *f, double delta, double *averse, double *prone,
                           uhlm_error *err);
 
 typedef struct uhlm_calib_risk {
@@ -69,7 +69,7 @@ typedef struct uhlm_calib_risk {
     double observed_beta;
 } uhlm_calib_risk;
 
-void uhlm_calib_risk_eval(const uhlm_calib_sample *s, size_t n, const uhlm_linfit *f, double u_th,
+UHLM_API void uhlm_calib_risk_eval(const uhlm_calib_sample *s, size_t n, const uhlm_linfit *f, double u_th,
                           uhlm_calib_risk *out);
 
 /* The budget rule, a third threshold for pairs where both formulas above are degenerate
@@ -96,23 +96,23 @@ typedef struct uhlm_calib_curve {
 #define UHLM_CALIB_BUDGET_DEFAULT 0.02
 #define UHLM_CALIB_MAX_KNOTS 512
 
-int uhlm_calib_budget_curve(const uhlm_calib_sample *s, size_t n, const uhlm_linfit *f,
+UHLM_API int uhlm_calib_budget_curve(const uhlm_calib_sample *s, size_t n, const uhlm_linfit *f,
                             size_t max_knots, uhlm_calib_curve *out, uhlm_error *err);
-void uhlm_calib_curve_free(uhlm_calib_curve *c);
-double uhlm_calib_budget_threshold(const uhlm_calib_curve *c, double R);
+UHLM_API void uhlm_calib_curve_free(uhlm_calib_curve *c);
+UHLM_API double uhlm_calib_budget_threshold(const uhlm_calib_curve *c, double R);
 
 /* The --risk argument of `uhlm run` and `uhlm eval`: "averse", "prone", "budget" (the R
  * chosen at calibration, thresholds.budget) or "budget:R" with 0 <= R <= 1. *R gets R, or
  * NAN for plain "budget". Either out pointer may be NULL. 0, or -1 with err (may be NULL). */
 typedef enum { UHLM_RISK_AVERSE, UHLM_RISK_PRONE, UHLM_RISK_BUDGET } uhlm_risk_kind;
-int uhlm_calib_risk_parse(const char *risk, uhlm_risk_kind *kind, double *R, uhlm_error *err);
+UHLM_API int uhlm_calib_risk_parse(const char *risk, uhlm_risk_kind *kind, double *R, uhlm_error *err);
 
 /* u_th for a --risk argument from a calib.json written by `uhlm calibrate`: the number
  * thresholds.risk_averse, thresholds.risk_prone or thresholds.budget, or for "budget:R" the
  * threshold of R on the curve in budget.curve_u / budget.curve_bound. */
-int uhlm_calib_load_threshold(const char *path, const char *risk, double *u_th, uhlm_error *err);
+UHLM_API int uhlm_calib_load_threshold(const char *path, const char *risk, double *u_th, uhlm_error *err);
 /* The same for a file of at most max_bytes (0: the default, see uhlm_read_file_max). */
-int uhlm_calib_load_threshold_max(const char *path, const char *risk, uint64_t max_bytes,
+UHLM_API int uhlm_calib_load_threshold_max(const char *path, const char *risk, uint64_t max_bytes,
                                   double *u_th, uhlm_error *err);
 
 #ifdef __cplusplus

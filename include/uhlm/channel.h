@@ -53,18 +53,18 @@ typedef struct uhlm_channel_params {
 #define UHLM_CHANNEL_DEFAULT_BANDWIDTH 1e6
 #define UHLM_CHANNEL_DEFAULT_SNR_DB 10.0
 
-uhlm_channel_params uhlm_channel_default_params(void);
-int uhlm_channel_params_check(const uhlm_channel_params *p, uhlm_error *err);
-int uhlm_fading_parse(const char *name, uhlm_fading *out); /* "none", "rayleigh" */
-const char *uhlm_fading_name(uhlm_fading f);
-int uhlm_channel_mode_parse(const char *name, uhlm_channel_mode *out); /* "accounted", "shaped" */
-const char *uhlm_channel_mode_name(uhlm_channel_mode m);
+UHLM_API uhlm_channel_params uhlm_channel_default_params(void);
+UHLM_API int uhlm_channel_params_check(const uhlm_channel_params *p, uhlm_error *err);
+UHLM_API int uhlm_fading_parse(const char *name, uhlm_fading *out); /* "none", "rayleigh" */
+UHLM_API const char *uhlm_fading_name(uhlm_fading f);
+UHLM_API int uhlm_channel_mode_parse(const char *name, uhlm_channel_mode *out); /* "accounted", "shaped" */
+UHLM_API const char *uhlm_channel_mode_name(uhlm_channel_mode m);
 /* Sleeps s seconds (s <= 0: returns at once), resuming after signals. */
-void uhlm_sleep_s(double s);
+UHLM_API void uhlm_sleep_s(double s);
 
-double uhlm_db_to_linear(double db);
+UHLM_API double uhlm_db_to_linear(double db);
 /* Shannon rate in bits/s for a bandwidth and a linear SNR. */
-double uhlm_link_rate(double bandwidth_hz, double snr_linear);
+UHLM_API double uhlm_link_rate(double bandwidth_hz, double snr_linear);
 
 /* One channel instance: parameters, the fading generator and the running totals. A plain
  * value with no pointers; one per session. */
@@ -77,13 +77,13 @@ typedef struct uhlm_channel {
 } uhlm_channel;
 
 /* seed: the session seed (the CHANNEL stream is derived from it). */
-void uhlm_channel_init(uhlm_channel *c, const uhlm_channel_params *p, uint64_t seed);
+UHLM_API void uhlm_channel_init(uhlm_channel *c, const uhlm_channel_params *p, uint64_t seed);
 /* The linear SNR of the next message on link l (a fading draw, or the fixed value). */
-double uhlm_channel_draw_snr(uhlm_channel *c, const uhlm_link *l);
+UHLM_API double uhlm_channel_draw_snr(uhlm_channel *c, const uhlm_link *l);
 /* Sends one message of `bits` bits; returns its link time in seconds and adds it (and the
  * bits) to the totals. A shaped channel sleeps that long before returning. */
-double uhlm_channel_send_up(uhlm_channel *c, uint64_t bits);
-double uhlm_channel_send_down(uhlm_channel *c, uint64_t bits);
+UHLM_API double uhlm_channel_send_up(uhlm_channel *c, uint64_t bits);
+UHLM_API double uhlm_channel_send_down(uhlm_channel *c, uint64_t bits);
 
 #ifdef __cplusplus
 }

@@ -55,11 +55,11 @@ typedef struct uhlm_chat_template {
 } uhlm_chat_template;
 
 /* Classifies template text (len bytes; NULL or empty gives NONE). */
-uhlm_chat_template uhlm_chat_detect(const char *tmpl, size_t len);
+UHLM_API uhlm_chat_template uhlm_chat_detect(const char *tmpl, size_t len);
 /* The model's template (GGUF tokenizer.chat_template), classified. */
-uhlm_chat_template uhlm_chat_model_template(const uhlm_model *m);
+UHLM_API uhlm_chat_template uhlm_chat_model_template(const uhlm_model *m);
 /* 1 for the kinds uhlm_chat_render can render. */
-int uhlm_chat_supported(uhlm_chat_kind k);
+UHLM_API int uhlm_chat_supported(uhlm_chat_kind k);
 
 typedef struct uhlm_chat_msg {
     const char *role; /* "system", "user" or "assistant" */
@@ -69,7 +69,7 @@ typedef struct uhlm_chat_msg {
 /* Renders n messages as llama.cpp's llm_chat_apply_template does, with the assistant prefix
  * when add_assistant is set. Returns malloc'd NUL-terminated text, or NULL (err says why:
  * an unsupported kind, or out of memory). */
-char *uhlm_chat_render(uhlm_chat_kind k, const uhlm_chat_msg *msgs, int n, int add_assistant,
+UHLM_API char *uhlm_chat_render(uhlm_chat_kind k, const uhlm_chat_msg *msgs, int n, int add_assistant,
                        uhlm_error *err);
 
 /* One exchange as the CLI uses it: an optional system message (NULL or "" for none), one user
@@ -77,7 +77,7 @@ char *uhlm_chat_render(uhlm_chat_kind k, const uhlm_chat_msg *msgs, int n, int a
  * tokens parsed and BOS as the vocabulary says. Returns the number of ids (which may exceed cap,
  * as uhlm_tokenize), or -1 when the model has no supported template (err names what it found
  * and the supported kinds) or on error. */
-int uhlm_chat_tokenize(const uhlm_model *m, const char *system, const char *user, int *ids,
+UHLM_API int uhlm_chat_tokenize(const uhlm_model *m, const char *system, const char *user, int *ids,
                        int cap, uhlm_error *err);
 
 #ifdef __cplusplus

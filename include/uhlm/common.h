@@ -2,24 +2,60 @@
  *
  * Contract: every fallible function in libuhlm returns a status (0 ok, -1 error) or a
  * pointer (NULL on error) and fills a caller-owned uhlm_error with a one-line message that
- * names the file and what is wrong. Nothing prints on its own; the CLI decides. */
+ * names the file and what is wrong. Nothing prints on its own; the CLI decides.
+ *
+ * Also here, since every public header includes this one: the library version, the export
+ * macro and the log callback type. */
 #ifndef UHLM_COMMON_H
 #define UHLM_COMMON_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* The version of the headers; uhlm_version() gives the library's, so a program can tell
+ * when it runs against another build. CMake reads these three lines for the SONAME. */
+#define UHLM_VERSION_MAJOR 0
+#define UHLM_VERSION_MINOR 1
+#define UHLM_VERSION_PATCH 0
+#define UHLM_VERSION_STR_(x) #x
+#define UHLM_VERSION_XSTR_(x) UHLM_VERSION_STR_(x)
+#define UHLM_VERSION                                                                              \
+    UHLM_VERSION_XSTR_(UHLM_VERSION_MAJOR)                                                        \
+    "." UHLM_VERSION_XSTR_(UHLM_VERSION_MINOR) "." UHLM_VERSION_XSTR_(UHLM_VERSION_PATCH)
+
+/* The library is built with -fvisibility=hidden: only declarations marked UHLM_API are
+ * exported from libuhlm.so, so internal kernels and helpers are not part of the ABI. */
+#if defined(__GNUC__) || defined(__clang__)
+#define UHLM_API __attribute__((visibility("default")))
+#else
+#define UHLM_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* "MAJOR.MINOR.PATCH" of the library actually linked (UHLM_VERSION is the headers'). */
+UHLM_API const char *uhlm_version(void);
 
 typedef struct uhlm_error {
     char msg[512];
 } uhlm_error;
 
+/* One line of log text, without a newline. Used by every library part that logs (the remote
+ * verifier today; the server is to follow) so an embedder routes all of them through one
+ * function. msg is valid only during the call. */
+typedef void (*uhlm_log_fn)(void *user, const char *msg);
+
+/* Long calls (uhlm_device_step / uhlm_device_run, uhlm_generate) poll a cancel callback
+ * before each token; a nonzero answer stops them there, with every token so far kept, and
+ * they return UHLM_CANCELLED (distinct from the -1 of an error). */
+typedef int (*uhlm_cancel_fn)(void *user);
+#define UHLM_CANCELLED (-2)
+
 /* Formats into err->msg (err may be NULL). Always returns -1 so callers can
  * `return uhlm_set_error(err, ...);`. */
-int uhlm_set_error(uhlm_error *err, const char *fmt, ...)
+UHLM_API int uhlm_set_error(uhlm_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* A whole file mapped read-only. Weights are used in place, never copied. */
@@ -28,8 +64,8 @@ typedef struct uhlm_mmap {
     size_t size;
 } uhlm_mmap;
 
-int uhlm_mmap_open(uhlm_mmap *m, const char *path, uhlm_error *err);
-void uhlm_mmap_close(uhlm_mmap *m);
+UHLM_API int uhlm_mmap_open(uhlm_mmap *m, const char *path, uhlm_error *err);
+UHLM_API void uhlm_mmap_close(uhlm_mmap *m);
 
 /* The default limit on a file read whole by uhlm_read_file (prompt sets, calibration results);
  * the CLI's --max-input-mb raises it. */
@@ -39,16 +75,16 @@ void uhlm_mmap_close(uhlm_mmap *m);
  * (malloc'd, with a NUL after the *len bytes). Devices, FIFOs, directories and larger files
  * are refused at once, without reading, with a message saying why. what names the file in
  * errors: "cannot open WHAT file PATH". */
-int uhlm_read_file_max(const char *path, const char *what, uint64_t max_bytes, char **buf,
+UHLM_API int uhlm_read_file_max(const char *path, const char *what, uint64_t max_bytes, char **buf,
                        size_t *len, uhlm_error *err);
 /* uhlm_read_file_max with the default limit. */
-int uhlm_read_file(const char *path, const char *what, char **buf, size_t *len, uhlm_error *err);
+UHLM_API int uhlm_read_file(const char *path, const char *what, char **buf, size_t *len, uhlm_error *err);
 
 /* Monotonic wall-clock seconds. */
-double uhlm_now(void);
+UHLM_API double uhlm_now(void);
 
 /* FNV-1a 64-bit, used for model fingerprints. */
-uint64_t uhlm_fnv1a(uint64_t h, const void *data, size_t n);
+UHLM_API uint64_t uhlm_fnv1a(uint64_t h, const void *data, size_t n);
 #define UHLM_FNV_INIT 0xcbf29ce484222325ULL
 
 #ifdef __cplusplus

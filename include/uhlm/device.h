@@ -60,7 +60,7 @@ typedef struct uhlm_device_params {
 
 /* uhlm mode, u_th 0.2, skip_prob 0.5, temp 1 (no top-k/top-p), f32, perturb M=20 θ=2,
  * channel defaults, n_gen 256. */
-uhlm_device_params uhlm_device_default_params(void);
+UHLM_API uhlm_device_params uhlm_device_default_params(void);
 
 /* One token's record, passed to the callback as soon as the token is final. */
 typedef struct uhlm_token_event {
@@ -107,15 +107,15 @@ typedef struct uhlm_device_stats {
     int shadow_evaluated;
     int shadow_true_skips;  /* y[d] >= x[d] */
     double shadow_beta_sum; /* expected rejections had they been sent */
-    const char *stop;       /* "length", "eos", "context", or NULL while running */
+    const char *stop;       /* "length", "eos", "context", "cancelled", or NULL while running */
 } uhlm_device_stats;
 
 /* Derived numbers (0 when undefined). */
-double uhlm_stats_tr(const uhlm_device_stats *s);             /* transmitted / generated */
-double uhlm_stats_rejection_rate(const uhlm_device_stats *s); /* rejected / transmitted */
-double uhlm_stats_tsr(const uhlm_device_stats *s);            /* shadow true skips / evaluated */
-double uhlm_stats_compute_s(const uhlm_device_stats *s);      /* slm + unc + llm */
-double uhlm_stats_accounted_s(const uhlm_device_stats *s);    /* compute + link */
+UHLM_API double uhlm_stats_tr(const uhlm_device_stats *s);             /* transmitted / generated */
+UHLM_API double uhlm_stats_rejection_rate(const uhlm_device_stats *s); /* rejected / transmitted */
+UHLM_API double uhlm_stats_tsr(const uhlm_device_stats *s);            /* shadow true skips / evaluated */
+UHLM_API double uhlm_stats_compute_s(const uhlm_device_stats *s);      /* slm + unc + llm */
+UHLM_API double uhlm_stats_accounted_s(const uhlm_device_stats *s);    /* compute + link */
 
 typedef struct uhlm_device uhlm_device;
 
@@ -123,35 +123,50 @@ typedef struct uhlm_device uhlm_device;
  * v: the verifier (borrowed; may be NULL in slm mode). shadow: an optional LLM context
  * (sequence 0, borrowed) for --shadow. Refuses a vocabulary mismatch between the SLM, the
  * verifier and the shadow (size, and tokenizer fingerprint where both are known). */
-uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_ctx *shadow,
+UHLM_API uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_ctx *shadow,
                              const uhlm_device_params *p, uhlm_error *err);
-void uhlm_device_free(uhlm_device *d);
-void uhlm_device_set_callback(uhlm_device *d, uhlm_token_cb cb, void *user);
+UHLM_API void uhlm_device_free(uhlm_device *d);
+UHLM_API void uhlm_device_set_callback(uhlm_device *d, uhlm_token_cb cb, void *user);
+/* Polled before each token by uhlm_device_step (and so uhlm_device_run): nonzero stops there
+ * with UHLM_CANCELLED and stats.stop "cancelled"; a later step resumes if it answers 0. NULL
+ * (the default) never cancels. */
+UHLM_API void uhlm_device_set_cancel(uhlm_device *d, uhlm_cancel_fn fn, void *user);
 
 /* Starts a generation: resets the stats and the channel, closes any open verifier session,
  * prefills the SLM with the prompt (reusing its cached common prefix). prompt[0] is usually
  * BOS. */
-int uhlm_device_start(uhlm_device *d, const int *prompt, int n_prompt, uint64_t seed,
+UHLM_API int uhlm_device_start(uhlm_device *d, const int *prompt, int n_prompt, uint64_t seed,
                       uhlm_error *err);
 /* One token: 1 (written to *token), 0 when generation has ended (stats.stop says why), -1 on
- * error. */
-int uhlm_device_step(uhlm_device *d, int *token, uhlm_error *err);
-/* Runs steps to the end. Returns the number of generated tokens or -1. */
-int uhlm_device_run(uhlm_device *d, uhlm_error *err);
+ * error, UHLM_CANCELLED when the cancel callback asked to stop. */
+UHLM_API int uhlm_device_step(uhlm_device *d, int *token, uhlm_error *err);
+/* Runs steps to the end. Returns the number of generated tokens, -1 or UHLM_CANCELLED. */
+UHLM_API int uhlm_device_run(uhlm_device *d, uhlm_error *err);
 /* Closes the verifier session (also done by start and free). */
-void uhlm_device_finish(uhlm_device *d);
+UHLM_API void uhlm_device_finish(uhlm_device *d);
 
-const uhlm_device_stats *uhlm_device_get_stats(const uhlm_device *d);
+UHLM_API const uhlm_device_stats *uhlm_device_get_stats(const uhlm_device *d);
 /* The device sequence: prompt then generated tokens. */
-const int *uhlm_device_tokens(const uhlm_device *d, int *n);
+UHLM_API const int *uhlm_device_tokens(const uhlm_device *d, int *n);
 /* How many leading tokens of that sequence the verifier has committed (0 if never opened). */
-int uhlm_device_n_sent(const uhlm_device *d);
-int uhlm_device_n_ctx(const uhlm_device *d);
+UHLM_API int uhlm_device_n_sent(const uhlm_device *d);
+UHLM_API int uhlm_device_n_ctx(const uhlm_device *d);
 
-/* The stats (and parameters) as one JSON object, malloc'd; NULL on allocation failure. */
-char *uhlm_device_stats_json(const uhlm_device *d);
+/* A run's parameters and statistics as values, for reports (the CLI renders them as JSON).
+ * Self-contained: it stays valid after the device is freed. */
+typedef struct uhlm_device_report {
+    uhlm_device_params params;
+    uhlm_device_stats stats;
+    char slm[256]; /* the SLM file's base name; "" without an SLM */
+    char llm[256]; /* the verifier's model name; "" without a verifier */
+    int n_vocab;
+    uint64_t seed;   /* as given to uhlm_device_start */
+    int has_shadow;  /* a shadow LLM evaluated the skipped tokens (stats.shadow_*) */
+} uhlm_device_report;
+
+UHLM_API void uhlm_device_get_report(const uhlm_device *d, uhlm_device_report *out);
 /* One line for stderr. */
-int uhlm_device_stats_line(const uhlm_device *d, char *buf, size_t cap);
+UHLM_API int uhlm_device_stats_line(const uhlm_device *d, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -39,27 +39,27 @@ typedef struct uhlm_msglog {
 } uhlm_msglog;
 
 /* open_bits: the bits of the session's OPEN (n_prompt·⌈log2 V⌉). */
-void uhlm_msglog_reset(uhlm_msglog *l, uint64_t open_bits);
-void uhlm_msglog_free(uhlm_msglog *l);
-int uhlm_msglog_push(uhlm_msglog *l, int down, uint64_t bits);
+UHLM_API void uhlm_msglog_reset(uhlm_msglog *l, uint64_t open_bits);
+UHLM_API void uhlm_msglog_free(uhlm_msglog *l);
+UHLM_API int uhlm_msglog_push(uhlm_msglog *l, int down, uint64_t bits);
 /* Adds the messages of one token event. -1 on allocation failure. */
-int uhlm_msglog_event(uhlm_msglog *l, const uhlm_token_event *ev);
+UHLM_API int uhlm_msglog_event(uhlm_msglog *l, const uhlm_token_event *ev);
 /* Replays the log through a channel with parameters p seeded with seed. */
-void uhlm_msglog_replay(const uhlm_msglog *l, const uhlm_channel_params *p, uint64_t seed,
+UHLM_API void uhlm_msglog_replay(const uhlm_msglog *l, const uhlm_channel_params *p, uint64_t seed,
                         double *up_s, double *down_s);
 
 /* out[0..dim): the mean-pooled embedding of tokens[0..n) (BOS is prepended; tokens past the
  * context are dropped; with n = 0 the BOS state itself). Uses and clears sequence 0 of ctx. */
-int uhlm_embed_tokens(uhlm_ctx *ctx, const int *tokens, int n, float *out, uhlm_error *err);
-double uhlm_cosine(const float *a, const float *b, int n);
+UHLM_API int uhlm_embed_tokens(uhlm_ctx *ctx, const int *tokens, int n, float *out, uhlm_error *err);
+UHLM_API double uhlm_cosine(const float *a, const float *b, int n);
 
 /* Sum of -log p(tokens[i] | tokens[0..i)) for i in [start, n), start >= 1 (tokens[0] is
  * usually BOS). Uses and clears sequence 0 of ctx. */
-int uhlm_sequence_nll(uhlm_ctx *ctx, const int *tokens, int n, int start, double *sum,
+UHLM_API int uhlm_sequence_nll(uhlm_ctx *ctx, const int *tokens, int n, int start, double *sum,
                       uhlm_error *err);
 
 /* Writes data to path through path.tmp and rename(2), so a reader never sees half a file. */
-int uhlm_write_file_atomic(const char *path, const char *data, size_t len, uhlm_error *err);
+UHLM_API int uhlm_write_file_atomic(const char *path, const char *data, size_t len, uhlm_error *err);
 
 /* A progress bar with an ETA on a terminal stream; silent unless the stream is a TTY. */
 typedef struct uhlm_progress {
@@ -69,9 +69,9 @@ typedef struct uhlm_progress {
     double t0, last;
     char label[64];
 } uhlm_progress;
-void uhlm_progress_init(uhlm_progress *p, FILE *f, long total, const char *label);
-void uhlm_progress_step(uhlm_progress *p, long k);
-void uhlm_progress_end(uhlm_progress *p);
+UHLM_API void uhlm_progress_init(uhlm_progress *p, FILE *f, long total, const char *label);
+UHLM_API void uhlm_progress_step(uhlm_progress *p, long k);
+UHLM_API void uhlm_progress_end(uhlm_progress *p);
 
 #ifdef __cplusplus
 }

@@ -6,7 +6,7 @@
  *   policy.h       the five modes and the skip decision
  *   channel.h      Shannon-rate uplink/downlink, Rayleigh block fading, link-time totals
  *   verifier.h     the server-side interface and its in-process implementation
- *   device.h       the device loop, statistics and their JSON */
+ *   device.h       the device loop and its statistics */
 #ifndef UHLM_HYBRID_H
 #define UHLM_HYBRID_H
 

@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 #include "common.h"
-#include "quant.h"
+#include "types.h"
 #include "tokenizer.h"
 
 #ifdef __cplusplus
@@ -47,19 +47,6 @@ typedef struct uhlm_config {
     float rope_freq_scale;
 } uhlm_config;
 
-typedef struct uhlm_layer {
-    const float *attn_norm, *ffn_norm; /* dim floats each */
-    uhlm_tensor wq, wk, wv, wo;        /* wq: dim x dim, wk/wv: kv_dim x dim, wo: dim x dim */
-    uhlm_tensor w1, w2, w3;            /* gate: hidden x dim, down: dim x hidden, up: hidden x dim */
-    const float *bq, *bk, *bv;         /* optional projection biases (qwen2), NULL when absent */
-} uhlm_layer;
-
-typedef struct uhlm_weights {
-    uhlm_tensor tok_embd; /* vocab x dim */
-    uhlm_layer *layers;   /* n_layers */
-    const float *out_norm;
-    uhlm_tensor output; /* vocab x dim; a copy of tok_embd's descriptor when shared */
-} uhlm_weights;
 
 typedef enum uhlm_format {
     UHLM_FORMAT_LLAMA2C_V0 = 0,
@@ -68,46 +55,41 @@ typedef enum uhlm_format {
     UHLM_FORMAT_GGUF = 3
 } uhlm_format;
 
-typedef struct uhlm_gguf uhlm_gguf;
-
-typedef struct uhlm_model {
-    uhlm_config cfg;
-    uhlm_weights w;
-    uhlm_format format;
-    char path[1024];
-    uhlm_mmap map;   /* llama2.c files */
-    uhlm_gguf *gguf; /* GGUF files */
-    uhlm_tokenizer *tok; /* owned; embedded (GGUF) or attached with uhlm_model_attach_tokenizer */
-    int synthetic;       /* random weights (convert --random-shape): for speed benchmarks only */
-    uhlm_type wtype;     /* the type of the big matrices, for reporting */
-    /* GGUF tokenizer.chat_template (points into the mapping, not NUL-terminated; NULL and 0
-     * when the file has none): see uhlm/chat.h */
-    const char *chat_template;
-    size_t chat_template_len;
-} uhlm_model;
+/* Opaque: read it through the accessors below. */
+typedef struct uhlm_model uhlm_model;
 
 /* Detects the format from the file's first bytes. A llama2.c file carries no vocabulary:
- * pass tokenizer_path (or NULL to leave m->tok NULL). For GGUF, tokenizer_path overrides the
+ * pass tokenizer_path (or NULL to leave the model without one). For GGUF, tokenizer_path overrides the
  * embedded vocabulary. A tokenizer whose size disagrees with the model is refused. */
-uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_error *err);
-void uhlm_model_free(uhlm_model *m);
-const char *uhlm_format_name(uhlm_format f);
-const char *uhlm_arch_name(uhlm_arch a); /* "llama", "qwen2" */
-const char *uhlm_rope_type_name(uhlm_rope_type t); /* "norm", "neox" */
+UHLM_API uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_error *err);
+UHLM_API void uhlm_model_free(uhlm_model *m);
+UHLM_API const char *uhlm_format_name(uhlm_format f);
+UHLM_API const char *uhlm_arch_name(uhlm_arch a); /* "llama", "qwen2" */
+UHLM_API const char *uhlm_rope_type_name(uhlm_rope_type t); /* "norm", "neox" */
 /* The GGUF architectures this engine runs, for messages: "llama, qwen2". */
 #define UHLM_SUPPORTED_ARCHS "llama, qwen2"
+/* Accessors. The config and tokenizer live as long as the model. */
+UHLM_API const uhlm_config *uhlm_model_config(const uhlm_model *m);
+/* The vocabulary: embedded (GGUF) or attached; NULL for a llama2.c model loaded without one. */
+UHLM_API const uhlm_tokenizer *uhlm_model_tokenizer(const uhlm_model *m);
+UHLM_API int uhlm_model_n_vocab(const uhlm_model *m); /* = uhlm_model_config(m)->vocab_size */
+UHLM_API const char *uhlm_model_path(const uhlm_model *m); /* as given to uhlm_model_load */
+UHLM_API uhlm_format uhlm_model_format(const uhlm_model *m);
+UHLM_API uhlm_type uhlm_model_weight_type(const uhlm_model *m); /* the type of the big matrices */
+/* 1 for random weights (convert --random-shape, GGUF uhlm.synthetic): speed benchmarks only */
+UHLM_API int uhlm_model_is_synthetic(const uhlm_model *m);
+/* GGUF tokenizer.chat_template, not NUL-terminated (*len bytes); NULL and 0 when the file has
+ * none. See uhlm/chat.h. */
+UHLM_API const char *uhlm_model_chat_template(const uhlm_model *m, size_t *len);
 /* Bytes of weights read for one token (all matrices + classifier + norms). */
-uint64_t uhlm_model_weight_bytes(const uhlm_model *m);
+UHLM_API uint64_t uhlm_model_weight_bytes(const uhlm_model *m);
 /* Takes ownership of tok, even on error. */
-int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *err);
+UHLM_API int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *err);
 
-/* Internal loaders, used by uhlm_model_load (exposed for tests). */
-int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, map, format */
-int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, gguf, tok, format */
-/* Writes m (with tokenizer m->tok, which must be set) as a GGUF `llama` file with its big
+/* Writes m (whose tokenizer must be set) as a GGUF `llama` file with its big
  * matrices in `type` (F32, F16, Q8_0, Q4_0; norms stay F32). Only `llama` models without
  * biases can be written. */
-int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err);
+UHLM_API int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err);
 
 /* ---- inference context ---- */
 typedef struct uhlm_ctx_params {
@@ -120,13 +102,13 @@ typedef struct uhlm_ctx_params {
 
 typedef struct uhlm_ctx uhlm_ctx;
 
-uhlm_ctx_params uhlm_ctx_default_params(void);
-uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *p, uhlm_error *err);
-void uhlm_ctx_free(uhlm_ctx *c);
-const uhlm_model *uhlm_ctx_model(const uhlm_ctx *c);
-int uhlm_ctx_n_ctx(const uhlm_ctx *c);
-int uhlm_ctx_n_seq(const uhlm_ctx *c);
-uhlm_simd uhlm_ctx_simd(const uhlm_ctx *c);
+UHLM_API uhlm_ctx_params uhlm_ctx_default_params(void);
+UHLM_API uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *p, uhlm_error *err);
+UHLM_API void uhlm_ctx_free(uhlm_ctx *c);
+UHLM_API const uhlm_model *uhlm_ctx_model(const uhlm_ctx *c);
+UHLM_API int uhlm_ctx_n_ctx(const uhlm_ctx *c);
+UHLM_API int uhlm_ctx_n_seq(const uhlm_ctx *c);
+UHLM_API uhlm_simd uhlm_ctx_simd(const uhlm_ctx *c);
 
 typedef struct uhlm_batch_entry {
     int seq;
@@ -139,14 +121,14 @@ typedef struct uhlm_batch_entry {
  * order (may be NULL if none ask). hidden, if not NULL, likewise receives the final
  * RMS-normed hidden state (dim floats) of those entries. On error (bad seq, token, position,
  * position past n_ctx, or a non-finite logit from corrupt weights) nothing is changed. */
-int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, float *hidden,
+UHLM_API int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, float *hidden,
                 uhlm_error *err);
 
-int uhlm_seq_len(const uhlm_ctx *c, int seq);
+UHLM_API int uhlm_seq_len(const uhlm_ctx *c, int seq);
 /* The tokens stored in seq's cache, in position order (uhlm_seq_len of them). */
-const int *uhlm_seq_tokens(const uhlm_ctx *c, int seq);
+UHLM_API const int *uhlm_seq_tokens(const uhlm_ctx *c, int seq);
 /* Keeps positions < pos (0 clears). pos > len is an error. */
-int uhlm_seq_truncate(uhlm_ctx *c, int seq, int pos, uhlm_error *err);
+UHLM_API int uhlm_seq_truncate(uhlm_ctx *c, int seq, int pos, uhlm_error *err);
 
 #ifdef __cplusplus
 }

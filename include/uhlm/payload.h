@@ -45,26 +45,26 @@ typedef struct uhlm_payload_spec {
 } uhlm_payload_spec;
 
 /* "f32", "f16", "topk:K", "topk:K:8", "topk:K:16". */
-int uhlm_payload_parse(const char *s, uhlm_payload_spec *out, uhlm_error *err);
+UHLM_API int uhlm_payload_parse(const char *s, uhlm_payload_spec *out, uhlm_error *err);
 /* The same syntax back ("topk:32:8"); returns the snprintf length. */
-int uhlm_payload_format(const uhlm_payload_spec *s, char *buf, size_t cap);
+UHLM_API int uhlm_payload_format(const uhlm_payload_spec *s, char *buf, size_t cap);
 /* Checks the spec against a vocabulary size (K <= V, prob bits, kind). */
-int uhlm_payload_check(const uhlm_payload_spec *s, int n_vocab, uhlm_error *err);
+UHLM_API int uhlm_payload_check(const uhlm_payload_spec *s, int n_vocab, uhlm_error *err);
 
 /* ⌈log2 V⌉: bits of one token id (0 for V = 1). */
-int uhlm_token_bits(int n_vocab);
+UHLM_API int uhlm_token_bits(int n_vocab);
 /* Information bits of one encoded x, as the channel model counts them. */
-uint64_t uhlm_payload_bits(const uhlm_payload_spec *s, int n_vocab);
+UHLM_API uint64_t uhlm_payload_bits(const uhlm_payload_spec *s, int n_vocab);
 /* Bytes of the encoding: ⌈bits / 8⌉. */
-size_t uhlm_payload_bytes(const uhlm_payload_spec *s, int n_vocab);
+UHLM_API size_t uhlm_payload_bytes(const uhlm_payload_spec *s, int n_vocab);
 
 /* Encodes x[0..n_vocab) (non-negative, summing to ~1) into out, which holds
  * uhlm_payload_bytes. Returns the bytes written, or -1. scratch-free except topk with
  * K > 64, which allocates. */
-long uhlm_payload_encode(const uhlm_payload_spec *s, const float *x, int n_vocab, uint8_t *out,
+UHLM_API long uhlm_payload_encode(const uhlm_payload_spec *s, const float *x, int n_vocab, uint8_t *out,
                          size_t cap, uhlm_error *err);
 /* x̃[0..n_vocab) from exactly uhlm_payload_bytes bytes. 0 or -1. */
-int uhlm_payload_decode(const uhlm_payload_spec *s, const uint8_t *in, size_t len, int n_vocab,
+UHLM_API int uhlm_payload_decode(const uhlm_payload_spec *s, const uint8_t *in, size_t len, int n_vocab,
                         float *x_out, uhlm_error *err);
 
 #ifdef __cplusplus

@@ -26,8 +26,8 @@ typedef enum uhlm_mode {
     UHLM_MODE_UHLM = 4
 } uhlm_mode;
 
-int uhlm_mode_parse(const char *name, uhlm_mode *out); /* 0 ok, -1 unknown */
-const char *uhlm_mode_name(uhlm_mode m);
+UHLM_API int uhlm_mode_parse(const char *name, uhlm_mode *out); /* 0 ok, -1 unknown */
+UHLM_API const char *uhlm_mode_name(uhlm_mode m);
 
 typedef struct uhlm_policy {
     uhlm_mode mode;
@@ -35,13 +35,13 @@ typedef struct uhlm_policy {
     double skip_prob; /* rand; in [0, 1] */
 } uhlm_policy;
 
-int uhlm_policy_check(const uhlm_policy *p, uhlm_error *err);
+UHLM_API int uhlm_policy_check(const uhlm_policy *p, uhlm_error *err);
 /* Whether the policy reads u (only uhlm does); the device skips computing it otherwise
  * unless asked to record it. */
-int uhlm_policy_needs_u(const uhlm_policy *p);
+UHLM_API int uhlm_policy_needs_u(const uhlm_policy *p);
 /* 1 skip, 0 verify. rng is used by rand only (one uniform), may be NULL otherwise. Not
  * meaningful for llm. */
-int uhlm_policy_skip(const uhlm_policy *p, double u, uhlm_rng *rng);
+UHLM_API int uhlm_policy_skip(const uhlm_policy *p, double u, uhlm_rng *rng);
 
 #ifdef __cplusplus
 }

@@ -39,18 +39,18 @@ typedef struct uhlm_prompt_set {
 } uhlm_prompt_set;
 
 /* Parses a buffer (name is used in messages). On error *out is left empty. */
-int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_prompt_set *out,
+UHLM_API int uhlm_prompts_parse(const char *buf, size_t len, const char *name, uhlm_prompt_set *out,
                        uhlm_error *err);
-int uhlm_prompts_load(const char *path, uhlm_prompt_set *out, uhlm_error *err);
+UHLM_API int uhlm_prompts_load(const char *path, uhlm_prompt_set *out, uhlm_error *err);
 /* uhlm_prompts_load of a file of at most max_bytes (0: the default, see uhlm_read_file_max). */
-int uhlm_prompts_load_max(const char *path, uint64_t max_bytes, uhlm_prompt_set *out,
+UHLM_API int uhlm_prompts_load_max(const char *path, uint64_t max_bytes, uhlm_prompt_set *out,
                           uhlm_error *err);
-void uhlm_prompts_free(uhlm_prompt_set *s);
+UHLM_API void uhlm_prompts_free(uhlm_prompt_set *s);
 
 /* 1 when the id falls in the training part of a split with train fraction frac in [0, 1]. */
-int uhlm_prompt_is_train(const char *id, double frac);
+UHLM_API int uhlm_prompt_is_train(const char *id, double frac);
 /* Copies the items of one part (train = 1 or 0) into out (deep copies). */
-int uhlm_prompts_split(const uhlm_prompt_set *in, double frac, int train, uhlm_prompt_set *out,
+UHLM_API int uhlm_prompts_split(const uhlm_prompt_set *in, double frac, int train, uhlm_prompt_set *out,
                        uhlm_error *err);
 
 #ifdef __cplusplus

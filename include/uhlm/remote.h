@@ -49,7 +49,8 @@ extern "C" {
 
 /* Called with one line (no newline) when the link changes state: the first connection fails,
  * a connection is lost, a reconnect succeeds. Never called per token. */
-typedef void (*uhlm_remote_log_fn)(void *user, const char *msg);
+/* The library-wide log callback (common.h); the old name stays for existing callers. */
+typedef uhlm_log_fn uhlm_remote_log_fn;
 
 typedef struct uhlm_remote_params {
     const char *host; /* name or numeric address; copied */
@@ -74,7 +75,7 @@ typedef struct uhlm_remote_params {
 
 /* connect 3 s, read 30 s (a 7B prefill on a CPU server takes seconds), backoff 0.05 s
  * doubling to 2 s; everything else zero. */
-uhlm_remote_params uhlm_remote_default_params(void);
+UHLM_API uhlm_remote_params uhlm_remote_default_params(void);
 
 /* Counters since uhlm_remote_new (not reset by open). */
 typedef struct uhlm_remote_stats {
@@ -93,21 +94,21 @@ typedef struct uhlm_remote_stats {
 
 /* Creates the verifier; connects lazily (see above), so this succeeds with the server down.
  * NULL on bad parameters or allocation failure. */
-uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err);
+UHLM_API uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err);
 
 /* 0 and the counters, or -1 when v is not a remote verifier. */
-int uhlm_remote_get_stats(uhlm_verifier *v, uhlm_remote_stats *out);
+UHLM_API int uhlm_remote_get_stats(uhlm_verifier *v, uhlm_remote_stats *out);
 
 /* Splits "HOST:PORT", "[V6ADDR]:PORT" or ":PORT" (host "127.0.0.1") into NUL-terminated
  * parts. The port must be 1..65535. 0 or -1. */
-int uhlm_remote_parse_addr(const char *s, char *host, size_t host_cap, char *port,
+UHLM_API int uhlm_remote_parse_addr(const char *s, char *host, size_t host_cap, char *port,
                            size_t port_cap, uhlm_error *err);
 
 /* Reads an auth token file, for the device and the server alike: the token is the file's
  * first line without its line end (CR or LF) and trailing spaces or tabs, 1..UHLM_WIRE_MAX_AUTH
  * bytes, NUL-terminated here for convenience; buf holds cap >= UHLM_WIRE_MAX_AUTH + 1 bytes.
  * 0 or -1. */
-int uhlm_remote_load_token(const char *path, char *buf, size_t cap, size_t *len,
+UHLM_API int uhlm_remote_load_token(const char *path, char *buf, size_t cap, size_t *len,
                            uhlm_error *err);
 
 #ifdef __cplusplus

@@ -18,9 +18,9 @@ typedef struct uhlm_rng {
     uint64_t s[4];
 } uhlm_rng;
 
-void uhlm_rng_seed(uhlm_rng *r, uint64_t seed);
-uint64_t uhlm_rng_u64(uhlm_rng *r);
-double uhlm_rng_uniform(uhlm_rng *r); /* [0, 1), 53 random bits */
+UHLM_API void uhlm_rng_seed(uhlm_rng *r, uint64_t seed);
+UHLM_API uint64_t uhlm_rng_u64(uhlm_rng *r);
+UHLM_API double uhlm_rng_uniform(uhlm_rng *r); /* [0, 1), 53 random bits */
 
 typedef struct uhlm_sampling {
     float temp;  /* 0 = greedy */
@@ -29,15 +29,15 @@ typedef struct uhlm_sampling {
 } uhlm_sampling;
 
 /* Validates settings: temp >= 0 and finite, top_k >= 0, 0 < top_p <= 1. */
-int uhlm_sampling_check(const uhlm_sampling *s, uhlm_error *err);
+UHLM_API int uhlm_sampling_check(const uhlm_sampling *s, uhlm_error *err);
 
 /* probs[0..n) = the sampling distribution of logits under s (softmax at temperature, then
  * top-k, then top-p, renormalised). Returns the argmax of the logits, or -1 if a temporary
  * allocation for top-k/top-p failed. */
-int uhlm_sampling_probs(const uhlm_sampling *s, const float *logits, int n, float *probs);
+UHLM_API int uhlm_sampling_probs(const uhlm_sampling *s, const float *logits, int n, float *probs);
 /* Inverse-CDF draw from probs (which sum to ~1); never returns an index with probability 0. */
-int uhlm_sample(const float *probs, int n, uhlm_rng *r);
-int uhlm_argmax(const float *x, int n);
+UHLM_API int uhlm_sample(const float *probs, int n, uhlm_rng *r);
+UHLM_API int uhlm_argmax(const float *x, int n);
 
 #ifdef __cplusplus
 }

@@ -118,31 +118,31 @@ typedef struct uhlm_server_params {
 
 /* 127.0.0.1, kernel port, no stats, no auth, 16 sessions, model context, 1000 us window,
  * batching on, 60 s idle timeout, all CPUs, no log, admission defaults, no prefix sharing. */
-uhlm_server_params uhlm_server_default_params(void);
+UHLM_API uhlm_server_params uhlm_server_default_params(void);
 
 typedef struct uhlm_server uhlm_server;
 
 /* Binds and listens (so the ports are known on return). llm is borrowed and must outlive
  * the server; its tokenizer, if attached, gives the fingerprint HELLO is checked against
  * (without one, only the vocabulary size is compared). */
-uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
+UHLM_API uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
                              uhlm_error *err);
-int uhlm_server_port(const uhlm_server *s);
-int uhlm_server_stats_port(const uhlm_server *s); /* -1 without a stats listener */
+UHLM_API int uhlm_server_port(const uhlm_server *s);
+UHLM_API int uhlm_server_stats_port(const uhlm_server *s); /* -1 without a stats listener */
 
 /* Serves until uhlm_server_stop. 0 after a graceful stop, -1 on a fatal error (poll or the
  * model failing), with err. Call from one thread at a time. */
-int uhlm_server_run(uhlm_server *s, uhlm_error *err);
+UHLM_API int uhlm_server_run(uhlm_server *s, uhlm_error *err);
 
 /* Asks a running (or about to run) server to stop. Safe from a signal handler and from any
  * thread: it only write()s one byte to the server's self-pipe. */
-void uhlm_server_stop(uhlm_server *s);
+UHLM_API void uhlm_server_stop(uhlm_server *s);
 /* The write end of that pipe, for a signal handler that cannot reach s: write one byte. */
-int uhlm_server_stop_fd(const uhlm_server *s);
+UHLM_API int uhlm_server_stop_fd(const uhlm_server *s);
 
 /* The stats text, NUL-terminated, truncated to cap. Returns the full length (like
  * snprintf). Only from the thread running the server, or when it is not running. */
-size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap);
+UHLM_API size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap);
 
 /* Counters for tests and the benchmark (same caveat as uhlm_server_stats_text). */
 typedef struct uhlm_server_counters {
@@ -157,10 +157,10 @@ typedef struct uhlm_server_counters {
     uint64_t timeouts;        /* connections closed by the handshake, idle or request timeout */
     uint64_t log_suppressed;  /* log lines left out by the rate limits */
 } uhlm_server_counters;
-void uhlm_server_get_counters(const uhlm_server *s, uhlm_server_counters *out);
+UHLM_API void uhlm_server_get_counters(const uhlm_server *s, uhlm_server_counters *out);
 
 /* Closes every socket and frees everything. s may be NULL. */
-void uhlm_server_free(uhlm_server *s);
+UHLM_API void uhlm_server_free(uhlm_server *s);
 
 #ifdef __cplusplus
 }

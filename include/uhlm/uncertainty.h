@@ -43,32 +43,26 @@ typedef struct uhlm_unc_params {
 #define UHLM_UNC_DEFAULT_SAMPLES 20
 #define UHLM_UNC_DEFAULT_THETA_MAX 2.0
 
-uhlm_unc_params uhlm_unc_default_params(void);
-int uhlm_unc_params_check(const uhlm_unc_params *p, uhlm_error *err);
+UHLM_API uhlm_unc_params uhlm_unc_default_params(void);
+UHLM_API int uhlm_unc_params_check(const uhlm_unc_params *p, uhlm_error *err);
 /* "perturb", "entropy", "maxprob", "margin" (0 ok, -1 unknown). */
-int uhlm_unc_method_parse(const char *name, uhlm_unc_method *out);
-const char *uhlm_unc_method_name(uhlm_unc_method m);
+UHLM_API int uhlm_unc_method_parse(const char *name, uhlm_unc_method *out);
+UHLM_API const char *uhlm_unc_method_name(uhlm_unc_method m);
 
 typedef struct uhlm_unc uhlm_unc;
 
-uhlm_unc *uhlm_unc_new(int n_vocab, const uhlm_unc_params *p, uhlm_error *err);
-void uhlm_unc_free(uhlm_unc *u);
-const uhlm_unc_params *uhlm_unc_get_params(const uhlm_unc *u);
+UHLM_API uhlm_unc *uhlm_unc_new(int n_vocab, const uhlm_unc_params *p, uhlm_error *err);
+UHLM_API void uhlm_unc_free(uhlm_unc *u);
+UHLM_API const uhlm_unc_params *uhlm_unc_get_params(const uhlm_unc *u);
 
 /* u for logits z[0..n_vocab) and draft d. rng is used by perturb only (may be NULL for the
  * others). Returns 0, or -1 when the logits contain NaN or +inf, or no finite value. */
-int uhlm_unc_compute(uhlm_unc *u, const float *z, int d, uhlm_rng *rng, double *out,
+UHLM_API int uhlm_unc_compute(uhlm_unc *u, const float *z, int d, uhlm_rng *rng, double *out,
                      uhlm_error *err);
 
-/* Perturb with the exact per-sample probability (one full pass over the vocabulary per
- * sample) and the same RNG consumption as uhlm_unc_compute: for the same RNG state both give
- * the same u except when a uniform falls within float rounding of a probability. For tests
- * and the benchmark. */
-int uhlm_unc_perturb_exact(uhlm_unc *u, const float *z, int d, uhlm_rng *rng, double *out,
-                           uhlm_error *err);
 
 /* Samples that could not be decided by the bounds and took the exact pass, since creation. */
-uint64_t uhlm_unc_fallbacks(const uhlm_unc *u);
+UHLM_API uint64_t uhlm_unc_fallbacks(const uhlm_unc *u);
 
 #ifdef __cplusplus
 }

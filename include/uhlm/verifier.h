@@ -146,12 +146,12 @@ static inline void uhlm_verifier_free(uhlm_verifier *v) {
  * borrowed and must outlive the verifier. open() keeps the longest common prefix of the
  * previous session's cache with the new prompt (prefix reuse), so repeated sessions on one
  * prompt prefill once. */
-uhlm_verifier *uhlm_verifier_inproc_new(const uhlm_model *llm, const uhlm_ctx_params *cp,
+UHLM_API uhlm_verifier *uhlm_verifier_inproc_new(const uhlm_model *llm, const uhlm_ctx_params *cp,
                                         uhlm_error *err);
 /* For tests and the server: the context (its cache holds the committed tokens but the
  * newest) and the committed context itself. v must be an in-process verifier. */
-uhlm_ctx *uhlm_verifier_inproc_ctx(uhlm_verifier *v);
-const int *uhlm_verifier_inproc_committed(uhlm_verifier *v, int *n);
+UHLM_API uhlm_ctx *uhlm_verifier_inproc_ctx(uhlm_verifier *v);
+UHLM_API const int *uhlm_verifier_inproc_committed(uhlm_verifier *v, int *n);
 
 #ifdef __cplusplus
 }

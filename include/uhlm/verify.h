@@ -44,10 +44,10 @@ enum {
     UHLM_STREAM_CHANNEL = 6 /* fading draws (sequential, see channel.h) */
 };
 
-uint64_t uhlm_hybrid_stream_seed(uint64_t seed, int stream);
-uint64_t uhlm_hybrid_pos_seed(uint64_t stream_seed, uint64_t pos);
+UHLM_API uint64_t uhlm_hybrid_stream_seed(uint64_t seed, int stream);
+UHLM_API uint64_t uhlm_hybrid_pos_seed(uint64_t stream_seed, uint64_t pos);
 /* r = the generator for (stream_seed, pos). */
-void uhlm_hybrid_rng(uhlm_rng *r, uint64_t stream_seed, uint64_t pos);
+UHLM_API void uhlm_hybrid_rng(uhlm_rng *r, uint64_t stream_seed, uint64_t pos);
 
 typedef struct uhlm_verify_result {
     int token;    /* the final token */
@@ -61,15 +61,15 @@ typedef struct uhlm_verify_result {
 /* x, y: n probabilities each (non-negative, summing to ~1). Draws one uniform for the accept
  * test and, on rejection, one more for the residual. -1 (with err) when d is out of range or
  * x[d] <= 0 (d cannot have been drawn from x). */
-int uhlm_verify(const float *x, const float *y, int n, int d, uhlm_rng *rng,
+UHLM_API int uhlm_verify(const float *x, const float *y, int n, int d, uhlm_rng *rng,
                 uhlm_verify_result *out, uhlm_error *err);
 
 /* Greedy rule: y_argmax is the LLM's argmax (lowest index on ties). x_d is reported as 1. */
-int uhlm_verify_greedy(int n, int d, int y_argmax, uhlm_verify_result *out, uhlm_error *err);
+UHLM_API int uhlm_verify_greedy(int n, int d, int y_argmax, uhlm_verify_result *out, uhlm_error *err);
 
 /* Inverse-CDF draw from w[0..n) scaled by its own sum (w need not be normalised); never
  * returns an index with weight 0. -1 when the weights sum to 0. */
-int uhlm_sample_weights(const float *w, int n, uhlm_rng *rng);
+UHLM_API int uhlm_sample_weights(const float *w, int n, uhlm_rng *rng);
 
 /* ---- the verifier's steps, shared by every verifier (in-process and the server) ----
  * One definition of "what the verifier decides", so that a server batching many devices
@@ -77,21 +77,21 @@ int uhlm_sample_weights(const float *w, int n, uhlm_rng *rng);
 
 /* Decodes the device's encoded x into x (n floats) and checks that draft d can have been
  * drawn from it (x̃[d] > 0). -1 with err otherwise (the wire layer's BAD_PROBS). */
-int uhlm_verify_decode_x(const uhlm_payload_spec *enc, const uint8_t *bytes, size_t len, int n,
+UHLM_API int uhlm_verify_decode_x(const uhlm_payload_spec *enc, const uint8_t *bytes, size_t len, int n,
                          int d, float *x, uhlm_error *err);
 
 /* The decision for draft d at absolute position pos, from the LLM's logits there:
  * y = uhlm_sampling_probs(s, logits) (written to y, n floats of scratch); then the greedy
  * rule when s->temp == 0 (x is not read and may be NULL), else uhlm_verify(x, y) with the
  * draws of uhlm_hybrid_rng(draw_seed, pos). 0, or -1 with err. */
-int uhlm_verify_logits(const uhlm_sampling *s, const float *logits, const float *x, int n, int d,
+UHLM_API int uhlm_verify_logits(const uhlm_sampling *s, const float *logits, const float *x, int n, int d,
                        uint64_t draw_seed, int pos, float *y, uhlm_verify_result *out,
                        uhlm_error *err);
 
 /* The llm mode's token at absolute position pos: the argmax at temperature 0, else a draw
  * from y = uhlm_sampling_probs(s, logits) with uhlm_hybrid_rng(draw_seed, pos). y is n
  * floats of scratch. The token, or -1 with err. */
-int uhlm_generate_token(const uhlm_sampling *s, const float *logits, int n, uint64_t draw_seed,
+UHLM_API int uhlm_generate_token(const uhlm_sampling *s, const float *logits, int n, uint64_t draw_seed,
                         int pos, float *y, uhlm_error *err);
 
 #ifdef __cplusplus

@@ -258,82 +258,82 @@ typedef struct uhlm_wire_buf {
     size_t len, cap;
 } uhlm_wire_buf;
 
-void uhlm_wire_buf_free(uhlm_wire_buf *b);
+UHLM_API void uhlm_wire_buf_free(uhlm_wire_buf *b);
 /* Makes room for `extra` more bytes. 0, or -UHLM_WIRE_E_INTERNAL on overflow/allocation. */
-int uhlm_wire_buf_reserve(uhlm_wire_buf *b, size_t extra, uhlm_error *err);
+UHLM_API int uhlm_wire_buf_reserve(uhlm_wire_buf *b, size_t extra, uhlm_error *err);
 
 /* Names for logs: "VERIFY", "BAD_TOKEN"; "?" when unknown. */
-const char *uhlm_wire_type_name(unsigned type);
-const char *uhlm_wire_code_name(unsigned code);
+UHLM_API const char *uhlm_wire_type_name(unsigned type);
+UHLM_API const char *uhlm_wire_code_name(unsigned code);
 
 /* Writes a header into out[0..12). */
-void uhlm_wire_header_write(uint8_t *out, uint16_t type, uint32_t len);
+UHLM_API void uhlm_wire_header_write(uint8_t *out, uint16_t type, uint32_t len);
 
 /* Validates the first 12 bytes of buf (n < 12: BAD_FRAME). Checks, in order: magic
  * (BAD_MAGIC), version (BAD_VERSION), len <= max_len (TOO_LARGE; max_len 0 means
  * UHLM_WIRE_MAX_FRAME, larger values are clamped to it), type (UNKNOWN_TYPE). h is filled
  * whenever the magic matched, so after UNKNOWN_TYPE a receiver can skip h->len bytes and stay
  * in step; after the other errors the stream cannot be trusted. */
-int uhlm_wire_frame_header_parse(const uint8_t *buf, size_t n, uhlm_wire_header *h,
+UHLM_API int uhlm_wire_frame_header_parse(const uint8_t *buf, size_t n, uhlm_wire_header *h,
                                  uint32_t max_len, uhlm_error *err);
 
 /* Decodes payload[0..n) as a message of `type`. m->type is set to type. */
-int uhlm_wire_decode(uint16_t type, const uint8_t *payload, size_t n,
+UHLM_API int uhlm_wire_decode(uint16_t type, const uint8_t *payload, size_t n,
                      const uhlm_wire_limits *lim, uhlm_wire_msg *m, uhlm_error *err);
 
 /* Header + payload + decode from a buffer holding at least one whole frame; *consumed gets
  * the frame's size (12 + len) whenever the header was valid. A buffer shorter than the frame
  * it announces is BAD_FRAME. */
-int uhlm_wire_frame_decode(const uint8_t *buf, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_frame_decode(const uint8_t *buf, size_t n, const uhlm_wire_limits *lim,
                            uhlm_wire_msg *m, size_t *consumed, uhlm_error *err);
 
-int uhlm_wire_decode_hello(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_hello(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                            uhlm_wire_hello *m, uhlm_error *err);
-int uhlm_wire_decode_welcome(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_welcome(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                              uhlm_wire_welcome *m, uhlm_error *err);
-int uhlm_wire_decode_open(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_open(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                           uhlm_wire_open *m, uhlm_error *err);
-int uhlm_wire_decode_opened(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_opened(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                             uhlm_wire_opened *m, uhlm_error *err);
-int uhlm_wire_decode_verify(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_verify(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                             uhlm_wire_verify *m, uhlm_error *err);
-int uhlm_wire_decode_verdict(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_verdict(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                              uhlm_wire_verdict *m, uhlm_error *err);
-int uhlm_wire_decode_generate(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_generate(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                               uhlm_wire_generate *m, uhlm_error *err);
-int uhlm_wire_decode_generated(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_generated(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                                uhlm_wire_generated *m, uhlm_error *err);
-int uhlm_wire_decode_error(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_decode_error(const uint8_t *p, size_t n, const uhlm_wire_limits *lim,
                            uhlm_wire_errmsg *m, uhlm_error *err);
 
 /* Appends one frame for m. lim (may be NULL) is the receiver's limits: a frame it would
  * refuse is refused here with the code it would send. */
-int uhlm_wire_encode(uhlm_wire_buf *b, const uhlm_wire_msg *m, const uhlm_wire_limits *lim,
+UHLM_API int uhlm_wire_encode(uhlm_wire_buf *b, const uhlm_wire_msg *m, const uhlm_wire_limits *lim,
                      uhlm_error *err);
 
 /* Typed conveniences over uhlm_wire_encode. */
-int uhlm_wire_encode_hello(uhlm_wire_buf *b, const uhlm_wire_hello *m, uhlm_error *err);
-int uhlm_wire_encode_welcome(uhlm_wire_buf *b, const uhlm_wire_welcome *m, uhlm_error *err);
-int uhlm_wire_encode_open(uhlm_wire_buf *b, const uhlm_wire_open *m,
+UHLM_API int uhlm_wire_encode_hello(uhlm_wire_buf *b, const uhlm_wire_hello *m, uhlm_error *err);
+UHLM_API int uhlm_wire_encode_welcome(uhlm_wire_buf *b, const uhlm_wire_welcome *m, uhlm_error *err);
+UHLM_API int uhlm_wire_encode_open(uhlm_wire_buf *b, const uhlm_wire_open *m,
                           const uhlm_wire_limits *lim, uhlm_error *err);
-int uhlm_wire_encode_opened(uhlm_wire_buf *b, const uhlm_wire_opened *m, uhlm_error *err);
-int uhlm_wire_encode_verify(uhlm_wire_buf *b, const uhlm_wire_verify *m,
+UHLM_API int uhlm_wire_encode_opened(uhlm_wire_buf *b, const uhlm_wire_opened *m, uhlm_error *err);
+UHLM_API int uhlm_wire_encode_verify(uhlm_wire_buf *b, const uhlm_wire_verify *m,
                             const uhlm_wire_limits *lim, uhlm_error *err);
-int uhlm_wire_encode_verdict(uhlm_wire_buf *b, const uhlm_wire_verdict *m,
+UHLM_API int uhlm_wire_encode_verdict(uhlm_wire_buf *b, const uhlm_wire_verdict *m,
                              const uhlm_wire_limits *lim, uhlm_error *err);
-int uhlm_wire_encode_generate(uhlm_wire_buf *b, const uhlm_wire_generate *m,
+UHLM_API int uhlm_wire_encode_generate(uhlm_wire_buf *b, const uhlm_wire_generate *m,
                               const uhlm_wire_limits *lim, uhlm_error *err);
-int uhlm_wire_encode_generated(uhlm_wire_buf *b, const uhlm_wire_generated *m,
+UHLM_API int uhlm_wire_encode_generated(uhlm_wire_buf *b, const uhlm_wire_generated *m,
                                const uhlm_wire_limits *lim, uhlm_error *err);
 /* ERROR with a printf-formatted message, truncated to UHLM_WIRE_MAX_ERRMSG bytes. */
-int uhlm_wire_encode_error(uhlm_wire_buf *b, uint16_t code, uint16_t flags, uint32_t request_id,
+UHLM_API int uhlm_wire_encode_error(uhlm_wire_buf *b, uint16_t code, uint16_t flags, uint32_t request_id,
                            uhlm_error *err, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
-int uhlm_wire_encode_stats(uhlm_wire_buf *b, const char *text, size_t len, uhlm_error *err);
+UHLM_API int uhlm_wire_encode_stats(uhlm_wire_buf *b, const char *text, size_t len, uhlm_error *err);
 /* CLOSE or STATS_REQ (empty payloads). */
-int uhlm_wire_encode_empty(uhlm_wire_buf *b, uint16_t type, uhlm_error *err);
+UHLM_API int uhlm_wire_encode_empty(uhlm_wire_buf *b, uint16_t type, uhlm_error *err);
 /* PING or PONG. */
-int uhlm_wire_encode_ping(uhlm_wire_buf *b, uint16_t type, uint64_t nonce, uhlm_error *err);
+UHLM_API int uhlm_wire_encode_ping(uhlm_wire_buf *b, uint16_t type, uint64_t nonce, uhlm_error *err);
 
 /* Token i of a decoded or caller-built list (i < t->n). */
 static inline uint32_t uhlm_wire_token_at(const uhlm_wire_tokens *t, uint32_t i) {
@@ -344,7 +344,7 @@ static inline uint32_t uhlm_wire_token_at(const uhlm_wire_tokens *t, uint32_t i)
 
 /* Copies all t->n ids into out (which holds t->n ints). Decoded ids are < vocab_size <=
  * 2^22, so they always fit an int. */
-void uhlm_wire_tokens_copy(const uhlm_wire_tokens *t, int *out);
+UHLM_API void uhlm_wire_tokens_copy(const uhlm_wire_tokens *t, int *out);
 
 /* A text view of a NUL-terminated C string. */
 static inline uhlm_wire_str uhlm_wire_cstr(const char *s) {

@@ -13,13 +13,13 @@ int cli_check_chat(const char *cmd, const uhlm_model *m) {
         fprintf(stderr,
                 "uhlm %s: --chat: %s has no chat template (GGUF tokenizer.chat_template); "
                 "drop --chat to use the prompt as plain text\n",
-                cmd, m->path);
+                cmd, uhlm_model_path(m));
     else
         fprintf(stderr,
                 "uhlm %s: --chat: %s has a chat template of kind '%s', which is not supported "
                 "(supported: chatml, llama2, llama3, zephyr); drop --chat to use the prompt as "
                 "plain text\n",
-                cmd, m->path, t.name);
+                cmd, uhlm_model_path(m), t.name);
     return -1;
 }
 
@@ -36,6 +36,6 @@ int cli_prompts_chat(const char *cmd, const uhlm_model *m, int no_chat) {
 int cli_prompt_tokens(const uhlm_model *m, int chat, const char *text, int *ids, int cap,
                       uhlm_error *err) {
     if (chat) return uhlm_chat_tokenize(m, NULL, text, ids, cap, err);
-    return uhlm_tokenize(m->tok, text, strlen(text), uhlm_tokenizer_add_bos(m->tok), 0, ids, cap,
+    return uhlm_tokenize(uhlm_model_tokenizer(m), text, strlen(text), uhlm_tokenizer_add_bos(uhlm_model_tokenizer(m)), 0, ids, cap,
                          err);
 }

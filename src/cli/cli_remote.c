@@ -33,8 +33,8 @@ uhlm_verifier *cli_remote_verifier(const cli_remote *r, const uhlm_model *slm, c
     rp.port = r->port;
     rp.auth = r->token_len ? r->token : NULL;
     rp.auth_len = r->token_len;
-    rp.n_vocab = slm->cfg.vocab_size;
-    rp.fingerprint = uhlm_tokenizer_fingerprint(slm->tok);
+    rp.n_vocab = uhlm_model_config(slm)->vocab_size;
+    rp.fingerprint = uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(slm));
     rp.client = client;
     rp.connect_timeout_s = connect_timeout_s;
     rp.read_timeout_s = read_timeout_s;

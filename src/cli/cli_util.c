@@ -158,7 +158,7 @@ uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg
         fprintf(stderr, "uhlm %s: %s%s%s\n", cmd, role, sep, err.msg);
         return NULL;
     }
-    if (!m->tok) {
+    if (!uhlm_model_tokenizer(m)) {
         /* llama2.c files carry no vocabulary */
         uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
             cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
@@ -186,7 +186,7 @@ int cli_print_json(const char *cmd, cJSON *o) {
 
 int cli_check_payload(const char *cmd, const struct uhlm_payload_spec *p, const uhlm_model *slm) {
     uhlm_error err = {{0}};
-    if (uhlm_payload_check(p, slm->cfg.vocab_size, &err) == 0) return 0;
-    fprintf(stderr, "uhlm %s: --payload: %s (SLM %s)\n", cmd, err.msg, slm->path);
+    if (uhlm_payload_check(p, uhlm_model_config(slm)->vocab_size, &err) == 0) return 0;
+    fprintf(stderr, "uhlm %s: --payload: %s (SLM %s)\n", cmd, err.msg, uhlm_model_path(slm));
     return -1;
 }

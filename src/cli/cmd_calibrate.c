@@ -261,8 +261,8 @@ int cmd_calibrate(int argc, char **argv) {
     }
 
     if (!(o = cJSON_CreateObject())) goto oom;
-    cJSON_AddStringToObject(o, "slm", slm->path);
-    cJSON_AddStringToObject(o, "llm", llm->path);
+    cJSON_AddStringToObject(o, "slm", uhlm_model_path(slm));
+    cJSON_AddStringToObject(o, "llm", uhlm_model_path(llm));
     cJSON_AddStringToObject(o, "prompts", prompts_path);
     cJSON *st = cJSON_AddObjectToObject(o, "settings");
     if (!st) goto oom;

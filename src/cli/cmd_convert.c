@@ -13,7 +13,8 @@
 
 #include "cli/cli.h"
 #include "cli/options.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 
@@ -265,7 +266,7 @@ int cmd_convert(int argc, char **argv) {
             fprintf(stderr, "uhlm convert: %s\n", err.msg);
             return 1;
         }
-        if (!m->tok) {
+        if (!uhlm_model_tokenizer(m)) {
             fprintf(stderr, "uhlm convert: %s has no vocabulary: give -z TOKENIZER (GGUF embeds "
                             "the vocabulary)\n", mpath);
             uhlm_model_free(m);

@@ -72,7 +72,7 @@ int cmd_embed(int argc, char **argv) {
         fprintf(stderr, "uhlm embed: %s\n", err.msg);
         goto free_all;
     }
-    int D = m->cfg.dim, cap = uhlm_ctx_n_ctx(ctx) + 1;
+    int D = uhlm_model_config(m)->dim, cap = uhlm_ctx_n_ctx(ctx) + 1;
     ids = malloc(sizeof(int) * (size_t)cap);
     vec = malloc(sizeof(float) * (size_t)D * (size_t)n_texts);
     if (!ids || !vec) {
@@ -80,7 +80,7 @@ int cmd_embed(int argc, char **argv) {
         goto free_all;
     }
     for (int t = 0; t < n_texts; t++) {
-        int n = uhlm_tokenize(m->tok, texts.v[t], strlen(texts.v[t]), 0, 0, ids, cap, &err);
+        int n = uhlm_tokenize(uhlm_model_tokenizer(m), texts.v[t], strlen(texts.v[t]), 0, 0, ids, cap, &err);
         if (n < 0 || uhlm_embed_tokens(ctx, ids, n, vec + (size_t)t * D, &err) != 0) {
             fprintf(stderr, "uhlm embed: text %d: %s\n", t + 1, err.msg);
             goto free_all;
@@ -89,7 +89,7 @@ int cmd_embed(int argc, char **argv) {
     if (json) {
         cJSON *o = cJSON_CreateObject(), *arr = NULL;
         if (o) {
-            cJSON_AddStringToObject(o, "model", m->path);
+            cJSON_AddStringToObject(o, "model", uhlm_model_path(m));
             if (!cosine) cJSON_AddNumberToObject(o, "dim", D);
             arr = cJSON_AddArrayToObject(o, cosine ? "cosine" : "embeddings");
         }

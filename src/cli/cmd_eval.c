@@ -176,7 +176,7 @@ static int run_one(env *e, const cfg *c, int i, uint64_t seed, acc *a, const cha
     }
     e->evs.rec = rec;
     e->evs.oom = 0;
-    uhlm_msglog_reset(&e->evs.log, (uint64_t)e->np[i] * (uint64_t)uhlm_token_bits(e->slm->cfg.vocab_size));
+    uhlm_msglog_reset(&e->evs.log, (uint64_t)e->np[i] * (uint64_t)uhlm_token_bits(uhlm_model_config(e->slm)->vocab_size));
     uhlm_device_set_callback(d, on_token, &e->evs);
     int rc = -1;
     if (uhlm_device_start(d, e->ids[i], e->np[i], seed, &err) != 0 ||
@@ -215,7 +215,7 @@ static int run_one(env *e, const cfg *c, int i, uint64_t seed, acc *a, const cha
     double nll = NAN, cosv = NAN;
     if (c->want_quality) {
         /* the embedding sees the text only: a final EOS is not part of it */
-        int ne = ng > 0 && uhlm_tokenizer_is_eog(e->slm->tok, gen[ng - 1]) ? ng - 1 : ng;
+        int ne = ng > 0 && uhlm_tokenizer_is_eog(uhlm_model_tokenizer(e->slm), gen[ng - 1]) ? ng - 1 : ng;
         float *emb = out_emb ? out_emb : e->emb;
         double sum;
         if (uhlm_embed_tokens(e->qctx, gen, ne, emb, &err) != 0 ||
@@ -605,16 +605,16 @@ int cmd_eval(int argc, char **argv) {
         uhlm_verifier_info vi;
         if (E.remote && uhlm_verifier_info_get(E.ver, &vi, &err) == 0) {
             /* quality and the shadow use the local LLM: warn when the server's is another */
-            const char *lb = strrchr(E.llm->path, '/'), *rb = strrchr(vi.model, '/');
-            lb = lb ? lb + 1 : E.llm->path;
+            const char *lb = strrchr(uhlm_model_path(E.llm), '/'), *rb = strrchr(vi.model, '/');
+            lb = lb ? lb + 1 : uhlm_model_path(E.llm);
             rb = rb ? rb + 1 : vi.model;
             size_t rn = strcspn(rb, "@"); /* the remote verifier appends @host:port */
             if (vi.model[0] && (strlen(lb) != rn || strncmp(lb, rb, rn)))
                 fprintf(stderr, "uhlm eval: warning: the server runs %s, the local LLM (shadow and "
-                                "quality) is %s\n", vi.model, E.llm->path);
+                                "quality) is %s\n", vi.model, uhlm_model_path(E.llm));
         }
     }
-    E.D = E.llm->cfg.dim;
+    E.D = uhlm_model_config(E.llm)->dim;
     int NP = E.n_prompts;
     E.ids = calloc((size_t)NP, sizeof *E.ids);
     E.np = calloc((size_t)NP, sizeof *E.np);
@@ -788,8 +788,8 @@ int cmd_eval(int argc, char **argv) {
     if (!cfgj || !rows) goto oom;
     {
         char pb[64];
-        cJSON_AddStringToObject(cfgj, "slm", E.slm->path);
-        cJSON_AddStringToObject(cfgj, "llm", E.llm->path);
+        cJSON_AddStringToObject(cfgj, "slm", uhlm_model_path(E.slm));
+        cJSON_AddStringToObject(cfgj, "llm", uhlm_model_path(E.llm));
         cJSON_AddStringToObject(cfgj, "prompts", prompts_path);
         cJSON_AddNumberToObject(cfgj, "n_prompts", NP);
         cJSON_AddNumberToObject(cfgj, "n_gen", (double)n_gen);
@@ -945,7 +945,7 @@ int cmd_eval(int argc, char **argv) {
     sb_printf(&md, "SLM `%s`, LLM `%s`, %d prompts from `%s`, %ld tokens each, temperature %g, "
                    "payload %s, uncertainty %s, u_th %.4g (%s%s%s), rand skip probability %.4g, "
                    "bandwidth %g Hz, fading %s, seed %llu. Wall time %.1f s.\n\n",
-              E.slm->path, E.llm->path, NP, prompts_path, n_gen, temp,
+              uhlm_model_path(E.slm), uhlm_model_path(E.llm), NP, prompts_path, n_gen, temp,
               cJSON_GetStringValue(cJSON_GetObjectItem(cfgj, "payload")),
               uhlm_unc_method_name(dp.unc.method), uth, calib_path ? calib_path : "--uth",
               risk ? ", risk " : "", risk ? risk : "", rand_prob, bw,

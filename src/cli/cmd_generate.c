@@ -54,7 +54,7 @@ int cmd_generate(int argc, char **argv) {
         cli_texts_free(&prompts);
         return 1;
     }
-    const char *mpath = m->path;
+    const char *mpath = uhlm_model_path(m);
     uhlm_sampling samp = {(float)temp, (int)top_k, (float)top_p};
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)threads;
@@ -67,13 +67,13 @@ int cmd_generate(int argc, char **argv) {
         cli_texts_free(&prompts);
         return 1;
     }
-    int V = m->cfg.vocab_size, n_ctx = uhlm_ctx_n_ctx(ctx);
+    int V = uhlm_model_config(m)->vocab_size, n_ctx = uhlm_ctx_n_ctx(ctx);
     size_t plen = strlen(prompt);
     int *ids = malloc(sizeof(int) * ((size_t)n_ctx + 1));
     uhlm_batch_entry *batch = malloc(sizeof(uhlm_batch_entry) * ((size_t)n_ctx + 1));
     float *logits = malloc(sizeof(float) * (size_t)V);
     float *probs = malloc(sizeof(float) * (size_t)V);
-    int maxp = uhlm_tokenizer_max_piece_len(m->tok) + 16;
+    int maxp = uhlm_tokenizer_max_piece_len(uhlm_model_tokenizer(m)) + 16;
     char *piece = malloc((size_t)maxp);
     cli_text text;
     int text_ok = cli_text_init(&text, !json) == 0;
@@ -82,7 +82,7 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     int np = chat ? uhlm_chat_tokenize(m, system, prompt, ids, n_ctx, &err)
-                  : uhlm_tokenize(m->tok, prompt, plen, uhlm_tokenizer_add_bos(m->tok), 0, ids,
+                  : uhlm_tokenize(uhlm_model_tokenizer(m), prompt, plen, uhlm_tokenizer_add_bos(uhlm_model_tokenizer(m)), 0, ids,
                                   n_ctx, &err);
     if (np < 0) {
         fprintf(stderr, "uhlm generate: %s\n", err.msg);
@@ -95,7 +95,7 @@ int cmd_generate(int argc, char **argv) {
     uhlm_rng rng;
     uhlm_rng_seed(&rng, seed);
     uhlm_detok dt;
-    uhlm_detok_init(&dt, m->tok);
+    uhlm_detok_init(&dt, uhlm_model_tokenizer(m));
     for (int i = 0; i < np; i++) {
         batch[i] = (uhlm_batch_entry){0, i, ids[i], i == np - 1};
         /* the prompt's own text (minus BOS) is part of the output, as llama2.c prints it;
@@ -121,7 +121,7 @@ int cmd_generate(int argc, char **argv) {
         int tok = uhlm_sample(probs, V, &rng);
         ids[pos] = tok;
         n_out++;
-        if (uhlm_tokenizer_is_eog(m->tok, tok)) {
+        if (uhlm_tokenizer_is_eog(uhlm_model_tokenizer(m), tok)) {
             stop = "eos";
             break;
         }

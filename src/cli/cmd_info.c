@@ -11,7 +11,8 @@
 #include "cli/cli.h"
 #include "cli/options.h"
 #include "uhlm/chat.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
 
@@ -72,7 +73,7 @@ static void count_mat(type_table *tt, const uhlm_tensor *w) {
 
 /* llama2.c files have no tensor list: count the matrices and norms the loader mapped. */
 static void count_llama2c(type_table *tt, const uhlm_model *m) {
-    const uhlm_config *p = &m->cfg;
+    const uhlm_config *p = uhlm_model_config(m);
     uint64_t norm = (uint64_t)p->dim * 4u;
     count_mat(tt, &m->w.tok_embd);
     if (!p->shared_classifier) count_mat(tt, &m->w.output);
@@ -162,9 +163,9 @@ int cmd_info(int argc, char **argv) {
     }
     uhlm_model *m = uhlm_model_load(path, tok_arg ? tpath : NULL, &lerr);
     if (m) {
-        const uhlm_config *p = &m->cfg;
+        const uhlm_config *p = uhlm_model_config(m);
         if (!have_meta) {
-            cJSON_AddStringToObject(o, "format", uhlm_format_name(m->format));
+            cJSON_AddStringToObject(o, "format", uhlm_format_name(uhlm_model_format(m)));
             cJSON_AddStringToObject(o, "architecture", "llama");
             cJSON_AddStringToObject(o, "chat_template", "none");
             cJSON_AddBoolToObject(o, "chat_template_supported", 0);
@@ -188,9 +189,9 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddStringToObject(o, "output_type", uhlm_type_name(m->w.output.type));
         cJSON_AddBoolToObject(o, "qkv_bias", p->n_layers > 0 && m->w.layers[0].bq != NULL);
         cJSON_AddNumberToObject(o, "weight_bytes_per_token", (double)uhlm_model_weight_bytes(m));
-        if (m->tok) {
-            if (bos < 0) bos = uhlm_tokenizer_bos(m->tok);
-            if (eos < 0) eos = uhlm_tokenizer_eos(m->tok);
+        if (uhlm_model_tokenizer(m)) {
+            if (bos < 0) bos = uhlm_tokenizer_bos(uhlm_model_tokenizer(m));
+            if (eos < 0) eos = uhlm_tokenizer_eos(uhlm_model_tokenizer(m));
         }
     }
     cJSON *types = cJSON_AddObjectToObject(o, "tensor_types");
@@ -199,10 +200,10 @@ int cmd_info(int argc, char **argv) {
     cJSON_AddNumberToObject(o, "tensor_bytes", (double)tt.bytes);
     cJSON *voc = cJSON_AddObjectToObject(o, "vocabulary");
     const char *vk = have_meta ? vocab_kind(tmodel[0] ? tmodel : NULL)
-                               : (m && m->tok ? "SPM" : "none");
+                               : (m && uhlm_model_tokenizer(m) ? "SPM" : "none");
     cJSON_AddStringToObject(voc, "kind", vk);
     if (pre[0]) cJSON_AddStringToObject(voc, "pre", pre);
-    if (m && m->tok) cJSON_AddNumberToObject(voc, "size", uhlm_tokenizer_vocab_size(m->tok));
+    if (m && uhlm_model_tokenizer(m)) cJSON_AddNumberToObject(voc, "size", uhlm_tokenizer_vocab_size(uhlm_model_tokenizer(m)));
     if (bos >= 0) cJSON_AddNumberToObject(voc, "bos", bos);
     if (eos >= 0) cJSON_AddNumberToObject(voc, "eos", eos);
     cJSON_AddBoolToObject(o, "loadable", m != NULL);
@@ -223,7 +224,7 @@ int cmd_info(int argc, char **argv) {
         if (it) printf("architecture:   %s%s%s%s\n", it->valuestring, name[0] ? " (" : "", name,
                        name[0] ? ")" : "");
         if (m) {
-            const uhlm_config *p = &m->cfg;
+            const uhlm_config *p = uhlm_model_config(m);
             float fs = p->rope_freq_scale > 0 ? p->rope_freq_scale : 1.0f;
             printf("layers:         %d\n", p->n_layers);
             printf("dim:            %d (FFN %d)\n", p->dim, p->hidden_dim);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_report.h"
 #include "cli/cli_remote.h"
 #include "cli/options.h"
 #include "uhlm/calib.h"
@@ -171,13 +172,13 @@ int cmd_run(int argc, char **argv) {
     if (!(slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
         (need_llm && !(llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM"))))
         goto done;
-    if (llm && (slm->cfg.vocab_size != llm->cfg.vocab_size ||
-        uhlm_tokenizer_fingerprint(slm->tok) != uhlm_tokenizer_fingerprint(llm->tok))) {
+    if (llm && (uhlm_model_config(slm)->vocab_size != uhlm_model_config(llm)->vocab_size ||
+        uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(slm)) != uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(llm)))) {
         fprintf(stderr,
                 "uhlm run: vocabulary mismatch: the SLM %s has %d tokens, the LLM %s has %d%s; "
                 "both models must share one vocabulary\n",
-                slm->path, slm->cfg.vocab_size, llm->path, llm->cfg.vocab_size,
-                slm->cfg.vocab_size == llm->cfg.vocab_size ? " but different pieces" : "");
+                uhlm_model_path(slm), uhlm_model_config(slm)->vocab_size, uhlm_model_path(llm), uhlm_model_config(llm)->vocab_size,
+                uhlm_model_config(slm)->vocab_size == uhlm_model_config(llm)->vocab_size ? " but different pieces" : "");
         goto done;
     }
     if (chat && cli_check_chat(cmd, slm) != 0) goto done;
@@ -214,7 +215,7 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     int n_ctx = uhlm_device_n_ctx(dev);
-    const uhlm_tokenizer *tok = slm->tok;
+    const uhlm_tokenizer *tok = uhlm_model_tokenizer(slm);
     int maxp = uhlm_tokenizer_max_piece_len(tok) + 16;
     ids = malloc(sizeof(int) * ((size_t)n_ctx + 1));
     piece = malloc((size_t)maxp);
@@ -281,9 +282,9 @@ int cmd_run(int argc, char **argv) {
                 (unsigned long long)rst.requests,
                 rst.requests ? 1e3 * rst.rtt_s / (double)rst.requests : 0.0);
     if (json) {
-        char *s = uhlm_device_stats_json(dev);
-        cJSON *o = s ? cJSON_Parse(s) : NULL;
-        free(s);
+        uhlm_device_report rep;
+        uhlm_device_get_report(dev, &rep);
+        cJSON *o = cli_device_report_json(&rep);
         if (!o) {
             fprintf(stderr, "uhlm run: out of memory\n");
             goto done;

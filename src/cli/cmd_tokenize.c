@@ -216,7 +216,7 @@ int cmd_tokenize(int argc, char **argv) {
             fprintf(stderr, "uhlm tokenize: %s\n", err.msg);
             goto done;
         }
-        if (!m->tok) {
+        if (!uhlm_model_tokenizer(m)) {
             /* a llama2.c checkpoint has no vocabulary: the same default as `uhlm generate` */
             uhlm_tokenizer *t = uhlm_tokenizer_load_bin(
                 cli_find_model_file(UHLM_DEFAULT_TOKENIZER, tpath, sizeof tpath), 0, &err);
@@ -227,7 +227,7 @@ int cmd_tokenize(int argc, char **argv) {
                 goto done;
             }
         }
-        tok = m->tok;
+        tok = uhlm_model_tokenizer(m);
     } else {
         if (!(own = uhlm_tokenizer_load_bin(tp, 0, &err))) {
             fprintf(stderr, "uhlm tokenize: %s\n", err.msg);

@@ -53,14 +53,14 @@ void sb_csv_str(sbuf *b, const char *s) {
 }
 
 int evc_check_pair(const char *cmd, const uhlm_model *slm, const uhlm_model *llm) {
-    if (slm->cfg.vocab_size == llm->cfg.vocab_size &&
-        uhlm_tokenizer_fingerprint(slm->tok) == uhlm_tokenizer_fingerprint(llm->tok))
+    if (uhlm_model_config(slm)->vocab_size == uhlm_model_config(llm)->vocab_size &&
+        uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(slm)) == uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(llm)))
         return 0;
     fprintf(stderr,
             "uhlm %s: vocabulary mismatch: the SLM %s has %d tokens, the LLM %s has %d%s; both "
             "models must share one vocabulary\n",
-            cmd, slm->path, slm->cfg.vocab_size, llm->path, llm->cfg.vocab_size,
-            slm->cfg.vocab_size == llm->cfg.vocab_size ? " but different pieces" : "");
+            cmd, uhlm_model_path(slm), uhlm_model_config(slm)->vocab_size, uhlm_model_path(llm), uhlm_model_config(llm)->vocab_size,
+            uhlm_model_config(slm)->vocab_size == uhlm_model_config(llm)->vocab_size ? " but different pieces" : "");
     return -1;
 }
 

@@ -14,7 +14,7 @@
 #include "uhlm/common.h"
 #include "uhlm/payload.h"
 #include "uhlm/policy.h"
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 #include "uhlm/uncertainty.h"
 
 typedef enum {

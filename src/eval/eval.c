@@ -65,7 +65,7 @@ void uhlm_msglog_replay(const uhlm_msglog *l, const uhlm_channel_params *p, uint
 
 int uhlm_embed_tokens(uhlm_ctx *ctx, const int *tokens, int n, float *out, uhlm_error *err) {
     const uhlm_model *m = uhlm_ctx_model(ctx);
-    int D = m->cfg.dim, cap = uhlm_ctx_n_ctx(ctx);
+    int D = uhlm_model_config(m)->dim, cap = uhlm_ctx_n_ctx(ctx);
     if (n < 0) return uhlm_set_error(err, "embed: negative length");
     if (n > cap - 1) n = cap - 1; /* room for BOS */
     if (uhlm_seq_truncate(ctx, 0, 0, err) != 0) return -1;
@@ -84,7 +84,7 @@ int uhlm_embed_tokens(uhlm_ctx *ctx, const int *tokens, int n, float *out, uhlm_
         int k = total - off < CHUNK ? total - off : CHUNK;
         for (int i = 0; i < k; i++) {
             int p = off + i;
-            e[i] = (uhlm_batch_entry){0, p, p == 0 ? uhlm_tokenizer_bos(m->tok) : tokens[p - 1], 1};
+            e[i] = (uhlm_batch_entry){0, p, p == 0 ? uhlm_tokenizer_bos(uhlm_model_tokenizer(m)) : tokens[p - 1], 1};
         }
         if ((rc = uhlm_decode(ctx, e, k, NULL, h, err)) != 0) break;
         for (int i = 0; i < k; i++) {
@@ -115,7 +115,7 @@ double uhlm_cosine(const float *a, const float *b, int n) {
 int uhlm_sequence_nll(uhlm_ctx *ctx, const int *tokens, int n, int start, double *sum,
                       uhlm_error *err) {
     const uhlm_model *m = uhlm_ctx_model(ctx);
-    int V = m->cfg.vocab_size;
+    int V = uhlm_model_config(m)->vocab_size;
     *sum = 0;
     if (start < 1 || start > n) return uhlm_set_error(err, "nll: start %d outside [1, %d]", start, n);
     if (n > uhlm_ctx_n_ctx(ctx))

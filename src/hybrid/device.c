@@ -1,7 +1,6 @@
 /* device.c: the device loop and its accounting (device.h). */
 #include "uhlm/device.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +29,8 @@ struct uhlm_device {
     uhlm_device_stats st;
     uhlm_token_cb cb;
     void *user;
+    uhlm_cancel_fn cancel;
+    void *cancel_user;
     char slm_name[256];
 };
 
@@ -66,7 +67,7 @@ static const char *base_name(const char *path) {
 }
 
 static uint64_t model_fingerprint(const uhlm_model *m) {
-    return m->tok ? uhlm_tokenizer_fingerprint(m->tok) : 0;
+    return uhlm_model_tokenizer(m) ? uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(m)) : 0;
 }
 
 uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_ctx *shadow,
@@ -108,9 +109,9 @@ uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_
         d->have_vinfo = 1;
     }
     const uhlm_model *sm = slm ? uhlm_ctx_model(slm) : NULL;
-    d->n_vocab = sm ? sm->cfg.vocab_size : d->vinfo.n_vocab;
+    d->n_vocab = sm ? uhlm_model_config(sm)->vocab_size : d->vinfo.n_vocab;
     d->n_ctx = slm ? uhlm_ctx_n_ctx(slm) : d->vinfo.n_ctx;
-    snprintf(d->slm_name, sizeof d->slm_name, "%.255s", sm ? base_name(sm->path) : "");
+    snprintf(d->slm_name, sizeof d->slm_name, "%.255s", sm ? base_name(uhlm_model_path(sm)) : "");
     uint64_t fp = sm ? model_fingerprint(sm) : d->vinfo.fingerprint;
     if (d->have_vinfo) {
         if (d->vinfo.n_vocab != d->n_vocab ||
@@ -131,9 +132,9 @@ uhlm_device *uhlm_device_new(uhlm_ctx *slm, int slm_seq, uhlm_verifier *v, uhlm_
     if (d->shadow) {
         const uhlm_model *shm = uhlm_ctx_model(d->shadow);
         uint64_t sfp = model_fingerprint(shm);
-        if (shm->cfg.vocab_size != d->n_vocab || (fp && sfp && fp != sfp)) {
+        if (uhlm_model_config(shm)->vocab_size != d->n_vocab || (fp && sfp && fp != sfp)) {
             uhlm_set_error(err, "vocabulary mismatch: the shadow LLM has %d tokens, the SLM %d",
-                           shm->cfg.vocab_size, d->n_vocab);
+                           uhlm_model_config(shm)->vocab_size, d->n_vocab);
             goto fail;
         }
         if (uhlm_ctx_n_ctx(d->shadow) < d->n_ctx) d->n_ctx = uhlm_ctx_n_ctx(d->shadow);
@@ -185,6 +186,11 @@ void uhlm_device_free(uhlm_device *d) {
 void uhlm_device_set_callback(uhlm_device *d, uhlm_token_cb cb, void *user) {
     d->cb = cb;
     d->user = user;
+}
+
+void uhlm_device_set_cancel(uhlm_device *d, uhlm_cancel_fn fn, void *user) {
+    d->cancel = fn;
+    d->cancel_user = user;
 }
 
 const uhlm_device_stats *uhlm_device_get_stats(const uhlm_device *d) { return &d->st; }
@@ -449,6 +455,12 @@ int uhlm_device_step(uhlm_device *d, int *token, uhlm_error *err) {
         d->done = 1;
         return 0;
     }
+    if (d->cancel && d->cancel(d->cancel_user)) {
+        d->st.stop = "cancelled";
+        uhlm_set_error(err, "device: cancelled after %d tokens", d->st.generated);
+        return UHLM_CANCELLED;
+    }
+    d->st.stop = NULL; /* resumed after a cancel */
     double w0 = uhlm_now(), shadow_s = 0.0;
     uhlm_token_event ev;
     memset(&ev, 0, sizeof ev);
@@ -466,7 +478,7 @@ int uhlm_device_step(uhlm_device *d, int *token, uhlm_error *err) {
     int tok = ev.token;
     d->tokens[d->n_tok++] = tok;
     d->st.generated++;
-    if (uhlm_tokenizer_is_eog(d->slm ? uhlm_ctx_model(d->slm)->tok : NULL, tok)) {
+    if (uhlm_tokenizer_is_eog(d->slm ? uhlm_model_tokenizer(uhlm_ctx_model(d->slm)) : NULL, tok)) {
         d->st.stop = "eos";
         d->done = 1;
     } else if (d->st.generated < d->p.n_gen && d->n_tok < d->n_ctx &&
@@ -502,100 +514,20 @@ int uhlm_device_run(uhlm_device *d, uhlm_error *err) {
     int tok, rc;
     while ((rc = uhlm_device_step(d, &tok, err)) == 1) {
     }
-    return rc < 0 ? -1 : d->st.generated;
+    return rc == UHLM_CANCELLED ? UHLM_CANCELLED : rc < 0 ? -1 : d->st.generated;
+}
+
+void uhlm_device_get_report(const uhlm_device *d, uhlm_device_report *out) {
+    out->params = d->p;
+    out->stats = d->st;
+    snprintf(out->slm, sizeof out->slm, "%s", d->slm_name);
+    snprintf(out->llm, sizeof out->llm, "%.255s", d->have_vinfo ? d->vinfo.model : "");
+    out->n_vocab = d->n_vocab;
+    out->seed = d->seed;
+    out->has_shadow = d->shadow != NULL;
 }
 
 static double ratio(double a, double b) { return b > 0.0 ? a / b : 0.0; }
-
-char *uhlm_device_stats_json(const uhlm_device *d) {
-    const uhlm_device_stats *s = &d->st;
-    const uhlm_device_params *p = &d->p;
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    char buf[64];
-    cJSON_AddStringToObject(o, "mode", uhlm_mode_name(p->policy.mode));
-    cJSON_AddStringToObject(o, "slm", d->slm_name);
-    cJSON_AddStringToObject(o, "llm", d->have_vinfo ? d->vinfo.model : "");
-    uhlm_payload_format(&p->payload, buf, sizeof buf);
-    cJSON_AddStringToObject(o, "payload", buf);
-    cJSON_AddNumberToObject(o, "payload_bits", (double)uhlm_payload_bits(&p->payload, d->n_vocab));
-    cJSON_AddNumberToObject(o, "vocab_size", d->n_vocab);
-    cJSON_AddNumberToObject(o, "u_th", p->policy.u_th);
-    cJSON_AddNumberToObject(o, "skip_prob", p->policy.skip_prob);
-    cJSON_AddStringToObject(o, "uncertainty", uhlm_unc_method_name(p->unc.method));
-    cJSON_AddNumberToObject(o, "samples", p->unc.samples);
-    cJSON_AddNumberToObject(o, "theta_max", p->unc.theta_max);
-    cJSON_AddNumberToObject(o, "temperature", p->sampling.temp);
-    cJSON_AddNumberToObject(o, "top_k", p->sampling.top_k);
-    cJSON_AddNumberToObject(o, "top_p", p->sampling.top_p);
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)d->seed);
-    cJSON_AddStringToObject(o, "seed", buf); /* a string: doubles lose 64-bit seeds */
-    cJSON *ch = cJSON_AddObjectToObject(o, "channel");
-    if (ch) {
-        cJSON_AddNumberToObject(ch, "up_bandwidth_hz", p->channel.up.bandwidth_hz);
-        cJSON_AddNumberToObject(ch, "up_snr_db", p->channel.up.snr_db);
-        cJSON_AddNumberToObject(ch, "up_latency_s", p->channel.up.latency_s);
-        cJSON_AddNumberToObject(ch, "down_bandwidth_hz", p->channel.down.bandwidth_hz);
-        cJSON_AddNumberToObject(ch, "down_snr_db", p->channel.down.snr_db);
-        cJSON_AddNumberToObject(ch, "down_latency_s", p->channel.down.latency_s);
-        cJSON_AddStringToObject(ch, "fading", uhlm_fading_name(p->channel.fading));
-        cJSON_AddStringToObject(ch, "mode", uhlm_channel_mode_name(p->channel.mode));
-    }
-    cJSON_AddNumberToObject(o, "prompt_tokens", s->prompt_tokens);
-    cJSON_AddNumberToObject(o, "generated_tokens", s->generated);
-    cJSON_AddNumberToObject(o, "transmitted_tokens", s->transmitted);
-    cJSON_AddNumberToObject(o, "skipped_tokens", s->skipped);
-    cJSON_AddNumberToObject(o, "tr", uhlm_stats_tr(s));
-    cJSON_AddNumberToObject(o, "accepted", s->accepted);
-    cJSON_AddNumberToObject(o, "rejected", s->rejected);
-    cJSON_AddNumberToObject(o, "rejection_rate", uhlm_stats_rejection_rate(s));
-    cJSON_AddNumberToObject(o, "accepted_outright", s->accepted_outright);
-    cJSON_AddNumberToObject(o, "unverified_tokens", s->unverified);
-    cJSON_AddNumberToObject(o, "catchup_tokens", s->catchup_tokens);
-    cJSON_AddNumberToObject(o, "llm_forward_calls", s->llm_forward_calls);
-    cJSON_AddNumberToObject(o, "llm_batch_tokens", s->llm_batch_tokens);
-    cJSON_AddNumberToObject(o, "uplink_bits", (double)s->uplink_bits);
-    cJSON_AddNumberToObject(o, "uplink_bytes", (double)((s->uplink_bits + 7) / 8));
-    cJSON_AddNumberToObject(o, "downlink_bits", (double)s->downlink_bits);
-    cJSON_AddNumberToObject(o, "uplink_messages", (double)s->uplink_msgs);
-    cJSON_AddNumberToObject(o, "downlink_messages", (double)s->downlink_msgs);
-    cJSON_AddNumberToObject(o, "slm_seconds", s->slm_s);
-    cJSON_AddNumberToObject(o, "uncertainty_seconds", s->unc_s);
-    cJSON_AddNumberToObject(o, "llm_seconds", s->llm_s);
-    cJSON_AddNumberToObject(o, "uplink_seconds", s->up_s);
-    cJSON_AddNumberToObject(o, "downlink_seconds", s->down_s);
-    cJSON_AddNumberToObject(o, "link_seconds", s->up_s + s->down_s);
-    cJSON_AddNumberToObject(o, "compute_seconds", uhlm_stats_compute_s(s));
-    cJSON_AddNumberToObject(o, "accounted_seconds", uhlm_stats_accounted_s(s));
-    cJSON_AddNumberToObject(o, "verify_wall_seconds", s->verify_wall_s);
-    cJSON_AddNumberToObject(o, "wall_seconds", s->wall_s);
-    cJSON_AddNumberToObject(o, "throughput_accounted",
-                            ratio(s->generated, uhlm_stats_accounted_s(s)));
-    cJSON_AddNumberToObject(o, "throughput_compute", ratio(s->generated, uhlm_stats_compute_s(s)));
-    cJSON_AddNumberToObject(o, "throughput_wall", ratio(s->generated, s->wall_s));
-    if (s->n_u)
-        cJSON_AddNumberToObject(o, "mean_u", s->sum_u / s->n_u);
-    else
-        cJSON_AddNullToObject(o, "mean_u");
-    if (s->transmitted && p->policy.mode != UHLM_MODE_LLM)
-        cJSON_AddNumberToObject(o, "mean_beta", s->sum_beta / s->transmitted);
-    else
-        cJSON_AddNullToObject(o, "mean_beta");
-    if (d->shadow) {
-        cJSON *sh = cJSON_AddObjectToObject(o, "shadow");
-        if (sh) {
-            cJSON_AddNumberToObject(sh, "evaluated", s->shadow_evaluated);
-            cJSON_AddNumberToObject(sh, "true_skips", s->shadow_true_skips);
-            cJSON_AddNumberToObject(sh, "tsr", uhlm_stats_tsr(s));
-            cJSON_AddNumberToObject(sh, "would_reject_rate",
-                                    ratio(s->shadow_beta_sum, s->shadow_evaluated));
-        }
-    }
-    cJSON_AddStringToObject(o, "stop", s->stop ? s->stop : "running");
-    char *out = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return out;
-}
 
 int uhlm_device_stats_line(const uhlm_device *d, char *buf, size_t cap) {
     const uhlm_device_stats *s = &d->st;

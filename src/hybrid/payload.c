@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 #define F32_TOL 1e-3
 #define F16_TOL 1e-2

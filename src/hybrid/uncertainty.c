@@ -26,6 +26,7 @@
  *        measure at well under 1%), one exact pass over the vocabulary.
  *   Every decision is the exact decision (up to floating-point rounding), so u keeps its law.
  *   The cost per call is the two passes plus a few exps per sample, versus M·V exps. */
+#include "hybrid/uncertainty_internal.h"
 #include "uhlm/uncertainty.h"
 
 #include <math.h>

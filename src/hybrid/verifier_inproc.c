@@ -31,9 +31,9 @@ static int ip_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
     memset(out, 0, sizeof *out);
     out->n_vocab = s->n_vocab;
     out->n_ctx = s->n_ctx;
-    out->fingerprint = s->m->tok ? uhlm_tokenizer_fingerprint(s->m->tok) : 0;
-    const char *base = strrchr(s->m->path, '/');
-    snprintf(out->model, sizeof out->model, "%.255s", base ? base + 1 : s->m->path);
+    out->fingerprint = uhlm_model_tokenizer(s->m) ? uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(s->m)) : 0;
+    const char *base = strrchr(uhlm_model_path(s->m), '/');
+    snprintf(out->model, sizeof out->model, "%.255s", base ? base + 1 : uhlm_model_path(s->m));
     return 0;
 }
 
@@ -156,7 +156,7 @@ static int ip_generate(uhlm_verifier *v, const uhlm_generate_req *r, int *tokens
         if (tok < 0) return -1;
         s->committed[s->n_committed++] = tok;
         tokens[out->n++] = tok;
-        if (out->n >= r->n_gen || (r->stop_eos && uhlm_tokenizer_is_eog(s->m->tok, tok)) ||
+        if (out->n >= r->n_gen || (r->stop_eos && uhlm_tokenizer_is_eog(uhlm_model_tokenizer(s->m), tok)) ||
             s->n_committed >= s->n_ctx)
             break;
         /* the token just committed is the only pending one: feed it for the next logits */
@@ -200,7 +200,7 @@ uhlm_verifier *uhlm_verifier_inproc_new(const uhlm_model *llm, const uhlm_ctx_pa
         free(s);
         return NULL;
     }
-    s->n_vocab = llm->cfg.vocab_size;
+    s->n_vocab = uhlm_model_config(llm)->vocab_size;
     s->n_ctx = uhlm_ctx_n_ctx(s->ctx);
     size_t V = (size_t)s->n_vocab, C = (size_t)s->n_ctx;
     s->committed = malloc(sizeof(int) * C);

@@ -58,6 +58,8 @@ void uhlm_mmap_close(uhlm_mmap *m) {
     }
 }
 
+const char *uhlm_version(void) { return UHLM_VERSION; }
+
 double uhlm_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -1,14 +1,14 @@
 /* model.c: model loading (format dispatch, tokenizer attachment) and the batched Llama forward
  * pass over per-sequence KV caches (see model.h for the contract). */
-#include "uhlm/model.h"
+#include "model/model_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "uhlm/gguf.h"
-#include "uhlm/threadpool.h"
+#include "model/format/gguf.h"
+#include "model/threadpool.h"
 
 #include "model/kernels/attention.h"
 #include "model/kernels/vmath.h"
@@ -39,6 +39,19 @@ const char *uhlm_rope_type_name(uhlm_rope_type t) {
     case UHLM_ROPE_NEOX: return "neox";
     }
     return "?";
+}
+
+const uhlm_config *uhlm_model_config(const uhlm_model *m) { return &m->cfg; }
+const uhlm_tokenizer *uhlm_model_tokenizer(const uhlm_model *m) { return m->tok; }
+int uhlm_model_n_vocab(const uhlm_model *m) { return m->cfg.vocab_size; }
+const char *uhlm_model_path(const uhlm_model *m) { return m->path; }
+uhlm_format uhlm_model_format(const uhlm_model *m) { return m->format; }
+uhlm_type uhlm_model_weight_type(const uhlm_model *m) { return m->wtype; }
+int uhlm_model_is_synthetic(const uhlm_model *m) { return m->synthetic; }
+
+const char *uhlm_model_chat_template(const uhlm_model *m, size_t *len) {
+    if (len) *len = m->chat_template_len;
+    return m->chat_template;
 }
 
 int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *err) {

@@ -14,7 +14,7 @@
  * delays a run it did not join; it just finds the job gone when it wakes. Which thread runs
  * which range is therefore not fixed; the contract (each index exactly once) is what kernels
  * rely on for determinism. */
-#include "uhlm/threadpool.h"
+#include "model/threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -388,10 +388,10 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     s->lfd = s->sfd = s->stop_r = s->stop_w = s->spare_fd = -1;
     s->bound_stats_port = -1;
     s->m = llm;
-    s->V = llm->cfg.vocab_size;
-    s->fingerprint = llm->tok ? uhlm_tokenizer_fingerprint(llm->tok) : 0;
-    const char *base = strrchr(llm->path, '/');
-    snprintf(s->model_name, sizeof s->model_name, "%.255s", base ? base + 1 : llm->path);
+    s->V = uhlm_model_config(llm)->vocab_size;
+    s->fingerprint = uhlm_model_tokenizer(llm) ? uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(llm)) : 0;
+    const char *base = strrchr(uhlm_model_path(llm), '/');
+    snprintf(s->model_name, sizeof s->model_name, "%.255s", base ? base + 1 : uhlm_model_path(llm));
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_seq = p->max_sessions;
     cp.n_ctx = p->max_ctx;
@@ -1430,7 +1430,7 @@ static void decide_generate(uhlm_server *s, conn *c, const float *row, double dt
     j->n_out++;
     s->c_gen_tokens++;
     j->cost.llm_ns += (uint64_t)((dt_fwd + uhlm_now() - td) * 1e9);
-    if (j->n_out < j->n_gen && !(j->stop_eos && uhlm_tokenizer_is_eog(s->m->tok, tok)) &&
+    if (j->n_out < j->n_gen && !(j->stop_eos && uhlm_tokenizer_is_eog(uhlm_model_tokenizer(s->m), tok)) &&
         ss->n_committed < s->n_ctx) {
         /* stays queued, ready at once: its next token joins the next forward */
         j->ready_at = -1e300;

@@ -11,9 +11,10 @@
  * models in f32, f16 norms, q8_0 and q4_0, and a file with a key of every value type (named
  * without .gguf, which .gitignore keeps out of the repository). */
 #include "fuzz_common.h"
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 #ifndef UHLM_FUZZ_SEEDGEN
 
@@ -76,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uhlm_error err;
     uhlm_model *m = uhlm_model_load(path, NULL, &err);
     if (!m) return 0;
-    const uhlm_config *c = &m->cfg;
+    const uhlm_config *c = uhlm_model_config(m);
     float *row = malloc(sizeof(float) * (size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim));
     fuzz_require(row != NULL, "out of memory");
     uhlm_tensor_row(&m->w.tok_embd, m->w.tok_embd.rows - 1, row);
@@ -87,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int k = 0; k < 7; k++) uhlm_tensor_row(ts[k], ts[k]->rows - 1, row);
     }
     free(row);
-    if (m->tok) fuzz_exercise_tokenizer(m->tok, "Hello world, once upon a time", 29);
+    if (uhlm_model_tokenizer(m)) fuzz_exercise_tokenizer(uhlm_model_tokenizer(m), "Hello world, once upon a time", 29);
     uhlm_model_free(m);
     return 0;
 }

@@ -8,8 +8,9 @@
  * Built with -DUHLM_FUZZ_SEEDGEN, it writes seeds: tiny checkpoints of each version, with a
  * shared and an unshared classifier. */
 #include "fuzz_common.h"
+#include "model/model_internal.h"
 #include "uhlm/model.h"
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 /* dim 8, hidden 16, 1 layer, 2 heads, 2 kv heads, vocab 4, seq_len 4, v2 group 8 */
 enum { D = 8, H = 16, L = 1, NH = 2, V = 4, S = 4, GROUP = 8 };
@@ -25,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_require(strstr(err.msg, path) != NULL, "error message without the path");
         return 0;
     }
-    const uhlm_config *c = &m->cfg;
+    const uhlm_config *c = uhlm_model_config(m);
     fuzz_require(c->dim > 0 && c->n_layers > 0 && c->vocab_size > 0 && c->n_heads > 0 &&
                      c->dim % c->n_heads == 0 && c->n_kv_heads > 0 &&
                      c->n_heads % c->n_kv_heads == 0,

@@ -11,7 +11,7 @@
  * sizes is overflow-checked. After a successful open the rest of the library may trust every
  * descriptor (a tensor's data lies inside the mapping, disjoint from every other tensor's, and
  * its size is type x shape; strings lie inside the file). v1 (32-bit counts) is refused. */
-#include "uhlm/gguf.h"
+#include "model/format/gguf.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -27,8 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uhlm/gguf.h"
-#include "uhlm/model.h"
+#include "model/format/gguf.h"
+#include "model/model_internal.h"
 
 /* Marks random-weight models (uhlm convert --random-shape) so that nothing mistakes them for
  * a real model: benchmarks may use them, quality evaluations must not. */

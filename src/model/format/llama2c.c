@@ -8,7 +8,7 @@
  *      attn_norm[L], ffn_norm[L], final norm, tok_embd, wq..w3 per kind, [classifier].
  *  v2: as v1 plus int32 group size in the header; fp32 norms, then the int8 values of every
  *      matrix in the v1 order, then all their fp32 scales in the same order. */
-#include "uhlm/model.h"
+#include "model/model_internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>

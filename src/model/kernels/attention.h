@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 typedef struct uhlm_attn_args {
     const float *q;

@@ -2,7 +2,7 @@
  * driver with the scalar reference kernels (see quant.h). The AVX2 and AVX-512 kernels live in
  * quant_avx2.c and quant_avx512.c and are chosen at run time, so one binary runs on any
  * x86-64. */
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 #define UHLM_MM_TILE 4
 

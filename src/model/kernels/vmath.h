@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "uhlm/quant.h"
+#include "model/kernels/quant.h"
 
 typedef void (*uhlm_swiglu_fn)(float *g, const float *u, int64_t n);
 

@@ -1,6 +1,7 @@
 /* chat.c: chat-template detection and rendering (uhlm/chat.h), after llama.cpp's
  * src/llama-chat.cpp (llm_chat_detect_template, llm_chat_apply_template). */
 #include "uhlm/chat.h"
+#include "model/model_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

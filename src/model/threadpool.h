@@ -10,7 +10,7 @@
 #define UHLM_THREADPOOL_H
 
 #include <stdint.h>
-#include "common.h"
+#include "uhlm/common.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -14,8 +14,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include "common.h"
-#include "quant.h"
+#include "uhlm/common.h"
+#include "model/kernels/quant.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -21,31 +21,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "common.h"
-#include "threadpool.h"
+#include "uhlm/common.h"
+#include "uhlm/types.h"
+#include "model/threadpool.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum uhlm_type {
-    UHLM_TYPE_F32 = 0,
-    UHLM_TYPE_F16 = 1,
-    UHLM_TYPE_Q4_0 = 2,
-    UHLM_TYPE_Q4_1 = 3,
-    UHLM_TYPE_Q5_0 = 6,
-    UHLM_TYPE_Q5_1 = 7,
-    UHLM_TYPE_Q8_0 = 8,
-    UHLM_TYPE_Q8_1 = 9, /* activations only: no weight kernel, never written to GGUF */
-    /* K-quants: 256-element super-blocks, byte-identical to llama.cpp's (Q8_K = 15 is the
-     * activation type of their dot products, internal only) */
-    UHLM_TYPE_Q2_K = 10,
-    UHLM_TYPE_Q3_K = 11,
-    UHLM_TYPE_Q4_K = 12,
-    UHLM_TYPE_Q5_K = 13,
-    UHLM_TYPE_Q6_K = 14,
-    UHLM_TYPE_Q8_G = 1000 /* llama2.c v2 only; never written to GGUF */
-} uhlm_type;
 
 #define UHLM_QK 32 /* elements per Q8_0 / Q4_0 block */
 
@@ -86,8 +69,6 @@ typedef struct {
     int8_t qs[UHLM_QK];
 } uhlm_block_q8_1; /* 36 bytes */
 
-const char *uhlm_type_name(uhlm_type t); /* "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_1", "q8_g", "q2_k".."q6_k" */
-int uhlm_type_from_name(const char *name, uhlm_type *out); /* accepts the names above (case-insensitive), 0 ok */
 int uhlm_type_is_gguf(int ggml_type);                 /* 1 for the GGUF tensor types we load */
 int64_t uhlm_type_block(uhlm_type t);                 /* elements per block: 1 (F32, F16), 32, K-quants 256 */
 /* Bytes for n elements (n a multiple of the block size). Q8_G: the int8 values only. */
@@ -119,20 +100,6 @@ typedef struct uhlm_tensor {
 void uhlm_tensor_row(const uhlm_tensor *W, int64_t r, float *out);
 size_t uhlm_tensor_nbytes(const uhlm_tensor *W); /* weight bytes a full pass reads */
 
-typedef enum uhlm_simd {
-    UHLM_SIMD_AUTO = 0,
-    UHLM_SIMD_SCALAR = 1,
-    UHLM_SIMD_AVX2 = 2,
-    UHLM_SIMD_AVX512 = 3
-} uhlm_simd;
-
-const char *uhlm_simd_name(uhlm_simd s);
-int uhlm_simd_from_name(const char *name, uhlm_simd *out); /* "auto","scalar","avx2","avx512" */
-/* The best level the CPU supports when want is AUTO (the env var UHLM_SIMD, if set, overrides
- * AUTO); otherwise `want` itself if the CPU supports it, else -1 via the return of
- * uhlm_simd_supported. */
-uhlm_simd uhlm_simd_resolve(uhlm_simd want);
-int uhlm_simd_supported(uhlm_simd s);
 
 /* Scratch bytes uhlm_matmul needs for n rows of X against W. */
 size_t uhlm_matmul_scratch(const uhlm_tensor *W, int n);
