@@ -14,6 +14,7 @@
 #include "uhlm/harness.h"
 #include "uhlm/hybrid.h"
 #include "uhlm/prompts.h"
+#include "uhlm/tokenizer.h"
 
 static const char prompts3[] =
     "{\"id\": \"a\", \"prompt\": \"Once upon a time, there was a little dog named Max.\"}\n"
@@ -90,6 +91,10 @@ static void check_sums(const uhlm_eval_results *R) {
     CHECK(w.compute_s == s->rec[0].compute_s + s->rec[0].compute_s + s->rec[2].compute_s);
     CHECK(isnan(uhlm_eval_ratio(1, 0)) && isnan(uhlm_eval_acc_cos(&(uhlm_eval_acc){0})));
     CHECK(uhlm_eval_acc_tput(&a, 0) <= uhlm_eval_acc_tput(&a, 1));
+    /* the expected acceptance 1 - beta is at least the outright share (beta = 0) */
+    uhlm_eval_sum(&R->main[UHLM_MODE_SLM], 3, NULL, &a);
+    CHECK(a.sh_eval > 0 && uhlm_eval_acc_tsr_expected(&a) >= uhlm_eval_acc_tsr(&a));
+    CHECK(uhlm_eval_acc_tsr_expected(&a) <= 1.0);
 }
 
 /* A prompt's records do not depend on which other prompts run, nor in what order. */
@@ -164,9 +169,29 @@ static void test_eval_harness(uhlm_model *slm, uhlm_model *llm) {
     CHECK(uhlm_eval_make_dir(dir, &err) == 0 && uhlm_eval_make_dir(dir, &err) == 0);
     CHECKF(uhlm_eval_write_reports(h, &R, dir, &err) == 0, "%s", err.msg);
     const char *files[] = {"results.csv", "sweep.csv", "methods.csv", "bins.csv",
-                           "per_prompt.csv", "summary.md", "results.json"};
+                           "per_prompt.csv", "summary.md", "results.json", "answers.jsonl"};
     for (size_t k = 0; k < sizeof files / sizeof *files; k++)
         CHECKF(file_size(dir, files[k]) > 0, "%s", files[k]);
+    /* answers.jsonl: one line per per_prompt.csv row, each the text of its run's tokens */
+    char path[1200], line[8192];
+    snprintf(path, sizeof path, "%s/answers.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    int n_lines = 0, texts_ok = 1;
+    while (f && fgets(line, sizeof line, f)) {
+        cJSON *o = cJSON_Parse(line);
+        const char *run = cJSON_GetStringValue(cJSON_GetObjectItem(o, "run"));
+        const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(o, "text"));
+        if (n_lines == 0 && run && text) {
+            char *want = uhlm_detokenize(slm->tok, R.main[UHLM_MODE_LLM].rec[0].tokens,
+                                         R.main[UHLM_MODE_LLM].rec[0].n_tokens);
+            texts_ok = !strcmp(run, "llm") && want && !strcmp(want, text);
+            free(want);
+        }
+        n_lines += o && run && text;
+        cJSON_Delete(o);
+    }
+    if (f) fclose(f);
+    CHECK(texts_ok && n_lines == 3 * 6 + 3 * 2); /* llm, llm-seed2, 4 modes; sweep uhlm, rand */
     char bad[1200];
     snprintf(bad, sizeof bad, "%s/results.csv", dir);
     CHECK(uhlm_eval_make_dir(bad, &err) == -1 && strstr(err.msg, "cannot create"));

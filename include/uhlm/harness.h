@@ -14,7 +14,8 @@
  *            which every reported rate is taken. Because the sum is over records, a subset
  *            or a resample of prompts (or of repetitions) is summed the same way;
  *   report   uhlm_eval_write_reports writes results.csv, sweep.csv, methods.csv, bins.csv,
- *            per_prompt.csv, results.json and summary.md.
+ *            per_prompt.csv, results.json, summary.md, and answers.jsonl: the text of every
+ *            labelled run (for quality scored outside, e.g. sentence embeddings).
  *
  * Plan of uhlm_eval_run_all. Per prompt: the llm reference at the session temperature (its
  * embedding is the yardstick of quality), a second llm run with another seed (the LLM's own
@@ -151,6 +152,7 @@ void uhlm_eval_set_free(uhlm_eval_set *s);
 typedef struct uhlm_eval_acc {
     long runs, gen, trans, skipped, rejected, accepted, outright, catchup, llm_calls;
     long sh_eval, sh_true;
+    double sh_beta_sum; /* expected rejections of the shadowed skips */
     double up_bits, down_bits, slm_s, unc_s, llm_s, compute_s;
     double link_s[UHLM_EVAL_MAX_SNR];
     double cos_sum;
@@ -172,7 +174,10 @@ double uhlm_eval_acc_nll(const uhlm_eval_acc *a);
 double uhlm_eval_acc_ppl(const uhlm_eval_acc *a);
 double uhlm_eval_acc_tput(const uhlm_eval_acc *a, int k); /* tokens/s at SNR index k */
 double uhlm_eval_acc_tr(const uhlm_eval_acc *a);
-double uhlm_eval_acc_tsr(const uhlm_eval_acc *a); /* accepted outright among shadowed skips */
+/* TSR, two readings over the skipped tokens the shadow LLM scored: the share accepted outright
+ * (y[d] >= x̃[d], β = 0), and the expected acceptance, the mean of 1 − β. */
+double uhlm_eval_acc_tsr(const uhlm_eval_acc *a);
+double uhlm_eval_acc_tsr_expected(const uhlm_eval_acc *a);
 double uhlm_eval_acc_rej(const uhlm_eval_acc *a);
 
 /* ---- the harness ---- */
@@ -237,7 +242,7 @@ int uhlm_eval_run_all(uhlm_eval_harness *h, uhlm_progress *progress, uhlm_eval_r
 
 /* mkdir -p of one level: the folder exists afterwards, or -1 with err. */
 int uhlm_eval_make_dir(const char *dir, uhlm_error *err);
-/* The seven files into dir (atomically each). */
+/* The eight files into dir (atomically each). */
 int uhlm_eval_write_reports(const uhlm_eval_harness *h, const uhlm_eval_results *r,
                             const char *dir, uhlm_error *err);
 

@@ -18,6 +18,7 @@ static void add_record(uhlm_eval_acc *a, const uhlm_eval_record *r, int n_snr) {
     a->llm_calls += r->llm_calls;
     a->sh_eval += r->shadow_evaluated;
     a->sh_true += r->shadow_true;
+    a->sh_beta_sum += r->shadow_beta_sum;
     a->up_bits += (double)r->up_bits;
     a->down_bits += (double)r->down_bits;
     a->slm_s += r->slm_s;
@@ -66,4 +67,7 @@ double uhlm_eval_acc_tsr(const uhlm_eval_acc *a) {
 }
 double uhlm_eval_acc_rej(const uhlm_eval_acc *a) {
     return uhlm_eval_ratio((double)a->rejected, (double)a->trans);
+}
+double uhlm_eval_acc_tsr_expected(const uhlm_eval_acc *a) {
+    return a->sh_eval ? 1.0 - a->sh_beta_sum / (double)a->sh_eval : NAN;
 }

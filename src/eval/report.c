@@ -11,6 +11,7 @@
 #include "eval/harness_internal.h"
 #include "eval/strbuf.h"
 #include "uhlm/hybrid.h"
+#include "uhlm/tokenizer.h"
 
 /* Everything the writers read: the sums of every set, and the yardsticks of "% of llm" and
  * "% of hlm". */
@@ -20,7 +21,7 @@ typedef struct report {
     uhlm_eval_acc main[UHLM_EVAL_N_MODES], greedy[UHLM_EVAL_N_MODES], self;
     const uhlm_eval_acc *H; /* hlm, when run */
     double cos_llm, cos_hlm, ppl_llm, ppl_hlm;
-    ebuf csv, scsv, mcsv, bcsv, md, pp;
+    ebuf csv, scsv, mcsv, bcsv, md, pp, ans;
     cJSON *root;
 } report;
 
@@ -95,6 +96,7 @@ static int result_json(cJSON *rows, uhlm_mode m, double snr, const uhlm_eval_acc
     cJSON_AddNumberToObject(o, "link_s", a->link_s[k]);
     cJSON_AddItemToObject(o, "tr", num(tr));
     cJSON_AddItemToObject(o, "tsr", num(tsr));
+    cJSON_AddItemToObject(o, "tsr_expected", num(uhlm_eval_acc_tsr_expected(a)));
     cJSON_AddItemToObject(o, "rejection_rate", num(rej));
     cJSON_AddNumberToObject(o, "transmitted", (double)a->trans);
     cJSON_AddNumberToObject(o, "skipped", (double)a->skipped);
@@ -124,7 +126,8 @@ static int write_results(report *r, cJSON *rows) {
     eb_printf(&r->csv, "mode,snr_db,prompts,generated,throughput_tok_s,accounted_s,compute_s,link_s,"
                        "tr,tsr,rejection_rate,uplink_bytes,uplink_bytes_per_token,llm_calls,"
                        "catchup_tokens,skip_prob,cos_sim,cos_pct_llm,cos_pct_hlm,nll,ppl,ppl_pct_llm,"
-                       "ppl_pct_hlm,exact_match,prefix_match,speedup_vs_hlm,uplink_reduction_vs_hlm\n");
+                       "ppl_pct_hlm,exact_match,prefix_match,speedup_vs_hlm,uplink_reduction_vs_hlm,"
+                       "tsr_expected\n");
     for (int ri = 0; ri < UHLM_EVAL_N_MODES; ri++) {
         uhlm_mode m = rep_order[ri];
         if (!h->o.want[m]) continue;
@@ -141,12 +144,13 @@ static int write_results(report *r, cJSON *rows) {
         for (int k = 0; k < h->n_snr_report; k++) {
             double tp = uhlm_eval_acc_tput(a, k), sp = H ? tp / uhlm_eval_acc_tput(H, k) : NAN;
             eb_printf(&r->csv, "%s,%g,%d,%ld,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.0f,%.6g,%ld,%ld,%.6g,"
-                               "%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n",
+                               "%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n",
                       uhlm_mode_name(m), h->o.snr[k], NP, a->gen, tp, a->compute_s + a->link_s[k],
                       a->compute_s, a->link_s[k], tr, tsr, rej, a->up_bits / 8.0,
                       ratio(a->up_bits / 8.0, (double)a->gen), a->llm_calls, a->catchup, rand_prob,
                       cosv, 100 * cosv / r->cos_llm, 100 * cosv / r->cos_hlm, uhlm_eval_acc_nll(a),
-                      ppl, 100 * r->ppl_llm / ppl, 100 * r->ppl_hlm / ppl, exact, prefix, sp, upred);
+                      ppl, 100 * r->ppl_llm / ppl, 100 * r->ppl_hlm / ppl, exact, prefix, sp, upred,
+                      uhlm_eval_acc_tsr_expected(a));
             if (result_json(rows, m, h->o.snr[k], a, k, tp, tr, tsr, rej, cosv,
                             100 * cosv / r->cos_llm, 100 * cosv / r->cos_hlm, ppl,
                             100 * r->ppl_llm / ppl, 100 * r->ppl_hlm / ppl, exact, prefix, sp, upred))
@@ -160,7 +164,7 @@ static int write_results(report *r, cJSON *rows) {
 static int write_sweep(report *r, cJSON *swj) {
     const uhlm_eval_harness *h = r->h;
     eb_printf(&r->scsv, "method,quantile,u_th,kind,skip_rate,tr,tsr,rejection_rate,throughput_tok_s,"
-                        "cos_sim,cos_pct_llm,nll,ppl\n");
+                        "cos_sim,cos_pct_llm,nll,ppl,tsr_expected\n");
     static const char *const kinds[2] = {"uhlm", "rand"};
     for (int s = 0; s < r->R->n_sweep; s++) {
         const uhlm_eval_sweep_point *P = &r->R->sweep[s];
@@ -172,9 +176,10 @@ static int write_sweep(report *r, cJSON *swj) {
             double skip = ratio((double)a.skipped, (double)a.gen), tr = uhlm_eval_acc_tr(&a);
             double rej = uhlm_eval_acc_rej(&a), tp = uhlm_eval_acc_tput(&a, h->k_sweep);
             const char *mn = uhlm_unc_method_name(P->method);
-            eb_printf(&r->scsv, "%s,%g,%.6g,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", mn,
+            eb_printf(&r->scsv, "%s,%g,%.6g,%s,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", mn,
                       P->q, P->u_th, kinds[j], skip, tr, tsr, rej, tp, cosv,
-                      100 * cosv / r->cos_llm, uhlm_eval_acc_nll(&a), uhlm_eval_acc_ppl(&a));
+                      100 * cosv / r->cos_llm, uhlm_eval_acc_nll(&a), uhlm_eval_acc_ppl(&a),
+                      uhlm_eval_acc_tsr_expected(&a));
             cJSON *o = cJSON_CreateObject();
             if (!o) return -1;
             cJSON_AddItemToArray(swj, o);
@@ -185,6 +190,7 @@ static int write_sweep(report *r, cJSON *swj) {
             cJSON_AddItemToObject(o, "skip_rate", num(skip));
             cJSON_AddItemToObject(o, "tr", num(tr));
             cJSON_AddItemToObject(o, "tsr", num(tsr));
+            cJSON_AddItemToObject(o, "tsr_expected", num(uhlm_eval_acc_tsr_expected(&a)));
             cJSON_AddItemToObject(o, "rejection_rate", num(rej));
             cJSON_AddItemToObject(o, "throughput_tok_s", num(tp));
             cJSON_AddItemToObject(o, "cos_sim", num(cosv));
@@ -246,6 +252,50 @@ static void pp_set(ebuf *b, const uhlm_eval_harness *h, const uhlm_eval_set *s) 
     }
 }
 
+/* answers.jsonl: the text of each labelled run, one JSON object a line. */
+static int answers_set(ebuf *b, const uhlm_eval_harness *h, const uhlm_eval_set *s) {
+    if (!s->label[0]) return 0;
+    for (int i = 0; i < s->n; i++) {
+        const uhlm_eval_record *x = &s->rec[i];
+        const uhlm_prompt *p = &h->ps->items[x->prompt];
+        char seed[32];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)x->seed);
+        char *text = uhlm_detokenize(h->slm->tok, x->tokens, x->n_tokens);
+        cJSON *o = cJSON_CreateObject();
+        char *line = NULL;
+        if (text && o) {
+            cJSON_AddStringToObject(o, "run", s->label);
+            cJSON_AddStringToObject(o, "mode", uhlm_mode_name(s->cfg.mode));
+            cJSON_AddStringToObject(o, "prompt_id", p->id);
+            cJSON_AddStringToObject(o, "seed", seed);
+            cJSON_AddNumberToObject(o, "tokens", x->n_tokens);
+            cJSON_AddStringToObject(o, "text", text);
+            cJSON_AddStringToObject(o, "prompt", p->text);
+            if (p->reference) cJSON_AddStringToObject(o, "reference", p->reference);
+            else cJSON_AddNullToObject(o, "reference");
+            line = cJSON_PrintUnformatted(o);
+        }
+        if (line) eb_printf(b, "%s\n", line);
+        cJSON_free(line);
+        cJSON_Delete(o);
+        free(text);
+        if (!line) return -1;
+    }
+    return 0;
+}
+
+static int write_answers(report *r) {
+    const uhlm_eval_results *R = r->R;
+    static const uhlm_mode order[4] = {UHLM_MODE_SLM, UHLM_MODE_HLM, UHLM_MODE_UHLM, UHLM_MODE_RAND};
+    int bad = answers_set(&r->ans, r->h, &R->main[UHLM_MODE_LLM]) ||
+              answers_set(&r->ans, r->h, &R->llm_self);
+    for (int oi = 0; oi < 4; oi++) bad = bad || answers_set(&r->ans, r->h, &R->main[order[oi]]);
+    for (int s = 0; s < R->n_sweep; s++)
+        bad = bad || answers_set(&r->ans, r->h, &R->sweep[s].u) ||
+              answers_set(&r->ans, r->h, &R->sweep[s].r);
+    return bad ? -1 : 0;
+}
+
 static void write_per_prompt(report *r) {
     const uhlm_eval_results *R = r->R;
     eb_printf(&r->pp, "run,prompt_id,generated,transmitted,skipped,rejected,uplink_bytes,cos_sim,nll\n");
@@ -282,7 +332,10 @@ static void md_quality(report *r) {
 static void md_throughput(report *r) {
     const uhlm_eval_harness *h = r->h;
     int n = h->n_snr_report;
-    eb_printf(&r->md, "\nThe llm row's cosine similarity is between two llm runs with different seeds.\n\n"
+    eb_printf(&r->md, "\nThe llm row's cosine similarity is between two llm runs with different seeds. "
+                      "TSR is the share of skipped tokens the LLM would have accepted outright "
+                      "(y[d] >= x[d]); the expected acceptance of skipped tokens (mean of 1 - beta) "
+                      "is tsr_expected in results.csv.\n\n"
                       "## Accounted throughput (tokens/s) against SNR\n\n| mode |");
     for (int k = 0; k < n; k++) eb_printf(&r->md, " %g dB |", h->o.snr[k]);
     eb_printf(&r->md, "\n|---|");
@@ -382,7 +435,7 @@ static int build(report *r) {
     if (!mj || write_methods(r, mj)) return -1;
     write_md(r);
     write_per_prompt(r);
-    return 0;
+    return write_answers(r);
 }
 
 int uhlm_eval_write_reports(const uhlm_eval_harness *h, const uhlm_eval_results *R,
@@ -402,7 +455,7 @@ int uhlm_eval_write_reports(const uhlm_eval_harness *h, const uhlm_eval_results 
     if (write_out(dir, "results.csv", &r.csv, err) || write_out(dir, "sweep.csv", &r.scsv, err) ||
         write_out(dir, "methods.csv", &r.mcsv, err) || write_out(dir, "bins.csv", &r.bcsv, err) ||
         write_out(dir, "per_prompt.csv", &r.pp, err) || write_out(dir, "summary.md", &r.md, err) ||
-        write_out(dir, "results.json", &jb, err))
+        write_out(dir, "results.json", &jb, err) || write_out(dir, "answers.jsonl", &r.ans, err))
         goto done;
     rc = 0;
 done:
@@ -414,5 +467,6 @@ done:
     eb_free(&r.bcsv);
     eb_free(&r.md);
     eb_free(&r.pp);
+    eb_free(&r.ans);
     return rc;
 }
