@@ -75,7 +75,7 @@ static void check_sets(const uhlm_eval_results *R, int NP) {
 static void check_sums(const uhlm_eval_results *R) {
     const uhlm_eval_set *s = &R->main[UHLM_MODE_UHLM];
     uhlm_eval_acc a, w1, w;
-    uhlm_eval_sum(s, 3, NULL, &a);
+    uhlm_eval_sum(s, 3, &a);
     long gen = 0, trans = 0;
     for (int i = 0; i < s->n; i++) {
         gen += s->rec[i].generated;
@@ -84,15 +84,15 @@ static void check_sums(const uhlm_eval_results *R) {
     CHECK(a.runs == s->n && a.gen == gen && a.trans == trans);
     CHECK(fabs(uhlm_eval_acc_tr(&a) - (double)trans / (double)gen) < 1e-15);
     int ones[3] = {1, 1, 1}, boot[3] = {2, 0, 1};
-    uhlm_eval_sum(s, 3, ones, &w1);
+    uhlm_eval_sum_weighted(s, 3, ones, 0, &w1);
     CHECK(memcmp(&a, &w1, sizeof a) == 0); /* weights of one are the plain sum, bit for bit */
-    uhlm_eval_sum(s, 3, boot, &w);
+    uhlm_eval_sum_weighted(s, 3, boot, 0, &w);
     CHECK(w.runs == 3 && w.gen == 2L * s->rec[0].generated + s->rec[2].generated);
     CHECK(w.compute_s == s->rec[0].compute_s + s->rec[0].compute_s + s->rec[2].compute_s);
     CHECK(isnan(uhlm_eval_ratio(1, 0)) && isnan(uhlm_eval_acc_cos(&(uhlm_eval_acc){0})));
     CHECK(uhlm_eval_acc_tput(&a, 0) <= uhlm_eval_acc_tput(&a, 1));
     /* the expected acceptance 1 - beta is at least the outright share (beta = 0) */
-    uhlm_eval_sum(&R->main[UHLM_MODE_SLM], 3, NULL, &a);
+    uhlm_eval_sum(&R->main[UHLM_MODE_SLM], 3, &a);
     CHECK(a.sh_eval > 0 && uhlm_eval_acc_tsr_expected(&a) >= uhlm_eval_acc_tsr(&a));
     CHECK(uhlm_eval_acc_tsr_expected(&a) <= 1.0);
 }
@@ -131,6 +131,57 @@ static void check_order_free(uhlm_model *slm, uhlm_model *llm, const uhlm_eval_r
     uhlm_prompts_free(&ps);
 }
 
+/* Two seeds per prompt: repetition 0 is the single-seed run, repetition 1 another draw; the
+ * bootstrap intervals are ordered and hlm's TR is exactly 1 in every resample. */
+static void check_reps(uhlm_model *slm, uhlm_model *llm, const uhlm_eval_results *R1) {
+    uhlm_error err = {{0}};
+    uhlm_prompt_set ps = {0};
+    CHECK(uhlm_prompts_parse(prompts3, strlen(prompts3), "prompts3", &ps, &err) == 0);
+    uhlm_eval_opts o = small_opts();
+    o.n_reps = 2;
+    o.n_sweep = 0;
+    o.greedy = 0;
+    uhlm_eval_harness *h = uhlm_eval_harness_new(slm, llm, NULL, &ps, &o, &err);
+    CHECKF(h != NULL, "%s", err.msg);
+    if (!h) return;
+    CHECK(uhlm_eval_total_runs(h) == 2 * 3 * 6);
+    uhlm_eval_results R;
+    CHECKF(uhlm_eval_run_all(h, NULL, &R, &err) == 0, "%s", err.msg);
+    const uhlm_eval_set *u2 = &R.main[UHLM_MODE_UHLM], *u1 = &R1->main[UHLM_MODE_UHLM];
+    CHECK(u2->n == 6);
+    int differ = 0;
+    for (int j = 0; j < u2->n; j++) {
+        const uhlm_eval_record *x = &u2->rec[j];
+        CHECK(x->prompt == j % 3 && x->rep == j / 3);
+        if (x->rep == 0) {
+            const uhlm_eval_record *y = &u1->rec[x->prompt];
+            CHECK(x->seed == y->seed && x->n_tokens == y->n_tokens &&
+                  !memcmp(x->tokens, y->tokens, sizeof(int) * (size_t)x->n_tokens) &&
+                  x->cos == y->cos);
+        } else {
+            differ |= x->seed != u2->rec[j - 3].seed;
+        }
+    }
+    CHECK(differ);
+    uhlm_eval_intervals iv;
+    CHECKF(uhlm_eval_bootstrap(h, &R, 200, 7, &iv, &err) == 0, "%s", err.msg);
+    CHECK(iv.n > 0 && iv.n_boot == 200 && !iv.by_rep);
+    int seen_tr = 0;
+    for (int i = 0; i < iv.n; i++) {
+        const uhlm_eval_interval *x = &iv.iv[i];
+        CHECK(!(x->lo > x->hi));
+        if (x->mode == UHLM_MODE_HLM && !strcmp(x->name, "tr")) {
+            seen_tr = 1;
+            CHECK(x->value == 1 && x->lo == 1 && x->hi == 1);
+        }
+    }
+    CHECK(seen_tr);
+    uhlm_eval_intervals_free(&iv);
+    uhlm_eval_results_free(&R);
+    uhlm_eval_harness_free(h);
+    uhlm_prompts_free(&ps);
+}
+
 static void check_opts(void) {
     uhlm_error err = {{0}};
     uhlm_eval_opts o = small_opts();
@@ -144,6 +195,10 @@ static void check_opts(void) {
     o = small_opts();
     o.base.sampling.top_p = 2;
     CHECK(uhlm_eval_opts_check(&o, &err) == -1);
+    o = small_opts();
+    o.n_reps = 0;
+    CHECK(uhlm_eval_opts_check(&o, &err) == -1 && strstr(err.msg, "repetitions"));
+    CHECK(uhlm_eval_rep_mix(0) == 0 && uhlm_eval_rep_mix(1) != uhlm_eval_rep_mix(2));
     CHECK(uhlm_eval_prompt_seed(42, "a") != uhlm_eval_prompt_seed(42, "b"));
     CHECK(uhlm_eval_prompt_seed(42, "a") != uhlm_eval_prompt_seed(43, "a"));
 }
@@ -164,12 +219,14 @@ static void test_eval_harness(uhlm_model *slm, uhlm_model *llm) {
     check_sets(&R, 3);
     check_sums(&R);
     check_order_free(slm, llm, &R);
+    check_reps(slm, llm, &R);
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/harness", uhlm_test_tmpdir());
     CHECK(uhlm_eval_make_dir(dir, &err) == 0 && uhlm_eval_make_dir(dir, &err) == 0);
     CHECKF(uhlm_eval_write_reports(h, &R, dir, &err) == 0, "%s", err.msg);
     const char *files[] = {"results.csv", "sweep.csv", "methods.csv", "bins.csv",
-                           "per_prompt.csv", "summary.md", "results.json", "answers.jsonl"};
+                           "per_prompt.csv", "summary.md", "results.json", "answers.jsonl",
+                           "intervals.csv"};
     for (size_t k = 0; k < sizeof files / sizeof *files; k++)
         CHECKF(file_size(dir, files[k]) > 0, "%s", files[k]);
     /* answers.jsonl: one line per per_prompt.csv row, each the text of its run's tokens */

@@ -15,7 +15,8 @@
  *            or a resample of prompts (or of repetitions) is summed the same way;
  *   report   uhlm_eval_write_reports writes results.csv, sweep.csv, methods.csv, bins.csv,
  *            per_prompt.csv, results.json, summary.md, and answers.jsonl: the text of every
- *            labelled run (for quality scored outside, e.g. sentence embeddings).
+ *            labelled run (for quality scored outside, e.g. sentence embeddings), and
+ *            intervals.csv: bootstrap 95% intervals of the headline figures.
  *
  * Plan of uhlm_eval_run_all. Per prompt: the llm reference at the session temperature (its
  * embedding is the yardstick of quality), a second llm run with another seed (the LLM's own
@@ -51,6 +52,7 @@ extern "C" {
 #define UHLM_EVAL_MAX_METHODS 4
 #define UHLM_EVAL_N_BINS 10
 #define UHLM_EVAL_N_MODES 5
+#define UHLM_EVAL_MAX_REPS 1000
 
 /* ---- small pieces shared with calibration ---- */
 
@@ -59,6 +61,9 @@ int uhlm_eval_check_pair(const uhlm_model *slm, const uhlm_model *llm, uhlm_erro
 /* A per-prompt seed from the run seed and the prompt id: results do not depend on the order
  * or the subset of prompts. */
 uint64_t uhlm_eval_prompt_seed(uint64_t seed, const char *id);
+/* Repetition r of a run draws with its prompt seed xor uhlm_eval_rep_mix(r); 0 for r = 0, so
+ * one repetition is the run of a single seed. */
+uint64_t uhlm_eval_rep_mix(int rep);
 /* A prompt's ids: one chat user turn (chat != 0) or plain text with BOS as the vocabulary
  * says; returns as uhlm_tokenize. */
 int uhlm_eval_prompt_tokens(const uhlm_model *m, int chat, const char *text, int *ids, int cap,
@@ -85,6 +90,8 @@ typedef struct uhlm_eval_opts {
     int greedy;       /* the temperature-0 pass */
     int chat;         /* prompts are user turns of the SLM's chat template */
     int n_threads;    /* per model context */
+    int n_reps;       /* every set runs each prompt with this many seeds (--seeds K) */
+    int n_boot;       /* bootstrap resamples of intervals.csv */
     int limit;        /* only the first prompts; 0: all */
     uint64_t seed;
     /* only reported, never read by the runs */
@@ -118,6 +125,7 @@ typedef struct uhlm_eval_cfg {
 /* One run: one configuration on one prompt with one seed. */
 typedef struct uhlm_eval_record {
     int prompt; /* index into the harness's prompts */
+    int rep;    /* repetition: the seed is the prompt seed xor uhlm_eval_rep_mix(rep) */
     uint64_t seed;
     int generated, transmitted, skipped, rejected, accepted, outright, catchup, llm_calls;
     int shadow_evaluated, shadow_true;
@@ -137,7 +145,8 @@ typedef struct uhlm_eval_record {
     int n_tokens;
 } uhlm_eval_record;
 
-/* A configuration over every prompt, records in prompt order. label names it in
+/* A configuration over every prompt and repetition, records in prompt order within each
+ * repetition, repetition after repetition. label names it in
  * per_prompt.csv ("" leaves it out). */
 typedef struct uhlm_eval_set {
     uhlm_eval_cfg cfg;
@@ -163,10 +172,12 @@ typedef struct uhlm_eval_acc {
     double prefix_sum;
 } uhlm_eval_acc;
 
-/* Adds records into *a (zeroed first), in record order, n_snr link times each. weight may
- * be NULL (each record once) or give a record's multiplicity by prompt index (a bootstrap
- * resample). */
-void uhlm_eval_sum(const uhlm_eval_set *s, int n_snr, const int *weight, uhlm_eval_acc *a);
+/* Adds records into *a (zeroed first), in record order, n_snr link times each. */
+void uhlm_eval_sum(const uhlm_eval_set *s, int n_snr, uhlm_eval_acc *a);
+/* The same with each record counted weight[unit] times, unit its prompt index (by_rep = 0)
+ * or its repetition (by_rep = 1): the sum of a bootstrap resample of prompts or of seeds. */
+void uhlm_eval_sum_weighted(const uhlm_eval_set *s, int n_snr, const int *weight, int by_rep,
+                            uhlm_eval_acc *a);
 /* NaN where undefined (nothing generated, nothing transmitted, no quality). */
 double uhlm_eval_ratio(double a, double b);
 double uhlm_eval_acc_cos(const uhlm_eval_acc *a);
@@ -238,11 +249,41 @@ long uhlm_eval_total_runs(const uhlm_eval_harness *h);
 int uhlm_eval_run_all(uhlm_eval_harness *h, uhlm_progress *progress, uhlm_eval_results *out,
                       uhlm_error *err);
 
+/* ---- intervals ---- */
+
+/* A headline figure with its bootstrap 95% interval. */
+typedef struct uhlm_eval_interval {
+    uhlm_mode mode;
+    int metric;         /* index of name in the list below */
+    const char *name;   /* tr, tsr, tsr_expected, rejection_rate, cos_sim, cos_pct_llm, ppl,
+                           ppl_pct_llm, uplink_reduction_vs_hlm, exact_match (per mode);
+                           throughput_tok_s, speedup_vs_hlm (per mode and SNR) */
+    int snr_index;      /* -1 for the figures that do not depend on the SNR */
+    double value;       /* as in results.csv */
+    double lo, hi;      /* the 2.5% and 97.5% points of the resampled figure; NaN if none */
+} uhlm_eval_interval;
+
+typedef struct uhlm_eval_intervals {
+    uhlm_eval_interval *iv;
+    int n;
+    int n_boot;
+    int by_rep; /* resampled seeds (one prompt, several seeds), else prompts */
+} uhlm_eval_intervals;
+
+/* n_boot resamples, drawn from a stream seeded by seed: of prompts, or of seeds when there is
+ * one prompt and several repetitions. Each resample sums every set with the drawn
+ * multiplicities (uhlm_eval_sum_weighted) and recomputes each figure. */
+int uhlm_eval_bootstrap(const uhlm_eval_harness *h, const uhlm_eval_results *R, int n_boot,
+                        uint64_t seed, uhlm_eval_intervals *out, uhlm_error *err);
+void uhlm_eval_intervals_free(uhlm_eval_intervals *iv);
+#define UHLM_EVAL_BOOTSTRAP_DEFAULT 1000
+
 /* ---- reports ---- */
 
 /* mkdir -p of one level: the folder exists afterwards, or -1 with err. */
 int uhlm_eval_make_dir(const char *dir, uhlm_error *err);
-/* The eight files into dir (atomically each). */
+/* The nine files into dir (atomically each); intervals.csv: the bootstrap intervals of the
+ * headline figures (uhlm_eval_bootstrap with opts.n_boot resamples). */
 int uhlm_eval_write_reports(const uhlm_eval_harness *h, const uhlm_eval_results *r,
                             const char *dir, uhlm_error *err);
 

@@ -41,11 +41,18 @@ static void add_record(uhlm_eval_acc *a, const uhlm_eval_record *r, int n_snr) {
     }
 }
 
-void uhlm_eval_sum(const uhlm_eval_set *s, int n_snr, const int *weight, uhlm_eval_acc *a) {
+void uhlm_eval_sum(const uhlm_eval_set *s, int n_snr, uhlm_eval_acc *a) {
+    memset(a, 0, sizeof *a);
+    if (n_snr > UHLM_EVAL_MAX_SNR) n_snr = UHLM_EVAL_MAX_SNR;
+    for (int i = 0; i < s->n; i++) add_record(a, &s->rec[i], n_snr);
+}
+
+void uhlm_eval_sum_weighted(const uhlm_eval_set *s, int n_snr, const int *weight, int by_rep,
+                            uhlm_eval_acc *a) {
     memset(a, 0, sizeof *a);
     if (n_snr > UHLM_EVAL_MAX_SNR) n_snr = UHLM_EVAL_MAX_SNR;
     for (int i = 0; i < s->n; i++) {
-        int w = weight ? weight[s->rec[i].prompt] : 1;
+        int w = weight[by_rep ? s->rec[i].rep : s->rec[i].prompt];
         for (int j = 0; j < w; j++) add_record(a, &s->rec[i], n_snr);
     }
 }

@@ -26,6 +26,15 @@ int uhlm_eval_check_pair(const uhlm_model *slm, const uhlm_model *llm, uhlm_erro
                                                                      : "");
 }
 
+uint64_t uhlm_eval_rep_mix(int rep) {
+    if (rep == 0) return 0;
+    /* splitmix64 of the repetition: far from 0 and from each other */
+    uint64_t z = (uint64_t)rep * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 uint64_t uhlm_eval_prompt_seed(uint64_t seed, const char *id) {
     uint64_t h = uhlm_fnv1a(UHLM_FNV_INIT, &seed, sizeof seed);
     return uhlm_fnv1a(h, id, strlen(id));
@@ -74,6 +83,8 @@ uhlm_eval_opts uhlm_eval_default_opts(void) {
     o.sweep_snr = 0.0;
     o.greedy = 1;
     o.n_threads = 1;
+    o.n_reps = 1;
+    o.n_boot = UHLM_EVAL_BOOTSTRAP_DEFAULT;
     o.seed = 42;
     o.threshold_source = "--uth";
     o.temperature = o.base.sampling.temp;
@@ -89,6 +100,10 @@ int uhlm_eval_opts_check(const uhlm_eval_opts *o, uhlm_error *err) {
     int on_grid = 0;
     for (int k = 0; k < o->n_snr; k++) on_grid |= o->snr[k] == o->sweep_snr;
     if (!on_grid && o->n_snr == UHLM_EVAL_MAX_SNR) return uhlm_set_error(err, "too many SNR values");
+    if (o->n_reps < 1 || o->n_reps > UHLM_EVAL_MAX_REPS)
+        return uhlm_set_error(err, "%d repetitions (1 to %d)", o->n_reps, UHLM_EVAL_MAX_REPS);
+    if (o->n_boot < 0 || o->n_boot > 1000000)
+        return uhlm_set_error(err, "%d bootstrap resamples (0 to 1000000)", o->n_boot);
     if (o->n_sweep < 0 || o->n_sweep > UHLM_EVAL_MAX_SWEEP ||
         o->n_sweep_methods < 0 || o->n_sweep_methods > UHLM_EVAL_MAX_METHODS)
         return uhlm_set_error(err, "too many sweep points or methods");
@@ -127,13 +142,13 @@ static void on_token(void *user, const uhlm_token_event *ev) {
 
 /* Quality of a finished run: the embedding (into the reference slot for a reference set),
  * the cosine to the reference and the NLL under the LLM. */
-static int run_quality(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, const int *all,
-                       int n_all, uhlm_eval_record *r, uhlm_error *err) {
+static int run_quality(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, size_t slot,
+                       const int *all, int n_all, uhlm_eval_record *r, uhlm_error *err) {
     const int *gen = all + h->np[i];
     int ng = n_all - h->np[i];
     /* the embedding sees the text only: a final EOS is not part of it */
     int ne = ng > 0 && uhlm_tokenizer_is_eog(h->slm->tok, gen[ng - 1]) ? ng - 1 : ng;
-    float *emb = c->reference ? h->ref_emb + (size_t)i * h->D : h->emb;
+    float *emb = c->reference ? h->ref_emb + slot * (size_t)h->D : h->emb;
     double sum;
     if (uhlm_embed_tokens(h->qctx, gen, ne, emb, err) != 0 ||
         (ng > 0 && uhlm_sequence_nll(h->qctx, all, n_all, h->np[i], &sum, err) != 0))
@@ -143,22 +158,23 @@ static int run_quality(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, cons
         r->nll_n = ng;
     }
     if (h->have_ref_emb && !c->reference) {
-        r->cos = uhlm_cosine(emb, h->ref_emb + (size_t)i * h->D, h->D);
+        r->cos = uhlm_cosine(emb, h->ref_emb + slot * (size_t)h->D, h->D);
         r->have_cos = 1;
     }
     return 0;
 }
 
 /* Exact and prefix match of a greedy run against the greedy reference. */
-static void run_exact(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, uhlm_eval_record *r) {
+static void run_exact(uhlm_eval_harness *h, const uhlm_eval_cfg *c, size_t slot,
+                      uhlm_eval_record *r) {
     r->have_exact = 1;
     if (c->reference) {
         r->exact = 1;
         r->prefix = 1.0;
         return;
     }
-    const int *t = r->tokens, *ref = h->ref_greedy[i];
-    int n = r->n_tokens, rn = h->ref_greedy_n[i], pre = 0;
+    const int *t = r->tokens, *ref = h->ref_greedy[slot];
+    int n = r->n_tokens, rn = h->ref_greedy_n[slot], pre = 0;
     while (pre < n && pre < rn && t[pre] == ref[pre]) pre++;
     r->exact = pre == n && n == rn;
     r->prefix = (double)pre / (double)(rn > n ? (rn ? rn : 1) : (n ? n : 1));
@@ -210,12 +226,14 @@ static uhlm_device *run_device(uhlm_eval_harness *h, const uhlm_eval_cfg *c,
                            skipping && !c->greedy ? h->shadow : NULL, p, err);
 }
 
-/* One run of c on prompt i into r. */
-static int run_one(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, uint64_t seed,
+/* One run of c on prompt i, repetition rep, into r. */
+static int run_one(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, int rep, uint64_t seed,
                    uhlm_calib_samples *rec, uhlm_eval_record *r, uhlm_error *err) {
+    size_t slot = (size_t)rep * (size_t)h->n_prompts + (size_t)i; /* of the references */
     uhlm_device_params p;
     memset(r, 0, sizeof *r);
     r->prompt = i;
+    r->rep = rep;
     r->seed = seed;
     r->cos = NAN;
     uhlm_device *d = run_device(h, c, &p, err);
@@ -253,8 +271,8 @@ static int run_one(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, uint64_t
     }
     memcpy(r->tokens, all + h->np[i], sizeof(int) * (size_t)ng);
     r->n_tokens = ng;
-    if (c->want_quality && run_quality(h, c, i, all, n_all, r, err) != 0) goto out;
-    if (c->greedy) run_exact(h, c, i, r);
+    if (c->want_quality && run_quality(h, c, i, slot, all, n_all, r, err) != 0) goto out;
+    if (c->greedy) run_exact(h, c, slot, r);
     run_account(h, &p, s, seed, r);
     rc = 0;
 out:
@@ -270,18 +288,21 @@ int uhlm_eval_run_set(uhlm_eval_harness *h, const uhlm_eval_cfg *cfg, uint64_t s
     snprintf(out->label, sizeof out->label, "%s", label ? label : "");
     if (cfg->greedy && !cfg->reference && !h->have_ref_greedy)
         return uhlm_set_error(err, "a greedy set needs the greedy reference set first");
-    if (!(out->rec = calloc((size_t)h->n_prompts, sizeof *out->rec)))
+    int n_runs = h->n_prompts * h->o.n_reps;
+    if (!(out->rec = calloc((size_t)n_runs, sizeof *out->rec)))
         return uhlm_set_error(err, "out of memory");
-    for (int i = 0; i < h->n_prompts; i++) {
-        int rc = run_one(h, cfg, i, h->seeds[i] ^ seed_xor, rec, &out->rec[i], err);
+    for (int j = 0; j < n_runs; j++) {
+        int i = j % h->n_prompts, rep = j / h->n_prompts;
+        uint64_t seed = h->seeds[i] ^ uhlm_eval_rep_mix(rep) ^ seed_xor;
+        int rc = run_one(h, cfg, i, rep, seed, rec, &out->rec[j], err);
         if (rc == 0) out->n++;
-        else free(out->rec[i].tokens);
+        else free(out->rec[j].tokens);
         if (progress) uhlm_progress_step(progress, 1);
         if (rc != 0) return -1;
     }
     if (cfg->reference && cfg->want_quality) h->have_ref_emb = 1;
     if (cfg->reference && cfg->greedy) {
-        for (int i = 0; i < h->n_prompts; i++) {
+        for (int i = 0; i < n_runs; i++) {
             free(h->ref_greedy[i]);
             h->ref_greedy[i] = malloc(sizeof(int) * (size_t)(out->rec[i].n_tokens + 1));
             if (!h->ref_greedy[i]) return uhlm_set_error(err, "out of memory");
@@ -299,7 +320,7 @@ void uhlm_eval_harness_free(uhlm_eval_harness *h) {
     if (!h) return;
     uhlm_msglog_free(&h->log);
     for (int i = 0; h->ids && i < h->n_prompts; i++) free(h->ids[i]);
-    for (int i = 0; h->ref_greedy && i < h->n_prompts; i++) free(h->ref_greedy[i]);
+    for (int i = 0; h->ref_greedy && i < h->n_prompts * h->o.n_reps; i++) free(h->ref_greedy[i]);
     free(h->ids);
     free(h->np);
     free(h->seeds);
@@ -353,13 +374,14 @@ static int harness_contexts(uhlm_eval_harness *h, uhlm_verifier *ver, uhlm_error
 
 static int harness_prompts(uhlm_eval_harness *h, uhlm_error *err) {
     int NP = h->n_prompts;
+    size_t slots = (size_t)NP * (size_t)h->o.n_reps; /* references per (repetition, prompt) */
     h->D = h->llm->cfg.dim;
     h->ids = calloc((size_t)NP, sizeof *h->ids);
     h->np = calloc((size_t)NP, sizeof *h->np);
     h->seeds = calloc((size_t)NP, sizeof *h->seeds);
-    h->ref_emb = malloc(sizeof(float) * (size_t)NP * (size_t)h->D);
-    h->ref_greedy = calloc((size_t)NP, sizeof *h->ref_greedy);
-    h->ref_greedy_n = calloc((size_t)NP, sizeof *h->ref_greedy_n);
+    h->ref_emb = malloc(sizeof(float) * slots * (size_t)h->D);
+    h->ref_greedy = calloc(slots, sizeof *h->ref_greedy);
+    h->ref_greedy_n = calloc(slots, sizeof *h->ref_greedy_n);
     h->emb = malloc(sizeof(float) * (size_t)h->D);
     if (!h->ids || !h->np || !h->seeds || !h->ref_emb || !h->ref_greedy || !h->ref_greedy_n ||
         !h->emb)
@@ -404,7 +426,7 @@ uhlm_verifier *uhlm_eval_harness_verifier(uhlm_eval_harness *h) { return h->ver;
 
 long uhlm_eval_total_runs(const uhlm_eval_harness *h) {
     const uhlm_eval_opts *o = &h->o;
-    long NP = h->n_prompts;
+    long NP = (long)h->n_prompts * h->o.n_reps;
     int n_main = 0;
     for (int m = 0; m < UHLM_EVAL_N_MODES; m++) n_main += o->want[m] || m == UHLM_MODE_LLM;
     long total = NP * (n_main + 1) * (o->greedy ? 2 : 1);
@@ -452,7 +474,7 @@ static int plan_main(uhlm_eval_harness *h, uhlm_progress *pg, uhlm_calib_samples
         if (m == UHLM_MODE_RAND) {
             if (o->want[UHLM_MODE_UHLM]) {
                 uhlm_eval_acc a;
-                uhlm_eval_sum(&R->main[UHLM_MODE_UHLM], 0, NULL, &a);
+                uhlm_eval_sum(&R->main[UHLM_MODE_UHLM], 0, &a);
                 R->rand_prob = uhlm_eval_ratio((double)a.skipped, (double)a.gen);
             } else {
                 R->rand_prob = isnan(o->skip_prob) ? 0.5 : o->skip_prob;
@@ -512,7 +534,7 @@ static int plan_sweep_method(uhlm_eval_harness *h, uhlm_progress *pg, uhlm_unc_m
         snprintf(label, sizeof label, "sweep-uhlm-%s-q%.2f", mn, P->q);
         if ((rc = uhlm_eval_run_set(h, &c, 0, label, NULL, pg, &P->u, err)) != 0) break;
         uhlm_eval_acc a;
-        uhlm_eval_sum(&P->u, 0, NULL, &a);
+        uhlm_eval_sum(&P->u, 0, &a);
         P->skip = uhlm_eval_ratio((double)a.skipped, (double)a.gen);
         if (!isfinite(P->skip)) P->skip = 0;
         c = cfg_of(UHLM_MODE_RAND, 0, P->skip, method, 0, 0, 1, 0);

@@ -21,7 +21,7 @@ typedef struct report {
     uhlm_eval_acc main[UHLM_EVAL_N_MODES], greedy[UHLM_EVAL_N_MODES], self;
     const uhlm_eval_acc *H; /* hlm, when run */
     double cos_llm, cos_hlm, ppl_llm, ppl_hlm;
-    ebuf csv, scsv, mcsv, bcsv, md, pp, ans;
+    ebuf csv, scsv, mcsv, bcsv, md, pp, ans, ivc;
     cJSON *root;
 } report;
 
@@ -35,10 +35,10 @@ static void report_sums(report *r) {
     const uhlm_eval_harness *h = r->h;
     const uhlm_eval_results *R = r->R;
     for (int m = 0; m < UHLM_EVAL_N_MODES; m++) {
-        uhlm_eval_sum(&R->main[m], h->o.n_snr, NULL, &r->main[m]);
-        uhlm_eval_sum(&R->greedy[m], h->o.n_snr, NULL, &r->greedy[m]);
+        uhlm_eval_sum(&R->main[m], h->o.n_snr, &r->main[m]);
+        uhlm_eval_sum(&R->greedy[m], h->o.n_snr, &r->greedy[m]);
     }
-    uhlm_eval_sum(&R->llm_self, h->o.n_snr, NULL, &r->self);
+    uhlm_eval_sum(&R->llm_self, h->o.n_snr, &r->self);
     int hlm = h->o.want[UHLM_MODE_HLM];
     r->H = hlm ? &r->main[UHLM_MODE_HLM] : NULL;
     r->cos_llm = uhlm_eval_acc_cos(&r->self);
@@ -55,6 +55,7 @@ static int config_json(const report *r, cJSON *cfgj) {
     cJSON_AddStringToObject(cfgj, "llm", h->llm->path);
     cJSON_AddStringToObject(cfgj, "prompts", o->prompts_path ? o->prompts_path : "");
     cJSON_AddNumberToObject(cfgj, "n_prompts", h->n_prompts);
+    if (o->n_reps > 1) cJSON_AddNumberToObject(cfgj, "seeds", o->n_reps); /* --seeds K */
     cJSON_AddNumberToObject(cfgj, "n_gen", (double)o->base.n_gen);
     cJSON_AddNumberToObject(cfgj, "temperature", o->temperature);
     uhlm_payload_format(&o->base.payload, pb, sizeof pb);
@@ -171,7 +172,7 @@ static int write_sweep(report *r, cJSON *swj) {
         const uhlm_eval_set *two[2] = {&P->u, &P->r};
         for (int j = 0; j < 2; j++) {
             uhlm_eval_acc a;
-            uhlm_eval_sum(two[j], h->o.n_snr, NULL, &a);
+            uhlm_eval_sum(two[j], h->o.n_snr, &a);
             double cosv = uhlm_eval_acc_cos(&a), tsr = uhlm_eval_acc_tsr(&a);
             double skip = ratio((double)a.skipped, (double)a.gen), tr = uhlm_eval_acc_tr(&a);
             double rej = uhlm_eval_acc_rej(&a), tp = uhlm_eval_acc_tput(&a, h->k_sweep);
@@ -239,6 +240,24 @@ static int write_methods(report *r, cJSON *mj) {
     return 0;
 }
 
+/* intervals.csv: one line per headline figure. */
+static int write_intervals(report *r) {
+    const uhlm_eval_harness *h = r->h;
+    uhlm_eval_intervals iv;
+    uhlm_error err;
+    if (uhlm_eval_bootstrap(h, r->R, h->o.n_boot, h->o.seed, &iv, &err) != 0) return -1;
+    eb_printf(&r->ivc, "mode,snr_db,metric,value,lo,hi,resamples,unit\n");
+    for (int i = 0; i < iv.n; i++) {
+        const uhlm_eval_interval *x = &iv.iv[i];
+        eb_printf(&r->ivc, "%s,", uhlm_mode_name(x->mode));
+        if (x->snr_index >= 0) eb_printf(&r->ivc, "%g", h->o.snr[x->snr_index]);
+        eb_printf(&r->ivc, ",%s,%.6g,%.6g,%.6g,%d,%s\n", x->name, x->value, x->lo, x->hi,
+                  iv.n_boot, iv.by_rep ? "seeds" : "prompts");
+    }
+    uhlm_eval_intervals_free(&iv);
+    return 0;
+}
+
 /* per_prompt.csv: one line per labelled run, in the order they ran. */
 static void pp_set(ebuf *b, const uhlm_eval_harness *h, const uhlm_eval_set *s) {
     if (!s->label[0]) return;
@@ -246,9 +265,11 @@ static void pp_set(ebuf *b, const uhlm_eval_harness *h, const uhlm_eval_set *s) 
         const uhlm_eval_record *x = &s->rec[i];
         eb_printf(b, "%s,", s->label);
         eb_csv_str(b, h->ps->items[x->prompt].id);
-        eb_printf(b, ",%d,%d,%d,%d,%.6g,%.6g,%.6g\n", x->generated, x->transmitted, x->skipped,
+        eb_printf(b, ",%d,%d,%d,%d,%.6g,%.6g,%.6g", x->generated, x->transmitted, x->skipped,
                   x->rejected, (double)x->up_bits / 8.0, x->have_cos ? x->cos : NAN,
                   x->nll_n > 0 ? x->nll_sum / x->nll_n : NAN);
+        if (h->o.n_reps > 1) eb_printf(b, ",%d", x->rep);
+        eb_printf(b, "\n");
     }
 }
 
@@ -267,6 +288,7 @@ static int answers_set(ebuf *b, const uhlm_eval_harness *h, const uhlm_eval_set 
             cJSON_AddStringToObject(o, "run", s->label);
             cJSON_AddStringToObject(o, "mode", uhlm_mode_name(s->cfg.mode));
             cJSON_AddStringToObject(o, "prompt_id", p->id);
+            cJSON_AddNumberToObject(o, "rep", x->rep);
             cJSON_AddStringToObject(o, "seed", seed);
             cJSON_AddNumberToObject(o, "tokens", x->n_tokens);
             cJSON_AddStringToObject(o, "text", text);
@@ -298,7 +320,9 @@ static int write_answers(report *r) {
 
 static void write_per_prompt(report *r) {
     const uhlm_eval_results *R = r->R;
-    eb_printf(&r->pp, "run,prompt_id,generated,transmitted,skipped,rejected,uplink_bytes,cos_sim,nll\n");
+    /* the repetition column only with --seeds K > 1, so one seed gives the file it always did */
+    eb_printf(&r->pp, "run,prompt_id,generated,transmitted,skipped,rejected,uplink_bytes,cos_sim,nll%s\n",
+              r->h->o.n_reps > 1 ? ",rep" : "");
     pp_set(&r->pp, r->h, &R->main[UHLM_MODE_LLM]);
     pp_set(&r->pp, r->h, &R->llm_self);
     static const uhlm_mode order[4] = {UHLM_MODE_SLM, UHLM_MODE_HLM, UHLM_MODE_UHLM, UHLM_MODE_RAND};
@@ -368,7 +392,7 @@ static void md_sweep_methods(report *r) {
             const uhlm_eval_set *two[2] = {&R->sweep[s].u, &R->sweep[s].r};
             for (int j = 0; j < 2; j++) {
                 uhlm_eval_acc a;
-                uhlm_eval_sum(two[j], h->o.n_snr, NULL, &a);
+                uhlm_eval_sum(two[j], h->o.n_snr, &a);
                 eb_printf(&r->md, "| %s | %g | %.3f | %s | %.3f | %.3f | %.1f | %.4f | %.1f | %.2f |\n",
                           uhlm_unc_method_name(R->sweep[s].method), R->sweep[s].q, R->sweep[s].u_th,
                           j ? "rand" : "uhlm", ratio((double)a.skipped, (double)a.gen),
@@ -435,7 +459,7 @@ static int build(report *r) {
     if (!mj || write_methods(r, mj)) return -1;
     write_md(r);
     write_per_prompt(r);
-    return write_answers(r);
+    return write_answers(r) || write_intervals(r) ? -1 : 0;
 }
 
 int uhlm_eval_write_reports(const uhlm_eval_harness *h, const uhlm_eval_results *R,
@@ -455,7 +479,8 @@ int uhlm_eval_write_reports(const uhlm_eval_harness *h, const uhlm_eval_results 
     if (write_out(dir, "results.csv", &r.csv, err) || write_out(dir, "sweep.csv", &r.scsv, err) ||
         write_out(dir, "methods.csv", &r.mcsv, err) || write_out(dir, "bins.csv", &r.bcsv, err) ||
         write_out(dir, "per_prompt.csv", &r.pp, err) || write_out(dir, "summary.md", &r.md, err) ||
-        write_out(dir, "results.json", &jb, err) || write_out(dir, "answers.jsonl", &r.ans, err))
+        write_out(dir, "results.json", &jb, err) || write_out(dir, "answers.jsonl", &r.ans, err) ||
+        write_out(dir, "intervals.csv", &r.ivc, err))
         goto done;
     rc = 0;
 done:
@@ -468,5 +493,6 @@ done:
     eb_free(&r.md);
     eb_free(&r.pp);
     eb_free(&r.ans);
+    eb_free(&r.ivc);
     return rc;
 }
