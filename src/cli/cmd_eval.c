@@ -32,7 +32,7 @@ static void help(FILE *f) {
         "                 [--temp T] [--top-k K] [--top-p P] [-n N] [--limit P] [--split F]\n"
         "                 [--bandwidth HZ] [--latency S] [--fading none|rayleigh]\n"
         "                 [--sweep Q,Q,...] [--sweep-methods M,M,...] [--sweep-snr DB]\n"
-        "                 [--no-greedy] [--no-chat] [--seed S] [-t THREADS]\n"
+        "                 [--no-greedy] [--no-chat] [--seed S] [--seeds K] [-t THREADS]\n"
         "                 [--server HOST:PORT [--auth-token-file F] [--connect-timeout S]\n"
         "                  [--read-timeout S]] [--max-input-mb MB]\n\n"
         "Runs every requested mode on every prompt once, re-accounts the link time for each\n"
@@ -45,6 +45,8 @@ static void help(FILE *f) {
         "  bins.csv       binned mean rejection against u per method\n"
         "  per_prompt.csv per mode and prompt: tokens, transmissions, quality\n"
         "  results.json   all of the above; summary.md  Markdown tables\n"
+        "  intervals.csv  bootstrap 95%% intervals of the headline figures: over prompts\n"
+        "                 (over seeds with one prompt and --seeds K), 1000 resamples\n"
         "  answers.jsonl  the text of every run in per_prompt.csv (with the prompt and the\n"
         "                 Alpaca reference), for quality scored by an outside embedder\n\n"
         "Quality is measured against the llm mode's output for the same prompt and seed:\n"
@@ -69,6 +71,7 @@ static void help(FILE *f) {
         "  --no-chat        use prompts as plain text even when the SLM has a chat template\n"
         "                   (by default they are wrapped as user turns in it, as --chat;\n"
         "                   Alpaca records give instruction or instruction + \"\\n\\n\" + input)\n"
+        "  --seeds K        run every prompt with K seeds (default 1; the first is --seed's)\n"
         "  -n N             tokens per prompt (default 64)\n"
         "  --limit P        only the first P prompts\n"
         "  -t THREADS       threads per model (default 1: the default pair is tiny)\n"
@@ -297,7 +300,7 @@ int cmd_eval(int argc, char **argv) {
     const char *prompts_path = NULL, *out_dir = NULL, *calib_path = NULL, *risk = NULL;
     const char *modes_arg = "slm,llm,hlm,rand,uhlm", *sweep_methods_arg = NULL;
     long threads = 1, n_gen = 64, top_k = 0, samples_m = UHLM_UNC_DEFAULT_SAMPLES, limit = 0;
-    long max_in_mb = UHLM_INPUT_MAX_MB;
+    long max_in_mb = UHLM_INPUT_MAX_MB, n_seeds = 1;
     double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX, split = -1;
     double bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH, lat = 0.0, uth = NAN, skip_prob = NAN;
     double sweep_snr = 0.0;
@@ -333,7 +336,8 @@ int cmd_eval(int argc, char **argv) {
             "--uncertainty", "--samples", "--theta-max", "--temp",  "--top-k",     "--top-p",
             "-n",          "--limit",     "--split",   "--bandwidth", "--latency", "--fading",
             "--sweep",     "--sweep-methods", "--sweep-snr", "--seed", "-t",       "--server",
-            "--auth-token-file", "--connect-timeout", "--read-timeout", "--max-input-mb"};
+            "--auth-token-file", "--connect-timeout", "--read-timeout", "--max-input-mb",
+            "--seeds"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
         if (!known) {
@@ -407,6 +411,8 @@ int cmd_eval(int argc, char **argv) {
             bad = cli_parse_u64(cmd, a, v, &seed);
         else if (!strcmp(a, "-t"))
             bad = cli_parse_int(cmd, a, v, 0, 1024, &threads);
+        else if (!strcmp(a, "--seeds"))
+            bad = cli_parse_int(cmd, a, v, 1, UHLM_EVAL_MAX_REPS, &n_seeds);
         else if (!strcmp(a, "--fading")) {
             if ((bad = uhlm_fading_parse(v, &dp.channel.fading) != 0))
                 fprintf(stderr, "uhlm eval: unknown fading model '%s' (none, rayleigh)\n", v);
@@ -439,6 +445,7 @@ int cmd_eval(int argc, char **argv) {
     o.skip_prob = skip_prob;
     o.greedy = greedy;
     o.n_threads = (int)threads;
+    o.n_reps = (int)n_seeds;
     o.limit = (int)limit;
     o.seed = seed;
     o.prompts_path = prompts_path;
