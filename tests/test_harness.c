@@ -327,6 +327,10 @@ int main(void) {
     CHECKF(slm && llm, "%s", err.msg);
     if (slm && llm) {
         CHECK(uhlm_eval_check_pair(slm, llm, &err) == 0);
+    uhlm_prompt_set none = {0};
+    uhlm_eval_opts o = small_opts();
+    CHECK(uhlm_eval_harness_new(slm, llm, NULL, &none, &o, &err) == NULL &&
+          strstr(err.msg, "no prompts"));
         test_eval_harness(slm, llm);
         test_calib_collect(slm, llm);
     }

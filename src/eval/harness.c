@@ -404,6 +404,10 @@ uhlm_eval_harness *uhlm_eval_harness_new(uhlm_model *slm, uhlm_model *llm, uhlm_
                                          const uhlm_prompt_set *ps, const uhlm_eval_opts *opts,
                                          uhlm_error *err) {
     if (uhlm_eval_opts_check(opts, err) != 0) return NULL;
+    if (ps->n <= 0) {
+        uhlm_set_error(err, "no prompts to evaluate");
+        return NULL;
+    }
     uhlm_eval_harness *h = calloc(1, sizeof *h);
     if (!h) {
         uhlm_set_error(err, "out of memory");
