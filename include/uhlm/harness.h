@@ -7,8 +7,8 @@
  *            with one seed gives one uhlm_eval_record: the device's counts and compute, the
  *            link time replayed for every SNR (eval.h), quality against the llm reference,
  *            and the generated tokens themselves;
- *   set      the same configuration over every prompt: a uhlm_eval_set, records in prompt
- *            order;
+ *   set      the same configuration over every prompt, each with K seeds (opts.n_reps): a
+ *            uhlm_eval_set, records in prompt order, repetition after repetition;
  *   harness  the fixed plan of sets (uhlm_eval_run_all, below), kept in uhlm_eval_results;
  *   sum      uhlm_eval_sum adds a set's records, in record order, into a uhlm_eval_acc, from
  *            which every reported rate is taken. Because the sum is over records, a subset
@@ -25,7 +25,8 @@
  * at opts.skip_prob without uhlm), then every mode at temperature 0 against the greedy llm
  * tokens (exact match), then per sweep method one hlm pass recording u (unless the main hlm
  * pass already used that method) plus a uhlm run at each u quantile and a rand run at the
- * skip rate it reached. Each prompt's seed depends only on the run seed and its id.
+ * skip rate it reached. Each prompt's seed depends only on the run seed and its id (and
+ * the repetition, uhlm_eval_rep_mix).
  *
  * Errors: every call returns 0, or -1 with err; nothing is printed except through the
  * progress bar the caller passes. */
@@ -95,7 +96,8 @@ typedef struct uhlm_eval_opts {
     int limit;        /* only the first prompts; 0: all */
     uint64_t seed;
     /* only reported, never read by the runs */
-    double temperature;           /* as given (base.sampling.temp is its float) */
+    double temperature; /* as given, base.sampling.temp being its float; reported when it
+                           rounds to that float, else base.sampling.temp is */
     const char *prompts_path;
     const char *threshold_source; /* the calib file, or "--uth" */
     const char *risk;             /* may be NULL */
@@ -106,7 +108,8 @@ typedef struct uhlm_eval_opts {
  * else -1 with err: a usage error. */
 int uhlm_eval_opts_check(const uhlm_eval_opts *o, uhlm_error *err);
 /* Defaults of `uhlm eval`: every mode, SNR -10..30 dB, sweep at quantiles .2 .4 .6 .8 of the
- * default method at 0 dB, greedy pass on, 64 tokens, u_th 0.2, seed 42, one thread. */
+ * default method at 0 dB, greedy pass on, 64 tokens, u_th 0.2, seed 42, one repetition,
+ * 1000 bootstrap resamples, one thread. */
 uhlm_eval_opts uhlm_eval_default_opts(void);
 
 /* ---- runs ---- */
@@ -146,8 +149,8 @@ typedef struct uhlm_eval_record {
 } uhlm_eval_record;
 
 /* A configuration over every prompt and repetition, records in prompt order within each
- * repetition, repetition after repetition. label names it in
- * per_prompt.csv ("" leaves it out). */
+ * repetition, repetition after repetition. label names it in per_prompt.csv and
+ * answers.jsonl ("" leaves it out). */
 typedef struct uhlm_eval_set {
     uhlm_eval_cfg cfg;
     char label[64];

@@ -47,6 +47,11 @@ static void report_sums(report *r) {
     r->ppl_hlm = hlm ? uhlm_eval_acc_ppl(&r->main[UHLM_MODE_HLM]) : NAN;
 }
 
+/* The temperature as the user wrote it, when the options carry it. */
+static double temperature(const uhlm_eval_opts *o) {
+    return (float)o->temperature == o->base.sampling.temp ? o->temperature : o->base.sampling.temp;
+}
+
 static int config_json(const report *r, cJSON *cfgj) {
     const uhlm_eval_harness *h = r->h;
     const uhlm_eval_opts *o = &h->o;
@@ -57,7 +62,7 @@ static int config_json(const report *r, cJSON *cfgj) {
     cJSON_AddNumberToObject(cfgj, "n_prompts", h->n_prompts);
     if (o->n_reps > 1) cJSON_AddNumberToObject(cfgj, "seeds", o->n_reps); /* --seeds K */
     cJSON_AddNumberToObject(cfgj, "n_gen", (double)o->base.n_gen);
-    cJSON_AddNumberToObject(cfgj, "temperature", o->temperature);
+    cJSON_AddNumberToObject(cfgj, "temperature", temperature(o));
     uhlm_payload_format(&o->base.payload, pb, sizeof pb);
     cJSON_AddStringToObject(cfgj, "payload", pb);
     cJSON_AddStringToObject(cfgj, "uncertainty", uhlm_unc_method_name(o->base.unc.method));
@@ -422,7 +427,7 @@ static void write_md(report *r) {
                       "payload %s, uncertainty %s, u_th %.4g (%s%s%s), rand skip probability %.4g, "
                       "bandwidth %g Hz, fading %s, seed %llu. Wall time %.1f s.\n\n",
               h->slm->path, h->llm->path, h->n_prompts, o->prompts_path ? o->prompts_path : "",
-              (long)o->base.n_gen, o->temperature, pb, uhlm_unc_method_name(o->base.unc.method),
+              (long)o->base.n_gen, temperature(o), pb, uhlm_unc_method_name(o->base.unc.method),
               o->u_th, o->threshold_source ? o->threshold_source : "--uth", o->risk ? ", risk " : "",
               o->risk ? o->risk : "", r->R->rand_prob, o->base.channel.up.bandwidth_hz,
               uhlm_fading_name(o->base.channel.fading), (unsigned long long)o->seed, r->R->wall_s);
