@@ -128,6 +128,26 @@ pp = list(csv.DictReader(open(d + "/per_prompt.csv")))
 assert sum(1 for r in pp if r["run"] == "hlm") == 3
 PY
 
+# --seeds K: every run K times, per_prompt.csv gains the repetition, intervals.csv the
+# bootstrap intervals; answers.jsonl the text of each run
+expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/ek" --seeds 0
+expect_rc 0 "$bin" eval --prompts "$tmp/p.jsonl" --limit 2 -n 6 --snr 0 --sweep none --no-greedy --seeds 2 -o "$tmp/ek"
+$py - "$tmp/ek" "$tmp/e" <<'PY' && ok || bad "eval --seeds outputs"
+import csv, json, sys
+d, one = sys.argv[1], sys.argv[2]
+pp = list(csv.DictReader(open(d + "/per_prompt.csv")))
+assert sorted({r["rep"] for r in pp}) == ["0", "1"] and sum(r["run"] == "uhlm" for r in pp) == 4
+assert "rep" not in open(one + "/per_prompt.csv").readline()  # one seed: the old columns
+iv = list(csv.DictReader(open(d + "/intervals.csv")))
+hlm_tr = [r for r in iv if r["mode"] == "hlm" and r["metric"] == "tr"]
+assert len(hlm_tr) == 1 and float(hlm_tr[0]["lo"]) == 1.0 and hlm_tr[0]["unit"] == "prompts"
+tp = [r for r in iv if r["mode"] == "uhlm" and r["metric"] == "throughput_tok_s"]
+assert len(tp) == 1 and float(tp[0]["lo"]) <= float(tp[0]["hi"])
+ans = [json.loads(l) for l in open(d + "/answers.jsonl")]
+assert len(ans) == len(pp) and all(isinstance(a["text"], str) for a in ans)
+assert json.load(open(d + "/results.json"))["config"]["seeds"] == 2
+PY
+
 # plots
 if command -v gnuplot >/dev/null; then
   bash "$src/scripts/eval_plots.sh" "$tmp/e" 2>"$tmp/err" && ok || bad "eval_plots: $(cat "$tmp/err")"

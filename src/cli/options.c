@@ -1,5 +1,6 @@
 /* options.c: the option table and the parser every subcommand shares (see options.h). */
 #include "cli/options.h"
+#include "uhlm/harness.h"
 
 #include <errno.h>
 #include <math.h>
@@ -295,6 +296,9 @@ static const opt_def table[CLI_N_OPTS] = {
                     "--risk budget:R"},
     [CLI_CSV] = {0, "csv", "FILE", K_STR, 0, 0, NULL, NULL, G_OUTPUT,
                  "per-token records: prompt, split, u, beta, accepted, ..."},
+    [CLI_SEEDS] = {0, "seeds", "K", K_INT, 1, UHLM_EVAL_MAX_REPS, NULL, "1", G_EVAL,
+                   "run every prompt with K seeds (the first is --seed's); intervals over seeds "
+                   "when there is one prompt"},
 
     [CLI_N_PROMPT] = {0, "n-prompt", "N", K_INT, 1, I20, NULL, NULL, G_BENCH,
                       "prompt tokens (one batched prefill)"},
