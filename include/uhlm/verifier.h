@@ -33,6 +33,7 @@
 #include "model.h"
 #include "payload.h"
 #include "sampler.h"
+#include "verify.h" /* uhlm_verdict: the one verdict type of every layer */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,17 +70,6 @@ typedef struct uhlm_verify_req {
     size_t x_len;
     uint64_t draw_seed;
 } uhlm_verify_req;
-
-typedef struct uhlm_verdict {
-    int token;    /* committed */
-    int accepted; /* == (token == draft) */
-    double y_d, x_d, beta;
-    int y_ge_x;   /* accepted outright */
-    double llm_s; /* LLM compute for this request: forward, y, decision */
-    int forward_calls;
-    int batch_tokens; /* tokens in the forward: the pending token plus catch-up */
-    int n_past;       /* committed length after the token */
-} uhlm_verdict;
 
 typedef struct uhlm_generate_req {
     const int *catchup;

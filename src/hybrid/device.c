@@ -402,13 +402,13 @@ static int step_hybrid(uhlm_device *d, int pos, uhlm_token_event *ev, double *sh
                 ev->y_d = vd.y_d;
                 ev->beta = vd.beta;
                 ev->have_y = 1;
-                ev->llm_s = vd.llm_s;
+                ev->llm_s = (double)vd.cost.llm_ns * 1e-9;
                 ev->n_catchup = r.n_catchup;
                 d->st.transmitted++;
                 d->st.catchup_tokens += r.n_catchup;
-                d->st.llm_s += vd.llm_s;
-                d->st.llm_forward_calls += vd.forward_calls;
-                d->st.llm_batch_tokens += vd.batch_tokens;
+                d->st.llm_s += ev->llm_s;
+                d->st.llm_forward_calls += (int)vd.cost.forward_calls;
+                d->st.llm_batch_tokens += (int)vd.cost.seq_tokens;
                 d->st.accepted += vd.accepted;
                 d->st.rejected += !vd.accepted;
                 d->st.accepted_outright += vd.y_ge_x;

@@ -1379,7 +1379,7 @@ static void decide_verify(uhlm_server *s, conn *c, const float *row, double dt_f
     uhlm_error e;
     double td = uhlm_now();
     if (j->first) ss->n_committed += j->n_catchup;
-    uhlm_verify_result vr;
+    uhlm_verdict vr;
     if (uhlm_verify_logits(&ss->s, row, j->greedy ? NULL : ss->x, s->V, j->draft, j->draw_seed,
                            ss->n_committed, s->y, &vr, &e) != 0) {
         if (j->first) ss->n_committed -= j->n_catchup;
@@ -1389,16 +1389,10 @@ static void decide_verify(uhlm_server *s, conn *c, const float *row, double dt_f
     j->first = 0;
     ss->committed[ss->n_committed++] = vr.token;
     j->cost.llm_ns += (uint64_t)((dt_fwd + uhlm_now() - td) * 1e9);
-    uhlm_wire_verdict vd;
-    memset(&vd, 0, sizeof vd);
+    uhlm_wire_verdict vd = vr;
     vd.request_id = j->request_id;
-    vd.token = (uint32_t)vr.token;
-    vd.flags = (vr.accepted ? UHLM_WIRE_DF_ACCEPTED : 0) | (vr.y_ge_x ? UHLM_WIRE_DF_Y_GE_X : 0);
-    vd.y_d = (float)vr.y_d;
-    vd.x_d = (float)vr.x_d;
-    vd.beta = (float)vr.beta;
     vd.cost = j->cost;
-    vd.n_past = (uint32_t)ss->n_committed;
+    vd.n_past = ss->n_committed;
     ss->n_verify++;
     ss->n_accept += (uint64_t)vr.accepted;
     s->c_verify++;
