@@ -148,8 +148,16 @@ int uhlm_engine_take(uhlm_engine *e, int sid, uhlm_engine_result *out);
 /* Ends session sid, dropping a pending request or result; its cache stays for reuse. */
 void uhlm_engine_close(uhlm_engine *e, int sid);
 
-/* Session state: the committed context (NULL when sid is not open) and the sampling. */
+/* Session state: the committed context (NULL when sid is not open). */
 const int *uhlm_engine_committed(const uhlm_engine *e, int sid, int *n_past);
+
+/* ---- prefix reuse, the one rule (the engine's sessions and the device's SLM use it) ----
+ * How many leading tokens of tokens[0..n) sequence seq's cache already holds, at most
+ * n - 1: the last token is always left to be fed, since its logits are what the caller
+ * needs next (and the engine's newest token is pending, the invariant). */
+int uhlm_seq_common_prefix(const uhlm_ctx *ctx, int seq, const int *tokens, int n);
+/* Truncates seq to that common prefix; its length, or -1 with err. */
+int uhlm_seq_reuse_prefix(uhlm_ctx *ctx, int seq, const int *tokens, int n, uhlm_error *err);
 
 #ifdef __cplusplus
 }

@@ -150,6 +150,20 @@ const int *uhlm_engine_committed(const uhlm_engine *e, int sid, int *n_past) {
     return ss ? ss->committed : NULL;
 }
 
+/* ------------------------------------------------------------------ prefix reuse */
+
+int uhlm_seq_common_prefix(const uhlm_ctx *ctx, int seq, const int *tokens, int n) {
+    int kv = uhlm_seq_len(ctx, seq), l = 0;
+    const int *ct = uhlm_seq_tokens(ctx, seq);
+    while (ct && l < kv && l < n - 1 && ct[l] == tokens[l]) l++;
+    return l;
+}
+
+int uhlm_seq_reuse_prefix(uhlm_ctx *ctx, int seq, const int *tokens, int n, uhlm_error *err) {
+    int l = uhlm_seq_common_prefix(ctx, seq, tokens, n);
+    return uhlm_seq_truncate(ctx, seq, l, err) != 0 ? -1 : l;
+}
+
 /* ------------------------------------------------------------------ sessions */
 
 static int check_tokens(const uhlm_engine *e, const int *t, int n, const char *what,
@@ -166,11 +180,7 @@ static int check_tokens(const uhlm_engine *e, const int *t, int n, const char *w
  * the same tenant's cache. The last prompt token is left out: it is the pending token, fed
  * with the first request (the invariant). */
 static int cached_prefix(const uhlm_engine *e, int i, uint64_t tenant, const int *prompt, int n) {
-    if (e->ss[i].owner != tenant) return 0;
-    int kv = uhlm_seq_len(e->ctx, i), l = 0;
-    const int *ct = uhlm_seq_tokens(e->ctx, i);
-    while (ct && l < kv && l < n - 1 && ct[l] == prompt[l]) l++;
-    return l;
+    return e->ss[i].owner == tenant ? uhlm_seq_common_prefix(e->ctx, i, prompt, n) : 0;
 }
 
 /* A free session for the prompt: the same tenant's cache with the longest common prefix,
