@@ -95,6 +95,8 @@ typedef struct uhlm_verifier_ops {
      * (n >= 1; the device's prompt starts with BOS). */
     int (*open)(uhlm_verifier *v, const int *prompt, int n, const uhlm_sampling *s, uint64_t seed,
                 uhlm_opened *out, uhlm_error *err);
+    /* out: the verdict (verify.h), its cost.seq_tokens = this session's tokens in the forwards
+     * (the pending token plus catch-up), n_past = the committed length after the token. */
     int (*verify)(uhlm_verifier *v, const uhlm_verify_req *r, uhlm_verdict *out, uhlm_error *err);
     /* tokens receives up to r->n_gen ids. */
     int (*generate)(uhlm_verifier *v, const uhlm_generate_req *r, int *tokens, uhlm_generated *out,
@@ -132,10 +134,10 @@ static inline void uhlm_verifier_free(uhlm_verifier *v) {
 }
 
 /* ---- the in-process verifier ----
- * Owns a context on `llm` (created from cp, sequence 0) and its KV cache; the model is
- * borrowed and must outlive the verifier. open() keeps the longest common prefix of the
- * previous session's cache with the new prompt (prefix reuse), so repeated sessions on one
- * prompt prefill once. */
+ * The verification engine (engine.h) on `llm` with cp->n_seq sessions (normally 1), one
+ * open at a time; the model is borrowed and must outlive the verifier. open() keeps the
+ * longest common prefix of the previous session's cache with the new prompt (the engine's
+ * prefix reuse), so repeated sessions on one prompt prefill once. */
 uhlm_verifier *uhlm_verifier_inproc_new(const uhlm_model *llm, const uhlm_ctx_params *cp,
                                         uhlm_error *err);
 /* For tests and the server: the context (its cache holds the committed tokens but the
