@@ -74,6 +74,11 @@ static int run(world *w, device *ds, int nd, uhlm_error *err) {
     int sid[N_DEV], target[N_DEV], rc = -1;
     uhlm_engine_result res;
     if (!slm) goto out;
+    if (uhlm_engine_n_vocab(eng) != w->V) {
+        snprintf(err->msg, sizeof err->msg, "the LLM has %d tokens, tok512.bin %d",
+                 uhlm_engine_n_vocab(eng), w->V);
+        goto out;
+    }
     for (int i = 0; i < nd; i++) {
         device *d = &ds[i];
         uhlm_engine_open_req o = {d->tok, d->n, sampling, 0};
@@ -153,7 +158,7 @@ static int setup(world *w, const char *dir, uhlm_error *err) {
     if (!slm || !llm || !tok) goto out;
     if (!(w->slm = uhlm_model_load(slm, tok, err)) || !(w->llm = uhlm_model_load(llm, tok, err)))
         goto out;
-    w->V = 512; /* tok512: both models share its vocabulary (the engine checks the LLM's) */
+    w->V = 512; /* tok512.bin's vocabulary, shared by both models (run() checks the LLM's) */
     if (!(w->tok = uhlm_tokenizer_load_bin(tok, w->V, err))) goto out;
     w->enc_len = uhlm_payload_bytes(&payload, w->V);
     w->logits = malloc(sizeof(float) * (size_t)w->V);

@@ -3,7 +3,6 @@
  * in-process verifier and the server are thin layers over it. */
 #include "uhlm/engine.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,17 +51,8 @@ struct uhlm_engine {
     uint64_t tick;
 };
 
-static int fail(uhlm_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(uhlm_error *err, int code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return -code;
-}
+/* A refusal: the message as everywhere (uhlm_set_error), the value the engine's code. */
+#define fail(err, code, ...) (uhlm_set_error((err), __VA_ARGS__), -(code))
 
 /* ------------------------------------------------------------------ lifecycle */
 
@@ -87,12 +77,12 @@ void uhlm_engine_free(uhlm_engine *e) {
 
 uhlm_engine *uhlm_engine_new(const uhlm_model *llm, const uhlm_ctx_params *cp, uhlm_error *err) {
     if (!llm || !cp) {
-        fail(err, UHLM_ENGINE_E_INVALID, "engine: no model or context parameters");
+        uhlm_set_error(err, "engine: no model or context parameters");
         return NULL;
     }
     uhlm_engine *e = calloc(1, sizeof *e);
     if (!e) {
-        fail(err, UHLM_ENGINE_E_INTERNAL, "engine: out of memory");
+        uhlm_set_error(err, "engine: out of memory");
         return NULL;
     }
     e->m = llm;
@@ -121,8 +111,8 @@ uhlm_engine *uhlm_engine_new(const uhlm_model *llm, const uhlm_ctx_params *cp, u
     }
     if (!ok) {
         uhlm_engine_free(e);
-        fail(err, UHLM_ENGINE_E_INTERNAL,
-             "engine: out of memory (%zu sessions, context %zu, vocabulary %zu)", S, C, V);
+        uhlm_set_error(err, "engine: out of memory (%zu sessions, context %zu, vocabulary %zu)",
+                       S, C, V);
         return NULL;
     }
     return e;
