@@ -134,7 +134,7 @@ static void *bclient_main(void *arg) {
         }
         c->lat_sum += uhlm_now() - t0;
         __atomic_fetch_add(&c->n_verify, 1, __ATOMIC_RELAXED);
-        c->n_accept += (m.u.verdict.flags & UHLM_WIRE_DF_ACCEPTED) != 0;
+        c->n_accept += m.u.verdict.accepted;
         pos = m.u.verdict.n_past;
     }
     uhlm_wire_encode_empty(&b, UHLM_WIRE_CLOSE, &e);

@@ -97,7 +97,7 @@ static void run_trials(const float *draw, const float *test_x, const float *y, l
     *accepted = *fallbacks = 0;
     for (long t = 0; t < TRIALS; t++) {
         int d = uhlm_sample_weights(draw, V, &rd);
-        uhlm_verify_result res;
+        uhlm_verdict res;
         uhlm_error err;
         if (uhlm_verify(test_x, y, V, d, &rv, &res, &err) != 0) {
             counts[0] = -1;
@@ -166,7 +166,7 @@ static void test_exact_topk(void) {
 }
 
 static void test_greedy_and_edges(void) {
-    uhlm_verify_result r;
+    uhlm_verdict r;
     uhlm_error err;
     CHECK(uhlm_verify_greedy(10, 4, 4, &r, &err) == 0 && r.accepted && r.token == 4 &&
           r.beta == 0.0 && r.y_ge_x);

@@ -118,9 +118,10 @@ static void serve_conn(fake *f, int fd) {
             if (is_v) {
                 uint32_t tok = m.u.verify.draft % 3 == 0 ? 5 : m.u.verify.draft; /* some rejections */
                 f->ctx[f->n_past++] = (int)tok;
-                uhlm_wire_verdict v = {id,   tok, tok == m.u.verify.draft ? UHLM_WIRE_DF_ACCEPTED : 0,
-                                       0.5f, 0.5f, 0.0f, {2000, 1, cu->n + 1, 1, cu->n + 1},
-                                       (uint32_t)f->n_past};
+                uhlm_wire_verdict v = {.request_id = id, .token = (int)tok,
+                                       .accepted = tok == m.u.verify.draft, .y_d = 0.5, .x_d = 0.5,
+                                       .cost = {2000, 1, cu->n + 1, 1, cu->n + 1},
+                                       .n_past = f->n_past};
                 uhlm_wire_encode_verdict(&out, &v, &lim, &err);
             } else {
                 int toks[4] = {11, 12, 13, 14};

@@ -99,16 +99,7 @@ static int nv_verify(uhlm_verifier *v, const uhlm_verify_req *r, uhlm_verdict *o
     if (nv_reply(s, UHLM_WIRE_VERDICT, err) != 0) return -1;
     const uhlm_wire_verdict *d = &s->f.m.u.verdict;
     if (d->request_id != q.request_id) return uhlm_set_error(err, "netver: request id mismatch");
-    memset(out, 0, sizeof *out);
-    out->token = (int)d->token;
-    out->accepted = !!(d->flags & UHLM_WIRE_DF_ACCEPTED);
-    out->y_ge_x = !!(d->flags & UHLM_WIRE_DF_Y_GE_X);
-    out->y_d = d->y_d;
-    out->x_d = d->x_d;
-    out->beta = d->beta;
-    out->forward_calls = (int)d->cost.forward_calls;
-    out->batch_tokens = (int)d->cost.seq_tokens;
-    out->n_past = (int)d->n_past;
+    *out = *d; /* the wire's verdict is the verifier's (one type) */
     s->n_past = d->n_past;
     return 0;
 }

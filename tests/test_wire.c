@@ -191,7 +191,8 @@ static uhlm_wire_msg sample(int i) {
         m.type = UHLM_WIRE_VERDICT;
         m.u.verdict.request_id = 7;
         m.u.verdict.token = 1576;
-        m.u.verdict.flags = UHLM_WIRE_DF_ACCEPTED | UHLM_WIRE_DF_Y_GE_X;
+        m.u.verdict.accepted = 1;
+        m.u.verdict.y_ge_x = 1;
         m.u.verdict.y_d = 0.25f;
         m.u.verdict.x_d = 0.125f;
         m.u.verdict.beta = 0.0f;
@@ -303,7 +304,8 @@ static int msg_equal(const uhlm_wire_msg *a, const uhlm_wire_msg *b) {
     }
     case UHLM_WIRE_VERDICT: {
         const uhlm_wire_verdict *x = &a->u.verdict, *y = &b->u.verdict;
-        return x->request_id == y->request_id && x->token == y->token && x->flags == y->flags &&
+        return x->request_id == y->request_id && x->token == y->token && x->accepted == y->accepted &&
+               x->y_ge_x == y->y_ge_x &&
                feq(x->y_d, y->y_d) && feq(x->x_d, y->x_d) && feq(x->beta, y->beta) &&
                cost_equal(&x->cost, &y->cost) && x->n_past == y->n_past;
     }
@@ -858,7 +860,7 @@ static void test_verdict_generate(void) {
     uhlm_wire_limits lim = {0, 0, 32000};
     verdict_payload(&p, 5, 1, 0.5f, 0.5f, 0.0f, 9);
     CHECK(dec(UHLM_WIRE_VERDICT, p.d, p.n, &lim, &m) == 0);
-    CHECK(m.u.verdict.flags & UHLM_WIRE_DF_ACCEPTED);
+    CHECK(m.u.verdict.accepted && !m.u.verdict.y_ge_x);
     verdict_payload(&p, 32000, 1, 0.5f, 0.5f, 0.0f, 9);
     CHECK(dec(UHLM_WIRE_VERDICT, p.d, p.n, &lim, &m) == -UHLM_WIRE_E_BAD_TOKEN);
     verdict_payload(&p, 5, 3, 0.5f, 0.5f, 0.0f, 9);

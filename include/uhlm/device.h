@@ -79,6 +79,10 @@ typedef struct uhlm_token_event {
     int n_catchup; /* catch-up tokens sent with this request */
     uint64_t up_bits, down_bits;
     double slm_s, unc_s, llm_s, link_s;
+    /* verified (hybrid modes): the verifier's verdict as it came, the one verdict type of
+     * every layer (verify.h); accepted, y_d and beta above are the device's view of the
+     * token, which for a skipped one come from the shadow. Zero when not verified. */
+    uhlm_verdict verdict;
 } uhlm_token_event;
 
 typedef void (*uhlm_token_cb)(void *user, const uhlm_token_event *ev);

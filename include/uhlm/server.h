@@ -5,19 +5,19 @@
  * locks because nothing is shared between threads; the model's own thread pool (-t) does
  * the parallel arithmetic inside uhlm_decode.
  *
- * Sessions. The server owns one uhlm_ctx with max_sessions sequences; an open session holds
- * one sequence (its KV cache) and its committed context, with the in-process verifier's
- * invariant: the cache holds committed[0 .. n-1), so every request is one forward over the
- * pending token plus the catch-up. Sequences never share mutable state, so sessions are
- * isolated; a refused request changes nothing.
+ * Sessions. The server is transport and scheduling in front of a verification engine
+ * (engine.h) with max_sessions sessions, the same engine the in-process verifier is: an
+ * open session holds one sequence (its KV cache) and its committed context, with the
+ * engine's invariant: the cache holds committed[0 .. n-1), so every request is one forward
+ * over the pending token plus the catch-up. Sequences never share mutable state, so
+ * sessions are isolated; a refused request changes nothing.
  *
  * Cross-device batching. A VERIFY, GENERATE or OPEN that passes validation is queued. The queue is
  * flushed when the batch window (measured from the oldest queued request) has passed, or at
  * once when every open session has a request queued (nobody else can join). A flush is ONE
- * uhlm_decode over the catch-up tokens of every queued request, with logits on each
- * request's last entry; each request is then decided with uhlm_verify_logits /
- * uhlm_generate_token (verify.h), the same functions the in-process verifier calls, with
- * the same draw seeds and positions. Because the forward computes each entry's row
+ * engine flush: one uhlm_decode over the catch-up tokens of every queued request, with
+ * logits on each request's last entry; each request is then decided by the engine exactly
+ * as in process, with the same draw seeds and positions. Because the forward computes each entry's row
  * independently of the others in the batch, replies are bit-identical to in-process mode.
  * A GENERATE of n_gen > 1 stays queued and takes part in one flush per token. With
  * batching off, every request is its own forward (one step per loop turn).

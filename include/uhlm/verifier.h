@@ -33,6 +33,7 @@
 #include "model.h"
 #include "payload.h"
 #include "sampler.h"
+#include "verify.h" /* uhlm_verdict: the one verdict type of every layer */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,17 +71,6 @@ typedef struct uhlm_verify_req {
     uint64_t draw_seed;
 } uhlm_verify_req;
 
-typedef struct uhlm_verdict {
-    int token;    /* committed */
-    int accepted; /* == (token == draft) */
-    double y_d, x_d, beta;
-    int y_ge_x;   /* accepted outright */
-    double llm_s; /* LLM compute for this request: forward, y, decision */
-    int forward_calls;
-    int batch_tokens; /* tokens in the forward: the pending token plus catch-up */
-    int n_past;       /* committed length after the token */
-} uhlm_verdict;
-
 typedef struct uhlm_generate_req {
     const int *catchup;
     int n_catchup;
@@ -105,6 +95,8 @@ typedef struct uhlm_verifier_ops {
      * (n >= 1; the device's prompt starts with BOS). */
     int (*open)(uhlm_verifier *v, const int *prompt, int n, const uhlm_sampling *s, uint64_t seed,
                 uhlm_opened *out, uhlm_error *err);
+    /* out: the verdict (verify.h), its cost.seq_tokens = this session's tokens in the forwards
+     * (the pending token plus catch-up), n_past = the committed length after the token. */
     int (*verify)(uhlm_verifier *v, const uhlm_verify_req *r, uhlm_verdict *out, uhlm_error *err);
     /* tokens receives up to r->n_gen ids. */
     int (*generate)(uhlm_verifier *v, const uhlm_generate_req *r, int *tokens, uhlm_generated *out,
@@ -142,10 +134,10 @@ static inline void uhlm_verifier_free(uhlm_verifier *v) {
 }
 
 /* ---- the in-process verifier ----
- * Owns a context on `llm` (created from cp, sequence 0) and its KV cache; the model is
- * borrowed and must outlive the verifier. open() keeps the longest common prefix of the
- * previous session's cache with the new prompt (prefix reuse), so repeated sessions on one
- * prompt prefill once. */
+ * The verification engine (engine.h) on `llm` with cp->n_seq sessions (normally 1), one
+ * open at a time; the model is borrowed and must outlive the verifier. open() keeps the
+ * longest common prefix of the previous session's cache with the new prompt (the engine's
+ * prefix reuse), so repeated sessions on one prompt prefill once. */
 UHLM_API uhlm_verifier *uhlm_verifier_inproc_new(const uhlm_model *llm, const uhlm_ctx_params *cp,
                                         uhlm_error *err);
 /* For tests and the server: the context (its cache holds the committed tokens but the

@@ -49,23 +49,40 @@ UHLM_API uint64_t uhlm_hybrid_pos_seed(uint64_t stream_seed, uint64_t pos);
 /* r = the generator for (stream_seed, pos). */
 UHLM_API void uhlm_hybrid_rng(uhlm_rng *r, uint64_t stream_seed, uint64_t pos);
 
-typedef struct uhlm_verify_result {
-    int token;    /* the final token */
-    int accepted; /* the draft was accepted (then token == draft) */
+/* The cost of one request to the LLM, as the verifier reports it (and the wire carries it). */
+typedef struct uhlm_cost {
+    uint64_t llm_ns;        /* LLM compute for this request (forwards and decisions), ns */
+    uint32_t forward_calls; /* batched forwards it took part in */
+    uint32_t seq_tokens;    /* this session's tokens in those forwards */
+    uint32_t batch_size;    /* requests in the (last) batched forward */
+    uint32_t batch_tokens;  /* all tokens in that forward, every session */
+} uhlm_cost;
+
+/* The verifier's verdict on one draft: the ONE shape it has in every layer. uhlm_verify
+ * fills the decision, the engine (engine.h) adds the cost and the context length, the
+ * verifier interface (verifier.h) returns it, the wire codec (wire.h: VERDICT) encodes and
+ * decodes it as is, and the device's token events (device.h) carry it. */
+typedef struct uhlm_verdict {
+    uint32_t request_id; /* the request it answers (the wire's id; 0 in process) */
+    int token;           /* the final token, committed */
+    int accepted;        /* the draft was accepted (then token == draft) */
+    int y_ge_x;          /* y[d] >= x[d]: accepted outright (for TSR) */
+    int residual_fallback; /* rejected but the residual summed to 0 in floats: drew from y
+                            * (diagnostic; not carried on the wire) */
     double x_d, y_d;
-    double beta;           /* rejection probability max(0, 1 - y[d]/x[d]); greedy: 0 or 1 */
-    int y_ge_x;            /* y[d] >= x[d]: accepted outright (for TSR) */
-    int residual_fallback; /* rejected but the residual summed to 0 in floats: drew from y */
-} uhlm_verify_result;
+    double beta;     /* rejection probability max(0, 1 - y[d]/x[d]); greedy: 0 or 1 */
+    uhlm_cost cost;  /* zero from uhlm_verify alone */
+    int n_past;      /* committed context length after the token; 0 from uhlm_verify alone */
+} uhlm_verdict;
 
 /* x, y: n probabilities each (non-negative, summing to ~1). Draws one uniform for the accept
  * test and, on rejection, one more for the residual. -1 (with err) when d is out of range or
  * x[d] <= 0 (d cannot have been drawn from x). */
 UHLM_API int uhlm_verify(const float *x, const float *y, int n, int d, uhlm_rng *rng,
-                uhlm_verify_result *out, uhlm_error *err);
+                uhlm_verdict *out, uhlm_error *err);
 
 /* Greedy rule: y_argmax is the LLM's argmax (lowest index on ties). x_d is reported as 1. */
-UHLM_API int uhlm_verify_greedy(int n, int d, int y_argmax, uhlm_verify_result *out, uhlm_error *err);
+UHLM_API int uhlm_verify_greedy(int n, int d, int y_argmax, uhlm_verdict *out, uhlm_error *err);
 
 /* Inverse-CDF draw from w[0..n) scaled by its own sum (w need not be normalised); never
  * returns an index with weight 0. -1 when the weights sum to 0. */
@@ -85,7 +102,7 @@ UHLM_API int uhlm_verify_decode_x(const uhlm_payload_spec *enc, const uint8_t *b
  * rule when s->temp == 0 (x is not read and may be NULL), else uhlm_verify(x, y) with the
  * draws of uhlm_hybrid_rng(draw_seed, pos). 0, or -1 with err. */
 UHLM_API int uhlm_verify_logits(const uhlm_sampling *s, const float *logits, const float *x, int n, int d,
-                       uint64_t draw_seed, int pos, float *y, uhlm_verify_result *out,
+                       uint64_t draw_seed, int pos, float *y, uhlm_verdict *out,
                        uhlm_error *err);
 
 /* The llm mode's token at absolute position pos: the argmax at temperature 0, else a draw

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "common.h"
+#include "verify.h" /* uhlm_verdict, uhlm_cost */
 
 #ifdef __cplusplus
 extern "C" {
@@ -173,14 +174,8 @@ typedef struct uhlm_wire_open {
     uhlm_wire_tokens prompt; /* >= 1 token; on a resync, a prefix of the device context */
 } uhlm_wire_open;
 
-/* Cost of a request, as the verifier interface reports it (uhlm/verifier.h). */
-typedef struct uhlm_wire_cost {
-    uint64_t llm_ns;        /* LLM compute for this request, nanoseconds */
-    uint32_t forward_calls; /* LLM forward calls it took part in */
-    uint32_t seq_tokens;    /* this session's tokens in those forwards */
-    uint32_t batch_size;    /* sessions in the (last) batched forward */
-    uint32_t batch_tokens;  /* all tokens in that forward, every session */
-} uhlm_wire_cost;
+/* Cost of a request: the verifier's own type (uhlm/verify.h), encoded field by field. */
+typedef uhlm_cost uhlm_wire_cost;
 
 typedef struct uhlm_wire_opened {
     uint64_t session_id;
@@ -202,14 +197,12 @@ typedef struct uhlm_wire_verify {
     uhlm_wire_bytes x;  /* encoded x, opaque here; nonempty unless greedy */
 } uhlm_wire_verify;
 
-typedef struct uhlm_wire_verdict {
-    uint32_t request_id;
-    uint32_t token; /* the final token, committed to the server's context */
-    uint32_t flags; /* UHLM_WIRE_DF_* */
-    float y_d, x_d, beta; /* finite, in [0, 1] */
-    uhlm_wire_cost cost;
-    uint32_t n_past;      /* server context length after committing token */
-} uhlm_wire_verdict;
+/* VERDICT is the verifier's verdict (uhlm/verify.h) as is: the engine's result goes out,
+ * and the device's verifier returns what comes in, without a copy in between. On the wire:
+ * request_id, token, flags (UHLM_WIRE_DF_*: accepted, y_ge_x), y_d, x_d and beta as f32
+ * (finite, in [0, 1]), cost, n_past (the server context length after committing token).
+ * residual_fallback is not carried (decoded as 0). */
+typedef uhlm_verdict uhlm_wire_verdict;
 
 typedef struct uhlm_wire_generate {
     uint32_t request_id;

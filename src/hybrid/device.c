@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "uhlm/engine.h" /* uhlm_seq_reuse_prefix: the one prefix-reuse rule */
 #include "uhlm/tokenizer.h"
 #include "uhlm/verify.h"
 
@@ -205,10 +206,8 @@ int uhlm_device_n_ctx(const uhlm_device *d) { return d->n_ctx; }
  * prefix (so repeated runs on one prompt cost one token). */
 static int prefill(uhlm_device *d, uhlm_ctx *ctx, int seq, const int *prompt, int n, float *out,
                    uhlm_error *err) {
-    int kv = uhlm_seq_len(ctx, seq), lcp = 0;
-    const int *cached = uhlm_seq_tokens(ctx, seq);
-    while (lcp < kv && lcp < n - 1 && cached[lcp] == prompt[lcp]) lcp++;
-    if (uhlm_seq_truncate(ctx, seq, lcp, err) != 0) return -1;
+    int lcp = uhlm_seq_reuse_prefix(ctx, seq, prompt, n, err);
+    if (lcp < 0) return -1;
     int m = 0;
     for (int i = lcp; i < n; i++) d->batch[m++] = (uhlm_batch_entry){seq, i, prompt[i], i == n - 1};
     return uhlm_decode(ctx, d->batch, m, out, NULL, err);
@@ -403,18 +402,19 @@ static int step_hybrid(uhlm_device *d, int pos, uhlm_token_event *ev, double *sh
                 ev->down_bits = (uint64_t)d->ib + 1;
                 ev->link_s += uhlm_channel_send_down(&d->ch, ev->down_bits);
                 token = vd.token;
+                ev->verdict = vd;
                 ev->verified = 1;
                 ev->accepted = vd.accepted;
                 ev->y_d = vd.y_d;
                 ev->beta = vd.beta;
                 ev->have_y = 1;
-                ev->llm_s = vd.llm_s;
+                ev->llm_s = (double)vd.cost.llm_ns * 1e-9;
                 ev->n_catchup = r.n_catchup;
                 d->st.transmitted++;
                 d->st.catchup_tokens += r.n_catchup;
-                d->st.llm_s += vd.llm_s;
-                d->st.llm_forward_calls += vd.forward_calls;
-                d->st.llm_batch_tokens += vd.batch_tokens;
+                d->st.llm_s += ev->llm_s;
+                d->st.llm_forward_calls += (int)vd.cost.forward_calls;
+                d->st.llm_batch_tokens += (int)vd.cost.seq_tokens;
                 d->st.accepted += vd.accepted;
                 d->st.rejected += !vd.accepted;
                 d->st.accepted_outright += vd.y_ge_x;

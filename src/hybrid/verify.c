@@ -1,6 +1,8 @@
 /* verify.c: accept/reject/resample and the position-keyed RNG streams (verify.h). */
 #include "uhlm/verify.h"
 
+#include <string.h>
+
 /* splitmix64's finaliser: a bijective mixer, so distinct inputs give distinct seeds. */
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -37,10 +39,11 @@ int uhlm_sample_weights(const float *w, int n, uhlm_rng *rng) {
 }
 
 int uhlm_verify(const float *x, const float *y, int n, int d, uhlm_rng *rng,
-                uhlm_verify_result *out, uhlm_error *err) {
+                uhlm_verdict *out, uhlm_error *err) {
     if (d < 0 || d >= n) return uhlm_set_error(err, "verify: draft %d outside [0, %d)", d, n);
     if (!(x[d] > 0.0f))
         return uhlm_set_error(err, "verify: draft %d has probability %g under x", d, (double)x[d]);
+    memset(out, 0, sizeof *out); /* the cost and context are the caller's to fill */
     double xd = x[d], yd = y[d] > 0.0f ? y[d] : 0.0;
     double ratio = yd / xd;
     out->x_d = xd;
@@ -98,9 +101,10 @@ int uhlm_verify(const float *x, const float *y, int n, int d, uhlm_rng *rng,
     return 0;
 }
 
-int uhlm_verify_greedy(int n, int d, int y_argmax, uhlm_verify_result *out, uhlm_error *err) {
+int uhlm_verify_greedy(int n, int d, int y_argmax, uhlm_verdict *out, uhlm_error *err) {
     if (d < 0 || d >= n || y_argmax < 0 || y_argmax >= n)
         return uhlm_set_error(err, "verify: token %d or %d outside [0, %d)", d, y_argmax, n);
+    memset(out, 0, sizeof *out);
     out->accepted = d == y_argmax;
     out->token = y_argmax;
     out->x_d = 1.0;

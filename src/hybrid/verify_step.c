@@ -12,7 +12,7 @@ int uhlm_verify_decode_x(const uhlm_payload_spec *enc, const uint8_t *bytes, siz
 }
 
 int uhlm_verify_logits(const uhlm_sampling *s, const float *logits, const float *x, int n, int d,
-                       uint64_t draw_seed, int pos, float *y, uhlm_verify_result *out,
+                       uint64_t draw_seed, int pos, float *y, uhlm_verdict *out,
                        uhlm_error *err) {
     int am = uhlm_sampling_probs(s, logits, n, y);
     if (am < 0) return uhlm_set_error(err, "verifier: out of memory");

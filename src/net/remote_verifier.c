@@ -434,6 +434,8 @@ static void cost_add(uhlm_wire_cost *a, const uhlm_wire_cost *b) {
     a->llm_ns += b->llm_ns;
     a->forward_calls += b->forward_calls;
     a->seq_tokens += b->seq_tokens;
+    a->batch_size = b->batch_size; /* of the last forward */
+    a->batch_tokens = b->batch_tokens;
 }
 
 /* OPENs a session for q: the committed context, plus q's catch-up when resynchronising (so a
@@ -558,27 +560,18 @@ static int exchange_verify(remote *r, req *q, uhlm_error *err) {
     if (rep.type == UHLM_WIRE_ERROR) return error_outcome(r, "VERIFY", &rep.u.error, err);
     const uhlm_wire_verdict *d = &rep.u.verdict;
     if (rep.type != UHLM_WIRE_VERDICT || d->request_id != id ||
-        d->n_past != pos + (uint32_t)ncu + 1 ||
-        (!!(d->flags & UHLM_WIRE_DF_ACCEPTED) != (d->token == (uint32_t)vr->draft))) {
+        (uint32_t)d->n_past != pos + (uint32_t)ncu + 1 || d->accepted != (d->token == vr->draft)) {
         uhlm_set_error(err, "the server answered VERIFY %u with an inconsistent %s",
                        (unsigned)id, uhlm_wire_type_name(rep.type));
         return RV_LOST;
     }
-    int tok = (int)d->token;
-    if (commit(r, q->catchup, q->n_catchup, &tok, 1, err) != 0) return RV_FAIL;
-    uhlm_wire_cost c = q->oc;
-    cost_add(&c, &d->cost);
+    if (commit(r, q->catchup, q->n_catchup, &d->token, 1, err) != 0) return RV_FAIL;
+    /* the verdict as the server sent it, with the cost of a (re)OPEN it needed added and the
+     * context length in the device's terms (a folded catch-up went with the OPEN) */
     uhlm_verdict *o = q->vout;
-    memset(o, 0, sizeof *o);
-    o->token = tok;
-    o->accepted = !!(d->flags & UHLM_WIRE_DF_ACCEPTED);
-    o->y_ge_x = !!(d->flags & UHLM_WIRE_DF_Y_GE_X);
-    o->y_d = d->y_d;
-    o->x_d = d->x_d;
-    o->beta = d->beta;
-    o->llm_s = (double)c.llm_ns * 1e-9;
-    o->forward_calls = (int)c.forward_calls;
-    o->batch_tokens = (int)c.seq_tokens;
+    *o = *d;
+    o->cost = q->oc;
+    cost_add(&o->cost, &d->cost);
     o->n_past = r->n_ctx_tok;
     return RV_OK;
 }

@@ -4,8 +4,11 @@
  * exactly one frame at a time (header, then the payload it announced) into its own buffer,
  * and is not read again until its reply has been sent, so the protocol's lock-step is also
  * the server's back-pressure. OPEN, VERIFY and GENERATE are validated completely when they
- * arrive (so a refusal has no effect) and queued; the compute step turns the queue into one
- * uhlm_decode (each request's share of it: fair compute) and the replies. At most one frame
+ * arrive (the protocol's checks here, the rest by the engine when it takes the request, so
+ * a refusal has no effect) and queued; the compute step turns the queue into one engine
+ * flush (engine.h: one uhlm_decode, each request's share of it: fair compute) and the
+ * replies. Sessions, the KV caches, prefix reuse, the forward and the verdicts are the
+ * engine's; this file is transport and scheduling. At most one frame
  * per connection is read per loop turn; connections are served before new ones are
  * accepted (admission control, server.h). */
 #include <errno.h>
@@ -22,10 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "uhlm/engine.h"
 #include "uhlm/sampler.h"
 #include "uhlm/server.h"
 #include "uhlm/tokenizer.h"
-#include "uhlm/verify.h"
 #include "uhlm/wire.h"
 #include "net/server_internal.h"
 
@@ -53,33 +56,23 @@ typedef struct lograte {
     uint64_t suppressed; /* since the last line of this kind that was written */
 } lograte;
 
+/* A connection's session: an engine session (engine.h: the committed context, the KV
+ * cache, the pending request) plus what the protocol adds. */
 typedef struct session {
-    int in_use;
-    int seq; /* the ctx sequence (== index in the slot array) */
+    int sid; /* the engine's session id, -1 when none */
     uint64_t id;
     uint32_t mode;
-    uint64_t owner;   /* tenant of the last session here: whose cache this is (Privacy) */
-    double last_used; /* when it was last released: free caches are reused oldest first */
     uhlm_sampling s;
-    int *committed; /* max_ctx; beyond n_committed: a queued request's staged catch-up */
-    int n_committed;
-    float *x; /* the queued VERIFY's decoded x̃ */
     uint64_t n_verify, n_accept;
 } session;
 
-/* The one request a connection may have in the compute queue. */
+/* The one request a connection may have in the compute queue (the engine holds its tokens;
+ * this is its place in the schedule). */
 typedef struct job {
     int active;
     uint16_t type; /* OPEN (its prefill), VERIFY or GENERATE */
     uint32_t request_id;
-    int n_catchup; /* staged at committed[n_committed ..] until the decision */
-    int first;     /* the catch-up has not been decided on yet */
-    int kv0;       /* the cache length when the request came: a failure goes back to it */
-    int draft, greedy;
-    uint64_t draw_seed;
-    int n_gen, stop_eos, start, n_out; /* GENERATE */
     double t_arrive, ready_at;
-    uhlm_wire_cost cost;
 } job;
 
 typedef struct conn {
@@ -106,7 +99,7 @@ typedef struct conn {
     double last_rx, close_deadline;
     uhlm_wire_buf out;
     size_t out_off;
-    session *sess;
+    session sess;
     job job;
     int credit_slot; /* where its address's credit was last found in s->credits (a hint) */
 } conn;
@@ -121,7 +114,7 @@ typedef struct addr_credit {
 struct uhlm_server {
     uhlm_server_params p;
     const uhlm_model *m;
-    uhlm_ctx *ctx;
+    uhlm_engine *eng; /* sessions, batching, forward pass and verdicts */
     int V, n_ctx;
     uint64_t fingerprint;
     char model_name[256];
@@ -129,7 +122,6 @@ struct uhlm_server {
     uint32_t max_frame, max_batch_tokens;
     int lfd, sfd, stop_r, stop_w;
     int bound_port, bound_stats_port;
-    session *slots;
     conn **conns;
     int n_conns, conn_cap;
     int spare_fd;            /* held in reserve: closed to make room at the descriptor limit */
@@ -139,11 +131,9 @@ struct uhlm_server {
     int n_credits, credits_cap;
     struct pollfd *pfds;
     conn **pconn; /* conn of each pollfd, NULL for the server's own fds */
-    uhlm_batch_entry *batch;
-    float *logits, *y;
     conn **qjobs;
-    int *kvb, *seqtok, *row; /* per queued job: cache length before the step, tokens fed,
-                              * logits row (-1: no decision this step) */
+    int *qsid, *qfeed; /* per queued job: engine session, tokens it may feed this step */
+    int *ids;          /* n_ctx: a prompt or catch-up list as ints for the engine */
     uint64_t next_conn_id, next_session_id, nonce_state;
     double t_start;
     /* stats */
@@ -324,29 +314,20 @@ void uhlm_server_free(uhlm_server *s) {
         uhlm_wire_buf_free(&c->out);
         free(c);
     }
-    if (s->slots)
-        for (int i = 0; i < s->p.max_sessions; i++) {
-            free(s->slots[i].committed);
-            free(s->slots[i].x);
-        }
-    free(s->slots);
     free(s->conns);
     free(s->pfds);
     free(s->pconn);
-    free(s->batch);
-    free(s->logits);
-    free(s->y);
     free(s->qjobs);
-    free(s->kvb);
-    free(s->seqtok);
-    free(s->row);
+    free(s->qsid);
+    free(s->qfeed);
+    free(s->ids);
     free(s->credits);
     if (s->spare_fd >= 0) close(s->spare_fd);
     if (s->lfd >= 0) close(s->lfd);
     if (s->sfd >= 0) close(s->sfd);
     if (s->stop_r >= 0) close(s->stop_r);
     if (s->stop_w >= 0) close(s->stop_w);
-    uhlm_ctx_free(s->ctx);
+    uhlm_engine_free(s->eng);
     free(s);
 }
 
@@ -396,9 +377,9 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     cp.n_seq = p->max_sessions;
     cp.n_ctx = p->max_ctx;
     cp.n_threads = p->n_threads;
-    s->ctx = uhlm_ctx_new(llm, &cp, err);
-    if (!s->ctx) goto fail;
-    s->n_ctx = uhlm_ctx_n_ctx(s->ctx);
+    s->eng = uhlm_engine_new(llm, &cp, err);
+    if (!s->eng) goto fail;
+    s->n_ctx = uhlm_engine_n_ctx(s->eng);
     s->max_batch_tokens = (uint32_t)s->n_ctx < UHLM_WIRE_MAX_TOKENS ? (uint32_t)s->n_ctx
                                                                     : UHLM_WIRE_MAX_TOKENS;
     {
@@ -413,32 +394,19 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     /* OPEN is decoded at the protocol ceiling so that an over-long prompt gets CTX_FULL */
     s->lim_open = (uhlm_wire_limits){s->max_frame, UHLM_WIRE_MAX_TOKENS, (uint32_t)s->V};
     int S = p->max_sessions, C = s->n_ctx, MC = s->conn_cap;
-    s->slots = calloc((size_t)S, sizeof *s->slots);
     s->conns = calloc((size_t)MC, sizeof *s->conns);
     s->pfds = calloc((size_t)MC + 3, sizeof *s->pfds);
     s->pconn = calloc((size_t)MC + 3, sizeof *s->pconn);
-    s->batch = malloc(sizeof(uhlm_batch_entry) * (size_t)S * (size_t)C);
-    s->logits = malloc(sizeof(float) * (size_t)S * (size_t)s->V);
-    s->y = malloc(sizeof(float) * (size_t)s->V);
     s->qjobs = calloc((size_t)MC, sizeof *s->qjobs);
-    s->kvb = calloc((size_t)MC, sizeof *s->kvb);
-    s->seqtok = calloc((size_t)MC, sizeof *s->seqtok);
-    s->row = calloc((size_t)MC, sizeof *s->row);
+    s->qsid = calloc((size_t)MC, sizeof *s->qsid);
+    s->qfeed = calloc((size_t)MC, sizeof *s->qfeed);
+    s->ids = malloc(sizeof(int) * (size_t)C);
     s->credits_cap = 2 * MC + 64;
     s->credits = calloc((size_t)s->credits_cap, sizeof *s->credits);
-    if (!s->slots || !s->conns || !s->pfds || !s->pconn || !s->batch || !s->logits || !s->y ||
-        !s->qjobs || !s->kvb || !s->seqtok || !s->row || !s->credits) {
+    if (!s->conns || !s->pfds || !s->pconn || !s->qjobs || !s->qsid || !s->qfeed || !s->ids ||
+        !s->credits) {
         uhlm_set_error(err, "server: out of memory (%d sessions x %d positions)", S, C);
         goto fail;
-    }
-    for (int i = 0; i < S; i++) {
-        s->slots[i].seq = i;
-        s->slots[i].committed = malloc(sizeof(int) * (size_t)C);
-        s->slots[i].x = malloc(sizeof(float) * (size_t)s->V);
-        if (!s->slots[i].committed || !s->slots[i].x) {
-            uhlm_set_error(err, "server: out of memory (session buffers)");
-            goto fail;
-        }
     }
     int pfd[2];
     if (pipe(pfd) != 0) {
@@ -486,18 +454,18 @@ void uhlm_server_stop(uhlm_server *s) {
 /* ------------------------------------------------------------------ connections */
 
 static void session_release(uhlm_server *s, conn *c, const char *why) {
-    session *ss = c->sess;
-    if (!ss) return;
+    session *ss = &c->sess;
+    if (ss->sid < 0) return;
+    int n_past = 0;
+    uhlm_engine_committed(s->eng, ss->sid, &n_past);
     log_limited(s, &c->lr[LK_SESSION], &c->log_suppressed,
                 "event=session_end conn=%llu session=%llu seq=%d n_past=%d verifications=%llu "
                 "accepted=%llu reason=%s",
-                (unsigned long long)c->id, (unsigned long long)ss->id, ss->seq, ss->n_committed,
+                (unsigned long long)c->id, (unsigned long long)ss->id, ss->sid, n_past,
                 (unsigned long long)ss->n_verify, (unsigned long long)ss->n_accept, why);
-    ss->in_use = 0;
-    ss->last_used = uhlm_now();
-    c->sess = NULL;
-    /* the KV cache stays: its recorded tokens let a later OPEN of the same tenant reuse the
-     * common prefix */
+    /* the KV cache stays: the engine lets a later OPEN of the same tenant reuse its prefix */
+    uhlm_engine_close(s->eng, ss->sid);
+    ss->sid = -1;
 }
 
 static void conn_kill(uhlm_server *s, conn *c, const char *why) {
@@ -737,6 +705,7 @@ static conn *conn_new(uhlm_server *s, int fd, int kind, const char *peer, const 
     c->kind = kind;
     c->state = CS_HELLO;
     c->id = ++s->next_conn_id;
+    c->sess.sid = -1;
     c->t_accept = c->last_rx = c->last_req = uhlm_now();
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     snprintf(c->addr, sizeof c->addr, "%s", addr);
@@ -793,11 +762,7 @@ static void accept_conns(uhlm_server *s, int lfd, int kind) {
 
 /* ------------------------------------------------------------------ requests */
 
-static int count_open_sessions(const uhlm_server *s) {
-    int n = 0;
-    for (int i = 0; i < s->p.max_sessions; i++) n += s->slots[i].in_use;
-    return n;
-}
+static int count_open_sessions(const uhlm_server *s) { return uhlm_engine_n_open(s->eng); }
 
 static void reply_done(uhlm_server *s, conn *c, double t_arrive) {
     double now = uhlm_now();
@@ -869,42 +834,11 @@ static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
     conn_flush(s, c);
 }
 
-/* Tokens at the head of prompt[0..n) that the cache of slot i holds, counted only when it
- * is the same tenant's cache: another tenant's cache is treated as empty (Privacy). The
- * last prompt token is left out: it is the pending token, fed with the first request. */
-static int cached_prefix(const uhlm_server *s, int i, uint64_t tenant,
-                         const uhlm_wire_tokens *prompt) {
-    if (s->slots[i].owner != tenant) return 0;
-    int kv = uhlm_seq_len(s->ctx, i), l = 0, n = (int)prompt->n;
-    const int *ct = uhlm_seq_tokens(s->ctx, i);
-    while (ct && l < kv && l < n - 1 && (uint32_t)ct[l] == uhlm_wire_token_at(prompt, (uint32_t)l))
-        l++;
-    return l;
-}
 
-/* A free session slot for an OPEN of prompt[0..n): the same tenant's cache with the longest
- * common prefix, or else the one released longest ago (another tenant's caches are kept as
- * long as possible for them). NULL when all are in use. */
-static session *pick_slot(uhlm_server *s, uint64_t tenant, const uhlm_wire_tokens *prompt,
-                          int *lcp) {
-    session *best = NULL;
-    int best_l = -1;
-    for (int i = 0; i < s->p.max_sessions; i++) {
-        session *cand = &s->slots[i];
-        if (cand->in_use) continue;
-        int l = cached_prefix(s, i, tenant, prompt);
-        if (l > best_l || (l == best_l && cand->last_used < best->last_used)) {
-            best = cand;
-            best_l = l;
-        }
-    }
-    *lcp = best_l;
-    return best;
-}
 
 /* The OPEN's prefill is done (or was not needed): the session is open, OPENED goes out. */
-static void open_done(uhlm_server *s, conn *c) {
-    session *ss = c->sess;
+static void open_done(uhlm_server *s, conn *c, const uhlm_engine_result *r) {
+    session *ss = &c->sess;
     job *j = &c->job;
     uhlm_error e;
     j->active = 0;
@@ -913,8 +847,8 @@ static void open_done(uhlm_server *s, conn *c) {
     memset(&op, 0, sizeof op);
     op.session_id = ss->id;
     op.n_ctx = (uint32_t)s->n_ctx;
-    op.n_past = (uint32_t)ss->n_committed;
-    op.cost = j->cost;
+    op.n_past = (uint32_t)r->n_past;
+    op.cost = r->cost;
     if (uhlm_wire_encode_opened(&c->out, &op, &e) != 0) {
         conn_kill(s, c, "out_of_memory");
         return;
@@ -922,18 +856,33 @@ static void open_done(uhlm_server *s, conn *c) {
     log_limited(s, &c->lr[LK_SESSION], &c->log_suppressed,
                 "event=open conn=%llu session=%llu seq=%d mode=%s n_prompt=%d reused=%d "
                 "temp=%g top_k=%d top_p=%g",
-                (unsigned long long)c->id, (unsigned long long)ss->id, ss->seq,
-                ss->mode == UHLM_WIRE_MODE_VERIFY ? "verify" : "generate", ss->n_committed,
-                j->kv0, (double)ss->s.temp, ss->s.top_k, (double)ss->s.top_p);
+                (unsigned long long)c->id, (unsigned long long)ss->id, ss->sid,
+                ss->mode == UHLM_WIRE_MODE_VERIFY ? "verify" : "generate", r->n_past, r->reused,
+                (double)ss->s.temp, ss->s.top_k, (double)ss->s.top_p);
     reply_done(s, c, j->t_arrive);
 }
 
-/* OPEN: takes a session and its cache now; the prefill is queued and batched like the
- * other requests (compute_step), so that a long prompt cannot stall the other devices. */
+/* The wire code for an engine refusal. */
+static int engine_code(int rc) {
+    switch (-rc) {
+    case UHLM_ENGINE_E_INVALID: return UHLM_WIRE_E_BAD_PAYLOAD;
+    case UHLM_ENGINE_E_NO_SESSION: return UHLM_WIRE_E_NOT_OPEN;
+    case UHLM_ENGINE_E_BAD_TOKEN: return UHLM_WIRE_E_BAD_TOKEN;
+    case UHLM_ENGINE_E_BAD_PROBS: return UHLM_WIRE_E_BAD_PROBS;
+    case UHLM_ENGINE_E_CTX_FULL: return UHLM_WIRE_E_CTX_FULL;
+    case UHLM_ENGINE_E_BUSY: return UHLM_WIRE_E_BUSY;
+    case UHLM_ENGINE_E_PENDING: return UHLM_WIRE_E_BAD_STATE;
+    default: return UHLM_WIRE_E_INTERNAL;
+    }
+}
+
+/* OPEN: takes an engine session and its cache now; the prefill is queued and batched like
+ * the other requests (compute_step), so that a long prompt cannot stall the other devices. */
 static void on_open(uhlm_server *s, conn *c, const uhlm_wire_open *o) {
     uhlm_sampling smp = {o->temp, (int)o->top_k, o->top_p};
     uhlm_error e;
     if (o->top_k > (uint32_t)s->V) smp.top_k = s->V; /* top-k >= V is "off" either way */
+    /* checked before the old session goes: a refused OPEN leaves it as it was */
     if (uhlm_sampling_check(&smp, &e) != 0) {
         send_error(s, c, UHLM_WIRE_E_BAD_PAYLOAD, 0, 0, "%s", e.msg);
         return;
@@ -944,48 +893,39 @@ static void on_open(uhlm_server *s, conn *c, const uhlm_wire_open *o) {
                    n, s->n_ctx);
         return;
     }
-    /* An OPEN replaces this connection's session (the same tenant: its cache is reusable);
-     * otherwise take a free slot (a resync after a reconnect then costs almost nothing) */
-    session *ss = c->sess;
-    if (ss) session_release(s, c, "reopened");
-    int lcp = 0;
-    if (ss) lcp = cached_prefix(s, ss->seq, c->tenant, &o->prompt);
-    else if (!(ss = pick_slot(s, c->tenant, &o->prompt, &lcp))) {
-        send_error(s, c, UHLM_WIRE_E_BUSY, 0, 0, "all %d sessions are in use",
-                   s->p.max_sessions);
+    /* An OPEN replaces this connection's session; the engine then picks the free cache of
+     * this tenant with the longest common prefix (a resync after a reconnect costs little) */
+    session_release(s, c, "reopened");
+    uhlm_wire_tokens_copy(&o->prompt, s->ids);
+    uhlm_engine_open_req req = {s->ids, n, smp, c->tenant};
+    int sid = uhlm_engine_open(s->eng, &req, &e);
+    if (sid < 0) {
+        send_error(s, c, engine_code(sid), 0, 0, "%s", e.msg);
         return;
     }
-    uhlm_wire_tokens_copy(&o->prompt, ss->committed);
-    if (uhlm_seq_truncate(s->ctx, ss->seq, lcp, &e) != 0) {
-        /* the session is not taken; the cache stays consistent (it records its tokens) */
-        send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, 0, "prefill failed: %s", e.msg);
-        return;
-    }
-    ss->in_use = 1;
-    ss->owner = c->tenant;
+    session *ss = &c->sess;
+    ss->sid = sid;
     ss->id = ++s->next_session_id;
     ss->mode = o->mode;
     ss->s = smp;
-    ss->n_committed = n;
     ss->n_verify = ss->n_accept = 0;
-    c->sess = ss;
     job *j = &c->job;
     memset(j, 0, sizeof *j);
     j->type = UHLM_WIRE_OPEN;
-    j->kv0 = lcp;
     j->t_arrive = j->ready_at = uhlm_now();
-    if (lcp >= n - 1) {
-        open_done(s, c);
+    uhlm_engine_result r;
+    if (uhlm_engine_take(s->eng, sid, &r)) {
+        open_done(s, c, &r); /* the cached prefix covers the prompt */
         return;
     }
     j->active = 1;
 }
 
-/* Checks common to VERIFY and GENERATE; 0 when the request may be queued. */
-static int check_request(uhlm_server *s, conn *c, uint16_t type, uint32_t rid, uint32_t pos,
-                         uint32_t n_catchup) {
-    session *ss = c->sess;
-    if (!ss) {
+/* The protocol's checks common to VERIFY and GENERATE (the engine checks the rest); 0 when
+ * the request may go to the engine. */
+static int check_request(uhlm_server *s, conn *c, uint16_t type, uint32_t rid, uint32_t pos) {
+    session *ss = &c->sess;
+    if (ss->sid < 0) {
         send_error(s, c, UHLM_WIRE_E_NOT_OPEN, 0, rid, "%s without an open session",
                    uhlm_wire_type_name(type));
         return -1;
@@ -996,64 +936,59 @@ static int check_request(uhlm_server *s, conn *c, uint16_t type, uint32_t rid, u
                    uhlm_wire_type_name(type), ss->mode == UHLM_WIRE_MODE_VERIFY ? "verify" : "generate");
         return -1;
     }
-    if (pos != (uint32_t)ss->n_committed) {
+    int n_past = 0;
+    uhlm_engine_committed(s->eng, ss->sid, &n_past);
+    if (pos != (uint32_t)n_past) {
         send_error(s, c, UHLM_WIRE_E_DESYNC, 0, rid, "pos %u, the session holds %d", (unsigned)pos,
-                   ss->n_committed);
-        return -1;
-    }
-    if ((uint64_t)pos + n_catchup + 1 > (uint64_t)s->n_ctx) {
-        send_error(s, c, UHLM_WIRE_E_CTX_FULL, 0, rid,
-                   "pos %u + %u catch-up + 1 exceeds the context of %d", (unsigned)pos,
-                   (unsigned)n_catchup, s->n_ctx);
+                   n_past);
         return -1;
     }
     return 0;
 }
 
-static void queue_job(uhlm_server *s, conn *c, uint16_t type, uint32_t rid, const uhlm_wire_tokens *catchup,
-                      uint64_t draw_seed) {
+/* The engine took the request: it joins the compute queue. */
+static void queue_job(conn *c, uint16_t type, uint32_t rid) {
     job *j = &c->job;
     memset(j, 0, sizeof *j);
     j->active = 1;
     j->type = type;
     j->request_id = rid;
-    j->first = 1;
-    j->n_catchup = (int)catchup->n;
-    j->draw_seed = draw_seed;
     j->t_arrive = j->ready_at = uhlm_now();
-    j->kv0 = uhlm_seq_len(s->ctx, c->sess->seq);
-    uhlm_wire_tokens_copy(catchup, c->sess->committed + c->sess->n_committed);
 }
 
 static void on_verify(uhlm_server *s, conn *c, const uhlm_wire_verify *v) {
-    if (check_request(s, c, UHLM_WIRE_VERIFY, v->request_id, v->pos, v->catchup.n) != 0) return;
-    session *ss = c->sess;
-    int greedy = ss->s.temp == 0.0f;
+    if (check_request(s, c, UHLM_WIRE_VERIFY, v->request_id, v->pos) != 0) return;
+    int greedy = c->sess.s.temp == 0.0f;
     if ((v->flags & UHLM_WIRE_VF_GREEDY) && !greedy) {
         send_error(s, c, UHLM_WIRE_E_BAD_PAYLOAD, 0, v->request_id,
-                   "GREEDY flag in a session with temperature %g", (double)ss->s.temp);
+                   "GREEDY flag in a session with temperature %g", (double)c->sess.s.temp);
         return;
     }
-    if (!greedy) {
-        uhlm_payload_spec spec = {(uhlm_payload_kind)v->kind, (int)v->k, v->prob_bits};
-        uhlm_error e;
-        if (uhlm_verify_decode_x(&spec, v->x.p, v->x.len, s->V, (int)v->draft, ss->x, &e) != 0) {
-            send_error(s, c, UHLM_WIRE_E_BAD_PROBS, 0, v->request_id, "%s", e.msg);
-            return;
-        }
+    uhlm_wire_tokens_copy(&v->catchup, s->ids);
+    uhlm_verify_req r = {s->ids, (int)v->catchup.n, (int)v->draft,
+                         {(uhlm_payload_kind)v->kind, (int)v->k, v->prob_bits},
+                         v->x.p, v->x.len, v->draw_seed};
+    uhlm_error e;
+    int rc = uhlm_engine_submit_verify(s->eng, c->sess.sid, &r, v->request_id, &e);
+    if (rc < 0) {
+        send_error(s, c, engine_code(rc), 0, v->request_id, "%s", e.msg);
+        return;
     }
-    queue_job(s, c, UHLM_WIRE_VERIFY, v->request_id, &v->catchup, v->draw_seed);
-    c->job.draft = (int)v->draft;
-    c->job.greedy = greedy;
+    queue_job(c, UHLM_WIRE_VERIFY, v->request_id);
 }
 
 static void on_generate(uhlm_server *s, conn *c, const uhlm_wire_generate *g) {
-    if (check_request(s, c, UHLM_WIRE_GENERATE, g->request_id, g->pos, g->catchup.n) != 0)
+    if (check_request(s, c, UHLM_WIRE_GENERATE, g->request_id, g->pos) != 0) return;
+    uhlm_wire_tokens_copy(&g->catchup, s->ids);
+    uhlm_generate_req r = {s->ids, (int)g->catchup.n, (int)g->n_gen,
+                           (g->flags & UHLM_WIRE_GF_STOP_EOS) != 0, g->draw_seed};
+    uhlm_error e;
+    int rc = uhlm_engine_submit_generate(s->eng, c->sess.sid, &r, g->request_id, &e);
+    if (rc < 0) {
+        send_error(s, c, engine_code(rc), 0, g->request_id, "%s", e.msg);
         return;
-    queue_job(s, c, UHLM_WIRE_GENERATE, g->request_id, &g->catchup, g->draw_seed);
-    c->job.n_gen = (int)g->n_gen;
-    c->job.stop_eos = (g->flags & UHLM_WIRE_GF_STOP_EOS) != 0;
-    c->job.start = (int)g->pos + (int)g->catchup.n;
+    }
+    queue_job(c, UHLM_WIRE_GENERATE, g->request_id);
 }
 
 size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap);
@@ -1297,36 +1232,25 @@ static int hist_bucket(int n) {
     return b;
 }
 
-/* Undoes a failed request: the cache goes back to what it held when the request came and a
- * staged catch-up is uncommitted, so the session is as before; a failed OPEN leaves no
- * session (the cache keeps what it recorded, which stays consistent). */
-static void job_fail(uhlm_server *s, conn *c, const char *what) {
-    session *ss = c->sess;
+/* A request the engine refused after all (a failed forward): the engine rolled the session
+ * back (a failed prefill closed it); the device gets INTERNAL. */
+static void job_fail(uhlm_server *s, conn *c, const uhlm_engine_result *r) {
     job *j = &c->job;
-    uhlm_error e;
-    if (uhlm_seq_len(s->ctx, ss->seq) > j->kv0) uhlm_seq_truncate(s->ctx, ss->seq, j->kv0, &e);
     j->active = 0;
     if (j->type == UHLM_WIRE_OPEN) {
         session_release(s, c, "prefill_failed");
-        send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, 0, "prefill failed: %s", what);
+        send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, 0, "%s", r->error);
         return;
     }
-    send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, j->request_id, "%s", what);
+    send_error(s, c, UHLM_WIRE_E_INTERNAL, 0, j->request_id, "%s", r->error);
 }
 
-/* Where the cache must end before job j can be decided on: the prompt less its pending last
- * token (OPEN), or the committed context plus a staged catch-up (VERIFY, GENERATE). */
-static int job_end(const session *ss, const job *j) {
-    if (j->type == UHLM_WIRE_OPEN) return ss->n_committed - 1;
-    return ss->n_committed + (j->first ? j->n_catchup : 0);
-}
 
 /* Tokens each request may feed in this step, before its credit: all when they fit in
  * step_tokens, else an equal share of it, at least one (every request moves on every step). */
 static int step_share(const uhlm_server *s, conn **q, int nq) {
     long need = 0;
-    for (int i = 0; i < nq; i++)
-        need += job_end(q[i]->sess, &q[i]->job) - uhlm_seq_len(s->ctx, q[i]->sess->seq);
+    for (int i = 0; i < nq; i++) need += uhlm_engine_pending(s->eng, q[i]->sess.sid);
     if (need <= s->p.step_tokens) return s->n_ctx;
     int share = s->p.step_tokens / nq;
     return share > 0 ? share : 1;
@@ -1372,77 +1296,35 @@ static int job_feed(uhlm_server *s, conn *c, int need, int share, double now) {
     return feed;
 }
 
-/* A VERIFY whose tokens are all in the cache: the decision and the VERDICT. */
-static void decide_verify(uhlm_server *s, conn *c, const float *row, double dt_fwd) {
-    session *ss = c->sess;
+/* A VERIFY the engine decided: the VERDICT, its result as is. */
+static void verdict_done(uhlm_server *s, conn *c, const uhlm_engine_result *r) {
+    session *ss = &c->sess;
     job *j = &c->job;
     uhlm_error e;
-    double td = uhlm_now();
-    if (j->first) ss->n_committed += j->n_catchup;
-    uhlm_verify_result vr;
-    if (uhlm_verify_logits(&ss->s, row, j->greedy ? NULL : ss->x, s->V, j->draft, j->draw_seed,
-                           ss->n_committed, s->y, &vr, &e) != 0) {
-        if (j->first) ss->n_committed -= j->n_catchup;
-        job_fail(s, c, e.msg);
-        return;
-    }
-    j->first = 0;
-    ss->committed[ss->n_committed++] = vr.token;
-    j->cost.llm_ns += (uint64_t)((dt_fwd + uhlm_now() - td) * 1e9);
-    uhlm_wire_verdict vd;
-    memset(&vd, 0, sizeof vd);
-    vd.request_id = j->request_id;
-    vd.token = (uint32_t)vr.token;
-    vd.flags = (vr.accepted ? UHLM_WIRE_DF_ACCEPTED : 0) | (vr.y_ge_x ? UHLM_WIRE_DF_Y_GE_X : 0);
-    vd.y_d = (float)vr.y_d;
-    vd.x_d = (float)vr.x_d;
-    vd.beta = (float)vr.beta;
-    vd.cost = j->cost;
-    vd.n_past = (uint32_t)ss->n_committed;
     ss->n_verify++;
-    ss->n_accept += (uint64_t)vr.accepted;
+    ss->n_accept += (uint64_t)r->verdict.accepted;
     s->c_verify++;
-    s->c_accept += (uint64_t)vr.accepted;
+    s->c_accept += (uint64_t)r->verdict.accepted;
     j->active = 0;
-    if (uhlm_wire_encode_verdict(&c->out, &vd, NULL, &e) != 0) {
+    if (uhlm_wire_encode_verdict(&c->out, &r->verdict, NULL, &e) != 0) {
         conn_kill(s, c, "out_of_memory");
         return;
     }
     reply_done(s, c, j->t_arrive);
 }
 
-/* A GENERATE step with its tokens in the cache: one token; GENERATED when it is the last. */
-static void decide_generate(uhlm_server *s, conn *c, const float *row, double dt_fwd) {
-    session *ss = c->sess;
+/* A GENERATE the engine finished: GENERATED. */
+static void generated_done(uhlm_server *s, conn *c, const uhlm_engine_result *r) {
     job *j = &c->job;
     uhlm_error e;
-    double td = uhlm_now();
-    if (j->first) ss->n_committed += j->n_catchup;
-    int tok = uhlm_generate_token(&ss->s, row, s->V, j->draw_seed, ss->n_committed, s->y, &e);
-    if (tok < 0) {
-        if (j->first) ss->n_committed -= j->n_catchup;
-        job_fail(s, c, e.msg);
-        return;
-    }
-    j->first = 0;
-    j->kv0 = ss->n_committed; /* this token is committed: a later failure keeps it */
-    ss->committed[ss->n_committed++] = tok;
-    j->n_out++;
-    s->c_gen_tokens++;
-    j->cost.llm_ns += (uint64_t)((dt_fwd + uhlm_now() - td) * 1e9);
-    if (j->n_out < j->n_gen && !(j->stop_eos && uhlm_tokenizer_is_eog(uhlm_model_tokenizer(s->m), tok)) &&
-        ss->n_committed < s->n_ctx) {
-        /* stays queued, ready at once: its next token joins the next forward */
-        j->ready_at = -1e300;
-        return;
-    }
+    s->c_gen_tokens += (uint64_t)r->n_tokens;
     uhlm_wire_generated gd;
     memset(&gd, 0, sizeof gd);
-    gd.request_id = j->request_id;
-    gd.tokens.ids = ss->committed + j->start;
-    gd.tokens.n = (uint32_t)j->n_out;
-    gd.cost = j->cost;
-    gd.n_past = (uint32_t)ss->n_committed;
+    gd.request_id = r->request_id;
+    gd.tokens.ids = r->tokens;
+    gd.tokens.n = (uint32_t)r->n_tokens;
+    gd.cost = r->cost;
+    gd.n_past = (uint32_t)r->n_past;
     j->active = 0;
     if (uhlm_wire_encode_generated(&c->out, &gd, NULL, &e) != 0) {
         conn_kill(s, c, "out_of_memory");
@@ -1451,60 +1333,40 @@ static void decide_generate(uhlm_server *s, conn *c, const float *row, double dt
     reply_done(s, c, j->t_arrive);
 }
 
-/* One forward over the next tokens of every job in q[0..nq) (step_share of them each: an
- * OPEN's prompt, a catch-up, the pending token), with logits where a job's tokens end; then
- * the decisions of the jobs that got there. A job that did not stays queued, due at once.
- * A failed forward refuses the requests (INTERNAL, no effect) but is not fatal for the
- * server: it is an allocation failure, not corruption. */
+/* One engine flush over the queued requests q[0..nq): each feeds its share of tokens
+ * (step_share, job_feed: an OPEN's prompt, a catch-up, the pending token) in ONE forward,
+ * and the requests whose tokens are all in get their replies. A request that did not stays
+ * queued, due at once. A failed forward refuses the requests (INTERNAL, no effect) but is
+ * not fatal for the server: it is an allocation failure, not corruption. */
 static int compute_step(uhlm_server *s, conn **q, int nq) {
-    int n = 0, rows = 0;
-    int *kvb = s->kvb, *seqtok = s->seqtok, *row = s->row;
     const int share = step_share(s, q, nq);
     const double now = uhlm_now();
     for (int i = 0; i < nq; i++) {
-        session *ss = q[i]->sess;
-        job *j = &q[i]->job;
-        int kv = uhlm_seq_len(s->ctx, ss->seq), end = job_end(ss, j);
-        int feed = job_feed(s, q[i], end - kv, share, now);
-        kvb[i] = kv;
-        seqtok[i] = feed;
-        row[i] = -1;
-        for (int p = kv; p < kv + feed; p++)
-            s->batch[n++] = (uhlm_batch_entry){ss->seq, p, ss->committed[p], 0};
-        if (kv + feed == end && j->type != UHLM_WIRE_OPEN) {
-            s->batch[n - 1].logits = 1;
-            row[i] = rows++;
-        }
+        s->qsid[i] = q[i]->sess.sid;
+        s->qfeed[i] = job_feed(s, q[i], uhlm_engine_pending(s->eng, s->qsid[i]), share, now);
     }
-    double t0 = uhlm_now();
     uhlm_error e;
-    if (uhlm_decode(s->ctx, s->batch, n, s->logits, NULL, &e) != 0) {
-        for (int i = 0; i < nq; i++) job_fail(s, q[i], e.msg);
-        log_limited(s, &s->glr[GK_REFUSED], NULL, "event=forward_failed batch=%d tokens=%d", nq, n);
-        return 0;
+    int n = uhlm_engine_flush(s->eng, s->qsid, s->qfeed, nq, &e);
+    if (n < 0)
+        log_limited(s, &s->glr[GK_REFUSED], NULL, "event=forward_failed batch=%d", nq);
+    if (n > 0) {
+        s->c_forwards++;
+        s->c_batched += (uint64_t)nq;
+        s->c_batch_tokens += (uint64_t)n;
+        s->hist[hist_bucket(nq)]++;
     }
-    double dt = uhlm_now() - t0;
-    s->c_forwards++;
-    s->c_batched += (uint64_t)nq;
-    s->c_batch_tokens += (uint64_t)n;
-    s->hist[hist_bucket(nq)]++;
     for (int i = 0; i < nq; i++) {
         conn *c = q[i];
-        job *j = &c->job;
-        j->cost.forward_calls++;
-        j->cost.seq_tokens += (uint32_t)seqtok[i];
-        j->cost.batch_size = (uint32_t)nq;
-        j->cost.batch_tokens = (uint32_t)n;
-        if (row[i] >= 0) {
-            const float *lg = s->logits + (size_t)row[i] * (size_t)s->V;
-            if (j->type == UHLM_WIRE_VERIFY) decide_verify(s, c, lg, dt);
-            else decide_generate(s, c, lg, dt);
-        } else {
-            j->cost.llm_ns += (uint64_t)(dt * 1e9);
-            if (j->type == UHLM_WIRE_OPEN && kvb[i] + seqtok[i] == job_end(c->sess, j))
-                open_done(s, c);
-            else
-                j->ready_at = -1e300; /* more tokens to feed: the next step takes them */
+        uhlm_engine_result r;
+        if (!uhlm_engine_take(s->eng, s->qsid[i], &r)) {
+            c->job.ready_at = -1e300; /* more tokens to feed: the next step takes them */
+            continue;
+        }
+        switch (r.kind) {
+        case UHLM_ENGINE_OPENED: open_done(s, c, &r); break;
+        case UHLM_ENGINE_VERDICT: verdict_done(s, c, &r); break;
+        case UHLM_ENGINE_GENERATED: generated_done(s, c, &r); break;
+        default: job_fail(s, c, &r); break;
         }
     }
     return 0;

@@ -399,19 +399,29 @@ int uhlm_wire_decode_verdict(const uint8_t *p, size_t n, const uhlm_wire_limits 
                              uhlm_wire_verdict *m, uhlm_error *err) {
     rd r = rd_init(p, n, lim, UHLM_WIRE_VERDICT);
     memset(m, 0, sizeof *m);
+    uint32_t token, flags, n_past;
+    float y_d, x_d, beta;
     TRY(rd_u32(&r, "request_id", &m->request_id, err));
-    TRY(rd_token(&r, "token", &m->token, err));
-    TRY(rd_u32(&r, "flags", &m->flags, err));
-    TRY(no_flags(&r, "flags", m->flags, UHLM_WIRE_DF_ACCEPTED | UHLM_WIRE_DF_Y_GE_X, err));
-    TRY(rd_f32(&r, "y_d", &m->y_d, err));
-    TRY(prob(&r, "y_d", m->y_d, err));
-    TRY(rd_f32(&r, "x_d", &m->x_d, err));
-    TRY(prob(&r, "x_d", m->x_d, err));
-    TRY(rd_f32(&r, "beta", &m->beta, err));
-    TRY(prob(&r, "beta", m->beta, err));
+    TRY(rd_token(&r, "token", &token, err));
+    TRY(rd_u32(&r, "flags", &flags, err));
+    TRY(no_flags(&r, "flags", flags, UHLM_WIRE_DF_ACCEPTED | UHLM_WIRE_DF_Y_GE_X, err));
+    TRY(rd_f32(&r, "y_d", &y_d, err));
+    TRY(prob(&r, "y_d", y_d, err));
+    TRY(rd_f32(&r, "x_d", &x_d, err));
+    TRY(prob(&r, "x_d", x_d, err));
+    TRY(rd_f32(&r, "beta", &beta, err));
+    TRY(prob(&r, "beta", beta, err));
     TRY(rd_cost(&r, &m->cost, err));
-    TRY(rd_u32(&r, "n_past", &m->n_past, err));
-    TRY(in_range(&r, "n_past", m->n_past, 1, UHLM_WIRE_MAX_CTX, err));
+    TRY(rd_u32(&r, "n_past", &n_past, err));
+    TRY(in_range(&r, "n_past", n_past, 1, UHLM_WIRE_MAX_CTX, err));
+    /* token < vocab <= 2^22 and n_past <= UHLM_WIRE_MAX_CTX: both fit an int */
+    m->token = (int)token;
+    m->accepted = (flags & UHLM_WIRE_DF_ACCEPTED) != 0;
+    m->y_ge_x = (flags & UHLM_WIRE_DF_Y_GE_X) != 0;
+    m->y_d = y_d;
+    m->x_d = x_d;
+    m->beta = beta;
+    m->n_past = (int)n_past;
     return rd_end(&r, err);
 }
 
@@ -758,13 +768,13 @@ static void write_payload(wr *w, const uhlm_wire_msg *m) {
     case UHLM_WIRE_VERDICT: {
         const uhlm_wire_verdict *v = &m->u.verdict;
         w32(w, v->request_id);
-        w32(w, v->token);
-        w32(w, v->flags);
-        wf32(w, v->y_d);
-        wf32(w, v->x_d);
-        wf32(w, v->beta);
+        w32(w, (uint32_t)v->token); /* a negative one becomes >= vocab: the check refuses it */
+        w32(w, (v->accepted ? UHLM_WIRE_DF_ACCEPTED : 0u) | (v->y_ge_x ? UHLM_WIRE_DF_Y_GE_X : 0u));
+        wf32(w, (float)v->y_d);
+        wf32(w, (float)v->x_d);
+        wf32(w, (float)v->beta);
         wcost(w, &v->cost);
-        w32(w, v->n_past);
+        w32(w, (uint32_t)v->n_past);
         break;
     }
     case UHLM_WIRE_GENERATE: {

@@ -84,7 +84,7 @@ static void check_accepted(const uhlm_wire_msg *m, const uhlm_wire_limits *lim,
         require((uint64_t)m->u.verify.pos + m->u.verify.catchup.n + 1 <= UHLM_WIRE_MAX_CTX, "ctx");
         break;
     case UHLM_WIRE_VERDICT:
-        require(m->u.verdict.token < vocab, "verdict token");
+        require(m->u.verdict.token >= 0 && (uint32_t)m->u.verdict.token < vocab, "verdict token");
         require(m->u.verdict.y_d >= 0.0f && m->u.verdict.x_d >= 0.0f && m->u.verdict.beta >= 0.0f,
                 "probabilities");
         break;
@@ -209,7 +209,7 @@ int main(int argc, char **argv) {
     nm++;
     ms[nm].type = UHLM_WIRE_VERDICT;
     ms[nm].u.verdict = (uhlm_wire_verdict){.request_id = 1, .token = 9,
-                                           .flags = UHLM_WIRE_DF_ACCEPTED | UHLM_WIRE_DF_Y_GE_X,
+                                           .accepted = 1, .y_ge_x = 1,
                                            .y_d = 0.5f, .x_d = 0.25f, .beta = 0.0f,
                                            .cost = {1000, 1, 4, 2, 7}, .n_past = 9};
     nm++;
