@@ -9,10 +9,11 @@
 #ifndef UHLM_SERVER_INTERNAL_H
 #define UHLM_SERVER_INTERNAL_H
 
+#include "net/conn.h"
 #include "uhlm/server.h"
 #include "uhlm/wire.h"
 
-typedef struct conn uhlm_server_conn;
+typedef conn uhlm_server_conn;
 
 /* A new device connection as if just accepted (before HELLO); NULL when the table is full
  * or out of memory. */
