@@ -1,10 +1,25 @@
-/* bench_net.c: the load benchmarks' devices on loopback (see bench_net.h). */
+/* bench_net.c: the plumbing of the load benchmarks (see bench_net.h). */
 #include "bench_net.h"
 
 #include <math.h>
 #include <stdio.h>
 
 #include "net/socket.h"
+
+static void *server_main(void *arg) {
+    bench_server *b = arg;
+    b->rc = uhlm_server_run(b->s, &b->err);
+    return NULL;
+}
+
+int bench_server_start(bench_server *b) {
+    return pthread_create(&b->th, NULL, server_main, b) == 0 ? 0 : -1;
+}
+
+void bench_server_stop(bench_server *b) {
+    uhlm_server_stop(b->s);
+    pthread_join(b->th, NULL);
+}
 
 int bench_connect(int port, const char *src, double timeout_s, uhlm_error *err) {
     char ps[16];

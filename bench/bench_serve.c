@@ -143,18 +143,6 @@ done:
     return NULL;
 }
 
-typedef struct srv_run {
-    uhlm_server *s;
-    int rc;
-    uhlm_error err;
-} srv_run;
-
-static void *server_main(void *arg) {
-    srv_run *r = arg;
-    r->rc = uhlm_server_run(r->s, &r->err);
-    return NULL;
-}
-
 static void help(FILE *f) {
     fprintf(f,
             "usage: uhlm bench serve [-m LLM] [-z TOKENIZER] [--devices LIST] [--seconds S]\n"
@@ -281,15 +269,14 @@ int cmd_bench_serve(int argc, char **argv) {
             sp.batching = batching;
             sp.batch_window_us = (int)window;
             sp.n_threads = (int)threads;
-            srv_run sr = {0};
+            bench_server sr = {0};
             sr.s = uhlm_server_new(m, &sp, &err);
             if (!sr.s) {
                 fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
                 rc = 1;
                 goto out;
             }
-            pthread_t sth;
-            if (pthread_create(&sth, NULL, server_main, &sr) != 0) {
+            if (bench_server_start(&sr) != 0) {
                 uhlm_server_free(sr.s);
                 rc = 1;
                 goto out;
@@ -325,8 +312,7 @@ int cmd_bench_serve(int argc, char **argv) {
             double dt = uhlm_now() - t0;
             atomic_store(&stop, 1);
             for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
-            uhlm_server_stop(sr.s);
-            pthread_join(sth, NULL);
+            bench_server_stop(&sr);
             uhlm_server_get_counters(sr.s, &c1);
             uint64_t nv = 0, na = 0;
             double lat = 0;

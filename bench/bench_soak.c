@@ -262,18 +262,6 @@ typedef struct run_result {
     int ok;
 } run_result;
 
-typedef struct srv_thread {
-    uhlm_server *s;
-    int rc;
-    uhlm_error err;
-} srv_thread;
-
-static void *soak_server_main(void *arg) {
-    srv_thread *t = arg;
-    t->rc = uhlm_server_run(t->s, &t->err);
-    return NULL;
-}
-
 typedef struct soak_cfg {
     const uhlm_model *m;
     int devices, idle, pipeliners, garbage, threads;
@@ -291,7 +279,7 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     sp.n_threads = cfg->threads;
     sp.log = log;
     uhlm_error err;
-    srv_thread st = {0};
+    bench_server st = {0};
     st.s = uhlm_server_new(cfg->m, &sp, &err);
     if (!st.s || !log) {
         fprintf(stderr, "uhlm bench soak: %s\n", st.s ? "no temporary file for the log" : err.msg);
@@ -309,8 +297,7 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     k.read_timeout = cfg->read_timeout;
     atomic_init(&k.stop, 0);
     atomic_init(&k.opened, 0);
-    pthread_t sth;
-    if (pthread_create(&sth, NULL, soak_server_main, &st) != 0) {
+    if (bench_server_start(&st) != 0) {
         uhlm_server_free(st.s);
         fclose(log);
         return -1;
@@ -351,8 +338,7 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     atomic_store(&k.stop, 1);
     for (int i = 0; i < n_hd; i++) pthread_join(hth[i], NULL);
     for (int i = 0; i < n_at; i++) pthread_join(ath[i], NULL);
-    uhlm_server_stop(st.s);
-    pthread_join(sth, NULL);
+    bench_server_stop(&st);
     out->verifications = v1 - v0;
     out->rate = (double)(v1 - v0) / out->seconds;
     for (int i = 0; i < n_hd; i++) {
