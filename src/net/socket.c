@@ -181,60 +181,45 @@ int uhlm_sock_connect(const char *host, const char *port, const char *src, doubl
     return fd;
 }
 
-int uhlm_sock_send_all(int fd, const void *p, size_t n, double deadline, uint64_t *bytes,
-                       uhlm_error *err) {
-    const uint8_t *b = p;
+/* Moves exactly n bytes by the deadline: sends them when out, else receives them. */
+static int move_all(int fd, uint8_t *p, size_t n, int out, double deadline, uint64_t *bytes,
+                    uhlm_error *err) {
     while (n > 0) {
-        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+        ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
         if (k > 0) {
-            b += k;
+            p += k;
             n -= (size_t)k;
             if (bytes) *bytes += (uint64_t)k;
             continue;
         }
+        if (k == 0 && !out) {
+            uhlm_set_error(err, "the peer closed the connection");
+            return UHLM_SOCK_CLOSED;
+        }
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = uhlm_sock_wait(fd, POLLOUT, deadline);
+            int w = uhlm_sock_wait(fd, out ? POLLOUT : POLLIN, deadline);
             if (w > 0) continue;
             if (w == 0) {
-                uhlm_set_error(err, "send timed out");
+                uhlm_set_error(err, "%s timed out", out ? "send" : "receive");
                 return UHLM_SOCK_TIMEOUT;
             }
         }
-        uhlm_set_error(err, "send: %s", strerror(errno));
+        uhlm_set_error(err, "%s: %s", out ? "send" : "recv", strerror(errno));
         return UHLM_SOCK_IO;
     }
     return UHLM_SOCK_OK;
 }
 
+int uhlm_sock_send_all(int fd, const void *p, size_t n, double deadline, uint64_t *bytes,
+                       uhlm_error *err) {
+    /* move_all only reads through p when sending */
+    return move_all(fd, (uint8_t *)(uintptr_t)p, n, 1, deadline, bytes, err);
+}
+
 int uhlm_sock_recv_all(int fd, void *p, size_t n, double deadline, uint64_t *bytes,
                        uhlm_error *err) {
-    uint8_t *b = p;
-    while (n > 0) {
-        ssize_t k = recv(fd, b, n, 0);
-        if (k > 0) {
-            b += k;
-            n -= (size_t)k;
-            if (bytes) *bytes += (uint64_t)k;
-            continue;
-        }
-        if (k == 0) {
-            uhlm_set_error(err, "the peer closed the connection");
-            return UHLM_SOCK_CLOSED;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int w = uhlm_sock_wait(fd, POLLIN, deadline);
-            if (w > 0) continue;
-            if (w == 0) {
-                uhlm_set_error(err, "receive timed out");
-                return UHLM_SOCK_TIMEOUT;
-            }
-        }
-        uhlm_set_error(err, "recv: %s", strerror(errno));
-        return UHLM_SOCK_IO;
-    }
-    return UHLM_SOCK_OK;
+    return move_all(fd, p, n, 0, deadline, bytes, err);
 }
 
 ssize_t uhlm_sock_read_to_eof(int fd, void *buf, size_t cap, double deadline) {
