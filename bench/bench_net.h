@@ -14,7 +14,7 @@
 typedef struct bench_server {
     uhlm_server *s; /* made by the caller; freed by the caller after the stop */
     pthread_t th;
-    int rc;         /* uhlm_server_run's, with err */
+    int rc; /* uhlm_server_run's, with err */
     uhlm_error err;
 } bench_server;
 

@@ -203,7 +203,9 @@ static void *pipeliner_main(void *arg) {
             }
             if (bench_send_frame(fd, &b) != 0) break;
             int i = 0, t = 0;
-            for (; i < PIPE_DEPTH && (t = bench_recv_frame(fd, pay, SOAK_PAY, &m, k->read_timeout)) >= 0; i++)
+            for (; i < PIPE_DEPTH &&
+                   (t = bench_recv_frame(fd, pay, SOAK_PAY, &m, k->read_timeout)) >= 0;
+                 i++)
                 a->done += t == UHLM_WIRE_OPENED;
             if (i < PIPE_DEPTH) break;
         }
@@ -229,7 +231,8 @@ static void *garbage_main(void *arg) {
         int junk = soak_connect(k, 2, 150 + a->idx);
         if (junk >= 0) {
             const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-            if (send(junk, get, strlen(get), MSG_NOSIGNAL) > 0) bench_recv_frame(junk, pay, SOAK_PAY, &m, k->read_timeout);
+            if (send(junk, get, strlen(get), MSG_NOSIGNAL) > 0)
+                bench_recv_frame(junk, pay, SOAK_PAY, &m, k->read_timeout);
             close(junk);
         }
         int fd = soak_connect(k, 2, 200 + a->idx);
@@ -242,7 +245,10 @@ static void *garbage_main(void *arg) {
             uhlm_wire_buf b = {frames, sizeof frames, sizeof frames};
             if (bench_send_frame(fd, &b) != 0) break;
             int i = 0;
-            for (; i < 256 && bench_recv_frame(fd, pay, SOAK_PAY, &m, k->read_timeout) == UHLM_WIRE_ERROR; i++) a->done++;
+            for (; i < 256 &&
+                   bench_recv_frame(fd, pay, SOAK_PAY, &m, k->read_timeout) == UHLM_WIRE_ERROR;
+                 i++)
+                a->done++;
             if (i < 256) break;
         }
         close(fd);

@@ -4,7 +4,8 @@
 #include "model/mix64.h"
 
 uint64_t uhlm_hybrid_stream_seed(uint64_t seed, int stream) {
-    return uhlm_mix64(uhlm_mix64(seed ^ 0x75686c6d5f737472ULL) + 0x9e3779b97f4a7c15ULL * (uint64_t)stream);
+    return uhlm_mix64(uhlm_mix64(seed ^ 0x75686c6d5f737472ULL) +
+                      0x9e3779b97f4a7c15ULL * (uint64_t)stream);
 }
 
 uint64_t uhlm_hybrid_pos_seed(uint64_t stream_seed, uint64_t pos) {

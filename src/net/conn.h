@@ -44,7 +44,7 @@ typedef struct conn {
     uint64_t id;
     uint64_t tenant; /* who may reuse whose prefix cache (Privacy in server.h) */
     char peer[64];
-    char addr[48]; /* the peer's numeric address, for the per-address limit */
+    char addr[48];             /* the peer's numeric address, for the per-address limit */
     double t_accept, last_req; /* last_req: last OPEN/VERIFY/GENERATE/CLOSE, or HELLO */
     uhlm_lograte lr[LK_N];
     uint64_t log_suppressed;
@@ -87,8 +87,7 @@ enum {
 /* Reads toward one frame of at most max_frame payload bytes, and stops at its end: a
  * connection is read one frame per loop turn, so one busy client cannot keep the loop to
  * itself. */
-int uhlm_conn_read_frame(conn *c, uint32_t max_frame, int *code, uhlm_error *err,
-                         const char **why);
+int uhlm_conn_read_frame(conn *c, uint32_t max_frame, int *code, uhlm_error *err, const char **why);
 
 /* Reads and drops input after the write side is shut (so that the close sends no RST): 0
  * while more may come, 1 at EOF or an error, when the connection may be closed. */

@@ -129,8 +129,9 @@ static void lose(remote *r, const char *why) {
     r->troubled = 1;
     if (r->want_open) r->lost_session = 1;
     if (!r->p.require)
-        uhlm_log_printf(&r->log, "lost the server %s:%s: %s; generating with the SLM alone until it is back",
-              r->host, r->port, why);
+        uhlm_log_printf(&r->log,
+                        "lost the server %s:%s: %s; generating with the SLM alone until it is back",
+                        r->host, r->port, why);
 }
 
 /* Schedules the next connection attempt: exponential backoff with jitter in [1/2, 1]. */
@@ -225,7 +226,9 @@ static int peer_closed(remote *r) {
 static int disable(remote *r, const char *why, uhlm_error *err) {
     r->disabled = 1;
     if (why != err->msg) uhlm_set_error(err, "%s", why);
-    if (!r->p.require) uhlm_log_printf(&r->log, "%s; generating with the SLM alone until the end of this run", why);
+    if (!r->p.require)
+        uhlm_log_printf(&r->log, "%s; generating with the SLM alone until the end of this run",
+                        why);
     return RV_UNAV;
 }
 
@@ -336,7 +339,8 @@ static int ensure(remote *r, req *q, uhlm_error *err) {
             r->st.connect_failures++;
             note_failure(r);
             if (!r->fail_logged)
-                uhlm_log_printf(&r->log, "%s; retrying with backoff, SLM alone meanwhile", err->msg);
+                uhlm_log_printf(&r->log, "%s; retrying with backoff, SLM alone meanwhile",
+                                err->msg);
             r->fail_logged = 1;
             return RV_UNAV;
         }
@@ -507,7 +511,8 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
             r->st.connect_failures++;
             note_failure(r);
             if (r->p.require) return required(r, err);
-            uhlm_log_printf(&r->log, "%s; generating with the SLM alone until the server answers", err->msg);
+            uhlm_log_printf(&r->log, "%s; generating with the SLM alone until the server answers",
+                            err->msg);
             r->fail_logged = 1;
         }
     }

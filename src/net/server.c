@@ -34,7 +34,7 @@
 #define CLOSE_GRACE_S 1.0 /* how long a closing connection may take to drain its last frame */
 #define ACCEPT_BURST 64   /* connections accepted per loop turn, per listening socket */
 #define ACCEPT_PAUSE_S 1.0 /* at the descriptor limit with nothing to drop: accepting pauses */
-#define HTTP_DEADLINE_S 5.0 /* a stats reader's whole request, at most */
+#define HTTP_DEADLINE_S 5.0  /* a stats reader's whole request, at most */
 #define CREDIT_REFILL_S 10.0 /* seconds to earn a whole context of burst credit back */
 
 /* rate-limited log kinds of the accept path (a connection's own: conn.h) */
@@ -104,8 +104,8 @@ struct uhlm_server {
 
 /* A line through limiter r (a connection's, or a global one); the line that follows a gap
  * says how many were left out. */
-static void log_limited(uhlm_server *s, uhlm_lograte *r, uint64_t *conn_total, const char *fmt,
-                        ...) __attribute__((format(printf, 4, 5)));
+static void log_limited(uhlm_server *s, uhlm_lograte *r, uint64_t *conn_total, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void log_limited(uhlm_server *s, uhlm_lograte *r, uint64_t *conn_total, const char *fmt,
                         ...) {
     if (!s->p.log) return;
@@ -295,7 +295,7 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     s->nonce_state = uhlm_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
-                           ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)s);
+                                ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)s);
     return s;
 fail:
     uhlm_server_free(s);
@@ -354,13 +354,14 @@ static void conn_kill(uhlm_server *s, conn *c, const char *why) {
         snprintf(extra + k, sizeof extra - (size_t)k, " suppressed=%llu",
                  (unsigned long long)r->suppressed);
     if (r) r->suppressed = 0;
-    uhlm_log_printf(&s->log, "event=disconnect conn=%llu peer=%s reason=%s%s", (unsigned long long)c->id, c->peer,
-          why, extra);
+    uhlm_log_printf(&s->log, "event=disconnect conn=%llu peer=%s reason=%s%s",
+                    (unsigned long long)c->id, c->peer, why, extra);
 }
 
 /* Input after the write side is shut goes nowhere; EOF ends the connection. */
 static void conn_drain(uhlm_server *s, conn *c) {
-    if (uhlm_conn_drain(c)) conn_kill(s, c, c->kind == K_HTTP ? "stats_served" : "closed_after_error");
+    if (uhlm_conn_drain(c))
+        conn_kill(s, c, c->kind == K_HTTP ? "stats_served" : "closed_after_error");
 }
 
 /* Sends what can be sent now; the rest waits for POLLOUT. */
@@ -647,8 +648,8 @@ static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
     /* the tenant whose prefix caches this connection may reuse (Privacy in server.h): one
      * secret makes its holders one tenant; without auth, the peer address is all there is */
     c->tenant = s->p.share_prefix_cache ? 0 : s->p.auth_len ? 1 : address_tenant(c->addr);
-    uhlm_log_printf(&s->log, "event=hello conn=%llu peer=%s client=%s nonce=%016llx", (unsigned long long)c->id,
-          c->peer, client, (unsigned long long)w.nonce);
+    uhlm_log_printf(&s->log, "event=hello conn=%llu peer=%s client=%s nonce=%016llx",
+                    (unsigned long long)c->id, c->peer, client, (unsigned long long)w.nonce);
     conn_flush(s, c);
 }
 
@@ -971,21 +972,14 @@ static void conn_read(uhlm_server *s, conn *c) {
     const char *why = "";
     uhlm_error e;
     switch (uhlm_conn_read_frame(c, s->max_frame, &code, &e, &why)) {
-    case UHLM_CONN_FRAME:
-        on_frame(s, c);
-        break;
+    case UHLM_CONN_FRAME: on_frame(s, c); break;
     case UHLM_CONN_SKIPPED:
         send_error(s, c, UHLM_WIRE_E_UNKNOWN_TYPE, c->state == CS_HELLO, 0,
                    "unknown message type %u", (unsigned)c->h.type);
         break;
-    case UHLM_CONN_BAD:
-        send_error(s, c, code, 1, 0, "%s", e.msg);
-        break;
-    case UHLM_CONN_GONE:
-        conn_kill(s, c, why);
-        break;
-    default: /* the rest of the frame is still on its way */
-        break;
+    case UHLM_CONN_BAD: send_error(s, c, code, 1, 0, "%s", e.msg); break;
+    case UHLM_CONN_GONE: conn_kill(s, c, why); break;
+    default: break; /* UHLM_CONN_AGAIN: the rest of the frame is still on its way */
     }
 }
 
@@ -1302,17 +1296,18 @@ static void check_timeouts(uhlm_server *s, double now, double *next_deadline) {
 }
 
 int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
-    uhlm_log_printf(&s->log, "event=listening host=%s port=%d stats_port=%d model=%s vocab=%d n_ctx=%d "
-             "max_sessions=%d max_conns=%d batching=%d batch_window_us=%d idle_timeout_ms=%d "
-             "max_frame=%u auth=%s handshake_timeout_ms=%d request_idle_timeout_ms=%d "
-             "max_pending=%d max_conns_per_addr=%d max_stats_conns=%d step_tokens=%d "
-             "share_prefix_cache=%d",
-          s->p.host ? s->p.host : "127.0.0.1", s->bound_port, s->bound_stats_port, s->model_name,
-          s->V, s->n_ctx, s->p.max_sessions, s->p.max_conns, s->p.batching, s->p.batch_window_us,
-          s->p.idle_timeout_ms, (unsigned)s->max_frame, s->p.auth_len ? "on" : "off",
-          s->p.handshake_timeout_ms, s->p.request_idle_timeout_ms, s->p.max_pending,
-          s->p.max_conns_per_addr, s->p.max_stats_conns, s->p.step_tokens,
-          s->p.share_prefix_cache);
+    uhlm_log_printf(
+        &s->log,
+        "event=listening host=%s port=%d stats_port=%d model=%s vocab=%d n_ctx=%d "
+        "max_sessions=%d max_conns=%d batching=%d batch_window_us=%d idle_timeout_ms=%d "
+        "max_frame=%u auth=%s handshake_timeout_ms=%d request_idle_timeout_ms=%d "
+        "max_pending=%d max_conns_per_addr=%d max_stats_conns=%d step_tokens=%d "
+        "share_prefix_cache=%d",
+        s->p.host ? s->p.host : "127.0.0.1", s->bound_port, s->bound_stats_port, s->model_name,
+        s->V, s->n_ctx, s->p.max_sessions, s->p.max_conns, s->p.batching, s->p.batch_window_us,
+        s->p.idle_timeout_ms, (unsigned)s->max_frame, s->p.auth_len ? "on" : "off",
+        s->p.handshake_timeout_ms, s->p.request_idle_timeout_ms, s->p.max_pending,
+        s->p.max_conns_per_addr, s->p.max_stats_conns, s->p.step_tokens, s->p.share_prefix_cache);
     int stopping = 0, rc = 0;
     double shutdown_deadline = 0;
     for (;;) {
@@ -1411,7 +1406,7 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
     for (int i = 0; i < s->n_conns; i++) conn_kill(s, s->conns[i], "shutdown");
     reap(s);
     uhlm_log_printf(&s->log, "event=stopped verifications=%llu forward_calls=%llu",
-          (unsigned long long)s->c_verify, (unsigned long long)s->c_forwards);
+                    (unsigned long long)s->c_verify, (unsigned long long)s->c_forwards);
     return rc;
 }
 

@@ -54,7 +54,8 @@ int uhlm_sock_listen(const char *host, int port, int *bound, uhlm_error *err) {
         fd = -1;
     }
     freeaddrinfo(res);
-    if (fd < 0) return uhlm_set_error(err, "server: cannot listen on %s:%d: %s", h, port, strerror(e));
+    if (fd < 0)
+        return uhlm_set_error(err, "server: cannot listen on %s:%d: %s", h, port, strerror(e));
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
@@ -78,8 +79,10 @@ int uhlm_sock_accept(int lfd, char *peer, size_t peer_cap, char *addr, size_t ad
     int named = getnameinfo((struct sockaddr *)&ss, sl, hbuf, sizeof hbuf, sbuf, sizeof sbuf,
                             NI_NUMERICHOST | NI_NUMERICSERV) == 0;
     if (!named) snprintf(hbuf, sizeof hbuf, "?");
-    if (peer && named) snprintf(peer, peer_cap, "%s:%s", hbuf, sbuf);
-    else if (peer) snprintf(peer, peer_cap, "?");
+    if (peer && named)
+        snprintf(peer, peer_cap, "%s:%s", hbuf, sbuf);
+    else if (peer)
+        snprintf(peer, peer_cap, "?");
     if (addr) snprintf(addr, addr_cap, "%s", hbuf);
     set_nodelay(fd);
     return fd;
@@ -140,7 +143,8 @@ int uhlm_sock_connect(const char *host, const char *port, const char *src, doubl
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     int gai = getaddrinfo(host, port, &hints, &res);
-    if (gai != 0) return uhlm_set_error(err, "cannot resolve %s:%s: %s", host, port, gai_strerror(gai));
+    if (gai != 0)
+        return uhlm_set_error(err, "cannot resolve %s:%s: %s", host, port, gai_strerror(gai));
     int fd = -1;
     uhlm_set_error(err, "cannot connect to %s:%s", host, port);
     for (struct addrinfo *a = res; a; a = a->ai_next) {

@@ -59,8 +59,7 @@ int uhlm_sock_recv_all(int fd, void *p, size_t n, double deadline, uint64_t *byt
 ssize_t uhlm_sock_read_to_eof(int fd, void *buf, size_t cap, double deadline);
 
 /* Sends b's bytes whole and empties b (also when sending fails). */
-int uhlm_sock_send_buf(int fd, uhlm_wire_buf *b, double deadline, uint64_t *bytes,
-                       uhlm_error *err);
+int uhlm_sock_send_buf(int fd, uhlm_wire_buf *b, double deadline, uint64_t *bytes, uhlm_error *err);
 
 /* Reads one frame: *h is its header and in->data[0..h->len) its payload (in->len = h->len).
  * A frame over max_len payload bytes (0: the protocol's ceiling) is BAD_FRAME. in grows as
