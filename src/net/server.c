@@ -7,7 +7,11 @@
  * arrive (so a refusal has no effect) and queued; the compute step turns the queue into one
  * uhlm_decode (each request's share of it: fair compute) and the replies. At most one frame
  * per connection is read per loop turn; connections are served before new ones are
- * accepted (admission control, server.h). */
+ * accepted (admission control, server.h).
+ *
+ * Beside it: socket.c (listening, accepting), conn.c (a connection's reply sending, frame
+ * reader and drain), metrics.c (the /metrics text and the stats port's HTTP), log.c (log
+ * lines and their rate limits). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
