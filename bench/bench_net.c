@@ -1,38 +1,39 @@
-/* bench_net.c: framed blocking socket I/O of the load benchmarks (see bench_net.h). */
+/* bench_net.c: the plumbing of the load benchmarks (see bench_net.h). */
 #include "bench_net.h"
 
-#include <errno.h>
-#include <sys/socket.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "net/socket.h"
+
+static void *server_main(void *arg) {
+    bench_server *b = arg;
+    b->rc = uhlm_server_run(b->s, &b->err);
+    return NULL;
+}
+
+int bench_server_start(bench_server *b) {
+    return pthread_create(&b->th, NULL, server_main, b) == 0 ? 0 : -1;
+}
+
+void bench_server_stop(bench_server *b) {
+    uhlm_server_stop(b->s);
+    pthread_join(b->th, NULL);
+}
+
+int bench_connect(int port, const char *src, double timeout_s, uhlm_error *err) {
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    return uhlm_sock_connect("127.0.0.1", ps, src, timeout_s, err);
+}
 
 int bench_send_frame(int fd, uhlm_wire_buf *b) {
-    size_t off = 0;
-    while (off < b->len) {
-        ssize_t w = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        off += (size_t)w;
-    }
-    b->len = 0;
-    return 0;
+    return uhlm_sock_send_buf(fd, b, INFINITY, NULL, NULL) == 0 ? 0 : -1;
 }
 
-static int read_all(int fd, uint8_t *p, size_t n) {
-    for (size_t got = 0; got < n;) {
-        ssize_t r = recv(fd, p + got, n - got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-int bench_recv_frame(int fd, uint8_t *pay, uint32_t cap, uhlm_wire_msg *m) {
-    uint8_t h[UHLM_WIRE_HEADER_SIZE];
-    uhlm_wire_header hd;
-    uhlm_error e;
-    if (read_all(fd, h, sizeof h) != 0 ||
-        uhlm_wire_frame_header_parse(h, sizeof h, &hd, cap, &e) != 0 ||
-        read_all(fd, pay, hd.len) != 0 || uhlm_wire_decode(hd.type, pay, hd.len, NULL, m, &e) != 0)
-        return -1;
-    return hd.type;
+int bench_recv_frame(int fd, uint8_t *pay, uint32_t cap, uhlm_wire_msg *m, double timeout_s) {
+    uhlm_wire_buf in = {pay, 0, cap}; /* fixed: never reallocated (socket.h) */
+    return uhlm_sock_recv_msg(fd, uhlm_now() + timeout_s, &in, cap, NULL, m, NULL, NULL) == 0
+               ? (int)m->type
+               : -1;
 }

@@ -7,18 +7,12 @@
  * real device), re-opening when its context is full. Devices draw nothing from an SLM: the
  * point is the server, so a device's x̃ is a fixed distribution and only the draft changes.
  * One JSON object per (devices, batching) on stdout. */
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "bench_net.h"
@@ -50,6 +44,8 @@ typedef struct bclient {
     char err[256];
 } bclient;
 
+#define BCLIENT_TIMEOUT_S 30.0 /* a device gives up on a reply after this long */
+
 static void *bclient_main(void *arg) {
     bclient *c = arg;
     uhlm_wire_buf b = {0};
@@ -59,25 +55,20 @@ static void *bclient_main(void *arg) {
     int *cu = malloc(sizeof(int) * (size_t)(c->catchup + 1));
     int *prompt = malloc(sizeof(int) * (size_t)c->ctx_max);
     int opened = 0;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)c->port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    struct timeval tv = {30, 0};
-    if (!pay || !cu || !prompt || fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        snprintf(c->err, sizeof c->err, "connect: %s", strerror(errno));
+    int fd = -1;
+    if (!pay || !cu || !prompt) {
+        snprintf(c->err, sizeof c->err, "out of memory");
         goto fail;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if ((fd = bench_connect(c->port, NULL, BCLIENT_TIMEOUT_S, &e)) < 0) {
+        snprintf(c->err, sizeof c->err, "%.200s", e.msg);
+        goto fail;
+    }
     int V = uhlm_model_config(c->m)->vocab_size;
     uhlm_wire_hello h = {1, uhlm_model_tokenizer(c->m) ? uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(c->m)) : 0, (uint32_t)V,
                          {NULL, 0}, uhlm_wire_cstr("bench")};
     if (uhlm_wire_encode_hello(&b, &h, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
-        bench_recv_frame(fd, pay, 1u << 16, &m) != UHLM_WIRE_WELCOME) {
+        bench_recv_frame(fd, pay, 1u << 16, &m, BCLIENT_TIMEOUT_S) != UHLM_WIRE_WELCOME) {
         snprintf(c->err, sizeof c->err, "HELLO refused");
         goto fail;
     }
@@ -101,7 +92,7 @@ static void *bclient_main(void *arg) {
             uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, c->temp, 0, 1.0f, c->seed,
                                 {prompt, NULL, (uint32_t)plen}};
             if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
-                bench_recv_frame(fd, pay, 1u << 16, &m) != UHLM_WIRE_OPENED) {
+                bench_recv_frame(fd, pay, 1u << 16, &m, BCLIENT_TIMEOUT_S) != UHLM_WIRE_OPENED) {
                 snprintf(c->err, sizeof c->err, "OPEN refused");
                 goto fail;
             }
@@ -128,7 +119,7 @@ static void *bclient_main(void *arg) {
         }
         double t0 = uhlm_now();
         if (uhlm_wire_encode_verify(&b, &q, NULL, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
-            bench_recv_frame(fd, pay, 1u << 16, &m) != UHLM_WIRE_VERDICT) {
+            bench_recv_frame(fd, pay, 1u << 16, &m, BCLIENT_TIMEOUT_S) != UHLM_WIRE_VERDICT) {
             snprintf(c->err, sizeof c->err, "VERIFY failed");
             goto fail;
         }
@@ -138,7 +129,7 @@ static void *bclient_main(void *arg) {
         pos = m.u.verdict.n_past;
     }
     uhlm_wire_encode_empty(&b, UHLM_WIRE_CLOSE, &e);
-    if (bench_send_frame(fd, &b) == 0) bench_recv_frame(fd, pay, 1u << 16, &m);
+    if (bench_send_frame(fd, &b) == 0) bench_recv_frame(fd, pay, 1u << 16, &m, BCLIENT_TIMEOUT_S);
     goto done;
 fail:
     c->failed = 1;
@@ -149,18 +140,6 @@ done:
     free(pay);
     free(cu);
     free(prompt);
-    return NULL;
-}
-
-typedef struct srv_run {
-    uhlm_server *s;
-    int rc;
-    uhlm_error err;
-} srv_run;
-
-static void *server_main(void *arg) {
-    srv_run *r = arg;
-    r->rc = uhlm_server_run(r->s, &r->err);
     return NULL;
 }
 
@@ -230,15 +209,14 @@ int bench_serve(const bench_serve_params *p) {
             sp.batching = batching;
             sp.batch_window_us = (int)window;
             sp.n_threads = (int)threads;
-            srv_run sr = {0};
+            bench_server sr = {0};
             sr.s = uhlm_server_new(m, &sp, &err);
             if (!sr.s) {
                 fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
                 rc = 1;
                 goto out;
             }
-            pthread_t sth;
-            if (pthread_create(&sth, NULL, server_main, &sr) != 0) {
+            if (bench_server_start(&sr) != 0) {
                 uhlm_server_free(sr.s);
                 rc = 1;
                 goto out;
@@ -274,8 +252,7 @@ int bench_serve(const bench_serve_params *p) {
             double dt = uhlm_now() - t0;
             atomic_store(&stop, 1);
             for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
-            uhlm_server_stop(sr.s);
-            pthread_join(sth, NULL);
+            bench_server_stop(&sr);
             uhlm_server_get_counters(sr.s, &c1);
             uint64_t nv = 0, na = 0;
             double lat = 0;

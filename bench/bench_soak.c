@@ -18,11 +18,8 @@
  * One JSON object on stdout: verifications/s of the honest devices in each run, their
  * ratio (target >= 0.9), the honest devices' unverified tokens (target 0), what the
  * attackers got, the server's admission counters and how much it logged. */
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "bench_net.h"
@@ -43,6 +39,7 @@
 
 #define SOAK_PAY (1 << 16)
 #define PIPE_DEPTH 32
+#define SOAK_CONNECT_S 30.0 /* a connect that takes longer fails (the device retries) */
 #define WARMUP_MAX_S 30.0
 
 typedef struct soak {
@@ -53,28 +50,11 @@ typedef struct soak {
     atomic_int opened; /* honest devices past their first OPEN */
 } soak;
 
-/* A loopback connection from source address 127.0.net.host, with a receive timeout. */
+/* A loopback connection from source address 127.0.net.host. */
 static int soak_connect(const soak *k, int net, int host) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in b, a;
-    memset(&b, 0, sizeof b);
-    b.sin_family = AF_INET;
-    b.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)net << 8 | (uint32_t)(1 + host % 250));
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)k->port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&b, sizeof b) != 0 ||
-        connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct timeval tv = {(time_t)k->read_timeout, (suseconds_t)((k->read_timeout - (int)k->read_timeout) * 1e6)};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
+    char src[32];
+    snprintf(src, sizeof src, "127.0.%d.%d", net, 1 + host % 250);
+    return bench_connect(k->port, src, SOAK_CONNECT_S, NULL);
 }
 
 static int soak_hello(const soak *k, int fd, uint8_t *pay, uhlm_wire_msg *m) {
@@ -82,7 +62,7 @@ static int soak_hello(const soak *k, int fd, uint8_t *pay, uhlm_wire_msg *m) {
     uhlm_error e;
     uhlm_wire_hello h = {1, k->fp, (uint32_t)k->V, {NULL, 0}, uhlm_wire_cstr("soak")};
     int ok = uhlm_wire_encode_hello(&b, &h, &e) == 0 && bench_send_frame(fd, &b) == 0 &&
-             bench_recv_frame(fd, pay, SOAK_PAY, m) == UHLM_WIRE_WELCOME;
+             bench_recv_frame(fd, pay, SOAK_PAY, m, k->read_timeout) == UHLM_WIRE_WELCOME;
     uhlm_wire_buf_free(&b);
     return ok ? 0 : -1;
 }
@@ -117,7 +97,7 @@ static int honest_session(honest *d, int fd, uint8_t *pay, int *prompt, uhlm_rng
             random_prompt(prompt, plen, k->V, rng);
             uhlm_wire_open o = {UHLM_WIRE_MODE_VERIFY, 0.0f, 0, 1.0f, 1, {prompt, NULL, (uint32_t)plen}};
             if (uhlm_wire_encode_open(&b, &o, NULL, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
-                bench_recv_frame(fd, pay, SOAK_PAY, &m) != UHLM_WIRE_OPENED)
+                bench_recv_frame(fd, pay, SOAK_PAY, &m, k->read_timeout) != UHLM_WIRE_OPENED)
                 goto out;
             pos = m.u.opened.n_past;
             opened = 1;
@@ -131,7 +111,7 @@ static int honest_session(honest *d, int fd, uint8_t *pay, int *prompt, uhlm_rng
         q.pos = pos;
         q.draft = (uint32_t)(uhlm_rng_u64(rng) % (uint64_t)k->V);
         if (uhlm_wire_encode_verify(&b, &q, NULL, &e) != 0 || bench_send_frame(fd, &b) != 0 ||
-            bench_recv_frame(fd, pay, SOAK_PAY, &m) != UHLM_WIRE_VERDICT)
+            bench_recv_frame(fd, pay, SOAK_PAY, &m, k->read_timeout) != UHLM_WIRE_VERDICT)
             goto out;
         __atomic_fetch_add(&d->n_verify, 1, __ATOMIC_RELAXED);
         pos = m.u.verdict.n_past;
@@ -223,7 +203,9 @@ static void *pipeliner_main(void *arg) {
             }
             if (bench_send_frame(fd, &b) != 0) break;
             int i = 0, t = 0;
-            for (; i < PIPE_DEPTH && (t = bench_recv_frame(fd, pay, SOAK_PAY, &m)) >= 0; i++)
+            for (; i < PIPE_DEPTH &&
+                   (t = bench_recv_frame(fd, pay, SOAK_PAY, &m, k->read_timeout)) >= 0;
+                 i++)
                 a->done += t == UHLM_WIRE_OPENED;
             if (i < PIPE_DEPTH) break;
         }
@@ -249,7 +231,8 @@ static void *garbage_main(void *arg) {
         int junk = soak_connect(k, 2, 150 + a->idx);
         if (junk >= 0) {
             const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-            if (send(junk, get, strlen(get), MSG_NOSIGNAL) > 0) bench_recv_frame(junk, pay, SOAK_PAY, &m);
+            if (send(junk, get, strlen(get), MSG_NOSIGNAL) > 0)
+                bench_recv_frame(junk, pay, SOAK_PAY, &m, k->read_timeout);
             close(junk);
         }
         int fd = soak_connect(k, 2, 200 + a->idx);
@@ -262,7 +245,10 @@ static void *garbage_main(void *arg) {
             uhlm_wire_buf b = {frames, sizeof frames, sizeof frames};
             if (bench_send_frame(fd, &b) != 0) break;
             int i = 0;
-            for (; i < 256 && bench_recv_frame(fd, pay, SOAK_PAY, &m) == UHLM_WIRE_ERROR; i++) a->done++;
+            for (; i < 256 &&
+                   bench_recv_frame(fd, pay, SOAK_PAY, &m, k->read_timeout) == UHLM_WIRE_ERROR;
+                 i++)
+                a->done++;
             if (i < 256) break;
         }
         close(fd);
@@ -282,18 +268,6 @@ typedef struct run_result {
     int ok;
 } run_result;
 
-typedef struct srv_thread {
-    uhlm_server *s;
-    int rc;
-    uhlm_error err;
-} srv_thread;
-
-static void *soak_server_main(void *arg) {
-    srv_thread *t = arg;
-    t->rc = uhlm_server_run(t->s, &t->err);
-    return NULL;
-}
-
 typedef struct soak_cfg {
     const uhlm_model *m;
     int devices, idle, pipeliners, garbage, threads;
@@ -311,7 +285,7 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     sp.n_threads = cfg->threads;
     sp.log = log;
     uhlm_error err;
-    srv_thread st = {0};
+    bench_server st = {0};
     st.s = uhlm_server_new(cfg->m, &sp, &err);
     if (!st.s || !log) {
         fprintf(stderr, "uhlm bench soak: %s\n", st.s ? "no temporary file for the log" : err.msg);
@@ -329,8 +303,7 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     k.read_timeout = cfg->read_timeout;
     atomic_init(&k.stop, 0);
     atomic_init(&k.opened, 0);
-    pthread_t sth;
-    if (pthread_create(&sth, NULL, soak_server_main, &st) != 0) {
+    if (bench_server_start(&st) != 0) {
         uhlm_server_free(st.s);
         fclose(log);
         return -1;
@@ -371,8 +344,7 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
     atomic_store(&k.stop, 1);
     for (int i = 0; i < n_hd; i++) pthread_join(hth[i], NULL);
     for (int i = 0; i < n_at; i++) pthread_join(ath[i], NULL);
-    uhlm_server_stop(st.s);
-    pthread_join(sth, NULL);
+    bench_server_stop(&st);
     out->verifications = v1 - v0;
     out->rate = (double)(v1 - v0) / out->seconds;
     for (int i = 0; i < n_hd; i++) {

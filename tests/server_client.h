@@ -3,17 +3,12 @@
 #ifndef UHLM_TEST_SERVER_CLIENT_H
 #define UHLM_TEST_SERVER_CLIENT_H
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
+#include "net/socket.h"
 #include "uhlm/server.h"
 #include "uhlm/wire.h"
 
@@ -23,61 +18,22 @@
 
 /* ------------------------------------------------------------------ raw client */
 
+/* Every wait of the raw client ends after this many seconds: a server that stops answering
+ * fails the test instead of hanging it. */
+#define TC_TIMEOUT_S 20.0
+
 /* A loopback connection from source address src (any 127.x.y.z: Linux routes the whole /8 to
  * lo, so tests can play several hosts); NULL = the kernel's choice. */
 static int tc_connect_from(const char *src, int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    if (src) {
-        struct sockaddr_in b;
-        memset(&b, 0, sizeof b);
-        b.sin_family = AF_INET;
-        if (inet_pton(AF_INET, src, &b.sin_addr) != 1 ||
-            bind(fd, (struct sockaddr *)&b, sizeof b) != 0) {
-            close(fd);
-            return -1;
-        }
-    }
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    struct timeval tv = {20, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    return uhlm_sock_connect("127.0.0.1", ps, src, TC_TIMEOUT_S, NULL);
 }
 
 static int tc_connect(int port) { return tc_connect_from(NULL, port); }
 
 static int send_all(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int recv_all(int fd, void *p, size_t n) {
-    uint8_t *b = p;
-    while (n) {
-        ssize_t r = recv(fd, b, n, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        b += r;
-        n -= (size_t)r;
-    }
-    return 0;
+    return uhlm_sock_send_all(fd, p, n, uhlm_now() + TC_TIMEOUT_S, NULL, NULL) == 0 ? 0 : -1;
 }
 
 /* A received frame; the payload buffer backs the decoded message's pointers. */
@@ -88,36 +44,32 @@ typedef struct frame {
 } frame;
 
 static int recv_frame(int fd, frame *f) {
-    uint8_t h[UHLM_WIRE_HEADER_SIZE];
-    uhlm_wire_header hd;
+    uhlm_wire_buf in = {f->pay, 0, sizeof f->pay}; /* fixed: never reallocated (socket.h) */
     uhlm_error e;
     f->type = -1;
-    if (recv_all(fd, h, sizeof h) != 0) return -1;
-    if (uhlm_wire_frame_header_parse(h, sizeof h, &hd, sizeof f->pay, &e) != 0) return -1;
-    if (recv_all(fd, f->pay, hd.len) != 0) return -1;
-    if (uhlm_wire_decode(hd.type, f->pay, hd.len, NULL, &f->m, &e) != 0) {
-        fprintf(stderr, "client: undecodable %s: %s\n", uhlm_wire_type_name(hd.type), e.msg);
-        return -1;
-    }
-    f->type = hd.type;
+    int rc = uhlm_sock_recv_msg(fd, uhlm_now() + TC_TIMEOUT_S, &in, sizeof f->pay, NULL, &f->m,
+                                NULL, &e);
+    if (rc == UHLM_SOCK_BAD_FRAME) fprintf(stderr, "client: %s\n", e.msg);
+    if (rc != 0) return -1;
+    f->type = f->m.type;
     return f->type;
 }
 
 static int send_buf(int fd, uhlm_wire_buf *b) {
-    int rc = send_all(fd, b->data, b->len);
-    b->len = 0;
-    return rc;
+    return uhlm_sock_send_buf(fd, b, uhlm_now() + TC_TIMEOUT_S, NULL, NULL) == 0 ? 0 : -1;
+}
+
+/* Everything until the server closes the connection, as a string in buf[0..cap); its length,
+ * or -1 when no EOF came. */
+static ssize_t read_to_eof(int fd, char *buf, size_t cap) {
+    ssize_t n = uhlm_sock_read_to_eof(fd, buf, cap - 1, uhlm_now() + TC_TIMEOUT_S);
+    buf[n > 0 ? n : 0] = 0;
+    return n;
 }
 
 /* Waits for EOF (the server closed this connection); 0 when it came. */
 static int expect_eof(int fd) {
-    uint8_t b[256];
-    for (;;) {
-        ssize_t r = recv(fd, b, sizeof b, 0);
-        if (r == 0) return 0;
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return errno == ECONNRESET ? 0 : -1;
-    }
+    return uhlm_sock_read_to_eof(fd, NULL, 0, uhlm_now() + TC_TIMEOUT_S) >= 0 ? 0 : -1;
 }
 
 static int do_hello(int fd, const char *auth, uint32_t vocab, uint64_t fp, frame *f) {

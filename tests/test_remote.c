@@ -8,15 +8,15 @@
  * context of 1 (the same), the require parameter (those, and an unreachable server, become
  * hard errors), a non-fatal BAD_PROBS (hard error), AUTH at first contact (hard error),
  * an unreachable server, GENERATE; plus address and token-file parsing. */
-#include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "net/socket.h"
 #include "uhlm/remote.h"
 #include "uhlm/wire.h"
 
@@ -38,41 +38,21 @@ typedef struct fake {
     int ctx[NCTX + 8], n_past;
 } fake;
 
-static int rd(int fd, uint8_t *p, size_t n) {
-    while (n) {
-        ssize_t k = recv(fd, p, n, 0);
-        if (k <= 0) {
-            if (k < 0 && errno == EINTR) continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
+/* The fake's waits: a device that stops talking ends its connection instead of hanging the
+ * test. */
+#define FAKE_WAIT_S 30.0
 
 static void wr(int fd, uhlm_wire_buf *b) {
-    size_t off = 0;
-    while (off < b->len) {
-        ssize_t k = send(fd, b->data + off, b->len - off, MSG_NOSIGNAL);
-        if (k <= 0) break;
-        off += (size_t)k;
-    }
-    b->len = 0;
+    uhlm_sock_send_buf(fd, b, uhlm_now() + FAKE_WAIT_S, NULL, NULL);
 }
 
 /* Serves one connection; returns when it ends. */
 static void serve_conn(fake *f, int fd) {
-    uhlm_wire_buf out = {0};
+    uhlm_wire_buf out = {0}, in = {0};
     uhlm_wire_limits lim = {0, 0, VOCAB};
-    uint8_t hdr[12], *pl = malloc(UHLM_WIRE_MAX_FRAME);
     uhlm_error err;
-    while (pl && rd(fd, hdr, 12) == 0) {
-        uhlm_wire_header h;
-        uhlm_wire_msg m;
-        if (uhlm_wire_frame_header_parse(hdr, 12, &h, 0, &err) != 0 || rd(fd, pl, h.len) != 0 ||
-            uhlm_wire_decode(h.type, pl, h.len, &lim, &m, &err) != 0)
-            break;
+    uhlm_wire_msg m;
+    while (uhlm_sock_recv_msg(fd, uhlm_now() + FAKE_WAIT_S, &in, 0, &lim, &m, NULL, &err) == 0) {
         if (m.type == UHLM_WIRE_HELLO) {
             if (f->fault == F_AUTH) {
                 uhlm_wire_encode_error(&out, UHLM_WIRE_E_AUTH, UHLM_WIRE_EF_FATAL, 0, &err, "no");
@@ -99,7 +79,9 @@ static void serve_conn(fake *f, int fd) {
             int fault = ++f->requests == f->fault_at ? f->fault : F_NONE;
             if (fault == F_CLOSE) break;
             if (fault == F_GARBAGE) {
-                if (send(fd, "garbage garbage!", 16, MSG_NOSIGNAL) < 0) break;
+                if (uhlm_sock_send_all(fd, "garbage garbage!", 16, uhlm_now() + FAKE_WAIT_S, NULL,
+                                       NULL) != 0)
+                    break;
                 continue;
             }
             if (fault == F_STALL) usleep(300 * 1000);
@@ -142,14 +124,16 @@ static void serve_conn(fake *f, int fd) {
         }
         wr(fd, &out);
     }
-    free(pl);
+    uhlm_wire_buf_free(&in);
     uhlm_wire_buf_free(&out);
 }
 
 static void *fake_main(void *arg) {
     fake *f = arg;
     while (!atomic_load(&f->stop)) {
-        int fd = accept(f->lfd, NULL, NULL);
+        /* short waits, so that the stop flag is seen */
+        if (uhlm_sock_wait(f->lfd, POLLIN, uhlm_now() + 0.05) <= 0) continue;
+        int fd = uhlm_sock_accept(f->lfd, NULL, 0, NULL, 0);
         if (fd < 0) continue;
         f->conns++;
         if (f->requests >= f->fault_at && f->down_for > 0) {
@@ -168,22 +152,14 @@ static int fake_start(fake *f, pthread_t *th, int fault, int fault_at, int down_
     f->fault = fault;
     f->fault_at = fault_at;
     f->down_for = down_for;
-    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof a;
-    if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(f->lfd, 8) != 0 ||
-        getsockname(f->lfd, (struct sockaddr *)&a, &sl) != 0)
-        return -1;
-    f->port = ntohs(a.sin_port);
+    f->lfd = uhlm_sock_listen("127.0.0.1", 0, &f->port, NULL);
+    if (f->lfd < 0) return -1;
     return pthread_create(th, NULL, fake_main, f);
 }
 
 static void fake_stop(fake *f, pthread_t th) {
     atomic_store(&f->stop, 1);
-    shutdown(f->lfd, SHUT_RDWR); /* wakes accept */
+    shutdown(f->lfd, SHUT_RDWR); /* wakes the wait for a connection at once */
     pthread_join(th, NULL);
     close(f->lfd);
 }

@@ -661,11 +661,8 @@ static void test_bad_input(const uhlm_model *llm) {
     int hs = tc_connect(uhlm_server_stats_port(x.s));
     const char *get = "GET /metrics HTTP/1.0\r\n\r\n";
     CHECK(hs >= 0 && send_all(hs, get, strlen(get)) == 0);
-    char resp[16384];
-    size_t rl = 0;
-    for (ssize_t r; hs >= 0 && rl + 1 < sizeof resp && (r = recv(hs, resp + rl, sizeof resp - 1 - rl, 0)) > 0;)
-        rl += (size_t)r;
-    resp[rl] = 0;
+    char resp[16384] = {0};
+    CHECK(hs >= 0 && read_to_eof(hs, resp, sizeof resp) > 0);
     CHECK(strncmp(resp, "HTTP/1.0 200", 12) == 0 && strstr(resp, "uhlm_server_errors_total{code=\"BAD_PROBS\"}"));
     if (hs >= 0) close(hs);
 

@@ -98,8 +98,7 @@ static void test_idle_flood(const uhlm_model *m) {
     const char *get = "GET /metrics HTTP/1.0\r\n\r\n";
     char resp[256] = {0};
     CHECK(hs >= 0 && send_all(hs, get, strlen(get)) == 0);
-    CHECK(hs >= 0 && recv(hs, resp, sizeof resp - 1, MSG_WAITALL) > 12 &&
-          !strncmp(resp, "HTTP/1.0 200", 12));
+    CHECK(hs >= 0 && read_to_eof(hs, resp, sizeof resp) > 12 && !strncmp(resp, "HTTP/1.0 200", 12));
     if (hs >= 0) close(hs);
     for (int i = 0; i < N_IDLE; i++) {
         if (idle[i] >= 0) close(idle[i]);

@@ -97,7 +97,8 @@ double uhlm_channel_draw_snr(uhlm_channel *c, const uhlm_link *l) {
     return -mean * log(v);
 }
 
-static double send(uhlm_channel *c, const uhlm_link *l, uint64_t bits) {
+/* Seconds one message of `bits` takes over link l: latency plus airtime at a drawn SNR. */
+static double link_delay(uhlm_channel *c, const uhlm_link *l, uint64_t bits) {
     double t = l->latency_s;
     if (bits > 0) {
         double snr = uhlm_channel_draw_snr(c, l);
@@ -107,7 +108,7 @@ static double send(uhlm_channel *c, const uhlm_link *l, uint64_t bits) {
 }
 
 double uhlm_channel_send_up(uhlm_channel *c, uint64_t bits) {
-    double t = send(c, &c->p.up, bits);
+    double t = link_delay(c, &c->p.up, bits);
     if (c->p.mode == UHLM_CHANNEL_SHAPED) uhlm_sleep_s(t);
     c->up_s += t;
     c->up_bits += bits;
@@ -116,7 +117,7 @@ double uhlm_channel_send_up(uhlm_channel *c, uint64_t bits) {
 }
 
 double uhlm_channel_send_down(uhlm_channel *c, uint64_t bits) {
-    double t = send(c, &c->p.down, bits);
+    double t = link_delay(c, &c->p.down, bits);
     if (c->p.mode == UHLM_CHANNEL_SHAPED) uhlm_sleep_s(t);
     c->down_s += t;
     c->down_bits += bits;

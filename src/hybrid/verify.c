@@ -3,19 +3,15 @@
 
 #include <string.h>
 
-/* splitmix64's finaliser: a bijective mixer, so distinct inputs give distinct seeds. */
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+#include "model/mix64.h"
 
 uint64_t uhlm_hybrid_stream_seed(uint64_t seed, int stream) {
-    return mix64(mix64(seed ^ 0x75686c6d5f737472ULL) + 0x9e3779b97f4a7c15ULL * (uint64_t)stream);
+    return uhlm_mix64(uhlm_mix64(seed ^ 0x75686c6d5f737472ULL) +
+                      0x9e3779b97f4a7c15ULL * (uint64_t)stream);
 }
 
 uint64_t uhlm_hybrid_pos_seed(uint64_t stream_seed, uint64_t pos) {
-    return mix64(stream_seed + 0xd1b54a32d192ed03ULL * (pos + 1));
+    return uhlm_mix64(stream_seed + 0xd1b54a32d192ed03ULL * (pos + 1));
 }
 
 void uhlm_hybrid_rng(uhlm_rng *r, uint64_t stream_seed, uint64_t pos) {

@@ -13,20 +13,16 @@
 #include "uhlm/remote.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/log.h"
+#include "net/socket.h"
 #include "uhlm/sampler.h"
 #include "uhlm/wire.h"
 
@@ -60,9 +56,8 @@ typedef struct remote {
     uint32_t next_req;
     double next_attempt, backoff;
     uhlm_rng jitter;
-    uhlm_wire_buf out;
-    uint8_t *in;
-    size_t in_cap;
+    uhlm_wire_buf out, in;
+    uhlm_log_sink log; /* the log callback of p */
     uhlm_remote_stats st;
 } remote;
 
@@ -85,125 +80,35 @@ static const uhlm_verifier_ops remote_ops;
 
 static remote *self_of(uhlm_verifier *v) { return (remote *)v->impl; }
 
-static void logf_(remote *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(remote *r, const char *fmt, ...) {
-    if (!r->p.log) return;
-    char line[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    r->p.log(r->p.log_user, line);
-}
-
 /* ---------- sockets ---------- */
 
-/* 1 when fd is ready for ev, 0 at the deadline, -1 on a poll error. */
-static int wait_fd(int fd, short ev, double deadline) {
-    for (;;) {
-        double left = deadline - uhlm_now();
-        if (left <= 0.0) return 0;
-        double ms = ceil(left * 1000.0);
-        struct pollfd pfd = {fd, ev, 0};
-        int n = poll(&pfd, 1, ms > (double)INT_MAX ? INT_MAX : (int)ms);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (n > 0) return 1;
-    }
+/* Maps a failed socket call to an outcome; the device-facing messages name the server. */
+static int io_failed(remote *r, int rc, uhlm_error *err) {
+    if (rc == UHLM_SOCK_NOMEM) return RV_FAIL;
+    if (rc == UHLM_SOCK_TIMEOUT) r->timed_out = 1;
+    if (rc == UHLM_SOCK_CLOSED) uhlm_set_error(err, "the server closed the connection");
+    return RV_LOST;
 }
 
-static int send_all(remote *r, const uint8_t *p, size_t n, double deadline, uhlm_error *err) {
-    while (n > 0) {
-        ssize_t k = send(r->fd, p, n, MSG_NOSIGNAL);
-        if (k > 0) {
-            p += k;
-            n -= (size_t)k;
-            r->st.bytes_sent += (uint64_t)k;
-            continue;
-        }
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_fd(r->fd, POLLOUT, deadline);
-            if (w > 0) continue;
-            if (w == 0) {
-                r->timed_out = 1;
-                uhlm_set_error(err, "send timed out");
-                return RV_LOST;
-            }
-        }
-        uhlm_set_error(err, "send: %s", strerror(errno));
-        return RV_LOST;
-    }
-    return RV_OK;
-}
-
-static int recv_all(remote *r, uint8_t *p, size_t n, double deadline, uhlm_error *err) {
-    while (n > 0) {
-        ssize_t k = recv(r->fd, p, n, 0);
-        if (k > 0) {
-            p += k;
-            n -= (size_t)k;
-            r->st.bytes_received += (uint64_t)k;
-            continue;
-        }
-        if (k == 0) {
-            uhlm_set_error(err, "the server closed the connection");
-            return RV_LOST;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int w = wait_fd(r->fd, POLLIN, deadline);
-            if (w > 0) continue;
-            if (w == 0) {
-                r->timed_out = 1;
-                uhlm_set_error(err, "no reply within the read timeout of %g s",
-                               r->p.read_timeout_s);
-                return RV_LOST;
-            }
-        }
-        uhlm_set_error(err, "recv: %s", strerror(errno));
-        return RV_LOST;
-    }
-    return RV_OK;
+static int send_out(remote *r, double deadline, uhlm_error *err) {
+    int rc = uhlm_sock_send_buf(r->fd, &r->out, deadline, &r->st.bytes_sent, err);
+    return rc == UHLM_SOCK_OK ? RV_OK : io_failed(r, rc, err);
 }
 
 /* Reads one frame and decodes it into m (which then points into r->in). Anything malformed
  * from the server means the stream cannot be trusted: RV_LOST. */
 static int recv_msg(remote *r, double deadline, const uhlm_wire_limits *lim, uhlm_wire_msg *m,
                     uhlm_error *err) {
-    uint8_t hdr[UHLM_WIRE_HEADER_SIZE];
-    int rc = recv_all(r, hdr, sizeof hdr, deadline, err);
-    if (rc != RV_OK) return rc;
-    uhlm_wire_header h;
-    uhlm_error e2 = {{0}};
-    if (uhlm_wire_frame_header_parse(hdr, sizeof hdr, &h, 0, &e2) != 0) {
-        uhlm_set_error(err, "bad frame from the server: %s", e2.msg);
-        return RV_LOST;
-    }
-    if (h.len > r->in_cap) {
-        uint8_t *q = realloc(r->in, h.len);
-        if (!q) {
-            uhlm_set_error(err, "out of memory for a %u-byte frame", (unsigned)h.len);
-            return RV_FAIL;
-        }
-        r->in = q;
-        r->in_cap = h.len;
-    }
-    if (h.len > 0 && (rc = recv_all(r, r->in, h.len, deadline, err)) != RV_OK) return rc;
-    if (uhlm_wire_decode(h.type, r->in, h.len, lim, m, &e2) != 0) {
-        uhlm_set_error(err, "bad %s from the server: %s", uhlm_wire_type_name(h.type), e2.msg);
-        return RV_LOST;
-    }
-    return RV_OK;
+    int rc = uhlm_sock_recv_msg(r->fd, deadline, &r->in, 0, lim, m, &r->st.bytes_received, err);
+    if (rc == UHLM_SOCK_TIMEOUT)
+        uhlm_set_error(err, "no reply within the read timeout of %g s", r->p.read_timeout_s);
+    return rc == UHLM_SOCK_OK ? RV_OK : io_failed(r, rc, err);
 }
 
 /* Sends r->out and reads the reply. */
 static int round_trip(remote *r, const uhlm_wire_limits *lim, uhlm_wire_msg *m, uhlm_error *err) {
     double t0 = uhlm_now();
-    int rc = send_all(r, r->out.data, r->out.len, t0 + r->p.read_timeout_s, err);
-    r->out.len = 0;
+    int rc = send_out(r, t0 + r->p.read_timeout_s, err);
     if (rc != RV_OK) return rc;
     r->st.requests++;
     rc = recv_msg(r, uhlm_now() + r->p.read_timeout_s, lim, m, err);
@@ -224,8 +129,9 @@ static void lose(remote *r, const char *why) {
     r->troubled = 1;
     if (r->want_open) r->lost_session = 1;
     if (!r->p.require)
-        logf_(r, "lost the server %s:%s: %s; generating with the SLM alone until it is back",
-              r->host, r->port, why);
+        uhlm_log_printf(&r->log,
+                        "lost the server %s:%s: %s; generating with the SLM alone until it is back",
+                        r->host, r->port, why);
 }
 
 /* Schedules the next connection attempt: exponential backoff with jitter in [1/2, 1]. */
@@ -236,78 +142,10 @@ static void note_failure(remote *r) {
     r->troubled = 1;
 }
 
-static int set_nonblock(int fd) {
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
-static int net_connect(remote *r, double deadline, uhlm_error *err) {
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    int gai = getaddrinfo(r->host, r->port, &hints, &res);
-    if (gai != 0) {
-        uhlm_set_error(err, "cannot resolve %s:%s: %s", r->host, r->port, gai_strerror(gai));
-        return -1;
-    }
-    int fd = -1;
-    uhlm_set_error(err, "cannot connect to %s:%s", r->host, r->port);
-    for (struct addrinfo *a = res; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) {
-            uhlm_set_error(err, "socket: %s", strerror(errno));
-            continue;
-        }
-        if (set_nonblock(fd) != 0) {
-            uhlm_set_error(err, "fcntl: %s", strerror(errno));
-            close(fd);
-            fd = -1;
-            continue;
-        }
-        int rc;
-        do rc = connect(fd, a->ai_addr, a->ai_addrlen);
-        while (rc < 0 && errno == EINTR);
-        if (rc < 0 && errno == EINPROGRESS) {
-            int w = wait_fd(fd, POLLOUT, deadline);
-            int soerr = 0;
-            socklen_t sl = sizeof soerr;
-            if (w == 0) {
-                uhlm_set_error(err, "connect to %s:%s timed out after %g s", r->host, r->port,
-                               r->p.connect_timeout_s);
-                close(fd);
-                fd = -1;
-                break; /* the deadline covers all addresses */
-            }
-            if (w < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
-                soerr = errno;
-            if (soerr) {
-                uhlm_set_error(err, "connect to %s:%s: %s", r->host, r->port, strerror(soerr));
-                close(fd);
-                fd = -1;
-                continue;
-            }
-        } else if (rc < 0) {
-            uhlm_set_error(err, "connect to %s:%s: %s", r->host, r->port, strerror(errno));
-            close(fd);
-            fd = -1;
-            continue;
-        }
-        break;
-    }
-    freeaddrinfo(res);
-    if (fd >= 0) {
-        /* one small request per token: Nagle would add a delayed-ACK round per request */
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    return fd;
-}
-
 /* Connects and runs HELLO -> WELCOME. On success fd is set and the limits are known. */
 static int handshake(remote *r, uhlm_error *err) {
     double deadline = uhlm_now() + r->p.connect_timeout_s;
-    int fd = net_connect(r, deadline, err);
+    int fd = uhlm_sock_connect(r->host, r->port, NULL, r->p.connect_timeout_s, err);
     if (fd < 0) return RV_LOST;
     r->fd = fd;
     uhlm_wire_hello h = {UHLM_WIRE_VERSION, r->p.fingerprint, (uint32_t)r->p.n_vocab,
@@ -317,8 +155,7 @@ static int handshake(remote *r, uhlm_error *err) {
         drop_fd(r);
         return uhlm_set_error(err, "HELLO: %s", e2.msg);
     }
-    int rc = send_all(r, r->out.data, r->out.len, deadline, err);
-    r->out.len = 0;
+    int rc = send_out(r, deadline, err);
     uhlm_wire_msg m;
     if (rc == RV_OK) rc = recv_msg(r, deadline, NULL, &m, err);
     if (rc == RV_OK && m.type == UHLM_WIRE_ERROR) {
@@ -365,7 +202,7 @@ static int handshake(remote *r, uhlm_error *err) {
     r->st.connects++;
     if (r->troubled) {
         r->st.reconnects++;
-        logf_(r, "reconnected to %s:%s", r->host, r->port);
+        uhlm_log_printf(&r->log, "reconnected to %s:%s", r->host, r->port);
     }
     r->ever_connected = 1;
     r->troubled = r->fail_logged = 0;
@@ -389,7 +226,9 @@ static int peer_closed(remote *r) {
 static int disable(remote *r, const char *why, uhlm_error *err) {
     r->disabled = 1;
     if (why != err->msg) uhlm_set_error(err, "%s", why);
-    if (!r->p.require) logf_(r, "%s; generating with the SLM alone until the end of this run", why);
+    if (!r->p.require)
+        uhlm_log_printf(&r->log, "%s; generating with the SLM alone until the end of this run",
+                        why);
     return RV_UNAV;
 }
 
@@ -482,7 +321,7 @@ static int do_open(remote *r, req *q, uhlm_error *err) {
         r->st.resyncs++;
         r->st.resync_tokens += (uint64_t)n;
         r->lost_session = 0;
-        logf_(r, "resynchronised: reopened the session with %d tokens", n);
+        uhlm_log_printf(&r->log, "resynchronised: reopened the session with %d tokens", n);
     }
     cost_add(&q->oc, &m.u.opened.cost);
     q->opened = 1;
@@ -502,7 +341,8 @@ static int ensure(remote *r, req *q, uhlm_error *err) {
             r->st.connect_failures++;
             note_failure(r);
             if (!r->fail_logged)
-                logf_(r, "%s; retrying with backoff, SLM alone meanwhile", err->msg);
+                uhlm_log_printf(&r->log, "%s; retrying with backoff, SLM alone meanwhile",
+                                err->msg);
             r->fail_logged = 1;
             return RV_UNAV;
         }
@@ -664,7 +504,8 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
             r->st.connect_failures++;
             note_failure(r);
             if (r->p.require) return required(r, err);
-            logf_(r, "%s; generating with the SLM alone until the server answers", err->msg);
+            uhlm_log_printf(&r->log, "%s; generating with the SLM alone until the server answers",
+                            err->msg);
             r->fail_logged = 1;
         }
     }
@@ -765,7 +606,7 @@ static void rv_destroy(uhlm_verifier *v) {
     free(r->auth);
     free(r->ctx);
     free(r->scratch);
-    free(r->in);
+    uhlm_wire_buf_free(&r->in);
     uhlm_wire_buf_free(&r->out);
     free(r);
 }
@@ -844,6 +685,7 @@ uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err) {
     r->p.port = r->port;
     r->p.client = r->client;
     r->p.auth = r->auth;
+    r->log = (uhlm_log_sink){NULL, p->log, p->log_user};
     r->backoff = p->backoff_min_s;
     uhlm_rng_seed(&r->jitter, p->jitter_seed);
     return &r->base;

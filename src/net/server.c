@@ -10,12 +10,13 @@
  * replies. Sessions, the KV caches, prefix reuse, the forward and the verdicts are the
  * engine's; this file is transport and scheduling. At most one frame
  * per connection is read per loop turn; connections are served before new ones are
- * accepted (admission control, server.h). */
+ * accepted (admission control, server.h).
+ *
+ * Beside it: socket.c (listening, accepting), conn.c (a connection's reply sending, frame
+ * reader and drain), metrics.c (the /metrics text and the stats port's HTTP), log.c (log
+ * lines and their rate limits). */
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,83 +27,26 @@
 #include <unistd.h>
 
 #include "uhlm/engine.h"
+#include "model/mix64.h"
+#include "net/conn.h"
+#include "net/log.h"
+#include "net/metrics.h"
+#include "net/server_internal.h"
+#include "net/socket.h"
 #include "uhlm/sampler.h"
 #include "uhlm/server.h"
 #include "uhlm/tokenizer.h"
 #include "uhlm/wire.h"
-#include "net/server_internal.h"
 
-#define LAT_RING 4096   /* latency samples kept for the percentiles */
-#define HTTP_MAX_REQ 4096
 #define CLOSE_GRACE_S 1.0 /* how long a closing connection may take to drain its last frame */
-#define N_HIST 8          /* batch-size buckets: 1, 2, 4, ..., 64, +Inf */
 #define ACCEPT_BURST 64   /* connections accepted per loop turn, per listening socket */
 #define ACCEPT_PAUSE_S 1.0 /* at the descriptor limit with nothing to drop: accepting pauses */
-#define HTTP_DEADLINE_S 5.0 /* a stats reader's whole request, at most */
-#define LOG_BURST 5       /* lines per kind per LOG_WINDOW_S, per connection or global */
-#define LOG_WINDOW_S 1.0
+#define HTTP_DEADLINE_S 5.0  /* a stats reader's whole request, at most */
 #define CREDIT_REFILL_S 10.0 /* seconds to earn a whole context of burst credit back */
 
-enum { K_DEVICE, K_HTTP };
-enum { CS_HELLO, CS_READY };
-/* rate-limited log kinds: per connection, and global ones for the accept path */
-enum { LK_ERROR, LK_SESSION, LK_N };
+/* rate-limited log kinds of the accept path (a connection's own: conn.h) */
 enum { GK_ACCEPT_FAILED, GK_REFUSED, GK_EVICTED, GK_CONNECT, GK_N };
 
-/* A token bucket in its simplest form: LOG_BURST lines per window, the rest counted. */
-typedef struct lograte {
-    double t0;
-    int n;
-    uint64_t suppressed; /* since the last line of this kind that was written */
-} lograte;
-
-/* A connection's session: an engine session (engine.h: the committed context, the KV
- * cache, the pending request) plus what the protocol adds. */
-typedef struct session {
-    int sid; /* the engine's session id, -1 when none */
-    uint64_t id;
-    uint32_t mode;
-    uhlm_sampling s;
-    uint64_t n_verify, n_accept;
-} session;
-
-/* The one request a connection may have in the compute queue (the engine holds its tokens;
- * this is its place in the schedule). */
-typedef struct job {
-    int active;
-    uint16_t type; /* OPEN (its prefill), VERIFY or GENERATE */
-    uint32_t request_id;
-    double t_arrive, ready_at;
-} job;
-
-typedef struct conn {
-    int fd, kind, state, dead, closing;
-    int draining; /* closing, write side shut: reading until EOF so the close sends no RST */
-    uint64_t id;
-    uint64_t tenant; /* who may reuse whose prefix cache (Privacy in server.h) */
-    char peer[64];
-    char addr[48]; /* the peer's numeric address, for the per-address limit */
-    double t_accept, last_req; /* last_req: last OPEN/VERIFY/GENERATE/CLOSE, or HELLO */
-    lograte lr[LK_N];
-    uint64_t log_suppressed;
-    /* test-only in-memory transport (server_internal.h): fd is -1, input comes from mem_in
-     * and replies are appended to mem_out instead of sent */
-    const uint8_t *mem_in;
-    size_t mem_len, mem_off;
-    uhlm_wire_buf *mem_out;
-    uint8_t hdr[UHLM_WIRE_HEADER_SIZE];
-    size_t hdr_got;
-    uhlm_wire_header h;
-    int in_payload, skipping; /* skipping: an UNKNOWN_TYPE payload being discarded */
-    uint8_t *pay;
-    size_t pay_cap, pay_got;
-    double last_rx, close_deadline;
-    uhlm_wire_buf out;
-    size_t out_off;
-    session sess;
-    job job;
-    int credit_slot; /* where its address's credit was last found in s->credits (a hint) */
-} conn;
 
 /* An address's burst credit (fair compute): tokens its requests may feed beyond their share
  * of a full step. Refilled at CREDIT_REFILL_S per context, capped at one context. */
@@ -126,7 +70,7 @@ struct uhlm_server {
     int n_conns, conn_cap;
     int spare_fd;            /* held in reserve: closed to make room at the descriptor limit */
     double accept_resume_at; /* accepting paused until then (descriptor limit) */
-    lograte glr[GK_N];
+    uhlm_lograte glr[GK_N];
     addr_credit *credits; /* per address, kept after its connections close */
     int n_credits, credits_cap;
     struct pollfd *pfds;
@@ -136,6 +80,7 @@ struct uhlm_server {
     int *ids;          /* n_ctx: a prompt or catch-up list as ints for the engine */
     uint64_t next_conn_id, next_session_id, nonce_state;
     double t_start;
+    uhlm_log_sink log; /* params.log */
     /* stats */
     uint64_t c_conns, c_sessions, c_verify, c_accept, c_gen_tokens, c_forwards, c_batched;
     uint64_t c_batch_tokens, c_errors;
@@ -148,76 +93,23 @@ struct uhlm_server {
 
 /* ------------------------------------------------------------------ logging */
 
-/* One line; `suppressed` > 0 adds how many lines of its kind were left out before it. */
-static void vlogf_(uhlm_server *s, uint64_t suppressed, const char *fmt, va_list ap) {
-    if (!s->p.log) return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    char line[1024];
-    int n = snprintf(line, sizeof line, "ts=%lld.%03ld ", (long long)ts.tv_sec,
-                     ts.tv_nsec / 1000000);
-    if (n > 0 && (size_t)n < sizeof line) vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    size_t len = strlen(line);
-    if (suppressed && len + 40 < sizeof line)
-        len += (size_t)snprintf(line + len, sizeof line - len, " suppressed=%llu",
-                                (unsigned long long)suppressed);
-    /* one fputs per line so that lines from several processes sharing stderr stay whole */
-    if (len + 1 < sizeof line) {
-        line[len] = '\n';
-        line[len + 1] = 0;
-    }
-    fputs(line, s->p.log);
-    fflush(s->p.log);
-}
-
-static void logf_(uhlm_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(uhlm_server *s, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vlogf_(s, 0, fmt, ap);
-    va_end(ap);
-}
-
-/* 1 when a line of this kind may be written now; otherwise counts it as suppressed. */
-static int lograte_allow(lograte *r, double now) {
-    if (now - r->t0 >= LOG_WINDOW_S) {
-        r->t0 = now;
-        r->n = 0;
-    }
-    if (r->n < LOG_BURST) {
-        r->n++;
-        return 1;
-    }
-    r->suppressed++;
-    return 0;
-}
-
 /* A line through limiter r (a connection's, or a global one); the line that follows a gap
  * says how many were left out. */
-static void log_limited(uhlm_server *s, lograte *r, uint64_t *conn_total, const char *fmt, ...)
+static void log_limited(uhlm_server *s, uhlm_lograte *r, uint64_t *conn_total, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static void log_limited(uhlm_server *s, lograte *r, uint64_t *conn_total, const char *fmt, ...) {
+static void log_limited(uhlm_server *s, uhlm_lograte *r, uint64_t *conn_total, const char *fmt,
+                        ...) {
     if (!s->p.log) return;
-    if (!lograte_allow(r, uhlm_now())) {
+    if (!uhlm_lograte_allow(r, uhlm_now())) {
         s->c_log_suppressed++;
         if (conn_total) (*conn_total)++;
         return;
     }
     va_list ap;
     va_start(ap, fmt);
-    vlogf_(s, r->suppressed, fmt, ap);
+    uhlm_log_vprintf(&s->log, r->suppressed, fmt, ap);
     va_end(ap);
     r->suppressed = 0;
-}
-
-/* Untrusted text (client names, error details) as a log value with no spaces or quotes. */
-static void log_safe(char *dst, size_t cap, const char *src, size_t n) {
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 1 < cap; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        dst[j++] = (ch > 32 && ch < 127 && ch != '"' && ch != '=') ? (char)ch : '_';
-    }
-    dst[j] = 0;
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -237,83 +129,21 @@ uhlm_server_params uhlm_server_default_params(void) {
     return p;
 }
 
-static int set_nonblock(int fd) {
-    int fl = fcntl(fd, F_GETFL, 0);
-    if (fl < 0) return -1;
-    return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Without auth, a device's tenant is its address (FNV-1a, mixed), never 0 or 1 (those are
  * "everyone" and "the token holders"), so a device that reconnects from the same address
  * still resynchronises from its cached prefix while other hosts cannot probe it. */
 static uint64_t address_tenant(const char *addr) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (const unsigned char *p = (const unsigned char *)addr; *p; p++) h = (h ^ *p) * 0x100000001b3ULL;
-    h = mix64(h);
+    h = uhlm_mix64(h);
     return h < 2 ? h + 2 : h;
-}
-
-static int listen_on(const char *host, int port, int *bound, uhlm_error *err) {
-    char pstr[16];
-    snprintf(pstr, sizeof pstr, "%d", port);
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    int gai = getaddrinfo(host ? host : "127.0.0.1", pstr, &hints, &res);
-    if (gai != 0)
-        return uhlm_set_error(err, "server: cannot resolve %s: %s", host ? host : "127.0.0.1",
-                              gai_strerror(gai));
-    int fd = -1, e = 0;
-    for (struct addrinfo *a = res; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) {
-            e = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 128) == 0 &&
-            set_nonblock(fd) == 0)
-            break;
-        e = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return uhlm_set_error(err, "server: cannot listen on %s:%d: %s",
-                              host ? host : "127.0.0.1", port, strerror(e));
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
-        e = errno;
-        close(fd);
-        return uhlm_set_error(err, "server: getsockname: %s", strerror(e));
-    }
-    *bound = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                      : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    return fd;
 }
 
 /* ------------------------------------------------------------------ lifecycle */
 
 void uhlm_server_free(uhlm_server *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_conns; i++) {
-        conn *c = s->conns[i];
-        if (c->fd >= 0) close(c->fd);
-        free(c->pay);
-        uhlm_wire_buf_free(&c->out);
-        free(c);
-    }
+    for (int i = 0; i < s->n_conns; i++) uhlm_conn_free(s->conns[i]);
     free(s->conns);
     free(s->pfds);
     free(s->pconn);
@@ -356,6 +186,7 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
         return NULL;
     }
     s->p = *p;
+    s->log = (uhlm_log_sink){p->log, NULL, NULL};
     if (s->p.max_conns == 0) s->p.max_conns = 2 * p->max_sessions + 8;
     if (s->p.handshake_timeout_ms == 0) s->p.handshake_timeout_ms = 5000;
     if (s->p.request_idle_timeout_ms == 0) s->p.request_idle_timeout_ms = 300000;
@@ -415,7 +246,7 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     }
     s->stop_r = pfd[0];
     s->stop_w = pfd[1];
-    if (set_nonblock(s->stop_r) != 0 || set_nonblock(s->stop_w) != 0 ||
+    if (uhlm_sock_set_nonblock(s->stop_r) != 0 || uhlm_sock_set_nonblock(s->stop_w) != 0 ||
         fcntl(s->stop_r, F_SETFD, FD_CLOEXEC) != 0 || fcntl(s->stop_w, F_SETFD, FD_CLOEXEC) != 0) {
         uhlm_set_error(err, "server: pipe flags: %s", strerror(errno));
         goto fail;
@@ -423,17 +254,17 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     /* the reserve descriptor: at EMFILE it is closed so that one connection can be accepted
      * and dropped (or room made), then taken again */
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    s->lfd = listen_on(p->host, p->port, &s->bound_port, err);
+    s->lfd = uhlm_sock_listen(p->host, p->port, &s->bound_port, err);
     if (s->lfd < 0) goto fail;
     if (p->stats_port >= 0) {
-        s->sfd = listen_on(p->host, p->stats_port, &s->bound_stats_port, err);
+        s->sfd = uhlm_sock_listen(p->host, p->stats_port, &s->bound_stats_port, err);
         if (s->sfd < 0) goto fail;
     }
     s->t_start = uhlm_now();
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    s->nonce_state = mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
-                           ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)s);
+    s->nonce_state = uhlm_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
+                                ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)s);
     return s;
 fail:
     uhlm_server_free(s);
@@ -479,8 +310,8 @@ static void conn_kill(uhlm_server *s, conn *c, const char *why) {
     if (!s->p.log) return;
     /* connections that never got past HELLO come and go under one global limit (a flood of
      * them must not flood the log); a device's disconnect is always logged */
-    lograte *r = c->kind == K_HTTP || c->state == CS_HELLO ? &s->glr[GK_CONNECT] : NULL;
-    if (r && !lograte_allow(r, uhlm_now())) {
+    uhlm_lograte *r = c->kind == K_HTTP || c->state == CS_HELLO ? &s->glr[GK_CONNECT] : NULL;
+    if (r && !uhlm_lograte_allow(r, uhlm_now())) {
         s->c_log_suppressed++;
         return;
     }
@@ -492,64 +323,30 @@ static void conn_kill(uhlm_server *s, conn *c, const char *why) {
         snprintf(extra + k, sizeof extra - (size_t)k, " suppressed=%llu",
                  (unsigned long long)r->suppressed);
     if (r) r->suppressed = 0;
-    logf_(s, "event=disconnect conn=%llu peer=%s reason=%s%s", (unsigned long long)c->id, c->peer,
-          why, extra);
+    uhlm_log_printf(&s->log, "event=disconnect conn=%llu peer=%s reason=%s%s",
+                    (unsigned long long)c->id, c->peer, why, extra);
 }
 
-/* The in-memory transport's "send": everything goes to mem_out at once. */
-static void conn_flush_mem(uhlm_server *s, conn *c) {
-    uhlm_error e;
-    size_t n = c->out.len - c->out_off;
-    if (n && uhlm_wire_buf_reserve(c->mem_out, n, &e) != 0) {
-        conn_kill(s, c, "out_of_memory");
-        return;
-    }
-    if (n) memcpy(c->mem_out->data + c->mem_out->len, c->out.data + c->out_off, n);
-    c->mem_out->len += n;
-    c->out.len = 0;
-    c->out_off = 0;
-    if (c->closing) conn_kill(s, c, "closed_after_error");
+/* Input after the write side is shut goes nowhere; EOF ends the connection. */
+static void conn_drain(uhlm_server *s, conn *c) {
+    if (uhlm_conn_drain(c))
+        conn_kill(s, c, c->kind == K_HTTP ? "stats_served" : "closed_after_error");
 }
 
 /* Sends what can be sent now; the rest waits for POLLOUT. */
 static void conn_flush(uhlm_server *s, conn *c) {
-    if (c->mem_out) {
-        conn_flush_mem(s, c);
-        return;
-    }
-    while (!c->dead && c->out_off < c->out.len) {
-        ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
-        if (w > 0) {
-            c->out_off += (size_t)w;
-        } else if (w < 0 && errno == EINTR) {
-            continue;
-        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            return;
-        } else {
-            conn_kill(s, c, "send_failed");
-            return;
-        }
-    }
+    const char *why = "";
     if (c->dead) return;
-    c->out.len = 0;
-    c->out_off = 0;
-    if (c->closing && !c->draining) {
+    int rc = uhlm_conn_send(c, &why);
+    if (rc < 0) conn_kill(s, c, why);
+    if (rc != 0 || !c->closing) return;
+    if (c->mem_out) {
+        conn_kill(s, c, "closed_after_error");
+    } else if (!c->draining) {
         /* closing a socket with unread input makes the kernel send RST, which can destroy
          * the ERROR frame before the peer reads it: shut the write side, drain, then close */
         c->draining = 1;
         if (shutdown(c->fd, SHUT_WR) != 0) conn_kill(s, c, "shutdown_failed");
-    }
-}
-
-static void conn_drain(uhlm_server *s, conn *c) {
-    uint8_t sink[4096];
-    for (;;) {
-        ssize_t r = recv(c->fd, sink, sizeof sink, 0);
-        if (r > 0) continue;
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        conn_kill(s, c, c->kind == K_HTTP ? "stats_served" : "closed_after_error");
-        return;
     }
 }
 
@@ -566,7 +363,7 @@ static void send_error(uhlm_server *s, conn *c, int code, int fatal, uint32_t ri
     if (code > 0 && code <= UHLM_WIRE_E_MAX) s->err_by_code[code]++;
     if (code == UHLM_WIRE_E_TIMEOUT) s->c_timeouts++;
     char safe[160];
-    log_safe(safe, sizeof safe, msg, strlen(msg));
+    uhlm_log_safe(safe, sizeof safe, msg, strlen(msg));
     log_limited(s, &c->lr[LK_ERROR], &c->log_suppressed,
                 "event=error conn=%llu peer=%s code=%s fatal=%d request=%u detail=%s",
                 (unsigned long long)c->id, c->peer, uhlm_wire_code_name((unsigned)code), fatal,
@@ -717,11 +514,9 @@ static conn *conn_new(uhlm_server *s, int fd, int kind, const char *peer, const 
 static void accept_conns(uhlm_server *s, int lfd, int kind) {
     int fd_retry = 1;
     for (int k = 0; k < ACCEPT_BURST; k++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept(lfd, (struct sockaddr *)&ss, &sl);
+        char peer[64], hbuf[48];
+        int fd = uhlm_sock_accept(lfd, peer, sizeof peer, hbuf, sizeof hbuf);
         if (fd < 0) {
-            if (errno == EINTR) continue;
             if ((errno == EMFILE || errno == ENFILE) && fd_retry && at_fd_limit(s, errno)) {
                 fd_retry = 0; /* one eviction per turn: the rest wait in the backlog */
                 continue;
@@ -731,16 +526,6 @@ static void accept_conns(uhlm_server *s, int lfd, int kind) {
                             errno);
             return;
         }
-        char peer[64] = "?", hbuf[48] = "?", sbuf[8];
-        if (getnameinfo((struct sockaddr *)&ss, sl, hbuf, sizeof hbuf, sbuf, sizeof sbuf,
-                        NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-            snprintf(peer, sizeof peer, "%s:%s", hbuf, sbuf);
-        if (set_nonblock(fd) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
-            close(fd);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         const char *why = "";
         if (admit(s, kind, hbuf, &why) != 0) {
             refuse(s, fd, peer, kind, why);
@@ -773,7 +558,7 @@ static void reply_done(uhlm_server *s, conn *c, double t_arrive) {
 
 static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
     char client[80];
-    log_safe(client, sizeof client, h->client.p, h->client.len);
+    uhlm_log_safe(client, sizeof client, h->client.p, h->client.len);
     if (h->version != UHLM_WIRE_VERSION) {
         send_error(s, c, UHLM_WIRE_E_BAD_VERSION, 1, 0, "protocol version %u, this server speaks %d",
                    (unsigned)h->version, UHLM_WIRE_VERSION);
@@ -816,7 +601,7 @@ static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
     w.max_batch_tokens = s->max_batch_tokens;
     w.idle_timeout_ms = (uint32_t)s->p.idle_timeout_ms;
     w.payload_kinds = UHLM_WIRE_KINDS_ALL;
-    s->nonce_state = mix64(s->nonce_state + 0x9e3779b97f4a7c15ULL);
+    s->nonce_state = uhlm_mix64(s->nonce_state + 0x9e3779b97f4a7c15ULL);
     w.nonce = s->nonce_state;
     w.model = uhlm_wire_cstr(s->model_name);
     uhlm_error e;
@@ -829,8 +614,8 @@ static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
     /* the tenant whose prefix caches this connection may reuse (Privacy in server.h): one
      * secret makes its holders one tenant; without auth, the peer address is all there is */
     c->tenant = s->p.share_prefix_cache ? 0 : s->p.auth_len ? 1 : address_tenant(c->addr);
-    logf_(s, "event=hello conn=%llu peer=%s client=%s nonce=%016llx", (unsigned long long)c->id,
-          c->peer, client, (unsigned long long)w.nonce);
+    uhlm_log_printf(&s->log, "event=hello conn=%llu peer=%s client=%s nonce=%016llx",
+                    (unsigned long long)c->id, c->peer, client, (unsigned long long)w.nonce);
     conn_flush(s, c);
 }
 
@@ -991,8 +776,6 @@ static void on_generate(uhlm_server *s, conn *c, const uhlm_wire_generate *g) {
     queue_job(c, UHLM_WIRE_GENERATE, g->request_id);
 }
 
-size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap);
-
 static void on_frame(uhlm_server *s, conn *c) {
     uint16_t type = c->h.type;
     const uint8_t *p = c->pay;
@@ -1092,62 +875,25 @@ static int wants_read(const conn *c) {
     return !c->dead && !c->closing && !c->job.active && c->out.len == 0;
 }
 
-static void http_request(uhlm_server *s, conn *c) {
-    size_t tl = uhlm_server_stats_text(s, NULL, 0);
-    char head[160];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      tl);
-    uhlm_error e;
-    if (hl < 0 || uhlm_wire_buf_reserve(&c->out, (size_t)hl + tl + 1, &e) != 0) {
+static void metrics_view(const uhlm_server *s, uhlm_metrics_view *v);
+
+/* A stats reader: its request, then the metrics text, then the connection closes. */
+static void http_read(uhlm_server *s, conn *c) {
+    const char *why = "";
+    int rc = uhlm_http_read_request(c, &why);
+    if (rc <= 0) {
+        if (rc < 0) conn_kill(s, c, why);
+        return;
+    }
+    uhlm_metrics_view v;
+    metrics_view(s, &v);
+    if (uhlm_http_respond(c, &v) != 0) {
         conn_kill(s, c, "out_of_memory");
         return;
     }
-    memcpy(c->out.data, head, (size_t)hl);
-    uhlm_server_stats_text(s, (char *)c->out.data + hl, tl + 1);
-    c->out.len = (size_t)hl + tl;
     c->closing = 1;
     c->close_deadline = uhlm_now() + CLOSE_GRACE_S;
     conn_flush(s, c);
-}
-
-static void http_read(uhlm_server *s, conn *c) {
-    if (!c->pay && !(c->pay = malloc(HTTP_MAX_REQ))) {
-        conn_kill(s, c, "out_of_memory");
-        return;
-    }
-    c->pay_cap = HTTP_MAX_REQ;
-    for (;;) {
-        ssize_t r = recv(c->fd, c->pay + c->pay_got, c->pay_cap - c->pay_got, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        if (r <= 0) {
-            conn_kill(s, c, r == 0 ? "eof" : "recv_failed");
-            return;
-        }
-        c->pay_got += (size_t)r;
-        int done = c->pay_got == c->pay_cap;
-        for (size_t i = 3; i < c->pay_got && !done; i++)
-            done = !memcmp(c->pay + i - 3, "\r\n\r\n", 4) || !memcmp(c->pay + i - 1, "\n\n", 2);
-        if (done) {
-            http_request(s, c);
-            return;
-        }
-    }
-}
-
-/* recv(), or the test transport's copy from memory (EAGAIN when it is used up). */
-static ssize_t conn_recv(conn *c, void *dst, size_t want) {
-    if (!c->mem_out) return recv(c->fd, dst, want, 0);
-    size_t n = c->mem_len - c->mem_off < want ? c->mem_len - c->mem_off : want;
-    if (n == 0) {
-        errno = EAGAIN;
-        return -1;
-    }
-    memcpy(dst, c->mem_in + c->mem_off, n);
-    c->mem_off += n;
-    return (ssize_t)n;
 }
 
 /* Reads at most one frame (the per-turn budget of a connection: one busy client cannot
@@ -1157,70 +903,19 @@ static void conn_read(uhlm_server *s, conn *c) {
         http_read(s, c);
         return;
     }
-    while (wants_read(c)) {
-        uint8_t *dst;
-        size_t want;
-        uint8_t sink[4096];
-        if (!c->in_payload) {
-            dst = c->hdr + c->hdr_got;
-            want = UHLM_WIRE_HEADER_SIZE - c->hdr_got;
-        } else if (c->skipping) {
-            dst = sink;
-            want = c->h.len - c->pay_got < sizeof sink ? c->h.len - c->pay_got : sizeof sink;
-        } else {
-            dst = c->pay + c->pay_got;
-            want = c->h.len - c->pay_got;
-        }
-        ssize_t r = want ? conn_recv(c, dst, want) : 0;
-        if (want && r < 0 && errno == EINTR) continue;
-        if (want && r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        if (want && r <= 0) {
-            int mid = c->hdr_got > 0 || c->in_payload;
-            conn_kill(s, c, r < 0 ? "recv_failed" : mid ? "vanished_mid_frame" : "eof");
-            return;
-        }
-        if (!c->in_payload) {
-            c->hdr_got += (size_t)r;
-            if (c->hdr_got < UHLM_WIRE_HEADER_SIZE) continue;
-            uhlm_error e;
-            int rc = uhlm_wire_frame_header_parse(c->hdr, UHLM_WIRE_HEADER_SIZE, &c->h,
-                                                  s->max_frame, &e);
-            c->hdr_got = 0;
-            c->pay_got = 0;
-            if (rc == -UHLM_WIRE_E_UNKNOWN_TYPE) {
-                c->in_payload = 1;
-                c->skipping = 1;
-            } else if (rc != 0) {
-                send_error(s, c, -rc, 1, 0, "%s", e.msg);
-                return;
-            } else {
-                if (c->h.len > c->pay_cap) {
-                    uint8_t *np = realloc(c->pay, c->h.len);
-                    if (!np) {
-                        send_error(s, c, UHLM_WIRE_E_INTERNAL, 1, 0, "out of memory");
-                        return;
-                    }
-                    c->pay = np;
-                    c->pay_cap = c->h.len;
-                }
-                c->in_payload = 1;
-                c->skipping = 0;
-            }
-        } else {
-            c->pay_got += (size_t)r;
-        }
-        if (c->in_payload && c->pay_got == c->h.len) {
-            c->in_payload = 0;
-            c->last_rx = uhlm_now();
-            if (c->skipping) {
-                c->skipping = 0;
-                send_error(s, c, UHLM_WIRE_E_UNKNOWN_TYPE, c->state == CS_HELLO, 0,
-                           "unknown message type %u", (unsigned)c->h.type);
-            } else {
-                on_frame(s, c);
-            }
-            return;
-        }
+    if (!wants_read(c)) return;
+    int code = 0;
+    const char *why = "";
+    uhlm_error e;
+    switch (uhlm_conn_read_frame(c, s->max_frame, &code, &e, &why)) {
+    case UHLM_CONN_FRAME: on_frame(s, c); break;
+    case UHLM_CONN_SKIPPED:
+        send_error(s, c, UHLM_WIRE_E_UNKNOWN_TYPE, c->state == CS_HELLO, 0,
+                   "unknown message type %u", (unsigned)c->h.type);
+        break;
+    case UHLM_CONN_BAD: send_error(s, c, code, 1, 0, "%s", e.msg); break;
+    case UHLM_CONN_GONE: conn_kill(s, c, why); break;
+    default: break; /* UHLM_CONN_AGAIN: the rest of the frame is still on its way */
     }
 }
 
@@ -1410,9 +1105,7 @@ static void reap(uhlm_server *s) {
     for (int i = 0; i < s->n_conns; i++) {
         conn *c = s->conns[i];
         if (c->dead) {
-            free(c->pay);
-            uhlm_wire_buf_free(&c->out);
-            free(c);
+            uhlm_conn_free(c);
         } else {
             s->conns[k++] = c;
         }
@@ -1466,17 +1159,18 @@ static void check_timeouts(uhlm_server *s, double now, double *next_deadline) {
 }
 
 int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
-    logf_(s, "event=listening host=%s port=%d stats_port=%d model=%s vocab=%d n_ctx=%d "
-             "max_sessions=%d max_conns=%d batching=%d batch_window_us=%d idle_timeout_ms=%d "
-             "max_frame=%u auth=%s handshake_timeout_ms=%d request_idle_timeout_ms=%d "
-             "max_pending=%d max_conns_per_addr=%d max_stats_conns=%d step_tokens=%d "
-             "share_prefix_cache=%d",
-          s->p.host ? s->p.host : "127.0.0.1", s->bound_port, s->bound_stats_port, s->model_name,
-          s->V, s->n_ctx, s->p.max_sessions, s->p.max_conns, s->p.batching, s->p.batch_window_us,
-          s->p.idle_timeout_ms, (unsigned)s->max_frame, s->p.auth_len ? "on" : "off",
-          s->p.handshake_timeout_ms, s->p.request_idle_timeout_ms, s->p.max_pending,
-          s->p.max_conns_per_addr, s->p.max_stats_conns, s->p.step_tokens,
-          s->p.share_prefix_cache);
+    uhlm_log_printf(
+        &s->log,
+        "event=listening host=%s port=%d stats_port=%d model=%s vocab=%d n_ctx=%d "
+        "max_sessions=%d max_conns=%d batching=%d batch_window_us=%d idle_timeout_ms=%d "
+        "max_frame=%u auth=%s handshake_timeout_ms=%d request_idle_timeout_ms=%d "
+        "max_pending=%d max_conns_per_addr=%d max_stats_conns=%d step_tokens=%d "
+        "share_prefix_cache=%d",
+        s->p.host ? s->p.host : "127.0.0.1", s->bound_port, s->bound_stats_port, s->model_name,
+        s->V, s->n_ctx, s->p.max_sessions, s->p.max_conns, s->p.batching, s->p.batch_window_us,
+        s->p.idle_timeout_ms, (unsigned)s->max_frame, s->p.auth_len ? "on" : "off",
+        s->p.handshake_timeout_ms, s->p.request_idle_timeout_ms, s->p.max_pending,
+        s->p.max_conns_per_addr, s->p.max_stats_conns, s->p.step_tokens, s->p.share_prefix_cache);
     int stopping = 0, rc = 0;
     double shutdown_deadline = 0;
     for (;;) {
@@ -1564,7 +1258,7 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
                 while (read(s->stop_r, b, sizeof b) > 0) {
                 }
                 if (!stopping) {
-                    logf_(s, "event=stopping conns=%d", s->n_conns);
+                    uhlm_log_printf(&s->log, "event=stopping conns=%d", s->n_conns);
                     stopping = 1;
                 }
             } else if (!stopping) {
@@ -1574,100 +1268,30 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
     }
     for (int i = 0; i < s->n_conns; i++) conn_kill(s, s->conns[i], "shutdown");
     reap(s);
-    logf_(s, "event=stopped verifications=%llu forward_calls=%llu",
-          (unsigned long long)s->c_verify, (unsigned long long)s->c_forwards);
+    uhlm_log_printf(&s->log, "event=stopped verifications=%llu forward_calls=%llu",
+                    (unsigned long long)s->c_verify, (unsigned long long)s->c_forwards);
     return rc;
 }
 
 /* ------------------------------------------------------------------ stats */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct sbuf {
-    char *p;
-    size_t cap, len;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *dst = b->len < b->cap ? b->p + b->len : NULL;
-    size_t room = b->len < b->cap ? b->cap - b->len : 0;
-    int n = vsnprintf(dst, room, fmt, ap);
-    va_end(ap);
-    if (n > 0) b->len += (size_t)n;
-}
-
-static void metric(sbuf *b, const char *name, const char *type, const char *help, double v) {
-    sb_printf(b, "# HELP uhlm_server_%s %s\n# TYPE uhlm_server_%s %s\nuhlm_server_%s %.9g\n", name,
-              help, name, type, name, v);
+/* The counters at this instant, for the metrics text. */
+static void metrics_view(const uhlm_server *s, uhlm_metrics_view *v) {
+    uhlm_server_get_counters(s, &v->c);
+    v->uptime_s = uhlm_now() - s->t_start;
+    v->pending_conns = count_conns(s, K_DEVICE, CS_HELLO, NULL);
+    v->max_sessions = s->p.max_sessions;
+    v->batch_tokens = s->c_batch_tokens;
+    v->hist = s->hist;
+    v->lat = s->lat;
+    v->n_lat = s->n_lat;
+    v->err_by_code = s->err_by_code;
 }
 
 size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap) {
-    sbuf b = {buf, cap, 0};
-    if (cap) buf[0] = 0;
-    int open_conns = 0;
-    for (int i = 0; i < s->n_conns; i++) open_conns += !s->conns[i]->dead && s->conns[i]->kind == K_DEVICE;
-    metric(&b, "uptime_seconds", "gauge", "Seconds since the server started.", uhlm_now() - s->t_start);
-    metric(&b, "connections_open", "gauge", "Device connections open now.", open_conns);
-    metric(&b, "connections_total", "counter", "Device connections accepted.", (double)s->c_conns);
-    metric(&b, "connections_pending", "gauge", "Device connections that have not finished HELLO.",
-           count_conns(s, K_DEVICE, CS_HELLO, NULL));
-    metric(&b, "connections_evicted_total", "counter",
-           "Connections dropped to make room for newer ones (admission control).", (double)s->c_evicted);
-    metric(&b, "connections_refused_total", "counter",
-           "Connections refused: server full at HELLO, or too many from one address.", (double)s->c_refused);
-    metric(&b, "connections_timed_out_total", "counter",
-           "Connections closed by the handshake, idle or request timeout.", (double)s->c_timeouts);
-    metric(&b, "log_lines_suppressed_total", "counter", "Log lines left out by the rate limits.",
-           (double)s->c_log_suppressed);
-    metric(&b, "sessions_open", "gauge", "Sessions (KV-cache sequences) in use.", count_open_sessions(s));
-    metric(&b, "sessions_max", "gauge", "Sessions the server holds at once.", s->p.max_sessions);
-    metric(&b, "sessions_total", "counter", "Sessions opened.", (double)s->c_sessions);
-    metric(&b, "verifications_total", "counter", "VERIFY requests answered with a VERDICT.", (double)s->c_verify);
-    metric(&b, "accepted_total", "counter", "Drafts accepted.", (double)s->c_accept);
-    metric(&b, "acceptance_rate", "gauge", "accepted_total / verifications_total (0 when none).",
-           s->c_verify ? (double)s->c_accept / (double)s->c_verify : 0.0);
-    metric(&b, "generated_tokens_total", "counter", "Tokens produced for GENERATE.", (double)s->c_gen_tokens);
-    metric(&b, "forward_calls_total", "counter", "Batched LLM forwards (VERIFY/GENERATE and the OPEN prefills batched with them).",
-           (double)s->c_forwards);
-    metric(&b, "batch_tokens_total", "counter", "Tokens through those forwards.", (double)s->c_batch_tokens);
-    metric(&b, "batch_size_mean", "gauge", "Requests per forward, mean.",
-           s->c_forwards ? (double)s->c_batched / (double)s->c_forwards : 0.0);
-    sb_printf(&b, "# HELP uhlm_server_batch_size Requests per forward.\n# TYPE uhlm_server_batch_size histogram\n");
-    uint64_t cum = 0;
-    for (int i = 0; i < N_HIST; i++) {
-        cum += s->hist[i];
-        if (i < N_HIST - 1) sb_printf(&b, "uhlm_server_batch_size_bucket{le=\"%d\"} %llu\n", 1 << i, (unsigned long long)cum);
-        else sb_printf(&b, "uhlm_server_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-    }
-    sb_printf(&b, "uhlm_server_batch_size_sum %llu\nuhlm_server_batch_size_count %llu\n",
-              (unsigned long long)s->c_batched, (unsigned long long)s->c_forwards);
-    size_t nl = s->n_lat < LAT_RING ? (size_t)s->n_lat : LAT_RING;
-    sb_printf(&b, "# HELP uhlm_server_request_latency_seconds VERIFY/GENERATE from arrival to reply, last %d requests.\n"
-                  "# TYPE uhlm_server_request_latency_seconds summary\n", LAT_RING);
-    double *tmp = nl ? malloc(nl * sizeof(double)) : NULL;
-    if (tmp) {
-        memcpy(tmp, s->lat, nl * sizeof(double));
-        qsort(tmp, nl, sizeof(double), cmp_double);
-        const double qs[] = {0.5, 0.9, 0.99};
-        for (int i = 0; i < 3; i++) {
-            size_t k = (size_t)(qs[i] * (double)(nl - 1) + 0.5);
-            sb_printf(&b, "uhlm_server_request_latency_seconds{quantile=\"%g\"} %.9g\n", qs[i], tmp[k]);
-        }
-        free(tmp);
-    }
-    sb_printf(&b, "uhlm_server_request_latency_seconds_count %llu\n", (unsigned long long)s->n_lat);
-    sb_printf(&b, "# HELP uhlm_server_errors_total ERROR frames sent, by code.\n# TYPE uhlm_server_errors_total counter\n");
-    for (int i = 1; i <= UHLM_WIRE_E_MAX; i++)
-        if (s->err_by_code[i])
-            sb_printf(&b, "uhlm_server_errors_total{code=\"%s\"} %llu\n", uhlm_wire_code_name((unsigned)i),
-                      (unsigned long long)s->err_by_code[i]);
-    return b.len;
+    uhlm_metrics_view v;
+    metrics_view(s, &v);
+    return uhlm_metrics_text(&v, buf, cap);
 }
 
 void uhlm_server_get_counters(const uhlm_server *s, uhlm_server_counters *o) {

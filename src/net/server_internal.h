@@ -4,15 +4,16 @@
  * An in-memory connection has no socket: the bytes given to uhlm_server_test_feed are what
  * the server reads, and every byte it would send is appended to the caller's buffer. Frame
  * assembly, the handlers, admission state, the compute queue and the replies are the very
- * code a TCP connection goes through; only recv() and send() are replaced. The server must
+ * code a TCP connection goes through; only recv() and send() are replaced (in conn.c). The server must
  * not be running (uhlm_server_run) at the same time. */
 #ifndef UHLM_SERVER_INTERNAL_H
 #define UHLM_SERVER_INTERNAL_H
 
+#include "net/conn.h"
 #include "uhlm/server.h"
 #include "uhlm/wire.h"
 
-typedef struct conn uhlm_server_conn;
+typedef conn uhlm_server_conn;
 
 /* A new device connection as if just accepted (before HELLO); NULL when the table is full
  * or out of memory. */

@@ -1,0 +1,64 @@
+/* log.c: log lines of net/ (log.h). */
+#include "net/log.h"
+
+#include <string.h>
+#include <time.h>
+
+int uhlm_log_enabled(const uhlm_log_sink *k) { return k->file || k->fn; }
+
+void uhlm_log_vprintf(const uhlm_log_sink *k, uint64_t suppressed, const char *fmt, va_list ap) {
+    if (!uhlm_log_enabled(k)) return;
+    char line[1024];
+    int n = 0;
+    if (k->file) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        n = snprintf(line, sizeof line, "ts=%lld.%03ld ", (long long)ts.tv_sec,
+                     ts.tv_nsec / 1000000);
+    }
+    if (n >= 0 && (size_t)n < sizeof line) vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    size_t len = strlen(line);
+    if (suppressed && len + 40 < sizeof line)
+        len += (size_t)snprintf(line + len, sizeof line - len, " suppressed=%llu",
+                                (unsigned long long)suppressed);
+    if (k->fn) {
+        k->fn(k->user, line);
+        return;
+    }
+    /* one fputs per line so that lines from several processes sharing stderr stay whole */
+    if (len + 1 < sizeof line) {
+        line[len] = '\n';
+        line[len + 1] = 0;
+    }
+    fputs(line, k->file);
+    fflush(k->file);
+}
+
+void uhlm_log_printf(const uhlm_log_sink *k, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    uhlm_log_vprintf(k, 0, fmt, ap);
+    va_end(ap);
+}
+
+int uhlm_lograte_allow(uhlm_lograte *r, double now) {
+    if (now - r->t0 >= UHLM_LOG_WINDOW_S) {
+        r->t0 = now;
+        r->n = 0;
+    }
+    if (r->n < UHLM_LOG_BURST) {
+        r->n++;
+        return 1;
+    }
+    r->suppressed++;
+    return 0;
+}
+
+void uhlm_log_safe(char *dst, size_t cap, const char *src, size_t n) {
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        dst[j++] = (ch > 32 && ch < 127 && ch != '"' && ch != '=') ? (char)ch : '_';
+    }
+    dst[j] = 0;
+}
