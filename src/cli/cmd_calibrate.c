@@ -1,6 +1,6 @@
 /* cmd_calibrate.c: `uhlm calibrate`, DESIGN §2.3: run HLM with u recorded over a prompt set,
- * fit β̂ = a·u + b on the training part, derive the risk-averse and risk-prone thresholds,
- * and check the predicted risk against the held-out part. */
+ * fit β̂ = a·u + b on the training part, derive the paper's risk-averse and risk-prone
+ * thresholds and the budget threshold, and check them against the held-out part. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,22 +27,23 @@ static void help(FILE *f) {
             "                      [--max-input-mb MB]\n\n"
             "Runs hlm (every token verified) with the uncertainty u recorded, fits the LLM's\n"
             "rejection probability beta = a*u + b by least squares on the training prompts,\n"
-            "and derives the skip thresholds: risk-averse u_th = -b/a, risk-prone\n"
-            "u_th = (Delta - b)/a with Delta the share of drafts with y[d] < x[d]. The\n"
-            "expected-risk bound of each threshold is set beside the rejections actually seen\n"
-            "on the held-out prompts. Where both formulas are degenerate (b > 0 gives a\n"
-            "negative risk-averse u_th: never skip; a small a gives a risk-prone u_th > 1:\n"
-            "always skip), the budget rule picks the largest u_th whose bound, as a share of\n"
-            "all training tokens, stays <= R. `uhlm run` and `uhlm eval` read the result\n"
-            "with --calib CALIB.json --risk averse|prone|budget|budget:R.\n\n"
+            "and derives the paper's skip thresholds (its Theorem 1): risk-averse\n"
+            "u_th = -b/a, risk-prone u_th = (Delta - b)/a with Delta the share of drafts with\n"
+            "y[d] < x[d]. The line's predicted risk of each threshold (the paper's bound, a\n"
+            "prediction, not a bound) is set beside the rejections actually seen on the\n"
+            "held-out prompts. The budget rule picks the largest u_th whose one-sided %g%%\n"
+            "Clopper-Pearson upper limit of the observed share of all training tokens skipped\n"
+            "and rejected stays <= R; it needs no shape of the fit, and holds for new prompts\n"
+            "like the training ones with that confidence. `uhlm run` and `uhlm eval` read the\n"
+            "result with --calib CALIB.json --risk averse|prone|budget|budget:R.\n\n"
             "  --prompts FILE   JSONL or a JSON array of {\"id\",\"prompt\"} or Alpaca records\n"
             "                   (user turn: instruction, or instruction + \"\\n\\n\" + input)\n"
             "  --no-chat        use prompts as plain text even when the SLM has a chat template\n"
             "                   (by default they are wrapped as user turns in it, as --chat)\n"
             "  -o FILE          calibration result (JSON)\n"
             "  --csv FILE       per-token records: prompt, split, u, beta, accepted, ...\n"
-            "  --budget R       risk budget of thresholds.budget, the expected share of all\n"
-            "                   tokens skipped and rejected (default %g); other budgets are\n"
+            "  --budget R       risk budget of thresholds.budget, the share of all tokens\n"
+            "                   skipped and rejected (default %g); other budgets are\n"
             "                   read later from the stored curve with --risk budget:R\n"
             "  --split F        share of prompts (by a hash of the id) used for the fit;\n"
             "                   the rest is the held-out test part (default 0.5)\n"
@@ -52,7 +53,7 @@ static void help(FILE *f) {
             "  --max-input-mb MB  largest --prompts file read (default %d MiB)\n"
             "  other options as in `uhlm run` (defaults: temp 1, f32, perturb M=%d theta=%g,\n"
             "  seed 42; each prompt's seed is derived from the seed and the prompt id)\n",
-            UHLM_CALIB_BUDGET_DEFAULT, UHLM_INPUT_MAX_MB, UHLM_UNC_DEFAULT_SAMPLES,
+            100.0 * UHLM_CALIB_CONFIDENCE_DEFAULT, UHLM_CALIB_BUDGET_DEFAULT, UHLM_INPUT_MAX_MB, UHLM_UNC_DEFAULT_SAMPLES,
             UHLM_UNC_DEFAULT_THETA_MAX);
 }
 
@@ -107,12 +108,16 @@ static cJSON *risk_json(const uhlm_calib_sample *s, size_t n, const uhlm_linfit 
     cJSON_AddNumberToObject(o, "tokens", (double)r.n);
     cJSON_AddNumberToObject(o, "skipped", (double)r.n_skip);
     cJSON_AddNumberToObject(o, "p_skip", r.p_skip);
-    cJSON_AddNumberToObject(o, "bound", r.bound);
-    cJSON_AddNumberToObject(o, "bound_loose", r.bound_loose);
+    cJSON_AddNumberToObject(o, "predicted_risk", r.predicted);
+    cJSON_AddNumberToObject(o, "predicted_risk_loose", r.predicted_loose);
+    /* the old names of the two above, kept one release for readers of calib.json */
+    cJSON_AddNumberToObject(o, "bound", r.predicted);
+    cJSON_AddNumberToObject(o, "bound_loose", r.predicted_loose);
     cJSON_AddNumberToObject(o, "observed_reject", r.observed_reject);
     cJSON_AddNumberToObject(o, "observed_beta", r.observed_beta);
     double ps = r.p_skip;
-    cJSON_AddItemToObject(o, "bound_per_skipped", num(ps > 0 ? r.bound / ps : NAN));
+    cJSON_AddItemToObject(o, "predicted_risk_per_skipped", num(ps > 0 ? r.predicted / ps : NAN));
+    cJSON_AddItemToObject(o, "bound_per_skipped", num(ps > 0 ? r.predicted / ps : NAN));
     cJSON_AddItemToObject(o, "observed_reject_per_skipped",
                           num(ps > 0 ? r.observed_reject / ps : NAN));
     cJSON_AddItemToObject(o, "observed_beta_per_skipped", num(ps > 0 ? r.observed_beta / ps : NAN));
@@ -319,8 +324,9 @@ int cmd_calibrate(int argc, char **argv) {
     double averse = NAN, prone = NAN;
     int have_th = uhlm_calib_thresholds(&fit, delta, &averse, &prone, &err) == 0;
     if (!have_th) fprintf(stderr, "uhlm calibrate: %s\n", err.msg);
-    /* the budget rule needs no sign of a: it only ranks thresholds by their bound */
-    if (uhlm_calib_budget_curve(tr, ntr, &fit, UHLM_CALIB_MAX_KNOTS, &curve, &err) != 0) {
+    /* the budget rule needs no fit: the line's prediction is only stored beside it */
+    if (uhlm_calib_budget_curve(tr, ntr, &fit, UHLM_CALIB_CONFIDENCE_DEFAULT, UHLM_CALIB_MAX_KNOTS,
+                                &curve, &err) != 0) {
         fprintf(stderr, "uhlm calibrate: %s\n", err.msg);
         goto done;
     }
@@ -403,21 +409,30 @@ int cmd_calibrate(int argc, char **argv) {
         cJSON *r = cJSON_AddObjectToObject(rk, "budget");
         cJSON *bj = cJSON_AddObjectToObject(o, "budget");
         cJSON *cu = cJSON_CreateDoubleArray(curve.u, (int)curve.n);
-        cJSON *cb = cJSON_CreateDoubleArray(curve.bound, (int)curve.n);
-        if (!r || !bj || !cu || !cb) {
+        cJSON *cb = cJSON_CreateDoubleArray(curve.upper, (int)curve.n);
+        cJSON *co = cJSON_CreateDoubleArray(curve.observed, (int)curve.n);
+        cJSON *cp = cJSON_CreateDoubleArray(curve.predicted, (int)curve.n);
+        if (!r || !bj || !cu || !cb || !co || !cp) {
             cJSON_Delete(cu);
             cJSON_Delete(cb);
+            cJSON_Delete(co);
+            cJSON_Delete(cp);
             goto oom;
         }
         cJSON_AddItemToObject(r, "train", risk_json(tr, ntr, &fit, u_budget));
         cJSON_AddItemToObject(r, "test", risk_json(te, nte, &fit, u_budget));
         cJSON_AddNumberToObject(bj, "R", budget);
+        cJSON_AddNumberToObject(bj, "confidence", UHLM_CALIB_CONFIDENCE_DEFAULT);
         cJSON_AddNumberToObject(bj, "u_th", u_budget);
         cJSON_AddStringToObject(bj, "rule",
-                                "largest u_th with (1/N) sum_{u_i <= u_th} (a u_i + b)+ <= R over "
-                                "the training tokens; -1: verify all, 1: skip all");
+                                "largest u_th whose one-sided Clopper-Pearson upper limit (at "
+                                "'confidence') of the share of the N training tokens with "
+                                "u_i <= u_th that the LLM rejected is <= R; -1: verify all, "
+                                "1: skip all");
         cJSON_AddItemToObject(bj, "curve_u", cu);
-        cJSON_AddItemToObject(bj, "curve_bound", cb);
+        cJSON_AddItemToObject(bj, "curve_upper", cb);
+        cJSON_AddItemToObject(bj, "curve_observed", co);
+        cJSON_AddItemToObject(bj, "curve_predicted", cp);
     }
     cJSON_AddItemToObject(o, "bins", bins_json(tr, ntr));
     cJSON_AddItemToObject(o, "bins_test", bins_json(te, nte));
@@ -447,18 +462,18 @@ int cmd_calibrate(int argc, char **argv) {
         for (int k = 0; k < 2; k++) {
             uhlm_calib_risk r;
             uhlm_calib_risk_eval(te, nte, &fit, u[k], &r);
-            printf("%s u_th %.4f: held-out skip share %.3f, risk bound %.4f (loose %.4f), "
+            printf("%s u_th %.4f: held-out skip share %.3f, predicted risk %.4f (loose %.4f), "
                    "observed rejections %.4f (expected %.4f) of all tokens\n",
-                   nm[k], u[k], r.p_skip, r.bound, r.bound_loose, r.observed_reject,
+                   nm[k], u[k], r.p_skip, r.predicted, r.predicted_loose, r.observed_reject,
                    r.observed_beta);
         }
     }
     {
         uhlm_calib_risk r;
         uhlm_calib_risk_eval(te, nte, &fit, u_budget, &r);
-        printf("budget R %.4g u_th %.4f: held-out skip share %.3f, risk bound %.4f (loose %.4f), "
+        printf("budget R %.4g u_th %.4f: held-out skip share %.3f, predicted risk %.4f (loose %.4f), "
                "observed rejections %.4f (expected %.4f) of all tokens\n",
-               budget, u_budget, r.p_skip, r.bound, r.bound_loose, r.observed_reject,
+               budget, u_budget, r.p_skip, r.predicted, r.predicted_loose, r.observed_reject,
                r.observed_beta);
     }
     fflush(stdout);
