@@ -180,11 +180,11 @@ static double beta_cf(double a, double b, double x) {
     return h;
 }
 
-/* The regularized incomplete beta function I_x(a, b), a, b > 0. */
-static double ibeta(double a, double b, double x) {
+/* The regularized incomplete beta function I_x(a, b), a, b > 0, given lbeta = log B(a, b). */
+static double ibeta(double a, double b, double x, double lbeta) {
     if (x <= 0.0) return 0.0;
     if (x >= 1.0) return 1.0;
-    double lbt = log_gamma(a + b) - log_gamma(a) - log_gamma(b) + a * log(x) + b * log1p(-x);
+    double lbt = a * log(x) + b * log1p(-x) - lbeta;
     if (x < (a + 1.0) / (a + b + 2.0)) return exp(lbt) * beta_cf(a, b, x) / a;
     return 1.0 - exp(lbt) * beta_cf(b, a, 1.0 - x) / b;
 }
@@ -194,15 +194,29 @@ double uhlm_binom_upper(size_t k, size_t n, double confidence) {
     if (k >= n) return 1.0;
     if (k == 0) return -expm1(log1p(-confidence) / (double)n); /* 1 - (1 - conf)^(1/n) */
     /* P(X <= k | n, p) = 1 - I_p(k + 1, n - k): the limit is the confidence-quantile of
-     * Beta(k + 1, n - k). I_p rises with p, so bisection finds it; returning the upper end
-     * of the final bracket errs on the safe side. */
-    double a = (double)k + 1.0, b = (double)(n - k), lo = 0.0, hi = 1.0;
-    for (int it = 0; it < 200 && hi - lo > 1e-15 * hi; it++) {
-        double mid = 0.5 * (lo + hi);
-        if (ibeta(a, b, mid) < confidence)
-            lo = mid;
+     * Beta(k + 1, n - k). Newton on I_p (its derivative is the Beta density), kept inside a
+     * bracket [lo, hi] with I(lo) < confidence <= I(hi) and bisecting whenever a step leaves
+     * it; the answer is a point with I >= confidence, so rounding errs on the safe side. */
+    double a = (double)k + 1.0, b = (double)(n - k);
+    double lbeta = log_gamma(a) + log_gamma(b) - log_gamma(a + b);
+    double lo = 0.0, hi = 1.0, p = a / (a + b);
+    for (int it = 0; it < 300; it++) {
+        double I = ibeta(a, b, p, lbeta);
+        if (I < confidence)
+            lo = p;
         else
-            hi = mid;
+            hi = p;
+        if (hi - lo <= 1e-14 * hi) break;
+        double pdf = exp((a - 1.0) * log(p) + (b - 1.0) * log1p(-p) - lbeta);
+        double next = p - (I - confidence) / pdf;
+        if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+        if (fabs(next - p) <= 1e-13 * p) {
+            /* converged: step just past the root to close the bracket from above */
+            double q = p + 1e-12 * p;
+            if (q < hi && ibeta(a, b, q, lbeta) >= confidence) return q;
+            next = 0.5 * (lo + hi);
+        }
+        p = next;
     }
     return hi;
 }
