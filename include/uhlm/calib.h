@@ -90,8 +90,10 @@ void uhlm_calib_risk_eval(const uhlm_calib_sample *s, size_t n, const uhlm_linfi
  * U(K, N) has P(U < r) <= 1 - confidence at any fixed u_th, however small N or r (the Wilson
  * limit is only approximately so, and falls short for the small counts a small R means).
  * Choosing u_th by scanning all knots needs no multiplicity correction: K and so U only grow
- * with u_th, so the rule picks a threshold past u* = sup{u: r(u) <= R} exactly when U at the
- * first knot past u*, where r > R, comes out <= R, which has probability <= 1 - confidence.
+ * with u_th, so for any t with r(t) > R the rule can pick a threshold >= t only if
+ * U(K(t), N) <= R, which has probability <= 1 - confidence; the t with r(t) > R form an
+ * interval reaching up to 1, so picking any of them is the increasing limit of those events
+ * and has probability <= 1 - confidence too.
  * Hence P(r(chosen u_th) > R) <= 1 - confidence: the budget holds out of sample, for tokens
  * drawn like the calibration tokens, with that probability. Per-bin limits would each need
  * a union (Bonferroni) correction over the bins and, summed, compound their slack.
