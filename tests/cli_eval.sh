@@ -75,13 +75,16 @@ assert d["split"]["train_prompts"] + d["split"]["test_prompts"] == 12
 assert sum(b["count"] for b in d["bins"]) == d["split"]["train_tokens"]
 for k in ("risk_averse", "risk_prone", "budget"):
     for part in ("train", "test"):
-        r = d["risk"][k][part]; assert r["bound"] <= r["bound_loose"] + 1e-12
+        r = d["risk"][k][part]; assert r["predicted_risk"] <= r["predicted_risk_loose"] + 1e-12
+        assert r["bound"] == r["predicted_risk"]  # the old name, kept one release
 b = d["budget"]; u = t["budget"]
-assert b["R"] == 0.02 and b["u_th"] == u
-cu, cb = b["curve_u"], b["curve_bound"]
-assert len(cu) == len(cb) > 0 and cu == sorted(set(cu)) and cb == sorted(cb)
+assert b["R"] == 0.02 and b["u_th"] == u and b["confidence"] == 0.95
+cu, cb, co = b["curve_u"], b["curve_upper"], b["curve_observed"]
+assert len(cu) == len(cb) == len(co) == len(b["curve_predicted"]) > 0
+assert cu == sorted(set(cu)) and cb == sorted(cb) and all(x <= y for x, y in zip(co, cb))
 assert u in cu or u in (-1, 1)
-assert d["risk"]["budget"]["train"]["bound"] <= b["R"] + 1e-12  # the rule's promise
+# the rule's promise on its own tokens: observed share <= its upper limit <= R
+assert d["risk"]["budget"]["train"]["observed_reject"] <= b["R"] + 1e-12
 nxt = [x for x, y in zip(cu, cb) if x > u]
 assert not nxt or cb[cu.index(nxt[0])] > b["R"]  # and it is the largest such knot
 rows = list(csv.DictReader(open(sys.argv[2])))

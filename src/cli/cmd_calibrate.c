@@ -21,14 +21,15 @@ static const cli_command calibrate_cmd = {
     "calibrate", "--prompts FILE -o CALIB.json",
     "Runs hlm (every token verified) with the uncertainty u recorded, fits the LLM's\n"
     "rejection probability beta = a*u + b by least squares on the training prompts,\n"
-    "and derives the skip thresholds: risk-averse u_th = -b/a, risk-prone\n"
-    "u_th = (Delta - b)/a with Delta the share of drafts with y[d] < x[d]. The\n"
-    "expected-risk bound of each threshold is set beside the rejections actually seen\n"
-    "on the held-out prompts. Where both formulas are degenerate (b > 0 gives a\n"
-    "negative risk-averse u_th: never skip; a small a gives a risk-prone u_th > 1:\n"
-    "always skip), the budget rule picks the largest u_th whose bound, as a share of\n"
-    "all training tokens, stays <= R. `uhlm run` and `uhlm eval` read the result\n"
-    "with --calib CALIB.json --risk averse|prone|budget|budget:R.",
+    "and derives the paper's skip thresholds (its Theorem 1): risk-averse\n"
+    "u_th = -b/a, risk-prone u_th = (Delta - b)/a with Delta the share of drafts with\n"
+    "y[d] < x[d]. The line's predicted risk of each threshold (the paper's bound, a\n"
+    "prediction, not a bound) is set beside the rejections actually seen on the\n"
+    "held-out prompts. The budget rule picks the largest u_th whose one-sided 95%\n"
+    "Clopper-Pearson upper limit of the observed share of all training tokens skipped\n"
+    "and rejected stays <= R; it needs no shape of the fit, and holds for new prompts\n"
+    "like the training ones with that confidence. `uhlm run` and `uhlm eval` read the\n"
+    "result with --calib CALIB.json --risk averse|prone|budget|budget:R.",
     "Each prompt's seed is derived from the seed and the prompt id.", 0};
 
 /* What the library does not take: names to resolve and files to write. */
@@ -53,17 +54,17 @@ static void print_summary(const uhlm_calib_collection *col, const uhlm_calib_ana
         for (int k = 0; k < 2; k++) {
             uhlm_calib_risk r;
             uhlm_calib_risk_eval(te, nte, &an->fit, u[k], &r);
-            printf("%s u_th %.4f: held-out skip share %.3f, risk bound %.4f (loose %.4f), "
+            printf("%s u_th %.4f: held-out skip share %.3f, predicted risk %.4f (loose %.4f), "
                    "observed rejections %.4f (expected %.4f) of all tokens\n",
-                   nm[k], u[k], r.p_skip, r.bound, r.bound_loose, r.observed_reject,
+                   nm[k], u[k], r.p_skip, r.predicted, r.predicted_loose, r.observed_reject,
                    r.observed_beta);
         }
     }
     uhlm_calib_risk r;
     uhlm_calib_risk_eval(te, nte, &an->fit, an->u_budget, &r);
-    printf("budget R %.4g u_th %.4f: held-out skip share %.3f, risk bound %.4f (loose %.4f), "
+    printf("budget R %.4g u_th %.4f: held-out skip share %.3f, predicted risk %.4f (loose %.4f), "
            "observed rejections %.4f (expected %.4f) of all tokens\n",
-           an->budget, an->u_budget, r.p_skip, r.bound, r.bound_loose, r.observed_reject,
+           an->budget, an->u_budget, r.p_skip, r.predicted, r.predicted_loose, r.observed_reject,
            r.observed_beta);
     fflush(stdout);
 }

@@ -292,8 +292,8 @@ int cmd_eval(int argc, char **argv) {
                  "achieved)"},
         {.id = CLI_CALIB, .dst = &calib_path,
          .help = "with --risk: u_th from `uhlm calibrate` output FILE instead of --uth; "
-                 "budget:R is the largest u_th whose expected-risk bound on the fit prompts is "
-                 "<= R of all tokens"},
+                 "budget:R is the largest u_th whose 95% upper limit of rejected-and-skipped "
+                 "tokens on the fit prompts is <= R of all tokens"},
         CLI_ARG(CLI_RISK, &risk),
         CLI_ARGS_UNCERTAINTY(&dp.unc.method, &samples_m, &theta_max),
         CLI_ARG(CLI_PAYLOAD, &dp.payload),

@@ -172,8 +172,9 @@ static const opt_def table[CLI_N_OPTS] = {
     [CLI_CALIB] = {0, "calib", "FILE", K_STR, 0, 0, NULL, NULL, G_HYBRID,
                    "with --risk: u_th from `uhlm calibrate` output FILE instead of --uth"},
     [CLI_RISK] = {0, "risk", "R", K_CUSTOM, 0, 0, parse_risk, NULL, G_HYBRID,
-                  "with --calib: averse (-b/a), prone ((delta-b)/a), budget (the stored risk "
-                  "budget) or budget:X (largest u_th with expected risk <= X)"},
+                  "with --calib: averse (-b/a), prone ((delta-b)/a): the paper's thresholds; "
+                  "budget (the stored risk budget) or budget:X (largest u_th whose 95% upper "
+                  "limit of rejected-and-skipped tokens is <= X)"},
     [CLI_SHADOW] = {0, "shadow", NULL, K_FLAG, 0, 0, NULL, NULL, G_HYBRID,
                     "also evaluate skipped tokens with the LLM (untimed) to report the true skip "
                     "rate and would-be rejections"},
@@ -291,8 +292,8 @@ static const opt_def table[CLI_N_OPTS] = {
     [CLI_SWEEP_SNR] = {0, "sweep-snr", "DB", K_FLOAT, -200, 200, NULL, NULL, G_EVAL,
                        "the SNR of the sweep's link"},
     [CLI_BUDGET] = {0, "budget", "R", K_FLOAT, 0, 1, NULL, NULL, G_EVAL,
-                    "risk budget of thresholds.budget, the expected share of all tokens skipped "
-                    "and rejected; other budgets are read later from the stored curve with "
+                    "risk budget of thresholds.budget, the share of all tokens skipped and "
+                    "rejected; other budgets are read later from the stored curve with "
                     "--risk budget:R"},
     [CLI_CSV] = {0, "csv", "FILE", K_STR, 0, 0, NULL, NULL, G_OUTPUT,
                  "per-token records: prompt, split, u, beta, accepted, ..."},

@@ -1,4 +1,5 @@
-/* calib.c: the linear fit of β on u, thresholds and risk (calib.h). */
+/* calib.c: the linear fit of β on u, the paper's thresholds, predicted and observed risk, and
+ * the budget rule on a Clopper-Pearson upper limit of the observed rejections (calib.h). */
 #include "uhlm/calib.h"
 
 #include <cjson/cJSON.h>
@@ -116,27 +117,113 @@ void uhlm_calib_risk_eval(const uhlm_calib_sample *s, size_t n, const uhlm_linfi
     memset(out, 0, sizeof *out);
     out->u_th = u_th;
     out->n = n;
-    double bound = 0, rej = 0, beta = 0;
+    double pred_sum = 0, rej = 0, beta = 0;
     for (size_t i = 0; i < n; i++) {
         if (!(s[i].u <= u_th)) continue;
         out->n_skip++;
         double pred = f->a * s[i].u + f->b;
-        bound += pred > 0 ? pred : 0;
+        pred_sum += pred > 0 ? pred : 0;
         rej += !s[i].accepted;
         beta += s[i].beta;
     }
     if (!n) return;
     double N = (double)n;
     out->p_skip = (double)out->n_skip / N;
-    out->bound = bound / N;
+    out->predicted = pred_sum / N;
     double top = f->a * u_th + f->b;
-    out->bound_loose = (top > 0 ? top : 0) * out->p_skip;
+    out->predicted_loose = (top > 0 ? top : 0) * out->p_skip;
     out->observed_reject = rej / N;
     out->observed_beta = beta / N;
 }
 
+/* log Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error ~1e-15). Our own because C's
+ * lgamma sets the global signgam. */
+static double log_gamma(double x) {
+    static const double c[9] = {0.99999999999980993,  676.5203681218851,     -1259.1392167224028,
+                                771.32342877765313,   -176.61502916214059,   12.507343278686905,
+                                -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7};
+    if (x < 0.5) /* reflection keeps the series in its accurate range */
+        return log(M_PI / fabs(sin(M_PI * x))) - log_gamma(1.0 - x);
+    x -= 1.0;
+    double a = c[0], t = x + 7.5;
+    for (int i = 1; i < 9; i++) a += c[i] / (x + i);
+    return 0.5 * log(2.0 * M_PI) + (x + 0.5) * log(t) - t + log(a);
+}
+
+/* The continued fraction of the incomplete beta function (modified Lentz), converging fast
+ * for x < (a + 1)/(a + b + 2); iterations grow like sqrt(max(a, b)), so the cap is generous. */
+static double beta_cf(double a, double b, double x) {
+    const double tiny = 1e-300, eps = 1e-15;
+    double qab = a + b, qap = a + 1.0, qam = a - 1.0;
+    double c = 1.0, d = 1.0 - qab * x / qap;
+    if (fabs(d) < tiny) d = tiny;
+    d = 1.0 / d;
+    double h = d;
+    for (int m = 1; m <= 100000; m++) {
+        double m2 = 2.0 * m, aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if (fabs(d) < tiny) d = tiny;
+        c = 1.0 + aa / c;
+        if (fabs(c) < tiny) c = tiny;
+        d = 1.0 / d;
+        h *= d * c;
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if (fabs(d) < tiny) d = tiny;
+        c = 1.0 + aa / c;
+        if (fabs(c) < tiny) c = tiny;
+        d = 1.0 / d;
+        double del = d * c;
+        h *= del;
+        if (fabs(del - 1.0) < eps) break;
+    }
+    return h;
+}
+
+/* The regularized incomplete beta function I_x(a, b), a, b > 0, given lbeta = log B(a, b). */
+static double ibeta(double a, double b, double x, double lbeta) {
+    if (x <= 0.0) return 0.0;
+    if (x >= 1.0) return 1.0;
+    double lbt = a * log(x) + b * log1p(-x) - lbeta;
+    if (x < (a + 1.0) / (a + b + 2.0)) return exp(lbt) * beta_cf(a, b, x) / a;
+    return 1.0 - exp(lbt) * beta_cf(b, a, 1.0 - x) / b;
+}
+
+double uhlm_binom_upper(size_t k, size_t n, double confidence) {
+    if (n == 0 || !(confidence > 0.0 && confidence < 1.0)) return NAN;
+    if (k >= n) return 1.0;
+    if (k == 0) return -expm1(log1p(-confidence) / (double)n); /* 1 - (1 - conf)^(1/n) */
+    /* P(X <= k | n, p) = 1 - I_p(k + 1, n - k): the limit is the confidence-quantile of
+     * Beta(k + 1, n - k). Newton on I_p (its derivative is the Beta density), kept inside a
+     * bracket [lo, hi] with I(lo) < confidence <= I(hi) and bisecting whenever a step leaves
+     * it; the answer is a point with I >= confidence, so rounding errs on the safe side. */
+    double a = (double)k + 1.0, b = (double)(n - k);
+    double lbeta = log_gamma(a) + log_gamma(b) - log_gamma(a + b);
+    double lo = 0.0, hi = 1.0, p = a / (a + b);
+    for (int it = 0; it < 300; it++) {
+        double I = ibeta(a, b, p, lbeta);
+        if (I < confidence)
+            lo = p;
+        else
+            hi = p;
+        if (hi - lo <= 1e-14 * hi) break;
+        double pdf = exp((a - 1.0) * log(p) + (b - 1.0) * log1p(-p) - lbeta);
+        double next = p - (I - confidence) / pdf;
+        if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+        if (fabs(next - p) <= 1e-13 * p) {
+            /* converged: step just past the root to close the bracket from above */
+            double q = p + 1e-12 * p;
+            if (q < hi && ibeta(a, b, q, lbeta) >= confidence) return q;
+            next = 0.5 * (lo + hi);
+        }
+        p = next;
+    }
+    return hi;
+}
+
 typedef struct {
     double u, pred;
+    int rejected;
 } upair;
 
 static int cmp_upair(const void *x, const void *y) {
@@ -146,14 +233,20 @@ static int cmp_upair(const void *x, const void *y) {
 
 void uhlm_calib_curve_free(uhlm_calib_curve *c) {
     free(c->u);
-    free(c->bound);
+    free(c->upper);
+    free(c->observed);
+    free(c->predicted);
     memset(c, 0, sizeof *c);
 }
 
 int uhlm_calib_budget_curve(const uhlm_calib_sample *s, size_t n, const uhlm_linfit *f,
-                            size_t max_knots, uhlm_calib_curve *out, uhlm_error *err) {
+                            double confidence, size_t max_knots, uhlm_calib_curve *out,
+                            uhlm_error *err) {
     memset(out, 0, sizeof *out);
     if (max_knots < 1) return uhlm_set_error(err, "budget curve: max_knots must be >= 1");
+    if (!(confidence > 0.0 && confidence < 1.0))
+        return uhlm_set_error(err, "budget curve: confidence %g is not strictly between 0 and 1",
+                              confidence);
     if (n == 0) return 0; /* no tokens, no knots: the threshold is -1 */
     upair *p = malloc(sizeof *p * n);
     if (!p) return uhlm_set_error(err, "budget curve: out of memory");
@@ -162,31 +255,40 @@ int uhlm_calib_budget_curve(const uhlm_calib_sample *s, size_t n, const uhlm_lin
             free(p);
             return uhlm_set_error(err, "budget curve: sample %zu has a non-finite u", i);
         }
-        double pred = f->a * s[i].u + f->b;
-        p[i] = (upair){s[i].u, pred > 0 ? pred : 0};
+        double pred = f ? f->a * s[i].u + f->b : 0.0;
+        p[i] = (upair){s[i].u, pred > 0 ? pred : 0, !s[i].accepted};
     }
     qsort(p, n, sizeof *p, cmp_upair);
     size_t k = 0; /* distinct values */
     for (size_t i = 0; i < n; i++) k += i + 1 == n || p[i + 1].u != p[i].u;
     size_t m = k < max_knots ? k : max_knots;
     out->u = malloc(sizeof(double) * m);
-    out->bound = malloc(sizeof(double) * m);
-    if (!out->u || !out->bound) {
+    out->upper = malloc(sizeof(double) * m);
+    out->observed = malloc(sizeof(double) * m);
+    out->predicted = f ? malloc(sizeof(double) * m) : NULL;
+    if (!out->u || !out->upper || !out->observed || (f && !out->predicted)) {
         free(p);
         uhlm_calib_curve_free(out);
         return uhlm_set_error(err, "budget curve: out of memory");
     }
     /* knot j of the k distinct values is kept when it is the next of the m evenly spaced
      * ranks ceil((i+1)·k/m) - 1, i = 0..m-1; the last rank is k - 1 */
-    double cum = 0;
-    size_t j = 0, next_i = 0;
+    double cum_pred = 0;
+    size_t rej = 0, j = 0, next_i = 0;
     for (size_t i = 0; i < n; i++) {
-        cum += p[i].pred;
+        cum_pred += p[i].pred;
+        rej += (size_t)p[i].rejected;
         if (i + 1 < n && p[i + 1].u == p[i].u) continue;
         size_t want = ((next_i + 1) * k + m - 1) / m - 1;
         if (j == want) {
+            double up = uhlm_binom_upper(rej, n, confidence);
+            /* the limit rises with the count; the max only guards the reader's ascending
+             * check against a rounding wobble, and can only make the rule stricter */
+            if (next_i > 0 && up < out->upper[next_i - 1]) up = out->upper[next_i - 1];
             out->u[next_i] = p[i].u;
-            out->bound[next_i] = cum / (double)n;
+            out->upper[next_i] = up;
+            out->observed[next_i] = (double)rej / (double)n;
+            if (f) out->predicted[next_i] = cum_pred / (double)n;
             next_i++;
         }
         j++;
@@ -197,11 +299,11 @@ int uhlm_calib_budget_curve(const uhlm_calib_sample *s, size_t n, const uhlm_lin
 }
 
 double uhlm_calib_budget_threshold(const uhlm_calib_curve *c, double R) {
-    /* bound is non-decreasing: find the last knot within the budget */
-    size_t lo = 0, hi = c->n; /* answer: count of knots with bound <= R */
+    /* upper is non-decreasing: find the last knot within the budget */
+    size_t lo = 0, hi = c->n; /* answer: count of knots with upper <= R */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (c->bound[mid] <= R)
+        if (c->upper[mid] <= R)
             lo = mid + 1;
         else
             hi = mid;
@@ -228,8 +330,8 @@ int uhlm_calib_risk_parse(const char *risk, uhlm_risk_kind *kind, double *R, uhl
         r = strtod(v, &end);
         if (!*v || *end || errno || !isfinite(r) || r < 0 || r > 1)
             return uhlm_set_error(err,
-                                  "--risk budget:R needs a number R in [0, 1] (the expected share "
-                                  "of all tokens skipped but rejected by the LLM), got '%s'",
+                                  "--risk budget:R needs a number R in [0, 1] (the share of all "
+                                  "tokens skipped but rejected by the LLM), got '%s'",
                                   v);
     } else
         return uhlm_set_error(err, "unknown risk '%s' (averse, prone, budget or budget:R)", risk);
@@ -243,16 +345,22 @@ static int load_curve(const cJSON *o, const char *path, uhlm_calib_curve *c, uhl
     memset(c, 0, sizeof *c);
     const cJSON *bj = cJSON_GetObjectItemCaseSensitive(o, "budget");
     const cJSON *cu = bj ? cJSON_GetObjectItemCaseSensitive(bj, "curve_u") : NULL;
-    const cJSON *cb = bj ? cJSON_GetObjectItemCaseSensitive(bj, "curve_bound") : NULL;
+    const cJSON *cb = bj ? cJSON_GetObjectItemCaseSensitive(bj, "curve_upper") : NULL;
+    if (!cb && bj && cJSON_GetObjectItemCaseSensitive(bj, "curve_bound"))
+        return uhlm_set_error(err,
+                              "%s: its budget curve (budget.curve_bound) is the least-squares "
+                              "line's predicted risk, from an `uhlm calibrate` older than the "
+                              "confidence-limit rule; run it again",
+                              path);
     if (!cJSON_IsArray(cu) || !cJSON_IsArray(cb) || cJSON_GetArraySize(cu) != cJSON_GetArraySize(cb))
         return uhlm_set_error(err,
-                              "%s: no budget.curve_u/curve_bound arrays of equal length (written "
+                              "%s: no budget.curve_u/curve_upper arrays of equal length (written "
                               "by an older `uhlm calibrate`? run it again)",
                               path);
     size_t n = (size_t)cJSON_GetArraySize(cu);
     c->u = malloc(sizeof(double) * (n ? n : 1));
-    c->bound = malloc(sizeof(double) * (n ? n : 1));
-    if (!c->u || !c->bound) {
+    c->upper = malloc(sizeof(double) * (n ? n : 1));
+    if (!c->u || !c->upper) {
         uhlm_calib_curve_free(c);
         return uhlm_set_error(err, "%s: out of memory", path);
     }
@@ -263,7 +371,7 @@ static int load_curve(const cJSON *o, const char *path, uhlm_calib_curve *c, uhl
          * breaks the budget" answer (1) smaller than a lower budget's, so it is refused. */
         if (!cJSON_IsNumber(x) || !cJSON_IsNumber(y) || !(x->valuedouble >= 0.0) ||
             !(x->valuedouble <= 1.0) || !(y->valuedouble >= 0.0) || !(y->valuedouble <= 1.0) ||
-            (i > 0 && !(x->valuedouble > c->u[i - 1] && y->valuedouble >= c->bound[i - 1]))) {
+            (i > 0 && !(x->valuedouble > c->u[i - 1] && y->valuedouble >= c->upper[i - 1]))) {
             uhlm_calib_curve_free(c);
             return uhlm_set_error(err,
                                   "%s: budget curve entry %zu is not a number in [0, 1] above "
@@ -271,7 +379,7 @@ static int load_curve(const cJSON *o, const char *path, uhlm_calib_curve *c, uhl
                                   path, i);
         }
         c->u[i] = x->valuedouble;
-        c->bound[i] = y->valuedouble;
+        c->upper[i] = y->valuedouble;
         i++;
         y = y->next;
     }

@@ -32,8 +32,9 @@ int uhlm_calib_analyse(const uhlm_calib_collection *c, double split, double budg
     out->averse = out->prone = NAN;
     out->have_th = uhlm_calib_thresholds(&out->fit, out->delta, &out->averse, &out->prone,
                                          &out->th_err) == 0;
-    /* the budget rule needs no sign of a: it only ranks thresholds by their bound */
-    if (uhlm_calib_budget_curve(tr, ntr, &out->fit, UHLM_CALIB_MAX_KNOTS, &out->curve, err) != 0)
+    /* the budget rule needs no fit: the line's prediction is only stored beside it */
+    if (uhlm_calib_budget_curve(tr, ntr, &out->fit, UHLM_CALIB_CONFIDENCE_DEFAULT,
+                                UHLM_CALIB_MAX_KNOTS, &out->curve, err) != 0)
         return -1;
     out->budget = budget;
     out->u_budget = uhlm_calib_budget_threshold(&out->curve, budget);
@@ -81,12 +82,16 @@ static cJSON *risk_json(const uhlm_calib_sample *s, size_t n, const uhlm_linfit 
     cJSON_AddNumberToObject(o, "tokens", (double)r.n);
     cJSON_AddNumberToObject(o, "skipped", (double)r.n_skip);
     cJSON_AddNumberToObject(o, "p_skip", r.p_skip);
-    cJSON_AddNumberToObject(o, "bound", r.bound);
-    cJSON_AddNumberToObject(o, "bound_loose", r.bound_loose);
+    cJSON_AddNumberToObject(o, "predicted_risk", r.predicted);
+    cJSON_AddNumberToObject(o, "predicted_risk_loose", r.predicted_loose);
+    /* the old names of the two above, kept one release for readers of calib.json */
+    cJSON_AddNumberToObject(o, "bound", r.predicted);
+    cJSON_AddNumberToObject(o, "bound_loose", r.predicted_loose);
     cJSON_AddNumberToObject(o, "observed_reject", r.observed_reject);
     cJSON_AddNumberToObject(o, "observed_beta", r.observed_beta);
     double ps = r.p_skip;
-    cJSON_AddItemToObject(o, "bound_per_skipped", num(ps > 0 ? r.bound / ps : NAN));
+    cJSON_AddItemToObject(o, "predicted_risk_per_skipped", num(ps > 0 ? r.predicted / ps : NAN));
+    cJSON_AddItemToObject(o, "bound_per_skipped", num(ps > 0 ? r.predicted / ps : NAN));
     cJSON_AddItemToObject(o, "observed_reject_per_skipped",
                           num(ps > 0 ? r.observed_reject / ps : NAN));
     cJSON_AddItemToObject(o, "observed_beta_per_skipped", num(ps > 0 ? r.observed_beta / ps : NAN));
@@ -160,21 +165,30 @@ static int risk_part(cJSON *o, const uhlm_calib_collection *c, const uhlm_calib_
     cJSON *r = cJSON_AddObjectToObject(rk, "budget");
     cJSON *bj = cJSON_AddObjectToObject(o, "budget");
     cJSON *cu = cJSON_CreateDoubleArray(a->curve.u, (int)a->curve.n);
-    cJSON *cb = cJSON_CreateDoubleArray(a->curve.bound, (int)a->curve.n);
-    if (!r || !bj || !cu || !cb) {
+    cJSON *cb = cJSON_CreateDoubleArray(a->curve.upper, (int)a->curve.n);
+    cJSON *co = cJSON_CreateDoubleArray(a->curve.observed, (int)a->curve.n);
+    cJSON *cp = cJSON_CreateDoubleArray(a->curve.predicted, (int)a->curve.n);
+    if (!r || !bj || !cu || !cb || !co || !cp) {
         cJSON_Delete(cu);
         cJSON_Delete(cb);
+        cJSON_Delete(co);
+        cJSON_Delete(cp);
         return -1;
     }
     cJSON_AddItemToObject(r, "train", risk_json(tr, ntr, &a->fit, a->u_budget));
     cJSON_AddItemToObject(r, "test", risk_json(te, nte, &a->fit, a->u_budget));
     cJSON_AddNumberToObject(bj, "R", a->budget);
+    cJSON_AddNumberToObject(bj, "confidence", UHLM_CALIB_CONFIDENCE_DEFAULT);
     cJSON_AddNumberToObject(bj, "u_th", a->u_budget);
     cJSON_AddStringToObject(bj, "rule",
-                            "largest u_th with (1/N) sum_{u_i <= u_th} (a u_i + b)+ <= R over "
-                            "the training tokens; -1: verify all, 1: skip all");
+                            "largest u_th whose one-sided Clopper-Pearson upper limit (at "
+                            "'confidence') of the share of the N training tokens with "
+                            "u_i <= u_th that the LLM rejected is <= R; -1: verify all, "
+                            "1: skip all");
     cJSON_AddItemToObject(bj, "curve_u", cu);
-    cJSON_AddItemToObject(bj, "curve_bound", cb);
+    cJSON_AddItemToObject(bj, "curve_upper", cb);
+    cJSON_AddItemToObject(bj, "curve_observed", co);
+    cJSON_AddItemToObject(bj, "curve_predicted", cp);
     return 0;
 }
 

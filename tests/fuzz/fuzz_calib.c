@@ -68,12 +68,12 @@ int main(int argc, char **argv) {
     static const char *files[] = {
         "{\"thresholds\": {\"risk_averse\": 0.07, \"risk_prone\": 0.43, \"budget\": 0.25},\n"
         " \"budget\": {\"risk\": 0.05, \"curve_u\": [0.0, 0.1, 0.25, 0.5, 1.0],\n"
-        "             \"curve_bound\": [0.0, 0.01, 0.05, 0.2, 0.6]},\n"
+        "             \"curve_upper\": [0.0, 0.01, 0.05, 0.2, 0.6]},\n"
         " \"fit\": {\"a\": 0.8, \"b\": -0.05, \"r2\": 0.6}, \"bins\": [{\"lo\": 0, \"hi\": 0.1}]}\n",
         "{\"thresholds\": {\"risk_averse\": -1.5, \"risk_prone\": 2.0}}",
-        "{\"thresholds\": {\"budget\": 0.5}, \"budget\": {\"curve_u\": [], \"curve_bound\": []}}",
+        "{\"thresholds\": {\"budget\": 0.5}, \"budget\": {\"curve_u\": [], \"curve_upper\": []}}",
         ("{\"thresholds\": {\"risk_averse\": \"x\"}, \"budget\": {\"curve_u\": [0.2, 0.1], "
-         "\"curve_bound\": [0, 1]}}"),
+         "\"curve_upper\": [0, 1]}}"),
         "[1, 2, 3]",
     };
     static const uint8_t sel[] = {3, 0, 2, 1, 4};
