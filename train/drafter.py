@@ -276,7 +276,9 @@ def cmd_select(a):
         r["layers"] = list(c)
         res.append(r)
         log(f"select: layers {list(c)}: KL {r['kl']:.3f} top-1 {r['top1']:.3f} accept in [{r['accept_lo']:.3f}, {r['accept_hi']:.3f}]")
-    best = min(res, key=lambda r: r["kl"])
+    # speculative decoding needs acceptance (the overlap of the two distributions), not a small
+    # KL: rank by its lower bound, then by top-1 agreement
+    best = max(res, key=lambda r: (r["accept_lo"], r["top1"]))
     log(f"select: best {best['layers']}")
     with open(a.out, "w") as f:
         json.dump(dict(best=best["layers"], candidates=res), f, indent=1)
@@ -396,11 +398,37 @@ def cmd_eval(a):
         dec = gpt2_decoder()
         with open(a.prompts, "w") as f:
             for s in dev[: a.n_prompts]:
-                # the user turn: after "<|im_start|>user\n", up to "<|im_end|>"
-                body = s["tok"][3: s["prompt_end"] - 5]
-                text = b"".join(bytes(dec[ch] for ch in vocab[t]) for t in body).decode("utf-8", "replace")
+                # the user turn: between "<|im_start|>user\n" and the first "<|im_end|>"
+                text = b"".join(bytes(dec[ch] for ch in vocab[t]) for t in s["tok"][: s["prompt_end"]])
+                text = text.decode("utf-8", "replace").split("<|im_start|>user\n", 1)[-1]
+                text = text.split("<|im_end|>", 1)[0]
                 f.write(json.dumps(dict(index=s["index"], instruction=text.strip())) + "\n")
         log(f"eval: wrote {a.n_prompts} held-out prompts to {a.prompts}")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+def cmd_accept(a):
+    """The hybrid acceptance rate: `uhlm run --mode hlm` (every draft verified by speculative
+    sampling) over held-out self-generated prompts, as the chat user turn."""
+    import subprocess
+    prompts = [json.loads(l) for l in open(a.prompts)][: a.n_prompts]
+    tot = dict(transmitted=0, accepted=0, accepted_outright=0, beta=0.0, generated=0)
+    for i, pr in enumerate(prompts):
+        cmd = [a.uhlm, "run", "-m", a.slm, "--llm", a.llm, "--chat", "-p", pr["instruction"], "--mode", "hlm",
+               "-n", str(a.n), "--seed", str(a.seed + i), "-t", str(a.threads), "--json"]
+        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        tot["transmitted"] += r["transmitted_tokens"]
+        tot["accepted"] += r["accepted"]
+        tot["accepted_outright"] += r["accepted_outright"]
+        tot["generated"] += r["generated_tokens"]
+        tot["beta"] += (r["mean_beta"] or 0) * r["transmitted_tokens"]
+        log(f"accept: prompt {i}: {r['accepted']}/{r['transmitted_tokens']} accepted")
+    n = max(tot["transmitted"], 1)
+    res = dict(prompts=len(prompts), drafts=tot["transmitted"], acceptance_rate=tot["accepted"] / n,
+               accepted_outright_rate=tot["accepted_outright"] / n, mean_one_minus_beta=1 - tot["beta"] / n)
+    log(f"accept: {res}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)
@@ -443,9 +471,19 @@ def main():
     v.add_argument("--prompts")
     v.add_argument("--n-prompts", type=int, default=20)
     v.add_argument("--out")
+    c = sub.add_parser("accept")
+    c.add_argument("--uhlm", required=True)
+    c.add_argument("--slm", required=True)
+    c.add_argument("--llm", required=True)
+    c.add_argument("--prompts", required=True)
+    c.add_argument("--n-prompts", type=int, default=20)
+    c.add_argument("-n", type=int, default=64)
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--out")
     a = ap.parse_args()
     torch.set_num_threads(getattr(a, "threads", 1))
-    dict(select=cmd_select, train=cmd_train, export=cmd_export, eval=cmd_eval)[a.cmd](a)
+    dict(select=cmd_select, train=cmd_train, export=cmd_export, eval=cmd_eval, accept=cmd_accept)[a.cmd](a)
 
 
 if __name__ == "__main__":
