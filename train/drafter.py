@@ -335,7 +335,7 @@ def cmd_export(a):
     layers = ck["layers"]
     model = Drafter(llm, layers, embd, out_norm)
     model.load_state_dict(ck["state"], strict=False)
-    qtype = {"q8_0": QT.Q8_0, "q4_1": QT.Q4_1, "f32": QT.F32}[a.type]
+    qtype = {"q8_0": QT.Q8_0, "q5_1": QT.Q5_1, "q5_0": QT.Q5_0, "q4_1": QT.Q4_1, "f32": QT.F32}[a.type]
     w = gguf.GGUFWriter(a.out, "llama")
     for name, fld in llm.r.fields.items():
         if name.startswith("GGUF.") or name == "general.architecture":
@@ -346,7 +346,7 @@ def cmd_export(a):
         elif name == "general.name":
             val = f"SmolLM2-135M-Instruct drafter ({len(layers)} layers {layers}, distilled)"
         elif name == "general.file_type":
-            val = {"q8_0": 7, "q4_1": 3, "f32": 0}[a.type]
+            val = {"q8_0": 7, "q5_1": 9, "q5_0": 8, "q4_1": 3, "f32": 0}[a.type]
         vt = fld.types[0]
         w.add_key_value(name, val, vt, sub_type=fld.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
     w.add_string("uhlm.drafter.layers", ",".join(str(i) for i in layers))
@@ -461,7 +461,7 @@ def main():
     e = sub.add_parser("export")
     e.add_argument("--llm", required=True)
     e.add_argument("--ckpt", required=True)
-    e.add_argument("--type", default="q8_0", choices=["q8_0", "q4_1", "f32"])
+    e.add_argument("--type", default="q8_0", choices=["q8_0", "q5_1", "q5_0", "q4_1", "f32"])
     e.add_argument("--out", required=True)
     v = sub.add_parser("eval")
     v.add_argument("--llm", required=True)
