@@ -14,11 +14,16 @@
 #   4. train   - distillation on the teacher's distributions
 #   5. export  - OUTDIR/smollm2-drafter.gguf (Q5_0 layers, the LLM's Q8_0 embedding)
 #   6. eval    - agreement with the teacher, held-out prompts, `uhlm bench`, the hybrid
-#                acceptance rate (`uhlm run --mode hlm` on held-out prompts), SHA-256
+#                acceptance rate (`uhlm run --mode hlm` on held-out prompts), the chi-square
+#                exactness check (train/check_exact.c), SHA-256
 # Everything is seeded (SEED); outputs depend only on the settings below.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# UHLM_ROOT: the checkout, for running a copy of this script (bash reads a script as it runs,
+# so editing the one in the tree would break a run in progress)
+ROOT=${UHLM_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 OUT=${1:-$ROOT/out/train}
+mkdir -p "$OUT/data"
+OUT=$(cd "$OUT" && pwd) # absolute: later stages run in train/
 SEED=${SEED:-1234}
 N_TRAIN=${N_TRAIN:-2400}     # training samples (instruction + answer), in shards of SHARD
 N_HELDOUT=${N_HELDOUT:-100}
@@ -62,7 +67,9 @@ fi
 PY="$OUT/venv/bin/python"
 [ -f "$ROOT/build/libuhlm.a" ] || (cd "$ROOT" && $NICE scripts/build.sh release)
 $NICE cc -std=c11 -O2 -Wall -Wextra -Werror -I"$ROOT/include" "$ROOT/train/gen_teacher.c" \
-    "$ROOT/build/libuhlm.a" -lm -lpthread -o "$OUT/gen_teacher"
+    "$ROOT/build/libuhlm.a" -lcjson -lm -lpthread -o "$OUT/gen_teacher"
+$NICE cc -std=c11 -O2 -Wall -Wextra -Werror -I"$ROOT/include" "$ROOT/train/check_exact.c" \
+    "$ROOT/build/libuhlm.a" -lcjson -lm -lpthread -o "$OUT/check_exact"
 done_stage
 
 gen() { # name first count
@@ -106,6 +113,7 @@ flock /tmp/uhlm-bench.lock "$ROOT/build/uhlm" bench -m "$LLM" -m "$OUT/smollm2-d
     --prompt 16 --gen 64 --reps 5 --json > "$OUT/bench.json" || true
 $NICE "$PY" drafter.py accept --uhlm "$ROOT/build/uhlm" --slm "$OUT/smollm2-drafter.gguf" --llm "$LLM" \
     --prompts "$OUT/heldout-prompts.jsonl" --n-prompts 20 -n 64 --threads "$THREADS" --out "$OUT/accept.json"
+$NICE "$OUT/check_exact" "$OUT/smollm2-drafter.gguf" "$LLM" 4000 | tee "$OUT/check_exact.txt"
 sha256sum "$OUT/smollm2-drafter.gguf" | tee "$OUT/smollm2-drafter.gguf.sha256"
 done_stage
 echo "=== all stages took $(( $(date +%s) - T_ALL )) s; drafter: $OUT/smollm2-drafter.gguf"
