@@ -35,6 +35,10 @@ BATCH_TOKENS=${BATCH_TOKENS:-1024}
 QTYPE=${QTYPE:-q5_0}       # Q4_1 would snap the trained weights back onto the LLM's grid
 THREADS=${THREADS:-2}        # gen_teacher and torch threads
 TOPK=${TOPK:-32}
+MAX_ANSWER=${MAX_ANSWER:-256}  # answer tokens per sample (instructions: at most 64)
+N_SELECT=${N_SELECT:-20}     # held-out samples that score the layer subsets
+N_ACCEPT=${N_ACCEPT:-20}     # held-out prompts for the acceptance rate
+N_EXACT=${N_EXACT:-4000}     # one-token samples per mode in the exactness check
 NICE="nice -n ${NICE_LEVEL:-19}"
 
 find_llm() {
@@ -76,7 +80,7 @@ gen() { # name first count
     local f="$OUT/data/$1.bin"
     [ -f "$f" ] && { echo "keep $f"; return; }
     $NICE "$OUT/gen_teacher" -m "$LLM" -o "$f.tmp" -n "$3" --first "$2" -S 16 -t "$THREADS" \
-        --seed "$SEED" -k "$TOPK" --max-prompt 64 --max-answer 256
+        --seed "$SEED" -k "$TOPK" --max-prompt 64 --max-answer "$MAX_ANSWER"
     mv "$f.tmp" "$f"
 }
 stage data
@@ -92,7 +96,7 @@ done_stage
 cd "$ROOT/train"
 stage select
 $NICE "$PY" drafter.py select --llm "$LLM" --data "$OUT/data/heldout-0000.bin" --layers "$LAYERS" \
-    --n-samples 20 --out "$OUT/select.json"
+    --n-samples "$N_SELECT" --out "$OUT/select.json"
 done_stage
 
 stage train
@@ -108,12 +112,12 @@ done_stage
 
 stage eval
 $NICE "$PY" drafter.py eval --llm "$LLM" --heldout "$OUT/data/heldout-0000.bin" --ckpt "$OUT/drafter.pt" \
-    --threads "$THREADS" --prompts "$OUT/heldout-prompts.jsonl" --n-prompts 20 --out "$OUT/eval.json"
+    --threads "$THREADS" --prompts "$OUT/heldout-prompts.jsonl" --n-prompts "$N_ACCEPT" --out "$OUT/eval.json"
 flock /tmp/uhlm-bench.lock "$ROOT/build/uhlm" bench -m "$LLM" -m "$OUT/smollm2-drafter.gguf" -t 1 \
     --prompt 16 --gen 64 --reps 5 --json > "$OUT/bench.json" || true
 $NICE "$PY" drafter.py accept --uhlm "$ROOT/build/uhlm" --slm "$OUT/smollm2-drafter.gguf" --llm "$LLM" \
-    --prompts "$OUT/heldout-prompts.jsonl" --n-prompts 20 -n 64 --threads "$THREADS" --out "$OUT/accept.json"
-$NICE "$OUT/check_exact" "$OUT/smollm2-drafter.gguf" "$LLM" 4000 | tee "$OUT/check_exact.txt"
+    --prompts "$OUT/heldout-prompts.jsonl" --n-prompts "$N_ACCEPT" -n 64 --threads "$THREADS" --out "$OUT/accept.json"
+$NICE "$OUT/check_exact" "$OUT/smollm2-drafter.gguf" "$LLM" "$N_EXACT" | tee "$OUT/check_exact.txt"
 sha256sum "$OUT/smollm2-drafter.gguf" | tee "$OUT/smollm2-drafter.gguf.sha256"
 done_stage
 echo "=== all stages took $(( $(date +%s) - T_ALL )) s; drafter: $OUT/smollm2-drafter.gguf"
