@@ -31,6 +31,7 @@ SHARD=${SHARD:-100}
 LAYERS=${LAYERS:-4}          # transformer layers kept
 EPOCHS=${EPOCHS:-1}
 LR=${LR:-5e-4}
+WARMUP=${WARMUP:-20}
 BATCH_TOKENS=${BATCH_TOKENS:-1024}
 QTYPE=${QTYPE:-q5_0}       # Q4_1 would snap the trained weights back onto the LLM's grid
 THREADS=${THREADS:-2}        # gen_teacher and torch threads
@@ -102,7 +103,7 @@ done_stage
 stage train
 # shellcheck disable=SC2086
 $NICE "$PY" drafter.py train --llm "$LLM" --data $TRAIN_FILES --heldout "$OUT/data/heldout-0000.bin" \
-    --select "$OUT/select.json" --epochs "$EPOCHS" --lr "$LR" --warmup 20 \
+    --select "$OUT/select.json" --epochs "$EPOCHS" --lr "$LR" --warmup "$WARMUP" \
     --batch-tokens "$BATCH_TOKENS" --n-dev 20 --threads "$THREADS" --seed "$SEED" --out "$OUT/drafter.pt"
 done_stage
 
