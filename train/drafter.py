@@ -264,7 +264,7 @@ def cmd_select(a):
     cands = {tuple(range(L)), tuple(range(N - L, N)), tuple(list(range(L - 1)) + [N - 1]),
              tuple(list(range(L - 2)) + [N - 2, N - 1]), tuple([0] + list(range(N - L + 1, N))),
              tuple(int(round(i * (N - 1) / (L - 1))) for i in range(L)),
-             tuple([0, 1] + [int(round(N / 2))] * 0 + list(range(N - (L - 2), N)))}
+             tuple([0, 1] + list(range(N - (L - 2), N)))}
     cands |= {tuple(sorted(set([0, 1, N // 2, N - 1])))} if L == 4 else set()
     res = []
     for c in sorted(cands):
