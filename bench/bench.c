@@ -182,165 +182,207 @@ static bandwidth bw_measure(uhlm_pool *pool, bw_arrays *w, int reps) {
     return out;
 }
 
+/* What every model is compared against, measured once per run before the first model. */
+typedef struct {
+    bw_arrays bwa;
+    bw_curve curve;
+    bandwidth bwm;
+    long llc_reported;
+} bw_env;
+
+static int measure_bw_env(uhlm_pool *pool, bw_env *env) {
+    fprintf(stderr, "uhlm bench: measuring memory bandwidth (triad and read, %d threads)...\n",
+            uhlm_pool_size(pool));
+    if (bw_alloc(&env->bwa, uhlm_pool_size(pool)) != 0) {
+        fprintf(stderr, "uhlm bench: out of memory for the bandwidth arrays\n");
+        return -1;
+    }
+    env->curve = bw_measure_curve(pool, &env->bwa);
+    env->bwm = bw_measure(pool, &env->bwa, 5);
+    env->llc_reported = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    const bw_curve *curve = &env->curve;
+    fprintf(stderr, "uhlm bench: read curve (MiB: GB/s):");
+    for (int i = 0; i < curve->n; i++)
+        fprintf(stderr, " %lld: %.1f", (long long)(curve->bytes[i] >> 20), curve->bw[i] / 1e9);
+    fprintf(stderr,
+            "\nuhlm bench: memory read plateau %.2f GB/s, cache seen %.0f MiB (OS reports "
+            "%.0f MiB)\n",
+            curve->plateau / 1e9, curve->cache_bytes / 1048576.0, env->llc_reported / 1048576.0);
+    fprintf(stderr, "uhlm bench: triad %.2f GB/s, read %.2f GB/s (arrays %.0f MiB)\n",
+            env->bwm.triad / 1e9, env->bwm.read / 1e9, env->bwa.bytes / 1048576.0);
+    return 0;
+}
+
+/* Best-of-reps seconds of one prefill and of the decode steps, and the best paired fraction
+ * of the triad bound. */
+typedef struct {
+    double prompt_s, decode_s, frac_paired;
+} decode_timing;
+
+static decode_timing time_decode(const bench_decode_params *p, uhlm_pool *pool, bw_arrays *bwa,
+                                 uhlm_model *m, uhlm_ctx *ctx, uhlm_batch_entry *b, float *logits,
+                                 uhlm_error *err) {
+    const long n_prompt = p->n_prompt, n_gen = p->n_gen, reps = p->reps;
+    const int V = uhlm_model_config(m)->vocab_size;
+    uhlm_rng rng;
+    uhlm_rng_seed(&rng, 1);
+    double best_p = 1e30, best_d = 1e30, best_frac = 0;
+    for (int r = 0; r < reps; r++) {
+        /* The machine is shared: the triad is re-run right before each decode so that
+         * each rep's fraction divides speeds seen under the same load. */
+        const bandwidth near = bw_measure(pool, bwa, 1);
+        uhlm_seq_truncate(ctx, 0, 0, NULL);
+        for (int i = 0; i < n_prompt; i++)
+            b[i] = (uhlm_batch_entry){0, i, (int)(uhlm_rng_u64(&rng) % (uint64_t)V), i == n_prompt - 1};
+        double t = uhlm_now();
+        if (uhlm_decode(ctx, b, (int)n_prompt, logits, NULL, err) != 0) break;
+        t = uhlm_now() - t;
+        if (t < best_p) best_p = t;
+        /* only the forward is timed: the greedy pick (a scan of V logits, a tenth of a
+         * small model's step) is the caller's, and llama.cpp's figures do not include it */
+        t = 0;
+        for (int g = 0; g < n_gen; g++) {
+            uhlm_batch_entry e = {0, (int)n_prompt + g, uhlm_argmax(logits, V), 1};
+            const double t0 = uhlm_now();
+            if (uhlm_decode(ctx, &e, 1, logits, NULL, err) != 0) break;
+            t += uhlm_now() - t0;
+        }
+        if (t < best_d) best_d = t;
+        const double frac = (n_gen / t) * (double)uhlm_model_weight_bytes(m) / near.triad;
+        if (frac > best_frac) best_frac = frac;
+    }
+    return (decode_timing){best_p, best_d, best_frac};
+}
+
+/* One model's JSON object or table row. */
+static void report_model(const bench_decode_params *p, bench_report *rep, const bw_env *env,
+                         const char *mpath, const uhlm_model *m, const uhlm_ctx *ctx,
+                         const decode_timing *tm, double read_at_size) {
+    const long threads = p->threads, n_prompt = p->n_prompt, n_gen = p->n_gen;
+    const bw_curve *curve = &env->curve;
+    const double bw = env->bwm.triad;
+    double wbytes = (double)uhlm_model_weight_bytes(m);
+    double ptps = n_prompt / tm->prompt_s, dtps = n_gen / tm->decode_s, bound = bw / wbytes;
+    const char *name = strrchr(mpath, '/') ? strrchr(mpath, '/') + 1 : mpath;
+    if (p->format != BENCH_TABLE) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", name);
+        cJSON_AddStringToObject(o, "format", uhlm_format_name(uhlm_model_format(m)));
+        cJSON_AddStringToObject(o, "weight_type", uhlm_type_name(uhlm_model_weight_type(m)));
+        cJSON_AddBoolToObject(o, "synthetic", uhlm_model_is_synthetic(m));
+        cJSON_AddStringToObject(o, "simd", uhlm_simd_name(uhlm_ctx_simd(ctx)));
+        cJSON_AddNumberToObject(o, "threads", threads);
+        cJSON_AddNumberToObject(o, "weight_bytes_per_token", wbytes);
+        cJSON_AddNumberToObject(o, "prompt_tokens", n_prompt);
+        cJSON_AddNumberToObject(o, "prompt_tokens_per_s", ptps);
+        cJSON_AddNumberToObject(o, "decode_tokens", n_gen);
+        cJSON_AddNumberToObject(o, "decode_tokens_per_s", dtps);
+        cJSON_AddNumberToObject(o, "bandwidth_bytes_per_s", bw);
+        cJSON_AddNumberToObject(o, "bound_tokens_per_s", bound);
+        cJSON_AddNumberToObject(o, "fraction_of_bound", dtps / bound);
+        cJSON_AddNumberToObject(o, "fraction_of_bound_paired", tm->frac_paired);
+        cJSON_AddNumberToObject(o, "read_bandwidth_bytes_per_s", env->bwm.read);
+        cJSON_AddNumberToObject(o, "fraction_of_read_bound", dtps * wbytes / env->bwm.read);
+        cJSON_AddNumberToObject(o, "read_plateau_bytes_per_s", curve->plateau);
+        cJSON_AddNumberToObject(o, "fraction_of_read_plateau", dtps * wbytes / curve->plateau);
+        cJSON_AddNumberToObject(o, "read_at_weight_size_bytes_per_s", read_at_size);
+        cJSON_AddNumberToObject(o, "fraction_of_read_at_weight_size",
+                                dtps * wbytes / read_at_size);
+        cJSON_AddNumberToObject(o, "cache_bytes_measured", (double)curve->cache_bytes);
+        cJSON_AddNumberToObject(o, "llc_bytes_reported", (double)env->llc_reported);
+        /* weights within the cache the read curve shows can beat the DRAM bound */
+        cJSON_AddBoolToObject(o, "weights_fit_in_llc", wbytes <= (double)curve->cache_bytes);
+        bench_report_add(rep, o);
+    } else {
+        printf("%-28s %-6s %-7s %8.2f %10.1f %10.1f %9.1f %9.2f %6.1f%% %6.1f%% %7.1f%% %7s\n",
+               name, uhlm_type_name(uhlm_model_weight_type(m)), uhlm_simd_name(uhlm_ctx_simd(ctx)),
+               wbytes / 1e6, ptps, dtps, bound, bw / 1e9, 100.0 * dtps / bound,
+               100.0 * tm->frac_paired, 100.0 * dtps * wbytes / read_at_size,
+               wbytes <= (double)curve->cache_bytes ? "yes" : "no");
+    }
+    fflush(stdout);
+}
+
+/* Load, time and report one model: 0, or 1 after saying on stderr why it was skipped. */
+static int bench_model(const bench_decode_params *p, uhlm_pool *pool, bw_env *env,
+                       bench_report *rep, const char *mpath) {
+    const long n_prompt = p->n_prompt, n_gen = p->n_gen;
+    uhlm_error err = {{0}};
+    uhlm_model *m = uhlm_model_load(mpath, NULL, &err);
+    if (!m) {
+        fprintf(stderr, "uhlm bench: %s\n", err.msg);
+        return 1;
+    }
+    uhlm_ctx_params cp = uhlm_ctx_default_params();
+    cp.n_threads = (int)p->threads;
+    cp.simd = p->simd;
+    cp.max_batch = (int)n_prompt < 512 ? (int)n_prompt : 512;
+    int n_ctx = uhlm_model_config(m)->seq_len;
+    if (n_prompt + n_gen > n_ctx) {
+        fprintf(stderr, "uhlm bench: %s: --prompt + --gen exceeds the context %d\n", mpath,
+                n_ctx);
+        uhlm_model_free(m);
+        return 1;
+    }
+    uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
+    int V = uhlm_model_config(m)->vocab_size;
+    float *logits = malloc(sizeof(float) * (size_t)V * 1);
+    uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)n_prompt);
+    if (!ctx || !logits || !b) {
+        fprintf(stderr, "uhlm bench: %s\n", ctx ? "out of memory" : err.msg);
+        free(logits);
+        free(b);
+        uhlm_ctx_free(ctx);
+        uhlm_model_free(m);
+        return 1;
+    }
+    const decode_timing tm = time_decode(p, pool, &env->bwa, m, ctx, b, logits, &err);
+    double wbytes = (double)uhlm_model_weight_bytes(m);
+    /* reading exactly as many bytes as a token does, in a plain loop: the bound that
+     * holds whether or not they fit in a cache */
+    const int64_t wb64 = (int64_t)wbytes / 64 * 64;
+    const double read_at_size = wb64 >= 64 && wb64 <= env->bwa.cap
+                                    ? read_bw_at(pool, &env->bwa, wb64)
+                                    : env->curve.plateau;
+    report_model(p, rep, env, mpath, m, ctx, &tm, read_at_size);
+    free(logits);
+    free(b);
+    uhlm_ctx_free(ctx);
+    uhlm_model_free(m);
+    return 0;
+}
+
 int bench_decode(const bench_decode_params *p) {
-    const char *const *models = p->models;
-    const int nm = p->n_models, json = p->format != BENCH_TABLE;
-    const long threads = p->threads, n_prompt = p->n_prompt, n_gen = p->n_gen, reps = p->reps;
-    const uhlm_simd simd = p->simd;
     /* fail before the bandwidth measurement, which takes seconds */
-    for (int mi = 0; mi < nm; mi++) {
-        const char *mpath = models[mi];
+    for (int mi = 0; mi < p->n_models; mi++) {
+        const char *mpath = p->models[mi];
         if (access(mpath, R_OK) != 0) {
             fprintf(stderr, "uhlm bench: %s: cannot open: %s\n", mpath, strerror(errno));
             return 1;
         }
     }
     uhlm_error err = {{0}};
-    uhlm_pool *pool = uhlm_pool_new((int)threads, &err);
+    uhlm_pool *pool = uhlm_pool_new((int)p->threads, &err);
     if (!pool) {
         fprintf(stderr, "uhlm bench: %s\n", err.msg);
         return 1;
     }
-    fprintf(stderr, "uhlm bench: measuring memory bandwidth (triad and read, %d threads)...\n",
-            uhlm_pool_size(pool));
-    bw_arrays bwa;
-    if (bw_alloc(&bwa, uhlm_pool_size(pool)) != 0) {
+    bw_env env;
+    if (measure_bw_env(pool, &env) != 0) {
         uhlm_pool_free(pool);
-        fprintf(stderr, "uhlm bench: out of memory for the bandwidth arrays\n");
         return 1;
     }
-    const bw_curve curve = bw_measure_curve(pool, &bwa);
-    const bandwidth bwm = bw_measure(pool, &bwa, 5);
-    const double bw = bwm.triad;
-    const long llc_reported = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    fprintf(stderr, "uhlm bench: read curve (MiB: GB/s):");
-    for (int i = 0; i < curve.n; i++)
-        fprintf(stderr, " %lld: %.1f", (long long)(curve.bytes[i] >> 20), curve.bw[i] / 1e9);
-    fprintf(stderr,
-            "\nuhlm bench: memory read plateau %.2f GB/s, cache seen %.0f MiB (OS reports "
-            "%.0f MiB)\n",
-            curve.plateau / 1e9, curve.cache_bytes / 1048576.0, llc_reported / 1048576.0);
-    fprintf(stderr, "uhlm bench: triad %.2f GB/s, read %.2f GB/s (arrays %.0f MiB)\n",
-            bwm.triad / 1e9, bwm.read / 1e9, bwa.bytes / 1048576.0);
-    if (!json)
+    if (p->format == BENCH_TABLE)
         printf("%-28s %-6s %-7s %8s %10s %10s %9s %9s %7s %7s %8s %7s\n", "model", "type", "simd",
                "MB/tok", "prompt t/s", "decode t/s", "bound t/s", "GB/s", "of bw", "paired",
                "of rd@sz", "cached");
     int rc = 0;
     bench_report rep;
     bench_report_init(&rep, "decode", p->format);
-    for (int mi = 0; mi < nm; mi++) {
-        const char *mpath = models[mi];
-        uhlm_model *m = uhlm_model_load(mpath, NULL, &err);
-        if (!m) {
-            fprintf(stderr, "uhlm bench: %s\n", err.msg);
-            rc = 1;
-            continue;
-        }
-        uhlm_ctx_params cp = uhlm_ctx_default_params();
-        cp.n_threads = (int)threads;
-        cp.simd = simd;
-        cp.max_batch = (int)n_prompt < 512 ? (int)n_prompt : 512;
-        int n_ctx = uhlm_model_config(m)->seq_len;
-        if (n_prompt + n_gen > n_ctx) {
-            fprintf(stderr, "uhlm bench: %s: --prompt + --gen exceeds the context %d\n", mpath,
-                    n_ctx);
-            uhlm_model_free(m);
-            rc = 1;
-            continue;
-        }
-        uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
-        int V = uhlm_model_config(m)->vocab_size;
-        float *logits = malloc(sizeof(float) * (size_t)V * 1);
-        uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)n_prompt);
-        if (!ctx || !logits || !b) {
-            fprintf(stderr, "uhlm bench: %s\n", ctx ? "out of memory" : err.msg);
-            free(logits);
-            free(b);
-            uhlm_ctx_free(ctx);
-            uhlm_model_free(m);
-            rc = 1;
-            continue;
-        }
-        uhlm_rng rng;
-        uhlm_rng_seed(&rng, 1);
-        double best_p = 1e30, best_d = 1e30, best_frac = 0;
-        for (int r = 0; r < reps; r++) {
-            /* The machine is shared: the triad is re-run right before each decode so that
-             * each rep's fraction divides speeds seen under the same load. */
-            const bandwidth near = bw_measure(pool, &bwa, 1);
-            uhlm_seq_truncate(ctx, 0, 0, NULL);
-            for (int i = 0; i < n_prompt; i++)
-                b[i] = (uhlm_batch_entry){0, i, (int)(uhlm_rng_u64(&rng) % (uint64_t)V), i == n_prompt - 1};
-            double t = uhlm_now();
-            if (uhlm_decode(ctx, b, (int)n_prompt, logits, NULL, &err) != 0) break;
-            t = uhlm_now() - t;
-            if (t < best_p) best_p = t;
-            /* only the forward is timed: the greedy pick (a scan of V logits, a tenth of a
-             * small model's step) is the caller's, and llama.cpp's figures do not include it */
-            t = 0;
-            for (int g = 0; g < n_gen; g++) {
-                uhlm_batch_entry e = {0, (int)n_prompt + g, uhlm_argmax(logits, V), 1};
-                const double t0 = uhlm_now();
-                if (uhlm_decode(ctx, &e, 1, logits, NULL, &err) != 0) break;
-                t += uhlm_now() - t0;
-            }
-            if (t < best_d) best_d = t;
-            const double frac = (n_gen / t) * (double)uhlm_model_weight_bytes(m) / near.triad;
-            if (frac > best_frac) best_frac = frac;
-        }
-        double wbytes = (double)uhlm_model_weight_bytes(m);
-        /* reading exactly as many bytes as a token does, in a plain loop: the bound that
-         * holds whether or not they fit in a cache */
-        const int64_t wb64 = (int64_t)wbytes / 64 * 64;
-        const double read_at_size = wb64 >= 64 && wb64 <= bwa.cap ? read_bw_at(pool, &bwa, wb64)
-                                                                 : curve.plateau;
-        double ptps = n_prompt / best_p, dtps = n_gen / best_d, bound = bw / wbytes;
-        const char *name = strrchr(mpath, '/') ? strrchr(mpath, '/') + 1 : mpath;
-        if (json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "model", name);
-            cJSON_AddStringToObject(o, "format", uhlm_format_name(uhlm_model_format(m)));
-            cJSON_AddStringToObject(o, "weight_type", uhlm_type_name(uhlm_model_weight_type(m)));
-            cJSON_AddBoolToObject(o, "synthetic", uhlm_model_is_synthetic(m));
-            cJSON_AddStringToObject(o, "simd", uhlm_simd_name(uhlm_ctx_simd(ctx)));
-            cJSON_AddNumberToObject(o, "threads", threads);
-            cJSON_AddNumberToObject(o, "weight_bytes_per_token", wbytes);
-            cJSON_AddNumberToObject(o, "prompt_tokens", n_prompt);
-            cJSON_AddNumberToObject(o, "prompt_tokens_per_s", ptps);
-            cJSON_AddNumberToObject(o, "decode_tokens", n_gen);
-            cJSON_AddNumberToObject(o, "decode_tokens_per_s", dtps);
-            cJSON_AddNumberToObject(o, "bandwidth_bytes_per_s", bw);
-            cJSON_AddNumberToObject(o, "bound_tokens_per_s", bound);
-            cJSON_AddNumberToObject(o, "fraction_of_bound", dtps / bound);
-            cJSON_AddNumberToObject(o, "fraction_of_bound_paired", best_frac);
-            cJSON_AddNumberToObject(o, "read_bandwidth_bytes_per_s", bwm.read);
-            cJSON_AddNumberToObject(o, "fraction_of_read_bound", dtps * wbytes / bwm.read);
-            cJSON_AddNumberToObject(o, "read_plateau_bytes_per_s", curve.plateau);
-            cJSON_AddNumberToObject(o, "fraction_of_read_plateau", dtps * wbytes / curve.plateau);
-            cJSON_AddNumberToObject(o, "read_at_weight_size_bytes_per_s", read_at_size);
-            cJSON_AddNumberToObject(o, "fraction_of_read_at_weight_size",
-                                    dtps * wbytes / read_at_size);
-            cJSON_AddNumberToObject(o, "cache_bytes_measured", (double)curve.cache_bytes);
-            cJSON_AddNumberToObject(o, "llc_bytes_reported", (double)llc_reported);
-            /* weights within the cache the read curve shows can beat the DRAM bound */
-            cJSON_AddBoolToObject(o, "weights_fit_in_llc", wbytes <= (double)curve.cache_bytes);
-            bench_report_add(&rep, o);
-        } else {
-            printf("%-28s %-6s %-7s %8.2f %10.1f %10.1f %9.1f %9.2f %6.1f%% %6.1f%% %7.1f%% %7s\n",
-                   name, uhlm_type_name(uhlm_model_weight_type(m)), uhlm_simd_name(uhlm_ctx_simd(ctx)),
-                   wbytes / 1e6, ptps, dtps, bound, bw / 1e9, 100.0 * dtps / bound,
-                   100.0 * best_frac, 100.0 * dtps * wbytes / read_at_size,
-                   wbytes <= (double)curve.cache_bytes ? "yes" : "no");
-        }
-        fflush(stdout);
-        free(logits);
-        free(b);
-        uhlm_ctx_free(ctx);
-        uhlm_model_free(m);
-    }
+    for (int mi = 0; mi < p->n_models; mi++)
+        if (bench_model(p, pool, &env, &rep, p->models[mi]) != 0) rc = 1;
     if (bench_report_end(&rep) != 0) rc = 1;
-    bw_free(&bwa);
+    bw_free(&env.bwa);
     uhlm_pool_free(pool);
     return rc;
 }

@@ -143,164 +143,210 @@ done:
     return NULL;
 }
 
-int bench_serve(const bench_serve_params *p) {
-    const char *payload = p->payload;
-    const double seconds = p->seconds, temp = p->temp;
-    const long window = p->window, threads = p->threads, catchup = p->catchup,
-               ctx_min = p->ctx_min;
-    long ctx_max = p->ctx_max;
-    const int compare = p->compare, *counts = p->devices, nc = p->n_devices;
+/* What every (devices, batching) point of one run shares. */
+typedef struct {
+    const bench_serve_params *p;
+    long ctx_max; /* p->ctx_max, or the default for the model */
+    uhlm_model *m;
     uhlm_payload_spec enc;
+    const uint8_t *xb; /* encoded x̃ */
+    size_t xl;
+    const float *xt; /* decoded x̃ */
+    bclient *cl;     /* one per device, for the largest count */
+    pthread_t *th;
+    double base_rate[2]; /* one device's rate, without and with batching */
+    bench_report rep;
+} serve_run;
+
+/* A Zipf-like x over the vocabulary, encoded once; drafts are drawn from its x̃. */
+static int make_payload(const uhlm_payload_spec *enc, int V, float *x, uint8_t *xb, size_t xl,
+                        float *xt, uhlm_error *err) {
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += x[i] = 1.0f / (float)(1 + (i * 7919) % V);
+    for (int i = 0; i < V; i++) x[i] = (float)(x[i] / sum);
+    if (uhlm_payload_encode(enc, x, V, xb, xl, err) < 0 ||
+        uhlm_payload_decode(enc, xb, xl, V, xt, err) != 0)
+        return -1;
+    return 0;
+}
+
+/* The figures of one (devices, batching) point. */
+typedef struct {
+    int nd, batching, failed;
+    double seconds, rate;
+    uint64_t n_verify, n_accept;
+    double lat_sum;
+    uhlm_server_counters c;
+} serve_point;
+
+static void report_point(serve_run *r, const serve_point *pt) {
+    const bench_serve_params *p = r->p;
+    const double rate = pt->rate;
+    const int batching = pt->batching;
+    const uint64_t nv = pt->n_verify, na = pt->n_accept;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "bench", "serve");
+    cJSON_AddNumberToObject(o, "devices", pt->nd);
+    cJSON_AddBoolToObject(o, "batching", batching);
+    cJSON_AddNumberToObject(o, "batch_window_us", (double)p->window);
+    cJSON_AddNumberToObject(o, "server_threads", (double)p->threads);
+    cJSON_AddStringToObject(o, "payload", p->payload);
+    cJSON_AddNumberToObject(o, "catchup", (double)p->catchup);
+    cJSON_AddNumberToObject(o, "ctx_min", (double)p->ctx_min);
+    cJSON_AddNumberToObject(o, "ctx_max", (double)r->ctx_max);
+    cJSON_AddNumberToObject(o, "seconds", pt->seconds);
+    cJSON_AddNumberToObject(o, "verifications_per_s", rate);
+    cJSON_AddNumberToObject(o, "speedup_vs_1_device", r->base_rate[batching] > 0 ? rate / r->base_rate[batching] : 0);
+    cJSON_AddNumberToObject(o, "verifications_total", (double)nv);
+    cJSON_AddNumberToObject(o, "llm_forward_calls", (double)pt->c.forward_calls);
+    cJSON_AddNumberToObject(o, "verifications_per_forward",
+                            pt->c.forward_calls ? (double)pt->c.batched_requests / (double)pt->c.forward_calls : 0);
+    cJSON_AddNumberToObject(o, "acceptance_rate", nv ? (double)na / (double)nv : 0);
+    cJSON_AddNumberToObject(o, "mean_latency_ms", nv ? 1e3 * pt->lat_sum / (double)nv : 0);
+    cJSON_AddNumberToObject(o, "failed_devices", pt->failed);
+    bench_report_add(&r->rep, o);
+}
+
+/* Starts nd device threads against the server on port; returns how many started. */
+static int start_devices(serve_run *r, int nd, int port, atomic_int *stop, atomic_int *ready) {
+    const bench_serve_params *p = r->p;
+    const long ctx_min = p->ctx_min, ctx_max = r->ctx_max;
+    int started = 0;
+    for (int i = 0; i < nd; i++) {
+        /* device i starts in the middle of its 1/nd of the range: the same mean
+         * context for any number of devices, however short the run */
+        const int start =
+            (int)(ctx_min + (2 * (long)i + 1) * (ctx_max - ctx_min) / (2 * (long)nd));
+        r->cl[i] = (bclient){port, r->m, r->xb, r->xl, r->xt, r->enc, (float)p->temp,
+                             (int)p->catchup, start, (int)ctx_min, (int)ctx_max, stop,
+                             ready, 1000 + (uint64_t)i, 0, 0, 0, 0, {0}};
+        if (pthread_create(&r->th[i], NULL, bclient_main, &r->cl[i]) != 0) break;
+        started++;
+    }
+    return started;
+}
+
+/* One (devices, batching) point: a server, nd devices, the timed window, the report.
+ * 0 when it ran clean, 1 when it ran with failures, -1 when the server did not start. */
+static int run_point(serve_run *r, int nd, int batching, uhlm_error *err) {
+    const bench_serve_params *p = r->p;
+    uhlm_server_params sp = uhlm_server_default_params();
+    sp.max_sessions = nd;
+    sp.batching = batching;
+    sp.batch_window_us = (int)p->window;
+    sp.n_threads = (int)p->threads;
+    bench_server sr = {0};
+    sr.s = uhlm_server_new(r->m, &sp, err);
+    if (!sr.s) {
+        fprintf(stderr, "uhlm bench serve: %s\n", err->msg);
+        return -1;
+    }
+    if (bench_server_start(&sr) != 0) {
+        uhlm_server_free(sr.s);
+        return -1;
+    }
+    atomic_int stop, ready;
+    atomic_init(&stop, 0);
+    atomic_init(&ready, 0);
+    const int started = start_devices(r, nd, uhlm_server_port(sr.s), &stop, &ready);
+    /* warm-up excluded: the devices' first sessions (a prefill each) open, then the
+     * count starts from a snapshot taken after a short settling time */
+    fprintf(stderr, "uhlm bench serve: %d device%s, batching %s: opening sessions...\n",
+            nd, nd == 1 ? "" : "s", batching ? "on" : "off");
+    while (atomic_load(&ready) < started) usleep(10 * 1000);
+    usleep(200 * 1000);
+    serve_point pt = {nd, batching, 0, 0, 0, 0, 0, 0, {0}};
+    uint64_t v0 = 0;
+    for (int i = 0; i < started; i++) v0 += __atomic_load_n(&r->cl[i].n_verify, __ATOMIC_RELAXED);
+    double t0 = uhlm_now();
+    usleep((useconds_t)(p->seconds * 1e6));
+    uint64_t v1 = 0;
+    for (int i = 0; i < started; i++) v1 += __atomic_load_n(&r->cl[i].n_verify, __ATOMIC_RELAXED);
+    pt.seconds = uhlm_now() - t0;
+    atomic_store(&stop, 1);
+    for (int i = 0; i < started; i++) pthread_join(r->th[i], NULL);
+    bench_server_stop(&sr);
+    uhlm_server_get_counters(sr.s, &pt.c);
+    for (int i = 0; i < started; i++) {
+        pt.n_verify += r->cl[i].n_verify;
+        pt.n_accept += r->cl[i].n_accept;
+        pt.lat_sum += r->cl[i].lat_sum;
+        if (r->cl[i].failed) {
+            pt.failed++;
+            fprintf(stderr, "uhlm bench serve: device %d: %s\n", i, r->cl[i].err);
+        }
+    }
+    pt.rate = (double)(v1 - v0) / pt.seconds;
+    /* "one device's rate": the 1-device run (or, without one, the first run per device) */
+    if (nd == 1 || r->base_rate[batching] == 0) r->base_rate[batching] = pt.rate / nd;
+    report_point(r, &pt);
+    uhlm_server_free(sr.s);
+    return pt.failed || started < nd || sr.rc != 0 ? 1 : 0;
+}
+
+int bench_serve(const bench_serve_params *p) {
+    serve_run r;
+    memset(&r, 0, sizeof r);
+    r.p = p;
+    const long catchup = p->catchup, ctx_min = p->ctx_min;
+    const int *counts = p->devices, nc = p->n_devices;
     uhlm_error err = {{0}};
-    if (uhlm_payload_parse(payload, &enc, &err) != 0) {
+    if (uhlm_payload_parse(p->payload, &r.enc, &err) != 0) {
         fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
         return 2;
     }
-    uhlm_model *m = uhlm_model_load(p->model, p->tokenizer, &err);
+    uhlm_model *m = r.m = uhlm_model_load(p->model, p->tokenizer, &err);
     if (!m) {
         fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
         return 1;
     }
-    bench_report rep;
-    bench_report_init(&rep, "serve", p->format);
+    bench_report_init(&r.rep, "serve", p->format);
     int V = uhlm_model_config(m)->vocab_size, rc = 0;
-    if (ctx_max < 0) ctx_max = bench_default_ctx_max(uhlm_model_config(m)->seq_len);
-    if (ctx_min > ctx_max || ctx_max + catchup + 1 > uhlm_model_config(m)->seq_len) {
+    r.ctx_max = p->ctx_max < 0 ? bench_default_ctx_max(uhlm_model_config(m)->seq_len) : p->ctx_max;
+    if (ctx_min > r.ctx_max || r.ctx_max + catchup + 1 > uhlm_model_config(m)->seq_len) {
         fprintf(stderr,
                 "uhlm bench serve: need ctx-min <= ctx-max and ctx-max + catchup + 1 <= the "
                 "model's context %d (got %ld, %ld, %ld)\n",
-                uhlm_model_config(m)->seq_len, ctx_min, ctx_max, catchup);
+                uhlm_model_config(m)->seq_len, ctx_min, r.ctx_max, catchup);
         uhlm_model_free(m);
         return 2;
     }
-    if (uhlm_payload_check(&enc, V, &err) != 0) {
+    if (uhlm_payload_check(&r.enc, V, &err) != 0) {
         fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
         uhlm_model_free(m);
         return 2;
     }
-    /* a Zipf-like x over the vocabulary, encoded once; drafts are drawn from its x̃ */
     float *x = malloc(sizeof(float) * (size_t)V), *xt = malloc(sizeof(float) * (size_t)V);
-    size_t xl = uhlm_payload_bytes(&enc, V);
+    size_t xl = uhlm_payload_bytes(&r.enc, V);
     uint8_t *xb = malloc(xl);
     int max_dev = 1;
     for (int i = 0; i < nc; i++) max_dev = counts[i] > max_dev ? counts[i] : max_dev;
-    bclient *cl = calloc((size_t)max_dev, sizeof *cl);
-    pthread_t *th = calloc((size_t)max_dev, sizeof *th);
-    if (!x || !xt || !xb || !cl || !th) {
+    r.cl = calloc((size_t)max_dev, sizeof *r.cl);
+    r.th = calloc((size_t)max_dev, sizeof *r.th);
+    r.xb = xb, r.xl = xl, r.xt = xt;
+    if (!x || !xt || !xb || !r.cl || !r.th) {
         fprintf(stderr, "uhlm bench serve: out of memory\n");
         rc = 1;
         goto out;
     }
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += x[i] = 1.0f / (float)(1 + (i * 7919) % V);
-    for (int i = 0; i < V; i++) x[i] = (float)(x[i] / sum);
-    if (uhlm_payload_encode(&enc, x, V, xb, xl, &err) < 0 ||
-        uhlm_payload_decode(&enc, xb, xl, V, xt, &err) != 0) {
+    if (make_payload(&r.enc, V, x, xb, xl, xt, &err) != 0) {
         fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
         rc = 1;
         goto out;
     }
-    double base_rate[2] = {0, 0};
-    for (int batching = 1; batching >= (compare ? 0 : 1); batching--) {
+    for (int batching = 1; batching >= (p->compare ? 0 : 1); batching--)
         for (int ci = 0; ci < nc; ci++) {
-            int nd = counts[ci];
-            uhlm_server_params sp = uhlm_server_default_params();
-            sp.max_sessions = nd;
-            sp.batching = batching;
-            sp.batch_window_us = (int)window;
-            sp.n_threads = (int)threads;
-            bench_server sr = {0};
-            sr.s = uhlm_server_new(m, &sp, &err);
-            if (!sr.s) {
-                fprintf(stderr, "uhlm bench serve: %s\n", err.msg);
-                rc = 1;
-                goto out;
-            }
-            if (bench_server_start(&sr) != 0) {
-                uhlm_server_free(sr.s);
-                rc = 1;
-                goto out;
-            }
-            atomic_int stop, ready;
-            atomic_init(&stop, 0);
-            atomic_init(&ready, 0);
-            int started = 0;
-            for (int i = 0; i < nd; i++) {
-                /* device i starts in the middle of its 1/nd of the range: the same mean
-                 * context for any number of devices, however short the run */
-                const int start =
-                    (int)(ctx_min + (2 * (long)i + 1) * (ctx_max - ctx_min) / (2 * (long)nd));
-                cl[i] = (bclient){uhlm_server_port(sr.s), m, xb, xl, xt, enc, (float)temp,
-                                  (int)catchup, start, (int)ctx_min, (int)ctx_max, &stop,
-                                  &ready, 1000 + (uint64_t)i, 0, 0, 0, 0, {0}};
-                if (pthread_create(&th[i], NULL, bclient_main, &cl[i]) != 0) break;
-                started++;
-            }
-            /* warm-up excluded: the devices' first sessions (a prefill each) open, then the
-             * count starts from a snapshot taken after a short settling time */
-            fprintf(stderr, "uhlm bench serve: %d device%s, batching %s: opening sessions...\n",
-                    nd, nd == 1 ? "" : "s", batching ? "on" : "off");
-            while (atomic_load(&ready) < started) usleep(10 * 1000);
-            usleep(200 * 1000);
-            uhlm_server_counters c1;
-            uint64_t v0 = 0;
-            for (int i = 0; i < started; i++) v0 += __atomic_load_n(&cl[i].n_verify, __ATOMIC_RELAXED);
-            double t0 = uhlm_now();
-            usleep((useconds_t)(seconds * 1e6));
-            uint64_t v1 = 0;
-            for (int i = 0; i < started; i++) v1 += __atomic_load_n(&cl[i].n_verify, __ATOMIC_RELAXED);
-            double dt = uhlm_now() - t0;
-            atomic_store(&stop, 1);
-            for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
-            bench_server_stop(&sr);
-            uhlm_server_get_counters(sr.s, &c1);
-            uint64_t nv = 0, na = 0;
-            double lat = 0;
-            int failed = 0;
-            for (int i = 0; i < started; i++) {
-                nv += cl[i].n_verify;
-                na += cl[i].n_accept;
-                lat += cl[i].lat_sum;
-                if (cl[i].failed) {
-                    failed++;
-                    fprintf(stderr, "uhlm bench serve: device %d: %s\n", i, cl[i].err);
-                }
-            }
-            double rate = (double)(v1 - v0) / dt;
-            /* "one device's rate": the 1-device run (or, without one, the first run per device) */
-            if (nd == 1 || base_rate[batching] == 0) base_rate[batching] = rate / nd;
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "bench", "serve");
-            cJSON_AddNumberToObject(o, "devices", nd);
-            cJSON_AddBoolToObject(o, "batching", batching);
-            cJSON_AddNumberToObject(o, "batch_window_us", (double)window);
-            cJSON_AddNumberToObject(o, "server_threads", (double)threads);
-            cJSON_AddStringToObject(o, "payload", payload);
-            cJSON_AddNumberToObject(o, "catchup", (double)catchup);
-            cJSON_AddNumberToObject(o, "ctx_min", (double)ctx_min);
-            cJSON_AddNumberToObject(o, "ctx_max", (double)ctx_max);
-            cJSON_AddNumberToObject(o, "seconds", dt);
-            cJSON_AddNumberToObject(o, "verifications_per_s", rate);
-            cJSON_AddNumberToObject(o, "speedup_vs_1_device", base_rate[batching] > 0 ? rate / base_rate[batching] : 0);
-            cJSON_AddNumberToObject(o, "verifications_total", (double)nv);
-            cJSON_AddNumberToObject(o, "llm_forward_calls", (double)c1.forward_calls);
-            cJSON_AddNumberToObject(o, "verifications_per_forward",
-                                    c1.forward_calls ? (double)c1.batched_requests / (double)c1.forward_calls : 0);
-            cJSON_AddNumberToObject(o, "acceptance_rate", nv ? (double)na / (double)nv : 0);
-            cJSON_AddNumberToObject(o, "mean_latency_ms", nv ? 1e3 * lat / (double)nv : 0);
-            cJSON_AddNumberToObject(o, "failed_devices", failed);
-            bench_report_add(&rep, o);
-            uhlm_server_free(sr.s);
-            if (failed || started < nd || sr.rc != 0) rc = 1;
+            const int prc = run_point(&r, counts[ci], batching, &err);
+            if (prc != 0) rc = 1;
+            if (prc < 0) goto out;
         }
-    }
 out:
-    if (bench_report_end(&rep) != 0) rc = 1;
+    if (bench_report_end(&r.rep) != 0) rc = 1;
     free(x);
     free(xt);
     free(xb);
-    free(cl);
-    free(th);
+    free(r.cl);
+    free(r.th);
     uhlm_model_free(m);
     return rc;
 }

@@ -439,11 +439,10 @@ uhlm_tokenizer *uhlm_tokenizer_load_gguf(const char *path, uhlm_error *err) {
     return t;
 }
 
-static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
-    const char *path = m->path;
+/* The architecture (and with it the RoPE type). */
+static int read_arch(const uhlm_gguf *g, const char *path, uhlm_config *p, uhlm_error *err) {
     uhlm_gguf_str arch;
     if (uhlm_gguf_get_str(g, "general.architecture", &arch, err) != 0) return -1;
-    uhlm_config *p = &m->cfg;
     memset(p, 0, sizeof *p);
     if (str_is(arch, "llama")) {
         p->arch = UHLM_ARCH_LLAMA;
@@ -458,29 +457,39 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
         return uhlm_set_error(err, "%s: architecture '%s' is not supported (supported: %s)", path,
                               buf, UHLM_SUPPORTED_ARCHS);
     }
-    akey a = {g, uhlm_arch_name(p->arch), {0}};
-    /* features of these families that this engine does not implement */
+    return 0;
+}
+
+/* Features of these families that this engine does not implement are refused by name; RoPE
+ * scaling, which it does implement in part, is read here too. */
+static int refuse_unsupported(akey *a, const char *path, uhlm_config *p, uhlm_error *err) {
+    const uhlm_gguf *g = a->g;
     int64_t experts = 0;
-    if (uhlm_gguf_find_kv(g, K(&a, "expert_count")) &&
-        uhlm_gguf_get_int(g, a.key, &experts, err) != 0)
+    if (uhlm_gguf_find_kv(g, K(a, "expert_count")) &&
+        uhlm_gguf_get_int(g, a->key, &experts, err) != 0)
         return -1;
     if (experts > 0)
         return uhlm_set_error(err, "%s: mixture-of-experts models (%lld experts) are not supported",
                               path, (long long)experts);
-    if (load_rope_scaling(&a, p, err) != 0) return -1;
+    if (load_rope_scaling(a, p, err) != 0) return -1;
     if (uhlm_gguf_find_tensor(g, "rope_freqs.weight"))
         return uhlm_set_error(err, "%s: per-dimension RoPE frequencies (rope_freqs.weight, Llama 3.1) "
                               "are not supported", path);
-    if (uhlm_gguf_find_kv(g, K(&a, "attention.sliding_window")))
+    if (uhlm_gguf_find_kv(g, K(a, "attention.sliding_window")))
         return uhlm_set_error(err, "%s: sliding-window attention (%s) is not supported", path,
-                              a.key);
+                              a->key);
+    return 0;
+}
 
-    if (get_dim(g, K(&a, "context_length"), 1, 0, 1, 1 << 22, &p->seq_len, err) ||
-        get_dim(g, K(&a, "embedding_length"), 1, 0, 1, 65536, &p->dim, err) ||
-        get_dim(g, K(&a, "block_count"), 1, 0, 1, 1024, &p->n_layers, err) ||
-        get_dim(g, K(&a, "feed_forward_length"), 1, 0, 1, 1 << 20, &p->hidden_dim, err) ||
-        get_dim(g, K(&a, "attention.head_count"), 1, 0, 1, 1024, &p->n_heads, err) ||
-        get_dim(g, K(&a, "attention.head_count_kv"), 0, p->n_heads, 1, p->n_heads,
+/* Context, widths, layers, heads and their dimensions, the norm epsilon and the RoPE base. */
+static int read_dims(akey *a, const char *path, uhlm_config *p, uhlm_error *err) {
+    const uhlm_gguf *g = a->g;
+    if (get_dim(g, K(a, "context_length"), 1, 0, 1, 1 << 22, &p->seq_len, err) ||
+        get_dim(g, K(a, "embedding_length"), 1, 0, 1, 65536, &p->dim, err) ||
+        get_dim(g, K(a, "block_count"), 1, 0, 1, 1024, &p->n_layers, err) ||
+        get_dim(g, K(a, "feed_forward_length"), 1, 0, 1, 1 << 20, &p->hidden_dim, err) ||
+        get_dim(g, K(a, "attention.head_count"), 1, 0, 1, 1024, &p->n_heads, err) ||
+        get_dim(g, K(a, "attention.head_count_kv"), 0, p->n_heads, 1, p->n_heads,
                 &p->n_kv_heads, err))
         return -1;
     if (p->n_heads % p->n_kv_heads != 0)
@@ -490,9 +499,9 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
                               path, p->n_heads, p->n_kv_heads);
     /* head_dim = dim / heads unless attention.key_length says otherwise */
     int def_hd = p->dim % p->n_heads == 0 ? p->dim / p->n_heads : 0;
-    const int has_kl = uhlm_gguf_find_kv(g, K(&a, "attention.key_length")) != NULL;
+    const int has_kl = uhlm_gguf_find_kv(g, K(a, "attention.key_length")) != NULL;
     if (has_kl) {
-        if (get_dim(g, a.key, 1, 0, 1, 65536, &p->head_dim, err)) return -1;
+        if (get_dim(g, a->key, 1, 0, 1, 65536, &p->head_dim, err)) return -1;
     } else if (def_hd == 0) {
         return uhlm_set_error(err, "%s: dim %d is not a multiple of the %d heads", path, p->dim,
                               p->n_heads);
@@ -500,7 +509,7 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
         p->head_dim = def_hd;
     }
     int vl = p->head_dim;
-    if (get_dim(g, K(&a, "attention.value_length"), 0, p->head_dim, 1, 65536, &vl, err)) return -1;
+    if (get_dim(g, K(a, "attention.value_length"), 0, p->head_dim, 1, 65536, &vl, err)) return -1;
     if (vl != p->head_dim)
         return uhlm_set_error(err, "%s: value length %d differs from key length %d (not supported)",
                               path, vl, p->head_dim);
@@ -511,23 +520,30 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
         return uhlm_set_error(err, "%s: %d heads of %d are too wide", path, p->n_heads,
                               p->head_dim);
     int rot = p->head_dim;
-    if (get_dim(g, K(&a, "rope.dimension_count"), 0, p->head_dim, 1, 1 << 20, &rot, err)) return -1;
+    if (get_dim(g, K(a, "rope.dimension_count"), 0, p->head_dim, 1, 1 << 20, &rot, err)) return -1;
     if (rot != p->head_dim)
         return uhlm_set_error(err,
                               "%s: %s %d differs from the head dimension %d "
                               "(partial rotary embeddings are not supported)",
-                              path, a.key, rot, p->head_dim);
-    if (get_pos_float(g, K(&a, "attention.layer_norm_rms_epsilon"), 1e-5, 1.0, &p->norm_eps, err) ||
-        get_pos_float(g, K(&a, "rope.freq_base"), 10000.0, 1e12, &p->rope_theta, err))
+                              path, a->key, rot, p->head_dim);
+    if (get_pos_float(g, K(a, "attention.layer_norm_rms_epsilon"), 1e-5, 1.0, &p->norm_eps, err) ||
+        get_pos_float(g, K(a, "rope.freq_base"), 10000.0, 1e12, &p->rope_theta, err))
         return -1;
+    return 0;
+}
 
-    /* vocabulary: the embedded token list defines it; llama.vocab_size must agree if both exist */
+/* The vocabulary size: the embedded token list (*toks, NULL when absent) defines it;
+ * <arch>.vocab_size must agree if both exist. */
+static int read_vocab_size(akey *a, const char *path, uhlm_config *p, const uhlm_gguf_kv **toks_out,
+                           uhlm_error *err) {
+    const uhlm_gguf *g = a->g;
     const uhlm_gguf_kv *toks = uhlm_gguf_find_kv(g, "tokenizer.ggml.tokens");
+    *toks_out = toks;
     if (toks && (toks->type != UHLM_GGUF_ARRAY || toks->arr_type != UHLM_GGUF_STRING))
         return uhlm_set_error(err, "%s: tokenizer.ggml.tokens is not an array of strings", path);
     int vs = 0;
-    int has_vs = uhlm_gguf_find_kv(g, K(&a, "vocab_size")) != NULL;
-    if (has_vs && get_dim(g, a.key, 1, 0, 1, 1 << 22, &vs, err)) return -1;
+    int has_vs = uhlm_gguf_find_kv(g, K(a, "vocab_size")) != NULL;
+    if (has_vs && get_dim(g, a->key, 1, 0, 1, 1 << 22, &vs, err)) return -1;
     if (toks) {
         if (toks->arr_n < 1 || toks->arr_n > (1u << 22))
             return uhlm_set_error(err, "%s: tokenizer.ggml.tokens has %llu entries (1 to %d allowed)",
@@ -536,14 +552,50 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
             return uhlm_set_error(err,
                                   "%s: %s.vocab_size %d disagrees with the %llu entries of "
                                   "tokenizer.ggml.tokens",
-                                  path, a.arch, vs, (unsigned long long)toks->arr_n);
+                                  path, a->arch, vs, (unsigned long long)toks->arr_n);
         vs = (int)toks->arr_n;
     } else if (!has_vs) {
         return uhlm_set_error(err, "%s: no vocabulary: neither tokenizer.ggml.tokens nor "
-                              "%s.vocab_size is present", path, a.arch);
+                              "%s.vocab_size is present", path, a->arch);
     }
     p->vocab_size = vs;
+    return 0;
+}
 
+/* One transformer block's norms, matrices and optional q/k/v biases. */
+static int load_layer(const uhlm_gguf *g, const uhlm_config *p, int l, uhlm_layer *L,
+                      uhlm_error *err) {
+    int kv_dim = p->n_kv_heads * p->head_dim, q_dim = p->n_heads * p->head_dim;
+    char n[9][64];
+    static const char *const suffix[9] = {"attn_norm", "ffn_norm", "attn_q",   "attn_k",  "attn_v",
+                                          "attn_output", "ffn_gate", "ffn_down", "ffn_up"};
+    for (int k = 0; k < 9; k++) snprintf(n[k], sizeof n[k], "blk.%d.%s.weight", l, suffix[k]);
+    if (load_norm(g, n[0], p->dim, &L->attn_norm, err) ||
+        load_norm(g, n[1], p->dim, &L->ffn_norm, err) ||
+        load_mat(g, n[2], q_dim, p->dim, &L->wq, err) ||
+        load_mat(g, n[3], kv_dim, p->dim, &L->wk, err) ||
+        load_mat(g, n[4], kv_dim, p->dim, &L->wv, err) ||
+        load_mat(g, n[5], p->dim, q_dim, &L->wo, err) ||
+        load_mat(g, n[6], p->hidden_dim, p->dim, &L->w1, err) ||
+        load_mat(g, n[7], p->dim, p->hidden_dim, &L->w2, err) ||
+        load_mat(g, n[8], p->hidden_dim, p->dim, &L->w3, err))
+        return -1;
+    /* q/k/v biases: qwen2 has them; llama.cpp accepts them (optional) for llama too */
+    char b[64];
+    snprintf(b, sizeof b, "blk.%d.attn_q.bias", l);
+    if (load_bias(g, b, q_dim, &L->bq, err)) return -1;
+    snprintf(b, sizeof b, "blk.%d.attn_k.bias", l);
+    if (load_bias(g, b, kv_dim, &L->bk, err)) return -1;
+    snprintf(b, sizeof b, "blk.%d.attn_v.bias", l);
+    if (load_bias(g, b, kv_dim, &L->bv, err)) return -1;
+    return 0;
+}
+
+/* The embedding, the output norm and classifier (tied to the embedding when output.weight is
+ * absent), and every layer. */
+static int load_weights(uhlm_model *m, const uhlm_gguf *g, const char *path, uhlm_error *err) {
+    uhlm_config *p = &m->cfg;
+    const int vs = p->vocab_size;
     uhlm_weights *w = &m->w;
     const uhlm_gguf_tensor *te = uhlm_gguf_find_tensor(g, "token_embd.weight");
     if (te && te->ne[0] == (uint64_t)p->dim && te->ne[1] != (uint64_t)vs && te->ne[2] == 1)
@@ -562,35 +614,15 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
     }
     w->layers = calloc((size_t)p->n_layers, sizeof *w->layers);
     if (!w->layers) return uhlm_set_error(err, "%s: out of memory", path);
-    int kv_dim = p->n_kv_heads * p->head_dim, q_dim = p->n_heads * p->head_dim;
     if (refuse_extra_tensors(g, p->n_layers, err) != 0) return -1;
-    for (int l = 0; l < p->n_layers; l++) {
-        uhlm_layer *L = &w->layers[l];
-        char n[9][64];
-        static const char *const suffix[9] = {"attn_norm", "ffn_norm", "attn_q",   "attn_k",  "attn_v",
-                                              "attn_output", "ffn_gate", "ffn_down", "ffn_up"};
-        for (int k = 0; k < 9; k++) snprintf(n[k], sizeof n[k], "blk.%d.%s.weight", l, suffix[k]);
-        if (load_norm(g, n[0], p->dim, &L->attn_norm, err) ||
-            load_norm(g, n[1], p->dim, &L->ffn_norm, err) ||
-            load_mat(g, n[2], q_dim, p->dim, &L->wq, err) ||
-            load_mat(g, n[3], kv_dim, p->dim, &L->wk, err) ||
-            load_mat(g, n[4], kv_dim, p->dim, &L->wv, err) ||
-            load_mat(g, n[5], p->dim, q_dim, &L->wo, err) ||
-            load_mat(g, n[6], p->hidden_dim, p->dim, &L->w1, err) ||
-            load_mat(g, n[7], p->dim, p->hidden_dim, &L->w2, err) ||
-            load_mat(g, n[8], p->hidden_dim, p->dim, &L->w3, err))
-            return -1;
-        /* q/k/v biases: qwen2 has them; llama.cpp accepts them (optional) for llama too */
-        char b[64];
-        snprintf(b, sizeof b, "blk.%d.attn_q.bias", l);
-        if (load_bias(g, b, q_dim, &L->bq, err)) return -1;
-        snprintf(b, sizeof b, "blk.%d.attn_k.bias", l);
-        if (load_bias(g, b, kv_dim, &L->bk, err)) return -1;
-        snprintf(b, sizeof b, "blk.%d.attn_v.bias", l);
-        if (load_bias(g, b, kv_dim, &L->bv, err)) return -1;
-    }
+    for (int l = 0; l < p->n_layers; l++)
+        if (load_layer(g, p, l, &w->layers[l], err) != 0) return -1;
     m->wtype = w->layers[0].wq.type;
+    return 0;
+}
 
+/* The chat template (pointing into the file's mapping) and whether the model is synthetic. */
+static int read_extras(uhlm_model *m, const uhlm_gguf *g, const char *path, uhlm_error *err) {
     m->chat_template = NULL;
     m->chat_template_len = 0;
     const uhlm_gguf_kv *ct = uhlm_gguf_find_kv(g, "tokenizer.chat_template");
@@ -607,7 +639,19 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
     const uhlm_gguf_kv *name = uhlm_gguf_find_kv(g, "general.name");
     if (name && name->type == UHLM_GGUF_STRING && str_contains(name->v.str, "synthetic"))
         m->synthetic = 1;
+    return 0;
+}
 
+static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
+    const char *path = m->path;
+    uhlm_config *p = &m->cfg;
+    if (read_arch(g, path, p, err) != 0) return -1;
+    akey a = {g, uhlm_arch_name(p->arch), {0}};
+    const uhlm_gguf_kv *toks = NULL;
+    if (refuse_unsupported(&a, path, p, err) != 0 || read_dims(&a, path, p, err) != 0 ||
+        read_vocab_size(&a, path, p, &toks, err) != 0 || load_weights(m, g, path, err) != 0 ||
+        read_extras(m, g, path, err) != 0)
+        return -1;
     return load_tokenizer(g, toks, &m->tok, err);
 }
 

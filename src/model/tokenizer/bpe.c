@@ -266,14 +266,10 @@ static void show(char *dst, size_t cap, const char *s, size_t n) {
     dst[k] = '\0';
 }
 
-uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *what,
-                                        uhlm_error *err) {
-    if (!what) what = "tokenizer";
-    if (!v) {
-        uhlm_set_error(err, "%s: no vocabulary given", what);
-        return NULL;
-    }
-    const char *pre = v->pre && v->pre[0] ? v->pre : "default";
+/* Which PRE_TYPES entry the vocabulary's pre-tokenizer is, after checking the parts of the
+ * vocabulary that uhlm_tok_build does not: -1 (error set) when one is invalid. */
+static int check_bpe_vocab(const uhlm_bpe_vocab *v, const char *pre, const char *what,
+                           uhlm_error *err) {
     int pi = -1;
     for (size_t i = 0; i < sizeof PRE_TYPES / sizeof PRE_TYPES[0] && pi < 0; i++)
         if (strcmp(PRE_TYPES[i].name, pre) == 0) pi = (int)i;
@@ -284,37 +280,37 @@ uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *wha
                        "%s: tokenizer.ggml.pre = '%s' is not a supported pre-tokenizer (supported: "
                        "smollm, llama-bpe, qwen2 and the types that share their rules)",
                        what, buf);
-        return NULL;
+        return -1;
     }
     if (v->n_merges < 0 || (v->n_merges > 0 && (!v->merges || !v->merge_lens))) {
         uhlm_set_error(err, "%s: tokenizer.ggml.merges: invalid merge list", what);
-        return NULL;
+        return -1;
     }
     if (v->types)
         for (int i = 0; i < v->n_tokens; i++)
             if (v->types[i] < 0 || v->types[i] > UHLM_TOKTYPE_BYTE) {
                 uhlm_set_error(err, "%s: tokenizer.ggml.token_type[%d] = %d is not a token type",
                                what, i, (int)v->types[i]);
-                return NULL;
+                return -1;
             }
-    uhlm_tokenizer *t = uhlm_tok_build(v->n_tokens, v->tokens, v->token_lens, NULL, v->types, 0, 0,
-                                       1, what, err);
-    if (!t) return NULL;
-    t->kind = UHLM_VOCAB_BPE;
-    uhlm_bpe *b = calloc(1, sizeof *b);
-    t->bpe = b;
-    if (!b) goto oom;
+    return pi;
+}
+
+static int bpe_oom(const char *what, uhlm_error *err) {
+    return uhlm_set_error(err, "%s: out of memory for the BPE vocabulary", what);
+}
+
+/* The piece -> id hash, each token's attributes from its type, and the id of every single
+ * byte. -1 (error set) when out of memory. */
+static int index_pieces(uhlm_tokenizer *t, uhlm_bpe *b, const char *what, uhlm_error *err) {
     int n = t->n;
-    b->pre = PRE_TYPES[pi].pre;
-    b->ignore_merges = PRE_TYPES[pi].ignore_merges;
-    snprintf(b->pre_name, sizeof b->pre_name, "%s", pre);
     b->attr = malloc((size_t)n);
     b->eog = calloc((size_t)n, 1);
     size_t cap = 16;
     while (cap < (size_t)n * 2) cap *= 2;
     b->tmask = cap - 1;
     b->tslots = malloc(cap * sizeof *b->tslots);
-    if (!b->attr || !b->eog || !b->tslots) goto oom;
+    if (!b->attr || !b->eog || !b->tslots) return bpe_oom(what, err);
     for (size_t i = 0; i < cap; i++) b->tslots[i] = -1;
     for (int id = 0; id < n; id++) {
         const char *p = t->blob + t->off[id];
@@ -335,7 +331,13 @@ uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *wha
         unsigned char one = (unsigned char)c;
         b->byte_tok[c] = uhlm_bpe_find(t, (const char *)&one, 1);
     }
+    return 0;
+}
 
+/* The merges and their (left id, right id) -> rank hash. *blob_len gets the bytes of all
+ * merges. -1 (error set) on an invalid merge or out of memory. */
+static int load_merges(uhlm_tokenizer *t, uhlm_bpe *b, const uhlm_bpe_vocab *v, size_t *blob_len,
+                       const char *what, uhlm_error *err) {
     /* merges: "left right", split at the first space after the first byte (llama.cpp) */
     b->n_merges = v->n_merges;
     size_t total = 0;
@@ -347,28 +349,25 @@ uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *wha
     while (rcap < (size_t)v->n_merges * 2) rcap *= 2;
     b->rmask = rcap - 1;
     b->rslots = calloc(rcap, sizeof *b->rslots);
-    if (!b->mblob || !b->moff || !b->mlen || !b->rslots) goto oom;
+    if (!b->mblob || !b->moff || !b->mlen || !b->rslots) return bpe_oom(what, err);
     size_t pos = 0;
     for (int i = 0; i < v->n_merges; i++) {
         const char *m = v->merges[i];
         size_t ml = v->merge_lens[i];
-        if (ml > UINT32_MAX || (!m && ml)) {
-            uhlm_set_error(err, "%s: tokenizer.ggml.merges[%d] is invalid", what, i);
-            goto fail;
-        }
+        if (ml > UINT32_MAX || (!m && ml))
+            return uhlm_set_error(err, "%s: tokenizer.ggml.merges[%d] is invalid", what, i);
         const char *sp = ml > 1 ? memchr(m + 1, ' ', ml - 1) : NULL;
         int l = sp ? uhlm_bpe_find(t, m, (size_t)(sp - m)) : -1;
         int r = sp ? uhlm_bpe_find(t, sp + 1, ml - (size_t)(sp - m) - 1) : -1;
         if (l < 0 || r < 0) {
             char buf[96];
             show(buf, sizeof buf, m, ml);
-            uhlm_set_error(err,
-                           sp ? "%s: tokenizer.ggml.merges[%d] = '%s' names a piece that is not in "
-                                "the vocabulary"
-                              : "%s: tokenizer.ggml.merges[%d] = '%s' is not two pieces separated "
-                                "by a space",
-                           what, i, buf);
-            goto fail;
+            return uhlm_set_error(err,
+                                  sp ? "%s: tokenizer.ggml.merges[%d] = '%s' names a piece that "
+                                       "is not in the vocabulary"
+                                     : "%s: tokenizer.ggml.merges[%d] = '%s' is not two pieces "
+                                       "separated by a space",
+                                  what, i, buf);
         }
         if (ml) memcpy(b->mblob + pos, m, ml);
         b->moff[i] = pos;
@@ -379,29 +378,36 @@ uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *wha
         while (b->rslots[h].key && b->rslots[h].key != key) h = (h + 1) & b->rmask;
         if (!b->rslots[h].key) b->rslots[h] = (rank_slot){key, i}; /* the first rank wins */
     }
+    *blob_len = pos;
+    return 0;
+}
 
+/* BOS, EOS, UNK, PAD and whether BOS/EOS are added. -1 (error set) when an id is outside the
+ * vocabulary or an added token does not exist. */
+static int set_special_ids(uhlm_bpe *b, const uhlm_bpe_vocab *v, int n, int pi, const char *what,
+                           uhlm_error *err) {
     /* special ids: llama.cpp's BPE defaults are 11 for BOS and EOS */
     int ids[4] = {v->bos, v->eos, v->unk, v->pad};
     static const char *const id_keys[4] = {"bos_token_id", "eos_token_id", "unknown_token_id",
                                            "padding_token_id"};
     for (int k = 0; k < 4; k++) {
-        if (ids[k] >= n || ids[k] < -1) {
-            uhlm_set_error(err, "%s: tokenizer.ggml.%s = %d is outside the %d-token vocabulary", what,
-                           id_keys[k], ids[k], n);
-            goto fail;
-        }
+        if (ids[k] >= n || ids[k] < -1)
+            return uhlm_set_error(err, "%s: tokenizer.ggml.%s = %d is outside the %d-token "
+                                  "vocabulary", what, id_keys[k], ids[k], n);
         if (ids[k] < 0 && k < 2 && 11 < n) ids[k] = 11;
     }
     b->bos = ids[0], b->eos = ids[1], b->unk = ids[2], b->pad = ids[3];
     b->add_bos = v->add_bos >= 0 ? v->add_bos != 0 : PRE_TYPES[pi].add_bos;
     b->add_eos = v->add_eos > 0;
-    if ((b->add_bos && b->bos < 0) || (b->add_eos && b->eos < 0)) {
-        uhlm_set_error(err, "%s: add_%s_token is set but the vocabulary has no such token", what,
-                       b->add_bos && b->bos < 0 ? "bos" : "eos");
-        goto fail;
-    }
+    if ((b->add_bos && b->bos < 0) || (b->add_eos && b->eos < 0))
+        return uhlm_set_error(err, "%s: add_%s_token is set but the vocabulary has no such token",
+                              what, b->add_bos && b->bos < 0 ? "bos" : "eos");
+    return 0;
+}
 
-    /* text-based overrides and the end-of-generation set (llama_vocab::impl::load) */
+/* Text-based attribute overrides and the end-of-generation set (llama_vocab::impl::load). */
+static void mark_eog(const uhlm_tokenizer *t, uhlm_bpe *b, const uhlm_bpe_vocab *v) {
+    const int n = t->n;
     int has_return = 0, has_call = 0, has_flush = 0, end_id = -1, has_s_marker = 0, s_id = -1;
     for (int id = 0; id < n; id++) {
         int eot = in_list(t, id, EOT_TEXTS, sizeof EOT_TEXTS / sizeof *EOT_TEXTS);
@@ -434,25 +440,60 @@ uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *wha
         b->eog[s_id] = 0;
         b->attr[s_id] = ATTR_NORMAL;
     }
+}
 
-    /* special-token cache: CONTROL, USER and UNKNOWN pieces, longest first */
+/* The special-token cache (CONTROL, USER and UNKNOWN pieces, longest first) and the
+ * fingerprint. -1 (error set) when out of memory. */
+static int finish_bpe(uhlm_tokenizer *t, uhlm_bpe *b, size_t blob_len, const char *what,
+                      uhlm_error *err) {
+    const int n = t->n;
     unsigned char *cls = malloc((size_t)n);
-    if (!cls) goto oom;
+    if (!cls) return bpe_oom(what, err);
     for (int id = 0; id < n; id++) cls[id] = (b->attr[id] & (ATTR_CONTROL | ATTR_USER | ATTR_UNKNOWN)) != 0;
     int rcs = uhlm_tok_set_special(t, cls, 1, 1, 1);
     free(cls);
-    if (rcs != 0) goto oom;
+    if (rcs != 0) return bpe_oom(what, err);
     /* the fingerprint covers what makes BPE ids differ: kind, pre, merges, attributes */
     uint64_t fp = uhlm_fnv1a(t->fp, "bpe", 3);
     fp = uhlm_fnv1a(fp, b->pre_name, strlen(b->pre_name) + 1);
-    fp = uhlm_fnv1a(fp, b->mblob, pos);
+    fp = uhlm_fnv1a(fp, b->mblob, blob_len);
     for (int i = 0; i < b->n_merges; i++) fp = uhlm_fnv1a(fp, &b->mlen[i], sizeof b->mlen[i]);
     fp = uhlm_fnv1a(fp, b->attr, (size_t)n);
     int flags[6] = {b->bos, b->eos, b->unk, b->pad, b->add_bos, b->add_eos};
     t->fp = uhlm_fnv1a(fp, flags, sizeof flags);
+    return 0;
+}
+
+uhlm_tokenizer *uhlm_tokenizer_from_bpe(const uhlm_bpe_vocab *v, const char *what,
+                                        uhlm_error *err) {
+    if (!what) what = "tokenizer";
+    if (!v) {
+        uhlm_set_error(err, "%s: no vocabulary given", what);
+        return NULL;
+    }
+    const char *pre = v->pre && v->pre[0] ? v->pre : "default";
+    const int pi = check_bpe_vocab(v, pre, what, err);
+    if (pi < 0) return NULL;
+    uhlm_tokenizer *t = uhlm_tok_build(v->n_tokens, v->tokens, v->token_lens, NULL, v->types, 0, 0,
+                                       1, what, err);
+    if (!t) return NULL;
+    t->kind = UHLM_VOCAB_BPE;
+    uhlm_bpe *b = calloc(1, sizeof *b);
+    t->bpe = b;
+    if (!b) {
+        bpe_oom(what, err);
+        goto fail;
+    }
+    b->pre = PRE_TYPES[pi].pre;
+    b->ignore_merges = PRE_TYPES[pi].ignore_merges;
+    snprintf(b->pre_name, sizeof b->pre_name, "%s", pre);
+    size_t blob_len = 0;
+    if (index_pieces(t, b, what, err) != 0 || load_merges(t, b, v, &blob_len, what, err) != 0 ||
+        set_special_ids(b, v, t->n, pi, what, err) != 0)
+        goto fail;
+    mark_eog(t, b, v);
+    if (finish_bpe(t, b, blob_len, what, err) != 0) goto fail;
     return t;
-oom:
-    uhlm_set_error(err, "%s: out of memory for the BPE vocabulary", what);
 fail:
     uhlm_tokenizer_free(t);
     return NULL;
