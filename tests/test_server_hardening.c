@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 
 #include "check.h"
+#include "net/server_internal.h"
 #include "server_client.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
@@ -370,7 +371,8 @@ static void test_log_amplification(const uhlm_model *m) {
     if (!log) return;
     uhlm_server_params p = uhlm_server_default_params();
     p.n_threads = 1;
-    p.log = log;
+    p.log = uhlm_log_file;
+    p.log_user = log;
     srv x;
     if (srv_start(&x, m, &p) != 0) {
         CHECK(0);
