@@ -17,6 +17,7 @@
 
 #include "bench_net.h"
 #include "bench.h"
+#include "net/server_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/payload.h"
 #include "uhlm/sampler.h"

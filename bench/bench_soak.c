@@ -31,6 +31,7 @@
 
 #include "bench_net.h"
 #include "bench.h"
+#include "net/server_internal.h"
 #include "uhlm/model.h"
 #include "uhlm/sampler.h"
 #include "uhlm/server.h"
@@ -283,7 +284,8 @@ static int soak_run(const soak_cfg *cfg, int attacked, run_result *out) {
      * what this measures (with auth off anyone may take one) */
     sp.max_sessions = cfg->devices + (attacked ? cfg->pipeliners : 0);
     sp.n_threads = cfg->threads;
-    sp.log = log;
+    sp.log = log ? uhlm_log_file : NULL;
+    sp.log_user = log;
     uhlm_error err;
     bench_server st = {0};
     st.s = uhlm_server_new(cfg->m, &sp, &err);

@@ -3,6 +3,7 @@
  * device's context; determinism across thread counts; the shadow; the accounting; context
  * limits; vocabulary mismatch and an unavailable verifier (through fake verifiers). */
 #include "check.h"
+#include "hybrid/verifier_internal.h"
 #include "uhlm/hybrid.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "net/server_internal.h"
 #include "uhlm/hybrid.h"
 #include "uhlm/model.h"
 #include "uhlm/server.h"
@@ -438,7 +439,8 @@ static void test_bad_input(const uhlm_model *llm) {
     p.auth_len = strlen(AUTH);
     p.stats_port = 0;
     p.n_threads = 1;
-    p.log = getenv("UHLM_TEST_SERVER_LOG") ? stderr : NULL;
+    p.log = getenv("UHLM_TEST_SERVER_LOG") ? uhlm_log_file : NULL;
+    p.log_user = stderr;
     srv x;
     if (srv_start(&x, llm, &p) != 0) {
         CHECK(0);

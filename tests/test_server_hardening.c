@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 
 #include "check.h"
+#include "net/server_internal.h"
 #include "server_client.h"
 #include "uhlm/model.h"
 #include "uhlm/tokenizer.h"
@@ -370,7 +371,8 @@ static void test_log_amplification(const uhlm_model *m) {
     if (!log) return;
     uhlm_server_params p = uhlm_server_default_params();
     p.n_threads = 1;
-    p.log = log;
+    p.log = uhlm_log_file;
+    p.log_user = log;
     srv x;
     if (srv_start(&x, m, &p) != 0) {
         CHECK(0);
@@ -409,6 +411,46 @@ static void test_log_amplification(const uhlm_model *m) {
     CHECKF(suppressed >= sd.n - 100, "suppressed lines counted: %ld", suppressed);
 }
 
+/* The server logs through the same uhlm_log_fn as the remote verifier: whole stamped lines,
+ * no newline, the first one naming the port actually bound. */
+typedef struct log_lines {
+    int n, with_newline;
+    char first[512], last[512];
+} log_lines;
+
+static void collect_line(void *user, const char *msg) {
+    log_lines *l = user;
+    if (strchr(msg, '\n')) l->with_newline++;
+    snprintf(l->n ? l->last : l->first, sizeof l->first, "%s", msg);
+    l->n++;
+}
+
+static void test_log_callback(const uhlm_model *m) {
+    log_lines l;
+    memset(&l, 0, sizeof l);
+    uhlm_server_params p = uhlm_server_default_params();
+    p.n_threads = 1;
+    p.log = collect_line;
+    p.log_user = &l;
+    srv x;
+    if (srv_start(&x, m, &p) != 0) {
+        CHECK(0);
+        return;
+    }
+    char port[32];
+    snprintf(port, sizeof port, " port=%d ", uhlm_server_port(x.s));
+    srv_stop(&x);
+    CHECKF(x.rc == 0, "server: %s", x.err.msg);
+    uhlm_server_free(x.s);
+    CHECKF(l.n >= 2, "%d log lines", l.n);
+    CHECKF(l.with_newline == 0, "%d lines with a newline", l.with_newline);
+    CHECKF(strncmp(l.first, "ts=", 3) == 0 && strstr(l.first, " event=listening ") &&
+               strstr(l.first, port),
+           "first line: %s", l.first);
+    CHECKF(strncmp(l.last, "ts=", 3) == 0 && strstr(l.last, " event=stopped "), "last line: %s",
+           l.last);
+}
+
 int main(void) {
     uhlm_error err;
     const char *tok = uhlm_test_model_path("tok512.bin");
@@ -432,6 +474,7 @@ int main(void) {
     t = uhlm_now();
     test_log_amplification(m);
     printf("log amplification: %.1f s\n", uhlm_now() - t);
+    test_log_callback(m);
     uhlm_model_free(m);
     return check_report();
 }

@@ -42,10 +42,14 @@ typedef struct uhlm_error {
     char msg[512];
 } uhlm_error;
 
-/* One line of log text, without a newline. Used by every library part that logs (the remote
- * verifier today; the server is to follow) so an embedder routes all of them through one
- * function. msg is valid only during the call. */
+/* One line of log text, without a newline. Every library part that logs takes one of these
+ * and a user pointer (uhlm_server_params, uhlm_remote_params), so an embedder routes all of
+ * them through one function. msg is valid only during the call; a NULL function is silence. */
 typedef void (*uhlm_log_fn)(void *user, const char *msg);
+
+/* A ready uhlm_log_fn: user is a FILE * (stderr, an opened file); writes msg and a newline in
+ * one fputs, then flushes, so that lines of several processes sharing a stream stay whole. */
+UHLM_API void uhlm_log_file(void *user, const char *msg);
 
 /* Long calls (uhlm_device_step / uhlm_device_run, uhlm_generate) poll a cancel callback
  * before each token; a nonzero answer stops them there, with every token so far kept, and

@@ -110,8 +110,6 @@ UHLM_API int uhlm_engine_n_vocab(const uhlm_engine *e);
 UHLM_API int uhlm_engine_n_ctx(const uhlm_engine *e);
 UHLM_API int uhlm_engine_max_sessions(const uhlm_engine *e);
 UHLM_API int uhlm_engine_n_open(const uhlm_engine *e);
-/* The LLM context, for tests (each session's cache is sequence `sid`). */
-UHLM_API uhlm_ctx *uhlm_engine_ctx(uhlm_engine *e);
 
 /* Opens a session with o->prompt as its committed context and returns its id (>= 0; ids
  * are 0 .. max_sessions-1 and a closed id is given out again). The prefill is queued as the

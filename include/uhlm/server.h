@@ -66,8 +66,10 @@
  * finish every queued request (their replies are sent), send ERROR SHUTTING_DOWN to every
  * connection, flush for at most a second and return 0.
  *
- * Logs: one line per event on params.log (NULL: silent), `ts=... event=NAME key=value ...`;
- * the first is `event=listening ... port=N`, with the port actually bound. Repeating events
+ * Logs: one line per event to params.log (a uhlm_log_fn, with params.log_user; NULL: silent),
+ * `ts=SECONDS.MILLIS event=NAME key=value ...` (ts: wall clock, part of the line); the first is
+ * `event=listening ... port=N`, with the port actually bound. uhlm_log_file with a FILE * as
+ * log_user writes them one per line (what `uhlm serve` does on stderr). Repeating events
  * are rate-limited per connection and kind (errors, session opens) and globally for the
  * accept path: at most 5 lines a second each; a line after a gap says `suppressed=N`, and
  * a connection's disconnect line `log_suppressed=N`, its total.
@@ -79,7 +81,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "common.h"
 #include "model.h"
@@ -101,7 +102,8 @@ typedef struct uhlm_server_params {
     int batching;            /* 0 = one forward per request (for comparison) */
     int idle_timeout_ms;     /* no complete frame for this long: closed; 0 = none */
     int n_threads;           /* model thread pool; 0 = all CPUs */
-    FILE *log;               /* structured log lines; NULL = none */
+    uhlm_log_fn log;         /* structured log lines (common.h); NULL = none */
+    void *log_user;          /* passed to log; uhlm_log_file takes a FILE * here */
     /* Admission control (see "Admission" above); 0 = the default in brackets. */
     int handshake_timeout_ms;    /* HELLO must be complete this long after connecting [5000] */
     int request_idle_timeout_ms; /* past HELLO, no OPEN/VERIFY/GENERATE/CLOSE (PING and
@@ -143,21 +145,6 @@ UHLM_API int uhlm_server_stop_fd(const uhlm_server *s);
 /* The stats text, NUL-terminated, truncated to cap. Returns the full length (like
  * snprintf). Only from the thread running the server, or when it is not running. */
 UHLM_API size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap);
-
-/* Counters for tests and the benchmark (same caveat as uhlm_server_stats_text). */
-typedef struct uhlm_server_counters {
-    uint64_t connections, sessions_opened, verifications, accepted, generated_tokens;
-    uint64_t forward_calls; /* compute-step forwards (VERIFY/GENERATE, and OPEN prefills
-                             * batched with them; an OPEN whose prefix is cached needs none) */
-    uint64_t batched_requests; /* request-steps summed over those forwards */
-    uint64_t errors;          /* ERROR frames sent */
-    int open_sessions, open_conns;
-    uint64_t evicted;         /* pending connections dropped to make room (admission) */
-    uint64_t refused;         /* connections refused at accept or HELLO (full, per address) */
-    uint64_t timeouts;        /* connections closed by the handshake, idle or request timeout */
-    uint64_t log_suppressed;  /* log lines left out by the rate limits */
-} uhlm_server_counters;
-UHLM_API void uhlm_server_get_counters(const uhlm_server *s, uhlm_server_counters *out);
 
 /* Closes every socket and frees everything. s may be NULL. */
 UHLM_API void uhlm_server_free(uhlm_server *s);

@@ -140,10 +140,6 @@ static inline void uhlm_verifier_free(uhlm_verifier *v) {
  * prefix reuse), so repeated sessions on one prompt prefill once. */
 UHLM_API uhlm_verifier *uhlm_verifier_inproc_new(const uhlm_model *llm, const uhlm_ctx_params *cp,
                                         uhlm_error *err);
-/* For tests and the server: the context (its cache holds the committed tokens but the
- * newest) and the committed context itself. v must be an in-process verifier. */
-UHLM_API uhlm_ctx *uhlm_verifier_inproc_ctx(uhlm_verifier *v);
-UHLM_API const int *uhlm_verifier_inproc_committed(uhlm_verifier *v, int *n);
 
 #ifdef __cplusplus
 }

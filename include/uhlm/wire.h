@@ -1,5 +1,9 @@
 /* wire.h: the device <-> server wire protocol as pure encode/decode functions (no I/O).
  *
+ * Public on purpose: a program that embeds the verification engine (engine.h) behind its own
+ * event loop or transport, instead of uhlm_server, speaks to devices (uhlm_remote_new) with
+ * these functions, so the codec is part of the API like the engine itself.
+ *
  * The normative spec is docs/protocol.md; this header mirrors it. A frame is a 12-byte
  * little-endian header (magic "UHLM", version u16, type u16, payload length u32) followed by
  * the payload. A receiver reads the header, validates it with uhlm_wire_frame_header_parse

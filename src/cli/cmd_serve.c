@@ -108,7 +108,8 @@ int cmd_serve(int argc, char **argv) {
     sp.step_tokens = (int)step_tokens;
     sp.auth = token_len ? (const uint8_t *)token : NULL;
     sp.auth_len = token_len;
-    sp.log = quiet ? NULL : stderr;
+    sp.log = quiet ? NULL : uhlm_log_file;
+    sp.log_user = stderr;
     uhlm_server *s = uhlm_server_new(m, &sp, &err);
     if (!s) {
         fprintf(stderr, "uhlm serve: %s\n", err.msg);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hybrid/engine_internal.h"
 #include "uhlm/tokenizer.h"
 
 enum { REQ_NONE, REQ_OPEN, REQ_VERIFY, REQ_GENERATE };

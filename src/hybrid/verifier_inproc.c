@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hybrid/engine_internal.h"
+#include "hybrid/verifier_internal.h"
 #include "uhlm/engine.h"
 #include "uhlm/tokenizer.h"
 #include "uhlm/verifier.h"

@@ -4,13 +4,13 @@
 #include <string.h>
 #include <time.h>
 
-int uhlm_log_enabled(const uhlm_log_sink *k) { return k->file || k->fn; }
+int uhlm_log_enabled(const uhlm_log_sink *k) { return k->fn != NULL; }
 
 void uhlm_log_vprintf(const uhlm_log_sink *k, uint64_t suppressed, const char *fmt, va_list ap) {
     if (!uhlm_log_enabled(k)) return;
     char line[1024];
     int n = 0;
-    if (k->file) {
+    if (k->stamp) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         n = snprintf(line, sizeof line, "ts=%lld.%03ld ", (long long)ts.tv_sec,
@@ -21,17 +21,20 @@ void uhlm_log_vprintf(const uhlm_log_sink *k, uint64_t suppressed, const char *f
     if (suppressed && len + 40 < sizeof line)
         len += (size_t)snprintf(line + len, sizeof line - len, " suppressed=%llu",
                                 (unsigned long long)suppressed);
-    if (k->fn) {
-        k->fn(k->user, line);
-        return;
-    }
+    k->fn(k->user, line);
+}
+
+void uhlm_log_file(void *file, const char *msg) {
+    if (!file) return;
+    char line[1100];
+    size_t len = strlen(msg);
+    if (len + 2 > sizeof line) len = sizeof line - 2; /* longer than any line log.c makes */
+    memcpy(line, msg, len);
+    line[len] = '\n';
+    line[len + 1] = 0;
     /* one fputs per line so that lines from several processes sharing stderr stay whole */
-    if (len + 1 < sizeof line) {
-        line[len] = '\n';
-        line[len + 1] = 0;
-    }
-    fputs(line, k->file);
-    fflush(k->file);
+    fputs(line, (FILE *)file);
+    fflush((FILE *)file);
 }
 
 void uhlm_log_printf(const uhlm_log_sink *k, const char *fmt, ...) {

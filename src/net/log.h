@@ -1,9 +1,10 @@
 /* log.h: log lines of net/ (internal, not API): the server's structured events and the remote
  * verifier's notices, one formatter for both, plus the server's per-kind rate limits.
  *
- * A sink is a FILE (the server: each line gets a `ts=SECONDS.MILLIS ` prefix and goes out in
- * one fputs, so that lines of several processes sharing stderr stay whole) or a callback (the
- * remote verifier: the bare line, no newline); a sink with neither drops every line. */
+ * A sink is the caller's uhlm_log_fn (common.h) and its user pointer; every line reaches it
+ * whole, without a newline. The server's sink stamps each line (`ts=SECONDS.MILLIS ` first,
+ * part of its documented line format); the remote verifier's lines are bare. A sink without
+ * a function drops every line. uhlm_log_file (common.h) is the callback that writes to a FILE. */
 #ifndef UHLM_NET_LOG_H
 #define UHLM_NET_LOG_H
 
@@ -12,10 +13,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "uhlm/common.h"
+
 typedef struct uhlm_log_sink {
-    FILE *file;
-    void (*fn)(void *user, const char *line);
+    uhlm_log_fn fn; /* NULL: silent */
     void *user;
+    int stamp;      /* 1: each line starts with `ts=SECONDS.MILLIS ` (wall clock) */
 } uhlm_log_sink;
 
 /* One line from fmt; `suppressed` > 0 appends ` suppressed=N`, how many lines of its kind a

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "net/conn.h"
+#include "net/server_internal.h"
 #include "uhlm/server.h"
 
 #define LAT_RING 4096     /* latency samples kept for the percentiles */

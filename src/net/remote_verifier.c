@@ -685,7 +685,7 @@ uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err) {
     r->p.port = r->port;
     r->p.client = r->client;
     r->p.auth = r->auth;
-    r->log = (uhlm_log_sink){NULL, p->log, p->log_user};
+    r->log = (uhlm_log_sink){p->log, p->log_user, 0};
     r->backoff = p->backoff_min_s;
     uhlm_rng_seed(&r->jitter, p->jitter_seed);
     return &r->base;

@@ -80,7 +80,7 @@ struct uhlm_server {
     int *ids;          /* n_ctx: a prompt or catch-up list as ints for the engine */
     uint64_t next_conn_id, next_session_id, nonce_state;
     double t_start;
-    uhlm_log_sink log; /* params.log */
+    uhlm_log_sink log; /* params.log and log_user, stamped */
     /* stats */
     uint64_t c_conns, c_sessions, c_verify, c_accept, c_gen_tokens, c_forwards, c_batched;
     uint64_t c_batch_tokens, c_errors;
@@ -99,7 +99,7 @@ static void log_limited(uhlm_server *s, uhlm_lograte *r, uint64_t *conn_total, c
     __attribute__((format(printf, 4, 5)));
 static void log_limited(uhlm_server *s, uhlm_lograte *r, uint64_t *conn_total, const char *fmt,
                         ...) {
-    if (!s->p.log) return;
+    if (!uhlm_log_enabled(&s->log)) return;
     if (!uhlm_lograte_allow(r, uhlm_now())) {
         s->c_log_suppressed++;
         if (conn_total) (*conn_total)++;
@@ -186,7 +186,7 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
         return NULL;
     }
     s->p = *p;
-    s->log = (uhlm_log_sink){p->log, NULL, NULL};
+    s->log = (uhlm_log_sink){p->log, p->log_user, 1};
     if (s->p.max_conns == 0) s->p.max_conns = 2 * p->max_sessions + 8;
     if (s->p.handshake_timeout_ms == 0) s->p.handshake_timeout_ms = 5000;
     if (s->p.request_idle_timeout_ms == 0) s->p.request_idle_timeout_ms = 300000;
@@ -307,7 +307,7 @@ static void conn_kill(uhlm_server *s, conn *c, const char *why) {
     c->fd = -1;
     c->dead = 1;
     s->accept_resume_at = 0; /* a descriptor is free again */
-    if (!s->p.log) return;
+    if (!uhlm_log_enabled(&s->log)) return;
     /* connections that never got past HELLO come and go under one global limit (a flood of
      * them must not flood the log); a device's disconnect is always logged */
     uhlm_lograte *r = c->kind == K_HTTP || c->state == CS_HELLO ? &s->glr[GK_CONNECT] : NULL;
