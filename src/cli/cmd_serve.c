@@ -76,6 +76,7 @@ int cmd_serve(int argc, char **argv) {
         CLI_ARG(CLI_STEP_TOKENS, &step_tokens),
         CLI_ARG(CLI_SHARE_PREFIX_CACHE, &share_prefix),
         CLI_ARG(CLI_THREADS, &threads),
+        CLI_ARG(CLI_SIMD, &sp.simd),
     };
     int prc = cli_parse(&serve_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
     if (prc != CLI_CONTINUE) return cli_exit_status(prc);
