@@ -2,8 +2,8 @@
 # The option table shared by every subcommand (src/cli/options.c): --help and --version on each
 # command, every option its --help lists is one its parser takes, llama.cpp's long names and the
 # older spellings give the same output, range errors name the option and value (exit 2),
-# -p - reads standard input and -f a file, -c limits the context, and --json prints exactly one
-# JSON document.
+# -p - reads standard input and -f a file, -c limits the context, --json prints exactly one
+# JSON document, and --simd reaches the model contexts of serve, eval and calibrate.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
@@ -128,6 +128,38 @@ one_doc "bench uncertainty --json" "$bin" bench uncertainty --reps 10 --json
 "$bin" bench uncertainty --reps 10 --jsonl >"$tmp/out" 2>/dev/null
 "$py" -c 'import json,sys; L=[json.loads(l) for l in open(sys.argv[1])]; assert len(L)>=2 and "ns_per_call" in L[0], L' "$tmp/out" && ok || bad "bench uncertainty --jsonl"
 expect_rc 2 "$bin" bench batch --json --jsonl
+
+# --simd reaches the model contexts of serve, eval and calibrate: `--simd scalar` gives what
+# UHLM_SIMD=scalar (which overrides auto) gives. Where the CPU has AVX2 or AVX-512, scalar
+# kernels round differently from the default, so a --simd that went nowhere would show.
+for c in serve eval calibrate; do
+  check_range "invalid value for --simd: 'sse9'" "$bin" $c --simd sse9
+  "$bin" $c --help | grep -q -- "--simd LEVEL" && ok || bad "$c --help lacks --simd"
+done
+P=${UHLM_SOURCE_DIR:-.}/data/prompts/stories.jsonl
+strip_times() { "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); [d.pop(k) for k in [k for k in d if k.endswith("seconds")]]; print(json.dumps(d, sort_keys=True))' "$1"; }
+"$bin" calibrate --prompts "$P" --limit 4 -n 16 -t 1 --simd scalar -o "$tmp/cs.json" >/dev/null 2>"$tmp/err" \
+  && UHLM_SIMD=scalar "$bin" calibrate --prompts "$P" --limit 4 -n 16 -t 1 -o "$tmp/ce.json" >/dev/null 2>>"$tmp/err" \
+  && [ "$(strip_times "$tmp/cs.json")" = "$(strip_times "$tmp/ce.json")" ] && ok || bad "calibrate --simd scalar: $(head -c 300 "$tmp/err")"
+# the per-prompt and per-method results (results.csv and the JSON also hold timings)
+same_results() { local f; for f in per_prompt.csv bins.csv methods.csv; do cmp -s "$1/$f" "$2/$f" || return 1; done; }
+ev() { "$bin" eval --prompts "$P" --limit 3 -n 12 --modes slm,hlm --snr 10 --sweep none --no-greedy -t 1 "$@"; }
+ev --simd scalar -o "$tmp/es" >/dev/null 2>"$tmp/err" && UHLM_SIMD=scalar ev -o "$tmp/ee" >/dev/null 2>>"$tmp/err" \
+  && same_results "$tmp/es" "$tmp/ee" \
+  && ok || bad "eval --simd scalar: $(head -c 300 "$tmp/err")"
+# serve: the verdicts' LLM probabilities (y_d) come from the server's context
+serve_y() { # ENV... -- SERVE ARGS: y_d of a remote run against a server started with them
+  local envs=(); while [ "$1" != -- ]; do envs+=("$1"); shift; done; shift
+  rm -f "$tmp/port"
+  env "${envs[@]}" "$bin" serve -t 1 --port 0 --port-file "$tmp/port" --quiet "$@" 2>"$tmp/serve.log" &
+  local pid=$!
+  for _ in $(seq 1 200); do [ -s "$tmp/port" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  "$bin" run -n 24 --json --events --require-server --server "127.0.0.1:$(cat "$tmp/port" 2>/dev/null)" 2>/dev/null \
+    | "$py" -c 'import json,sys; print([e["y_d"] for e in json.load(sys.stdin)["events"]])'
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
+ya=$(serve_y -- --simd scalar); yb=$(serve_y UHLM_SIMD=scalar --)
+[ -n "$ya" ] && [ "$ya" = "$yb" ] && ok || bad "serve --simd scalar: $ya vs $yb $(head -c 300 "$tmp/serve.log")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -39,6 +39,7 @@ typedef struct uhlm_calib_collect_opts {
     int limit;             /* only the first prompts; 0: all */
     int chat;              /* prompts are user turns of the SLM's chat template */
     int n_threads;
+    uhlm_simd simd;        /* the contexts' kernels; UHLM_SIMD_AUTO (0): the best */
     uint64_t seed;         /* each prompt's seed is uhlm_eval_prompt_seed(seed, id) */
     int want_csv;          /* keep the per-token records as CSV text */
 } uhlm_calib_collect_opts;

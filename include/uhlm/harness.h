@@ -91,6 +91,7 @@ typedef struct uhlm_eval_opts {
     int greedy;       /* the temperature-0 pass */
     int chat;         /* prompts are user turns of the SLM's chat template */
     int n_threads;    /* per model context */
+    uhlm_simd simd;   /* every model context's kernels; UHLM_SIMD_AUTO (0): the best */
     int n_reps;       /* every set runs each prompt with this many seeds (--seeds K) */
     int n_boot;       /* bootstrap resamples of intervals.csv */
     int limit;        /* only the first prompts; 0: all */

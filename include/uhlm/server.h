@@ -116,6 +116,8 @@ typedef struct uhlm_server_params {
     int step_tokens;             /* tokens one compute step shares among its requests [64] */
     int share_prefix_cache;      /* 1: an OPEN may reuse any client's cached prefix (one
                                   * tenant); 0: only its own tenant's (see "Privacy") */
+    uhlm_simd simd;              /* the model context's kernels [UHLM_SIMD_AUTO (0): the best
+                                  * the CPU has] */
 } uhlm_server_params;
 
 /* 127.0.0.1, kernel port, no stats, no auth, 16 sessions, model context, 1000 us window,

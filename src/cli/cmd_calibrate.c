@@ -137,6 +137,7 @@ int cmd_calibrate(int argc, char **argv) {
     double budget = UHLM_CALIB_BUDGET_DEFAULT;
     int no_chat = 0;
     uint64_t seed = 42;
+    uhlm_simd simd = UHLM_SIMD_AUTO;
     uhlm_device_params dp = uhlm_device_default_params();
     const cli_arg args[] = {
         CLI_ARGS_PAIR(&slm_arg, &llm_arg, &tok_arg),
@@ -154,6 +155,7 @@ int cmd_calibrate(int argc, char **argv) {
         CLI_ARG(CLI_LIMIT, &limit),
         CLI_ARG(CLI_BUDGET, &budget),
         CLI_ARG(CLI_THREADS, &threads),
+        CLI_ARG(CLI_SIMD, &simd),
         {.id = CLI_OUTPUT, .dst = &out_path, .help = "calibration result (JSON)"},
         CLI_ARG(CLI_CSV, &csv_path),
     };
@@ -179,6 +181,7 @@ int cmd_calibrate(int argc, char **argv) {
     o.split = split;
     o.limit = (int)limit;
     o.n_threads = (int)threads;
+    o.simd = simd;
     o.seed = seed;
     o.want_csv = csv_path != NULL;
     uhlm_calib_info info = {NULL, NULL, prompts_path, n_gen, top_k, samples, temp, top_p,

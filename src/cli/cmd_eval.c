@@ -269,6 +269,7 @@ int cmd_eval(int argc, char **argv) {
     uint64_t seed = 42;
     const char *server = NULL, *token_file = NULL;
     double connect_to = 3.0, read_to = 30.0;
+    uhlm_simd simd = UHLM_SIMD_AUTO;
     uhlm_device_params dp = uhlm_device_default_params();
     /* the SNR grid as the option loop fills it */
     struct {
@@ -322,6 +323,7 @@ int cmd_eval(int argc, char **argv) {
         {.id = CLI_SWEEP_SNR, .dst = &sweep_snr, .help = "SNR for the sweep's throughput"},
         CLI_ARG(CLI_SEEDS, &n_seeds),
         CLI_ARG(CLI_THREADS, &threads),
+        CLI_ARG(CLI_SIMD, &simd),
         {.id = CLI_OUTPUT, .dst = &out_dir, .help = "the directory to write the results to"},
     };
     int prc = cli_parse(&eval_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
@@ -352,6 +354,7 @@ int cmd_eval(int argc, char **argv) {
     o.skip_prob = skip_prob;
     o.greedy = greedy;
     o.n_threads = (int)threads;
+    o.simd = simd;
     o.n_reps = (int)n_seeds;
     o.limit = (int)limit;
     o.seed = seed;

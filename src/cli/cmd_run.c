@@ -61,117 +61,97 @@ static void on_token(void *user, const uhlm_token_event *ev) {
     cJSON_AddItemToArray(st->events, o);
 }
 
-int cmd_run(int argc, char **argv) {
-    const char *cmd = "run";
-    const char *slm_arg = UHLM_DEFAULT_SLM, *llm_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL;
-    const char *system = NULL;
-    int chat = 0;
-    long threads = 0, n_gen = 256, top_k = 0, samples = UHLM_UNC_DEFAULT_SAMPLES;
-    double temp = 1.0, top_p = 1.0, theta_max = UHLM_UNC_DEFAULT_THETA_MAX;
-    double snr = UHLM_CHANNEL_DEFAULT_SNR_DB, bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH, lat = 0.0;
-    double dsnr = NAN, dbw = NAN;
-    uint64_t seed = 42;
-    int json = 0, events = 0, shadow = 0, require_server = 0;
-    const char *server = NULL, *token_file = NULL;
-    double connect_to = 3.0, read_to = 30.0;
-    uhlm_simd simd = UHLM_SIMD_AUTO;
-    uhlm_device_params dp = uhlm_device_default_params();
+/* Every option of `uhlm run`, as parsed (dp holds the device parameters the table fills
+ * directly; the rest are folded into it by run_check_options). */
+typedef struct {
+    const char *slm_arg, *llm_arg, *tok_arg, *system, *prompt;
+    int chat, json, events, shadow, require_server;
+    long threads, n_gen, top_k, samples, n_ctx_arg, max_in_mb;
+    double temp, top_p, theta_max, snr, bw, lat, dsnr, dbw, connect_to, read_to;
+    uint64_t seed;
+    const char *server, *token_file, *calib_path, *risk; /* --calib F --risk averse|prone|budget[:R] */
+    uhlm_simd simd;
+    uhlm_device_params dp;
+    cli_remote remote;
+} run_opts;
+
+/* What one run holds; run_free releases all of it. */
+typedef struct {
+    uhlm_model *slm, *llm;
+    uhlm_ctx *slm_ctx, *shadow_ctx;
+    uhlm_verifier *ver;
+    uhlm_device *dev;
+    int *ids;
+    char *piece;
+    int maxp, np;
+    cli_text text;
+    run_state rs;
+} run_session;
+
+static void run_free(run_session *s) {
+    cJSON_Delete(s->rs.events);
+    free(s->ids);
+    free(s->piece);
+    cli_text_free(&s->text);
+    uhlm_device_free(s->dev);
+    uhlm_verifier_free(s->ver);
+    uhlm_ctx_free(s->shadow_ctx);
+    uhlm_ctx_free(s->slm_ctx);
+    uhlm_model_free(s->slm);
+    uhlm_model_free(s->llm);
+}
+
+/* Checks the options that go together, reads --calib, and fills o->dp. Returns 0 or the exit
+ * status after the message. */
+static int run_check_options(run_opts *o) {
     uhlm_error err = {{0}};
-    const char *calib_path = NULL, *risk = NULL; /* --calib F --risk averse|prone|budget[:R] */
-    long max_in_mb = UHLM_INPUT_MAX_MB;
-    cli_texts prompts = {.n = 0};
-    long n_ctx_arg = 0;
-    const cli_arg args[] = {
-        CLI_ARGS_PAIR(&slm_arg, &llm_arg, &tok_arg),
-        CLI_ARG(CLI_PROMPT, &prompts),
-        CLI_ARG(CLI_FILE, &prompts),
-        CLI_ARG(CLI_CHAT, &chat),
-        CLI_ARG(CLI_SYSTEM, &system),
-        CLI_ARG(CLI_N_PREDICT, &n_gen),
-        CLI_ARG(CLI_CTX_SIZE, &n_ctx_arg),
-        CLI_ARG(CLI_SEED, &seed),
-        CLI_ARGS_SAMPLING(&temp, &top_k, &top_p),
-        CLI_ARG(CLI_MODE, &dp.policy.mode),
-        CLI_ARG(CLI_UTH, &dp.policy.u_th),
-        CLI_ARG(CLI_SKIP_PROB, &dp.policy.skip_prob),
-        CLI_ARG(CLI_CALIB, &calib_path),
-        CLI_ARG(CLI_RISK, &risk),
-        CLI_ARG(CLI_SHADOW, &shadow),
-        CLI_ARGS_UNCERTAINTY(&dp.unc.method, &samples, &theta_max),
-        CLI_ARG(CLI_PAYLOAD, &dp.payload),
-        CLI_ARG(CLI_SNR, &snr),
-        CLI_ARG(CLI_BANDWIDTH, &bw),
-        CLI_ARG(CLI_DOWN_SNR, &dsnr),
-        CLI_ARG(CLI_DOWN_BANDWIDTH, &dbw),
-        CLI_ARG(CLI_LATENCY, &lat),
-        CLI_ARG(CLI_FADING, &dp.channel.fading),
-        CLI_ARG(CLI_CHANNEL, &dp.channel.mode),
-        CLI_ARG(CLI_SERVER, &server),
-        CLI_ARGS_REMOTE(&token_file, &connect_to, &read_to),
-        CLI_ARG(CLI_REQUIRE_SERVER, &require_server),
-        CLI_ARG(CLI_THREADS, &threads),
-        CLI_ARG(CLI_SIMD, &simd),
-        {.id = CLI_JSON, .dst = &json, .help = "print one JSON object (text, tokens, full stats) "
-                                               "instead of text"},
-        CLI_ARG(CLI_EVENTS, &events),
-        {.id = CLI_MAX_INPUT_MB, .dst = &max_in_mb, .help = "largest --calib file read, in MiB"},
-    };
-    int prc = cli_parse(&run_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
-    const char *prompt = cli_texts_last(&prompts, "");
-    if (prc != CLI_CONTINUE) {
-        cli_texts_free(&prompts);
-        return cli_exit_status(prc);
-    }
-    int rc = 2;
-    uhlm_model *slm = NULL, *llm = NULL;
-    uhlm_ctx *slm_ctx = NULL, *shadow_ctx = NULL;
-    uhlm_verifier *ver = NULL;
-    uhlm_device *dev = NULL;
-    int *ids = NULL;
-    char *piece = NULL;
-    cli_text text = {NULL, 0, 0, 0};
-    run_state rs = {NULL};
-    uhlm_mode mode = dp.policy.mode;
-    cli_remote remote_opts;
-    if (events && !json) {
+    if (o->events && !o->json) {
         fprintf(stderr, "uhlm run: --events needs --json\n");
-        goto done;
+        return 2;
     }
-    if (system && !chat) {
+    if (o->system && !o->chat) {
         fprintf(stderr, "uhlm run: --system needs --chat\n");
-        goto done;
+        return 2;
     }
-    if ((calib_path != NULL) != (risk != NULL)) {
+    if ((o->calib_path != NULL) != (o->risk != NULL)) {
         fprintf(stderr, "uhlm run: --calib FILE and --risk averse|prone|budget|budget:R (R in "
                         "[0, 1]) go together\n");
-        goto done;
+        return 2;
     }
-    rc = 1;
-    if (calib_path && uhlm_calib_load_threshold_max(calib_path, risk, (uint64_t)max_in_mb << 20,
-                                                   &dp.policy.u_th, &err) != 0) {
+    if (o->calib_path &&
+        uhlm_calib_load_threshold_max(o->calib_path, o->risk, (uint64_t)o->max_in_mb << 20,
+                                      &o->dp.policy.u_th, &err) != 0) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
-        goto done;
+        return 1;
     }
-    dp.n_gen = (int)n_gen;
-    dp.sampling = (uhlm_sampling){(float)temp, (int)top_k, (float)top_p};
-    dp.unc.samples = (int)samples;
-    dp.unc.theta_max = theta_max;
-    dp.channel.up = (uhlm_link){bw, snr, lat};
-    dp.channel.down = (uhlm_link){isnan(dbw) ? bw : dbw, isnan(dsnr) ? snr : dsnr, lat};
-    if ((rc = cli_remote_setup("run", server, token_file, &remote_opts)) != 0) goto done;
-    if (require_server && !server) {
+    uhlm_device_params *dp = &o->dp;
+    dp->n_gen = (int)o->n_gen;
+    dp->sampling = (uhlm_sampling){(float)o->temp, (int)o->top_k, (float)o->top_p};
+    dp->unc.samples = (int)o->samples;
+    dp->unc.theta_max = o->theta_max;
+    dp->channel.up = (uhlm_link){o->bw, o->snr, o->lat};
+    dp->channel.down = (uhlm_link){isnan(o->dbw) ? o->bw : o->dbw,
+                                   isnan(o->dsnr) ? o->snr : o->dsnr, o->lat};
+    int rc = cli_remote_setup("run", o->server, o->token_file, &o->remote);
+    if (rc != 0) return rc;
+    if (o->require_server && !o->server) {
         fprintf(stderr, "uhlm run: --require-server needs --server\n");
-        rc = 2;
-        goto done;
+        return 2;
     }
-    remote_opts.require = require_server;
-    rc = 1;
+    o->remote.require = o->require_server;
+    return 0;
+}
 
+/* Loads the models (the LLM only where it runs here) and checks they share one vocabulary. */
+static int run_load_models(const run_opts *o, run_session *s) {
+    const char *cmd = "run";
+    uhlm_mode mode = o->dp.policy.mode;
     /* with a server the LLM lives there; it is loaded here only to shadow skipped tokens */
-    int need_llm = !server || (shadow && mode != UHLM_MODE_LLM);
-    if (!(slm = cli_load_model(cmd, slm_arg, tok_arg, "SLM")) ||
-        (need_llm && !(llm = cli_load_model(cmd, llm_arg, tok_arg, "LLM"))))
-        goto done;
+    int need_llm = !o->server || (o->shadow && mode != UHLM_MODE_LLM);
+    if (!(s->slm = cli_load_model(cmd, o->slm_arg, o->tok_arg, "SLM")) ||
+        (need_llm && !(s->llm = cli_load_model(cmd, o->llm_arg, o->tok_arg, "LLM"))))
+        return 1;
+    const uhlm_model *slm = s->slm, *llm = s->llm;
     if (llm && (uhlm_model_config(slm)->vocab_size != uhlm_model_config(llm)->vocab_size ||
         uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(slm)) != uhlm_tokenizer_fingerprint(uhlm_model_tokenizer(llm)))) {
         fprintf(stderr,
@@ -179,165 +159,252 @@ int cmd_run(int argc, char **argv) {
                 "both models must share one vocabulary\n",
                 uhlm_model_path(slm), uhlm_model_config(slm)->vocab_size, uhlm_model_path(llm), uhlm_model_config(llm)->vocab_size,
                 uhlm_model_config(slm)->vocab_size == uhlm_model_config(llm)->vocab_size ? " but different pieces" : "");
-        goto done;
+        return 1;
     }
-    if (chat && cli_check_chat(cmd, slm) != 0) goto done;
-    if (cli_check_payload(cmd, &dp.payload, slm) != 0) {
-        rc = 2;
-        goto done;
-    }
+    return 0;
+}
+
+/* Opens the SLM's context, the verifier (in process or remote), the shadow LLM and the device. */
+static int run_open_device(run_opts *o, run_session *s) {
+    uhlm_error err = {{0}};
+    uhlm_mode mode = o->dp.policy.mode;
     uhlm_ctx_params cp = uhlm_ctx_default_params();
-    cp.n_threads = (int)threads;
-    cp.simd = simd;
-    cp.n_ctx = (int)n_ctx_arg;
+    cp.n_threads = (int)o->threads;
+    cp.simd = o->simd;
+    cp.n_ctx = (int)o->n_ctx_arg;
     /* llm mode runs the SLM only while a remote server is unreachable, but its context always
      * sets the common context limit, so every mode stops at the same length */
-    if (!(slm_ctx = uhlm_ctx_new(slm, &cp, &err))) {
+    if (!(s->slm_ctx = uhlm_ctx_new(s->slm, &cp, &err))) {
         fprintf(stderr, "uhlm run: SLM: %s\n", err.msg);
-        goto done;
+        return 1;
     }
-    if (mode != UHLM_MODE_SLM && server) {
-        if (!(ver = cli_remote_verifier(&remote_opts, slm, NULL, connect_to, read_to, seed,
-                                        remote_log, &err))) {
+    if (mode != UHLM_MODE_SLM && o->server) {
+        if (!(s->ver = cli_remote_verifier(&o->remote, s->slm, NULL, o->connect_to, o->read_to,
+                                           o->seed, remote_log, &err))) {
             fprintf(stderr, "uhlm run: %s\n", err.msg);
-            goto done;
+            return 1;
         }
-    } else if (mode != UHLM_MODE_SLM && !(ver = uhlm_verifier_inproc_new(llm, &cp, &err))) {
+    } else if (mode != UHLM_MODE_SLM && !(s->ver = uhlm_verifier_inproc_new(s->llm, &cp, &err))) {
         fprintf(stderr, "uhlm run: LLM: %s\n", err.msg);
-        goto done;
+        return 1;
     }
-    if (shadow && mode != UHLM_MODE_LLM && !(shadow_ctx = uhlm_ctx_new(llm, &cp, &err))) {
+    if (o->shadow && mode != UHLM_MODE_LLM && !(s->shadow_ctx = uhlm_ctx_new(s->llm, &cp, &err))) {
         fprintf(stderr, "uhlm run: shadow LLM: %s\n", err.msg);
-        goto done;
+        return 1;
     }
-    if (!(dev = uhlm_device_new(slm_ctx, 0, ver, shadow_ctx, &dp, &err))) {
+    if (!(s->dev = uhlm_device_new(s->slm_ctx, 0, s->ver, s->shadow_ctx, &o->dp, &err))) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
-        goto done;
+        return 1;
     }
-    int n_ctx = uhlm_device_n_ctx(dev);
-    const uhlm_tokenizer *tok = uhlm_model_tokenizer(slm);
-    int maxp = uhlm_tokenizer_max_piece_len(tok) + 16;
-    ids = malloc(sizeof(int) * ((size_t)n_ctx + 1));
-    piece = malloc((size_t)maxp);
-    if (!ids || !piece || cli_text_init(&text, !json) != 0 || (events && !(rs.events = cJSON_CreateArray()))) {
+    return 0;
+}
+
+/* Tokenizes the prompt (as a chat turn with --chat) and starts the device on it. */
+static int run_start(const run_opts *o, run_session *s) {
+    uhlm_error err = {{0}};
+    int n_ctx = uhlm_device_n_ctx(s->dev);
+    const uhlm_tokenizer *tok = uhlm_model_tokenizer(s->slm);
+    s->maxp = uhlm_tokenizer_max_piece_len(tok) + 16;
+    s->ids = malloc(sizeof(int) * ((size_t)n_ctx + 1));
+    s->piece = malloc((size_t)s->maxp);
+    if (!s->ids || !s->piece || cli_text_init(&s->text, !o->json) != 0 ||
+        (o->events && !(s->rs.events = cJSON_CreateArray()))) {
         fprintf(stderr, "uhlm run: out of memory\n");
-        goto done;
+        return 1;
     }
-    int np = chat ? uhlm_chat_tokenize(slm, system, prompt, ids, n_ctx + 1, &err)
-                  : uhlm_tokenize(tok, prompt, strlen(prompt), uhlm_tokenizer_add_bos(tok), 0, ids,
-                                  n_ctx + 1, &err);
+    const char *prompt = o->prompt;
+    int np = o->chat ? uhlm_chat_tokenize(s->slm, o->system, prompt, s->ids, n_ctx + 1, &err)
+                     : uhlm_tokenize(tok, prompt, strlen(prompt), uhlm_tokenizer_add_bos(tok), 0,
+                                     s->ids, n_ctx + 1, &err);
     if (np < 0) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
-        goto done;
+        return 1;
     }
     if (np >= n_ctx) {
         fprintf(stderr, "uhlm run: prompt is %d tokens, the context holds %d\n", np, n_ctx);
-        goto done;
+        return 1;
     }
-    uhlm_device_set_callback(dev, on_token, &rs);
-    if (uhlm_device_start(dev, ids, np, seed, &err) != 0) {
+    s->np = np;
+    uhlm_device_set_callback(s->dev, on_token, &s->rs);
+    if (uhlm_device_start(s->dev, s->ids, np, o->seed, &err) != 0) {
         fprintf(stderr, "uhlm run: %s\n", err.msg);
-        goto done;
+        return 1;
     }
+    return 0;
+}
+
+/* Steps the device to the end, echoing the text as it comes unless --json. */
+static int run_generate(const run_opts *o, run_session *s) {
+    uhlm_error err = {{0}};
+    const uhlm_tokenizer *tok = uhlm_model_tokenizer(s->slm);
+    size_t maxp = (size_t)s->maxp;
     uhlm_detok dt;
     uhlm_detok_init(&dt, tok);
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < s->np; i++) {
         /* the prompt's text is part of the output, as `uhlm generate` prints it (not a chat
          * prompt's template) */
-        size_t k = uhlm_detok_push(&dt, ids[i], piece, (size_t)maxp);
-        if (!json && !chat) fwrite(piece, 1, k, stdout);
+        size_t k = uhlm_detok_push(&dt, s->ids[i], s->piece, maxp);
+        if (!o->json && !o->chat) fwrite(s->piece, 1, k, stdout);
     }
-    if (!json) fflush(stdout);
+    if (!o->json) fflush(stdout);
     int t, r;
-    while ((r = uhlm_device_step(dev, &t, &err)) == 1) {
+    while ((r = uhlm_device_step(s->dev, &t, &err)) == 1) {
         if (uhlm_tokenizer_is_eog(tok, t)) continue;
-        size_t k = uhlm_detok_push(&dt, t, piece, (size_t)maxp);
-        if (cli_text_add(&text, piece, k) != 0) {
+        size_t k = uhlm_detok_push(&dt, t, s->piece, maxp);
+        if (cli_text_add(&s->text, s->piece, k) != 0) {
             fprintf(stderr, "uhlm run: out of memory\n");
-            goto done;
+            return 1;
         }
     }
     if (r < 0) {
-        if (!json) fputc('\n', stdout);
+        if (!o->json) fputc('\n', stdout);
         fprintf(stderr, "uhlm run: %s\n", err.msg);
-        goto done;
+        return 1;
     }
-    size_t k = uhlm_detok_flush(&dt, piece, (size_t)maxp);
-    if (cli_text_end(&text, piece, k) != 0) {
+    size_t k = uhlm_detok_flush(&dt, s->piece, maxp);
+    if (cli_text_end(&s->text, s->piece, k) != 0) {
         fprintf(stderr, "uhlm run: out of memory\n");
-        goto done;
+        return 1;
     }
+    return 0;
+}
+
+static void add_remote_json(cJSON *o, const char *server, const uhlm_remote_stats *rst) {
+    cJSON *ro = cJSON_AddObjectToObject(o, "remote");
+    if (!ro) return;
+    cJSON_AddStringToObject(ro, "server", server);
+    cJSON_AddNumberToObject(ro, "connects", (double)rst->connects);
+    cJSON_AddNumberToObject(ro, "reconnects", (double)rst->reconnects);
+    cJSON_AddNumberToObject(ro, "connect_failures", (double)rst->connect_failures);
+    cJSON_AddNumberToObject(ro, "losses", (double)rst->losses);
+    cJSON_AddNumberToObject(ro, "opens", (double)rst->opens);
+    cJSON_AddNumberToObject(ro, "resyncs", (double)rst->resyncs);
+    cJSON_AddNumberToObject(ro, "resync_tokens", (double)rst->resync_tokens);
+    cJSON_AddNumberToObject(ro, "unavailable_calls", (double)rst->unavailable);
+    cJSON_AddNumberToObject(ro, "requests", (double)rst->requests);
+    cJSON_AddNumberToObject(ro, "bytes_sent", (double)rst->bytes_sent);
+    cJSON_AddNumberToObject(ro, "bytes_received", (double)rst->bytes_received);
+    cJSON_AddNumberToObject(ro, "rtt_seconds", rst->rtt_s);
+}
+
+/* The --json document: the device's report, the prompt, the remote link's counters (rst, or
+ * NULL when verification was not remote), the text, the tokens and the events. */
+static int run_print_json(const run_opts *o, run_session *s, const uhlm_remote_stats *rst) {
+    uhlm_device_report rep;
+    uhlm_device_get_report(s->dev, &rep);
+    cJSON *j = cli_device_report_json(&rep);
+    if (!j) {
+        fprintf(stderr, "uhlm run: out of memory\n");
+        return 1;
+    }
+    cJSON_AddStringToObject(j, "prompt", o->prompt);
+    if (o->chat) {
+        cJSON_AddStringToObject(j, "chat_template", uhlm_chat_model_template(s->slm).name);
+        if (o->system) cJSON_AddStringToObject(j, "system", o->system);
+    }
+    if (rst) add_remote_json(j, o->server, rst);
+    cJSON_AddStringToObject(j, "text", s->text.buf);
+    int n_all;
+    const int *all = uhlm_device_tokens(s->dev, &n_all);
+    cJSON *arr = cJSON_AddArrayToObject(j, "tokens");
+    for (int i = s->np; arr && i < n_all; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(all[i]));
+    if (s->rs.events) {
+        cJSON_AddItemToObject(j, "events", s->rs.events);
+        s->rs.events = NULL;
+    }
+    return cli_print_json("run", j) != 0 ? 1 : 0;
+}
+
+/* The summary on stderr (and the remote link's, with --server), then --json's document. */
+static int run_report(const run_opts *o, run_session *s) {
     char line[1024];
-    uhlm_device_stats_line(dev, line, sizeof line);
+    uhlm_device_stats_line(s->dev, line, sizeof line);
     fprintf(stderr, "%s\n", line);
     uhlm_remote_stats rst;
-    int remote = ver && uhlm_remote_get_stats(ver, &rst) == 0;
+    int remote = s->ver && uhlm_remote_get_stats(s->ver, &rst) == 0;
     if (remote)
         fprintf(stderr,
                 "uhlm run: server %s: %d unverified, %llu connects (%llu reconnects, %llu failed), "
                 "%llu lost, %llu resyncs, %llu requests, mean RTT %.2f ms\n",
-                server, uhlm_device_get_stats(dev)->unverified, (unsigned long long)rst.connects,
+                o->server, uhlm_device_get_stats(s->dev)->unverified, (unsigned long long)rst.connects,
                 (unsigned long long)rst.reconnects, (unsigned long long)rst.connect_failures,
                 (unsigned long long)rst.losses, (unsigned long long)rst.resyncs,
                 (unsigned long long)rst.requests,
                 rst.requests ? 1e3 * rst.rtt_s / (double)rst.requests : 0.0);
-    if (json) {
-        uhlm_device_report rep;
-        uhlm_device_get_report(dev, &rep);
-        cJSON *o = cli_device_report_json(&rep);
-        if (!o) {
-            fprintf(stderr, "uhlm run: out of memory\n");
-            goto done;
-        }
-        cJSON_AddStringToObject(o, "prompt", prompt);
-        if (chat) {
-            cJSON_AddStringToObject(o, "chat_template", uhlm_chat_model_template(slm).name);
-            if (system) cJSON_AddStringToObject(o, "system", system);
-        }
-        cJSON *ro = remote ? cJSON_AddObjectToObject(o, "remote") : NULL;
-        if (ro) {
-            cJSON_AddStringToObject(ro, "server", server);
-            cJSON_AddNumberToObject(ro, "connects", (double)rst.connects);
-            cJSON_AddNumberToObject(ro, "reconnects", (double)rst.reconnects);
-            cJSON_AddNumberToObject(ro, "connect_failures", (double)rst.connect_failures);
-            cJSON_AddNumberToObject(ro, "losses", (double)rst.losses);
-            cJSON_AddNumberToObject(ro, "opens", (double)rst.opens);
-            cJSON_AddNumberToObject(ro, "resyncs", (double)rst.resyncs);
-            cJSON_AddNumberToObject(ro, "resync_tokens", (double)rst.resync_tokens);
-            cJSON_AddNumberToObject(ro, "unavailable_calls", (double)rst.unavailable);
-            cJSON_AddNumberToObject(ro, "requests", (double)rst.requests);
-            cJSON_AddNumberToObject(ro, "bytes_sent", (double)rst.bytes_sent);
-            cJSON_AddNumberToObject(ro, "bytes_received", (double)rst.bytes_received);
-            cJSON_AddNumberToObject(ro, "rtt_seconds", rst.rtt_s);
-        }
-        cJSON_AddStringToObject(o, "text", text.buf);
-        int n_all;
-        const int *all = uhlm_device_tokens(dev, &n_all);
-        cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
-        for (int i = np; arr && i < n_all; i++)
-            cJSON_AddItemToArray(arr, cJSON_CreateNumber(all[i]));
-        if (rs.events) {
-            cJSON_AddItemToObject(o, "events", rs.events);
-            rs.events = NULL;
-        }
-        if (cli_print_json(cmd, o) != 0) goto done;
-    }
+    if (o->json && run_print_json(o, s, remote ? &rst : NULL) != 0) return 1;
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "uhlm run: error writing output\n");
-        goto done;
+        return 1;
     }
-    rc = 0;
-done:
-    cJSON_Delete(rs.events);
-    free(ids);
-    free(piece);
-    cli_text_free(&text);
-    uhlm_device_free(dev);
-    uhlm_verifier_free(ver);
-    uhlm_ctx_free(shadow_ctx);
-    uhlm_ctx_free(slm_ctx);
-    uhlm_model_free(slm);
-    uhlm_model_free(llm);
+    return 0;
+}
+
+/* Runs the parsed options to the end: the exit status. */
+static int run_main(run_opts *o) {
+    int rc = run_check_options(o);
+    if (rc != 0) return rc;
+    run_session s = {.text = {NULL, 0, 0, 0}, .rs = {NULL}};
+    rc = run_load_models(o, &s);
+    if (rc == 0 && o->chat && cli_check_chat("run", s.slm) != 0) rc = 1;
+    if (rc == 0 && cli_check_payload("run", &o->dp.payload, s.slm) != 0) rc = 2;
+    if (rc == 0) rc = run_open_device(o, &s);
+    if (rc == 0) rc = run_start(o, &s);
+    if (rc == 0) rc = run_generate(o, &s);
+    if (rc == 0) rc = run_report(o, &s);
+    run_free(&s);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv) {
+    run_opts o = {
+        .slm_arg = UHLM_DEFAULT_SLM, .llm_arg = UHLM_DEFAULT_LLM,
+        .n_gen = 256, .samples = UHLM_UNC_DEFAULT_SAMPLES, .max_in_mb = UHLM_INPUT_MAX_MB,
+        .temp = 1.0, .top_p = 1.0, .theta_max = UHLM_UNC_DEFAULT_THETA_MAX,
+        .snr = UHLM_CHANNEL_DEFAULT_SNR_DB, .bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH,
+        .dsnr = NAN, .dbw = NAN, .connect_to = 3.0, .read_to = 30.0, .seed = 42,
+        .simd = UHLM_SIMD_AUTO, .dp = uhlm_device_default_params(),
+    };
+    cli_texts prompts = {.n = 0};
+    uhlm_device_params *dp = &o.dp;
+    const cli_arg args[] = {
+        CLI_ARGS_PAIR(&o.slm_arg, &o.llm_arg, &o.tok_arg),
+        CLI_ARG(CLI_PROMPT, &prompts),
+        CLI_ARG(CLI_FILE, &prompts),
+        CLI_ARG(CLI_CHAT, &o.chat),
+        CLI_ARG(CLI_SYSTEM, &o.system),
+        CLI_ARG(CLI_N_PREDICT, &o.n_gen),
+        CLI_ARG(CLI_CTX_SIZE, &o.n_ctx_arg),
+        CLI_ARG(CLI_SEED, &o.seed),
+        CLI_ARGS_SAMPLING(&o.temp, &o.top_k, &o.top_p),
+        CLI_ARG(CLI_MODE, &dp->policy.mode),
+        CLI_ARG(CLI_UTH, &dp->policy.u_th),
+        CLI_ARG(CLI_SKIP_PROB, &dp->policy.skip_prob),
+        CLI_ARG(CLI_CALIB, &o.calib_path),
+        CLI_ARG(CLI_RISK, &o.risk),
+        CLI_ARG(CLI_SHADOW, &o.shadow),
+        CLI_ARGS_UNCERTAINTY(&dp->unc.method, &o.samples, &o.theta_max),
+        CLI_ARG(CLI_PAYLOAD, &dp->payload),
+        CLI_ARG(CLI_SNR, &o.snr),
+        CLI_ARG(CLI_BANDWIDTH, &o.bw),
+        CLI_ARG(CLI_DOWN_SNR, &o.dsnr),
+        CLI_ARG(CLI_DOWN_BANDWIDTH, &o.dbw),
+        CLI_ARG(CLI_LATENCY, &o.lat),
+        CLI_ARG(CLI_FADING, &dp->channel.fading),
+        CLI_ARG(CLI_CHANNEL, &dp->channel.mode),
+        CLI_ARG(CLI_SERVER, &o.server),
+        CLI_ARGS_REMOTE(&o.token_file, &o.connect_to, &o.read_to),
+        CLI_ARG(CLI_REQUIRE_SERVER, &o.require_server),
+        CLI_ARG(CLI_THREADS, &o.threads),
+        CLI_ARG(CLI_SIMD, &o.simd),
+        {.id = CLI_JSON, .dst = &o.json, .help = "print one JSON object (text, tokens, full stats) "
+                                                 "instead of text"},
+        CLI_ARG(CLI_EVENTS, &o.events),
+        {.id = CLI_MAX_INPUT_MB, .dst = &o.max_in_mb, .help = "largest --calib file read, in MiB"},
+    };
+    int prc = cli_parse(&run_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
+    o.prompt = cli_texts_last(&prompts, "");
+    int rc = prc != CLI_CONTINUE ? cli_exit_status(prc) : run_main(&o);
     cli_texts_free(&prompts);
     return rc;
 }

@@ -41,6 +41,32 @@ static const cli_command serve_cmd = {
     "requests are answered, devices get ERROR SHUTTING_DOWN, exit status 0.",
     0};
 
+/* Writes --port-file, then serves until SIGINT/SIGTERM (or a fatal error): the exit status. */
+static int serve_until_stopped(uhlm_server *s, const char *port_file) {
+    uhlm_error err = {{0}};
+    if (port_file) {
+        FILE *f = fopen(port_file, "w");
+        if (!f || fprintf(f, "%d\n", uhlm_server_port(s)) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "uhlm serve: cannot write %s\n", port_file);
+            return 1;
+        }
+    }
+    stop_fd = uhlm_server_stop_fd(s);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = uhlm_server_run(s, &err);
+    if (rc != 0) fprintf(stderr, "uhlm serve: %s\n", err.msg);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    stop_fd = -1;
+    return rc ? 1 : 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve";
     const char *model_arg = UHLM_DEFAULT_LLM, *tok_arg = NULL, *auth_file = NULL,
@@ -76,6 +102,7 @@ int cmd_serve(int argc, char **argv) {
         CLI_ARG(CLI_STEP_TOKENS, &step_tokens),
         CLI_ARG(CLI_SHARE_PREFIX_CACHE, &share_prefix),
         CLI_ARG(CLI_THREADS, &threads),
+        CLI_ARG(CLI_SIMD, &sp.simd),
     };
     int prc = cli_parse(&serve_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
     if (prc != CLI_CONTINUE) return cli_exit_status(prc);
@@ -116,29 +143,8 @@ int cmd_serve(int argc, char **argv) {
         uhlm_model_free(m);
         return 1;
     }
-    if (port_file) {
-        FILE *f = fopen(port_file, "w");
-        if (!f || fprintf(f, "%d\n", uhlm_server_port(s)) < 0 || fclose(f) != 0) {
-            fprintf(stderr, "uhlm serve: cannot write %s\n", port_file);
-            uhlm_server_free(s);
-            uhlm_model_free(m);
-            return 1;
-        }
-    }
-    stop_fd = uhlm_server_stop_fd(s);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    int rc = uhlm_server_run(s, &err);
-    if (rc != 0) fprintf(stderr, "uhlm serve: %s\n", err.msg);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    stop_fd = -1;
+    int rc = serve_until_stopped(s, port_file);
     uhlm_server_free(s);
     uhlm_model_free(m);
-    return rc ? 1 : 0;
+    return rc;
 }

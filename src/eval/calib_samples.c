@@ -101,6 +101,7 @@ int uhlm_calib_collect(uhlm_model *slm, uhlm_model *llm, const uhlm_prompt_set *
     dp.record_u = 1;
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = o->n_threads;
+    cp.simd = o->simd;
     uhlm_ctx *slm_ctx = NULL;
     uhlm_verifier *ver = NULL;
     uhlm_device *dev = NULL;

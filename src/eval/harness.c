@@ -355,6 +355,7 @@ static void harness_opts(uhlm_eval_harness *h, const uhlm_eval_opts *o) {
 static int harness_contexts(uhlm_eval_harness *h, uhlm_verifier *ver, uhlm_error *err) {
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = h->o.n_threads;
+    cp.simd = h->o.simd;
     if (!(h->slm_ctx = uhlm_ctx_new(h->slm, &cp, err)) ||
         !(h->shadow = uhlm_ctx_new(h->llm, &cp, err)) || !(h->qctx = uhlm_ctx_new(h->llm, &cp, err)))
         return -1;

@@ -208,6 +208,7 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     cp.n_seq = p->max_sessions;
     cp.n_ctx = p->max_ctx;
     cp.n_threads = p->n_threads;
+    cp.simd = p->simd;
     s->eng = uhlm_engine_new(llm, &cp, err);
     if (!s->eng) goto fail;
     s->n_ctx = uhlm_engine_n_ctx(s->eng);
