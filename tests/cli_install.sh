@@ -127,5 +127,14 @@ if [ -n "$models" ] && [ -s "$dg" ]; then
   [ -n "$want" ] && [ "$want" = "$got" ] && ok || bad "device_generate's text differs from uhlm run's: '$got' vs '$want'"
 fi
 
+# train/'s C tools (the drafter recipe's teacher and exactness check) are programs against the
+# installed API too: building them here keeps the recipe from rotting between drafter runs.
+for tool in "$src"/train/*.c; do
+  [ -f "$tool" ] || continue
+  name=$(basename "$tool" .c)
+  gcc -std=c11 -O1 -Wall -Wextra -Werror -o "$tmp/train-$name" "$tool" $cflags $libs_static \
+    2>"$tmp/train-$name.log" && ok || bad "train/$name.c: static build: $(head -c 600 "$tmp/train-$name.log")"
+done
+
 echo "cli_install: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
