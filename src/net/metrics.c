@@ -124,17 +124,58 @@ int uhlm_http_read_request(conn *c, const char **why) {
     }
 }
 
-int uhlm_http_respond(conn *c, const uhlm_metrics_view *v) {
-    size_t tl = uhlm_metrics_text(v, NULL, 0);
-    char head[160];
+/* The request line's method and path (the query left off) into m and path; 0, or -1 when the
+ * line does not parse or a part does not fit. */
+static int request_line(const char *req, size_t n, char *m, size_t mcap, char *path, size_t pcap) {
+    size_t i = 0, k = 0;
+    while (i < n && req[i] >= 'A' && req[i] <= 'Z' && k + 1 < mcap) m[k++] = req[i++];
+    m[k] = 0;
+    if (k == 0 || i >= n || req[i++] != ' ') return -1;
+    k = 0;
+    while (i < n && req[i] != ' ' && req[i] != '?' && req[i] != '\r' && req[i] != '\n' &&
+           (unsigned char)req[i] > ' ' && k + 1 < pcap)
+        path[k++] = req[i++];
+    path[k] = 0;
+    if (k == 0 || path[0] != '/' || i >= n) return -1;
+    while (i < n && req[i] != ' ' && req[i] != '\r' && req[i] != '\n') i++; /* the query */
+    if (i >= n || req[i++] != ' ' || n - i < 8 || memcmp(req + i, "HTTP/1.", 7) != 0) return -1;
+    return 0;
+}
+
+/* The head and body into c->out; body is NULL when the metrics text of v is the body. */
+static int respond(conn *c, int status, const char *reason, const char *extra, const char *ctype,
+                   const char *body, const uhlm_metrics_view *v) {
+    size_t tl = body ? strlen(body) : uhlm_metrics_text(v, NULL, 0);
+    char head[256];
     int hl = snprintf(head, sizeof head,
-                      "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      tl);
+                      "HTTP/1.0 %d %s\r\nContent-Type: %s\r\n%sContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      status, reason, ctype, extra, tl);
     uhlm_error e;
-    if (hl < 0 || uhlm_wire_buf_reserve(&c->out, (size_t)hl + tl + 1, &e) != 0) return -1;
+    if (hl < 0 || (size_t)hl >= sizeof head ||
+        uhlm_wire_buf_reserve(&c->out, (size_t)hl + tl + 1, &e) != 0)
+        return -1;
     memcpy(c->out.data, head, (size_t)hl);
-    uhlm_metrics_text(v, (char *)c->out.data + hl, tl + 1);
+    if (body) memcpy(c->out.data + hl, body, tl);
+    else uhlm_metrics_text(v, (char *)c->out.data + hl, tl + 1);
     c->out.len = (size_t)hl + tl;
     return 0;
+}
+
+int uhlm_http_respond(conn *c, const uhlm_metrics_view *v) {
+    static const char plain[] = "text/plain; charset=utf-8";
+    char m[16], path[64];
+    if (request_line((const char *)c->pay, c->pay_got, m, sizeof m, path, sizeof path) != 0)
+        return respond(c, 400, "Bad Request", "", plain, "bad request\n", NULL);
+    if (strcmp(m, "GET") != 0)
+        return respond(c, 405, "Method Not Allowed", "Allow: GET\r\n", plain,
+                       "method not allowed\n", NULL);
+    if (!strcmp(path, "/metrics"))
+        return respond(c, 200, "OK", "", "text/plain; version=0.0.4", NULL, v);
+    if (!strcmp(path, "/health"))
+        return v->stopping
+                   ? respond(c, 503, "Service Unavailable", "", plain, "stopping\n", NULL)
+                   : respond(c, 200, "OK", "", plain, "ok\n", NULL);
+    return respond(c, 404, "Not Found", "", plain, "not found: try /metrics or /health\n",
+                   NULL);
 }

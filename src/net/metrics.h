@@ -28,17 +28,22 @@ typedef struct uhlm_metrics_view {
     const double *lat;           /* [LAT_RING] request latencies, a ring */
     uint64_t n_lat;              /* latencies recorded in all */
     const uint64_t *err_by_code; /* [UHLM_WIRE_E_MAX + 1] ERROR frames sent */
+    int stopping;                /* a stop was requested: /health answers 503 from then on */
 } uhlm_metrics_view;
 
 /* The text into buf (at most cap bytes with its NUL; none when cap is 0); its whole length. */
 size_t uhlm_metrics_text(const uhlm_metrics_view *v, char *buf, size_t cap);
 
-/* Reads a stats reader's request into c->pay (any request gets the metrics: the end of its
- * headers, or HTTP_MAX_REQ bytes, is all that is waited for). 1 when it is whole, 0 when more
+/* Reads a stats reader's request into c->pay (the end of its headers, or HTTP_MAX_REQ bytes,
+ * is all that is waited for: a body is never read). 1 when it is whole, 0 when more
  * is to come, -1 when the reader is gone or memory ran out (*why says which). */
 int uhlm_http_read_request(conn *c, const char **why);
 
-/* The HTTP/1.0 response carrying the text of v, queued in c->out. 0, or -1 out of memory. */
+/* The HTTP/1.0 response to the request in c->pay, queued in c->out: GET /metrics, the text of
+ * v (200); GET /health, 200 "ok" while the server accepts sessions, 503 "stopping" once a stop
+ * was requested (a server answers nothing before its model is loaded, so the model's state
+ * needs no flag); another path 404, another method 405, a request line that does not parse
+ * 400. 0, or -1 out of memory. */
 int uhlm_http_respond(conn *c, const uhlm_metrics_view *v);
 
 #endif

@@ -65,6 +65,7 @@ struct uhlm_server {
     uhlm_wire_limits lim, lim_open;
     uint32_t max_frame, max_batch_tokens;
     int lfd, sfd, stop_r, stop_w;
+    int stop_requested; /* from the stop request to the exit: /health says 503 */
     int bound_port, bound_stats_port;
     conn **conns;
     int n_conns, conn_cap;
@@ -878,7 +879,8 @@ static int wants_read(const conn *c) {
 
 static void metrics_view(const uhlm_server *s, uhlm_metrics_view *v);
 
-/* A stats reader: its request, then the metrics text, then the connection closes. */
+/* A stats reader: its request, then the answer (/metrics, /health: metrics.h), then the
+ * connection closes. */
 static void http_read(uhlm_server *s, conn *c) {
     const char *why = "";
     int rc = uhlm_http_read_request(c, &why);
@@ -1185,10 +1187,9 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
                 for (int i = 0; i < s->n_conns; i++) {
                     conn *c = s->conns[i];
                     if (c->dead || c->closing) continue;
+                    /* a stats reader stays: it is answered (/health with 503) until the exit */
                     if (c->kind == K_DEVICE)
                         send_error(s, c, UHLM_WIRE_E_SHUTTING_DOWN, 1, 0, "server stopping");
-                    else
-                        conn_kill(s, c, "shutdown");
                 }
                 stopping = 2;
                 shutdown_deadline = uhlm_now() + CLOSE_GRACE_S;
@@ -1201,11 +1202,14 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
         int np = 0;
         s->pfds[np] = (struct pollfd){s->stop_r, POLLIN, 0};
         s->pconn[np++] = NULL;
-        if (!stopping && now < s->accept_resume_at) {
+        if (now < s->accept_resume_at) {
             if (s->accept_resume_at < next) next = s->accept_resume_at;
-        } else if (!stopping) {
-            s->pfds[np] = (struct pollfd){s->lfd, POLLIN, 0};
-            s->pconn[np++] = NULL;
+        } else {
+            if (!stopping) {
+                s->pfds[np] = (struct pollfd){s->lfd, POLLIN, 0};
+                s->pconn[np++] = NULL;
+            }
+            /* while stopping too, so that a load balancer's health check sees 503, not silence */
             if (s->sfd >= 0) {
                 s->pfds[np] = (struct pollfd){s->sfd, POLLIN, 0};
                 s->pconn[np++] = NULL;
@@ -1214,7 +1218,7 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
         for (int i = 0; i < s->n_conns; i++) {
             conn *c = s->conns[i];
             short ev = 0;
-            if ((!stopping && wants_read(c)) || c->draining) ev |= POLLIN;
+            if (((!stopping || c->kind == K_HTTP) && wants_read(c)) || c->draining) ev |= POLLIN;
             /* a device that hangs up while its request is queued: free its session now */
             if (c->kind == K_DEVICE && !c->draining) ev |= POLLRDHUP;
             if (c->out.len > c->out_off) ev |= POLLOUT;
@@ -1261,8 +1265,9 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
                 if (!stopping) {
                     uhlm_log_printf(&s->log, "event=stopping conns=%d", s->n_conns);
                     stopping = 1;
+                    s->stop_requested = 1;
                 }
-            } else if (!stopping) {
+            } else if (!stopping || s->pfds[i].fd == s->sfd) {
                 accept_conns(s, s->pfds[i].fd, s->pfds[i].fd == s->lfd ? K_DEVICE : K_HTTP);
             }
         }
@@ -1287,6 +1292,7 @@ static void metrics_view(const uhlm_server *s, uhlm_metrics_view *v) {
     v->lat = s->lat;
     v->n_lat = s->n_lat;
     v->err_by_code = s->err_by_code;
+    v->stopping = s->stop_requested;
 }
 
 size_t uhlm_server_stats_text(const uhlm_server *s, char *buf, size_t cap) {
