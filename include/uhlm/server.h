@@ -75,7 +75,9 @@
  * a connection's disconnect line `log_suppressed=N`, its total.
  *
  * Stats (STATS message, --stats-port, uhlm_server_stats_text): /metrics-style plain text,
- * metric names prefixed uhlm_server_ and documented in the text's # HELP lines. */
+ * metric names prefixed uhlm_server_ and documented in the text's # HELP lines. The stats
+ * port serves it as GET /metrics and answers GET /health with 200 until a stop is requested,
+ * then 503 until uhlm_server_run returns (docs/protocol.md, "The stats port"). */
 #ifndef UHLM_SERVER_H
 #define UHLM_SERVER_H
 

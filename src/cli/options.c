@@ -243,7 +243,7 @@ static const opt_def table[CLI_N_OPTS] = {
     [CLI_IDLE_TIMEOUT] = {0, "idle-timeout", "S", K_INT, 0, 2e6, NULL, NULL, G_SERVER,
                           "drop connections silent for S seconds, 0 = never"},
     [CLI_STATS_PORT] = {0, "stats-port", "P", K_INT, 0, 65535, NULL, "none", G_SERVER,
-                        "plain-text /metrics over HTTP on this port (0 = any)"},
+                        "HTTP on this port (0 = any): /metrics, /health"},
     [CLI_QUIET] = {0, "quiet", NULL, K_FLAG, 0, 0, NULL, NULL, G_SERVER, "no log lines"},
     [CLI_HANDSHAKE_TIMEOUT] = {0, "handshake-timeout", "S", K_FLOAT, 0.001, 3600, NULL,
                                NULL, G_SERVER,
