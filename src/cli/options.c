@@ -224,7 +224,7 @@ static const opt_def table[CLI_N_OPTS] = {
     [CLI_REQUIRE_SERVER] = {0, "require-server", NULL, K_FLAG, 0, 0, NULL, NULL, G_REMOTE,
                             "fail (exit 1) instead of going on with the SLM alone when the "
                             "server cannot verify (unreachable, lost, context full, payload "
-                            "refused)"},
+                            "refused); always so in --mode llm"},
 
     [CLI_HOST] = {0, "host", "H", K_STR, 0, 0, NULL, NULL, G_SERVER,
                   "bind address (0.0.0.0 for all)"},
