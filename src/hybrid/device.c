@@ -401,6 +401,11 @@ static int step_hybrid(uhlm_device *d, int pos, uhlm_token_event *ev, double *sh
                                  d->s_verify};
             uint64_t bits = (d->greedy ? 0 : uhlm_payload_bits(&d->p.payload, d->n_vocab)) +
                             (uint64_t)(r.n_catchup + 1) * (uint64_t)d->ib;
+            /* the prompt goes first (its channel draw comes before the request's, as the
+             * replay in eval.h assumes); both are taken back if the request fails */
+            int prompt_now = !d->prompt_charged;
+            uint64_t pbits = prompt_now ? (uint64_t)d->n_prompt * (uint64_t)d->ib : 0;
+            charge_prompt(d);
             double link = uhlm_channel_send_up(&d->ch, bits);
             uhlm_verdict vd;
             t = uhlm_now();
@@ -411,11 +416,11 @@ static int step_hybrid(uhlm_device *d, int pos, uhlm_token_event *ev, double *sh
             if (rc != 0) {
                 /* the device spent the link time before it learnt the server was gone, but
                  * the request never reached it: the stats show no uplink bits for it */
-                d->ch.up_bits -= bits;
-                d->ch.up_msgs--;
+                d->ch.up_bits -= bits + pbits;
+                d->ch.up_msgs -= 1u + (unsigned)prompt_now;
+                d->prompt_charged = !prompt_now && d->prompt_charged;
             }
             if (rc == 0) {
-                charge_prompt(d);
                 ev->up_bits = bits;
                 ev->down_bits = (uint64_t)d->ib + 1;
                 ev->link_s += uhlm_channel_send_down(&d->ch, ev->down_bits);
