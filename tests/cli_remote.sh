@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `uhlm run --server` against `uhlm serve` over loopback: the same tokens and verdict counts as
 # the in-process run for every mode (and greedy, topk); auth; an unreachable server (SLM alone,
-# every token unverified); a server whose context (--max-ctx 1) cannot hold the prompt (SLM
-# alone, with a warning); llm mode without a server; the fallback test (kill -9 the server
+# every token unverified, no uplink charged); a server whose context (--max-ctx 1) cannot hold
+# the prompt (SLM alone, with a warning); llm mode without a server (an error: exit 1, never
+# SLM text) and a server that stops (SHUTTING_DOWN, named); the fallback test (kill -9 the server
 # mid-run, restart it on the same port: the run completes, counts unverified tokens, reconnects
 # and resynchronises, and the restarted server's context matches the device's); a stalled
 # server (read and connect timeouts); the shaped channel (wall time pays the link time, the
@@ -125,17 +126,30 @@ o = json.load(open(sys.argv[1]))
 assert o["generated_tokens"] == 30 and len(o["tokens"]) == 30, o
 assert o["unverified_tokens"] == 30 and o["transmitted_tokens"] == 0, o
 assert o["remote"]["connect_failures"] >= 1 and o["remote"]["connects"] == 0, o["remote"]
+# nothing went out, so the stats show no uplink (they used to charge every unsent request)
+assert o["uplink_bits"] == 0 and o["uplink_bytes"] == 0 and o["uplink_messages"] == 0, o
+assert o["remote"]["bytes_sent"] == 0 and o["remote"]["requests"] == 0, o["remote"]
 assert time.time() - float(sys.argv[2]) < 20  # never stalls per token
 EOF
 slm=$("$bin" run --mode slm -p "$P" -n 30 --seed 2 2>/dev/null)
 got=$("$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" 2>"$tmp/err")
 [ "$got" = "$slm" ] && ok || bad "SLM-alone fallback text differs from slm mode"
 grep -q "SLM alone" "$tmp/err" && ok || bad "no fallback message: $(cat "$tmp/err")"
-# llm mode falls back on the SLM too: the same text as slm mode, every token unverified
+# uhlm mode falls back too, with the warning (the same text as slm mode)
+got=$("$bin" run --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" 2>"$tmp/err")
+rc=$?
+[ "$rc" = 0 ] && [ "$got" = "$slm" ] && grep -q "SLM alone" "$tmp/err" && grep -q " unverified," "$tmp/err" \
+  && ok || bad "uhlm mode without a server: rc $rc: $(cat "$tmp/err")"
+"$bin" run --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --require-server >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && [ ! -s "$tmp/out" ] && ok || bad "uhlm mode, --require-server, no server: rc $rc: $(cat "$tmp/err")"
+# llm mode with a server means the LLM's text: an unreachable server is an error naming the
+# server and the reason, never SLM text and exit 0
 got=$("$bin" run --mode llm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" 2>"$tmp/err")
 rc=$?
-[ "$rc" = 0 ] && [ "$got" = "$slm" ] && ok || bad "llm mode without a server: rc $rc: $(cat "$tmp/err")"
-grep -q "30 unverified" "$tmp/err" && ok || bad "llm mode fallback count: $(cat "$tmp/err")"
+[ "$rc" = 1 ] && [ -z "$got" ] && grep -q "the server 127.0.0.1:$gone_port cannot verify: connect to 127.0.0.1:$gone_port" "$tmp/err" \
+  && grep -q "\-\-mode llm" "$tmp/err" && ! grep -q "SLM alone until" "$tmp/err" \
+  && ok || bad "llm mode without a server: rc $rc, out '$got': $(cat "$tmp/err")"
 
 # ---- a server whose context cannot hold the prompt (--max-ctx 1): the device used to take the
 # server's context as its own and exit 1 on every prompt; now it goes on with the SLM alone
@@ -148,7 +162,7 @@ grep -q "exceeds the server's 1; generating with the SLM alone" "$tmp/err" && gr
 # --require-server turns each fallback into an error, and needs --server
 "$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$sport" --require-server >/dev/null 2>"$tmp/err"
 rc=$?
-[ "$rc" = 1 ] && grep -q "exceeds the server's 1 (--require-server" "$tmp/err" && ok || bad "require, n_ctx 1: rc $rc: $(cat "$tmp/err")"
+[ "$rc" = 1 ] && grep -q "exceeds the server's 1 (verification required" "$tmp/err" && ok || bad "require, n_ctx 1: rc $rc: $(cat "$tmp/err")"
 stop_server "$spid"
 "$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --require-server >/dev/null 2>"$tmp/err"
 rc=$?
@@ -187,6 +201,11 @@ assert [e["pos"] for e in o["events"]] == list(range(o["prompt_tokens"], o["prom
 assert n == o["transmitted_tokens"] + o["skipped_tokens"]
 # some tokens went unverified while the server was down, and verification resumed after
 assert o["unverified_tokens"] > 0 and o["skipped_tokens"] == o["unverified_tokens"], o
+# uplink is charged only for requests that went through: none for an unverified token, and
+# the total is the verified tokens' bits plus the prompt's
+assert all(e["uplink_bits"] == 0 for e in o["events"] if not e["verified"]), "unsent uplink"
+ev_bits = sum(e["uplink_bits"] for e in o["events"])
+assert o["uplink_bits"] > ev_bits and (o["uplink_bits"] - ev_bits) % o["prompt_tokens"] == 0, o["uplink_bits"]
 r = o["remote"]
 assert r["losses"] >= 1 and r["reconnects"] >= 1 and r["resyncs"] >= 1 and r["resync_tokens"] > 0, r
 ev = o["events"]
@@ -200,35 +219,31 @@ last_ver = max(e["pos"] for e in ev if e["verified"])
 assert n_past == last_ver + 1, (n_past, last_ver)
 EOF
 
-# ---- the same for llm mode: the SLM stands in while the server is down, nothing lost
+# ---- llm mode, the server stopped mid-run (SIGTERM): the server sends SHUTTING_DOWN, the
+# device says so with the frame's reason, and exits 1 naming the server (no SLM text in place)
 start_server fb3 --port 0 || exit 1
 fb_pid=$spid; fb_port=$sport
 "$bin" run --mode llm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" \
   --channel shaped --latency 0.01 --json --events >"$tmp/fl.json" 2>"$tmp/fl.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
-kill -9 "$fb_pid"; wait "$fb_pid" 2>/dev/null
-sleep 0.8
-start_server fb4 --port "$fb_port" || exit 1
-fb4_pid=$spid
+kill -0 "$cpid" 2>/dev/null && ok || bad "the llm run ended before the stop (too fast?)"
+stop_server "$fb_pid"
 wait "$cpid"; rc=$?
-[ "$rc" = 0 ] && ok || bad "llm fallback run: rc $rc: $(cat "$tmp/fl.err")"
-stop_server "$fb4_pid"
-n_past=$(grep "event=session_end" "$tmp/fb4.log" | tail -1 | sed -n 's/.* n_past=\([0-9]*\).*/\1/p')
-$py - "$tmp/fl.json" "${n_past:-0}" <<'EOF' && ok || bad "llm fallback stats: $(head -c 600 "$tmp/fl.json")"
-import json, sys
-o = json.load(open(sys.argv[1])); n_past = int(sys.argv[2])
-n = o["generated_tokens"]
-assert n == len(o["tokens"]) == len(o["events"]) > 200, n
-assert [e["pos"] for e in o["events"]] == list(range(o["prompt_tokens"], o["prompt_tokens"] + n))
-assert o["unverified_tokens"] > 0 and n == o["transmitted_tokens"] + o["unverified_tokens"], o
-ev = o["events"]
-# the LLM generated the start; the SLM (thousands of tokens/s, no link to wait for) may finish
-# the run before the restarted server is back, so a return to verified tokens is not required
-first_unv = min(i for i, e in enumerate(ev) if not e["verified"])
-assert first_unv > 0 and all(e["verified"] for e in ev[:first_unv])
-assert n_past == 0 or n_past == max(e["pos"] for e in ev if e["verified"]) + 1, n_past
-EOF
+[ "$rc" = 1 ] && grep -q "the server 127.0.0.1:$fb_port is shutting down: server stopping" "$tmp/fl.err" \
+  && grep -q "the server 127.0.0.1:$fb_port cannot verify: .*SHUTTING_DOWN: server stopping" "$tmp/fl.err" && ! grep -q "SLM alone" "$tmp/fl.err" \
+  && ok || bad "llm mode, server stopped: rc $rc: $(cat "$tmp/fl.err")"
+# hlm mode says so too, then goes on with the SLM alone (exit 0)
+start_server fb4 --port 0 || exit 1
+fb_pid=$spid; fb_port=$sport
+"$bin" run --mode hlm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" \
+  --channel shaped --latency 0.01 --json >"$tmp/fh.json" 2>"$tmp/fh.err" &
+cpid=$!; pids+=("$cpid")
+sleep 1.0
+stop_server "$fb_pid"
+wait "$cpid"; rc=$?
+[ "$rc" = 0 ] && grep -q "the server 127.0.0.1:$fb_port is shutting down: server stopping" "$tmp/fh.err" \
+  && grep -q "SLM alone" "$tmp/fh.err" && ok || bad "hlm mode, server stopped: rc $rc: $(cat "$tmp/fh.err")"
 
 # ---- a stalled server (SIGSTOP): the read timeout, then connect timeouts, then recovery
 "$bin" run --mode hlm -p "$P" -n 400 --seed 22 -t 1 --server "$S" --read-timeout 0.3 \

@@ -69,7 +69,8 @@ typedef struct uhlm_remote_params {
     void *log_user;
     /* nonzero: never go on with the SLM alone: whatever would answer UHLM_VERIFIER_UNAVAILABLE
      * (server unreachable or lost after the one immediate retry, context full, payload
-     * refused) is an error instead (`uhlm run --require-server`) */
+     * refused) is an error instead (`uhlm run --require-server`, and `uhlm run --mode llm`
+     * with a server). A SHUTTING_DOWN from the server is logged (with its reason) either way. */
     int require;
 } uhlm_remote_params;
 
@@ -87,8 +88,10 @@ typedef struct uhlm_remote_stats {
     uint64_t resyncs;          /* of those, re-OPENs that restored a lost session's context */
     uint64_t resync_tokens;    /* tokens those re-OPENs carried */
     uint64_t unavailable;      /* operations that returned UHLM_VERIFIER_UNAVAILABLE */
-    uint64_t requests;         /* request frames sent */
-    uint64_t bytes_sent, bytes_received;
+    uint64_t requests;         /* request frames answered (a frame lost with its connection
+                                  may never have reached the server, so it is not counted) */
+    uint64_t bytes_sent;       /* bytes of frames that got a reply (HELLO and requests) */
+    uint64_t bytes_received;
     double rtt_s;              /* wall time from sending a request to reading its reply */
 } uhlm_remote_stats;
 

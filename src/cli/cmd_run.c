@@ -138,7 +138,8 @@ static int run_check_options(run_opts *o) {
         fprintf(stderr, "uhlm run: --require-server needs --server\n");
         return 2;
     }
-    o->remote.require = o->require_server;
+    /* llm mode means "the LLM's text": with a server, SLM text in its place is an error */
+    o->remote.require = o->require_server || (o->server && o->dp.policy.mode == UHLM_MODE_LLM);
     return 0;
 }
 

@@ -214,7 +214,8 @@ static const opt_def table[CLI_N_OPTS] = {
                     "verify on a `uhlm serve` server instead of in this process (the LLM is "
                     "then not loaded here, except for --shadow). If the server is unreachable "
                     "or dies, generation goes on with the SLM alone (tokens counted as "
-                    "unverified), reconnects with backoff and resynchronises"},
+                    "unverified), reconnects with backoff and resynchronises; in --mode llm that is an "
+                    "error instead (exit 1)"},
     [CLI_AUTH_TOKEN_FILE] = {0, "auth-token-file", "F", K_STR, 0, 0, NULL, NULL, G_REMOTE,
                              "the server's shared auth token (first line of F)"},
     [CLI_CONNECT_TIMEOUT] = {0, "connect-timeout", "S", K_FLOAT, 1e-3, 3600, NULL, NULL,
@@ -224,7 +225,7 @@ static const opt_def table[CLI_N_OPTS] = {
     [CLI_REQUIRE_SERVER] = {0, "require-server", NULL, K_FLAG, 0, 0, NULL, NULL, G_REMOTE,
                             "fail (exit 1) instead of going on with the SLM alone when the "
                             "server cannot verify (unreachable, lost, context full, payload "
-                            "refused)"},
+                            "refused); always so in --mode llm"},
 
     [CLI_HOST] = {0, "host", "H", K_STR, 0, 0, NULL, NULL, G_SERVER,
                   "bind address (0.0.0.0 for all)"},

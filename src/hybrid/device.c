@@ -23,6 +23,7 @@ struct uhlm_device {
     uint64_t seed, s_draft, s_unc, s_policy, s_verify, s_llm;
     int *tokens; /* n_ctx */
     int n_tok, n_prompt, n_sent, opened, started, done;
+    int prompt_charged; /* the prompt's uplink bits: charged with the first delivered request */
     float *logits, *x, *xt, *ysh, *shlogits; /* n_vocab each */
     uint8_t *enc;
     size_t enc_cap;
@@ -216,7 +217,7 @@ static int prefill(uhlm_device *d, uhlm_ctx *ctx, int seq, const int *prompt, in
 int uhlm_device_start(uhlm_device *d, const int *prompt, int n_prompt, uint64_t seed,
                       uhlm_error *err) {
     uhlm_device_finish(d);
-    d->started = d->done = 0;
+    d->started = d->done = d->prompt_charged = 0;
     if (n_prompt < 1 || !prompt) return uhlm_set_error(err, "device: empty prompt");
     if (n_prompt > d->n_ctx)
         return uhlm_set_error(err, "device: prompt is %d tokens, the context holds %d", n_prompt,
@@ -265,8 +266,16 @@ static int ensure_open(uhlm_device *d, uhlm_error *err) {
     d->st.llm_s += o.llm_s;
     d->st.llm_forward_calls += o.forward_calls;
     d->st.llm_batch_tokens += o.batch_tokens;
-    uhlm_channel_send_up(&d->ch, (uint64_t)d->n_prompt * (uint64_t)d->ib);
     return 0;
+}
+
+/* A remote verifier's open() sends nothing (the prompt travels with the first request), and a
+ * server that is never reached never gets the prompt: its bits are charged once a request went
+ * through, so the stats never show uplink bits that did not go out. */
+static void charge_prompt(uhlm_device *d) {
+    if (d->prompt_charged) return;
+    d->prompt_charged = 1;
+    uhlm_channel_send_up(&d->ch, (uint64_t)d->n_prompt * (uint64_t)d->ib);
 }
 
 static void sync_channel_stats(uhlm_device *d) {
@@ -321,6 +330,7 @@ static int step_llm(uhlm_device *d, int pos, uhlm_token_event *ev, uhlm_error *e
     if (rc == UHLM_VERIFIER_UNAVAILABLE) return step_llm_fallback(d, pos, ev, err);
     if (rc != 0) return -1;
     /* charged once the request went through: a request to an unreachable server sent nothing */
+    charge_prompt(d);
     if (r.n_catchup > 0) {
         ev->up_bits = (uint64_t)r.n_catchup * (uint64_t)d->ib;
         ev->link_s += uhlm_channel_send_up(&d->ch, ev->up_bits);
@@ -389,16 +399,29 @@ static int step_hybrid(uhlm_device *d, int pos, uhlm_token_event *ev, double *sh
                                  d->greedy ? NULL : d->enc,
                                  d->greedy ? 0 : (size_t)enc_len,
                                  d->s_verify};
-            ev->up_bits = (d->greedy ? 0 : uhlm_payload_bits(&d->p.payload, d->n_vocab)) +
-                          (uint64_t)(r.n_catchup + 1) * (uint64_t)d->ib;
-            double link = uhlm_channel_send_up(&d->ch, ev->up_bits);
+            uint64_t bits = (d->greedy ? 0 : uhlm_payload_bits(&d->p.payload, d->n_vocab)) +
+                            (uint64_t)(r.n_catchup + 1) * (uint64_t)d->ib;
+            /* the prompt goes first (its channel draw comes before the request's, as the
+             * replay in eval.h assumes); both are taken back if the request fails */
+            int prompt_now = !d->prompt_charged;
+            uint64_t pbits = prompt_now ? (uint64_t)d->n_prompt * (uint64_t)d->ib : 0;
+            charge_prompt(d);
+            double link = uhlm_channel_send_up(&d->ch, bits);
             uhlm_verdict vd;
             t = uhlm_now();
             rc = uhlm_verifier_verify(d->v, &r, &vd, err);
             d->st.verify_wall_s += uhlm_now() - t;
             if (rc < 0) return -1;
             ev->link_s += link;
+            if (rc != 0) {
+                /* the device spent the link time before it learnt the server was gone, but
+                 * the request never reached it: the stats show no uplink bits for it */
+                d->ch.up_bits -= bits + pbits;
+                d->ch.up_msgs -= 1u + (unsigned)prompt_now;
+                d->prompt_charged = !prompt_now && d->prompt_charged;
+            }
             if (rc == 0) {
+                ev->up_bits = bits;
                 ev->down_bits = (uint64_t)d->ib + 1;
                 ev->link_s += uhlm_channel_send_down(&d->ch, ev->down_bits);
                 token = vd.token;

@@ -41,6 +41,8 @@ typedef struct remote {
     int fd; /* -1: not connected */
     int ever_connected, troubled, fail_logged;
     int timed_out; /* the last loss was a timeout: an overloaded server, not a stale socket */
+    int counting_request; /* the frame in flight is a request (for st.requests) */
+    uint64_t unanswered_bytes; /* sent since the last reply: counted once a reply shows they arrived */
     /* from WELCOME */
     uhlm_wire_limits lim;
     uint32_t payload_kinds, srv_n_ctx, srv_vocab;
@@ -91,7 +93,8 @@ static int io_failed(remote *r, int rc, uhlm_error *err) {
 }
 
 static int send_out(remote *r, double deadline, uhlm_error *err) {
-    int rc = uhlm_sock_send_buf(r->fd, &r->out, deadline, &r->st.bytes_sent, err);
+    int rc = uhlm_sock_send_buf(r->fd, &r->out, deadline, &r->unanswered_bytes, err);
+    if (rc != UHLM_SOCK_OK) r->unanswered_bytes = 0;
     return rc == UHLM_SOCK_OK ? RV_OK : io_failed(r, rc, err);
 }
 
@@ -102,6 +105,14 @@ static int recv_msg(remote *r, double deadline, const uhlm_wire_limits *lim, uhl
     int rc = uhlm_sock_recv_msg(r->fd, deadline, &r->in, 0, lim, m, &r->st.bytes_received, err);
     if (rc == UHLM_SOCK_TIMEOUT)
         uhlm_set_error(err, "no reply within the read timeout of %g s", r->p.read_timeout_s);
+    /* a request counts as sent only when its reply arrived: bytes written into a connection
+     * that then dropped may never have reached the server */
+    if (rc == UHLM_SOCK_OK) {
+        r->st.bytes_sent += r->unanswered_bytes;
+        r->st.requests += r->counting_request;
+    }
+    r->unanswered_bytes = 0;
+    r->counting_request = 0;
     return rc == UHLM_SOCK_OK ? RV_OK : io_failed(r, rc, err);
 }
 
@@ -110,7 +121,7 @@ static int round_trip(remote *r, const uhlm_wire_limits *lim, uhlm_wire_msg *m, 
     double t0 = uhlm_now();
     int rc = send_out(r, t0 + r->p.read_timeout_s, err);
     if (rc != RV_OK) return rc;
-    r->st.requests++;
+    r->counting_request = 1;
     rc = recv_msg(r, uhlm_now() + r->p.read_timeout_s, lim, m, err);
     r->st.rtt_s += uhlm_now() - t0;
     return rc;
@@ -120,6 +131,8 @@ static void drop_fd(remote *r) {
     if (r->fd >= 0) close(r->fd);
     r->fd = -1;
     r->srv_open = 0;
+    r->unanswered_bytes = 0;
+    r->counting_request = 0;
 }
 
 /* A connection that was working is gone. */
@@ -221,6 +234,26 @@ static int peer_closed(remote *r) {
     return n != 0;
 }
 
+/* Why the idle connection ended, into why: an ERROR the server left (SHUTTING_DOWN, its idle
+ * timeout) is read and named, so the device can say the server is stopping and why. A server
+ * that says it is shutting down is reported even under require, where nothing else is logged
+ * for a lost connection. */
+static void closed_why(remote *r, char *why, size_t cap) {
+    uhlm_wire_msg m;
+    uhlm_error e = {{0}};
+    snprintf(why, cap, "the server closed the connection");
+    if (uhlm_sock_recv_msg(r->fd, uhlm_now() + 0.2, &r->in, 0, NULL, &m, &r->st.bytes_received,
+                           &e) != UHLM_SOCK_OK ||
+        m.type != UHLM_WIRE_ERROR)
+        return;
+    snprintf(why, cap, "the server closed the connection: %s: %.*s",
+             uhlm_wire_code_name(m.u.error.code), (int)m.u.error.msg.len,
+             m.u.error.msg.p ? m.u.error.msg.p : "");
+    if (m.u.error.code == UHLM_WIRE_E_SHUTTING_DOWN)
+        uhlm_log_printf(&r->log, "the server %s:%s is shutting down: %.*s", r->host, r->port,
+                        (int)m.u.error.msg.len, m.u.error.msg.p ? m.u.error.msg.p : "");
+}
+
 /* Gives up on the server for the rest of this session (until the next open): it cannot serve
  * this session's requests, however often they are sent. */
 static int disable(remote *r, const char *why, uhlm_error *err) {
@@ -237,8 +270,8 @@ static int required(remote *r, uhlm_error *err) {
     char why[sizeof err->msg];
     snprintf(why, sizeof why, "%s", err->msg[0] ? err->msg : "unavailable");
     return uhlm_set_error(err,
-                          "the server %s:%s cannot verify: %s (--require-server: no generation "
-                          "with the SLM alone)",
+                          "the server %s:%s cannot verify: %s (verification required, by "
+                          "--require-server or --mode llm: no SLM text in its place)",
                           r->host, r->port, why);
 }
 
@@ -250,6 +283,9 @@ static int error_outcome(remote *r, const char *what, const uhlm_wire_errmsg *e,
     unsigned c = e->code;
     uhlm_set_error(err, "the server refused %s: %s: %.*s", what, uhlm_wire_code_name(c),
                    (int)e->msg.len, e->msg.p);
+    if (c == UHLM_WIRE_E_SHUTTING_DOWN)
+        uhlm_log_printf(&r->log, "the server %s:%s is shutting down: %.*s", r->host, r->port,
+                        (int)e->msg.len, e->msg.p ? e->msg.p : "");
     if (c == UHLM_WIRE_E_CTX_FULL || c == UHLM_WIRE_E_BAD_PAYLOAD) return disable(r, err->msg, err);
     if ((e->flags & UHLM_WIRE_EF_FATAL) || c == UHLM_WIRE_E_DESYNC || c == UHLM_WIRE_E_NOT_OPEN ||
         c == UHLM_WIRE_E_BUSY || c == UHLM_WIRE_E_INTERNAL || c == UHLM_WIRE_E_TIMEOUT ||
@@ -332,7 +368,13 @@ static int do_open(remote *r, req *q, uhlm_error *err) {
 /* Makes sure a connection and a session fit for q exist. */
 static int ensure(remote *r, req *q, uhlm_error *err) {
     if (r->disabled) return RV_UNAV;
-    if (r->fd >= 0 && peer_closed(r)) lose(r, "the server closed the connection");
+    char why[sizeof err->msg];
+    why[0] = '\0';
+    if (r->fd >= 0 && peer_closed(r)) {
+        closed_why(r, why, sizeof why);
+        lose(r, why);
+        uhlm_set_error(err, "%s", why);
+    }
     if (r->fd < 0) {
         if (uhlm_now() < r->next_attempt) return RV_UNAV;
         int rc = handshake(r, err);
@@ -340,7 +382,12 @@ static int ensure(remote *r, req *q, uhlm_error *err) {
         if (rc != RV_OK) {
             r->st.connect_failures++;
             note_failure(r);
-            if (!r->fail_logged)
+            if (why[0]) { /* the cause first: why the connection was gone */
+                char now[sizeof err->msg];
+                snprintf(now, sizeof now, "%s", err->msg);
+                uhlm_set_error(err, "%.300s; reconnecting: %.300s", why, now);
+            }
+            if (!r->fail_logged && !r->p.require)
                 uhlm_log_printf(&r->log, "%s; retrying with backoff, SLM alone meanwhile",
                                 err->msg);
             r->fail_logged = 1;
@@ -470,6 +517,8 @@ static int transact(remote *r, req *q, uhlm_error *err) {
             return uhlm_set_error(err, "remote verifier: catch-up token %d is %d, outside [0, %d)",
                                   i, q->catchup[i], r->p.n_vocab);
     err->msg[0] = '\0'; /* so that an UNAVAILABLE without a new cause says so (required) */
+    char lost_why[sizeof err->msg];
+    lost_why[0] = '\0';
     for (int attempt = 0;; attempt++) {
         int had_conn = r->fd >= 0;
         r->timed_out = 0;
@@ -484,8 +533,17 @@ static int transact(remote *r, req *q, uhlm_error *err) {
         if (rc == RV_FAIL) return -1;
         if (rc == RV_LOST) {
             lose(r, err->msg);
-            if (attempt == 0 && had_conn && !r->timed_out) continue;
+            if (attempt == 0 && had_conn && !r->timed_out) {
+                snprintf(lost_why, sizeof lost_why, "%s", err->msg);
+                continue;
+            }
             note_failure(r);
+        }
+        if (lost_why[0] && strstr(err->msg, lost_why) != err->msg) {
+            /* the retry failed too: name the loss first, it is what the user needs to know */
+            char now[sizeof err->msg];
+            snprintf(now, sizeof now, "%s", err->msg);
+            uhlm_set_error(err, "%.300s; retrying: %.300s", lost_why, now);
         }
         r->st.unavailable++;
         return r->p.require ? required(r, err) : UHLM_VERIFIER_UNAVAILABLE;
