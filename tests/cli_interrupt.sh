@@ -2,7 +2,8 @@
 # Ctrl-C (SIGINT) in `uhlm run` and `uhlm generate`: the command stops at the next token, prints
 # the partial text and its stats (with --json one parseable object marked "interrupted": true),
 # and exits 130; the partial tokens are the uninterrupted run's first tokens; without a signal
-# nothing changes (exit 0, no "interrupted" key).
+# nothing changes (exit 0, no "interrupted" key). Also `eval` (Ctrl-C writes no reports, exits
+# 130) and the output folders eval and calibrate create.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
@@ -85,6 +86,29 @@ else
     [ "$rc" = 130 ] && ok || bad "generate --json (killed before the loop): rc $rc"
   fi
 fi
+
+# eval: stopped between tokens of some run, it writes no reports (a cut plan would mix whole
+# and missing sets) into the folder it made, and exits 130
+prompts=$src/data/prompts/stories.jsonl
+interrupt_after -1 "$bin" eval --prompts "$prompts" -n 64 -o "$tmp/ev/deep/er"
+[ "$rc" = 130 ] && ok || bad "eval: rc $rc (want 130): $(tail -c 300 "$tmp/err")"
+grep -q "interrupted" "$tmp/err" && ok || bad "eval: no interrupted message: $(tail -c 300 "$tmp/err")"
+[ -d "$tmp/ev/deep/er" ] && [ -z "$(ls -A "$tmp/ev/deep/er")" ] && ok || bad "eval: interrupted run left files: $(ls "$tmp/ev/deep/er")"
+
+# eval and calibrate create their output folders (mkdir -p), and name the one they cannot
+"$bin" eval --prompts "$prompts" --limit 2 -n 8 --no-greedy --sweep-methods perturb -o "$tmp/e2/a/b" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 0 ] && [ -s "$tmp/e2/a/b/results.json" ] && ok || bad "eval -o a/b/: rc $rc: $(tail -c 300 "$tmp/err")"
+"$bin" calibrate --prompts "$prompts" --limit 6 -n 32 -o "$tmp/c2/x/calib.json" --csv "$tmp/c2/y/c.csv" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 0 ] && [ -s "$tmp/c2/x/calib.json" ] && [ -s "$tmp/c2/y/c.csv" ] && ok || bad "calibrate -o x/y: rc $rc: $(tail -c 300 "$tmp/err")"
+: >"$tmp/plain"
+"$bin" eval --prompts "$prompts" --limit 2 -n 8 -o "$tmp/plain/sub" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "cannot create output folder $tmp/plain" "$tmp/err" && ok || bad "eval -o under a file: rc $rc: $(cat "$tmp/err")"
+"$bin" calibrate --prompts "$prompts" --limit 2 -n 8 -o "$tmp/plain/sub/c.json" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+[ "$rc" = 1 ] && grep -q "cannot create output folder $tmp/plain" "$tmp/err" && ok || bad "calibrate -o under a file: rc $rc: $(cat "$tmp/err")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
