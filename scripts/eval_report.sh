@@ -6,14 +6,15 @@
 #      perturbation u_th sweep against rand;
 #   3. a smaller eval comparing the four uncertainty methods by frontier;
 #   4. the PNG plots (scripts/eval_plots.sh).
-# usage: scripts/eval_report.sh [OUT_DIR]   (default docs/results)
+# usage: scripts/eval_report.sh [OUT_DIR]   (default out/results, git-ignored, so a trial run
+# does not dirty the committed docs/results; name docs/results to regenerate those)
 # Environment: UHLM_BIN (default build/uhlm), N (tokens per prompt, default 128), UTH
 # (default 0.2), METHODS_LIMIT (prompts for the method comparison, default 52), METHODS_N
 # (default 64), HELDOUT (the held-out prompt file), CALIB_CSV (the per-token calibration
 # records, default out/calib.csv: about 2 MB, so kept out of docs/ and out of git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-docs/results}
+out=${1:-out/results}
 bin=${UHLM_BIN:-build/uhlm}
 n=${N:-128}
 uth=${UTH:-0.2}

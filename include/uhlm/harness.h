@@ -103,6 +103,11 @@ typedef struct uhlm_eval_opts {
     const char *threshold_source; /* the calib file, or "--uth" */
     const char *risk;             /* may be NULL */
     const char *server;           /* may be NULL: in process */
+    /* optional (common.h): polled before every token of every run; when it answers nonzero,
+     * uhlm_eval_run_all stops and returns UHLM_CANCELLED, its results incomplete (fit to free,
+     * not to report) */
+    uhlm_cancel_fn cancel;
+    void *cancel_user;
 } uhlm_eval_opts;
 
 /* 0 when the options can run (channel, sampling, room for the sweep's SNR on the grid),
@@ -250,6 +255,7 @@ UHLM_API int uhlm_eval_run_set(uhlm_eval_harness *h, const uhlm_eval_cfg *cfg, u
 /* The whole plan above. progress (may be NULL) is initialised by the caller for
  * uhlm_eval_total_runs runs. */
 UHLM_API long uhlm_eval_total_runs(const uhlm_eval_harness *h);
+/* Returns 0, -1 with err, or UHLM_CANCELLED when opts.cancel stopped it (results incomplete). */
 UHLM_API int uhlm_eval_run_all(uhlm_eval_harness *h, uhlm_progress *progress, uhlm_eval_results *out,
                       uhlm_error *err);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_mkdir.h"
 #include "cli/options.h"
 #include "cli/eval_common.h"
 #include "uhlm/calib.h"
@@ -80,7 +81,10 @@ static int calib_main(const calib_cli *c, uhlm_calib_collect_opts *o, uhlm_calib
     char *js = NULL;
     int rc = 1;
     double w0 = uhlm_now();
-    if (uhlm_prompts_load_max(c->prompts_path, (uint64_t)c->max_in_mb << 20, &ps, &err) != 0) {
+    /* the folders first, so a bad -o fails now rather than after the collection */
+    if (uhlm_prompts_load_max(c->prompts_path, (uint64_t)c->max_in_mb << 20, &ps, &err) != 0 ||
+        cli_mkdir_parent(c->out_path, &err) != 0 ||
+        (c->csv_path && cli_mkdir_parent(c->csv_path, &err) != 0)) {
         fprintf(stderr, "uhlm calibrate: %s\n", err.msg);
         goto done;
     }

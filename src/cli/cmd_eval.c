@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_mkdir.h"
+#include "cli/cli_signal.h"
 #include "cli/options.h"
 #include "cli/cli_remote.h"
 #include "cli/eval_common.h"
@@ -208,7 +210,7 @@ static int eval_main(eval_cli *c, uhlm_eval_opts *o) {
     int rc = 1;
     double w0 = uhlm_now();
     if (uhlm_eval_load_prompts(o->prompts_path, (uint64_t)c->max_in_mb << 20, c->split, &ps, &err) ||
-        uhlm_eval_make_dir(c->out_dir, &err)) {
+        cli_mkdir_p(c->out_dir, &err) || uhlm_eval_make_dir(c->out_dir, &err)) {
         fprintf(stderr, "uhlm eval: %s\n", err.msg);
         goto done;
     }
@@ -225,6 +227,7 @@ static int eval_main(eval_cli *c, uhlm_eval_opts *o) {
         goto done;
     }
     o->chat = cli_prompts_chat(cmd, slm, c->no_chat);
+    o->cancel = cli_sigint_cancel;
     if (!(h = uhlm_eval_harness_new(slm, llm, ver, &ps, o, &err))) {
         fprintf(stderr, "uhlm eval: %s\n", err.msg);
         goto done;
@@ -232,7 +235,18 @@ static int eval_main(eval_cli *c, uhlm_eval_opts *o) {
     if (c->server && check_server(c, ver, llm) != 0) goto done;
     uhlm_progress pg;
     uhlm_progress_init(&pg, stderr, uhlm_eval_total_runs(h), "eval");
-    if (uhlm_eval_run_all(h, &pg, &res, &err) != 0) {
+    if (cli_sigint_install(cmd) != 0) goto done;
+    int run_rc = uhlm_eval_run_all(h, &pg, &res, &err);
+    cli_sigint_restore();
+    if (run_rc == UHLM_CANCELLED) {
+        /* the reports compare sets run to the end; a cut plan would mix whole and missing
+         * sets, so nothing is written rather than something half-true */
+        fprintf(stderr, "\nuhlm eval: interrupted (%s); no results written to %s/\n", err.msg,
+                c->out_dir);
+        rc = CLI_EXIT_INTERRUPTED;
+        goto done;
+    }
+    if (run_rc != 0) {
         fprintf(stderr, "\nuhlm eval: %s\n", err.msg);
         goto done;
     }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_signal.h"
 #include "cli/options.h"
 #include "uhlm/chat.h"
 #include "uhlm/model.h"
@@ -37,6 +38,7 @@ typedef struct {
     uhlm_detok dt;
     double t_prompt, t_gen;
     const char *stop;
+    int interrupted; /* Ctrl-C stopped the loop: the report says so and the exit status is 130 */
 } gen_state;
 
 static void gen_free(gen_state *g) {
@@ -126,6 +128,11 @@ static int gen_sample(const gen_opts *o, gen_state *g) {
     double t1 = uhlm_now();
     g->stop = "length";
     while (g->n_out < o->n_gen) {
+        if (cli_interrupted()) {
+            g->stop = "cancelled"; /* the library's word for the same stop (device.h) */
+            g->interrupted = 1;
+            break;
+        }
         if (uhlm_sampling_probs(&samp, g->logits, g->V, g->probs) < 0) {
             fprintf(stderr, "uhlm generate: out of memory\n");
             return 1;
@@ -184,6 +191,8 @@ static int gen_print_json(const gen_opts *o, const gen_state *g) {
     cJSON_AddNumberToObject(j, "prompt_tokens_per_second", t_prompt > 0 ? np / t_prompt : 0);
     cJSON_AddNumberToObject(j, "generate_tokens_per_second", t_gen > 0 ? n_out / t_gen : 0);
     cJSON_AddStringToObject(j, "stop", g->stop);
+    /* only when true, so an uninterrupted run's document is unchanged */
+    if (g->interrupted) cJSON_AddBoolToObject(j, "interrupted", 1);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     cJSON_AddNumberToObject(j, "temperature", o->temp);
     return cli_print_json("generate", j) != 0 ? 1 : 0;
@@ -199,6 +208,7 @@ static int gen_report(const gen_opts *o, const gen_state *g) {
             np, t_prompt, t_prompt > 0 ? np / t_prompt : 0.0, n_out, t_gen,
             t_gen > 0 ? n_out / t_gen : 0.0, g->stop, uhlm_simd_name(uhlm_ctx_simd(g->ctx)),
             (int)o->threads);
+    if (g->interrupted) fprintf(stderr, "uhlm generate: interrupted after %d tokens\n", n_out);
     if (o->json && gen_print_json(o, g) != 0) return 1;
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "uhlm generate: error writing output\n");
@@ -235,8 +245,12 @@ int cmd_generate(int argc, char **argv) {
     gen_state g = {.text = {NULL, 0, 0, 0}};
     int rc = gen_open(&o, &g);
     if (rc == 0) rc = gen_prompt(&o, &g);
+    /* only the token loop is interruptible: before it there is no partial text to print */
+    if (rc == 0 && cli_sigint_install("generate") != 0) rc = 1;
     if (rc == 0) rc = gen_sample(&o, &g);
+    cli_sigint_restore();
     if (rc == 0) rc = gen_report(&o, &g);
+    if (rc == 0 && g.interrupted) rc = CLI_EXIT_INTERRUPTED;
     gen_free(&g);
     cli_texts_free(&prompts);
     return rc;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_signal.h"
 #include "cli/cli_report.h"
 #include "cli/cli_remote.h"
 #include "cli/options.h"
@@ -86,6 +87,7 @@ typedef struct {
     int maxp, np;
     cli_text text;
     run_state rs;
+    int interrupted; /* Ctrl-C stopped the device: the report says so and the exit status is 130 */
 } run_session;
 
 static void run_free(run_session *s) {
@@ -249,6 +251,8 @@ static int run_generate(const run_opts *o, run_session *s) {
     }
     if (!o->json) fflush(stdout);
     int t, r;
+    if (cli_sigint_install("run") != 0) return 1;
+    uhlm_device_set_cancel(s->dev, cli_sigint_cancel, NULL);
     while ((r = uhlm_device_step(s->dev, &t, &err)) == 1) {
         if (uhlm_tokenizer_is_eog(tok, t)) continue;
         size_t k = uhlm_detok_push(&dt, t, s->piece, maxp);
@@ -257,7 +261,9 @@ static int run_generate(const run_opts *o, run_session *s) {
             return 1;
         }
     }
-    if (r < 0) {
+    cli_sigint_restore();
+    s->interrupted = r == UHLM_CANCELLED;
+    if (r < 0 && !s->interrupted) {
         if (!o->json) fputc('\n', stdout);
         fprintf(stderr, "uhlm run: %s\n", err.msg);
         return 1;
@@ -304,6 +310,8 @@ static int run_print_json(const run_opts *o, run_session *s, const uhlm_remote_s
         if (o->system) cJSON_AddStringToObject(j, "system", o->system);
     }
     if (rst) add_remote_json(j, o->server, rst);
+    /* only when true, so an uninterrupted run's document is unchanged */
+    if (s->interrupted) cJSON_AddBoolToObject(j, "interrupted", 1);
     cJSON_AddStringToObject(j, "text", s->text.buf);
     int n_all;
     const int *all = uhlm_device_tokens(s->dev, &n_all);
@@ -333,6 +341,9 @@ static int run_report(const run_opts *o, run_session *s) {
                 (unsigned long long)rst.losses, (unsigned long long)rst.resyncs,
                 (unsigned long long)rst.requests,
                 rst.requests ? 1e3 * rst.rtt_s / (double)rst.requests : 0.0);
+    if (s->interrupted)
+        fprintf(stderr, "uhlm run: interrupted after %d tokens\n",
+                uhlm_device_get_stats(s->dev)->generated);
     if (o->json && run_print_json(o, s, remote ? &rst : NULL) != 0) return 1;
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "uhlm run: error writing output\n");
@@ -353,6 +364,7 @@ static int run_main(run_opts *o) {
     if (rc == 0) rc = run_start(o, &s);
     if (rc == 0) rc = run_generate(o, &s);
     if (rc == 0) rc = run_report(o, &s);
+    if (rc == 0 && s.interrupted) rc = CLI_EXIT_INTERRUPTED;
     run_free(&s);
     return rc;
 }

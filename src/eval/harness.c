@@ -243,6 +243,7 @@ static int run_one(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, int rep,
     h->oom = 0;
     uhlm_msglog_reset(&h->log, (uint64_t)h->np[i] * (uint64_t)uhlm_token_bits(uhlm_model_config(h->slm)->vocab_size));
     uhlm_device_set_callback(d, on_token, h);
+    if (h->o.cancel) uhlm_device_set_cancel(d, h->o.cancel, h->o.cancel_user);
     int rc = -1;
     if (uhlm_device_start(d, h->ids[i], h->np[i], seed, err) != 0 || uhlm_device_run(d, err) < 0) {
         eval_error_wrap(err, "prompt %s, mode %s", id, uhlm_mode_name(c->mode));
@@ -586,6 +587,9 @@ int uhlm_eval_run_all(uhlm_eval_harness *h, uhlm_progress *progress, uhlm_eval_r
     if (rc == 0 && h->o.greedy) rc = plan_greedy(h, progress, out, err);
     if (rc == 0) rc = plan_sweep(h, progress, &rec, out, err);
     uhlm_calib_samples_free(&rec);
+    /* every layer between the device and here returns -1 for any failure; a cancel is told
+     * apart by asking again (the callback keeps answering once it has said stop) */
+    if (rc != 0 && h->o.cancel && h->o.cancel(h->o.cancel_user)) rc = UHLM_CANCELLED;
     if (rc == 0 && progress) uhlm_progress_end(progress);
     out->wall_s = uhlm_now() - w0;
     return rc;
