@@ -132,7 +132,7 @@ fi
 for tool in "$src"/train/*.c; do
   [ -f "$tool" ] || continue
   name=$(basename "$tool" .c)
-  gcc -std=c11 -O1 -Wall -Wextra -Werror -o "$tmp/train-$name" "$tool" $cflags $libs_static \
+  gcc -std=c11 -O1 -Wall -Wextra -Werror "${san[@]}" -o "$tmp/train-$name" "$tool" $cflags $libs_static \
     2>"$tmp/train-$name.log" && ok || bad "train/$name.c: static build: $(head -c 600 "$tmp/train-$name.log")"
 done
 
