@@ -28,7 +28,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "uhlm %s: uncertainty-aware hybrid language-model inference\n\n"
             "usage: uhlm COMMAND [options]   (uhlm COMMAND --help for details)\n\ncommands:\n",
-            UHLM_CLI_VERSION);
+            uhlm_version());
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
     fprintf(f,
@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-        printf("uhlm %s\n", UHLM_CLI_VERSION);
+        printf("uhlm %s\n", uhlm_version());
         return 0;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

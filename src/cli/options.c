@@ -607,7 +607,7 @@ int cli_parse(const cli_command *c, const cli_arg *args, size_t n_args, int argc
             return CLI_EXIT_OK;
         }
         if (!strcmp(a, "--version")) {
-            printf("uhlm %s\n", UHLM_CLI_VERSION);
+            printf("uhlm %s\n", uhlm_version());
             return CLI_EXIT_OK;
         }
         if (c->positional && !strcmp(a, "--")) {

@@ -140,6 +140,5 @@ void cli_print_help(FILE *f, const cli_command *c, const cli_arg *args, size_t n
 char *cli_read_stdin(const char *cmd, size_t *len);
 
 /* What --version prints after "uhlm ". */
-#define UHLM_CLI_VERSION uhlm_version() /* one version: the library's (uhlm/common.h) */
 
 #endif
