@@ -4,8 +4,8 @@
 Timing fields are masked: in CSV and JSON throughput_tok_s, accounted_s, compute_s, slm_s,
 unc_s, llm_s, speedup_vs_hlm and wall_seconds; in summary.md the wall time and the
 throughput cells; in stderr the wall time; the --server port. Columns, keys, sentences and
-files added later by design (tsr_expected, answers.jsonl, intervals.csv) are dropped from
-both sides, so a tree from before them compares too. Prints each difference; exits 1 on any.
+files added later by design (tsr_expected, answers.jsonl, intervals.csv, the progress lines
+on stderr) are dropped from both sides, so a tree from before them compares too. Prints each difference; exits 1 on any.
 usage: scripts/eval_identity.py A B
 """
 import csv, io, json, os, re, sys
@@ -43,6 +43,8 @@ def norm_md(t):
     return "\n".join(out)
 def norm_err(t):
     t = re.sub(r"prompts, [0-9.]+ s;", "prompts, T s;", t)
+    # progress lines (stderr not a TTY), added later by design and timed
+    t = re.sub(r"(?m)^(eval|calibrate): [0-9]+/[0-9]+ \([0-9]+%\), [0-9]+ s elapsed, ETA \S+\n", "", t)
     return t
 def norm(path, t):
     if path.endswith(".csv"): return norm_csv(t)

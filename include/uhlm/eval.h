@@ -61,7 +61,10 @@ UHLM_API int uhlm_sequence_nll(uhlm_ctx *ctx, const int *tokens, int n, int star
 /* Writes data to path through path.tmp and rename(2), so a reader never sees half a file. */
 UHLM_API int uhlm_write_file_atomic(const char *path, const char *data, size_t len, uhlm_error *err);
 
-/* A progress bar with an ETA on a terminal stream; silent unless the stream is a TTY. */
+/* Progress of a long command on a stream (NULL: silent). On a TTY a bar with an ETA, redrawn
+ * in place; anywhere else (a log file, a pipe) plain lines without carriage returns, one per
+ * tenth of the work and at least one every 10 s between them, each with the elapsed time and
+ * the ETA, and a last one from uhlm_progress_end. */
 typedef struct uhlm_progress {
     FILE *f;
     int tty;

@@ -186,16 +186,26 @@ void uhlm_progress_init(uhlm_progress *p, FILE *f, long total, const char *label
     snprintf(p->label, sizeof p->label, "%s", label);
 }
 
-static void progress_draw(uhlm_progress *p) {
-    double el = uhlm_now() - p->t0, frac = (double)p->done / (double)p->total;
-    if (frac > 1) frac = 1;
-    char eta[32] = "--:--";
+/* "mm:ss" left at the current rate, "done" at the end, "--:--" before the first step. */
+static void progress_eta(const uhlm_progress *p, double el, double frac, char *eta, size_t n) {
+    snprintf(eta, n, "--:--");
     if (p->done > 0 && frac < 1) {
         long s = (long)(el / frac - el + 0.5);
-        snprintf(eta, sizeof eta, "%02ld:%02ld", s / 60, s % 60);
+        snprintf(eta, n, "%02ld:%02ld", s / 60, s % 60);
     } else if (frac >= 1) {
-        snprintf(eta, sizeof eta, "done");
+        snprintf(eta, n, "done");
     }
+}
+
+static double progress_frac(const uhlm_progress *p) {
+    double frac = (double)p->done / (double)p->total;
+    return frac > 1 ? 1 : frac;
+}
+
+static void progress_draw(uhlm_progress *p) {
+    double el = uhlm_now() - p->t0, frac = progress_frac(p);
+    char eta[32];
+    progress_eta(p, el, frac, eta, sizeof eta);
     enum { W = 30 };
     char bar[W + 1];
     int k = (int)(frac * W);
@@ -206,10 +216,34 @@ static void progress_draw(uhlm_progress *p) {
     fflush(p->f);
 }
 
+/* A log file or a pipe gets whole lines: a redrawn bar there is one endless line of
+ * carriage returns. */
+static void progress_line(uhlm_progress *p, double now, int last) {
+    double el = now - p->t0, frac = progress_frac(p);
+    char eta[32];
+    /* the plan's count is an estimate that a run may finish short of */
+    progress_eta(p, el, last ? 1.0 : frac, eta, sizeof eta);
+    fprintf(p->f, "%s: %ld/%ld (%d%%), %.0f s elapsed, ETA %s\n", p->label, p->done, p->total,
+            (int)(frac * 100), el, eta);
+    fflush(p->f);
+    p->last = now;
+}
+
+/* Lines in a log: one per tenth of the work, and one at least every PROGRESS_LINE_S seconds
+ * between them, so a slow run still shows it is alive without flooding a fast one. */
+#define PROGRESS_LINE_S 10.0
+
 void uhlm_progress_step(uhlm_progress *p, long k) {
+    long before = p->done;
     p->done += k;
-    if (!p->tty) return;
+    if (!p->f) return;
     double now = uhlm_now();
+    if (!p->tty) {
+        int tenth = (int)(10 * progress_frac(p)), was = (int)(10 * ((double)before / (double)p->total));
+        if (p->done < p->total && (tenth > was || now - p->last >= PROGRESS_LINE_S))
+            progress_line(p, now, 0);
+        return;
+    }
     /* a redraw per run would flood a slow terminal: 10 per second is enough */
     if (now - p->last < 0.1 && p->done < p->total) return;
     p->last = now;
@@ -217,7 +251,11 @@ void uhlm_progress_step(uhlm_progress *p, long k) {
 }
 
 void uhlm_progress_end(uhlm_progress *p) {
-    if (!p->tty) return;
+    if (!p->f) return;
+    if (!p->tty) {
+        progress_line(p, uhlm_now(), 1);
+        return;
+    }
     progress_draw(p);
     fputc('\n', p->f);
 }
