@@ -47,7 +47,8 @@ static const cli_command eval_cmd = {
     "temperature-0 outputs. The llm row's similarity is that of two llm runs with\n"
     "different seeds; quality is also given as % of llm and % of hlm.",
     "Throughput is generated tokens / (SLM + LLM compute, u only where the policy reads\n"
-    "it, + link time). A progress bar with an ETA is drawn on stderr when it is a TTY.",
+    "it, + link time). Progress goes to stderr: a bar with an ETA on a TTY, else plain\n"
+    "lines (one per tenth of the runs, at least one per 10 s, with elapsed time and ETA).",
     0};
 
 /* ---- parsing helpers ---- */
