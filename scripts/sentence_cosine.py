@@ -31,10 +31,17 @@ Input: JSON (an array of records, or {"records": [...]}) or JSONL, records
 {"id": ..., "mode": ..., "text": ..., "reference": ... (optional)}. The LLM's answer to a
 prompt is the record of that id whose mode is --llm-mode (default "llm"); a reference given on
 any record of an id serves all of that id's records. Each (id, mode) pair may appear once.
+`uhlm eval -o DIR`'s DIR/answers.jsonl is read as it is: each run label (llm, llm-seed2, uhlm,
+sweep-uhlm-perturb-q0.20, ...) counts as a mode, the prompt id (with #rep for --seeds K) as
+the id; scripts/eval_report.sh runs it so.
 
 Output: one JSON document: the model's identity, one entry per record (cos_llm, cos_ref,
 tokens, truncated) and per mode the mean of each cosine over the records that have one (the
-llm mode's cos_llm is 1 by definition and is left out of its mean: null).
+llm mode's cos_llm is 1 by definition and is left out of its mean: null). With --csv, also
+per mode the mean cosines with 95% bootstrap intervals over prompts, raw and as % of the
+LLM's own (sentence_cos_llm, _pct_llm: against the cosine of two llm seeds, mode llm-seed2;
+sentence_cos_ref, _pct_llm: against the llm answer's), in the columns of eval's intervals.csv
+(mode,snr_db,metric,value,lo,hi,resamples,unit); scripts/eval_plots.sh reads that file.
 
 Reference check: --check-st embeds the input texts with sentence-transformers too (where it
 imports), fails when an element differs by more than --tol, and adds the cosines computed from
@@ -312,6 +319,20 @@ class MiniLM:
         return e / max(np.linalg.norm(e), 1e-12), n, truncated
 
 
+def from_answers(r):
+    """A line of `uhlm eval`'s answers.jsonl ({run, mode, prompt_id, rep, text, reference})
+    as a record: its run label (llm, llm-seed2, uhlm, sweep-uhlm-perturb-q0.20, ...) is the
+    mode, so that every run is scored apart; the prompt id, with #rep after the first
+    repetition (--seeds K), is the id, so that a run is paired with the llm run of its seed."""
+    if not isinstance(r, dict) or "id" in r or "run" not in r or "prompt_id" not in r:
+        return r
+    r = dict(r)
+    rep = r.get("rep") or 0
+    r["id"] = "%s#%d" % (r["prompt_id"], rep) if rep else r["prompt_id"]
+    r["mode"] = r["run"]
+    return r
+
+
 def read_records(path):
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -335,6 +356,7 @@ def read_records(path):
                     die("%s:%d: not JSON (%s)" % (path, ln, e))
     if not isinstance(recs, list):
         die("%s: expected an array of records, {\"records\": [...]} or JSONL" % path)
+    recs = [from_answers(r) for r in recs]
     seen = set()
     for i, r in enumerate(recs):
         if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("mode", "text")) \
@@ -391,6 +413,73 @@ def score(embed, recs, llm_mode):
     return out, summary
 
 
+def base_id(i):
+    return i.split("#", 1)[0]
+
+
+def intervals(per, llm_mode, self_mode, n_boot, seed):
+    """Rows in the columns of `uhlm eval`'s intervals.csv: per mode the mean cosine to the
+    LLM's answer and to the reference, each also as a % of the LLM's own (the self mode's
+    cosine to the llm answer, i.e. two llm seeds; the llm answer's cosine to the reference),
+    with 95% intervals by bootstrap over prompts (nearest-rank 2.5% and 97.5% points, as the
+    eval's; a ratio is taken within each resample). The llm mode's cosine to the LLM is its
+    self mode's, as in the eval's results.csv."""
+    prompts = sorted({base_id(r["id"]) for r in per})
+    idx = {p: k for k, p in enumerate(prompts)}
+    by = {}
+    for r in per:
+        for key in ("cos_llm", "cos_ref"):
+            if r[key] is not None:
+                d = by.setdefault((r["mode"], key), [np.zeros(len(prompts)), np.zeros(len(prompts))])
+                d[0][idx[base_id(r["id"])]] += r[key]
+                d[1][idx[base_id(r["id"])]] += 1
+    if (llm_mode, "cos_llm") not in by and (self_mode, "cos_llm") in by:
+        by[(llm_mode, "cos_llm")] = by[(self_mode, "cos_llm")]
+    rng = np.random.RandomState(seed)
+    w = np.stack([np.bincount(rng.randint(0, len(prompts), len(prompts)), minlength=len(prompts))
+                  for _ in range(n_boot)]) if n_boot and prompts else np.zeros((0, len(prompts)))
+
+    def means(key):
+        s, n = by[key]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return s.sum() / n.sum(), (w @ s) / (w @ n)
+
+    def pct(a, b):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100 * a / b
+
+    def ci(v):
+        v = np.sort(v[np.isfinite(v)])
+        if not len(v):
+            return float("nan"), float("nan")
+        m = len(v)
+        return v[int(math.floor(0.025 * (m - 1) + 0.5))], v[int(math.floor(0.975 * (m - 1) + 0.5))]
+
+    rows = []
+    modes = sorted({m for m, _ in by}, key=lambda m: (m != llm_mode, m))
+    for m in modes:
+        for key, ref_key, name in (("cos_llm", (llm_mode, "cos_llm"), "sentence_cos_llm"),
+                                   ("cos_ref", (llm_mode, "cos_ref"), "sentence_cos_ref")):
+            if (m, key) not in by:
+                continue
+            v, bv = means((m, key))
+            rows.append((m, name, v) + ci(bv))
+            if ref_key in by:
+                rv, rbv = means(ref_key)
+                rows.append((m, name + "_pct_llm", pct(v, rv)) + ci(pct(bv, rbv)))
+    return rows
+
+
+def write_intervals_csv(path, rows, n_boot):
+    lines = ["mode,snr_db,metric,value,lo,hi,resamples,unit"]
+    for m, name, v, lo, hi in rows:
+        lines.append("%s,,%s,%.6g,%.6g,%.6g,%d,prompts" % (m, name, v, lo, hi, n_boot))
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
 def check_st(zip_bytes, model, texts):
     """sentence-transformers' embeddings of texts ({text: vector}) and the largest element
     difference from ours."""
@@ -423,7 +512,15 @@ def main():
                     help="compare with sentence-transformers' embeddings of the input texts")
     ap.add_argument("--tol", type=float, default=1e-4,
                     help="largest element difference --check-st accepts (1e-4)")
+    ap.add_argument("--csv", help="also write per-mode means with 95%% bootstrap intervals over "
+                    "prompts to this CSV, in the columns of uhlm eval's intervals.csv")
+    ap.add_argument("--self-mode", default="llm-seed2",
+                    help="the mode whose cosine to the llm answer is the LLM's own (llm-seed2, "
+                    "eval's second llm seed); the %% of llm columns divide by it")
+    ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for --csv (1000)")
     args = ap.parse_args()
+    if args.boot < 0:
+        die("--boot must be >= 0, got %d" % args.boot)
     recs = read_records(args.input)
     zip_bytes = find_model_zip(args)
     model = MiniLM(load_model_files(zip_bytes))
@@ -443,6 +540,9 @@ def main():
         if not worst <= args.tol:
             sys.stderr.write("sentence_cosine: embeddings differ from sentence-transformers' by "
                              "%g > %g\n" % (worst, args.tol))
+    if args.csv:
+        write_intervals_csv(args.csv, intervals(per, args.llm_mode, args.self_mode, args.boot, 42),
+                            args.boot)
     js = json.dumps(doc, indent=1, sort_keys=False) + "\n"
     if args.output:
         tmp = args.output + ".tmp"
