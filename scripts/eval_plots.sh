@@ -208,8 +208,10 @@ if [ "$intervals" = 1 ]; then
 else
   bars_style="clustered gap 2"; bars_plot="\"$tmp/bars.dat\" using 2:xtic(1) title \"PPL, % of llm\""
 fi
-[ "$sentence" = 1 ] && bars_plot+=", '' using 5:6:7 title \"sentence cosine to the llm answer, % of llm's own\""
-[ "$ref" = 1 ] && bars_plot+=", '' using 8:9:10 title \"sentence cosine to the reference, % of llm's\""
+# a histogram's series all have error bars or none
+if [ "$intervals" = 1 ]; then c5="5:6:7"; c8="8:9:10"; else c5="5"; c8="8"; fi
+[ "$sentence" = 1 ] && bars_plot+=", '' using $c5 title \"sentence cosine to the llm answer, % of llm's own\""
+[ "$ref" = 1 ] && bars_plot+=", '' using $c8 title \"sentence cosine to the reference, % of llm's\""
 
 gnuplot <<GP
 set terminal $term

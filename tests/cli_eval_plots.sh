@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# scripts/eval_plots.sh on a tiny eval's output (3 prompts, two SNRs, one sweep point, and a
+# --sweep-methods eval in methods/): every PNG is drawn, non-empty and a PNG, with and without
+# intervals.csv and a sentence-cosine CSV (the plots fall back to PPL alone, without error
+# bars); a folder without the eval's CSVs is refused. SKIP where gnuplot is missing.
+set -u
+bin=${UHLM_BIN:?UHLM_BIN not set}
+src=${UHLM_SOURCE_DIR:-.}
+export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
+if ! command -v gnuplot >/dev/null; then
+  echo "SKIP: gnuplot not installed: eval_plots.sh not tested" >&2
+  echo "cli_eval_plots: 0 passed, 0 failed"
+  exit 0
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_eval_plots.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
+
+cat >"$tmp/p.jsonl" <<'J'
+{"id": "a", "prompt": "Once upon a time, there was a little dog named Max."}
+{"id": "b", "prompt": "Lily and mom went to the park."}
+{"id": "c", "prompt": "Tom had a red ball."}
+J
+e=$tmp/e
+"$bin" eval --prompts "$tmp/p.jsonl" -n 10 --snr 0,20 --sweep 0.3,0.7 --uth 0.3 -o "$e" >/dev/null 2>"$tmp/err" \
+  && ok || bad "eval: $(tail -c 300 "$tmp/err")"
+"$bin" eval --prompts "$tmp/p.jsonl" -n 8 --modes hlm --no-greedy --snr 0 --sweep 0.3,0.7 \
+  --sweep-methods perturb,entropy,maxprob,margin -o "$e/methods" >/dev/null 2>"$tmp/err" \
+  && ok || bad "methods eval: $(tail -c 300 "$tmp/err")"
+
+# A sentence-cosine CSV in sentence_cosine.py --csv's columns (values made up here: this test
+# is about the plots; tests/cli_sentence_cosine.sh tests the cosines where the model is).
+{
+  echo "mode,snr_db,metric,value,lo,hi,resamples,unit"
+  for m in llm llm-seed2 slm hlm rand uhlm sweep-uhlm-perturb-q0.30 sweep-rand-perturb-q0.30 \
+           sweep-uhlm-perturb-q0.70 sweep-rand-perturb-q0.70; do
+    echo "$m,,sentence_cos_llm,0.8,0.7,0.9,100,prompts"
+    echo "$m,,sentence_cos_llm_pct_llm,95,90,100,100,prompts"
+    echo "$m,,sentence_cos_ref,0.6,0.5,0.7,100,prompts"
+    echo "$m,,sentence_cos_ref_pct_llm,97,92,101,100,prompts"
+  done
+} >"$tmp/sc.csv"
+
+pngs="u_vs_rejection throughput_snr sweep_uth frontier quality_modes methods_r2 methods_frontier"
+check_pngs() {
+  local what=$1 p
+  for p in $pngs; do
+    if [ -s "$e/$p.png" ] && [ "$(head -c 8 "$e/$p.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] \
+       && [ "$(stat -c %s "$e/$p.png")" -gt 2000 ]; then ok; else bad "$what: $p.png missing, empty or not a PNG"; fi
+  done
+}
+run_plots() {
+  rm -f "$e"/*.png
+  bash "$src/scripts/eval_plots.sh" "$e" >/dev/null 2>"$tmp/perr" && ok || bad "eval_plots ($1): $(cat "$tmp/perr")"
+  grep -qi 'error\|invalid' "$tmp/perr" && bad "eval_plots ($1) complained: $(cat "$tmp/perr")" || ok
+  check_pngs "$1"
+}
+
+[ -s "$e/intervals.csv" ] && ok || bad "the eval wrote no intervals.csv"
+run_plots "eval output as written"
+cp "$tmp/sc.csv" "$e/sentence_cosine.csv"
+run_plots "with a sentence-cosine CSV"
+mv "$e/intervals.csv" "$tmp/iv.csv"
+run_plots "without intervals.csv"
+rm -f "$e/sentence_cosine.csv"
+run_plots "without intervals or sentence cosine"
+
+mkdir -p "$tmp/empty"
+bash "$src/scripts/eval_plots.sh" "$tmp/empty" >/dev/null 2>"$tmp/perr" && bad "plots of a folder without CSVs" || ok
+grep -q "results.csv not found" "$tmp/perr" && ok || bad "missing CSV message: $(cat "$tmp/perr")"
+
+echo "cli_eval_plots: $pass passed, $fail failed"
+[ "$fail" = 0 ]
