@@ -78,11 +78,20 @@ for m in ("uhlm", "rand"):
     if not rr:
         continue
     flags["ratios"] += m + " "
-    out = []
+    out, have = [], iv is not None
     for r in rr:
-        lo, hi = ivd.get((m, key_snr(r["snr_db"]), "speedup_vs_hlm"), (0, math.nan, math.nan))[1:]
-        out.append((num(r["snr_db"]), num(r["speedup_vs_hlm"]), lo, hi))
+        v = num(r["speedup_vs_hlm"])
+        iv_v, lo, hi = ivd.get((m, key_snr(r["snr_db"]), "speedup_vs_hlm"), (math.nan,) * 3)
+        # an interval belongs to its own run: an intervals.csv from another run of the same
+        # eval (other compute times) would put bars around figures they were not made for
+        if not (abs(iv_v - v) <= 1e-4 * abs(v) and math.isfinite(lo) and math.isfinite(hi)):
+            have = False
+        out.append((num(r["snr_db"]), v, lo, hi))
     write("ratio_%s.dat" % m, out)
+    flags["ratio_iv_" + m] = int(have)
+    if iv is not None and not have:
+        sys.stderr.write("eval_plots: intervals.csv's speedup_vs_hlm of %s does not match "
+                         "results.csv's (another run?): its ratio is drawn without intervals\n" % m)
 # sweep: PPL % of llm (llm's PPL from results.csv), sentence cosine % of llm per u_th
 llm_ppl = next((num(r["ppl"]) for r in res if r["mode"] == "llm"), math.nan)
 flags["llm_ppl"] = int(math.isfinite(llm_ppl))
@@ -159,10 +168,11 @@ fi
 read -r fa fb fr2 <"$tmp/fit.dat"
 
 # the plot commands of the optional series
-if [ "$intervals" = 1 ]; then rs="yerrorlines"; rt=" (95% interval)"; rc="1:2:3:4"; else rs="linespoints"; rt=""; rc="1:2"; fi
 ratio_plot=""
 for m in $ratios; do
   lt=1; [ "$m" = rand ] && lt=2
+  v=ratio_iv_$m
+  if [ "${!v}" = 1 ]; then rs="yerrorlines"; rt=" (95% interval)"; rc="1:2:3:4"; else rs="linespoints"; rt=""; rc="1:2"; fi
   ratio_plot+="${ratio_plot:+, }\"$tmp/ratio_$m.dat\" using $rc with $rs lw 2 dt $lt pt 7 title \"$m / hlm$rt\""
 done
 [ -n "$ratio_plot" ] || ratio_plot='1/0 notitle'

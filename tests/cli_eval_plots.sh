@@ -60,12 +60,18 @@ run_plots() {
 
 [ -s "$e/intervals.csv" ] && ok || bad "the eval wrote no intervals.csv"
 run_plots "eval output as written"
+# the eval's own intervals belong to its figures: the ratio panel draws them
+grep -q "does not match" "$tmp/perr" && bad "intervals of the same run refused: $(cat "$tmp/perr")" || ok
 cp "$tmp/sc.csv" "$e/sentence_cosine.csv"
 run_plots "with a sentence-cosine CSV"
 mv "$e/intervals.csv" "$tmp/iv.csv"
 run_plots "without intervals.csv"
 rm -f "$e/sentence_cosine.csv"
 run_plots "without intervals or sentence cosine"
+# intervals.csv of another run (here: one figure moved) are not drawn around these figures
+awk -F, -v OFS=, '$1=="uhlm" && $3=="speedup_vs_hlm" {$4 = $4 * 1.5} {print}' "$tmp/iv.csv" >"$e/intervals.csv"
+run_plots "with intervals.csv of another run"
+grep -q "speedup_vs_hlm of uhlm does not match" "$tmp/perr" && ok || bad "foreign intervals drawn: $(cat "$tmp/perr")"
 
 mkdir -p "$tmp/empty"
 bash "$src/scripts/eval_plots.sh" "$tmp/empty" >/dev/null 2>"$tmp/perr" && bad "plots of a folder without CSVs" || ok
