@@ -340,19 +340,20 @@ static void write_per_prompt(report *r) {
 
 static void md_quality(report *r) {
     const uhlm_eval_harness *h = r->h;
+    /* no hidden-state cosine here: it does not separate the modes (docs/results.md), so a
+     * column of it would read as a quality figure; it stays in results.csv */
     eb_printf(&r->md, "## Transmission and quality (SNR-independent)\n\n"
-                      "| mode | TR | TSR | rejection | uplink kB/token | LLM calls | catch-up | cos sim | "
-                      "cos %% llm | cos %% hlm | NLL | PPL | PPL %% llm | exact match (T=0) |\n"
-                      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                      "| mode | TR | TSR | TSR expected | rejection | uplink kB/token | LLM calls | "
+                      "catch-up | NLL | PPL | PPL %% llm | exact match (T=0) |\n"
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int ri = 0; ri < UHLM_EVAL_N_MODES; ri++) {
         uhlm_mode m = rep_order[ri];
         if (!h->o.want[m]) continue;
         const uhlm_eval_acc *a = &r->main[m], *g = &r->greedy[m];
-        double cosv = m == UHLM_MODE_LLM ? r->cos_llm : uhlm_eval_acc_cos(a);
-        eb_printf(&r->md, "| %s | %.3f | %.3f | %.3f | %.2f | %ld | %ld | %.4f | %.1f | %.1f | %.3f | %.2f | %.1f | %.3f |\n",
+        eb_printf(&r->md, "| %s | %.3f | %.3f | %.3f | %.3f | %.2f | %ld | %ld | %.3f | %.2f | %.1f | %.3f |\n",
                   uhlm_mode_name(m), ratio((double)a->trans, (double)a->gen), uhlm_eval_acc_tsr(a),
-                  ratio((double)a->rejected, (double)a->trans), ratio(a->up_bits / 8000.0, (double)a->gen),
-                  a->llm_calls, a->catchup, cosv, 100 * cosv / r->cos_llm, 100 * cosv / r->cos_hlm,
+                  uhlm_eval_acc_tsr_expected(a), ratio((double)a->rejected, (double)a->trans),
+                  ratio(a->up_bits / 8000.0, (double)a->gen), a->llm_calls, a->catchup,
                   uhlm_eval_acc_nll(a), uhlm_eval_acc_ppl(a), 100 * r->ppl_llm / uhlm_eval_acc_ppl(a),
                   h->o.greedy ? ratio((double)g->exact_n, (double)g->exact_total) : NAN);
     }
@@ -361,10 +362,11 @@ static void md_quality(report *r) {
 static void md_throughput(report *r) {
     const uhlm_eval_harness *h = r->h;
     int n = h->n_snr_report;
-    eb_printf(&r->md, "\nThe llm row's cosine similarity is between two llm runs with different seeds. "
-                      "TSR is the share of skipped tokens the LLM would have accepted outright "
-                      "(y[d] >= x[d]); the expected acceptance of skipped tokens (mean of 1 - beta) "
-                      "is tsr_expected in results.csv.\n\n"
+    eb_printf(&r->md, "\nTSR is the share of skipped tokens the LLM would have accepted outright "
+                      "(y[d] >= x[d]); TSR expected is the expected acceptance of skipped tokens "
+                      "(mean of 1 - beta), tsr_expected in results.csv. The cosine of LLM hidden "
+                      "states (cos_sim in results.csv) is left out: it does not separate the modes; "
+                      "scripts/sentence_cosine.py scores answers.jsonl by sentence embeddings.\n\n"
                       "## Accounted throughput (tokens/s) against SNR\n\n| mode |");
     for (int k = 0; k < n; k++) eb_printf(&r->md, " %g dB |", h->o.snr[k]);
     eb_printf(&r->md, "\n|---|");
@@ -391,19 +393,18 @@ static void md_sweep_methods(report *r) {
     const uhlm_eval_harness *h = r->h;
     const uhlm_eval_results *R = r->R;
     if (R->n_sweep) {
-        eb_printf(&r->md, "\n## u_th sweep (throughput at %g dB)\n\n| method | quantile | u_th | kind | skip rate | TSR | throughput | cos sim | cos %% llm | PPL |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        eb_printf(&r->md, "\n## u_th sweep (throughput at %g dB)\n\n| method | quantile | u_th | kind | skip rate | TSR | throughput | PPL | PPL %% llm |\n|---|---|---|---|---|---|---|---|---|\n",
                   h->o.sweep_snr);
         for (int s = 0; s < R->n_sweep; s++) {
             const uhlm_eval_set *two[2] = {&R->sweep[s].u, &R->sweep[s].r};
             for (int j = 0; j < 2; j++) {
                 uhlm_eval_acc a;
                 uhlm_eval_sum(two[j], h->o.n_snr, &a);
-                eb_printf(&r->md, "| %s | %g | %.3f | %s | %.3f | %.3f | %.1f | %.4f | %.1f | %.2f |\n",
+                eb_printf(&r->md, "| %s | %g | %.3f | %s | %.3f | %.3f | %.1f | %.2f | %.1f |\n",
                           uhlm_unc_method_name(R->sweep[s].method), R->sweep[s].q, R->sweep[s].u_th,
                           j ? "rand" : "uhlm", ratio((double)a.skipped, (double)a.gen),
                           uhlm_eval_acc_tsr(&a), uhlm_eval_acc_tput(&a, h->k_sweep),
-                          uhlm_eval_acc_cos(&a), 100 * uhlm_eval_acc_cos(&a) / r->cos_llm,
-                          uhlm_eval_acc_ppl(&a));
+                          uhlm_eval_acc_ppl(&a), 100 * r->ppl_llm / uhlm_eval_acc_ppl(&a));
             }
         }
     }
