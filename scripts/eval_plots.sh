@@ -168,6 +168,12 @@ fi
 read -r fa fb fr2 <"$tmp/fit.dat"
 
 # the plot commands of the optional series
+# rand draws dashed with open points: its throughput lies on uhlm's (same skip rate)
+tp_plot=""
+for m in $modes; do
+  if [ "$m" = rand ]; then st="dt 2 pt 6"; else st="dt 1 pt 7"; fi
+  tp_plot+="${tp_plot:+, }\"$tmp/tp_$m.dat\" using 1:2 with linespoints lw 2 $st title \"$m\""
+done
 ratio_plot=""
 for m in $ratios; do
   lt=1; [ "$m" = rand ] && lt=2
@@ -203,7 +209,8 @@ for s in $sweep_series; do
 done
 for m in $frontier_points; do
   pt=9; [ "$m" = uhlm ] && pt=11
-  frontier_plot+="${frontier_plot:+, }\"$tmp/fp_$m.dat\" using 1:2 with points pt $pt ps 2 title \"$m at the main u_{th} (point)\""
+  t="hlm, every token verified (point)"; [ "$m" = uhlm ] && t="uhlm at the main u_{th} (point)"
+  frontier_plot+="${frontier_plot:+, }\"$tmp/fp_$m.dat\" using 1:2 with points pt $pt ps 2 title \"$t\""
 done
 [ -n "$frontier_plot" ] || frontier_plot='1/0 notitle'
 
@@ -248,8 +255,8 @@ set title ""
 set xlabel ""; set ylabel "tokens / s (log)"
 set logscale y
 set xrange [*:*]; set yrange [*:*]
-set key outside right top
-plot for [m in "$modes"] "$tmp/tp_".m.".dat" using 1:2 with linespoints lw 2 pt 7 title m
+set key inside bottom right
+plot $tp_plot
 unset logscale y
 set bmargin 4
 set xlabel "SNR (dB)"; set ylabel "throughput / hlm's"
@@ -258,7 +265,7 @@ set key inside top right
 plot $ratio_plot, 1 with lines lc rgb "gray" dt 3 notitle
 unset multiplot
 
-set terminal $term
+set terminal $tall
 set output "$dir/sweep_uth.png"
 set lmargin -1; set rmargin -1; set tmargin -1; set bmargin -1
 set title "$sweep_title"
@@ -266,16 +273,19 @@ set xlabel "u_{th} (sweep points: quantiles of u)"; set ylabel "% of llm (higher
 set y2label "TR (transmitted / generated)"
 set ytics nomirror; set y2tics
 set xrange [*:*]; set yrange [*:*]; set y2range [0:1.05]
-set key bottom left
+set key outside below
+set offsets graph 0.02, graph 0.02, graph 0.05, graph 0.02
 plot $sweep_plot
+unset offsets
 unset y2label; unset y2tics; set ytics mirror
+set terminal $term
 
 set output "$dir/frontier.png"
 set title "Quality against throughput at $sweep_snr dB: uhlm vs rand at matched skip rates"
 set xlabel "tokens / s (log scale)"; set ylabel "LLM perplexity of the output (lower is better)"
 set logscale x
 set xrange [*:*]; set yrange [*:*]
-set key bottom right
+set key inside top left
 plot $frontier_plot
 unset logscale x
 
@@ -318,7 +328,7 @@ set title "Quality-throughput frontier per uncertainty method (and rand)"
 set xlabel "tokens / s (log scale)"; set ylabel "LLM perplexity of the output (lower is better)"
 set logscale x
 set xrange [*:*]; set yrange [*:*]
-set key top right
+set key inside top left
 plot for [me in "perturb entropy maxprob margin"] "$tmp/m_".me.".dat" using 1:2 lw 2 pt 7 title me, \
      "$tmp/m_rand.dat" using 1:2 lw 2 dt 2 pt 5 title "rand"
 GP
