@@ -259,8 +259,16 @@ int main(int argc, char **argv) {
         }
         double now = uhlm_now();
         if (now - last > 30 || done_n == o.n_samples) {
-            fprintf(stderr, "gen_teacher: %d/%d samples, %lld tokens, %.0f s, %.1f tok/s\n", done_n,
-                    o.n_samples, n_tok, now - t0, n_tok / (now - t0 + 1e-9));
+            /* the ETA at the rate of finished samples: "--:--" until the first one */
+            char eta[32] = "--:--";
+            if (done_n == o.n_samples) {
+                snprintf(eta, sizeof eta, "done");
+            } else if (done_n > 0) {
+                long s = (long)((now - t0) * (o.n_samples - done_n) / done_n + 0.5);
+                snprintf(eta, sizeof eta, "%02ld:%02ld", s / 60, s % 60);
+            }
+            fprintf(stderr, "gen_teacher: %d/%d samples, %lld tokens, %.0f s elapsed, ETA %s, %.1f tok/s\n",
+                    done_n, o.n_samples, n_tok, now - t0, eta, n_tok / (now - t0 + 1e-9));
             last = now;
         }
         if (done_n == o.n_samples) break;
