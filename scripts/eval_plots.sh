@@ -250,7 +250,9 @@ set terminal $tall
 set output "$dir/throughput_snr.png"
 set multiplot layout 2,1 title "Accounted token throughput against uplink SNR"
 set tmargin 1; set bmargin 2
-set lmargin 12; set rmargin 14
+set lmargin 12; set rmargin 4
+# room at both ends for the error bars of the first and last SNR
+set offsets 1, 1, 0, 0
 set title ""
 set xlabel ""; set ylabel "tokens / s (log)"
 set logscale y
@@ -264,6 +266,7 @@ set yrange [*:*]
 set key inside top right
 plot $ratio_plot, 1 with lines lc rgb "gray" dt 3 notitle
 unset multiplot
+unset offsets
 
 set terminal $tall
 set output "$dir/sweep_uth.png"
