@@ -161,9 +161,10 @@ with open(sys.argv[3], "w") as f:
 PY
   src="calibration (train part)"
 else
-  awk -F, 'NR>1 && $1=="perturb" && $4>0 {print $6, $7, $8, $4}' "$dir/bins.csv" >"$tmp/bins.dat"
-  awk -F, 'NR>1 && $1=="perturb" {print $2, $3, $4; exit}' "$dir/methods.csv" >"$tmp/fit.dat"
-  src="eval hlm pass"
+  fm=$(awk -F, 'NR==2 {print $1}' "$dir/methods.csv") # the eval's own method comes first
+  awk -F, -v fm="$fm" 'NR>1 && $1==fm && $4>0 {print $6, $7, $8, $4}' "$dir/bins.csv" >"$tmp/bins.dat"
+  awk -F, -v fm="$fm" 'NR>1 && $1==fm {print $2, $3, $4; exit}' "$dir/methods.csv" >"$tmp/fit.dat"
+  src="eval hlm pass, $fm"
 fi
 read -r fa fb fr2 <"$tmp/fit.dat"
 
@@ -183,10 +184,13 @@ for m in $ratios; do
 done
 [ -n "$ratio_plot" ] || ratio_plot='1/0 notitle'
 
+# the sweep and frontier plots show the first uncertainty method the sweep ran (the eval's own,
+# unless --sweep-methods named others; methods_frontier.png compares them all)
+sm=${sweep_methods%% *}
 sweep_plot=""
 for s in $sweep_series; do
   kind=${s%%_*}; me=${s#*_}
-  [ "$me" = perturb ] || continue
+  [ "$me" = "$sm" ] || continue
   dt=1; [ "$kind" = rand ] && dt=2
   [ "$llm_ppl" = 1 ] && sweep_plot+="${sweep_plot:+, }\"$tmp/sw_$s.dat\" using 1:2 with linespoints lw 2 dt $dt pt 7 lc 1 title \"$kind: PPL, % of llm\""
   [ "$sentence" = 1 ] && sweep_plot+="${sweep_plot:+, }\"$tmp/sw_$s.dat\" using 1:6:7:8 with yerrorlines lw 2 dt $dt pt 5 lc 2 title \"$kind: sentence cosine to llm, % of llm (95% interval)\""
@@ -195,16 +199,16 @@ for s in $sweep_series; do
 done
 [ -n "$sweep_plot" ] || sweep_plot='1/0 notitle'
 if [ "$sentence" = 1 ]; then
-  sweep_title="U-HLM against rand: quality and TR against u_{th} (perturb)"
+  sweep_title="U-HLM against rand: quality and TR against u_{th} ($sm)"
 else
-  sweep_title="U-HLM against rand: PPL % of llm and TR against u_{th} (perturb)\\nsentence cosine not available for this run (no sentence-cosine CSV): PPL only"
+  sweep_title="U-HLM against rand: PPL % of llm and TR against u_{th} ($sm)\\nsentence cosine not available for this run (no sentence-cosine CSV): PPL only"
 fi
 
 frontier_plot=""
 for s in $sweep_series; do
   kind=${s%%_*}; me=${s#*_}
-  [ "$me" = perturb ] || continue
-  if [ "$kind" = uhlm ]; then t="uhlm (perturb), u_{th} sweep"; pt=7; else t="rand (same skip rate)"; pt=5; fi
+  [ "$me" = "$sm" ] || continue
+  if [ "$kind" = uhlm ]; then t="uhlm ($sm), u_{th} sweep"; pt=7; else t="rand (same skip rate)"; pt=5; fi
   frontier_plot+="${frontier_plot:+, }\"$tmp/sw_$s.dat\" using 4:5 with linespoints lw 2 pt $pt title \"$t\""
 done
 for m in $frontier_points; do
@@ -310,7 +314,7 @@ if [ -f "$dir/methods/methods.csv" ] && [ -f "$dir/methods/sweep.csv" ]; then
   for me in perturb entropy maxprob margin; do
     awk -F, -v me="$me" 'NR>1 && $1==me && $4=="uhlm" {print $9, $13}' "$m/sweep.csv" >"$tmp/m_$me.dat"
   done
-  awk -F, 'NR>1 && $1=="perturb" && $4=="rand" {print $9, $13}' "$m/sweep.csv" >"$tmp/m_rand.dat"
+  awk -F, 'NR==2 {me=$1} NR>1 && $1==me && $4=="rand" {print $9, $13}' "$m/sweep.csv" >"$tmp/m_rand.dat"
   gnuplot <<GP
 set terminal $term
 set datafile separator ","
