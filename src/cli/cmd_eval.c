@@ -40,12 +40,14 @@ static const cli_command eval_cmd = {
     "  intervals.csv  bootstrap 95% intervals of the headline figures: over prompts\n"
     "                 (over seeds with one prompt and --seeds K), 1000 resamples\n"
     "  answers.jsonl  the text of every run in per_prompt.csv (with the prompt and the\n"
-    "                 Alpaca reference), for quality scored by an outside embedder\n\n"
+    "                 Alpaca reference), which scripts/sentence_cosine.py scores by\n"
+    "                 sentence embeddings (the paper's quality metric)\n\n"
     "Quality is measured against the llm mode's output for the same prompt and seed:\n"
-    "cosine similarity of `uhlm embed` embeddings (LLM hidden state, mean-pooled), the\n"
-    "LLM's per-token NLL of the generated text, and the exact-match rate of the\n"
-    "temperature-0 outputs. The llm row's similarity is that of two llm runs with\n"
-    "different seeds; quality is also given as % of llm and % of hlm.",
+    "the LLM's per-token NLL of the generated text, the exact-match rate of the\n"
+    "temperature-0 outputs, and (CSV and JSON only: it does not separate the modes)\n"
+    "the cosine similarity of `uhlm embed` embeddings (LLM hidden state, mean-pooled).\n"
+    "The llm row's similarity is that of two llm runs with different seeds; quality is\n"
+    "also given as % of llm and % of hlm.",
     "Throughput is generated tokens / (SLM + LLM compute, u only where the policy reads\n"
     "it, + link time). Progress goes to stderr: a bar with an ETA on a TTY, else plain\n"
     "lines (one per tenth of the runs, at least one per 10 s, with elapsed time and ETA).",
