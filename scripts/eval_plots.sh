@@ -146,6 +146,11 @@ with open(os.path.join(t, "flags.sh"), "w") as f:
 PY
 # shellcheck disable=SC1091
 . "$tmp/flags.sh"
+# (the flags: modes ratios ratio_iv_MODE intervals sentence ref llm_ppl sweep_series
+# sweep_methods frontier_points sweep_snr; shellcheck cannot see into flags.sh)
+# shellcheck disable=SC2154
+: "$modes" "$ratios" "$intervals" "$sentence" "$ref" "$llm_ppl" "$sweep_series" "$sweep_methods" \
+  "$frontier_points" "$sweep_snr"
 
 # binned data and fit: calib.json (held-out calibration) when there, else the eval's hlm pass
 if [ -f "$dir/calib.json" ]; then
