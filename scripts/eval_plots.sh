@@ -164,7 +164,7 @@ with open(sys.argv[2], "w") as f:
 with open(sys.argv[3], "w") as f:
     f.write("%g %g %g\n" % (d["fit"]["a"], d["fit"]["b"], d["fit"]["r2"]))
 PY
-  src="calibration (train part)"
+  src="calibration, fit half"
 else
   fm=$(awk -F, 'NR==2 {print $1}' "$dir/methods.csv") # the eval's own method comes first
   awk -F, -v fm="$fm" 'NR>1 && $1==fm && $4>0 {print $6, $7, $8, $4}' "$dir/bins.csv" >"$tmp/bins.dat"
