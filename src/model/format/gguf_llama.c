@@ -708,6 +708,7 @@ int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err) {
     if (load(m, g, err) != 0) {
         /* leave nothing half-attached: the caller may free m with uhlm_model_free or not */
         free(m->w.layers);
+        free(m->w.out_ids);
         memset(&m->w, 0, sizeof m->w);
         uhlm_tokenizer_free(m->tok);
         m->tok = NULL;
