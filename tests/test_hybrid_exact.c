@@ -230,6 +230,51 @@ int main(void) {
     for (int i = 0; i < e.V; i++) outside += yt[i] == 0.0f ? c_m[i] : 0;
     CHECK(outside == 0); /* nothing outside the LLM's nucleus, though x~ has a uniform tail */
     free(yt);
+
+    /* A drafter with a draft vocabulary (uhlm_model_keep_output_tokens) never proposes the tokens
+     * it leaves out; the LLM's most likely token and every third token are left out here, so the
+     * LLM's mass on them reaches the output only through rejection and resampling. hlm must
+     * still reproduce y, and slm must stay inside the draft vocabulary. */
+    int top = 0;
+    for (int i = 1; i < e.V; i++)
+        if (y[i] > y[top]) top = i;
+    int32_t *keep = malloc(sizeof(int32_t) * (size_t)e.V);
+    int nk = 0;
+    double y_out = 0.0;
+    for (int i = 0; i < e.V; i++) {
+        if (i == top || i % 3 == 2) {
+            y_out += y[i];
+            continue;
+        }
+        keep[nk++] = i;
+    }
+    uhlm_model *dslm = uhlm_model_load(uhlm_test_model_path("stories-slm-0.28M.bin"),
+                                       uhlm_test_model_path("tok512.bin"), &err);
+    CHECK(dslm && uhlm_model_keep_output_tokens(dslm, keep, nk, &err) == 0);
+    env d = e;
+    d.slm = dslm;
+    d.slm_ctx = dslm ? uhlm_ctx_new(dslm, &cp, &err) : NULL;
+    CHECK(d.slm_ctx != NULL);
+    if (d.slm_ctx) {
+        t0 = uhlm_now();
+        CHECK(sample_mode(&d, UHLM_MODE_HLM, "f32", &smp, 4000000, c_m, &agg) == 0);
+        int dfd;
+        double sd1 = chi2_gof(c_m, y, e.V, N_SAMPLES, &dfd);
+        printf("hlm  f32 with a draft vocabulary of %d/%d (LLM mass left out %.3f) vs y: chi2 %.1f "
+               "df %d thr %.1f TV %.4f rejections %.3f (%.1f s)\n",
+               nk, e.V, y_out, sd1, dfd, chi2_threshold(dfd), tv_counts(c_m, y, e.V, N_SAMPLES),
+               (double)agg.rejected / N_SAMPLES, uhlm_now() - t0);
+        CHECK(sd1 < chi2_threshold(dfd));
+        CHECK(c_m[top] > 0); /* reached by resampling alone */
+        CHECK(agg.rejected >= (long)(y_out * N_SAMPLES * 0.9));
+        CHECK(sample_mode(&d, UHLM_MODE_SLM, "f32", &smp, 5000000, c_m, &agg) == 0);
+        long outside = 0;
+        for (int i = 0; i < e.V; i++) outside += (i == top || i % 3 == 2) ? c_m[i] : 0;
+        CHECKF(outside == 0, "slm drew %ld tokens outside its draft vocabulary", outside);
+        uhlm_ctx_free(d.slm_ctx);
+    }
+    uhlm_model_free(dslm);
+    free(keep);
     free(c_llm);
     free(c_m);
     free(x);

@@ -1,6 +1,9 @@
 """drafter.py: a layer-pruned, distilled drafter (device SLM) for SmolLM2-135M-Instruct.
 
 Subcommands (train/make_drafter.sh runs them in order):
+  vocab   - the draft vocabulary: the N tokens with the most teacher probability mass on the
+            training data (frequency-ranked, as in FR-Spec), plus the chat template's special
+            tokens; one id per line, for `uhlm convert --output-tokens` and --vocab below.
   select  - scores candidate layer subsets of the LLM, kept as they are (no training), on held-out
             self-generated text, by the distillation loss and top-1 agreement; writes the best.
   train   - initialises the drafter from those LLM layers and distils it on the teacher's
@@ -10,6 +13,12 @@ Subcommands (train/make_drafter.sh runs them in order):
             tokenizer and chat template copied in.
   eval    - top-1 agreement and expected speculative acceptance against the teacher on held-out
             data, plus the held-out prompts as text for `uhlm run`.
+
+With --vocab, the classifier scores only the draft vocabulary: its rows are the LLM's embedding
+rows of those tokens (copied byte for byte on export, with uhlm.output_token_ids), every other
+token gets probability 0, and the loss puts the teacher's mass outside the draft vocabulary into
+the "rest" bucket. A 49,152-row head costs as much as 8 of SmolLM2's layers; a few thousand rows
+leave that compute to layers. Verification stays exact whatever the draft distribution is.
 
 Design: the drafter keeps the LLM's embedding, final norm and tied output matrix frozen
 (shared with the LLM, as in Medusa/EAGLE-style drafters and in layer-skipping self-speculative
@@ -86,7 +95,7 @@ class Drafter(torch.nn.Module):
     """A llama stack as uhlm runs it: RMSNorm, RoPE on adjacent pairs (the GGUF `llama` layout),
     grouped-query attention, SwiGLU, final RMSNorm and the tied output matrix."""
 
-    def __init__(self, llm, layer_ids, embd, out_norm):
+    def __init__(self, llm, layer_ids, embd, out_norm, head_ids=None):
         super().__init__()
         self.cfg = dict(dim=llm.dim, n_heads=llm.n_heads, n_kv=llm.n_kv, head_dim=llm.head_dim,
                         theta=llm.theta, eps=llm.eps)
@@ -94,6 +103,10 @@ class Drafter(torch.nn.Module):
         self.blocks = torch.nn.ModuleList([Block(llm.layer(i)) for i in layer_ids])
         self.register_buffer("embd", embd, persistent=False)  # frozen, shared with the LLM
         self.out_norm = torch.nn.Parameter(torch.from_numpy(out_norm.copy()), requires_grad=False)
+        # the classifier: the whole embedding (tied), or the draft vocabulary's rows of it
+        self.head_ids = None if head_ids is None else torch.as_tensor(head_ids, dtype=torch.long)
+        self.register_buffer("head", embd if head_ids is None else embd[self.head_ids].clone(),
+                             persistent=False)
 
     def rms(self, x, w):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.cfg["eps"]) * w
@@ -135,7 +148,9 @@ class Drafter(torch.nn.Module):
         return self.rms(x, self.out_norm)
 
     def forward(self, tok):
-        return self.hidden(tok) @ self.embd.T
+        """Logits over the classifier's rows: the vocabulary, or the draft vocabulary's tokens
+        in head_ids order."""
+        return self.hidden(tok) @ self.head.T
 
 
 # ---------------------------------------------------------------- teacher data (gen_teacher.c)
@@ -210,31 +225,61 @@ def collate(samples, group, answer_only=False):
             torch.from_numpy(m))
 
 
-def kd_terms(logits, ids, lg, lse):
+def kd_terms(logits, ids, lg, lse, col=None):
     """Per position: KL(p || q) on the K+1 buckets (the teacher's top-K tokens, everything else),
     which is exact for the top-K and a lower bound of the full KL; student top-1 hits of the
     teacher's top-1; and sum_k min(p_k, q_k), the top-K part of the speculative acceptance
-    probability 1 - TV(p, q) at temperature 1."""
+    probability 1 - TV(p, q) at temperature 1.
+
+    col maps a vocabulary id to its classifier column (-1: not in the draft vocabulary), for a
+    draft-vocabulary head: a top-K token outside it has q = 0, so its teacher mass joins the
+    "rest" bucket (the KL of the coarser partition, still a lower bound of the full KL)."""
     ls = logits.float().log_softmax(-1)[:, :-1]
-    lq = ls.gather(-1, ids)
     lp = lg - lse[..., None]
     p = lp.exp()
-    q = lq.exp()
-    p_rest = (1 - p.sum(-1)).clamp_min(1e-12)
+    if col is None:
+        lq = ls.gather(-1, ids)
+        inside = torch.ones_like(p)
+        top_id = ls.argmax(-1)
+    else:
+        c = col[ids]
+        inside = (c >= 0).float()
+        lq = ls.gather(-1, c.clamp_min(0))
+        top_id = col_ids(col)[ls.argmax(-1)]
+    q = lq.exp() * inside
+    p_in = p * inside
+    p_rest = (1 - p_in.sum(-1)).clamp_min(1e-12)
     q_rest = (1 - q.sum(-1)).clamp_min(1e-12)
-    kl = (p * (lp - lq)).sum(-1) + p_rest * (p_rest.log() - q_rest.log())
-    top1 = (ls.argmax(-1) == ids[..., 0]).float()
-    acc = torch.minimum(p, q).sum(-1)  # a lower bound: the tail's overlap is not known
+    kl = (p_in * (lp - lq)).sum(-1) + p_rest * (p_rest.log() - q_rest.log())
+    top1 = (top_id == ids[..., 0]).float()
+    acc = torch.minimum(p_in, q).sum(-1)  # a lower bound: the tail's overlap is not known
     acc_hi = acc + torch.minimum(p_rest, q_rest)  # an upper bound: the tail overlaps at most this
     return kl, top1, (acc, acc_hi)
 
 
+def col_map(head_ids, n_vocab):
+    """vocabulary id -> classifier column, -1 outside the draft vocabulary; None for a full head."""
+    if head_ids is None:
+        return None
+    col = torch.full((n_vocab,), -1, dtype=torch.long)
+    col[torch.as_tensor(head_ids, dtype=torch.long)] = torch.arange(len(head_ids))
+    return col
+
+
+def col_ids(col):
+    """The inverse of col_map: column -> vocabulary id."""
+    ids = torch.empty(int((col >= 0).sum()), dtype=torch.long)
+    ids[col[col >= 0]] = torch.nonzero(col >= 0).flatten()
+    return ids
+
+
 def evaluate(model, samples, max_tokens=4096, answer_only=True):
     tot = dict(kl=0.0, top1=0.0, acc=0.0, acc_hi=0.0, n=0.0)
+    col = col_map(model.head_ids, model.embd.shape[0])
     with torch.no_grad():
         for g in batches(samples, max_tokens):
             tok, ids, lg, lse, m = collate(samples, g, answer_only)
-            kl, top1, (acc, acc_hi) = kd_terms(model(tok), ids, lg, lse)
+            kl, top1, (acc, acc_hi) = kd_terms(model(tok), ids, lg, lse, col)
             tot["acc_hi"] += float((acc_hi * m).sum())
             tot["kl"] += float((kl * m).sum())
             tot["top1"] += float((top1 * m).sum())
@@ -251,6 +296,50 @@ def load_base(llm):
 
 
 # ---------------------------------------------------------------- subcommands
+
+def read_vocab(path):
+    """A draft vocabulary file (one id per line, '#' comments), as sorted ids; None for no path."""
+    if not path:
+        return None
+    ids = sorted({int(t) for line in open(path) for t in line.split("#", 1)[0].split()})
+    if not ids:
+        sys.exit(f"{path}: no token ids")
+    return ids
+
+
+def special_ids(llm):
+    """The vocabulary's control tokens (type 3: <|im_start|>, <|im_end|>, <|endoftext|>, ...):
+    a drafter must be able to end a turn."""
+    f = llm.r.fields.get("tokenizer.ggml.token_type")
+    if f is None:
+        return []
+    types = [int(f.parts[i][0]) for i in f.data]
+    return [i for i, t in enumerate(types) if t == 3]
+
+
+def cmd_vocab(a):
+    llm = LLM(a.llm)
+    n_vocab = llm.tensors["token_embd.weight"].shape[1]
+    mass = np.zeros(n_vocab)
+    npos = 0
+    for path in a.data:
+        for s in read_shard(path)[1]:
+            p = np.exp(s["lg"] - s["lse"][:, None])
+            np.add.at(mass, s["ids"].ravel(), p.ravel())
+            npos += len(p)
+    spec = special_ids(llm)
+    order = [int(i) for i in np.argsort(-mass, kind="stable") if int(i) not in set(spec)]
+    ids = sorted(set(spec) | set(order[: max(0, a.size - len(spec))]))
+    covered = mass[ids].sum() / max(mass.sum(), 1e-30)
+    with open(a.out, "w") as f:
+        f.write(f"# draft vocabulary: {len(ids)} of {n_vocab} tokens, the most teacher probability "
+                f"mass over {npos} positions ({covered:.4f} of the top-K mass) plus {len(spec)} "
+                f"control tokens\n")
+        for i in ids:
+            f.write(f"{i}\n")
+    log(f"vocab: {len(ids)} tokens cover {covered:.4f} of the teacher's top-K mass on the training "
+        f"data; wrote {a.out}")
+
 
 def cmd_select(a):
     llm = LLM(a.llm)
@@ -271,7 +360,7 @@ def cmd_select(a):
         if len(set(c)) != L:
             continue
         torch.manual_seed(0)
-        m = Drafter(llm, c, embd, out_norm)
+        m = Drafter(llm, c, embd, out_norm, read_vocab(a.vocab))
         r = evaluate(m, dev)
         r["layers"] = list(c)
         res.append(r)
@@ -295,21 +384,27 @@ def cmd_train(a):
     dev = read_data(a.heldout)[: a.n_dev]
     ntok = sum(len(s["tok"]) for s in train)
     log(f"train: layers {layers}, {len(train)} samples, {ntok} tokens, {a.epochs} epochs, threads {a.threads}")
-    model = Drafter(llm, layers, embd, out_norm)
+    head_ids = read_vocab(a.vocab)
+    model = Drafter(llm, layers, embd, out_norm, head_ids)
+    col = col_map(head_ids, embd.shape[0])
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98), weight_decay=0.0)
     r = evaluate(model, dev)
     log(f"train: before: held-out answer KL {r['kl']:.3f} top-1 {r['top1']:.3f} accept in [{r['accept_lo']:.3f}, {r['accept_hi']:.3f}]")
     groups_per_epoch = len(batches(train, a.batch_tokens))
     total = groups_per_epoch * a.epochs
+    if a.max_steps:
+        total = min(total, a.max_steps)
     step, seen, t_start = 0, 0, time.time()
     for ep in range(a.epochs):
         for g in batches(train, a.batch_tokens, rng):
+            if step == total:
+                break
             lr = a.lr * min(1.0, (step + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
             for pg in opt.param_groups:
                 pg["lr"] = lr
             tok, ids, lg, lse, m = collate(train, g)
-            kl, top1, _ = kd_terms(model(tok), ids, lg, lse)
+            kl, top1, _ = kd_terms(model(tok), ids, lg, lse, col)
             loss = (kl * m).sum() / m.sum()
             opt.zero_grad()
             loss.backward()
@@ -324,7 +419,7 @@ def cmd_train(a):
         r = evaluate(model, dev)
         log(f"train: epoch {ep} done: held-out answer KL {r['kl']:.3f} top-1 {r['top1']:.3f} "
             f"accept in [{r['accept_lo']:.3f}, {r['accept_hi']:.3f}]")
-        torch.save(dict(layers=layers, state={k: v for k, v in model.state_dict().items()}), a.out)
+        torch.save(dict(layers=layers, head_ids=head_ids, state={k: v for k, v in model.state_dict().items()}), a.out)
     log(f"train: wrote {a.out}")
 
 
@@ -333,7 +428,8 @@ def cmd_export(a):
     embd, out_norm = load_base(llm)
     ck = torch.load(a.ckpt)
     layers = ck["layers"]
-    model = Drafter(llm, layers, embd, out_norm)
+    head_ids = ck.get("head_ids")
+    model = Drafter(llm, layers, embd, out_norm, head_ids)
     model.load_state_dict(ck["state"], strict=False)
     qtype = {"q8_0": QT.Q8_0, "q5_1": QT.Q5_1, "q5_0": QT.Q5_0, "q4_1": QT.Q4_1, "f32": QT.F32}[a.type]
     w = gguf.GGUFWriter(a.out, "llama")
@@ -351,7 +447,22 @@ def cmd_export(a):
         w.add_key_value(name, val, vt, sub_type=fld.types[-1] if vt == gguf.GGUFValueType.ARRAY else None)
     w.add_string("uhlm.drafter.layers", ",".join(str(i) for i in layers))
     te = llm.tensors["token_embd.weight"]
-    w.add_tensor("token_embd.weight", np.asarray(te.data), raw_dtype=te.tensor_type)  # bytes as in the LLM
+    if a.embd_type == "copy":
+        w.add_tensor("token_embd.weight", np.asarray(te.data), raw_dtype=te.tensor_type)  # bytes as in the LLM
+    else:
+        # the input embedding only (one row read per token): a smaller type keeps the file under
+        # the 50 MB the repository allows; the classifier rows below stay the LLM's bytes
+        et = {"q8_0": QT.Q8_0, "q5_0": QT.Q5_0, "q4_0": QT.Q4_0}[a.embd_type]
+        if head_ids is None:
+            sys.exit("export: --embd-type needs a draft vocabulary (--vocab at training): with the "
+                     "tied classifier the embedding is also the output matrix")
+        w.add_tensor("token_embd.weight", gguf.quants.quantize(embd.numpy(), et), raw_dtype=et)
+    if head_ids is not None:
+        # the draft vocabulary's classifier: the LLM's embedding rows of those tokens, bytes as in
+        # the LLM (a row of a block type is whole blocks)
+        w.add_array("uhlm.output_token_ids", [int(i) for i in head_ids])
+        w.add_tensor("output.weight", np.ascontiguousarray(np.asarray(te.data)[np.asarray(head_ids)]),
+                     raw_dtype=te.tensor_type)
     for j, b in enumerate(model.blocks):
         for n, p in b.p.items():
             v = p.detach().numpy().astype(np.float32)
@@ -387,10 +498,11 @@ def cmd_eval(a):
     res = {}
     if a.ckpt:
         ck = torch.load(a.ckpt)
-        model = Drafter(llm, ck["layers"], embd, out_norm)
+        hid = ck.get("head_ids")
+        model = Drafter(llm, ck["layers"], embd, out_norm, hid)
         model.load_state_dict(ck["state"], strict=False)
         res["trained"] = evaluate(model, dev)
-        res["pruned_untrained"] = evaluate(Drafter(llm, ck["layers"], embd, out_norm), dev)
+        res["pruned_untrained"] = evaluate(Drafter(llm, ck["layers"], embd, out_norm, hid), dev)
         log(f"eval: {res}")
     if a.prompts:
         toks = llm.r.fields["tokenizer.ggml.tokens"]
@@ -437,13 +549,20 @@ def cmd_accept(a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("vocab")
+    d.add_argument("--llm", required=True)
+    d.add_argument("--data", nargs="+", required=True)
+    d.add_argument("--size", type=int, required=True)
+    d.add_argument("--out", required=True)
     s = sub.add_parser("select")
+    s.add_argument("--vocab")
     s.add_argument("--llm", required=True)
     s.add_argument("--data", nargs="+", required=True)
     s.add_argument("--layers", type=int, default=4)
     s.add_argument("--n-samples", type=int, default=40)
     s.add_argument("--out", required=True)
     t = sub.add_parser("train")
+    t.add_argument("--vocab")
     t.add_argument("--llm", required=True)
     t.add_argument("--data", nargs="+", required=True)
     t.add_argument("--heldout", nargs="+", required=True)
@@ -457,11 +576,14 @@ def main():
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=1234)
     t.add_argument("--log-every", type=int, default=10)
+    t.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke runs)")
     t.add_argument("--out", required=True)
     e = sub.add_parser("export")
     e.add_argument("--llm", required=True)
     e.add_argument("--ckpt", required=True)
     e.add_argument("--type", default="q8_0", choices=["q8_0", "q5_1", "q5_0", "q4_1", "f32"])
+    e.add_argument("--embd-type", default="copy", choices=["copy", "q8_0", "q5_0", "q4_0"],
+                   help="input embedding: the LLM's bytes (copy) or re-quantized")
     e.add_argument("--out", required=True)
     v = sub.add_parser("eval")
     v.add_argument("--llm", required=True)
@@ -483,7 +605,7 @@ def main():
     c.add_argument("--out")
     a = ap.parse_args()
     torch.set_num_threads(getattr(a, "threads", 1))
-    dict(select=cmd_select, train=cmd_train, export=cmd_export, eval=cmd_eval, accept=cmd_accept)[a.cmd](a)
+    dict(vocab=cmd_vocab, select=cmd_select, train=cmd_train, export=cmd_export, eval=cmd_eval, accept=cmd_accept)[a.cmd](a)
 
 
 if __name__ == "__main__":

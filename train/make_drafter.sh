@@ -10,7 +10,10 @@
 #   2. data    - the LLM writes its own instructions and answers (uhlm's C engine, temperature 1),
 #                with its top-K logits and log-sum-exp at every position; held-out samples have
 #                indices from 1000000 on, training samples from 0
-#   3. select  - which LLM layers the drafter keeps (scored on held-out samples)
+#   3. vocab   - the draft vocabulary (DRAFT_VOCAB > 0): the tokens with the most teacher mass
+#                on the training data, plus the control tokens; the drafter's classifier scores
+#                only these (their LLM embedding rows), which pays for more layers
+#      select  - which LLM layers the drafter keeps (scored on held-out samples)
 #   4. train   - distillation on the teacher's distributions
 #   5. export  - OUTDIR/smollm2-drafter.gguf (Q5_0 layers, the LLM's Q8_0 embedding)
 #   6. eval    - agreement with the teacher, held-out prompts, `uhlm bench`, the hybrid
@@ -29,6 +32,8 @@ N_TRAIN=${N_TRAIN:-2400}     # training samples (instruction + answer), in shard
 N_HELDOUT=${N_HELDOUT:-100}
 SHARD=${SHARD:-100}
 LAYERS=${LAYERS:-4}          # transformer layers kept
+DRAFT_VOCAB=${DRAFT_VOCAB:-0} # classifier rows (0: the whole vocabulary, tied to the embedding)
+EMBD_TYPE=${EMBD_TYPE:-copy}  # input embedding: the LLM's bytes, or q8_0/q5_0/q4_0 (needs DRAFT_VOCAB)
 EPOCHS=${EPOCHS:-1}
 LR=${LR:-5e-4}
 WARMUP=${WARMUP:-20}
@@ -95,20 +100,28 @@ TRAIN_FILES=$(ls "$OUT"/data/train-*.bin | head -n "$i")
 done_stage
 
 cd "$ROOT/train"
+VOCAB_ARG=()
+if [ "$DRAFT_VOCAB" -gt 0 ]; then
+    stage vocab
+    # shellcheck disable=SC2086
+    $NICE "$PY" drafter.py vocab --llm "$LLM" --data $TRAIN_FILES --size "$DRAFT_VOCAB" --out "$OUT/vocab.txt"
+    VOCAB_ARG=(--vocab "$OUT/vocab.txt")
+    done_stage
+fi
 stage select
 $NICE "$PY" drafter.py select --llm "$LLM" --data "$OUT/data/heldout-0000.bin" --layers "$LAYERS" \
-    --n-samples "$N_SELECT" --out "$OUT/select.json"
+    --n-samples "$N_SELECT" "${VOCAB_ARG[@]}" --out "$OUT/select.json"
 done_stage
 
 stage train
 # shellcheck disable=SC2086
 $NICE "$PY" drafter.py train --llm "$LLM" --data $TRAIN_FILES --heldout "$OUT/data/heldout-0000.bin" \
-    --select "$OUT/select.json" --epochs "$EPOCHS" --lr "$LR" --warmup "$WARMUP" \
+    --select "$OUT/select.json" "${VOCAB_ARG[@]}" --epochs "$EPOCHS" --lr "$LR" --warmup "$WARMUP" \
     --batch-tokens "$BATCH_TOKENS" --n-dev 20 --threads "$THREADS" --seed "$SEED" --out "$OUT/drafter.pt"
 done_stage
 
 stage export
-$NICE "$PY" drafter.py export --llm "$LLM" --ckpt "$OUT/drafter.pt" --type "$QTYPE" --out "$OUT/smollm2-drafter.gguf"
+$NICE "$PY" drafter.py export --llm "$LLM" --ckpt "$OUT/drafter.pt" --type "$QTYPE" --embd-type "$EMBD_TYPE" --out "$OUT/smollm2-drafter.gguf"
 done_stage
 
 stage eval

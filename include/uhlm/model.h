@@ -83,6 +83,18 @@ UHLM_API int uhlm_model_is_synthetic(const uhlm_model *m);
 UHLM_API const char *uhlm_model_chat_template(const uhlm_model *m, size_t *len);
 /* Bytes of weights read for one token (all matrices + classifier + norms). */
 UHLM_API uint64_t uhlm_model_weight_bytes(const uhlm_model *m);
+/* The draft vocabulary: the tokens the classifier scores, strictly increasing, *n of them; every
+ * other token's logit is -inf. NULL (and *n = vocab_size) when it scores the whole vocabulary.
+ * A GGUF carries one as the int32 array uhlm.output_token_ids, with one output.weight row per
+ * listed token: a drafter can spend its compute on layers instead of on a 49k-row head, and
+ * speculative verification stays exact whatever the draft distribution is. */
+UHLM_API const int32_t *uhlm_model_output_tokens(const uhlm_model *m, int *n);
+/* Restricts the classifier to ids (n of them, strictly increasing, each scored by the current
+ * classifier), copying the kept rows (dequantized to f32 only for llama2.c's group-quantized
+ * type; other types keep their bytes, so kept logits are unchanged). Call it before creating
+ * contexts on m. 0, or -1 with m unchanged. */
+UHLM_API int uhlm_model_keep_output_tokens(uhlm_model *m, const int32_t *ids, int n,
+                                           uhlm_error *err);
 /* Takes ownership of tok, even on error. */
 UHLM_API int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *err);
 

@@ -6,6 +6,8 @@
  * uhlm.synthetic) so no quality number is ever reported for them. They are generated tensor by
  * tensor straight into the requested type, so memory holds one copy of the output weights plus
  * one F32 tensor of scratch. */
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,13 +203,96 @@ static int summarize(const char *out, double t0, const char *what) {
     return 0;
 }
 
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* --output-tokens FILE: token ids separated by white space, '#' to the line's end a comment.
+ * Sorted here; a repeated id is refused, as it most likely means a wrong list. */
+static int keep_output_tokens(uhlm_model *m, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "uhlm convert: cannot open --output-tokens %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    const int V = uhlm_model_n_vocab(m);
+    int32_t *ids = malloc((size_t)V * sizeof *ids);
+    int n = 0, rc = -1, line = 1;
+    if (!ids) {
+        fprintf(stderr, "uhlm convert: out of memory\n");
+        fclose(f);
+        return -1;
+    }
+    char tok[32];
+    int c, len = 0;
+    for (;;) {
+        c = fgetc(f);
+        if (c == '#')
+            while (c != EOF && c != '\n') c = fgetc(f);
+        if (c == EOF || isspace(c)) {
+            if (len > 0) {
+                tok[len] = '\0';
+                char *end;
+                errno = 0;
+                long v = strtol(tok, &end, 10);
+                if (*end || errno || v < 0 || v >= V) {
+                    fprintf(stderr, "uhlm convert: %s line %d: '%s' is not a token id in [0, %d)\n",
+                            path, line, tok, V);
+                    goto done;
+                }
+                if (n == V) {
+                    fprintf(stderr, "uhlm convert: %s lists more ids than the vocabulary has (%d)\n",
+                            path, V);
+                    goto done;
+                }
+                ids[n++] = (int32_t)v;
+                len = 0;
+            }
+            if (c == '\n') line++;
+            if (c == EOF) break;
+            continue;
+        }
+        if (len + 1 >= (int)sizeof tok) {
+            fprintf(stderr, "uhlm convert: %s line %d: a token id is too long\n", path, line);
+            goto done;
+        }
+        tok[len++] = (char)c;
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "uhlm convert: error reading %s\n", path);
+        goto done;
+    }
+    if (n == 0) {
+        fprintf(stderr, "uhlm convert: %s lists no token ids\n", path);
+        goto done;
+    }
+    qsort(ids, (size_t)n, sizeof *ids, cmp_i32);
+    for (int i = 1; i < n; i++)
+        if (ids[i] == ids[i - 1]) {
+            fprintf(stderr, "uhlm convert: %s lists token %d twice\n", path, (int)ids[i]);
+            goto done;
+        }
+    uhlm_error err = {{0}};
+    if (uhlm_model_keep_output_tokens(m, ids, n, &err) != 0) {
+        fprintf(stderr, "uhlm convert: %s\n", err.msg);
+        goto done;
+    }
+    fprintf(stderr, "uhlm convert: the classifier keeps %d of %d tokens (%s)\n", n, V, path);
+    rc = 0;
+done:
+    free(ids);
+    fclose(f);
+    return rc;
+}
+
 int cmd_convert(int argc, char **argv) {
     const char *model_arg = NULL, *tok_arg = NULL, *out = NULL, *shape_arg = NULL;
     uhlm_type type = UHLM_TYPE_F32;
     uint64_t seed = 42;
     long vocab = 32000;
     int vocab_given = 0, seed_given = 0;
-    const char *seed_raw = NULL, *vocab_raw = NULL;
+    const char *seed_raw = NULL, *vocab_raw = NULL, *ids_arg = NULL;
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &model_arg,
          .help = "llama2.c checkpoint (v0, v1, v2) or GGUF file to convert"},
@@ -219,6 +304,7 @@ int cmd_convert(int argc, char **argv) {
         CLI_ARG(CLI_RANDOM_SHAPE, &shape_arg),
         {.id = CLI_SEED, .dst = &seed, .raw = &seed_raw, .help = "random seed for --random-shape"},
         {.id = CLI_VOCAB, .dst = &vocab, .raw = &vocab_raw},
+        {.id = CLI_OUTPUT_TOKENS, .dst = &ids_arg},
     };
     int prc = cli_parse(&convert_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
     if (prc != CLI_CONTINUE) return cli_exit_status(prc);
@@ -230,6 +316,10 @@ int cmd_convert(int argc, char **argv) {
     }
     if (!!model_arg == !!shape_arg) {
         fprintf(stderr, "uhlm convert: give exactly one of -m MODEL and --random-shape SHAPE\n");
+        return 2;
+    }
+    if (shape_arg && ids_arg) {
+        fprintf(stderr, "uhlm convert: --output-tokens applies to -m MODEL, not --random-shape\n");
         return 2;
     }
     if (model_arg && (vocab_given || seed_given)) {
@@ -271,6 +361,10 @@ int cmd_convert(int argc, char **argv) {
                             "the vocabulary)\n", mpath);
             uhlm_model_free(m);
             return 2;
+        }
+        if (ids_arg && keep_output_tokens(m, ids_arg) != 0) {
+            uhlm_model_free(m);
+            return 1;
         }
         int rc = uhlm_gguf_save_llama(m, type, out, &err);
         char what[1200];

@@ -178,6 +178,9 @@ static void info_model_json(cJSON *o, info_meta *mi, const uhlm_model *m) {
     cJSON_AddNumberToObject(o, "norm_eps", p->norm_eps);
     cJSON_AddBoolToObject(o, "tied_output", p->shared_classifier);
     cJSON_AddStringToObject(o, "output_type", uhlm_type_name(m->w.output.type));
+    int n_out;
+    uhlm_model_output_tokens(m, &n_out);
+    cJSON_AddNumberToObject(o, "output_tokens", n_out); /* < vocab_size: a draft vocabulary */
     cJSON_AddBoolToObject(o, "qkv_bias", p->n_layers > 0 && m->w.layers[0].bq != NULL);
     cJSON_AddNumberToObject(o, "weight_bytes_per_token", (double)uhlm_model_weight_bytes(m));
     if (uhlm_model_tokenizer(m)) {
@@ -228,6 +231,11 @@ static void info_print_shapes(const uhlm_model *m) {
            p->shared_classifier ? "tied to token_embd" : "output.weight",
            uhlm_type_name(m->w.output.type),
            p->n_layers > 0 && m->w.layers[0].bq ? ", q/k/v biases" : "");
+    int n_out;
+    if (uhlm_model_output_tokens(m, &n_out))
+        printf("draft vocab:    the classifier scores %d of %d tokens (uhlm.output_token_ids); "
+               "the others have probability 0\n",
+               n_out, p->vocab_size);
 }
 
 /* The plain-text report, read back from the JSON object o where it holds the value. */

@@ -345,6 +345,10 @@ static const opt_def table[CLI_N_OPTS] = {
     [CLI_VOCAB] = {0, "vocab", "N", K_INT, 3, 4194304.0, NULL, NULL, G_COMMAND,
                    "vocabulary size for --random-shape; the tokenizer must have exactly N "
                    "tokens"},
+    [CLI_OUTPUT_TOKENS] = {0, "output-tokens", "FILE", K_STR, 0, 0, NULL, NULL, G_COMMAND,
+                           "keep only these tokens in the classifier (a draft vocabulary: token "
+                           "ids separated by white space, any order; '#' starts a comment); "
+                           "every other token gets probability 0"},
     [CLI_NO_BOS] = {0, "no-bos", NULL, K_FLAG, 0, 0, NULL, NULL, G_COMMAND,
                     "do not start with BOS (GGUF vocabularies add it only if their "
                     "add_bos_token says so)"},

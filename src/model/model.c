@@ -103,6 +103,8 @@ void uhlm_model_free(uhlm_model *m) {
     uhlm_mmap_close(&m->map);
     if (m->gguf) uhlm_gguf_close(m->gguf);
     uhlm_tokenizer_free(m->tok);
+    free(m->w.out_ids);
+    free(m->owned_output);
     free(m->w.layers);
     free(m);
 }
@@ -421,6 +423,24 @@ static void matmul(uhlm_ctx *c, const uhlm_tensor *W, const float *X, int n, flo
 }
 
 /* Runs n <= max_batch validated entries; their sequences already have caches. */
+/* A draft-vocabulary classifier wrote nl rows of n_out logits, packed. Spread them in place to
+ * nl rows of V, -inf for the unlisted tokens, going backwards: row r's entry j moves to
+ * r * V + ids[j] >= r * n_out + j (V >= n_out, ids strictly increasing from >= 0), so every
+ * write lands at or after the packed entries still to be read, and no scratch the size of a
+ * batch of logits is needed. */
+static void spread_draft_logits(float *z, int nl, const int32_t *ids, int n_out, int V) {
+    for (int r = nl - 1; r >= 0; r--) {
+        const size_t src = (size_t)r * (size_t)n_out, dst = (size_t)r * (size_t)V;
+        int j = n_out - 1;
+        for (int v = V - 1; v >= 0; v--) {
+            if (j >= 0 && ids[j] == v)
+                z[dst + (size_t)v] = z[src + (size_t)j--];
+            else
+                z[dst + (size_t)v] = -INFINITY;
+        }
+    }
+}
+
 static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits,
                           float *hidden) {
     const uhlm_model *m = c->m;
@@ -474,7 +494,9 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
     }
     if (nl == 0) return;
     if (hidden) memcpy(hidden, c->xb, (size_t)nl * D * sizeof(float));
-    if (logits) matmul(c, &m->w.output, c->xb, nl, logits);
+    if (!logits) return;
+    matmul(c, &m->w.output, c->xb, nl, logits);
+    if (m->w.out_ids) spread_draft_logits(logits, nl, m->w.out_ids, m->w.n_out, p->vocab_size);
 }
 
 /* Corrupt weights (NaN or Inf values that pass every format check) show up as non-finite
@@ -484,11 +506,18 @@ static void forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *
 static int logits_finite(uhlm_ctx *c, const uhlm_batch_entry *e, int n, const float *logits,
                          uhlm_error *err) {
     size_t V = (size_t)c->m->cfg.vocab_size;
+    const int32_t *ids = c->m->w.out_ids; /* the only tokens whose logits are not -inf */
     size_t row = 0;
     for (int i = 0; i < n; i++) {
         if (!e[i].logits) continue;
         const float *z = logits + row++ * V;
+        int j = 0;
         for (size_t v = 0; v < V; v++) {
+            if (ids) {
+                int listed = j < c->m->w.n_out && (size_t)ids[j] == v;
+                j += listed;
+                if (!listed && z[v] == -INFINITY) continue;
+            }
             if (isfinite(z[v])) continue;
             for (int j = 0; j < n; j++) /* positions are consecutive: the least is the old length */
                 if (c->seqs[e[j].seq].len > e[j].pos) c->seqs[e[j].seq].len = e[j].pos;

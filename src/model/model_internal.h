@@ -17,7 +17,14 @@ typedef struct uhlm_weights {
     uhlm_tensor tok_embd; /* vocab x dim */
     uhlm_layer *layers;   /* n_layers */
     const float *out_norm;
-    uhlm_tensor output; /* vocab x dim; a copy of tok_embd's descriptor when shared */
+    uhlm_tensor output; /* n_out x dim; a copy of tok_embd's descriptor when shared */
+    /* A draft vocabulary (GGUF uhlm.output_token_ids): the classifier scores only these n_out
+     * tokens, strictly increasing, and every other token gets logit -inf (probability 0). A
+     * drafter may do this to spend its compute on layers rather than on rows of a 49k-token
+     * head (FR-Spec); speculative verification stays exact for any draft distribution. NULL
+     * (and n_out = vocab_size) when the classifier covers the whole vocabulary. Owned. */
+    int32_t *out_ids;
+    int n_out;
 } uhlm_weights;
 
 typedef struct uhlm_gguf uhlm_gguf;
@@ -36,6 +43,7 @@ struct uhlm_model {
      * when the file has none): see uhlm/chat.h */
     const char *chat_template;
     size_t chat_template_len;
+    void *owned_output; /* the classifier's rows after uhlm_model_keep_output_tokens, or NULL */
 };
 
 /* Internal loaders, used by uhlm_model_load (exposed for tests). */

@@ -36,6 +36,9 @@
 /* Names of matrices that could not take the requested block type (row length not a multiple
  * of 32) and were kept in F32. */
 #define KEY_FALLBACK "uhlm.f32_fallback"
+/* int32 array: the draft vocabulary of a classifier that scores only these tokens (see
+ * uhlm_weights.out_ids); output.weight then has one row per listed token */
+#define KEY_OUTPUT_IDS "uhlm.output_token_ids"
 /* The same for the K-quant types, whose fallback is a smaller block type (uhlm_type_fallback);
  * each listed tensor's own GGUF type says which. */
 #define KEY_FALLBACK_K "uhlm.type_fallback"
@@ -591,8 +594,44 @@ static int load_layer(const uhlm_gguf *g, const uhlm_config *p, int l, uhlm_laye
     return 0;
 }
 
+/* The draft vocabulary, when the file has one: 1..vocab_size token ids, strictly increasing
+ * (so each is listed once and lookups can bisect). Copied, since array data in the KV section
+ * is not aligned. */
+static int read_output_ids(uhlm_model *m, const uhlm_gguf *g, const char *path, uhlm_error *err) {
+    uhlm_weights *w = &m->w;
+    const int vs = m->cfg.vocab_size;
+    w->out_ids = NULL;
+    w->n_out = vs;
+    const uhlm_gguf_kv *kv = uhlm_gguf_find_kv(g, KEY_OUTPUT_IDS);
+    if (!kv) return 0;
+    if (kv->type != UHLM_GGUF_ARRAY || kv->arr_type != UHLM_GGUF_INT32)
+        return uhlm_set_error(err, "%s: %s must be an array of int32", path, KEY_OUTPUT_IDS);
+    if (kv->arr_n < 1 || kv->arr_n > (uint64_t)vs)
+        return uhlm_set_error(err, "%s: %s has %llu entries; it needs 1 to %d (the vocabulary)",
+                              path, KEY_OUTPUT_IDS, (unsigned long long)kv->arr_n, vs);
+    const int n = (int)kv->arr_n;
+    w->out_ids = malloc((size_t)n * sizeof *w->out_ids);
+    if (!w->out_ids) return uhlm_set_error(err, "%s: out of memory", path);
+    const unsigned char *b = kv->data;
+    for (int i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 |
+                     (uint32_t)b[4 * i + 2] << 16 | (uint32_t)b[4 * i + 3] << 24;
+        int32_t id = (int32_t)u;
+        if (id < 0 || id >= vs)
+            return uhlm_set_error(err, "%s: %s[%d] = %d is outside the vocabulary [0, %d)", path,
+                                  KEY_OUTPUT_IDS, i, (int)id, vs);
+        if (i > 0 && id <= w->out_ids[i - 1])
+            return uhlm_set_error(err,
+                                  "%s: %s must be strictly increasing: entry %d is %d after %d",
+                                  path, KEY_OUTPUT_IDS, i, (int)id, (int)w->out_ids[i - 1]);
+        w->out_ids[i] = id;
+    }
+    w->n_out = n;
+    return 0;
+}
+
 /* The embedding, the output norm and classifier (tied to the embedding when output.weight is
- * absent), and every layer. */
+ * absent; with a draft vocabulary, one row per listed token), and every layer. */
 static int load_weights(uhlm_model *m, const uhlm_gguf *g, const char *path, uhlm_error *err) {
     uhlm_config *p = &m->cfg;
     const int vs = p->vocab_size;
@@ -605,9 +644,15 @@ static int load_weights(uhlm_model *m, const uhlm_gguf *g, const char *path, uhl
     if (load_mat(g, "token_embd.weight", vs, p->dim, &w->tok_embd, err) ||
         load_norm(g, "output_norm.weight", p->dim, &w->out_norm, err))
         return -1;
+    if (read_output_ids(m, g, path, err) != 0) return -1;
     if (uhlm_gguf_find_tensor(g, "output.weight")) {
-        if (load_mat(g, "output.weight", vs, p->dim, &w->output, err)) return -1;
+        if (load_mat(g, "output.weight", w->n_out, p->dim, &w->output, err)) return -1;
         p->shared_classifier = 0;
+    } else if (w->out_ids) {
+        return uhlm_set_error(err,
+                              "%s: %s lists %d tokens but the file has no output.weight (a "
+                              "classifier tied to the embedding scores every token)",
+                              path, KEY_OUTPUT_IDS, w->n_out);
     } else {
         w->output = w->tok_embd;
         p->shared_classifier = 1;
@@ -663,6 +708,7 @@ int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err) {
     if (load(m, g, err) != 0) {
         /* leave nothing half-attached: the caller may free m with uhlm_model_free or not */
         free(m->w.layers);
+        free(m->w.out_ids);
         memset(&m->w, 0, sizeof m->w);
         uhlm_tokenizer_free(m->tok);
         m->tok = NULL;
@@ -944,6 +990,10 @@ int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, 
         save_norm(&s, "output_norm.weight", W->out_norm, p->dim, err))
         goto done;
     if (!p->shared_classifier && save_mat(&s, "output.weight", &W->output, err)) goto done;
+    if (W->out_ids && uhlm_gguf_set_arr_i32(w, KEY_OUTPUT_IDS, W->out_ids, (uint64_t)W->n_out)) {
+        uhlm_set_error(err, "%s: out of memory", path);
+        goto done;
+    }
     for (int l = 0; l < p->n_layers; l++) {
         const uhlm_layer *L = &W->layers[l];
         static const char *const suffix[9] = {"attn_norm", "attn_q",   "attn_k",  "attn_v",
