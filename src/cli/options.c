@@ -226,6 +226,11 @@ static const opt_def table[CLI_N_OPTS] = {
                             "fail (exit 1) instead of going on with the SLM alone when the "
                             "server cannot verify (unreachable, lost, context full, payload "
                             "refused); always so in --mode llm"},
+    [CLI_FALLBACK_AFTER] = {0, "fallback-after", "S", K_FLOAT, 0, 86400, NULL, NULL, G_REMOTE,
+                            "when the server is lost or unreachable, hold the request up to S "
+                            "seconds, reconnecting (behind a balancer: to another backend) and "
+                            "resending it, before going on with the SLM alone; 0 = fall back at "
+                            "once. With --require-server or --mode llm the error comes after S"},
 
     [CLI_HOST] = {0, "host", "H", K_STR, 0, 0, NULL, NULL, G_SERVER,
                   "bind address (0.0.0.0 for all)"},
