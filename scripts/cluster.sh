@@ -266,6 +266,15 @@ cluster_start() {
   [ "$front_port" != 0 ] && FRONT_PORT=$front_port || FRONT_PORT=$(free_port)
   [ "$admin_port" != 0 ] && ADMIN_PORT=$admin_port || ADMIN_PORT=$(free_port)
   [ "$FRONT_PORT" != "$ADMIN_PORT" ] || die "--port and --admin-port must differ"
+  for f in "${SERVE_ARGS[@]}"; do
+    case "$f" in
+      --quiet) die "--quiet: the backends must log (their listening line names their ports)" ;;
+      --port|--port=*|--stats-port|--stats-port=*|--host|--host=*|--port-file|--port-file=*)
+        die "$f: the script sets the backends' addresses (--port/--admin-port are HAProxy's)" ;;
+      --max-sessions|--max-sessions=*|--max-conns|--max-conns=*|--max-conns-per-addr|--max-conns-per-addr=*)
+        die "$f: use the script's --sessions S (it sets these and HAProxy's maxconn together)" ;;
+    esac
+  done
   # a failed start leaves nothing running
   trap 'rc=$?; if [ $rc != 0 ]; then TIMEOUT=5 stop_all; fi' EXIT
   local i
