@@ -189,6 +189,8 @@ write_haproxy_cfg() {
     echo "listen admin"
     echo "    mode http"
     echo "    bind 127.0.0.1:$ADMIN_PORT"
+    echo "    # HAProxy's own counters for Prometheus (the backends' are on their stats ports)"
+    echo "    http-request use-service prometheus-exporter if { path /metrics }"
     echo "    stats enable"
     echo "    stats uri /"
   } >"$cfg"
