@@ -590,6 +590,10 @@ static int transact(remote *r, req *q, uhlm_error *err) {
         r->out.len = 0;
         r->srv_open = 0;
         if (rc == RV_FAIL) return -1;
+        if (rc == RV_UNAV) { /* a server answered (it cannot serve this session): no outage */
+            r->outage_since = 0;
+            r->fell_back = 0;
+        }
         if (rc == RV_LOST) {
             lose(r, err->msg);
             if (attempt == 0 && had_conn && !r->timed_out) {
