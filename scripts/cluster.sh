@@ -35,12 +35,17 @@ set -euo pipefail
 prog=$(basename "$0")
 root=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "$prog: $*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+# usage STATUS: the header above, on stdout for --help (0), on stderr for a usage error
+usage() {
+  if [ "$1" = 0 ]; then sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  else sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; fi
+  exit "$1"
+}
 
 cmd=${1:-}
-[ -n "$cmd" ] || usage
+[ -n "$cmd" ] || usage 2
 shift
-case "$cmd" in -h|--help|help) usage ;; esac
+case "$cmd" in -h|--help|help) usage 0 ;; esac
 
 dir=$root/out/cluster
 n=3
@@ -63,7 +68,7 @@ while [ $# -gt 0 ]; do
     --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
     --signal) signal=${2:?--signal needs a signal name}; shift 2 ;;
     --) shift; serve_args=("$@"); break ;;
-    -h|--help) usage ;;
+    -h|--help) usage 0 ;;
     -*) die "unknown option '$1' (see $prog --help)" ;;
     *) [ -z "$index" ] || die "unexpected argument '$1'"; index=$1; shift ;;
   esac
