@@ -294,6 +294,25 @@ took=$($py -c "import time,sys; print(time.time() - float(sys.argv[1]))" "$t0")
   && $py -c "import sys; assert 0.5 <= float(sys.argv[1]) < 5" "$took" \
   && ok || bad "require, closed port, --fallback-after 0.5: rc $rc after ${took}s: $(cat "$tmp/err")"
 
+# Ctrl-C during a wait in the window ends it at once (the cancel check is polled every 50 ms):
+# exit 130 and the partial report, not a run held for the whole window. The SIGINT goes after
+# the device has started (its first log line, plus a moment for the token loop's handler).
+"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 60 --json \
+  >"$tmp/i.json" 2>"$tmp/i.err" &
+ipid=$!; pids+=("$ipid")
+for _ in $(seq 1 200); do grep -q "retrying for up to 60 s" "$tmp/i.err" && break; sleep 0.05; done
+sleep 1
+t0=$(date +%s.%N)
+kill -INT "$ipid"; wait "$ipid"; rc=$?
+$py - "$tmp/i.json" "$t0" "$rc" <<'EOF' && ok || bad "Ctrl-C in the window: rc $rc: $(cat "$tmp/i.err")"
+import json, sys, time
+took = time.time() - float(sys.argv[2])
+assert sys.argv[3] == "130", sys.argv[3]
+assert took < 5, took
+o = json.load(open(sys.argv[1]))
+assert o["interrupted"] is True and o["stop"] == "cancelled", o
+EOF
+
 # a server killed (SIGKILL) mid-run and restarted on its port within the window: no token goes
 # unverified, the tokens equal the in-process run's, and the session was resynchronised. Two
 # devices at once: hlm, and llm (which must not fail: the server came back in time).

@@ -306,6 +306,8 @@ static void test_scenarios(void) {
     scenario_win("stall", F_STALL, 10, 0, 0, 2.0);
 }
 
+static int cancel_after_3(void *user) { return ++*(int *)user > 3; }
+
 /* A server that stays away: the window holds the first request for about its length (not
  * much more: the connect is refused at once), then every request falls back at once. */
 static void test_window_expires(void) {
@@ -335,6 +337,35 @@ static void test_window_expires(void) {
     held = uhlm_now() - t0;
     CHECKF(held >= 0.25 && held < 1.5, "require: the window held info %.3f s", held);
     uhlm_verifier_free(v);
+    /* the cancel callback ends a wait at once (here on its fourth poll, ~150 ms in): the
+     * request falls back, or under require fails saying it was interrupted */
+    for (int req = 0; req <= 1; req++) {
+        char ps[16];
+        snprintf(ps, sizeof ps, "%d", port);
+        uhlm_remote_params cp = uhlm_remote_default_params();
+        cp.host = "127.0.0.1";
+        cp.port = ps;
+        cp.n_vocab = VOCAB;
+        cp.fingerprint = FP;
+        cp.backoff_min_s = 0.001;
+        cp.backoff_max_s = 0.004;
+        cp.fallback_after_s = 30;
+        cp.require = req;
+        int polls = 0;
+        cp.cancel = cancel_after_3;
+        cp.cancel_user = &polls;
+        v = uhlm_remote_new(&cp, &err);
+        t0 = uhlm_now();
+        if (req) {
+            CHECK(v && uhlm_verifier_info_get(v, &info, &err) == -1 && strstr(err.msg, "interrupted"));
+        } else {
+            CHECK(v && uhlm_verifier_info_get(v, &info, &err) == 0 && dev_open(v, &d, 0.0f) == 0);
+            CHECK(dev_step(v, &d, 0, 1) == UHLM_VERIFIER_UNAVAILABLE);
+        }
+        CHECKF(uhlm_now() - t0 < 2.0 && polls > 3, "cancelled wait: %.3f s, %d polls",
+               uhlm_now() - t0, polls);
+        uhlm_verifier_free(v);
+    }
     /* out-of-range windows are refused */
     uhlm_remote_params rp = uhlm_remote_default_params();
     CHECK(rp.fallback_after_s == 10.0);

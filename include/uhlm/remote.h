@@ -89,6 +89,12 @@ typedef struct uhlm_remote_params {
      * token. 0: the behaviour before the window existed, falling back at once (after the one
      * immediate retry of a stale connection). With require it delays the error instead. */
     double fallback_after_s;
+    /* Optional (common.h): polled every 50 ms while a request waits in the fallback window.
+     * When it answers nonzero the wait ends at once: the request returns
+     * UHLM_VERIFIER_UNAVAILABLE (the device's cancel check then stops the run at the next
+     * token), or under require an error saying it was interrupted. NULL: the wait runs out. */
+    uhlm_cancel_fn cancel;
+    void *cancel_user;
 } uhlm_remote_params;
 
 /* connect 3 s, read 30 s (a 7B prefill on a CPU server takes seconds), backoff 0.05 s

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+#include "cli/cli_signal.h"
 #include "uhlm/tokenizer.h"
 
 int cli_remote_setup(const char *cmd, const char *server, const char *token_file, cli_remote *r) {
@@ -41,6 +42,8 @@ uhlm_verifier *cli_remote_verifier(const cli_remote *r, const uhlm_model *slm, c
     rp.read_timeout_s = read_timeout_s;
     rp.require = r->require;
     rp.fallback_after_s = r->fallback_after_s;
+    /* Ctrl-C ends a wait in the fallback window at once; the run then stops at its next token */
+    rp.cancel = cli_sigint_cancel;
     /* the backoff jitter only spreads reconnects of many devices; it never touches tokens */
     rp.jitter_seed = seed ^ (uint64_t)(uhlm_now() * 1e9);
     rp.log = log;

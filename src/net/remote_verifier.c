@@ -177,16 +177,19 @@ static void lose(remote *r, const char *why) {
 
 /* Within the fallback window of the current outage: waits until the next connection attempt
  * is due (the window's end at the latest, so that the last attempt falls inside it) and
- * returns 1. Without a window, or once it has run out, 0: the caller falls back. The wait
- * goes on through signals (uhlm_sleep_s), so it ends at most one window after the outage
- * began. */
+ * returns 1. Without a window, or once it has run out, 0: the caller falls back.
+ * UHLM_CANCELLED when the cancel callback asked to stop waiting (polled every 50 ms, so that
+ * Ctrl-C is not held up for a whole window). */
 static int window_wait(remote *r) {
     if (!window_open(r)) return 0;
     outage(r);
     double end = r->outage_since + r->p.fallback_after_s, now = uhlm_now();
     if (now >= end) return 0;
     double t = r->next_attempt < end ? r->next_attempt : end;
-    if (t > now) uhlm_sleep_s(t - now);
+    for (; now < t; now = uhlm_now()) {
+        if (r->p.cancel && r->p.cancel(r->p.cancel_user)) return UHLM_CANCELLED;
+        uhlm_sleep_s(t - now < 0.05 ? t - now : 0.05);
+    }
     if (r->next_attempt > t) r->next_attempt = t;
     return 1;
 }
@@ -603,7 +606,15 @@ static int transact(remote *r, req *q, uhlm_error *err) {
             note_failure(r);
             snprintf(r->last_fail, sizeof r->last_fail, "%s", err->msg);
         }
-        if (rc != RV_UNAV && window_wait(r)) continue;
+        int w = rc != RV_UNAV ? window_wait(r) : 0;
+        if (w > 0) continue;
+        if (w == UHLM_CANCELLED) {
+            char now[sizeof err->msg];
+            snprintf(now, sizeof now, "%s", err->msg[0] ? err->msg : r->last_fail);
+            uhlm_set_error(err, "interrupted while waiting for the server: %.400s", now);
+            r->st.unavailable++;
+            return r->p.require ? required(r, err) : UHLM_VERIFIER_UNAVAILABLE;
+        }
         if (lost_why[0] && strstr(err->msg, lost_why) != err->msg) {
             /* the retry failed too: name the loss first, it is what the user needs to know */
             char now[sizeof err->msg];
@@ -634,7 +645,7 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
     remote *r = self_of(v);
     memset(out, 0, sizeof *out);
     if (!r->ever_connected && r->fd < 0 && uhlm_now() >= r->next_attempt) {
-        int rc;
+        int rc, w = 0;
         /* a device that may not go on without the server waits out the window for it, as a
          * request would; one that may starts at once and lets its first request wait */
         for (;;) {
@@ -645,11 +656,15 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
             note_failure(r);
             outage(r);
             snprintf(r->last_fail, sizeof r->last_fail, "%s", err->msg);
-            if (!r->p.require || !window_wait(r)) break;
+            if (!r->p.require || (w = window_wait(r)) <= 0) break;
         }
         if (rc != RV_OK) {
             if (r->p.require) {
-                if (window_open(r)) {
+                if (w == UHLM_CANCELLED) {
+                    char now[sizeof err->msg];
+                    snprintf(now, sizeof now, "%s", err->msg);
+                    uhlm_set_error(err, "interrupted while waiting for the server: %.400s", now);
+                } else if (window_open(r)) {
                     char now[sizeof err->msg];
                     snprintf(now, sizeof now, "%s", err->msg);
                     uhlm_set_error(err, "no server within the fallback window of %g s: %.400s",
