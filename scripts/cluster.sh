@@ -21,8 +21,9 @@
 #   scripts/cluster.sh status [--dir D]    the frontend, each backend's pid, ports and HAProxy
 #       state; exit 0 when every backend is up, 1 otherwise
 #   scripts/cluster.sh wait [--dir D] [--timeout S]   until HAProxy reports every backend up
-#   scripts/cluster.sh kill I [--signal SIG] [--dir D]   signals backend I (1..N; SIGKILL by
-#       default), for failure drills
+#   scripts/cluster.sh kill I [--signal SIG] [--dir D] [--timeout S]   signals backend I (1..N;
+#       SIGKILL by default, TERM drains it), for failure drills; after KILL, TERM or INT it
+#       returns once the process is gone
 #   scripts/cluster.sh restart I [--dir D] [--timeout S]   starts backend I again on its own
 #       ports (it must not be running) and waits until HAProxy reports it up
 #
@@ -336,13 +337,14 @@ case "$cmd" in
     pid=$(pid_of "s$index")
     alive "$pid" || die "backend s$index is not running"
     kill -s "$signal" "$pid" || die "cannot send SIG$signal to s$index (pid $pid)"
-    if [ "$signal" = KILL ] || [ "$signal" = 9 ] || [ "$signal" = SIGKILL ]; then
-      t0=$(now)  # gone when this returns, so a restart can follow at once
-      while alive "$pid"; do
-        elapsed_over "$t0" "$timeout_s" && die "backend s$index (pid $pid) still there after SIGKILL"
-        sleep 0.02
-      done
-    fi
+    case "${signal#SIG}" in
+      KILL|9|TERM|15|INT|2)
+        t0=$(now)  # gone when this returns (TERM: drained), so a restart can follow at once
+        while alive "$pid"; do
+          elapsed_over "$t0" "$timeout_s" && die "backend s$index (pid $pid) still there $timeout_s s after SIG$signal"
+          sleep 0.02
+        done ;;
+    esac
     echo "sent SIG$signal to backend s$index (pid $pid)" ;;
   restart)
     load_state

@@ -4,7 +4,9 @@
 # binaries are several times slower) run `uhlm run --server HAPROXY` at once, in hlm, uhlm and
 # llm mode over a shaped link, each with its own seed. Once every device has opened its session,
 # one backend is killed with SIGKILL, and restarted a second later; W more devices (6) then
-# start, and leastconn sends them to the restarted backend. Every device must finish
+# start, and leastconn sends them to the restarted backend; then backend 1 is drained
+# (SIGTERM: its devices get SHUTTING_DOWN and move to the others) and restarted. Every
+# device must finish
 # (exit 0) with exactly the tokens and text of the in-process run with the same seed (none
 # lost, none duplicated) and zero unverified tokens: the fallback window (--fallback-after)
 # turns the lost backend into a reconnect through HAProxy and a resync on another backend.
@@ -117,6 +119,14 @@ t_back=$(date +%s.%N)
 # the second wave: leastconn's least loaded backend is the restarted one
 s2_sessions_restart=$(metric 2 sessions_total)
 for i in $(seq $((D + 1)) $((D + W))); do start_dev "$i"; done
+# drain backend 1 while the first wave still runs on it
+s1_ver=$(metric 1 verifications_total); s1_gen=$(metric 1 generated_tokens_total)
+s1_open=$(metric 1 sessions_open)
+alive=0; for p in "${dev_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+"${cluster[@]}" kill 1 --signal TERM --dir "$dir" >/dev/null && grep -q "event=stopped" "$dir/s1.log" \
+  && ok || bad "drain of backend 1: $(tail -n 3 "$dir/s1.log")"
+t_drain=$(date +%s.%N)
+"${cluster[@]}" restart 1 --dir "$dir" >"$tmp/restart1.out" 2>&1 && ok || bad "restart 1: $(cat "$tmp/restart1.out")"
 
 rcs=()
 for p in "${dev_pids[@]}"; do wait "$p"; rcs+=($?); done
@@ -132,14 +142,15 @@ for b in 1 2 3; do
   echo "  s$b: $(metric "$b" verifications_total) verifications, $(metric "$b" generated_tokens_total) generated, $(metric "$b" sessions_total) sessions"
 done
 echo "  s2 before the SIGKILL: ${s2_ver:-?} verifications, ${s2_gen:-?} generated, ${s2_before:-?} sessions open"
+echo "  s1 before the drain: ${s1_ver:-?} verifications, ${s1_gen:-?} generated, ${s1_open:-?} sessions open ($alive devices running)"
 s2_sessions=$(metric 2 sessions_total)
 [ "${s2_sessions:-0}" -gt "${s2_sessions_restart:-0}" ] && ok \
   || bad "the restarted backend got no session of the second wave ($s2_sessions_restart -> $s2_sessions)"
 
-$py - "$tmp" $((D + W)) "$t_start" "$t_kill" "$t_back" "$t_end" <<'EOF' && ok || bad "devices differ from their in-process runs"
+$py - "$tmp" $((D + W)) "$t_start" "$t_kill" "$t_back" "$t_end" "$t_drain" <<'EOF' && ok || bad "devices differ from their in-process runs"
 import json, sys
 tmp, D = sys.argv[1], int(sys.argv[2])
-t_start, t_kill, t_back, t_end = map(float, sys.argv[3:7])
+t_start, t_kill, t_back, t_end, t_drain = map(float, sys.argv[3:8])
 bad = []
 unv, losses, resyncs, toks = [], 0, 0, 0
 for i in range(1, D + 1):
@@ -160,9 +171,10 @@ for i in range(1, D + 1):
     losses += rem["losses"]; resyncs += rem["resyncs"]; toks += o["generated_tokens"]
 print("devices: %d finished, %d tokens, unverified per device: %s (total %d)"
       % (D, toks, ",".join(map(str, unv)), sum(unv)))
-print("devices that lost their backend: losses %d, resyncs %d" % (losses, resyncs))
-print("wall: %.1f s in all; the kill at %.1f s, backend 2 back at %.1f s, devices done at %.1f s"
-      % (t_end - t_start, t_kill - t_start, t_back - t_start, t_end - t_start))
+print("devices that lost their backend (killed or drained): losses %d, resyncs %d" % (losses, resyncs))
+print("wall: %.1f s in all; the kill at %.1f s, backend 2 back at %.1f s, backend 1 drained "
+      "at %.1f s, devices done at %.1f s" % (t_end - t_start, t_kill - t_start, t_back - t_start,
+                                             t_drain - t_start, t_end - t_start))
 if losses < 1 or resyncs < 1:
     bad.append("no device lost its backend: the kill did not hit a session")
 for b in bad:
