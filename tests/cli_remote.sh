@@ -294,6 +294,25 @@ took=$($py -c "import time,sys; print(time.time() - float(sys.argv[1]))" "$t0")
   && $py -c "import sys; assert 0.5 <= float(sys.argv[1]) < 5" "$took" \
   && ok || bad "require, closed port, --fallback-after 0.5: rc $rc after ${took}s: $(cat "$tmp/err")"
 
+# a server that accepts but never answers (SIGSTOP): each attempt costs one connect timeout
+# (TCP connect + HELLO/WELCOME), and the window ends after S plus at most one of them
+start_server stopped --port 0 || exit 1
+stopped_pid=$spid
+kill -STOP "$stopped_pid"
+t0=$(date +%s.%N)
+"$bin" run --mode hlm -p "$P" -n 5 --seed 2 --server "127.0.0.1:$sport" --connect-timeout 0.3 \
+  --fallback-after 1 --json >"$tmp/ws.json" 2>"$tmp/err"
+rc=$?
+$py - "$tmp/ws.json" "$t0" "$rc" <<'EOF' && ok || bad "stopped server, --fallback-after 1: rc $rc: $(cat "$tmp/err")"
+import json, sys, time
+o = json.load(open(sys.argv[1])); took = time.time() - float(sys.argv[2])
+assert sys.argv[3] == "0"
+assert o["unverified_tokens"] == 5 and o["remote"]["connect_failures"] >= 3, o["remote"]
+# first failure after 0.3 s, window of 1 s, a last attempt of 0.3 s: about 1.6 s
+assert 1.3 <= took < 4, took
+EOF
+kill -9 "$stopped_pid"; kill -CONT "$stopped_pid" 2>/dev/null; wait "$stopped_pid" 2>/dev/null
+
 # Ctrl-C during a wait in the window ends it at once (the cancel check is polled every 50 ms):
 # exit 130 and the partial report, not a run held for the whole window. The SIGINT goes after
 # the device has started (its first log line, plus a moment for the token loop's handler).
