@@ -257,6 +257,11 @@ stop_all() {
   rm -f "$dir"/s*.pid "$dir"/haproxy.pid "$dir"/haproxy.sock
 }
 
+start_failed() {
+  local rc=$?
+  if [ "$rc" != 0 ]; then TIMEOUT=5 stop_all; fi
+}
+
 cluster_start() {
   command -v haproxy >/dev/null || die "haproxy is not installed (Debian: apt-get install haproxy; scripts/setup.sh installs it)"
   command -v python3 >/dev/null || die "python3 is needed (free ports, HAProxy's stats)"
@@ -284,7 +289,7 @@ cluster_start() {
     esac
   done
   # a failed start leaves nothing running
-  trap 'rc=$?; if [ $rc != 0 ]; then TIMEOUT=5 stop_all; fi' EXIT
+  trap start_failed EXIT
   local i
   for i in $(seq 1 "$N"); do start_backend "$i" 0 0 || exit 1; done
   write_haproxy_cfg
