@@ -30,7 +30,9 @@
 # Admission limits: through HAProxy every device comes from one address (HAProxy's), so each
 # backend gets --max-sessions S (default 32) and --max-conns / --max-conns-per-addr 2*S+8, and
 # HAProxy never sends a backend more than that many connections (`maxconn`: it queues the rest).
-# See docs/deploy.md for real hosts. Needs: haproxy (Debian `haproxy`), python3, the uhlm binary.
+# See docs/deploy.md for real hosts. Needs: haproxy (Debian `haproxy`; found in PATH or in
+# /usr/sbin, where Debian puts it outside an unprivileged PATH; $HAPROXY overrides), python3, the
+# uhlm binary.
 set -euo pipefail
 
 prog=$(basename "$0")
@@ -203,10 +205,10 @@ write_haproxy_cfg() {
 }
 
 start_haproxy() {
-  haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/haproxy.check" 2>&1 \
+  "$HAPROXY" -c -q -f "$dir/haproxy.cfg" >"$dir/haproxy.check" 2>&1 \
     || { echo "$prog: haproxy rejects $dir/haproxy.cfg:" >&2; cat "$dir/haproxy.check" >&2; return 1; }
   # -db: stays in the foreground of its own session, so its pid is ours to signal
-  setsid haproxy -db -f "$dir/haproxy.cfg" >>"$dir/haproxy.log" 2>&1 </dev/null &
+  setsid "$HAPROXY" -db -f "$dir/haproxy.cfg" >>"$dir/haproxy.log" 2>&1 </dev/null &
   echo $! >"$dir/haproxy.pid"
 }
 
@@ -263,7 +265,12 @@ start_failed() {
 }
 
 cluster_start() {
-  command -v haproxy >/dev/null || die "haproxy is not installed (Debian: apt-get install haproxy; scripts/setup.sh installs it)"
+  HAPROXY=${HAPROXY:-$(command -v haproxy || true)}
+  for f in /usr/sbin/haproxy /usr/local/sbin/haproxy; do
+    [ -n "$HAPROXY" ] || { [ -x "$f" ] && HAPROXY=$f; }
+  done
+  [ -n "$HAPROXY" ] && [ -x "$HAPROXY" ] \
+    || die "haproxy ${HAPROXY:+at $HAPROXY }not found (Debian: apt-get install haproxy; scripts/setup.sh installs it)"
   command -v python3 >/dev/null || die "python3 is needed (free ports, HAProxy's stats)"
   [ -x "$bin" ] || die "no uhlm binary at $bin (build it with scripts/build.sh release, or give --bin)"
   local f

@@ -19,7 +19,13 @@ export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 py=/usr/bin/python3
 t_start=$(date +%s.%N)
 
-command -v haproxy >/dev/null || { echo "SKIP: haproxy is not installed (scripts/setup.sh installs it)"; exit 0; }
+# Debian installs haproxy in /usr/sbin, outside an unprivileged user's PATH
+HAPROXY=${HAPROXY:-$(command -v haproxy || true)}
+for f in /usr/sbin/haproxy /usr/local/sbin/haproxy; do
+  [ -n "$HAPROXY" ] || { [ -x "$f" ] && HAPROXY=$f; }
+done
+[ -n "$HAPROXY" ] || { echo "SKIP: haproxy is not installed (scripts/setup.sh installs it)"; exit 0; }
+export HAPROXY
 slm=$UHLM_MODELS/stories-slm-0.28M.bin; llm=$UHLM_MODELS/stories-llm-2.76M.bin; tok=$UHLM_MODELS/tok512.bin
 for f in "$slm" "$llm" "$tok"; do
   [ -f "$f" ] || { echo "SKIP: $f not found (set UHLM_MODELS)"; exit 0; }
