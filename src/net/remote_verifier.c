@@ -166,9 +166,9 @@ static void lose(remote *r, const char *why) {
     if (window_open(r)) {
         if (fresh) /* one line per outage: the retries within the window are not news */
             uhlm_log_printf(&r->log,
-                        "lost the server %s:%s: %s; retrying for up to %g s before generating "
-                        "with the SLM alone",
-                        r->host, r->port, why, r->p.fallback_after_s);
+                            "lost the server %s:%s: %s; retrying for up to %g s before "
+                            "generating with the SLM alone",
+                            r->host, r->port, why, r->p.fallback_after_s);
     } else
         uhlm_log_printf(&r->log,
                         "lost the server %s:%s: %s; generating with the SLM alone until it is back",
@@ -192,6 +192,18 @@ static int window_wait(remote *r) {
     }
     if (r->next_attempt > t) r->next_attempt = t;
     return 1;
+}
+
+/* Why a request gave up waiting, before the cause in err (or the last connect failure's when
+ * err has none): the window ran out, or the cancel callback ended the wait. */
+static void window_error(remote *r, int cancelled, uhlm_error *err) {
+    char cause[sizeof err->msg];
+    snprintf(cause, sizeof cause, "%s", err->msg[0] ? err->msg : r->last_fail);
+    if (cancelled)
+        uhlm_set_error(err, "interrupted while waiting for the server: %.400s", cause);
+    else
+        uhlm_set_error(err, "no server within the fallback window of %g s: %.400s",
+                       r->p.fallback_after_s, cause);
 }
 
 /* Schedules the next connection attempt: exponential backoff with jitter in [1/2, 1]. */
@@ -609,9 +621,7 @@ static int transact(remote *r, req *q, uhlm_error *err) {
         int w = rc != RV_UNAV ? window_wait(r) : 0;
         if (w > 0) continue;
         if (w == UHLM_CANCELLED) {
-            char now[sizeof err->msg];
-            snprintf(now, sizeof now, "%s", err->msg[0] ? err->msg : r->last_fail);
-            uhlm_set_error(err, "interrupted while waiting for the server: %.400s", now);
+            window_error(r, 1, err);
             r->st.unavailable++;
             return r->p.require ? required(r, err) : UHLM_VERIFIER_UNAVAILABLE;
         }
@@ -625,10 +635,7 @@ static int transact(remote *r, req *q, uhlm_error *err) {
             /* the window ran out: say so once, with what the last attempt met */
             r->fell_back = 1;
             r->fail_logged = 1;
-            char now[sizeof err->msg];
-            snprintf(now, sizeof now, "%s", err->msg);
-            uhlm_set_error(err, "no server within the fallback window of %g s: %.400s",
-                           r->p.fallback_after_s, now);
+            window_error(r, 0, err);
             if (!r->p.require)
                 uhlm_log_printf(&r->log,
                                 "%s; generating with the SLM alone until the server %s:%s is back",
@@ -660,16 +667,8 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
         }
         if (rc != RV_OK) {
             if (r->p.require) {
-                if (w == UHLM_CANCELLED) {
-                    char now[sizeof err->msg];
-                    snprintf(now, sizeof now, "%s", err->msg);
-                    uhlm_set_error(err, "interrupted while waiting for the server: %.400s", now);
-                } else if (window_open(r)) {
-                    char now[sizeof err->msg];
-                    snprintf(now, sizeof now, "%s", err->msg);
-                    uhlm_set_error(err, "no server within the fallback window of %g s: %.400s",
-                                   r->p.fallback_after_s, now);
-                }
+                if (w == UHLM_CANCELLED || window_open(r))
+                    window_error(r, w == UHLM_CANCELLED, err);
                 return required(r, err);
             }
             if (window_open(r))
