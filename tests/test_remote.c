@@ -165,10 +165,10 @@ static void fake_stop(fake *f, pthread_t th) {
     close(f->lfd);
 }
 
-/* window: the fallback window (0: fall back at once, the behaviour most checks here pin) */
-static uhlm_verifier *client_win(int port, int require, double window, uhlm_error *err) {
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
+/* The test client's parameters; ps (16 bytes) holds the port's text. window: the fallback
+ * window (0: fall back at once, the behaviour most checks here pin). */
+static uhlm_remote_params client_params(char *ps, int port, int require, double window) {
+    snprintf(ps, 16, "%d", port);
     uhlm_remote_params p = uhlm_remote_default_params();
     p.host = "127.0.0.1";
     p.port = ps;
@@ -180,6 +180,12 @@ static uhlm_verifier *client_win(int port, int require, double window, uhlm_erro
     p.backoff_max_s = 0.004;
     p.require = require;
     p.fallback_after_s = window;
+    return p;
+}
+
+static uhlm_verifier *client_win(int port, int require, double window, uhlm_error *err) {
+    char ps[16];
+    uhlm_remote_params p = client_params(ps, port, require, window);
     return uhlm_remote_new(&p, err);
 }
 
@@ -341,16 +347,7 @@ static void test_window_expires(void) {
      * request falls back, or under require fails saying it was interrupted */
     for (int req = 0; req <= 1; req++) {
         char ps[16];
-        snprintf(ps, sizeof ps, "%d", port);
-        uhlm_remote_params cp = uhlm_remote_default_params();
-        cp.host = "127.0.0.1";
-        cp.port = ps;
-        cp.n_vocab = VOCAB;
-        cp.fingerprint = FP;
-        cp.backoff_min_s = 0.001;
-        cp.backoff_max_s = 0.004;
-        cp.fallback_after_s = 30;
-        cp.require = req;
+        uhlm_remote_params cp = client_params(ps, port, req, 30.0);
         int polls = 0;
         cp.cancel = cancel_after_3;
         cp.cancel_user = &polls;
