@@ -17,6 +17,8 @@ pkgs=(build-essential cmake pkg-config libcjson-dev python3 python3-sentencepiec
 # promtool, which tests/cli_health.sh runs on the /metrics scrape (about 20 MB with its deps;
 # on a systemd host it also enables a prometheus service: `systemctl disable --now prometheus`)
 pkgs+=(prometheus)
+# HAProxy, the load balancer of scripts/cluster.sh and tests/cli_cluster.sh (docs/deploy.md)
+pkgs+=(haproxy)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

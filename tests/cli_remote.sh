@@ -7,7 +7,10 @@
 # mid-run, restart it on the same port: the run completes, counts unverified tokens, reconnects
 # and resynchronises, and the restarted server's context matches the device's); a stalled
 # server (read and connect timeouts); the shaped channel (wall time pays the link time, the
-# tokens do not change). Servers listen on kernel-chosen ports (--port 0 --port-file).
+# tokens do not change); the fallback window (--fallback-after: a closed port falls back after
+# the window, a server restarted within it costs no unverified token, in hlm and llm mode).
+# The cases written before the window existed pin the immediate fallback with --fallback-after 0.
+# Servers listen on kernel-chosen ports (--port 0 --port-file).
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
@@ -47,7 +50,8 @@ stop_server() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
 
 # ---- usage errors
 for args in "--server nocolon" "--server host:0" "--server host:99999" "--channel warp" \
-            "--auth-token-file /dev/null" "--connect-timeout 0" "--read-timeout x"; do
+            "--auth-token-file /dev/null" "--connect-timeout 0" "--read-timeout x" \
+            "--fallback-after -1" "--fallback-after x" "--fallback-after 1e9"; do
   # shellcheck disable=SC2086
   "$bin" run $args -n 1 >/dev/null 2>"$tmp/err"; rc=$?
   [ "$rc" = 2 ] && ok || bad "rc $rc (want 2) for run $args: $(cat "$tmp/err")"
@@ -117,7 +121,7 @@ stop_server "$spid"
 start_server gone --port 0 || exit 1
 gone_port=$sport; stop_server "$spid"
 t0=$(date +%s.%N)
-"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --json >"$tmp/u.json" 2>"$tmp/err"
+"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 --json >"$tmp/u.json" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 0 ] && ok || bad "unreachable server: rc $rc: $(cat "$tmp/err")"
 $py - "$tmp/u.json" "$t0" <<'EOF' && ok || bad "unreachable server stats"
@@ -132,20 +136,20 @@ assert o["remote"]["bytes_sent"] == 0 and o["remote"]["requests"] == 0, o["remot
 assert time.time() - float(sys.argv[2]) < 20  # never stalls per token
 EOF
 slm=$("$bin" run --mode slm -p "$P" -n 30 --seed 2 2>/dev/null)
-got=$("$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" 2>"$tmp/err")
+got=$("$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
 [ "$got" = "$slm" ] && ok || bad "SLM-alone fallback text differs from slm mode"
 grep -q "SLM alone" "$tmp/err" && ok || bad "no fallback message: $(cat "$tmp/err")"
 # uhlm mode falls back too, with the warning (the same text as slm mode)
-got=$("$bin" run --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" 2>"$tmp/err")
+got=$("$bin" run --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
 rc=$?
 [ "$rc" = 0 ] && [ "$got" = "$slm" ] && grep -q "SLM alone" "$tmp/err" && grep -q " unverified," "$tmp/err" \
   && ok || bad "uhlm mode without a server: rc $rc: $(cat "$tmp/err")"
-"$bin" run --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --require-server >"$tmp/out" 2>"$tmp/err"
+"$bin" run --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 --require-server >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && [ ! -s "$tmp/out" ] && ok || bad "uhlm mode, --require-server, no server: rc $rc: $(cat "$tmp/err")"
 # llm mode with a server means the LLM's text: an unreachable server is an error naming the
 # server and the reason, never SLM text and exit 0
-got=$("$bin" run --mode llm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" 2>"$tmp/err")
+got=$("$bin" run --mode llm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
 rc=$?
 [ "$rc" = 1 ] && [ -z "$got" ] && grep -q "the server 127.0.0.1:$gone_port cannot verify: connect to 127.0.0.1:$gone_port" "$tmp/err" \
   && grep -q "\-\-mode llm" "$tmp/err" && ! grep -q "SLM alone until" "$tmp/err" \
@@ -164,7 +168,7 @@ grep -q "exceeds the server's 1; generating with the SLM alone" "$tmp/err" && gr
 rc=$?
 [ "$rc" = 1 ] && grep -q "exceeds the server's 1 (verification required" "$tmp/err" && ok || bad "require, n_ctx 1: rc $rc: $(cat "$tmp/err")"
 stop_server "$spid"
-"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --require-server >/dev/null 2>"$tmp/err"
+"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 0 --require-server >/dev/null 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && grep -q "cannot verify: connect to 127.0.0.1:$gone_port" "$tmp/err" && ! grep -q "SLM alone until" "$tmp/err" \
   && ok || bad "require, unreachable: rc $rc: $(cat "$tmp/err")"
@@ -176,7 +180,7 @@ rc=$?
 # The shaped channel with 10 ms per message makes the run last seconds (about 25 ms a token).
 start_server fb1 --port 0 || exit 1
 fb_pid=$spid; fb_port=$sport
-"$bin" run --mode hlm -p "$P" -n 400 --seed 21 -t 1 --server "127.0.0.1:$fb_port" \
+"$bin" run --mode hlm -p "$P" -n 400 --seed 21 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
   --channel shaped --latency 0.01 --json --events >"$tmp/fb.json" 2>"$tmp/fb.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
@@ -223,7 +227,7 @@ EOF
 # device says so with the frame's reason, and exits 1 naming the server (no SLM text in place)
 start_server fb3 --port 0 || exit 1
 fb_pid=$spid; fb_port=$sport
-"$bin" run --mode llm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" \
+"$bin" run --mode llm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
   --channel shaped --latency 0.01 --json --events >"$tmp/fl.json" 2>"$tmp/fl.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
@@ -236,7 +240,7 @@ wait "$cpid"; rc=$?
 # hlm mode says so too, then goes on with the SLM alone (exit 0)
 start_server fb4 --port 0 || exit 1
 fb_pid=$spid; fb_port=$sport
-"$bin" run --mode hlm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" \
+"$bin" run --mode hlm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
   --channel shaped --latency 0.01 --json >"$tmp/fh.json" 2>"$tmp/fh.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
@@ -247,7 +251,7 @@ wait "$cpid"; rc=$?
 
 # ---- a stalled server (SIGSTOP): the read timeout, then connect timeouts, then recovery
 "$bin" run --mode hlm -p "$P" -n 400 --seed 22 -t 1 --server "$S" --read-timeout 0.3 \
-  --connect-timeout 0.3 --channel shaped --latency 0.01 --json >"$tmp/st.json" 2>"$tmp/st.err" &
+  --connect-timeout 0.3 --fallback-after 0 --channel shaped --latency 0.01 --json >"$tmp/st.json" 2>"$tmp/st.err" &
 cpid=$!; pids+=("$cpid")
 sleep 0.8
 kill -STOP "$main_pid"
@@ -263,6 +267,111 @@ r = o["remote"]
 assert o["generated_tokens"] == len(o["tokens"]) > 200
 assert o["unverified_tokens"] > 0 and r["losses"] >= 1 and r["resyncs"] >= 1, (o["unverified_tokens"], r)
 assert o["transmitted_tokens"] > 0
+EOF
+
+# ---- the fallback window (--fallback-after S)
+# a closed port: the run falls back after about S (not at once, not per token), every token
+# unverified; with --require-server the error comes after S and names the window
+t0=$(date +%s.%N)
+"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0.5 \
+  --json >"$tmp/w.json" 2>"$tmp/err"
+rc=$?
+$py - "$tmp/w.json" "$t0" "$rc" <<'EOF' && grep -q "no server within the fallback window of 0.5 s" "$tmp/err" \
+  && ok || bad "closed port, --fallback-after 0.5: rc $rc: $(cat "$tmp/err")"
+import json, sys, time
+o = json.load(open(sys.argv[1])); took = time.time() - float(sys.argv[2])
+assert sys.argv[3] == "0"
+assert o["unverified_tokens"] == 30 and o["transmitted_tokens"] == 0, o
+assert o["remote"]["connect_failures"] >= 2, o["remote"]  # it did retry within the window
+assert 0.5 <= took < 5, took
+EOF
+t0=$(date +%s.%N)
+"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 0.5 --require-server \
+  >"$tmp/out" 2>"$tmp/err"
+rc=$?
+took=$($py -c "import time,sys; print(time.time() - float(sys.argv[1]))" "$t0")
+[ "$rc" = 1 ] && [ ! -s "$tmp/out" ] && grep -q "cannot verify: no server within the fallback window of 0.5 s: connect to" "$tmp/err" \
+  && $py -c "import sys; assert 0.5 <= float(sys.argv[1]) < 5" "$took" \
+  && ok || bad "require, closed port, --fallback-after 0.5: rc $rc after ${took}s: $(cat "$tmp/err")"
+
+# a server that accepts but never answers (SIGSTOP): each attempt costs one connect timeout
+# (TCP connect + HELLO/WELCOME), and the window ends after S plus at most one of them
+start_server stopped --port 0 || exit 1
+stopped_pid=$spid
+kill -STOP "$stopped_pid"
+t0=$(date +%s.%N)
+"$bin" run --mode hlm -p "$P" -n 5 --seed 2 --server "127.0.0.1:$sport" --connect-timeout 0.3 \
+  --fallback-after 1 --json >"$tmp/ws.json" 2>"$tmp/err"
+rc=$?
+$py - "$tmp/ws.json" "$t0" "$rc" <<'EOF' && ok || bad "stopped server, --fallback-after 1: rc $rc: $(cat "$tmp/err")"
+import json, sys, time
+o = json.load(open(sys.argv[1])); took = time.time() - float(sys.argv[2])
+assert sys.argv[3] == "0"
+assert o["unverified_tokens"] == 5 and o["remote"]["connect_failures"] >= 3, o["remote"]
+# first failure after 0.3 s, window of 1 s, a last attempt of 0.3 s: about 1.6 s
+assert 1.3 <= took < 4, took
+EOF
+kill -9 "$stopped_pid"; kill -CONT "$stopped_pid" 2>/dev/null; wait "$stopped_pid" 2>/dev/null
+
+# Ctrl-C during a wait in the window ends it at once (the cancel check is polled every 50 ms):
+# exit 130 and the partial report, not a run held for the whole window. The SIGINT goes after
+# the device has started (its first log line, plus a moment for the token loop's handler).
+"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 60 --json \
+  >"$tmp/i.json" 2>"$tmp/i.err" &
+ipid=$!; pids+=("$ipid")
+for _ in $(seq 1 200); do grep -q "retrying for up to 60 s" "$tmp/i.err" && break; sleep 0.05; done
+sleep 1
+t0=$(date +%s.%N)
+kill -INT "$ipid"; wait "$ipid"; rc=$?
+$py - "$tmp/i.json" "$t0" "$rc" <<'EOF' && ok || bad "Ctrl-C in the window: rc $rc: $(cat "$tmp/i.err")"
+import json, sys, time
+took = time.time() - float(sys.argv[2])
+assert sys.argv[3] == "130", sys.argv[3]
+assert took < 5, took
+o = json.load(open(sys.argv[1]))
+assert o["interrupted"] is True and o["stop"] == "cancelled", o
+EOF
+
+# a server killed (SIGKILL) mid-run and restarted on its port within the window: no token goes
+# unverified, the tokens equal the in-process run's, and the session was resynchronised. Two
+# devices at once: hlm, and llm (which must not fail: the server came back in time).
+start_server w1 --port 0 || exit 1
+w_pid=$spid; w_port=$sport
+"$bin" run --mode hlm -p "$P" -n 300 --seed 31 -t 1 --json >"$tmp/wh_ref.json" 2>/dev/null
+"$bin" run --mode llm -p "$P" -n 300 --seed 32 -t 1 --json >"$tmp/wl_ref.json" 2>/dev/null
+"$bin" run --mode hlm -p "$P" -n 300 --seed 31 -t 1 --server "127.0.0.1:$w_port" --fallback-after 10 \
+  --channel shaped --latency 0.01 --json --events >"$tmp/wh.json" 2>"$tmp/wh.err" &
+c1=$!; pids+=("$c1")
+"$bin" run --mode llm -p "$P" -n 300 --seed 32 -t 1 --server "127.0.0.1:$w_port" --fallback-after 10 \
+  --channel shaped --latency 0.01 --json >"$tmp/wl.json" 2>"$tmp/wl.err" &
+c2=$!; pids+=("$c2")
+# kill once both devices have sessions open (the server logs event=open), not after a guess
+for _ in $(seq 1 200); do
+  [ "$(grep -c "event=open" "$tmp/w1.log" 2>/dev/null)" -ge 2 ] && break; sleep 0.05
+done
+sleep 0.3
+kill -0 "$c1" 2>/dev/null && kill -0 "$c2" 2>/dev/null && ok || bad "the window runs ended before the kill"
+kill -9 "$w_pid"; wait "$w_pid" 2>/dev/null
+sleep 1.0   # down for a second: the devices wait, they do not fall back
+start_server w2 --port "$w_port" || exit 1
+w2_pid=$spid
+wait "$c1"; rc1=$?
+wait "$c2"; rc2=$?
+stop_server "$w2_pid"
+[ "$rc1" = 0 ] && [ "$rc2" = 0 ] && ok || bad "window runs: rc $rc1/$rc2: $(cat "$tmp/wh.err" "$tmp/wl.err")"
+grep -q "lost the server .*retrying for up to 10 s" "$tmp/wh.err" && grep -q "resynchronised" "$tmp/wh.err" \
+  && ! grep -q "SLM alone until" "$tmp/wh.err" && ok || bad "window log lines: $(cat "$tmp/wh.err")"
+$py - "$tmp/wh.json" "$tmp/wh_ref.json" "$tmp/wl.json" "$tmp/wl_ref.json" <<'EOF' && ok || bad "window runs: $(head -c 400 "$tmp/wh.json")"
+import json, sys
+for got, ref in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+    o, r = json.load(open(got)), json.load(open(ref))
+    assert o["tokens"] == r["tokens"] and o["text"] == r["text"], (got, len(o["tokens"]), len(r["tokens"]))
+    assert o["unverified_tokens"] == 0, (got, o["unverified_tokens"])
+    rem = o["remote"]
+    assert rem["losses"] >= 1 and rem["resyncs"] >= 1 and rem["reconnects"] >= 1, (got, rem)
+    assert rem["unavailable_calls"] == 0, (got, rem)
+o = json.load(open(sys.argv[1]))
+assert all(e["verified"] for e in o["events"]), "an unverified event"
 EOF
 
 # ---- shaped channel: the wall clock pays the modelled link; the tokens stay the same

@@ -9,6 +9,7 @@
  * hard errors), a non-fatal BAD_PROBS (hard error), AUTH at first contact (hard error),
  * an unreachable server, GENERATE; plus address and token-file parsing. */
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -164,9 +165,10 @@ static void fake_stop(fake *f, pthread_t th) {
     close(f->lfd);
 }
 
-static uhlm_verifier *client_req(int port, int require, uhlm_error *err) {
-    char ps[16];
-    snprintf(ps, sizeof ps, "%d", port);
+/* The test client's parameters; ps (16 bytes) holds the port's text. window: the fallback
+ * window (0: fall back at once, the behaviour most checks here pin). */
+static uhlm_remote_params client_params(char *ps, int port, int require, double window) {
+    snprintf(ps, 16, "%d", port);
     uhlm_remote_params p = uhlm_remote_default_params();
     p.host = "127.0.0.1";
     p.port = ps;
@@ -177,7 +179,18 @@ static uhlm_verifier *client_req(int port, int require, uhlm_error *err) {
     p.backoff_min_s = 0.001;
     p.backoff_max_s = 0.004;
     p.require = require;
+    p.fallback_after_s = window;
+    return p;
+}
+
+static uhlm_verifier *client_win(int port, int require, double window, uhlm_error *err) {
+    char ps[16];
+    uhlm_remote_params p = client_params(ps, port, require, window);
     return uhlm_remote_new(&p, err);
+}
+
+static uhlm_verifier *client_req(int port, int require, uhlm_error *err) {
+    return client_win(port, require, 0.0, err);
 }
 
 static uhlm_verifier *client(int port, uhlm_error *err) { return client_req(port, 0, err); }
@@ -230,13 +243,15 @@ static int consistent(const fake *f, const dev *d) {
     return f->n_past == d->sent && memcmp(f->ctx, d->toks, sizeof(int) * (size_t)d->sent) == 0;
 }
 
-/* Runs 40 steps (skipping 0..2 tokens before each) against a fake with one fault. */
-static void scenario(const char *name, int fault, int fault_at, int down_for, int expect_unv) {
+/* Runs 40 steps (skipping 0..2 tokens before each) against a fake with one fault, with a
+ * fallback window of window seconds. */
+static void scenario_win(const char *name, int fault, int fault_at, int down_for, int expect_unv,
+                         double window) {
     fake f;
     pthread_t th;
     uhlm_error err;
     CHECK(fake_start(&f, &th, fault, fault_at, down_for) == 0);
-    uhlm_verifier *v = client(f.port, &err);
+    uhlm_verifier *v = client_win(f.port, 0, window, &err);
     CHECK(v);
     if (!v) return;
     uhlm_verifier_info info;
@@ -270,8 +285,13 @@ static void scenario(const char *name, int fault, int fault_at, int down_for, in
     uhlm_verifier_close(v);
     uhlm_verifier_free(v);
     fake_stop(&f, th);
-    printf("%-12s verified %d unverified %d connects %llu resyncs %llu\n", name, d.verified,
-           d.unverified, (unsigned long long)st.connects, (unsigned long long)st.resyncs);
+    printf("%-12s window %g s: verified %d unverified %d connects %llu resyncs %llu\n", name,
+           window, d.verified, d.unverified, (unsigned long long)st.connects,
+           (unsigned long long)st.resyncs);
+}
+
+static void scenario(const char *name, int fault, int fault_at, int down_for, int expect_unv) {
+    scenario_win(name, fault, fault_at, down_for, expect_unv, 0.0);
 }
 
 static void test_scenarios(void) {
@@ -285,6 +305,74 @@ static void test_scenarios(void) {
     scenario("stall", F_STALL, 10, 0, 1);
     /* a connection the server closed while the device was quiet is replaced at once */
     scenario("idle-close", F_IDLE_CLOSE, 10, 0, 0);
+    /* with a fallback window the same outages cost no unverified token: the failed request
+     * waits, reconnects and is answered on a resynchronised session */
+    scenario_win("close", F_CLOSE, 10, 3, 0, 2.0);
+    scenario_win("garbage-down", F_GARBAGE, 10, 3, 0, 2.0);
+    scenario_win("stall", F_STALL, 10, 0, 0, 2.0);
+}
+
+static int cancel_after_3(void *user) { return ++*(int *)user > 3; }
+
+/* A server that stays away: the window holds the first request for about its length (not
+ * much more: the connect is refused at once), then every request falls back at once. */
+static void test_window_expires(void) {
+    fake f;
+    pthread_t th;
+    uhlm_error err;
+    CHECK(fake_start(&f, &th, F_NONE, 0, 0) == 0);
+    int port = f.port;
+    fake_stop(&f, th);
+    uhlm_verifier *v = client_win(port, 0, 0.3, &err);
+    uhlm_verifier_info info;
+    CHECK(v && uhlm_verifier_info_get(v, &info, &err) == 0);
+    dev d;
+    CHECK(dev_open(v, &d, 0.0f) == 0);
+    double t0 = uhlm_now();
+    CHECK(dev_step(v, &d, 0, 1) == UHLM_VERIFIER_UNAVAILABLE);
+    double held = uhlm_now() - t0;
+    CHECKF(held >= 0.25 && held < 1.5, "the window held the request %.3f s (want ~0.3)", held);
+    t0 = uhlm_now();
+    for (int i = 0; i < 50; i++) CHECK(dev_step(v, &d, 0, 1) == UHLM_VERIFIER_UNAVAILABLE);
+    CHECKF(uhlm_now() - t0 < 0.5, "after the window, requests waited %.3f s", uhlm_now() - t0);
+    uhlm_verifier_free(v);
+    /* with require, the error comes after the window and names it */
+    v = client_win(port, 1, 0.3, &err);
+    t0 = uhlm_now();
+    CHECK(v && uhlm_verifier_info_get(v, &info, &err) == -1 && strstr(err.msg, "fallback window"));
+    held = uhlm_now() - t0;
+    CHECKF(held >= 0.25 && held < 1.5, "require: the window held info %.3f s", held);
+    uhlm_verifier_free(v);
+    /* the cancel callback ends a wait at once (here on its fourth poll, ~150 ms in): the
+     * request falls back, or under require fails saying it was interrupted */
+    for (int req = 0; req <= 1; req++) {
+        char ps[16];
+        uhlm_remote_params cp = client_params(ps, port, req, 30.0);
+        int polls = 0;
+        cp.cancel = cancel_after_3;
+        cp.cancel_user = &polls;
+        v = uhlm_remote_new(&cp, &err);
+        t0 = uhlm_now();
+        if (req) {
+            CHECK(v && uhlm_verifier_info_get(v, &info, &err) == -1 && strstr(err.msg, "interrupted"));
+        } else {
+            CHECK(v && uhlm_verifier_info_get(v, &info, &err) == 0 && dev_open(v, &d, 0.0f) == 0);
+            CHECK(dev_step(v, &d, 0, 1) == UHLM_VERIFIER_UNAVAILABLE);
+        }
+        CHECKF(uhlm_now() - t0 < 2.0 && polls > 3, "cancelled wait: %.3f s, %d polls",
+               uhlm_now() - t0, polls);
+        uhlm_verifier_free(v);
+    }
+    /* out-of-range windows are refused */
+    uhlm_remote_params rp = uhlm_remote_default_params();
+    CHECK(rp.fallback_after_s == 10.0);
+    rp.host = "127.0.0.1";
+    rp.port = "1";
+    rp.n_vocab = VOCAB;
+    rp.fallback_after_s = -1;
+    CHECK(uhlm_remote_new(&rp, &err) == NULL && strstr(err.msg, "fallback window"));
+    rp.fallback_after_s = NAN;
+    CHECK(uhlm_remote_new(&rp, &err) == NULL);
 }
 
 static void test_ctx_full_and_hard_errors(void) {
@@ -464,6 +552,7 @@ static void test_parsing(void) {
 int main(void) {
     test_parsing();
     test_scenarios();
+    test_window_expires();
     test_ctx_full_and_hard_errors();
     test_unreachable_and_generate();
     return check_report();

@@ -13,16 +13,25 @@
  * Fallback and resynchronisation (protocol §10). The verifier keeps its own copy of the
  * committed context (the prompt, every catch-up list and every token the server decided).
  * When the server cannot be reached (connect failure, refused or reset connection, EOF, read
- * timeout, a fatal ERROR, DESYNC, BUSY, NOT_OPEN, a non-fatal INTERNAL), the operation returns
- * UHLM_VERIFIER_UNAVAILABLE with nothing committed, and the device carries on with the SLM.
- * Later operations reconnect with exponential backoff and jitter: between attempts they return
- * UHLM_VERIFIER_UNAVAILABLE at once, without touching the network, so generation is never
- * stalled for more than one connect timeout per attempt. The first request after a reconnect
+ * timeout, a fatal ERROR, DESYNC, BUSY, NOT_OPEN, a non-fatal INTERNAL), an outage begins. A
+ * request that fails on a connection that had been idle (the server's idle timeout, a
+ * restarted server) is first retried once at once on a fresh connection. Then, for the
+ * fallback window (fallback_after_s, counted from the outage's first failure), the request
+ * waits: it reconnects with exponential backoff and jitter and is sent again, on a session
+ * re-OPENed with the committed context (the resync below), so the device blocks for at most
+ * the window plus one connect (or read) timeout, and a server that is back within it, or
+ * another backend behind a balancer, answers the very request that failed. Only when the
+ * window has run out does the operation return UHLM_VERIFIER_UNAVAILABLE with nothing
+ * committed, and the device carries on with the SLM; from then until a request is answered
+ * again, operations no longer wait: they try to reconnect when the backoff delay has passed
+ * and otherwise return UHLM_VERIFIER_UNAVAILABLE at once, without touching the network, so
+ * generation is stalled at most once per outage. The first request after a reconnect
  * re-OPENs the session with the committed context plus the request's catch-up (the device's
- * unverified tokens), then sends the request with an empty catch-up: from then on the run is
- * what it would have been on an unbroken connection, given the same context. A request that
- * fails on a connection that had been idle (the server's idle timeout, a restarted server) is
- * retried once at once on a fresh connection before the verifier falls back.
+ * unverified tokens, none when the window bridged the outage), then sends the request with an
+ * empty catch-up: from then on the run is what it would have been on an unbroken connection,
+ * given the same context. With require, the window ends in an error instead (see require);
+ * and when the very first connection (info()) fails, a device with require waits out the
+ * window there, one without starts at once and its first request waits.
  *
  * A server that cannot serve the session leaves the verifier unavailable until the next
  * open(), with one log line: CTX_FULL, a context longer than WELCOME's n_ctx, BAD_PAYLOAD, a
@@ -68,14 +77,28 @@ typedef struct uhlm_remote_params {
     uhlm_remote_log_fn log;   /* may be NULL */
     void *log_user;
     /* nonzero: never go on with the SLM alone: whatever would answer UHLM_VERIFIER_UNAVAILABLE
-     * (server unreachable or lost after the one immediate retry, context full, payload
+     * (server unreachable or lost after the fallback window, context full, payload
      * refused) is an error instead (`uhlm run --require-server`, and `uhlm run --mode llm`
      * with a server). A SHUTTING_DOWN from the server is logged (with its reason) either way. */
     int require;
+    /* The fallback window, in seconds, >= 0 (see "Fallback and resynchronisation" above): how
+     * long one outage may hold a request before the device goes on with the SLM alone. Within
+     * it a request that met a lost connection or an unreachable server waits out each backoff
+     * delay and is sent again on a fresh connection and a re-OPENed session, so a server
+     * restarted (or a balancer's other backend found) within the window costs no unverified
+     * token. 0: the behaviour before the window existed, falling back at once (after the one
+     * immediate retry of a stale connection). With require it delays the error instead. */
+    double fallback_after_s;
+    /* Optional (common.h): polled every 50 ms while a request waits in the fallback window.
+     * When it answers nonzero the wait ends at once: the request returns
+     * UHLM_VERIFIER_UNAVAILABLE (the device's cancel check then stops the run at the next
+     * token), or under require an error saying it was interrupted. NULL: the wait runs out. */
+    uhlm_cancel_fn cancel;
+    void *cancel_user;
 } uhlm_remote_params;
 
 /* connect 3 s, read 30 s (a 7B prefill on a CPU server takes seconds), backoff 0.05 s
- * doubling to 2 s; everything else zero. */
+ * doubling to 2 s, a fallback window of 10 s; everything else zero. */
 UHLM_API uhlm_remote_params uhlm_remote_default_params(void);
 
 /* Counters since uhlm_remote_new (not reset by open). */

@@ -3,11 +3,13 @@
 
 #include <stdio.h>
 
+#include "cli/cli_signal.h"
 #include "uhlm/tokenizer.h"
 
 int cli_remote_setup(const char *cmd, const char *server, const char *token_file, cli_remote *r) {
     uhlm_error err = {{0}};
     r->token_len = 0;
+    r->fallback_after_s = uhlm_remote_default_params().fallback_after_s;
     if (server && uhlm_remote_parse_addr(server, r->host, sizeof r->host, r->port, sizeof r->port,
                                          &err)) {
         fprintf(stderr, "uhlm %s: --server: %s\n", cmd, err.msg);
@@ -39,6 +41,9 @@ uhlm_verifier *cli_remote_verifier(const cli_remote *r, const uhlm_model *slm, c
     rp.connect_timeout_s = connect_timeout_s;
     rp.read_timeout_s = read_timeout_s;
     rp.require = r->require;
+    rp.fallback_after_s = r->fallback_after_s;
+    /* Ctrl-C ends a wait in the fallback window at once; the run then stops at its next token */
+    rp.cancel = cli_sigint_cancel;
     /* the backoff jitter only spreads reconnects of many devices; it never touches tokens */
     rp.jitter_seed = seed ^ (uint64_t)(uhlm_now() * 1e9);
     rp.log = log;

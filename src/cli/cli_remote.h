@@ -15,6 +15,7 @@ typedef struct cli_remote {
     char token[UHLM_WIRE_MAX_AUTH + 1];
     size_t token_len; /* 0: no token */
     int require;      /* --require-server: no generation with the SLM alone */
+    double fallback_after_s; /* --fallback-after; cli_remote_setup sets the library's default */
 } cli_remote;
 
 /* Validates the options after parsing and reads the token file. Returns 0, or the exit

@@ -69,6 +69,7 @@ typedef struct {
     int chat, json, events, shadow, require_server;
     long threads, n_gen, top_k, samples, n_ctx_arg, max_in_mb;
     double temp, top_p, theta_max, snr, bw, lat, dsnr, dbw, connect_to, read_to;
+    double fallback_after; /* --fallback-after */
     uint64_t seed;
     const char *server, *token_file, *calib_path, *risk; /* --calib F --risk averse|prone|budget[:R] */
     uhlm_simd simd;
@@ -142,6 +143,7 @@ static int run_check_options(run_opts *o) {
     }
     /* llm mode means "the LLM's text": with a server, SLM text in its place is an error */
     o->remote.require = o->require_server || (o->server && o->dp.policy.mode == UHLM_MODE_LLM);
+    o->remote.fallback_after_s = o->fallback_after;
     return 0;
 }
 
@@ -377,6 +379,7 @@ int cmd_run(int argc, char **argv) {
         .snr = UHLM_CHANNEL_DEFAULT_SNR_DB, .bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH,
         .dsnr = NAN, .dbw = NAN, .connect_to = 3.0, .read_to = 30.0, .seed = 42,
         .simd = UHLM_SIMD_AUTO, .dp = uhlm_device_default_params(),
+        .fallback_after = uhlm_remote_default_params().fallback_after_s,
     };
     cli_texts prompts = {.n = 0};
     uhlm_device_params *dp = &o.dp;
@@ -408,6 +411,7 @@ int cmd_run(int argc, char **argv) {
         CLI_ARG(CLI_SERVER, &o.server),
         CLI_ARGS_REMOTE(&o.token_file, &o.connect_to, &o.read_to),
         CLI_ARG(CLI_REQUIRE_SERVER, &o.require_server),
+        CLI_ARG(CLI_FALLBACK_AFTER, &o.fallback_after),
         CLI_ARG(CLI_THREADS, &o.threads),
         CLI_ARG(CLI_SIMD, &o.simd),
         {.id = CLI_JSON, .dst = &o.json, .help = "print one JSON object (text, tokens, full stats) "

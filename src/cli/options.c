@@ -213,8 +213,9 @@ static const opt_def table[CLI_N_OPTS] = {
     [CLI_SERVER] = {0, "server", "HOST:PORT", K_STR, 0, 0, NULL, NULL, G_REMOTE,
                     "verify on a `uhlm serve` server instead of in this process (the LLM is "
                     "then not loaded here, except for --shadow). If the server is unreachable "
-                    "or dies, generation goes on with the SLM alone (tokens counted as "
-                    "unverified), reconnects with backoff and resynchronises; in --mode llm that is an "
+                    "or dies, the request waits up to --fallback-after S, reconnecting and "
+                    "resynchronising; after that generation goes on with the SLM alone (tokens "
+                    "counted as unverified) and reconnects with backoff; in --mode llm that is an "
                     "error instead (exit 1)"},
     [CLI_AUTH_TOKEN_FILE] = {0, "auth-token-file", "F", K_STR, 0, 0, NULL, NULL, G_REMOTE,
                              "the server's shared auth token (first line of F)"},
@@ -226,6 +227,11 @@ static const opt_def table[CLI_N_OPTS] = {
                             "fail (exit 1) instead of going on with the SLM alone when the "
                             "server cannot verify (unreachable, lost, context full, payload "
                             "refused); always so in --mode llm"},
+    [CLI_FALLBACK_AFTER] = {0, "fallback-after", "S", K_FLOAT, 0, 86400, NULL, NULL, G_REMOTE,
+                            "when the server is lost or unreachable, hold the request up to S "
+                            "seconds, reconnecting (behind a balancer: to another backend) and "
+                            "resending it, before going on with the SLM alone; 0 = fall back at "
+                            "once. With --require-server or --mode llm the error comes after S"},
 
     [CLI_HOST] = {0, "host", "H", K_STR, 0, 0, NULL, NULL, G_SERVER,
                   "bind address (0.0.0.0 for all)"},

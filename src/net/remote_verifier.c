@@ -23,13 +23,16 @@
 
 #include "net/log.h"
 #include "net/socket.h"
+#include "uhlm/channel.h"
 #include "uhlm/sampler.h"
 #include "uhlm/wire.h"
 
 /* Outcomes of the internal steps. RV_LOST: the connection is unusable (the caller drops it and
  * decides between an immediate retry and backoff). RV_REFUSED: the server refused HELLO.
- * RV_UNAV: answer UHLM_VERIFIER_UNAVAILABLE without further ado. RV_FAIL: a hard error. */
-enum { RV_OK = 0, RV_LOST = 1, RV_REFUSED = 2, RV_UNAV = 3, RV_FAIL = -1 };
+ * RV_DOWN: no connection now (the attempt failed, or the backoff delay has not passed): worth
+ * another try within the fallback window. RV_UNAV: answer UHLM_VERIFIER_UNAVAILABLE without
+ * further ado (this server cannot serve the session). RV_FAIL: a hard error. */
+enum { RV_OK = 0, RV_LOST = 1, RV_REFUSED = 2, RV_UNAV = 3, RV_DOWN = 4, RV_FAIL = -1 };
 
 enum { Q_VERIFY, Q_GENERATE };
 
@@ -57,6 +60,12 @@ typedef struct remote {
     size_t ctx_cap, scratch_cap;
     uint32_t next_req;
     double next_attempt, backoff;
+    /* The current outage: when the first failure since the last answered request happened
+     * (0: none), and whether its fallback window has run out, after which requests no longer
+     * wait for the server (fallback_after_s in remote.h). */
+    double outage_since;
+    int fell_back;
+    char last_fail[sizeof ((uhlm_error *)0)->msg]; /* the last connect failure's message */
     uhlm_rng jitter;
     uhlm_wire_buf out, in;
     uhlm_log_sink log; /* the log callback of p */
@@ -135,16 +144,66 @@ static void drop_fd(remote *r) {
     r->counting_request = 0;
 }
 
+/* True while requests wait for the server rather than fall back: a window is configured and
+ * the current outage (if any) has not used it up. */
+static int window_open(const remote *r) { return r->p.fallback_after_s > 0 && !r->fell_back; }
+
+/* Notes a failure: the first one since the last answered request starts the outage, and
+ * with it the fallback window. */
+static void outage(remote *r) {
+    if (r->outage_since == 0) r->outage_since = uhlm_now();
+}
+
 /* A connection that was working is gone. */
 static void lose(remote *r, const char *why) {
     drop_fd(r);
     r->st.losses++;
     r->troubled = 1;
+    int fresh = r->outage_since == 0;
+    outage(r);
     if (r->want_open) r->lost_session = 1;
-    if (!r->p.require)
+    if (r->p.require) return;
+    if (window_open(r)) {
+        if (fresh) /* one line per outage: the retries within the window are not news */
+            uhlm_log_printf(&r->log,
+                            "lost the server %s:%s: %s; retrying for up to %g s before "
+                            "generating with the SLM alone",
+                            r->host, r->port, why, r->p.fallback_after_s);
+    } else
         uhlm_log_printf(&r->log,
                         "lost the server %s:%s: %s; generating with the SLM alone until it is back",
                         r->host, r->port, why);
+}
+
+/* Within the fallback window of the current outage: waits until the next connection attempt
+ * is due (the window's end at the latest, so that the last attempt falls inside it) and
+ * returns 1. Without a window, or once it has run out, 0: the caller falls back.
+ * UHLM_CANCELLED when the cancel callback asked to stop waiting (polled every 50 ms, so that
+ * Ctrl-C is not held up for a whole window). */
+static int window_wait(remote *r) {
+    if (!window_open(r)) return 0;
+    outage(r);
+    double end = r->outage_since + r->p.fallback_after_s, now = uhlm_now();
+    if (now >= end) return 0;
+    double t = r->next_attempt < end ? r->next_attempt : end;
+    for (; now < t; now = uhlm_now()) {
+        if (r->p.cancel && r->p.cancel(r->p.cancel_user)) return UHLM_CANCELLED;
+        uhlm_sleep_s(t - now < 0.05 ? t - now : 0.05);
+    }
+    if (r->next_attempt > t) r->next_attempt = t;
+    return 1;
+}
+
+/* Why a request gave up waiting, before the cause in err (or the last connect failure's when
+ * err has none): the window ran out, or the cancel callback ended the wait. */
+static void window_error(remote *r, int cancelled, uhlm_error *err) {
+    char cause[sizeof err->msg];
+    snprintf(cause, sizeof cause, "%s", err->msg[0] ? err->msg : r->last_fail);
+    if (cancelled)
+        uhlm_set_error(err, "interrupted while waiting for the server: %.400s", cause);
+    else
+        uhlm_set_error(err, "no server within the fallback window of %g s: %.400s",
+                       r->p.fallback_after_s, cause);
 }
 
 /* Schedules the next connection attempt: exponential backoff with jitter in [1/2, 1]. */
@@ -376,22 +435,29 @@ static int ensure(remote *r, req *q, uhlm_error *err) {
         uhlm_set_error(err, "%s", why);
     }
     if (r->fd < 0) {
-        if (uhlm_now() < r->next_attempt) return RV_UNAV;
+        if (uhlm_now() < r->next_attempt) {
+            /* between attempts: the cause is the last failure's, kept from then */
+            if (!err->msg[0]) snprintf(err->msg, sizeof err->msg, "%s", r->last_fail);
+            return RV_DOWN;
+        }
         int rc = handshake(r, err);
         if (rc == RV_FAIL || (rc == RV_REFUSED && !r->ever_connected)) return RV_FAIL;
         if (rc != RV_OK) {
             r->st.connect_failures++;
             note_failure(r);
+            outage(r);
             if (why[0]) { /* the cause first: why the connection was gone */
                 char now[sizeof err->msg];
                 snprintf(now, sizeof now, "%s", err->msg);
                 uhlm_set_error(err, "%.300s; reconnecting: %.300s", why, now);
             }
-            if (!r->fail_logged && !r->p.require)
+            snprintf(r->last_fail, sizeof r->last_fail, "%s", err->msg);
+            /* within the fallback window the request waits; transact says when it gives up */
+            if (!r->fail_logged && !r->p.require && !window_open(r))
                 uhlm_log_printf(&r->log, "%s; retrying with backoff, SLM alone meanwhile",
                                 err->msg);
-            r->fail_logged = 1;
-            return RV_UNAV;
+            if (!window_open(r)) r->fail_logged = 1;
+            return RV_DOWN;
         }
     }
     uint32_t mode = q->type == Q_GENERATE ? UHLM_WIRE_MODE_GENERATE : UHLM_WIRE_MODE_VERIFY;
@@ -507,7 +573,11 @@ static int exchange_generate(remote *r, req *q, uhlm_error *err) {
  * a connection that predates this call may just be a stale connection (the server's idle
  * timeout, a restart, a DESYNC): it is retried once at once. A timeout is not retried at once
  * (a server that is slow now would be slow again), and neither is a fresh connection's
- * failure: those back off. */
+ * failure: those back off. Within the fallback window of the outage (remote.h), q waits out
+ * each backoff delay and is sent again on a fresh connection, re-OPENed with the committed
+ * context (a resync), so a lost backend behind a balancer costs a reconnect, not a token
+ * verified by nobody. Once the window has run out q falls back, and so does every request
+ * until one is answered again: the device is never stalled twice for one outage. */
 static int transact(remote *r, req *q, uhlm_error *err) {
     if (!r->want_open) return uhlm_set_error(err, "remote verifier: request without a session");
     if (q->n_catchup < 0 || (q->n_catchup > 0 && !q->catchup))
@@ -516,10 +586,10 @@ static int transact(remote *r, req *q, uhlm_error *err) {
         if (q->catchup[i] < 0 || q->catchup[i] >= r->p.n_vocab)
             return uhlm_set_error(err, "remote verifier: catch-up token %d is %d, outside [0, %d)",
                                   i, q->catchup[i], r->p.n_vocab);
-    err->msg[0] = '\0'; /* so that an UNAVAILABLE without a new cause says so (required) */
     char lost_why[sizeof err->msg];
     lost_why[0] = '\0';
     for (int attempt = 0;; attempt++) {
+        err->msg[0] = '\0'; /* so that an UNAVAILABLE without a new cause says so (required) */
         int had_conn = r->fd >= 0;
         r->timed_out = 0;
         memset(&q->oc, 0, sizeof q->oc);
@@ -527,10 +597,18 @@ static int transact(remote *r, req *q, uhlm_error *err) {
         int rc = ensure(r, q, err);
         if (rc == RV_OK)
             rc = q->type == Q_VERIFY ? exchange_verify(r, q, err) : exchange_generate(r, q, err);
-        if (rc == RV_OK) return 0;
+        if (rc == RV_OK) {
+            r->outage_since = 0;
+            r->fell_back = 0;
+            return 0;
+        }
         r->out.len = 0;
         r->srv_open = 0;
         if (rc == RV_FAIL) return -1;
+        if (rc == RV_UNAV) { /* a server answered (it cannot serve this session): no outage */
+            r->outage_since = 0;
+            r->fell_back = 0;
+        }
         if (rc == RV_LOST) {
             lose(r, err->msg);
             if (attempt == 0 && had_conn && !r->timed_out) {
@@ -538,12 +616,30 @@ static int transact(remote *r, req *q, uhlm_error *err) {
                 continue;
             }
             note_failure(r);
+            snprintf(r->last_fail, sizeof r->last_fail, "%s", err->msg);
+        }
+        int w = rc != RV_UNAV ? window_wait(r) : 0;
+        if (w > 0) continue;
+        if (w == UHLM_CANCELLED) {
+            window_error(r, 1, err);
+            r->st.unavailable++;
+            return r->p.require ? required(r, err) : UHLM_VERIFIER_UNAVAILABLE;
         }
         if (lost_why[0] && strstr(err->msg, lost_why) != err->msg) {
             /* the retry failed too: name the loss first, it is what the user needs to know */
             char now[sizeof err->msg];
             snprintf(now, sizeof now, "%s", err->msg);
             uhlm_set_error(err, "%.300s; retrying: %.300s", lost_why, now);
+        }
+        if (rc != RV_UNAV && window_open(r)) {
+            /* the window ran out: say so once, with what the last attempt met */
+            r->fell_back = 1;
+            r->fail_logged = 1;
+            window_error(r, 0, err);
+            if (!r->p.require)
+                uhlm_log_printf(&r->log,
+                                "%s; generating with the SLM alone until the server %s:%s is back",
+                                err->msg, r->host, r->port);
         }
         r->st.unavailable++;
         return r->p.require ? required(r, err) : UHLM_VERIFIER_UNAVAILABLE;
@@ -556,14 +652,34 @@ static int rv_info(uhlm_verifier *v, uhlm_verifier_info *out, uhlm_error *err) {
     remote *r = self_of(v);
     memset(out, 0, sizeof *out);
     if (!r->ever_connected && r->fd < 0 && uhlm_now() >= r->next_attempt) {
-        int rc = handshake(r, err);
-        if (rc == RV_FAIL || rc == RV_REFUSED) return -1;
-        if (rc != RV_OK) {
+        int rc, w = 0;
+        /* a device that may not go on without the server waits out the window for it, as a
+         * request would; one that may starts at once and lets its first request wait */
+        for (;;) {
+            rc = handshake(r, err);
+            if (rc == RV_FAIL || rc == RV_REFUSED) return -1;
+            if (rc == RV_OK) break;
             r->st.connect_failures++;
             note_failure(r);
-            if (r->p.require) return required(r, err);
-            uhlm_log_printf(&r->log, "%s; generating with the SLM alone until the server answers",
-                            err->msg);
+            outage(r);
+            snprintf(r->last_fail, sizeof r->last_fail, "%s", err->msg);
+            if (!r->p.require || (w = window_wait(r)) <= 0) break;
+        }
+        if (rc != RV_OK) {
+            if (r->p.require) {
+                if (w == UHLM_CANCELLED || window_open(r))
+                    window_error(r, w == UHLM_CANCELLED, err);
+                return required(r, err);
+            }
+            if (window_open(r))
+                uhlm_log_printf(&r->log,
+                                "%s; retrying for up to %g s before generating with the SLM "
+                                "alone",
+                                err->msg, r->p.fallback_after_s);
+            else
+                uhlm_log_printf(&r->log,
+                                "%s; generating with the SLM alone until the server answers",
+                                err->msg);
             r->fail_logged = 1;
         }
     }
@@ -681,6 +797,7 @@ uhlm_remote_params uhlm_remote_default_params(void) {
     p.read_timeout_s = 30.0;
     p.backoff_min_s = 0.05;
     p.backoff_max_s = 2.0;
+    p.fallback_after_s = 10.0;
     return p;
 }
 
@@ -712,6 +829,11 @@ uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err) {
         p->backoff_max_s < p->backoff_min_s) {
         uhlm_set_error(err, "remote verifier: timeouts and backoff must be finite and > 0 "
                             "(backoff max >= min)");
+        return NULL;
+    }
+    if (!(p->fallback_after_s >= 0.0 && p->fallback_after_s <= 86400.0)) {
+        uhlm_set_error(err, "remote verifier: the fallback window %g s is outside [0, 86400]",
+                       p->fallback_after_s);
         return NULL;
     }
     const char *client = p->client ? p->client : "uhlm-device";
