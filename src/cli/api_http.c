@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -25,6 +26,7 @@ typedef struct api_server {
     pthread_cond_t cv;
     int busy;      /* a request holds the model */
     int waiting;   /* requests waiting for it */
+    int active;    /* requests not yet answered to the end (for the drain at shutdown) */
     int max_queue;
     uint64_t serial; /* response ids */
     atomic_int stopping;
@@ -62,6 +64,7 @@ typedef struct stream_ctx {
     api_server *s;
     api_gen *g;
     watch w;
+    const char *url;
     const char *data;
     size_t len, off;
 } stream_ctx;
@@ -171,6 +174,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
 /* The response is done with (sent, or its client gone): the model is free again. */
 static void stream_free(void *cls) {
     stream_ctx *sc = cls;
+    char d[128];
+    api_gen_describe(sc->g, d, sizeof d);
+    fprintf(stderr, "uhlm run: POST %s (stream): %s\n", sc->url, d);
     api_gen_free(sc->g);
     release(sc->s);
     free(sc);
@@ -213,12 +219,18 @@ static enum MHD_Result generate(api_server *s, struct MHD_Connection *c, conn_re
     }
     if (!stream) {
         char *json = api_gen_run(g, &status);
+        char d[128];
+        api_gen_describe(g, d, sizeof d);
+        fprintf(stderr, "uhlm run: POST %s: %d, %s\n", kind == API_CHAT ? "/v1/chat/completions"
+                                                                       : "/v1/completions",
+                status, d);
         api_gen_free(g);
         release(s);
         return json || status ? send_json(c, (unsigned)status, json, NULL) : MHD_NO;
     }
     sc->s = s;
     sc->g = g;
+    sc->url = kind == API_CHAT ? "/v1/chat/completions" : "/v1/completions";
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, sc,
                                           stream_free);
@@ -268,6 +280,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!q) {
         if (!(q = calloc(1, sizeof *q))) return MHD_NO;
         *con_cls = q;
+        pthread_mutex_lock(&s->mu);
+        s->active++;
+        pthread_mutex_unlock(&s->mu);
         q->rt = find_route(url, &q->post);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -325,11 +340,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe) {
-    (void)cls;
+    api_server *s = cls;
     (void)c;
     (void)toe;
     conn_req *q = *con_cls;
     if (!q) return;
+    pthread_mutex_lock(&s->mu);
+    s->active--;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
     free(q->body);
     free(q);
     *con_cls = NULL;
@@ -425,13 +444,13 @@ int api_serve(const api_backend *b, const char *listen, const char *port_file, i
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, &old);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: for MHD_quiesce_daemon */
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)atoi(port), NULL, NULL, handle, &s,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first, so MHD prints nothing itself */
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, &s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(max_queue + 16),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
         MHD_OPTION_END);
@@ -466,13 +485,21 @@ int api_serve(const api_backend *b, const char *listen, const char *port_file, i
         fprintf(stderr, "uhlm run: %s: stopping the listener\n",
                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
     }
+    /* no new connections; waiting requests answer 503 and a generating one stops before its
+     * next token (a stream ends with an error event and [DONE]). Those answers go out before
+     * MHD_stop_daemon closes every connection, unless they take over 10 s. */
+    MHD_socket lsock = MHD_quiesce_daemon(d);
     pthread_mutex_lock(&s.mu);
     atomic_store(&s.stopping, 1);
     pthread_cond_broadcast(&s.cv);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    while (s.active > 0 && pthread_cond_timedwait(&s.cv, &s.mu, &until) != ETIMEDOUT) {
+    }
     pthread_mutex_unlock(&s.mu);
-    /* joins every connection's thread: waiting requests answer 503, a generating one stops
-     * before its next token */
     MHD_stop_daemon(d);
+    if (lsock != MHD_INVALID_SOCKET) close(lsock);
 out:
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_cond_destroy(&s.cv);

@@ -782,3 +782,16 @@ int api_gen_stream_next(api_gen *g, const char **data, size_t *len) {
         return 1;
     }
 }
+
+void api_gen_describe(const api_gen *g, char *buf, size_t cap) {
+    int n = uhlm_device_get_stats(g->dev)->generated;
+    if (g->failed)
+        snprintf(buf, cap, "cut after %d tokens: %s", n,
+                 !g->fail_status          ? "client gone"
+                 : g->fail_status == 503 ? "shutting down"
+                                         : "failed");
+    else if (g->done)
+        snprintf(buf, cap, "%d tokens, finish_reason %s", n, g->finish);
+    else
+        snprintf(buf, cap, "cut after %d tokens: client gone", n);
+}

@@ -74,4 +74,8 @@ int api_gen_prime(api_gen *g, int *status, char **err_json);
  * the client went away (or memory ran out): stop sending. */
 int api_gen_stream_next(api_gen *g, const char **data, size_t *len);
 
+/* One line for the log: "N tokens, finish_reason F", or how it was cut short ("client gone",
+ * "shutting down", "failed with S"). */
+void api_gen_describe(const api_gen *g, char *buf, size_t cap);
+
 #endif
