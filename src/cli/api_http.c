@@ -363,6 +363,19 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     fprintf(stderr, "uhlm run: http: %s\n", line);
 }
 
+static void listener_signals(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGPIPE);
+}
+
+void api_block_signals(void) {
+    sigset_t set;
+    listener_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 /* "[HOST:]PORT" or "[V6ADDR]:PORT" into host and port; -1 after the message. */
 static int parse_listen(const char *a, char *host, size_t hcap, char *port, size_t pcap) {
     const char *colon = strrchr(a, ':');
@@ -435,14 +448,12 @@ int api_serve(const api_backend *b, const char *listen, const char *port_file, i
         fprintf(stderr, "uhlm run: cannot create a condition variable\n");
         return 1;
     }
-    /* the signals are taken by sigwait below, never by a handler: every thread MHD starts
-     * inherits this mask, so no thread is interrupted and no global flag is needed */
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
+    /* the signals are taken by sigwait below, never by a handler: every thread started from
+     * here (MHD's) inherits this mask, and api_block_signals did the same for the threads
+     * started before (the models' pools), so no global flag is needed */
+    sigset_t set;
+    listener_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: for MHD_quiesce_daemon */
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
@@ -501,7 +512,6 @@ int api_serve(const api_backend *b, const char *listen, const char *port_file, i
     MHD_stop_daemon(d);
     if (lsock != MHD_INVALID_SOCKET) close(lsock);
 out:
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_cond_destroy(&s.cv);
     pthread_mutex_destroy(&s.mu);
     return rc;

@@ -369,6 +369,7 @@ static int run_main(run_opts *o) {
     int rc = run_check_options(o);
     if (rc != 0) return rc;
     run_session s = {.text = {NULL, 0, 0, 0}, .rs = {NULL}};
+    if (o->listen) api_block_signals();
     rc = run_load_models(o, &s);
     if (rc == 0 && o->chat && cli_check_chat("run", s.slm) != 0) rc = 1;
     if (rc == 0 && cli_check_payload("run", &o->dp.payload, s.slm) != 0) rc = 2;
