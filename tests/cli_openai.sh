@@ -118,7 +118,7 @@ P="Once upon a time, there was a little girl"
 [ "$rc" = 2 ] && grep -q "invalid value for --listen" "$tmp/err" && ok || bad "--listen 70000: rc $rc $(cat "$tmp/err")"
 
 # ---- the TinyStories pair, in process
-start tiny || exit 1
+start tiny -t 2 || exit 1  # (-t 2: the pools' threads must leave SIGTERM to the listener)
 req GET /health
 [ "$code" = 200 ] && ok || bad "/health: $code"
 jcheck "$tmp/out" 'd["status"] == "ok"'

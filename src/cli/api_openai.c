@@ -9,33 +9,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/cli.h"
+#include "cli/cli_report.h"
 #include "uhlm/chat.h"
-#include "uhlm/policy.h"
 #include "uhlm/tokenizer.h"
 
 /* OpenAI takes at most four stop sequences */
 #define API_MAX_STOP 4
 #define API_MAX_TOKENS (1 << 24)
 
-typedef struct buf {
-    char *p; /* NUL-terminated when not NULL */
-    size_t len, cap;
-} buf;
-
-static int buf_add(buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
 
 struct api_request {
     api_kind kind;
@@ -189,25 +171,26 @@ static char *message_text(const cJSON *c, int i, int *status, char **err_json) {
     if (!cJSON_IsArray(c))
         return bad_request(status, err_json, "messages", "invalid_type",
                            "messages[%d].content must be a string or a list of text parts", i);
-    buf b = {0};
+    cli_text b;
+    if (cli_text_init(&b, 0) != 0) return NULL;
     const cJSON *part;
     cJSON_ArrayForEach(part, c) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 ||
             !cJSON_IsString(text)) {
-            free(b.p);
+            cli_text_free(&b);
             return bad_request(status, err_json, "messages", "invalid_type",
                                "messages[%d].content: only {\"type\": \"text\", \"text\": ...} "
                                "parts are supported",
                                i);
         }
-        if (buf_add(&b, text->valuestring, strlen(text->valuestring)) != 0) {
-            free(b.p);
+        if (cli_text_add(&b, text->valuestring, strlen(text->valuestring)) != 0) {
+            cli_text_free(&b);
             return NULL;
         }
     }
-    return b.p ? b.p : strdup("");
+    return b.buf;
 }
 
 /* The chat messages rendered with the SLM's template: malloc'd text, or NULL after the error. */
@@ -409,7 +392,7 @@ struct api_gen {
     uhlm_detok dt;
     char *piece;
     size_t maxp;
-    buf text;            /* the answer so far (cut at a stop sequence) */
+    cli_text text;       /* the answer so far (cut at a stop sequence) */
     size_t emitted;      /* bytes of text already streamed */
     size_t stop_checked; /* text before this offset holds no stop sequence */
     int done;
@@ -420,7 +403,7 @@ struct api_gen {
     char id[64];
     long created;
     stream_state ss;
-    buf out;             /* the stream's current event */
+    cli_text out;        /* the stream's current event */
 };
 
 void api_gen_free(api_gen *g) {
@@ -428,8 +411,8 @@ void api_gen_free(api_gen *g) {
     uhlm_device_free(g->dev);
     api_request_free(g->r);
     free(g->piece);
-    free(g->text.p);
-    free(g->out.p);
+    cli_text_free(&g->text);
+    cli_text_free(&g->out);
     free(g->fail_json);
     free(g);
 }
@@ -454,7 +437,8 @@ api_gen *api_gen_new(const api_backend *b, api_request *r, uhlm_cancel_fn cancel
              (unsigned long)g->created, (unsigned long long)serial);
     const uhlm_tokenizer *tok = uhlm_model_tokenizer(b->slm);
     g->maxp = (size_t)uhlm_tokenizer_max_piece_len(tok) + 16;
-    if (!(g->piece = malloc(g->maxp)) || buf_add(&g->text, "", 0) != 0) {
+    if (!(g->piece = malloc(g->maxp)) || cli_text_init(&g->text, 0) != 0 ||
+        cli_text_init(&g->out, 0) != 0) {
         *err_json = api_error_json("server_error", NULL, NULL, "out of memory");
         goto fail;
     }
@@ -486,7 +470,7 @@ static void check_stop(api_gen *g) {
         size_t n = strlen(r->stop[i]);
         size_t from = g->stop_checked >= n ? g->stop_checked - n + 1 : 0;
         for (size_t p = from; p + n <= g->text.len; p++)
-            if (!memcmp(g->text.p + p, r->stop[i], n)) {
+            if (!memcmp(g->text.buf + p, r->stop[i], n)) {
                 if (p < best) best = p;
                 break;
             }
@@ -494,7 +478,7 @@ static void check_stop(api_gen *g) {
     g->stop_checked = g->text.len;
     if (best == (size_t)-1) return;
     g->text.len = best;
-    g->text.p[best] = '\0';
+    g->text.buf[best] = '\0';
     g->done = 1;
     g->finish = "stop";
     /* closes the verifier session now rather than at the response's end */
@@ -519,7 +503,7 @@ static int gen_step(api_gen *g) {
     if (r == 1) {
         if (uhlm_tokenizer_is_eog(tok, t)) return 1;
         size_t k = uhlm_detok_push(&g->dt, t, g->piece, g->maxp);
-        if (buf_add(&g->text, g->piece, k) != 0) {
+        if (cli_text_add(&g->text, g->piece, k) != 0) {
             fail(g, 500, api_error_json("server_error", NULL, NULL, "out of memory"));
             return -1;
         }
@@ -528,7 +512,7 @@ static int gen_step(api_gen *g) {
     }
     if (r == 0) {
         size_t k = uhlm_detok_flush(&g->dt, g->piece, g->maxp);
-        if (buf_add(&g->text, g->piece, k) != 0) {
+        if (cli_text_add(&g->text, g->piece, k) != 0) {
             fail(g, 500, api_error_json("server_error", NULL, NULL, "out of memory"));
             return -1;
         }
@@ -560,27 +544,15 @@ static int gen_step(api_gen *g) {
     return -1;
 }
 
-/* The hybrid statistics (the names of `uhlm run --json`'s fields). */
+/* The hybrid statistics: the report `uhlm run --json` prints (cli_report.h), the same keys. */
 static cJSON *hybrid_json(const api_gen *g) {
-    const uhlm_device_stats *s = uhlm_device_get_stats(g->dev);
-    cJSON *o = cJSON_CreateObject();
+    uhlm_device_report rep;
+    uhlm_device_get_report(g->dev, &rep);
+    cJSON *o = cli_device_report_json(&rep);
     if (!o) return NULL;
-    cJSON_AddStringToObject(o, "mode", uhlm_mode_name(g->b->dp.policy.mode));
+    /* a stop sequence ends the answer before the device stops on its own */
+    if (!rep.stats.stop) cJSON_ReplaceItemInObject(o, "stop", cJSON_CreateString("stop_sequence"));
     if (g->b->server) cJSON_AddStringToObject(o, "server", g->b->server);
-    cJSON_AddNumberToObject(o, "generated_tokens", s->generated);
-    cJSON_AddNumberToObject(o, "transmitted_tokens", s->transmitted);
-    cJSON_AddNumberToObject(o, "skipped_tokens", s->skipped);
-    cJSON_AddNumberToObject(o, "unverified_tokens", s->unverified);
-    cJSON_AddNumberToObject(o, "catchup_tokens", s->catchup_tokens);
-    cJSON_AddNumberToObject(o, "accepted", s->accepted);
-    cJSON_AddNumberToObject(o, "rejected", s->rejected);
-    cJSON_AddNumberToObject(o, "tr", uhlm_stats_tr(s));
-    cJSON_AddNumberToObject(o, "uplink_bits", (double)s->uplink_bits);
-    cJSON_AddNumberToObject(o, "uplink_bytes", (double)((s->uplink_bits + 7) / 8));
-    cJSON_AddNumberToObject(o, "downlink_bits", (double)s->downlink_bits);
-    cJSON_AddNumberToObject(o, "accounted_seconds", uhlm_stats_accounted_s(s));
-    cJSON_AddNumberToObject(o, "wall_seconds", s->wall_s);
-    cJSON_AddStringToObject(o, "stop", s->stop ? s->stop : "stop sequence");
     return o;
 }
 
@@ -627,9 +599,9 @@ char *api_gen_run(api_gen *g, int *status) {
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(c, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", g->text.p);
+            cJSON_AddStringToObject(m, "content", g->text.buf);
         } else {
-            cJSON_AddStringToObject(c, "text", g->text.p);
+            cJSON_AddStringToObject(c, "text", g->text.buf);
         }
         cJSON_AddNullToObject(c, "logprobs");
         cJSON_AddStringToObject(c, "finish_reason", g->finish);
@@ -656,7 +628,7 @@ static size_t held_back(const api_gen *g) {
     for (int i = 0; i < g->r->n_stop && !g->done; i++) {
         size_t n = strlen(g->r->stop[i]);
         for (size_t k = n - 1 < g->text.len ? n - 1 : g->text.len; k > hold; k--)
-            if (!memcmp(g->text.p + g->text.len - k, g->r->stop[i], k)) {
+            if (!memcmp(g->text.buf + g->text.len - k, g->r->stop[i], k)) {
                 hold = k;
                 break;
             }
@@ -669,8 +641,8 @@ static int event(api_gen *g, cJSON *o) {
     char *s = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     g->out.len = 0;
-    int rc = !s || buf_add(&g->out, "data: ", 6) || buf_add(&g->out, s, strlen(s)) ||
-             buf_add(&g->out, "\n\n", 2);
+    int rc = !s || cli_text_add(&g->out, "data: ", 6) || cli_text_add(&g->out, s, strlen(s)) ||
+             cli_text_add(&g->out, "\n\n", 2);
     free(s);
     return rc ? -1 : 0;
 }
@@ -713,8 +685,8 @@ static cJSON *chunk(const api_gen *g, const char *content, size_t len, int role,
 static int error_event(api_gen *g) {
     g->out.len = 0;
     const char *j = g->fail_json ? g->fail_json : "{\"error\":{\"message\":\"failed\"}}";
-    return buf_add(&g->out, "data: ", 6) || buf_add(&g->out, j, strlen(j)) ||
-                   buf_add(&g->out, "\n\n", 2)
+    return cli_text_add(&g->out, "data: ", 6) || cli_text_add(&g->out, j, strlen(j)) ||
+                   cli_text_add(&g->out, "\n\n", 2)
                ? -1
                : 0;
 }
@@ -731,7 +703,7 @@ int api_gen_stream_next(api_gen *g, const char **data, size_t *len) {
         case S_GEN: {
             size_t safe = g->text.len - held_back(g);
             if (safe > g->emitted) {
-                rc = event(g, chunk(g, g->text.p + g->emitted, safe - g->emitted, 0, NULL));
+                rc = event(g, chunk(g, g->text.buf + g->emitted, safe - g->emitted, 0, NULL));
                 g->emitted = safe;
                 break;
             }
@@ -771,13 +743,13 @@ int api_gen_stream_next(api_gen *g, const char **data, size_t *len) {
         case S_DONE:
             g->ss = S_END;
             g->out.len = 0;
-            rc = buf_add(&g->out, "data: [DONE]\n\n", 14);
+            rc = cli_text_add(&g->out, "data: [DONE]\n\n", 14);
             break;
         case S_END:
             return 0;
         }
         if (rc != 0) return -1;
-        *data = g->out.p;
+        *data = g->out.buf;
         *len = g->out.len;
         return 1;
     }
