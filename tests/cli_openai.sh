@@ -168,6 +168,18 @@ EOF
 post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 40, \"seed\": 7, \"temperature\": 0.8, \"stop\": \"$stop\", \"stream\": true}"
 stream_text "$tmp/out" >"$tmp/ss.json" && jcheck "$tmp/ss.json" "d['text'] == json.load(open('$tmp/stop.json'))['choices'][0]['text'] and d['finish'] == 'stop'" || bad "streamed stop: $(head -c 300 "$tmp/out")"
 
+# four clients at once: they queue for the one model, and each answer is its own run's
+cpids=()
+for i in 1 2 3 4; do
+  curl -s "$base/v1/completions" -d "{\"prompt\": \"Once upon a time $i\", \"max_tokens\": 24, \"seed\": $i}" >"$tmp/par$i.json" &
+  cpids+=($!)
+done
+wait "${cpids[@]}"
+for i in 1 2 3 4; do
+  "$bin" run -p "Once upon a time $i" -n 24 -s $i -t 1 --json >"$tmp/parrun$i.json" 2>/dev/null
+  same_as_run "$tmp/par$i.json" "$tmp/parrun$i.json" && ok || bad "parallel request $i differs from its run: $(head -c 300 "$tmp/par$i.json")"
+done
+
 # errors, in OpenAI's shape
 expect_error 400 invalid_json /v1/completions '{"prompt": "a",'
 expect_error 400 invalid_json /v1/completions '[1, 2]'
