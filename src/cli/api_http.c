@@ -105,15 +105,19 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     return send_json(c, status, api_error_json(type, NULL, code, "%s", msg), allow);
 }
 
-/* Waits for the model. 0: held; 503 with *why; -1: the client left while waiting. */
+static const char busy_why[] = "the model is busy and the queue is full; retry later";
+static const char stopping_why[] = "the server is shutting down";
+
+/* Waits for the model. 0: held; 503 with *why (busy_why or stopping_why); -1: the client left
+ * while waiting. */
 static int acquire(api_server *s, const watch *w, const char **why, uint64_t *serial) {
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     if (atomic_load(&s->stopping)) {
-        *why = "the server is shutting down";
+        *why = stopping_why;
         rc = 503;
     } else if (s->busy && s->waiting >= s->max_queue) {
-        *why = "the model is busy and the queue is full; retry later";
+        *why = busy_why;
         rc = 503;
     }
     if (rc) {
@@ -138,7 +142,7 @@ static int acquire(api_server *s, const watch *w, const char **why, uint64_t *se
     }
     s->waiting--;
     if (rc == 0 && atomic_load(&s->stopping)) {
-        *why = "the server is shutting down";
+        *why = stopping_why;
         rc = 503;
     }
     if (rc == 0) {
@@ -205,7 +209,7 @@ static enum MHD_Result generate(api_server *s, struct MHD_Connection *c, conn_re
         free(sc);
         if (rc < 0) return MHD_NO;
         return send_error(c, 503, "server_error",
-                          atomic_load(&s->stopping) ? "shutting_down" : "server_busy", NULL, why);
+                          why == busy_why ? "server_busy" : "shutting_down", NULL, why);
     }
     api_gen *g = api_gen_new(b, r, watch_cancel, w, serial, &status, &ej);
     if (g && stream && api_gen_prime(g, &status, &ej) != 0) {
