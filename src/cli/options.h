@@ -59,6 +59,8 @@ typedef enum cli_opt_id {
     CLI_THREADS, CLI_SIMD,
     /* output */
     CLI_OUTPUT, CLI_JSON, CLI_JSONL, CLI_EVENTS, CLI_COSINE,
+    /* the OpenAI-compatible endpoint of `uhlm run --listen` */
+    CLI_LISTEN, CLI_MAX_QUEUE,
     CLI_N_OPTS
 } cli_opt_id;
 
