@@ -231,8 +231,9 @@ static int bench_gemv_cmd(int argc, char **argv) {
 static const cli_command decode_cmd = {
     "bench", NULL,
     "For each model: prompt (batched prefill) tokens/s, decode tokens/s, the memory\n"
-    "bandwidth measured by a triad on the same threads, and the achieved fraction of\n"
-    "the bandwidth bound (bandwidth / weight bytes read per token). A table on stdout,\n"
+    "read bandwidth on the same threads (the plateau of a read curve over sizes from\n"
+    "1 MiB up, beyond the cache the curve shows; a triad beside it), and the achieved\n"
+    "fraction of the bound (read plateau / weight bytes read per token). A table on stdout,\n"
     "or JSON with --json / --jsonl.\n\n"
     "Subcommands (uhlm bench NAME --help):\n"
     "  uncertainty   uncertainty cost vs one SLM forward\n"
