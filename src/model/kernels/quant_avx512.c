@@ -57,8 +57,12 @@
                     _mm_prefetch((const char *)(w[r] + k + 16) + pf, _MM_HINT_T0);               \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                \
                 __m512 wv[UHLM_MM_TILE];                                                         \
-                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] =                      \
-                    LOADW(w[r] + k + 16 * h);                                                    \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                            \
+                    wv[r] = LOADW(w[r] + k + 16 * h);                                            \
+                    /* in a register: GCC otherwise folds the load into every FMA, loading    \
+                     * each weight vector once per activation row (10 loads per 8 FMAs) */    \
+                    if (rx > 1) __asm__("" : "+v"(wv[r]));                                       \
+                }                                                                                \
                 _Pragma("GCC unroll 2") for (int i = 0; i < rx; i++) {                           \
                     const __m512 xv = _mm512_loadu_ps(x + (size_t)i * cols + k + 16 * h);        \
                     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[i][r][h] =           \
