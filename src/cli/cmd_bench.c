@@ -183,6 +183,27 @@ static int bench_soak_cmd(int argc, char **argv) {
     return bench_soak(&p);
 }
 
+/* The -m paths of a bench (the LLM when none is given), each resolved like every command's
+ * model; mp->paths is the caller's to free. -1 after a message when out of memory. */
+typedef struct {
+    char (*paths)[PATH_CAP];
+    const char *v[CLI_TEXTS_MAX];
+    int n;
+} model_paths;
+
+static int resolve_models(const char *cmd, cli_texts *models, model_paths *mp) {
+    if (models->n == 0) models->v[models->n++] = UHLM_DEFAULT_LLM;
+    mp->paths = malloc(sizeof *mp->paths * (size_t)models->n);
+    if (!mp->paths) {
+        fprintf(stderr, "uhlm %s: out of memory\n", cmd);
+        return -1;
+    }
+    for (int i = 0; i < models->n; i++)
+        mp->v[i] = cli_find_model_file(models->v[i], mp->paths[i], PATH_CAP);
+    mp->n = models->n;
+    return 0;
+}
+
 static const cli_command gemv_cmd = {
     "bench gemv", NULL,
     "A decode step's matrix products alone (one activation row; query/key/value and\n"
@@ -212,19 +233,12 @@ static int bench_gemv_cmd(int argc, char **argv) {
     if (rc != CLI_CONTINUE) return cli_exit_status(rc);
     bench_gemv_params p = {NULL, 0, threads, reps, simd, BENCH_TABLE};
     if (out_format(gemv_cmd.name, json, jsonl, BENCH_TABLE, &p.format) != 0) return 2;
-    if (models.n == 0) models.v[models.n++] = UHLM_DEFAULT_LLM;
-    char(*paths)[PATH_CAP] = malloc(sizeof *paths * (size_t)models.n);
-    const char *resolved[CLI_TEXTS_MAX];
-    if (!paths) {
-        fprintf(stderr, "uhlm bench gemv: out of memory\n");
-        return 1;
-    }
-    for (int i = 0; i < models.n; i++)
-        resolved[i] = cli_find_model_file(models.v[i], paths[i], PATH_CAP);
-    p.models = resolved;
-    p.n_models = models.n;
+    model_paths mp;
+    if (resolve_models(gemv_cmd.name, &models, &mp) != 0) return 1;
+    p.models = mp.v;
+    p.n_models = mp.n;
     rc = bench_gemv(&p);
-    free(paths);
+    free(mp.paths);
     return rc;
 }
 
@@ -274,18 +288,11 @@ int cmd_bench(int argc, char **argv) {
     if (rc != CLI_CONTINUE) return cli_exit_status(rc);
     bench_decode_params p = {NULL, 0, threads, n_prompt, n_gen, reps, simd, BENCH_TABLE};
     if (out_format(decode_cmd.name, json, jsonl, BENCH_TABLE, &p.format) != 0) return 2;
-    if (models.n == 0) models.v[models.n++] = UHLM_DEFAULT_LLM;
-    char(*paths)[PATH_CAP] = malloc(sizeof *paths * (size_t)models.n);
-    const char *resolved[CLI_TEXTS_MAX];
-    if (!paths) {
-        fprintf(stderr, "uhlm bench: out of memory\n");
-        return 1;
-    }
-    for (int i = 0; i < models.n; i++)
-        resolved[i] = cli_find_model_file(models.v[i], paths[i], PATH_CAP);
-    p.models = resolved;
-    p.n_models = models.n;
+    model_paths mp;
+    if (resolve_models(decode_cmd.name, &models, &mp) != 0) return 1;
+    p.models = mp.v;
+    p.n_models = mp.n;
     rc = bench_decode(&p);
-    free(paths);
+    free(mp.paths);
     return rc;
 }
