@@ -49,6 +49,17 @@ typedef struct bench_decode_params {
 } bench_decode_params;
 int bench_decode(const bench_decode_params *p);
 
+/* `uhlm bench gemv`: a model's one-token matrix products alone, 1 and N threads alternating,
+ * against a plain read of the same weights (bench_gemv.c). */
+typedef struct bench_gemv_params {
+    const char *const *models; /* resolved paths */
+    int n_models;
+    long threads, reps;
+    uhlm_simd simd;
+    bench_format format;
+} bench_gemv_params;
+int bench_gemv(const bench_gemv_params *p);
+
 /* `uhlm bench uncertainty`: each uncertainty method's cost next to one SLM forward. */
 typedef struct bench_uncertainty_params {
     const char *model, *tokenizer; /* resolved; tokenizer may be NULL */

@@ -626,6 +626,65 @@ out:
     for (int p = 1; p <= 4; p++) uhlm_pool_free(pools[p]);
 }
 
+/* F32 / F16 one-token kernels on widths that leave tails (a 16-column step, a masked or scalar
+ * remainder) and fewer rows than one group of eight: a row alone, and batches of 2 and 3, give
+ * the bits of the same rows in a batch of 7 (the batched tiles), on every pool size. */
+static void test_matmul_float_tails(void) {
+    const uhlm_type types[] = {UHLM_TYPE_F32, UHLM_TYPE_F16};
+    const int64_t shapes[][2] = {{13, 277}, {5, 24}, {19, 7}, {9, 200}};
+    const int n = 7;
+    uhlm_error err;
+    uhlm_pool *pool3 = uhlm_pool_new(3, &err);
+    CHECKF(pool3 != NULL, "%s", err.msg);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t rows = shapes[si][0], cols = shapes[si][1];
+        float *X = malloc((size_t)n * cols * sizeof(float));
+        float *Y0 = malloc((size_t)n * rows * sizeof(float)), *Y1 = malloc((size_t)n * rows * sizeof(float));
+        CHECK(X && Y0 && Y1);
+        if (!(X && Y0 && Y1)) {
+            free(X);
+            free(Y0);
+            free(Y1);
+            continue;
+        }
+        for (size_t k = 0; k < (size_t)n * cols; k++) X[k] = frand();
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+            wtensor t;
+            if (wt_make(&t, types[ti], rows, cols, 64) != 0) {
+                CHECK(!"out of memory");
+                continue;
+            }
+            for (int li = 0; li < 3; li++) {
+                if (!uhlm_simd_supported(levels[li])) continue;
+                const char *ln = uhlm_simd_name(levels[li]);
+                run_mm(levels[li], NULL, &t.W, X, n, Y0);
+                for (int pi = 0; pi < 2; pi++) {
+                    uhlm_pool *pool = pi ? pool3 : NULL;
+                    int same = 1;
+                    for (int i = 0; i < n; i++) {
+                        run_mm(levels[li], pool, &t.W, X + (size_t)i * cols, 1, Y1);
+                        same &= memcmp(Y1, Y0 + (size_t)i * rows, (size_t)rows * sizeof(float)) == 0;
+                    }
+                    CHECKF(same, "%s %s %lldx%lld: a row alone differs from the batch",
+                           uhlm_type_name(types[ti]), ln, (long long)rows, (long long)cols);
+                    for (int k = 2; k <= 3; k++) {
+                        run_mm(levels[li], pool, &t.W, X, k, Y1);
+                        CHECKF(memcmp(Y1, Y0, (size_t)k * rows * sizeof(float)) == 0,
+                               "%s %s %lldx%lld: a batch of %d differs from the batch of %d",
+                               uhlm_type_name(types[ti]), ln, (long long)rows, (long long)cols,
+                               k, n);
+                    }
+                }
+            }
+            wt_free(&t);
+        }
+        free(X);
+        free(Y0);
+        free(Y1);
+    }
+    uhlm_pool_free(pool3);
+}
+
 /* uhlm_matmul_multi: each output equals uhlm_matmul of its matrix alone, bit for bit, for
  * matrices of different row counts (the key/value projections of grouped-query attention) in
  * one parallel loop, and for mixed types, which it runs one after another. */
@@ -705,6 +764,7 @@ int main(void) {
     test_matmul_shapes();
     test_matmul_q8_g();
     test_matmul_determinism();
+    test_matmul_float_tails();
     test_matmul_multi();
     test_scratch();
     return check_report();

@@ -183,16 +183,77 @@ static int bench_soak_cmd(int argc, char **argv) {
     return bench_soak(&p);
 }
 
+/* The -m paths of a bench (the LLM when none is given), each resolved like every command's
+ * model; mp->paths is the caller's to free. -1 after a message when out of memory. */
+typedef struct {
+    char (*paths)[PATH_CAP];
+    const char *v[CLI_TEXTS_MAX];
+    int n;
+} model_paths;
+
+static int resolve_models(const char *cmd, cli_texts *models, model_paths *mp) {
+    if (models->n == 0) models->v[models->n++] = UHLM_DEFAULT_LLM;
+    mp->paths = malloc(sizeof *mp->paths * (size_t)models->n);
+    if (!mp->paths) {
+        fprintf(stderr, "uhlm %s: out of memory\n", cmd);
+        return -1;
+    }
+    for (int i = 0; i < models->n; i++)
+        mp->v[i] = cli_find_model_file(models->v[i], mp->paths[i], PATH_CAP);
+    mp->n = models->n;
+    return 0;
+}
+
+static const cli_command gemv_cmd = {
+    "bench gemv", NULL,
+    "A decode step's matrix products alone (one activation row; query/key/value and\n"
+    "gate/up together, as the forward pass calls them), on the model's own weights,\n"
+    "against a plain read of the same bytes on the same threads. 1 and N threads\n"
+    "alternate within each rep, so their ratio is taken under the same load; the\n"
+    "outputs of both must be bit-identical (the run fails otherwise). A table on\n"
+    "stdout, or JSON with --json / --jsonl.",
+    NULL, 0};
+
+static int bench_gemv_cmd(int argc, char **argv) {
+    cli_texts models = {.n = 0};
+    long threads = 2, reps = 7;
+    int json = 0, jsonl = 0;
+    uhlm_simd simd = UHLM_SIMD_AUTO;
+    const cli_arg args[] = {
+        {.id = CLI_MODEL, .dst = &models, .many = 1, .def = UHLM_DEFAULT_LLM,
+         .help = "a model to measure; repeat for more"},
+        {.id = CLI_REPS, .dst = &reps, .def = "7", .help = "repetitions, each 1 and N threads"},
+        {.id = CLI_THREADS, .dst = &threads, .lo = 1, .hi = 1024, .def = "2",
+         .help = "N, the thread count compared with 1"},
+        CLI_ARG(CLI_SIMD, &simd),
+        CLI_ARG(CLI_JSON, &json),
+        CLI_ARG(CLI_JSONL, &jsonl),
+    };
+    int rc = cli_parse(&gemv_cmd, args, N_ARGS(args), argc, argv, NULL);
+    if (rc != CLI_CONTINUE) return cli_exit_status(rc);
+    bench_gemv_params p = {NULL, 0, threads, reps, simd, BENCH_TABLE};
+    if (out_format(gemv_cmd.name, json, jsonl, BENCH_TABLE, &p.format) != 0) return 2;
+    model_paths mp;
+    if (resolve_models(gemv_cmd.name, &models, &mp) != 0) return 1;
+    p.models = mp.v;
+    p.n_models = mp.n;
+    rc = bench_gemv(&p);
+    free(mp.paths);
+    return rc;
+}
+
 static const cli_command decode_cmd = {
     "bench", NULL,
     "For each model: prompt (batched prefill) tokens/s, decode tokens/s, the memory\n"
-    "bandwidth measured by a triad on the same threads, and the achieved fraction of\n"
-    "the bandwidth bound (bandwidth / weight bytes read per token). A table on stdout,\n"
+    "read bandwidth on the same threads (the plateau of a read curve over sizes from\n"
+    "1 MiB up, beyond the cache the curve shows; a triad beside it), and the achieved\n"
+    "fraction of the bound (read plateau / weight bytes read per token). A table on stdout,\n"
     "or JSON with --json / --jsonl.\n\n"
     "Subcommands (uhlm bench NAME --help):\n"
     "  uncertainty   uncertainty cost vs one SLM forward\n"
     "  serve         server verifications/s vs concurrent devices\n"
     "  batch         one forward over S sequences vs S forwards\n"
+    "  gemv          a step's matrix products alone, 1 vs N threads\n"
     "  soak          honest devices' throughput under attack",
     NULL, 0};
 
@@ -203,6 +264,7 @@ int cmd_bench(int argc, char **argv) {
     } subs[] = {{"uncertainty", bench_uncertainty_cmd},
                 {"serve", bench_serve_cmd},
                 {"batch", bench_batch_cmd},
+                {"gemv", bench_gemv_cmd},
                 {"soak", bench_soak_cmd}};
     for (size_t i = 0; argc > 1 && i < N_ARGS(subs); i++)
         if (!strcmp(argv[1], subs[i].name)) return subs[i].fn(argc - 1, argv + 1);
@@ -226,18 +288,11 @@ int cmd_bench(int argc, char **argv) {
     if (rc != CLI_CONTINUE) return cli_exit_status(rc);
     bench_decode_params p = {NULL, 0, threads, n_prompt, n_gen, reps, simd, BENCH_TABLE};
     if (out_format(decode_cmd.name, json, jsonl, BENCH_TABLE, &p.format) != 0) return 2;
-    if (models.n == 0) models.v[models.n++] = UHLM_DEFAULT_LLM;
-    char(*paths)[PATH_CAP] = malloc(sizeof *paths * (size_t)models.n);
-    const char *resolved[CLI_TEXTS_MAX];
-    if (!paths) {
-        fprintf(stderr, "uhlm bench: out of memory\n");
-        return 1;
-    }
-    for (int i = 0; i < models.n; i++)
-        resolved[i] = cli_find_model_file(models.v[i], paths[i], PATH_CAP);
-    p.models = resolved;
-    p.n_models = models.n;
+    model_paths mp;
+    if (resolve_models(decode_cmd.name, &models, &mp) != 0) return 1;
+    p.models = mp.v;
+    p.n_models = mp.n;
     rc = bench_decode(&p);
-    free(paths);
+    free(mp.paths);
     return rc;
 }

@@ -106,8 +106,83 @@ FLOAT_TILE(tile_f16, uint16_t, LOAD_F16, LOAD1_F16)
         }                                                                                        \
     } while (0)
 
-UHLM_FLOAT_KERNEL(mm_f32_avx2, tile_f32, float)
-UHLM_FLOAT_KERNEL(mm_f16_avx2, tile_f16, uint16_t)
+UHLM_FLOAT_KERNEL(mm_f32_tiles_avx2, tile_f32, float)
+UHLM_FLOAT_KERNEL(mm_f16_tiles_avx2, tile_f16, uint16_t)
+
+/* One-token (GEMV) walk of F32 / F16, below UHLM_MM_ROWWISE_N activation rows: weight rows in
+ * memory order (as the tile walk's row-by-row mode), each row's accumulators exactly as tile_*
+ * computes them with R = 1 and rx = 1, and the hsum8 of eight rows at once by a transpose-add
+ * tree doing hsum8's very additions (s = lo + hi; [s0 + s2, s1 + s3]; their sum; float
+ * addition is commutative, so the operand order inside one addition does not matter), then
+ * each row's scalar tail in order. On short rows the per-output reduction was a large part of
+ * the work; the bits equal the tile walk's, so n = 1 and batched calls agree. */
+INL __m256 hsum8x8(const __m256 *v) {
+    __m256 u[4], b[2];
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) u[j] = _mm256_add_ps(
+        _mm256_permute2f128_ps(v[2 * j], v[2 * j + 1], 0x20),
+        _mm256_permute2f128_ps(v[2 * j], v[2 * j + 1], 0x31));
+    _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) b[k] = _mm256_add_ps(
+        _mm256_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+        _mm256_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 c = _mm256_add_ps(_mm256_shuffle_ps(b[0], b[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(b[0], b[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* acc0 + acc1 of tile_* with R = 1 and rx = 1, before hsum8; *k gets where the tail starts */
+#define ROW_SUM(NAME, WT, LOADW)                                                                 \
+    INL __m256 NAME(const WT *w, const float *x, int64_t cols, int64_t *kt) {                    \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                               \
+        int64_t k = 0;                                                                           \
+        for (; k + 16 <= cols; k += 16) {                                                        \
+            a0 = _mm256_fmadd_ps(LOADW(w + k), _mm256_loadu_ps(x + k), a0);                      \
+            a1 = _mm256_fmadd_ps(LOADW(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);              \
+        }                                                                                        \
+        if (k + 8 <= cols) {                                                                     \
+            a0 = _mm256_fmadd_ps(LOADW(w + k), _mm256_loadu_ps(x + k), a0);                      \
+            k += 8;                                                                              \
+        }                                                                                        \
+        *kt = k;                                                                                 \
+        return _mm256_add_ps(a0, a1);                                                            \
+    }
+
+ROW_SUM(row_sum_f32, float, LOAD_F32)
+ROW_SUM(row_sum_f16, uint16_t, LOAD_F16)
+
+#define GEMV_FLOAT(NAME, WT, ROWSUM, LOADW1, TILES)                                              \
+    TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
+        if (a->n >= UHLM_MM_ROWWISE_N) {                                                         \
+            TILES(a, t0, t1);                                                                    \
+            return;                                                                              \
+        }                                                                                        \
+        const int64_t rows = a->W->rows, cols = a->W->cols;                                      \
+        const int64_t rb = t0 * UHLM_MM_TILE;                                                    \
+        const int64_t re = t1 * UHLM_MM_TILE < rows ? t1 * UHLM_MM_TILE : rows;                  \
+        const WT *W = a->W->data;                                                                \
+        for (int64_t r0 = rb; r0 < re; r0 += 8) {                                                \
+            const int nr = re - r0 < 8 ? (int)(re - r0) : 8;                                     \
+            for (int i = 0; i < a->n; i++) {                                                     \
+                const float *x = a->X + (size_t)i * (size_t)cols;                                \
+                __m256 v[8];                                                                     \
+                int64_t kt = cols;                                                               \
+                for (int r = 0; r < 8; r++) /* past the last row, lanes repeat it; not stored */ \
+                    v[r] = ROWSUM(W + (size_t)(r < nr ? r0 + r : re - 1) * (size_t)cols, x,      \
+                                  cols, &kt);                                                    \
+                float o[8] __attribute__((aligned(32)));                                         \
+                _mm256_store_ps(o, hsum8x8(v));                                                  \
+                float *y = a->Y + (size_t)i * (size_t)rows + r0;                                 \
+                for (int r = 0; r < nr; r++) {                                                   \
+                    const WT *w = W + (size_t)(r0 + r) * (size_t)cols;                           \
+                    float s = o[r];                                                              \
+                    for (int64_t kk = kt; kk < cols; kk++) s += LOADW1(w[kk]) * x[kk];           \
+                    y[r] = s;                                                                    \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+GEMV_FLOAT(mm_f32_avx2, float, row_sum_f32, LOAD1_F32, mm_f32_tiles_avx2)
+GEMV_FLOAT(mm_f16_avx2, uint16_t, row_sum_f16, LOAD1_F16, mm_f16_tiles_avx2)
 
 /* ---------------------------------------------------------------- Q8_0 / Q4_0 */
 

@@ -57,8 +57,12 @@
                     _mm_prefetch((const char *)(w[r] + k + 16) + pf, _MM_HINT_T0);               \
             _Pragma("GCC unroll 2") for (int h = 0; h < 2; h++) {                                \
                 __m512 wv[UHLM_MM_TILE];                                                         \
-                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] =                      \
-                    LOADW(w[r] + k + 16 * h);                                                    \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                            \
+                    wv[r] = LOADW(w[r] + k + 16 * h);                                            \
+                    /* in a register: GCC otherwise folds the load into every FMA, loading    \
+                     * each weight vector once per activation row (10 loads per 8 FMAs) */    \
+                    if (rx > 1) __asm__("" : "+v"(wv[r]));                                       \
+                }                                                                                \
                 _Pragma("GCC unroll 2") for (int i = 0; i < rx; i++) {                           \
                     const __m512 xv = _mm512_loadu_ps(x + (size_t)i * cols + k + 16 * h);        \
                     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[i][r][h] =           \
@@ -113,8 +117,90 @@ FLOAT_TILE(tile_f16, uint16_t, LOAD_F16, LOADT_F16)
         }                                                                                        \
     } while (0)
 
-UHLM_FLOAT_KERNEL(mm_f32_avx512, tile_f32, float)
-UHLM_FLOAT_KERNEL(mm_f16_avx512, tile_f16, uint16_t)
+UHLM_FLOAT_KERNEL(mm_f32_tiles_avx512, tile_f32, float)
+UHLM_FLOAT_KERNEL(mm_f16_tiles_avx512, tile_f16, uint16_t)
+
+/* One-token (GEMV) walk of F32 / F16, below UHLM_MM_ROWWISE_N activation rows: the weight rows
+ * in memory order (one stream, as the tile walk's row-by-row mode), each row's two 16-lane
+ * accumulators exactly as tile_* computes them with R = 1, and then, instead of one
+ * _mm512_reduce_add_ps per output, the reductions of eight rows at once by a transpose-add tree
+ * that performs the very same additions. On short rows the per-output reduction was a large
+ * part of the work (a 192-column row is 12 FMAs and a 9-instruction reduction); the tree costs
+ * under half that per row. The bits equal the tile walk's, so n = 1 and batched calls agree.
+ *
+ * GCC's _mm512_reduce_add_ps(v): t = hi256 + lo256 (t[i] = v[i + 8] + v[i]), u = hi128(t) +
+ * lo128(t), then (u[0] + u[2]) + (u[1] + u[3]). reduce8 does each of these steps for eight
+ * rows side by side (float addition is commutative, so the operand order within one addition
+ * does not matter; which values are added, and in which grouping, is the same). */
+INL __m256 reduce8(const __m512 *v) {
+    __m256 t[8], u[4], b[2];
+    _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) t[r] = _mm256_add_ps(
+        _mm512_castps512_ps256(v[r]),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[r]), 1)));
+    /* u[j]: rows 2j (low half) and 2j + 1 (high half), lanes t[i] + t[i + 4] */
+    _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) u[j] = _mm256_add_ps(
+        _mm256_permute2f128_ps(t[2 * j], t[2 * j + 1], 0x20),
+        _mm256_permute2f128_ps(t[2 * j], t[2 * j + 1], 0x31));
+    /* b[k], per half: [u0 + u2, u1 + u3] of rows (4k, 4k + 2) low, (4k + 1, 4k + 3) high */
+    _Pragma("GCC unroll 2") for (int k = 0; k < 2; k++) b[k] = _mm256_add_ps(
+        _mm256_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+        _mm256_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* rows 0, 2, 4, 6 in the low half, 1, 3, 5, 7 in the high one */
+    const __m256 c = _mm256_add_ps(_mm256_shuffle_ps(b[0], b[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(b[0], b[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* acc0 + acc1 of tile_* with R = 1, rx = 1 and no prefetch, before its reduction */
+#define ROW_SUM(NAME, WT, LOADW, LOADW_TAIL)                                                     \
+    INL __m512 NAME(const WT *w, const float *x, int64_t cols) {                                 \
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();                               \
+        int64_t k = 0;                                                                           \
+        for (; k + 32 <= cols; k += 32) {                                                        \
+            a0 = _mm512_fmadd_ps(LOADW(w + k), _mm512_loadu_ps(x + k), a0);                      \
+            a1 = _mm512_fmadd_ps(LOADW(w + k + 16), _mm512_loadu_ps(x + k + 16), a1);            \
+        }                                                                                        \
+        if (k + 16 <= cols) {                                                                    \
+            a0 = _mm512_fmadd_ps(LOADW(w + k), _mm512_loadu_ps(x + k), a0);                      \
+            k += 16;                                                                             \
+        }                                                                                        \
+        if (k < cols) {                                                                          \
+            const __mmask16 m = (__mmask16)((1u << (cols - k)) - 1);                             \
+            a1 = _mm512_fmadd_ps(LOADW_TAIL(m, w + k), _mm512_maskz_loadu_ps(m, x + k), a1);     \
+        }                                                                                        \
+        return _mm512_add_ps(a0, a1);                                                            \
+    }
+
+ROW_SUM(row_sum_f32, float, LOAD_F32, LOADT_F32)
+ROW_SUM(row_sum_f16, uint16_t, LOAD_F16, LOADT_F16)
+
+#define GEMV_FLOAT(NAME, WT, ROWSUM, TILES)                                                      \
+    TGT static void NAME(const uhlm_mm_args *a, int64_t t0, int64_t t1) {                        \
+        if (a->n >= UHLM_MM_ROWWISE_N) {                                                         \
+            TILES(a, t0, t1);                                                                    \
+            return;                                                                              \
+        }                                                                                        \
+        const int64_t rows = a->W->rows, cols = a->W->cols;                                      \
+        const int64_t rb = t0 * UHLM_MM_TILE;                                                    \
+        const int64_t re = t1 * UHLM_MM_TILE < rows ? t1 * UHLM_MM_TILE : rows;                  \
+        const WT *W = a->W->data;                                                                \
+        for (int64_t r0 = rb; r0 < re; r0 += 8) {                                                \
+            const int nr = re - r0 < 8 ? (int)(re - r0) : 8;                                     \
+            __m512 v[UHLM_MM_ROWWISE_N - 1][8];                                                  \
+            for (int r = 0; r < 8; r++) {                                                        \
+                /* past the last row, lanes repeat it; they are not stored */                    \
+                const WT *w = W + (size_t)(r < nr ? r0 + r : re - 1) * (size_t)cols;             \
+                for (int i = 0; i < a->n; i++)                                                   \
+                    v[i][r] = ROWSUM(w, a->X + (size_t)i * (size_t)cols, cols);                  \
+            }                                                                                    \
+            const __mmask8 m = (__mmask8)((1u << nr) - 1);                                       \
+            for (int i = 0; i < a->n; i++)                                                       \
+                _mm256_mask_storeu_ps(a->Y + (size_t)i * (size_t)rows + r0, m, reduce8(v[i]));   \
+        }                                                                                        \
+    }
+
+GEMV_FLOAT(mm_f32_avx512, float, row_sum_f32, mm_f32_tiles_avx512)
+GEMV_FLOAT(mm_f16_avx512, uint16_t, row_sum_f16, mm_f16_tiles_avx512)
 
 /* ---------------------------------------------------------------- Q8_0 / Q4_0 with VNNI */
 
