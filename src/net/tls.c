@@ -386,7 +386,8 @@ ssize_t uhlm_stream_write(uhlm_stream *l, const void *p, size_t n, short *want) 
 int uhlm_stream_pending(const uhlm_stream *l) { return l->ssl && SSL_has_pending(l->ssl); }
 
 int uhlm_stream_idle_readable(uhlm_stream *l) {
-    if (l->ssl && SSL_pending(l->ssl) > 0) return 1;
+    if (l->ssl && (SSL_pending(l->ssl) > 0 || (SSL_get_shutdown(l->ssl) & SSL_RECEIVED_SHUTDOWN)))
+        return 1;
     struct pollfd pfd = {l->fd, POLLIN, 0};
     int n;
     do n = poll(&pfd, 1, 0);
