@@ -2,7 +2,8 @@
 # TLS 1.3 on the device-server link (docs/deploy-tls.md). A throwaway CA and server
 # certificates are made with the openssl CLI in a temporary folder at test time (no key is ever
 # committed). Checks: `run --tls-ca` against `serve --tls-cert/--tls-key` gives exactly the
-# in-process tokens (same seed) in uhlm, hlm and llm modes, by name and by IP address; a wrong
+# in-process tokens (same seed) in uhlm, hlm and llm modes, by name and by IP address, and
+# `eval --tls-ca` the in-process per-prompt results; a wrong
 # CA and a certificate for another name fail with OpenSSL's reason and exit 1 with
 # --require-server; a plain device at a TLS server and a TLS device at a plain server both fail
 # with a message that says so, well within the connect timeout; --tls-insecure works and warns;
@@ -135,6 +136,19 @@ for mode in uhlm hlm llm; do
 done
 same_tokens "uhlm via 127.0.0.1" uhlm --server "127.0.0.1:$tls_port" --tls-ca ca.pem \
   --auth-token-file "$tmp/tok"
+
+# eval over TLS: the same per-prompt results as in process
+printf '%s\n' '{"id": "a", "prompt": "Once upon a time, there was a little dog named Max."}' \
+  '{"id": "b", "prompt": "Lily and mom went to the park."}' >"$tmp/p2.jsonl"
+eargs=(eval --prompts "$tmp/p2.jsonl" -n 12 --snr 0 --sweep none --uth 0.3 --modes uhlm -t 1)
+if "$bin" "${eargs[@]}" -o "$tmp/ei" >/dev/null 2>"$tmp/err" &&
+   "$bin" "${eargs[@]}" -o "$tmp/et" --server "localhost:$tls_port" --tls-ca ca.pem \
+     --auth-token-file "$tmp/tok" >/dev/null 2>"$tmp/err"; then
+  cmp -s "$tmp/ei/per_prompt.csv" "$tmp/et/per_prompt.csv" && ok ||
+    bad "eval over TLS: per_prompt.csv differs: $(diff "$tmp/ei/per_prompt.csv" "$tmp/et/per_prompt.csv" | head -5)"
+else
+  bad "eval over TLS: $(cat "$tmp/err")"
+fi
 
 # --tls-insecure: works, and says loudly what it gives up
 same_tokens "--tls-insecure" uhlm --server "127.0.0.1:$tls_port" --tls-insecure --auth-token-file "$tmp/tok"
