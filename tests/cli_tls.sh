@@ -10,7 +10,8 @@
 # bad certificate/key files are named, a key that does not match is caught; the insecure-bind
 # rule (0.0.0.0 without TLS or token refused, with the message; with --insecure, or with both,
 # it starts); a TLS server keeps serving while clients stall mid-handshake, and closes those at
-# its handshake timeout; the server's bad-input cases and a random-bytes fuzz over TLS
+# its handshake timeout; a TLS server that stops mid-run is named (SHUTTING_DOWN), one
+# killed and restarted is reconnected to and resynchronised; the server's bad-input cases and a random-bytes fuzz over TLS
 # (tests/tls_raw.py), after which it still serves; HAProxy terminating TLS (TCP mode) in front
 # of a plain backend, with `run --tls-ca` (SKIP of that part when haproxy is missing).
 set -u
@@ -225,6 +226,38 @@ for i in range(30):
 EOF
 kill -0 "$tls_pid" 2>/dev/null && ok || bad "the TLS server died"
 same_tokens "uhlm after the fuzz" uhlm --server "localhost:$tls_port" --tls-ca ca.pem --auth-token-file "$tmp/tok"
+
+# ---- a TLS server that stops mid-run says so (SHUTTING_DOWN through TLS); one killed and
+# restarted on its port is reconnected to (a new TLS session) and the session resynchronised
+start_server stop1 --port 0 --tls-cert srv.pem --tls-key srv.key || exit 1
+s1_pid=$spid; s1_port=$sport
+"$bin" run --mode llm -p "$P" -n 400 --seed 23 -t 1 --server "localhost:$s1_port" --tls-ca ca.pem \
+  --channel shaped --latency 0.01 >/dev/null 2>"$tmp/fl.err" &
+cpid=$!; pids+=("$cpid")
+sleep 1.0
+kill -0 "$cpid" 2>/dev/null && ok || bad "the llm run ended before the stop (too fast?)"
+stop_server "$s1_pid"
+wait "$cpid"; rc=$?
+[ "$rc" = 1 ] && grep -q "the server localhost:$s1_port is shutting down: server stopping" "$tmp/fl.err" &&
+  ok || bad "TLS server stopped under an llm run: rc $rc: $(cat "$tmp/fl.err")"
+start_server kill1 --port 0 --tls-cert srv.pem --tls-key srv.key || exit 1
+k_pid=$spid; k_port=$sport
+"$bin" run --mode hlm -p "$P" -n 400 --seed 24 -t 1 --server "localhost:$k_port" --tls-ca ca.pem \
+  --channel shaped --latency 0.01 --json >"$tmp/k.json" 2>"$tmp/k.err" &
+cpid=$!; pids+=("$cpid")
+sleep 1.0
+kill -9 "$k_pid"; wait "$k_pid" 2>/dev/null
+sleep 0.3
+start_server kill2 --port "$k_port" --tls-cert srv.pem --tls-key srv.key
+wait "$cpid"; rc=$?
+[ "$rc" = 0 ] && "$py" - "$tmp/k.json" <<'EOF2' && ok || bad "TLS reconnect after kill -9: rc $rc: $(tail -3 "$tmp/k.err")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert len(r["tokens"]) > 100, len(r["tokens"])  # (the context ends it before 400)
+rem = r["remote"]
+assert rem["reconnects"] >= 1 and rem["resyncs"] >= 1, rem
+EOF2
+stop_server "$spid"
 
 # ---- HAProxy terminating TLS in front of the plain backend
 if ! command -v haproxy >/dev/null; then
