@@ -25,7 +25,9 @@
 
 static char dir[] = "/tmp/uhlm_test_tls.XXXXXX";
 
-static void path(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", dir, name); }
+static void path(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/%s", dir, name);
+}
 
 static void add_ext(X509 *x, X509 *issuer, int nid, const char *v) {
     X509V3_CTX c;
@@ -171,7 +173,9 @@ int main(void) {
     /* contexts and their errors */
     uhlm_error e = {{0}};
     CHECK(uhlm_tls_server_ctx(nope, key, &e) == NULL);
-    CHECKF(strstr(e.msg, "TLS certificate") && strstr(e.msg, nope) && strstr(e.msg, "No such file"), "%s", e.msg);
+    CHECKF(strstr(e.msg, "TLS certificate") && strstr(e.msg, nope) &&
+               strstr(e.msg, "No such file"),
+           "%s", e.msg);
     CHECK(uhlm_tls_server_ctx(crt, okey, &e) == NULL);
     CHECKF(strstr(e.msg, "does not match the certificate"), "%s", e.msg);
     CHECK(uhlm_tls_server_ctx(crt, crt, &e) == NULL);
@@ -220,7 +224,8 @@ int main(void) {
 
     /* --tls-insecure's context takes any certificate */
     start(&s, sctx, 1, fds, &t);
-    CHECK(uhlm_tls_connect(blind, fds[0], "anything.example", "test", uhlm_now() + 5.0, &l, &e) == 0);
+    CHECK(uhlm_tls_connect(blind, fds[0], "anything.example", "test", uhlm_now() + 5.0, &l,
+                           &e) == 0);
     uhlm_stream_tls_end(&l);
     finish(&s, fds, t);
 

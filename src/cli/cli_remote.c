@@ -18,7 +18,8 @@ int cli_remote_setup(const char *cmd, const char *server, const char *token_file
         return 2;
     }
     if ((r->tls_ca || r->tls_insecure) && !server) {
-        fprintf(stderr, "uhlm %s: --%s needs --server\n", cmd, r->tls_ca ? "tls-ca" : "tls-insecure");
+        fprintf(stderr, "uhlm %s: --%s needs --server\n", cmd,
+                r->tls_ca ? "tls-ca" : "tls-insecure");
         return 2;
     }
     if (r->tls_ca && r->tls_insecure) {

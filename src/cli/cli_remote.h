@@ -20,7 +20,8 @@ typedef struct cli_remote {
 } cli_remote;
 
 /* --tls-ca and --tls-insecure, bound to a cli_remote's fields (r: its address) */
-#define CLI_ARGS_TLS_CLIENT(r) CLI_ARG(CLI_TLS_CA, &(r)->tls_ca), CLI_ARG(CLI_TLS_INSECURE, &(r)->tls_insecure)
+#define CLI_ARGS_TLS_CLIENT(r) \
+    CLI_ARG(CLI_TLS_CA, &(r)->tls_ca), CLI_ARG(CLI_TLS_INSECURE, &(r)->tls_insecure)
 
 /* Validates the options after parsing and reads the token file. Returns 0, or the exit
  * status (2 for a usage error, 1 for an unreadable token file) after printing the message

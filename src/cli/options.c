@@ -228,7 +228,8 @@ static const opt_def table[CLI_N_OPTS] = {
                             "refused); always so in --mode llm"},
 
     [CLI_HOST] = {0, "host", "H", K_STR, 0, 0, NULL, NULL, G_SERVER,
-                  "bind address (0.0.0.0 for all)"},
+                  "bind address (0.0.0.0 for all; an address other than loopback needs "
+                  "--tls-cert/--tls-key and --auth-token-file, or --insecure)"},
     [CLI_PORT] = {0, "port", "P", K_INT, 0, 65535, NULL, NULL, G_SERVER,
                   "TCP port (0 = any free port)"},
     [CLI_PORT_FILE] = {0, "port-file", "F", K_STR, 0, 0, NULL, NULL, G_SERVER,

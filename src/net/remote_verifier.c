@@ -765,7 +765,8 @@ uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err) {
         uhlm_error te = {{0}};
         r->tls_ca = p->tls_ca ? dup_str(p->tls_ca) : NULL;
         r->p.tls_ca = r->tls_ca;
-        if ((p->tls_ca && !r->tls_ca) || !(r->tls = uhlm_tls_client_ctx(r->tls_ca, !r->tls_ca, &te))) {
+        if ((p->tls_ca && !r->tls_ca) ||
+            !(r->tls = uhlm_tls_client_ctx(r->tls_ca, !r->tls_ca, &te))) {
             uhlm_set_error(err, "remote verifier: %s", te.msg[0] ? te.msg : "out of memory");
             rv_destroy(&r->base);
             return NULL;

@@ -17,8 +17,8 @@
  * other, under HELLO's deadline and the pending budget), then carries the same frames.
  *
  * Beside it: socket.c (listening, accepting), conn.c (a connection's reply sending, frame
- * reader and drain), tls.c (TLS on a connection), metrics.c (the /metrics text and the stats port's HTTP), log.c (log
- * lines and their rate limits). */
+ * reader and drain), tls.c (TLS on a connection), metrics.c (the /metrics text and the stats
+ * port's HTTP), log.c (log lines and their rate limits). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -412,7 +412,8 @@ static void send_error(uhlm_server *s, conn *c, int code, int fatal, uint32_t ri
     if (code > 0 && code <= UHLM_WIRE_E_MAX) s->err_by_code[code]++;
     if (code == UHLM_WIRE_E_TIMEOUT) s->c_timeouts++;
     if (c->tls_hs) { /* no frame can go through an unfinished TLS handshake */
-        conn_kill(s, c, code == UHLM_WIRE_E_TIMEOUT ? "tls_handshake_timeout" : "tls_handshake_cut");
+        conn_kill(s, c,
+                  code == UHLM_WIRE_E_TIMEOUT ? "tls_handshake_timeout" : "tls_handshake_cut");
         return;
     }
     char safe[160];
@@ -497,7 +498,8 @@ static void refuse(uhlm_server *s, int fd, const char *peer, int kind, const cha
     s->c_refused++;
     s->c_errors += kind == K_DEVICE;
     s->err_by_code[UHLM_WIRE_E_BUSY] += kind == K_DEVICE;
-    if (kind == K_DEVICE && !s->tls) tell_busy(fd, NULL, why); /* a TLS client reads no plain frame */
+    /* a TLS client could not read a plain frame, and there is no handshake yet */
+    if (kind == K_DEVICE && !s->tls) tell_busy(fd, NULL, why);
     close(fd);
     log_limited(s, &s->glr[GK_REFUSED], NULL, "event=refused peer=%s reason=%s", peer, why);
 }
