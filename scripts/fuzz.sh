@@ -110,7 +110,7 @@ fi
 rm -f "$out/libuhlm_fuzz.a"
 ar rcs "$out/libuhlm_fuzz.a" "${objs[@]}"
 touch "$out/lib.stamp"
-libs=("$out/libuhlm_fuzz.a" -lcjson -lm -lpthread)
+libs=("$out/libuhlm_fuzz.a" -lcjson -lssl -lcrypto -lm -lpthread) # OpenSSL: net/tls.c
 
 failed=()
 built=()

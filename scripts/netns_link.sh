@@ -91,7 +91,7 @@ shape "$ns_d" "$if_d" "$up_rate"
 shape "$ns_s" "$if_s" "$down_rate"
 
 # shellcheck disable=SC2086
-ip netns exec "$ns_s" "$bin" serve --host "$addr_s" --port 0 --port-file "$tmp/port" $serve_args \
+ip netns exec "$ns_s" "$bin" serve --host "$addr_s" --insecure --port 0 --port-file "$tmp/port" $serve_args \
   2>"$tmp/serve.log" &
 spid=$!
 for _ in $(seq 1 200); do

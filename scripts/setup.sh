@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libcjson-dev python3 python3-sentencepiece gnuplot-nox clang libclang-rt-14-dev iproute2)
+pkgs+=(libssl-dev openssl haproxy) # TLS: the library (libssl-dev); tests/cli_tls.sh (openssl, haproxy)
 # promtool, which tests/cli_health.sh runs on the /metrics scrape (about 20 MB with its deps;
 # on a systemd host it also enables a prometheus service: `systemctl disable --now prometheus`)
 pkgs+=(prometheus)

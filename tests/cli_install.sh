@@ -48,6 +48,7 @@ want=$(for k in MAJOR MINOR PATCH; do sed -n "s/^#define UHLM_VERSION_$k \([0-9]
 [ "$version" = "$want" ] && ok || bad "uhlm.pc version '$version' (want $want)"
 pkg-config --print-requires-private uhlm | grep -q libcjson && ok || bad "uhlm.pc: cJSON is not a private requirement"
 pkg-config --libs uhlm | grep -q cjson && bad "uhlm.pc: cJSON in the public Libs" || ok
+pkg-config --print-requires-private uhlm | grep -q libssl && ok || bad "uhlm.pc: OpenSSL (libssl) is not a private requirement"
 
 # ---- headers: each compiles alone from the installed tree; none needs cJSON
 cflags=$(pkg-config --cflags uhlm)

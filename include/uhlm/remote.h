@@ -42,6 +42,12 @@
  * connection, where it is a configuration error rather than an outage. After a successful
  * first connection, such refusals count as unavailability.
  *
+ * TLS (tls_ca or tls_insecure): each connection runs a TLS 1.3 handshake before HELLO. A
+ * certificate that does not verify (OpenSSL's reason is in the message), or a server that
+ * answers in the plain protocol, is a configuration error like a refused HELLO (-1 on the
+ * first connection); a server that closes or stalls mid-handshake is an outage like any
+ * other (within the connect timeout, never a hang).
+ *
  * I/O: non-blocking sockets driven by poll(2) against deadlines, send with MSG_NOSIGNAL (no
  * SIGPIPE), EINTR and partial transfers handled. Not thread-safe: one device, one verifier. */
 #ifndef UHLM_REMOTE_H
@@ -95,6 +101,13 @@ typedef struct uhlm_remote_params {
      * token), or under require an error saying it was interrupted. NULL: the wait runs out. */
     uhlm_cancel_fn cancel;
     void *cancel_user;
+    /* TLS 1.3 to a server started with a certificate (`uhlm serve --tls-cert`); both unset:
+     * plain TCP. The handshake is part of the connection attempt (connect_timeout_s). */
+    const char *tls_ca;   /* PEM CA file: the server's chain must verify against it and its
+                           * certificate must name host (DNS or IP SAN); copied */
+    int tls_insecure;     /* with tls_ca NULL: TLS without any verification (tests only: the
+                           * link is encrypted but anyone on the path can impersonate the
+                           * server) */
 } uhlm_remote_params;
 
 /* connect 3 s, read 30 s (a 7B prefill on a CPU server takes seconds), backoff 0.05 s

@@ -66,6 +66,22 @@
  * finish every queued request (their replies are sent), send ERROR SHUTTING_DOWN to every
  * connection, flush for at most a second and return 0.
  *
+ * TLS. With tls_cert and tls_key, the device port speaks TLS 1.3 only (OpenSSL): every
+ * connection begins with a TLS handshake, run by the event loop like the frames (non-blocking:
+ * a client that stalls mid-handshake delays nobody) and bounded like HELLO (it counts as
+ * pending, within handshake_timeout_ms). A device that speaks the plain protocol to a TLS
+ * server gets a plain fatal ERROR BAD_VERSION saying the server speaks TLS only. The stats
+ * port stays plain HTTP (for load balancers' health checks). Files that cannot be read or
+ * parsed, or a key that does not match the certificate, make uhlm_server_new fail, naming
+ * the file.
+ *
+ * Exposure. A host that is not a loopback address (0.0.0.0, ::, an interface's address) is
+ * refused unless the server has both TLS and an auth token, or insecure is set: the error
+ * says which of the two is missing and how to override.
+ *
+ * The auth token is compared in constant time (padded to UHLM_WIRE_MAX_AUTH, compared whole,
+ * the lengths alongside).
+ *
  * Logs: one line per event to params.log (a uhlm_log_fn, with params.log_user; NULL: silent),
  * `ts=SECONDS.MILLIS event=NAME key=value ...` (ts: wall clock, part of the line); the first is
  * `event=listening ... port=N`, with the port actually bound. uhlm_log_file with a FILE * as
@@ -120,6 +136,11 @@ typedef struct uhlm_server_params {
                                   * tenant); 0: only its own tenant's (see "Privacy") */
     uhlm_simd simd;              /* the model context's kernels [UHLM_SIMD_AUTO (0): the best
                                   * the CPU has] */
+    /* TLS 1.3 on the device port (see "TLS" above); both NULL: plain TCP. */
+    const char *tls_cert;        /* PEM certificate (chain) file; needs tls_key */
+    const char *tls_key;         /* PEM private key file matching tls_cert */
+    int insecure;                /* 1: allow a non-loopback host without TLS or without auth
+                                  * (see "Exposure" above); 0: uhlm_server_new refuses it */
 } uhlm_server_params;
 
 /* 127.0.0.1, kernel port, no stats, no auth, 16 sessions, model context, 1000 us window,

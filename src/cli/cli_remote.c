@@ -19,6 +19,19 @@ int cli_remote_setup(const char *cmd, const char *server, const char *token_file
         fprintf(stderr, "uhlm %s: --auth-token-file needs --server\n", cmd);
         return 2;
     }
+    if ((r->tls_ca || r->tls_insecure) && !server) {
+        fprintf(stderr, "uhlm %s: --%s needs --server\n", cmd,
+                r->tls_ca ? "tls-ca" : "tls-insecure");
+        return 2;
+    }
+    if (r->tls_ca && r->tls_insecure) {
+        fprintf(stderr, "uhlm %s: give --tls-ca or --tls-insecure, not both\n", cmd);
+        return 2;
+    }
+    if (r->tls_insecure)
+        fprintf(stderr, "uhlm %s: WARNING: --tls-insecure: the server's certificate is NOT "
+                        "verified; anyone on the path can pose as the server and read the "
+                        "link. For tests only: use --tls-ca in deployments\n", cmd);
     if (token_file &&
         uhlm_remote_load_token(token_file, r->token, sizeof r->token, &r->token_len, &err)) {
         fprintf(stderr, "uhlm %s: --auth-token-file: %s\n", cmd, err.msg);
@@ -44,6 +57,8 @@ uhlm_verifier *cli_remote_verifier(const cli_remote *r, const uhlm_model *slm, c
     rp.fallback_after_s = r->fallback_after_s;
     /* Ctrl-C ends a wait in the fallback window at once; the run then stops at its next token */
     rp.cancel = cli_sigint_cancel;
+    rp.tls_ca = r->tls_ca;
+    rp.tls_insecure = r->tls_insecure;
     /* the backoff jitter only spreads reconnects of many devices; it never touches tokens */
     rp.jitter_seed = seed ^ (uint64_t)(uhlm_now() * 1e9);
     rp.log = log;

@@ -16,7 +16,13 @@ typedef struct cli_remote {
     size_t token_len; /* 0: no token */
     int require;      /* --require-server: no generation with the SLM alone */
     double fallback_after_s; /* --fallback-after; cli_remote_setup sets the library's default */
+    const char *tls_ca; /* --tls-ca F: TLS, verifying the server against F */
+    int tls_insecure;   /* --tls-insecure: TLS without verification */
 } cli_remote;
+
+/* --tls-ca and --tls-insecure, bound to a cli_remote's fields (r: its address) */
+#define CLI_ARGS_TLS_CLIENT(r) \
+    CLI_ARG(CLI_TLS_CA, &(r)->tls_ca), CLI_ARG(CLI_TLS_INSECURE, &(r)->tls_insecure)
 
 /* Validates the options after parsing and reads the token file. Returns 0, or the exit
  * status (2 for a usage error, 1 for an unreadable token file) after printing the message

@@ -285,6 +285,7 @@ int cmd_eval(int argc, char **argv) {
     int n_sweep = 4, greedy = 1, no_chat = 0;
     uint64_t seed = 42;
     const char *server = NULL, *token_file = NULL;
+    cli_remote tls = {.tls_ca = NULL}; /* --tls-ca, --tls-insecure */
     double connect_to = 3.0, read_to = 30.0;
     uhlm_simd simd = UHLM_SIMD_AUTO;
     uhlm_device_params dp = uhlm_device_default_params();
@@ -326,6 +327,7 @@ int cmd_eval(int argc, char **argv) {
                  "be reached or drops tokens to SLM-alone fallback (the results would mix two "
                  "systems)"},
         CLI_ARGS_REMOTE(&token_file, &connect_to, &read_to),
+        CLI_ARGS_TLS_CLIENT(&tls),
         {.id = CLI_MODES, .dst = &modes_arg,
          .help = "modes to report (llm always runs: it is the reference). rand skips at the "
                  "rate uhlm achieved (or --skip-prob without uhlm)"},
@@ -381,6 +383,8 @@ int cmd_eval(int argc, char **argv) {
                   .sweep_methods_arg = sweep_methods_arg, .server = server,
                   .token_file = token_file, .max_in_mb = max_in_mb, .no_chat = no_chat,
                   .split = split, .connect_to = connect_to, .read_to = read_to, .uth = uth};
+    c.remote.tls_ca = tls.tls_ca;
+    c.remote.tls_insecure = tls.tls_insecure;
     int rc = eval_finish_opts(&c, &o);
     return rc ? rc : eval_main(&c, &o);
 }

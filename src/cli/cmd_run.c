@@ -428,6 +428,7 @@ int cmd_run(int argc, char **argv) {
         CLI_ARG(CLI_CHANNEL, &dp->channel.mode),
         CLI_ARG(CLI_SERVER, &o.server),
         CLI_ARGS_REMOTE(&o.token_file, &o.connect_to, &o.read_to),
+        CLI_ARGS_TLS_CLIENT(&o.remote),
         CLI_ARG(CLI_REQUIRE_SERVER, &o.require_server),
         CLI_ARG(CLI_FALLBACK_AFTER, &o.fallback_after),
         CLI_ARG(CLI_THREADS, &o.threads),

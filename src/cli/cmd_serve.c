@@ -78,6 +78,8 @@ int cmd_serve(int argc, char **argv) {
     double handshake_s = sp.handshake_timeout_ms / 1000.0,
            request_idle_s = sp.request_idle_timeout_ms / 1000.0;
     int quiet = 0, no_batching = 0, share_prefix = 0;
+    const char *tls_cert = NULL, *tls_key = NULL;
+    int insecure = 0;
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &model_arg, .help = "server model (the LLM)"},
         {.id = CLI_TOKENIZER, .dst = &tok_arg,
@@ -103,11 +105,22 @@ int cmd_serve(int argc, char **argv) {
         CLI_ARG(CLI_SHARE_PREFIX_CACHE, &share_prefix),
         CLI_ARG(CLI_THREADS, &threads),
         CLI_ARG(CLI_SIMD, &sp.simd),
+        CLI_ARG(CLI_TLS_CERT, &tls_cert),
+        CLI_ARG(CLI_TLS_KEY, &tls_key),
+        CLI_ARG(CLI_INSECURE, &insecure),
     };
     int prc = cli_parse(&serve_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
     if (prc != CLI_CONTINUE) return cli_exit_status(prc);
     if (no_batching) sp.batching = 0;
     if (share_prefix) sp.share_prefix_cache = 1;
+    sp.tls_cert = tls_cert;
+    sp.tls_key = tls_key;
+    sp.insecure = insecure;
+    if ((tls_cert != NULL) != (tls_key != NULL)) { /* before the model loads: fail fast */
+        fprintf(stderr, "uhlm serve: --%s needs --%s\n", tls_cert ? "tls-cert" : "tls-key",
+                tls_cert ? "tls-key" : "tls-cert");
+        return 2;
+    }
     char token[UHLM_WIRE_MAX_AUTH + 1];
     size_t token_len = 0;
     uhlm_error err = {{0}};

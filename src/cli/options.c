@@ -234,7 +234,8 @@ static const opt_def table[CLI_N_OPTS] = {
                             "once. With --require-server or --mode llm the error comes after S"},
 
     [CLI_HOST] = {0, "host", "H", K_STR, 0, 0, NULL, NULL, G_SERVER,
-                  "bind address (0.0.0.0 for all)"},
+                  "bind address (0.0.0.0 for all; an address other than loopback needs "
+                  "--tls-cert/--tls-key and --auth-token-file, or --insecure)"},
     [CLI_PORT] = {0, "port", "P", K_INT, 0, 65535, NULL, NULL, G_SERVER,
                   "TCP port (0 = any free port)"},
     [CLI_PORT_FILE] = {0, "port-file", "F", K_STR, 0, 0, NULL, NULL, G_SERVER,
@@ -283,6 +284,20 @@ static const opt_def table[CLI_N_OPTS] = {
                                 "reuse within one tenant only, i.e. the same auth token, or "
                                 "without auth the same address"},
 
+    [CLI_TLS_CERT] = {0, "tls-cert", "F", K_STR, 0, 0, NULL, NULL, G_SERVER,
+                      "serve devices over TLS 1.3 with the PEM certificate (chain) in F; needs "
+                      "--tls-key (docs/deploy-tls.md)"},
+    [CLI_TLS_KEY] = {0, "tls-key", "F", K_STR, 0, 0, NULL, NULL, G_SERVER,
+                     "the PEM private key of --tls-cert"},
+    [CLI_INSECURE] = {0, "insecure", NULL, K_FLAG, 0, 0, NULL, NULL, G_SERVER,
+                      "allow --host to be a non-loopback address without TLS or without an auth "
+                      "token (refused otherwise)"},
+    [CLI_TLS_CA] = {0, "tls-ca", "F", K_STR, 0, 0, NULL, NULL, G_REMOTE,
+                    "connect to --server over TLS 1.3, verifying its certificate chain against "
+                    "the PEM CA file F and its name against --server's host"},
+    [CLI_TLS_INSECURE] = {0, "tls-insecure", NULL, K_FLAG, 0, 0, NULL, NULL, G_REMOTE,
+                          "TLS WITHOUT verifying the server's certificate (tests only: anyone on "
+                          "the path can pose as the server); warns on every run"},
     [CLI_MODES] = {0, "modes", "LIST", K_STR, 0, 0, NULL, NULL, G_EVAL,
                    "comma-separated modes to run (slm, llm, hlm, rand, uhlm)"},
     [CLI_SPLIT] = {0, "split", "F", K_FLOAT, 0, 1, NULL, NULL, G_EVAL,

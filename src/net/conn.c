@@ -2,13 +2,17 @@
 #include "net/conn.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 ssize_t uhlm_conn_recv(conn *c, void *dst, size_t want) {
-    if (!c->mem_out) return recv(c->fd, dst, want, 0);
+    if (!c->mem_out) {
+        uhlm_stream l = {c->fd, c->ssl};
+        return uhlm_stream_read(&l, dst, want, &c->rd_want);
+    }
     size_t n = c->mem_len - c->mem_off < want ? c->mem_len - c->mem_off : want;
     if (n == 0) {
         errno = EAGAIN;
@@ -31,8 +35,10 @@ int uhlm_conn_send(conn *c, const char **why) {
         c->mem_out->len += n;
         c->out_off = c->out.len;
     }
+    uhlm_stream l = {c->fd, c->ssl};
     while (c->out_off < c->out.len) {
-        ssize_t w = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = uhlm_stream_write(&l, c->out.data + c->out_off, c->out.len - c->out_off,
+                                    &c->wr_want);
         if (w > 0) {
             c->out_off += (size_t)w;
         } else if (w < 0 && errno == EINTR) {
@@ -99,7 +105,8 @@ int uhlm_conn_read_frame(conn *c, uint32_t max_frame, int *code, uhlm_error *err
         if (want && r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return UHLM_CONN_AGAIN;
         if (want && r <= 0) {
             int mid = c->hdr_got > 0 || c->in_payload;
-            *why = r < 0 ? "recv_failed" : mid ? "vanished_mid_frame" : "eof";
+            *why = r < 0 ? (c->ssl && errno == EPROTO ? "tls_error" : "recv_failed")
+                         : mid ? "vanished_mid_frame" : "eof";
             return UHLM_CONN_GONE;
         }
         if (!c->in_payload) {
@@ -130,8 +137,35 @@ int uhlm_conn_drain(conn *c) {
     }
 }
 
-void uhlm_conn_free(conn *c) {
+int uhlm_conn_tls_step(conn *c, int *plain, uhlm_error *err) {
+    uhlm_stream l = {c->fd, c->ssl};
+    *plain = 0;
+    int rc = uhlm_tls_handshake(&l, &c->rd_want, err);
+    if (rc == UHLM_TLS_DONE) {
+        c->tls_hs = 0;
+        c->rd_want = POLLIN;
+        return 0;
+    }
+    if (rc == UHLM_TLS_AGAIN) return 1;
+    *plain = uhlm_tls_peer_spoke_plain(&l);
+    return -1;
+}
+
+int uhlm_conn_tls_pending(const conn *c) {
+    uhlm_stream l = {c->fd, c->ssl};
+    return !c->tls_hs && uhlm_stream_pending(&l);
+}
+
+void uhlm_conn_close(conn *c) {
+    uhlm_stream l = {c->fd, c->ssl};
+    uhlm_stream_tls_end(&l); /* close_notify only after a finished handshake */
+    c->ssl = NULL;
     if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+}
+
+void uhlm_conn_free(conn *c) {
+    uhlm_conn_close(c);
     free(c->pay);
     uhlm_wire_buf_free(&c->out);
     free(c);

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "net/log.h"
+#include "net/tls.h"
 #include "uhlm/sampler.h"
 #include "uhlm/wire.h"
 
@@ -42,6 +43,14 @@ typedef struct job {
 
 typedef struct conn {
     int fd, kind, state, dead, closing;
+    /* TLS (a server with a certificate; device connections only): ssl is the connection's
+     * OpenSSL object, tls_hs is set until its handshake is done (the handshake is part of
+     * the pending state: HELLO's deadline and the pending budget cover it). rd_want and
+     * wr_want: the poll event the last blocked read / write waits for (a TLS read may need
+     * the socket writable, and the reverse); POLLIN / POLLOUT on a plain connection. */
+    struct ssl_st *ssl;
+    int tls_hs;
+    short rd_want, wr_want;
     int draining; /* closing, write side shut: reading until EOF so the close sends no RST */
     uint64_t id;
     uint64_t tenant; /* who may reuse whose prefix cache (Privacy in server.h) */
@@ -69,7 +78,8 @@ typedef struct conn {
     int credit_slot; /* where its address's credit was last found in s->credits (a hint) */
 } conn;
 
-/* recv(), or the test transport's copy from memory (EAGAIN when it is used up). */
+/* recv() (or its TLS equivalent), or the test transport's copy from memory (EAGAIN when it is
+ * used up). */
 ssize_t uhlm_conn_recv(conn *c, void *dst, size_t want);
 
 /* Sends what can be sent of c->out now: 0 when all of it went (c->out is empty again), 1 when
@@ -94,6 +104,17 @@ int uhlm_conn_read_frame(conn *c, uint32_t max_frame, int *code, uhlm_error *err
 /* Reads and drops input after the write side is shut (so that the close sends no RST): 0
  * while more may come, 1 at EOF or an error, when the connection may be closed. */
 int uhlm_conn_drain(conn *c);
+
+/* One step of c's TLS handshake (c->tls_hs set): 0 when done (tls_hs cleared), 1 when it
+ * waits for the socket (rd_want says for what), -1 when it failed (err says why; *plain is set
+ * when the peer spoke the plain protocol instead, its first bytes consumed). */
+int uhlm_conn_tls_step(conn *c, int *plain, uhlm_error *err);
+
+/* Decrypted input waiting inside the TLS object, which poll() cannot see. */
+int uhlm_conn_tls_pending(const conn *c);
+
+/* Ends TLS on c (close_notify if the socket takes it) and closes its socket; fd is -1 after. */
+void uhlm_conn_close(conn *c);
 
 /* Closes c's socket (if still open) and frees c with its buffers. */
 void uhlm_conn_free(conn *c);

@@ -23,6 +23,7 @@
 
 #include "net/log.h"
 #include "net/socket.h"
+#include "net/tls.h"
 #include "uhlm/channel.h"
 #include "uhlm/sampler.h"
 #include "uhlm/wire.h"
@@ -70,7 +71,14 @@ typedef struct remote {
     uhlm_wire_buf out, in;
     uhlm_log_sink log; /* the log callback of p */
     uhlm_remote_stats st;
+    /* TLS (tls_ca or tls_insecure): the context, and the connection's TLS object on fd */
+    uhlm_tls_ctx *tls;
+    struct ssl_st *ssl;
+    char *tls_ca;
 } remote;
+
+/* The connection, plain or TLS, for the socket.h calls. */
+#define LINK(r) (&(uhlm_stream){(r)->fd, (r)->ssl})
 
 /* One request of the device, with what it picks up on the way. */
 typedef struct req {
@@ -102,7 +110,7 @@ static int io_failed(remote *r, int rc, uhlm_error *err) {
 }
 
 static int send_out(remote *r, double deadline, uhlm_error *err) {
-    int rc = uhlm_sock_send_buf(r->fd, &r->out, deadline, &r->unanswered_bytes, err);
+    int rc = uhlm_stream_send_buf(LINK(r), &r->out, deadline, &r->unanswered_bytes, err);
     if (rc != UHLM_SOCK_OK) r->unanswered_bytes = 0;
     return rc == UHLM_SOCK_OK ? RV_OK : io_failed(r, rc, err);
 }
@@ -111,7 +119,7 @@ static int send_out(remote *r, double deadline, uhlm_error *err) {
  * from the server means the stream cannot be trusted: RV_LOST. */
 static int recv_msg(remote *r, double deadline, const uhlm_wire_limits *lim, uhlm_wire_msg *m,
                     uhlm_error *err) {
-    int rc = uhlm_sock_recv_msg(r->fd, deadline, &r->in, 0, lim, m, &r->st.bytes_received, err);
+    int rc = uhlm_stream_recv_msg(LINK(r), deadline, &r->in, 0, lim, m, &r->st.bytes_received, err);
     if (rc == UHLM_SOCK_TIMEOUT)
         uhlm_set_error(err, "no reply within the read timeout of %g s", r->p.read_timeout_s);
     /* a request counts as sent only when its reply arrived: bytes written into a connection
@@ -137,6 +145,9 @@ static int round_trip(remote *r, const uhlm_wire_limits *lim, uhlm_wire_msg *m, 
 }
 
 static void drop_fd(remote *r) {
+    uhlm_stream l = {r->fd, r->ssl};
+    uhlm_stream_tls_end(&l);
+    r->ssl = NULL;
     if (r->fd >= 0) close(r->fd);
     r->fd = -1;
     r->srv_open = 0;
@@ -219,6 +230,16 @@ static int handshake(remote *r, uhlm_error *err) {
     double deadline = uhlm_now() + r->p.connect_timeout_s;
     int fd = uhlm_sock_connect(r->host, r->port, NULL, r->p.connect_timeout_s, err);
     if (fd < 0) return RV_LOST;
+    if (r->tls) {
+        uhlm_stream l;
+        int trc = uhlm_tls_connect(r->tls, fd, r->host, r->port, deadline, &l, err);
+        if (trc != 0) {
+            close(fd);
+            /* a certificate that does not verify, or a plain server, is configuration */
+            return trc == UHLM_TLS_REJECTED ? RV_REFUSED : RV_LOST;
+        }
+        r->ssl = l.ssl;
+    }
     r->fd = fd;
     uhlm_wire_hello h = {UHLM_WIRE_VERSION, r->p.fingerprint, (uint32_t)r->p.n_vocab,
                          {r->auth, (uint32_t)r->p.auth_len}, uhlm_wire_cstr(r->client)};
@@ -285,13 +306,7 @@ static int handshake(remote *r, uhlm_error *err) {
 
 /* True when the idle connection has something to read: in lock-step nothing may arrive
  * unasked, so it is EOF or an unsolicited fatal ERROR (the server's idle timeout, shutdown). */
-static int peer_closed(remote *r) {
-    struct pollfd pfd = {r->fd, POLLIN, 0};
-    int n;
-    do n = poll(&pfd, 1, 0);
-    while (n < 0 && errno == EINTR);
-    return n != 0;
-}
+static int peer_closed(remote *r) { return uhlm_stream_idle_readable(LINK(r)); }
 
 /* Why the idle connection ended, into why: an ERROR the server left (SHUTTING_DOWN, its idle
  * timeout) is read and named, so the device can say the server is stopping and why. A server
@@ -301,7 +316,7 @@ static void closed_why(remote *r, char *why, size_t cap) {
     uhlm_wire_msg m;
     uhlm_error e = {{0}};
     snprintf(why, cap, "the server closed the connection");
-    if (uhlm_sock_recv_msg(r->fd, uhlm_now() + 0.2, &r->in, 0, NULL, &m, &r->st.bytes_received,
+    if (uhlm_stream_recv_msg(LINK(r), uhlm_now() + 0.2, &r->in, 0, NULL, &m, &r->st.bytes_received,
                            &e) != UHLM_SOCK_OK ||
         m.type != UHLM_WIRE_ERROR)
         return;
@@ -778,6 +793,8 @@ static void rv_destroy(uhlm_verifier *v) {
     free(r->port);
     free(r->client);
     free(r->auth);
+    free(r->tls_ca);
+    uhlm_tls_ctx_free(r->tls);
     free(r->ctx);
     free(r->scratch);
     uhlm_wire_buf_free(&r->in);
@@ -866,6 +883,17 @@ uhlm_verifier *uhlm_remote_new(const uhlm_remote_params *p, uhlm_error *err) {
     r->p.client = r->client;
     r->p.auth = r->auth;
     r->log = (uhlm_log_sink){p->log, p->log_user, 0};
+    if (p->tls_ca || p->tls_insecure) {
+        uhlm_error te = {{0}};
+        r->tls_ca = p->tls_ca ? dup_str(p->tls_ca) : NULL;
+        r->p.tls_ca = r->tls_ca;
+        if ((p->tls_ca && !r->tls_ca) ||
+            !(r->tls = uhlm_tls_client_ctx(r->tls_ca, !r->tls_ca, &te))) {
+            uhlm_set_error(err, "remote verifier: %s", te.msg[0] ? te.msg : "out of memory");
+            rv_destroy(&r->base);
+            return NULL;
+        }
+    }
     r->backoff = p->backoff_min_s;
     uhlm_rng_seed(&r->jitter, p->jitter_seed);
     return &r->base;

@@ -12,9 +12,13 @@
  * per connection is read per loop turn; connections are served before new ones are
  * accepted (admission control, server.h).
  *
+ * TLS (tls_cert/tls_key): every device connection starts with a non-blocking TLS handshake,
+ * driven by the same loop as the frames (a silent or slow TLS client waits in poll like any
+ * other, under HELLO's deadline and the pending budget), then carries the same frames.
+ *
  * Beside it: socket.c (listening, accepting), conn.c (a connection's reply sending, frame
- * reader and drain), metrics.c (the /metrics text and the stats port's HTTP), log.c (log
- * lines and their rate limits). */
+ * reader and drain), tls.c (TLS on a connection), metrics.c (the /metrics text and the stats
+ * port's HTTP), log.c (log lines and their rate limits). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -26,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "uhlm/engine.h"
 #include "model/mix64.h"
 #include "net/conn.h"
@@ -33,6 +39,7 @@
 #include "net/metrics.h"
 #include "net/server_internal.h"
 #include "net/socket.h"
+#include "net/tls.h"
 #include "uhlm/sampler.h"
 #include "uhlm/server.h"
 #include "uhlm/tokenizer.h"
@@ -59,6 +66,7 @@ struct uhlm_server {
     uhlm_server_params p;
     const uhlm_model *m;
     uhlm_engine *eng; /* sessions, batching, forward pass and verdicts */
+    uhlm_tls_ctx *tls; /* NULL: plain TCP */
     int V, n_ctx;
     uint64_t fingerprint;
     char model_name[256];
@@ -159,6 +167,7 @@ void uhlm_server_free(uhlm_server *s) {
     if (s->stop_r >= 0) close(s->stop_r);
     if (s->stop_w >= 0) close(s->stop_w);
     uhlm_engine_free(s->eng);
+    uhlm_tls_ctx_free(s->tls);
     free(s);
 }
 
@@ -180,6 +189,33 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
         uhlm_set_error(err, "server: max conns %d / pending %d / stats conns %d: too many",
                        p->max_conns, p->max_pending, p->max_stats_conns);
         return NULL;
+    }
+    if ((p->tls_cert != NULL) != (p->tls_key != NULL)) {
+        uhlm_set_error(err, "server: TLS needs both a certificate (--tls-cert) and its key "
+                            "(--tls-key); only the %s was given",
+                       p->tls_cert ? "certificate" : "key");
+        return NULL;
+    }
+    if (!p->insecure) {
+        int lo = uhlm_sock_is_loopback(p->host);
+        int tls = p->tls_cert != NULL, auth = p->auth && p->auth_len > 0;
+        if (lo < 0) {
+            uhlm_set_error(err, "server: cannot resolve the bind address %s", p->host);
+            return NULL;
+        }
+        if (!lo && (!tls || !auth)) {
+            uhlm_set_error(err,
+                           "server: refusing to listen on %s, which is not a loopback address, "
+                           "without %s%s%s: devices on the network %s. Give %s%s%s, or "
+                           "--insecure (uhlm_server_params.insecure) to serve like this anyway",
+                           p->host, tls ? "" : "TLS", !tls && !auth ? " and without " : "",
+                           auth ? "" : "an auth token",
+                           !tls ? "would send their tokens and text in the clear"
+                                : "could use the server without a secret",
+                           tls ? "" : "--tls-cert FILE --tls-key FILE",
+                           !tls && !auth ? " and " : "", auth ? "" : "--auth-token-file FILE");
+            return NULL;
+        }
     }
     uhlm_server *s = calloc(1, sizeof *s);
     if (!s) {
@@ -256,6 +292,13 @@ uhlm_server *uhlm_server_new(const uhlm_model *llm, const uhlm_server_params *p,
     /* the reserve descriptor: at EMFILE it is closed so that one connection can be accepted
      * and dropped (or room made), then taken again */
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (p->tls_cert) {
+        uhlm_error te = {{0}};
+        if (!(s->tls = uhlm_tls_server_ctx(p->tls_cert, p->tls_key, &te))) {
+            uhlm_set_error(err, "server: %s", te.msg);
+            goto fail;
+        }
+    }
     s->lfd = uhlm_sock_listen(p->host, p->port, &s->bound_port, err);
     if (s->lfd < 0) goto fail;
     if (p->stats_port >= 0) {
@@ -305,8 +348,7 @@ static void conn_kill(uhlm_server *s, conn *c, const char *why) {
     if (c->dead) return;
     c->job.active = 0; /* staged catch-up was never committed, so nothing to undo */
     session_release(s, c, why);
-    if (c->fd >= 0) close(c->fd);
-    c->fd = -1;
+    uhlm_conn_close(c);
     c->dead = 1;
     s->accept_resume_at = 0; /* a descriptor is free again */
     if (!uhlm_log_enabled(&s->log)) return;
@@ -348,6 +390,11 @@ static void conn_flush(uhlm_server *s, conn *c) {
         /* closing a socket with unread input makes the kernel send RST, which can destroy
          * the ERROR frame before the peer reads it: shut the write side, drain, then close */
         c->draining = 1;
+        if (c->ssl) { /* close_notify, then the drain goes on below TLS */
+            uhlm_stream l = {c->fd, c->ssl};
+            uhlm_stream_tls_end(&l);
+            c->ssl = NULL;
+        }
         if (shutdown(c->fd, SHUT_WR) != 0) conn_kill(s, c, "shutdown_failed");
     }
 }
@@ -364,6 +411,11 @@ static void send_error(uhlm_server *s, conn *c, int code, int fatal, uint32_t ri
     s->c_errors++;
     if (code > 0 && code <= UHLM_WIRE_E_MAX) s->err_by_code[code]++;
     if (code == UHLM_WIRE_E_TIMEOUT) s->c_timeouts++;
+    if (c->tls_hs) { /* no frame can go through an unfinished TLS handshake */
+        conn_kill(s, c,
+                  code == UHLM_WIRE_E_TIMEOUT ? "tls_handshake_timeout" : "tls_handshake_cut");
+        return;
+    }
     char safe[160];
     uhlm_log_safe(safe, sizeof safe, msg, strlen(msg));
     log_limited(s, &c->lr[LK_ERROR], &c->log_suppressed,
@@ -386,11 +438,13 @@ static void send_error(uhlm_server *s, conn *c, int code, int fatal, uint32_t ri
 
 /* Best effort, for a connection about to be closed at once: a fatal ERROR BUSY saying why,
  * if the socket takes it now. */
-static void tell_busy(int fd, const char *why) {
+static void tell_busy(int fd, struct ssl_st *ssl, const char *why) {
     uhlm_wire_buf b = {0};
     uhlm_error e;
     if (uhlm_wire_encode_error(&b, UHLM_WIRE_E_BUSY, UHLM_WIRE_EF_FATAL, 0, &e, "%s", why) == 0) {
-        ssize_t w = send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        uhlm_stream l = {fd, ssl};
+        short want;
+        ssize_t w = uhlm_stream_write(&l, b.data, b.len, &want); /* the socket never blocks */
         (void)w;
     }
     uhlm_wire_buf_free(&b);
@@ -435,7 +489,8 @@ static void evict(uhlm_server *s, conn *v, const char *why) {
     s->c_evicted++;
     log_limited(s, &s->glr[GK_EVICTED], NULL, "event=evicted conn=%llu peer=%s reason=%s",
                 (unsigned long long)v->id, v->peer, why);
-    if (v->kind == K_DEVICE && v->fd >= 0) tell_busy(v->fd, why);
+    /* (a connection still in its TLS handshake can only be closed) */
+    if (v->kind == K_DEVICE && v->fd >= 0 && !v->tls_hs) tell_busy(v->fd, v->ssl, why);
     conn_kill(s, v, "evicted");
 }
 
@@ -443,7 +498,8 @@ static void refuse(uhlm_server *s, int fd, const char *peer, int kind, const cha
     s->c_refused++;
     s->c_errors += kind == K_DEVICE;
     s->err_by_code[UHLM_WIRE_E_BUSY] += kind == K_DEVICE;
-    if (kind == K_DEVICE) tell_busy(fd, why);
+    /* a TLS client could not read a plain frame, and there is no handshake yet */
+    if (kind == K_DEVICE && !s->tls) tell_busy(fd, NULL, why);
     close(fd);
     log_limited(s, &s->glr[GK_REFUSED], NULL, "event=refused peer=%s reason=%s", peer, why);
 }
@@ -505,6 +561,8 @@ static conn *conn_new(uhlm_server *s, int fd, int kind, const char *peer, const 
     c->state = CS_HELLO;
     c->id = ++s->next_conn_id;
     c->sess.sid = -1;
+    c->rd_want = POLLIN;
+    c->wr_want = POLLOUT;
     c->t_accept = c->last_rx = c->last_req = uhlm_now();
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     snprintf(c->addr, sizeof c->addr, "%s", addr);
@@ -541,6 +599,13 @@ static void accept_conns(uhlm_server *s, int lfd, int kind) {
         }
         log_limited(s, &s->glr[GK_CONNECT], NULL, "event=connect conn=%llu peer=%s kind=%s",
                     (unsigned long long)c->id, peer, kind == K_DEVICE ? "device" : "stats");
+        if (kind == K_DEVICE && s->tls) {
+            if (!(c->ssl = uhlm_tls_accept_new(s->tls, fd))) {
+                conn_kill(s, c, "out_of_memory");
+                continue;
+            }
+            c->tls_hs = 1;
+        }
         /* a device sends HELLO right after connecting: read it now, so that it is past the
          * handshake before the next newcomer could displace it */
         conn_read(s, c);
@@ -567,12 +632,17 @@ static void on_hello(uhlm_server *s, conn *c, const uhlm_wire_hello *h) {
         return;
     }
     if (s->p.auth && s->p.auth_len > 0) {
-        /* constant time in the secret's length, whatever the device sent */
-        unsigned diff = h->auth.len != s->p.auth_len;
-        for (size_t i = 0; i < s->p.auth_len; i++) {
-            uint8_t got = i < h->auth.len ? h->auth.p[i] : 0;
-            diff |= (unsigned)(got ^ s->p.auth[i]);
-        }
+        /* constant time: both sides padded to the protocol's maximum and compared whole, the
+         * lengths compared alongside, so neither the secret's length nor how much of it a
+         * guess got right shows in the time taken */
+        uint8_t want[UHLM_WIRE_MAX_AUTH], got[UHLM_WIRE_MAX_AUTH];
+        size_t n_got = h->auth.len < sizeof got ? h->auth.len : sizeof got;
+        memset(want, 0, sizeof want);
+        memset(got, 0, sizeof got);
+        memcpy(want, s->p.auth, s->p.auth_len);
+        if (n_got) memcpy(got, h->auth.p, n_got);
+        int diff = CRYPTO_memcmp(want, got, sizeof want) != 0;
+        diff |= h->auth.len != s->p.auth_len;
         if (diff) {
             send_error(s, c, UHLM_WIRE_E_AUTH, 1, 0, "authentication failed");
             return;
@@ -899,6 +969,33 @@ static void http_read(uhlm_server *s, conn *c) {
     conn_flush(s, c);
 }
 
+/* One step of c's TLS handshake; 1 when it is done and frames may be read. A device that
+ * speaks the plain protocol to a TLS server is told so in a plain ERROR (its HELLO frame is
+ * cut, so the error is the fatal answer to it); any other failure closes the connection. */
+static int tls_step(uhlm_server *s, conn *c) {
+    int plain = 0;
+    uhlm_error e = {{0}};
+    int rc = uhlm_conn_tls_step(c, &plain, &e);
+    if (rc >= 0) return rc == 0;
+    char safe[160];
+    uhlm_log_safe(safe, sizeof safe, e.msg, strlen(e.msg));
+    log_limited(s, &c->lr[LK_ERROR], &c->log_suppressed,
+                "event=tls_error conn=%llu peer=%s detail=%s", (unsigned long long)c->id,
+                c->peer, safe);
+    if (!plain) {
+        conn_kill(s, c, "tls_handshake_failed");
+        return 0;
+    }
+    uhlm_stream l = {c->fd, c->ssl};
+    uhlm_stream_tls_end(&l);
+    c->ssl = NULL;
+    c->tls_hs = 0;
+    send_error(s, c, UHLM_WIRE_E_BAD_VERSION, 1, 0,
+               "this server speaks TLS only: connect with --tls-ca FILE (or --tls-insecure, "
+               "for tests)");
+    return 0;
+}
+
 /* Reads at most one frame (the per-turn budget of a connection: one busy client cannot
  * keep the loop to itself) and handles it. */
 static void conn_read(uhlm_server *s, conn *c) {
@@ -906,6 +1003,7 @@ static void conn_read(uhlm_server *s, conn *c) {
         http_read(s, c);
         return;
     }
+    if (c->tls_hs && !c->dead && !tls_step(s, c)) return;
     if (!wants_read(c)) return;
     int code = 0;
     const char *why = "";
@@ -1149,9 +1247,9 @@ static void check_timeouts(uhlm_server *s, double now, double *next_deadline) {
         int ms = 0;
         double dl = conn_deadline(s, c, &what, &ms);
         if (now >= dl) {
-            if (c->kind == K_HTTP) {
+            if (c->kind == K_HTTP || c->tls_hs) {
                 s->c_timeouts++;
-                conn_kill(s, c, "timeout");
+                conn_kill(s, c, c->tls_hs ? "tls_handshake_timeout" : "timeout");
             } else {
                 send_error(s, c, UHLM_WIRE_E_TIMEOUT, 1, 0, "%s for %d ms", what, ms);
             }
@@ -1168,12 +1266,13 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
         "max_sessions=%d max_conns=%d batching=%d batch_window_us=%d idle_timeout_ms=%d "
         "max_frame=%u auth=%s handshake_timeout_ms=%d request_idle_timeout_ms=%d "
         "max_pending=%d max_conns_per_addr=%d max_stats_conns=%d step_tokens=%d "
-        "share_prefix_cache=%d",
+        "share_prefix_cache=%d tls=%s",
         s->p.host ? s->p.host : "127.0.0.1", s->bound_port, s->bound_stats_port, s->model_name,
         s->V, s->n_ctx, s->p.max_sessions, s->p.max_conns, s->p.batching, s->p.batch_window_us,
         s->p.idle_timeout_ms, (unsigned)s->max_frame, s->p.auth_len ? "on" : "off",
         s->p.handshake_timeout_ms, s->p.request_idle_timeout_ms, s->p.max_pending,
-        s->p.max_conns_per_addr, s->p.max_stats_conns, s->p.step_tokens, s->p.share_prefix_cache);
+        s->p.max_conns_per_addr, s->p.max_stats_conns, s->p.step_tokens, s->p.share_prefix_cache,
+        s->tls ? "on" : "off");
     int stopping = 0, rc = 0;
     double shutdown_deadline = 0;
     for (;;) {
@@ -1215,17 +1314,23 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
                 s->pconn[np++] = NULL;
             }
         }
+        int tls_ready = 0; /* input decrypted already: poll cannot see it */
         for (int i = 0; i < s->n_conns; i++) {
             conn *c = s->conns[i];
             short ev = 0;
-            if (((!stopping || c->kind == K_HTTP) && wants_read(c)) || c->draining) ev |= POLLIN;
+            if (c->tls_hs)
+                ev |= c->rd_want;
+            else if (((!stopping || c->kind == K_HTTP) && wants_read(c)) || c->draining)
+                ev |= c->ssl ? c->rd_want : POLLIN;
             /* a device that hangs up while its request is queued: free its session now */
             if (c->kind == K_DEVICE && !c->draining) ev |= POLLRDHUP;
-            if (c->out.len > c->out_off) ev |= POLLOUT;
+            if (c->out.len > c->out_off) ev |= c->ssl ? c->wr_want : POLLOUT;
+            if (c->ssl && !stopping && wants_read(c) && uhlm_conn_tls_pending(c)) tls_ready = 1;
             s->pfds[np] = (struct pollfd){c->fd, ev, 0};
             s->pconn[np++] = c;
         }
         if (stopping == 2 && shutdown_deadline < next) next = shutdown_deadline;
+        if (tls_ready) next = 0;
         int timeout = -1;
         if (next < 1e299) {
             double ms = (next - uhlm_now()) * 1e3;
@@ -1241,15 +1346,26 @@ int uhlm_server_run(uhlm_server *s, uhlm_error *err) {
         /* connections first, then the listening sockets: a device's HELLO that is already
          * here is read before newcomers could displace its connection (admission), and
          * accepting (which reaps) comes after the last use of pconn */
-        for (int i = 0; i < np && pr > 0; i++) {
+        for (int i = 0; i < np && (pr > 0 || tls_ready); i++) {
             short re = s->pfds[i].revents;
             conn *c = s->pconn[i];
-            if (!re || !c || c->dead) continue;
+            if (!c || c->dead) continue;
+            if (c->ssl && !stopping && wants_read(c) && uhlm_conn_tls_pending(c)) re |= POLLIN;
+            if (!re) continue;
+            if (c->ssl && (re & (POLLIN | POLLOUT))) {
+                /* a blocked TLS read may wait for POLLOUT and a blocked write for POLLIN:
+                 * either readiness retries both */
+                if (c->out.len > c->out_off) conn_flush(s, c);
+                if (!c->dead && (c->tls_hs || wants_read(c))) conn_read(s, c);
+                if (!c->dead && !c->draining && (re & POLLRDHUP) && !wants_read(c) && !c->tls_hs)
+                    conn_kill(s, c, "hangup");
+                continue;
+            }
             if (re & POLLOUT) conn_flush(s, c);
             if (c->dead) continue;
             if (re & (POLLIN | POLLHUP | POLLERR)) {
                 if (c->draining) conn_drain(s, c);
-                else if (wants_read(c)) conn_read(s, c);
+                else if (wants_read(c) || c->tls_hs) conn_read(s, c);
                 else if (re & (POLLHUP | POLLERR)) conn_kill(s, c, "hangup");
             }
             if (!c->dead && !c->draining && (re & POLLRDHUP) && !wants_read(c)) {

@@ -68,6 +68,30 @@ int uhlm_sock_listen(const char *host, int port, int *bound, uhlm_error *err) {
     return fd;
 }
 
+int uhlm_sock_is_loopback(const char *host) {
+    if (!host) return 1;
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    if (getaddrinfo(host, "0", &hints, &res) != 0) return -1;
+    int lo = 1;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            uint32_t v = ntohl(((const struct sockaddr_in *)a->ai_addr)->sin_addr.s_addr);
+            lo &= (v >> 24) == 127;
+        } else if (a->ai_family == AF_INET6) {
+            const struct in6_addr *v = &((const struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+            lo &= IN6_IS_ADDR_LOOPBACK(v) || (IN6_IS_ADDR_V4MAPPED(v) && v->s6_addr[12] == 127);
+        } else {
+            lo = 0;
+        }
+    }
+    freeaddrinfo(res);
+    return lo;
+}
+
 int uhlm_sock_accept(int lfd, char *peer, size_t peer_cap, char *addr, size_t addr_cap) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -185,11 +209,13 @@ int uhlm_sock_connect(const char *host, const char *port, const char *src, doubl
     return fd;
 }
 
-/* Moves exactly n bytes by the deadline: sends them when out, else receives them. */
-static int move_all(int fd, uint8_t *p, size_t n, int out, double deadline, uint64_t *bytes,
-                    uhlm_error *err) {
+/* Moves exactly n bytes by the deadline: sends them when out, else receives them. A TLS link
+ * may need the other direction's readiness first (want), which the wait honours. */
+static int move_all(uhlm_stream *l, uint8_t *p, size_t n, int out, double deadline,
+                    uint64_t *bytes, uhlm_error *err) {
     while (n > 0) {
-        ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        short want = out ? POLLOUT : POLLIN;
+        ssize_t k = out ? uhlm_stream_write(l, p, n, &want) : uhlm_stream_read(l, p, n, &want);
         if (k > 0) {
             p += k;
             n -= (size_t)k;
@@ -202,28 +228,46 @@ static int move_all(int fd, uint8_t *p, size_t n, int out, double deadline, uint
         }
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = uhlm_sock_wait(fd, out ? POLLOUT : POLLIN, deadline);
+            int w = uhlm_sock_wait(l->fd, want, deadline);
             if (w > 0) continue;
             if (w == 0) {
                 uhlm_set_error(err, "%s timed out", out ? "send" : "receive");
                 return UHLM_SOCK_TIMEOUT;
             }
         }
-        uhlm_set_error(err, "%s: %s", out ? "send" : "recv", strerror(errno));
+        if (l->ssl && errno == EPROTO) {
+            char why[200];
+            uhlm_stream_error(why, sizeof why);
+            uhlm_set_error(err, "TLS %s: %s", out ? "send" : "receive", why);
+        } else {
+            uhlm_set_error(err, "%s: %s", out ? "send" : "recv", strerror(errno));
+        }
         return UHLM_SOCK_IO;
     }
     return UHLM_SOCK_OK;
 }
 
-int uhlm_sock_send_all(int fd, const void *p, size_t n, double deadline, uint64_t *bytes,
+int uhlm_stream_send_all(uhlm_stream *l, const void *p, size_t n, double deadline, uint64_t *bytes,
                        uhlm_error *err) {
     /* move_all only reads through p when sending */
-    return move_all(fd, (uint8_t *)(uintptr_t)p, n, 1, deadline, bytes, err);
+    return move_all(l, (uint8_t *)(uintptr_t)p, n, 1, deadline, bytes, err);
+}
+
+int uhlm_stream_recv_all(uhlm_stream *l, void *p, size_t n, double deadline, uint64_t *bytes,
+                       uhlm_error *err) {
+    return move_all(l, p, n, 0, deadline, bytes, err);
+}
+
+int uhlm_sock_send_all(int fd, const void *p, size_t n, double deadline, uint64_t *bytes,
+                       uhlm_error *err) {
+    uhlm_stream l = {fd, NULL};
+    return uhlm_stream_send_all(&l, p, n, deadline, bytes, err);
 }
 
 int uhlm_sock_recv_all(int fd, void *p, size_t n, double deadline, uint64_t *bytes,
                        uhlm_error *err) {
-    return move_all(fd, p, n, 0, deadline, bytes, err);
+    uhlm_stream l = {fd, NULL};
+    return uhlm_stream_recv_all(&l, p, n, deadline, bytes, err);
 }
 
 ssize_t uhlm_sock_read_to_eof(int fd, void *buf, size_t cap, double deadline) {
@@ -244,17 +288,17 @@ ssize_t uhlm_sock_read_to_eof(int fd, void *buf, size_t cap, double deadline) {
     }
 }
 
-int uhlm_sock_send_buf(int fd, uhlm_wire_buf *b, double deadline, uint64_t *bytes,
+int uhlm_stream_send_buf(uhlm_stream *l, uhlm_wire_buf *b, double deadline, uint64_t *bytes,
                        uhlm_error *err) {
-    int rc = uhlm_sock_send_all(fd, b->data, b->len, deadline, bytes, err);
+    int rc = uhlm_stream_send_all(l, b->data, b->len, deadline, bytes, err);
     b->len = 0;
     return rc;
 }
 
-int uhlm_sock_recv_frame(int fd, double deadline, uhlm_wire_buf *in, uint32_t max_len,
+int uhlm_stream_recv_frame(uhlm_stream *l, double deadline, uhlm_wire_buf *in, uint32_t max_len,
                          uhlm_wire_header *h, uint64_t *bytes, uhlm_error *err) {
     uint8_t hdr[UHLM_WIRE_HEADER_SIZE];
-    int rc = uhlm_sock_recv_all(fd, hdr, sizeof hdr, deadline, bytes, err);
+    int rc = uhlm_stream_recv_all(l, hdr, sizeof hdr, deadline, bytes, err);
     if (rc != UHLM_SOCK_OK) return rc;
     uhlm_error e = {{0}};
     if (uhlm_wire_frame_header_parse(hdr, sizeof hdr, h, max_len, &e) != 0) {
@@ -266,17 +310,17 @@ int uhlm_sock_recv_frame(int fd, double deadline, uhlm_wire_buf *in, uint32_t ma
         uhlm_set_error(err, "out of memory for a %u-byte frame", (unsigned)h->len);
         return UHLM_SOCK_NOMEM;
     }
-    if (h->len > 0 && (rc = uhlm_sock_recv_all(fd, in->data, h->len, deadline, bytes, err)) != 0)
+    if (h->len > 0 && (rc = uhlm_stream_recv_all(l, in->data, h->len, deadline, bytes, err)) != 0)
         return rc;
     in->len = h->len;
     return UHLM_SOCK_OK;
 }
 
-int uhlm_sock_recv_msg(int fd, double deadline, uhlm_wire_buf *in, uint32_t max_len,
+int uhlm_stream_recv_msg(uhlm_stream *l, double deadline, uhlm_wire_buf *in, uint32_t max_len,
                        const uhlm_wire_limits *lim, uhlm_wire_msg *m, uint64_t *bytes,
                        uhlm_error *err) {
     uhlm_wire_header h;
-    int rc = uhlm_sock_recv_frame(fd, deadline, in, max_len, &h, bytes, err);
+    int rc = uhlm_stream_recv_frame(l, deadline, in, max_len, &h, bytes, err);
     if (rc != UHLM_SOCK_OK) return rc;
     uhlm_error e = {{0}};
     if (uhlm_wire_decode(h.type, in->data, h.len, lim, m, &e) != 0) {
@@ -284,4 +328,23 @@ int uhlm_sock_recv_msg(int fd, double deadline, uhlm_wire_buf *in, uint32_t max_
         return UHLM_SOCK_BAD_FRAME;
     }
     return UHLM_SOCK_OK;
+}
+
+int uhlm_sock_send_buf(int fd, uhlm_wire_buf *b, double deadline, uint64_t *bytes,
+                       uhlm_error *err) {
+    uhlm_stream l = {fd, NULL};
+    return uhlm_stream_send_buf(&l, b, deadline, bytes, err);
+}
+
+int uhlm_sock_recv_frame(int fd, double deadline, uhlm_wire_buf *in, uint32_t max_len,
+                         uhlm_wire_header *h, uint64_t *bytes, uhlm_error *err) {
+    uhlm_stream l = {fd, NULL};
+    return uhlm_stream_recv_frame(&l, deadline, in, max_len, h, bytes, err);
+}
+
+int uhlm_sock_recv_msg(int fd, double deadline, uhlm_wire_buf *in, uint32_t max_len,
+                       const uhlm_wire_limits *lim, uhlm_wire_msg *m, uint64_t *bytes,
+                       uhlm_error *err) {
+    uhlm_stream l = {fd, NULL};
+    return uhlm_stream_recv_msg(&l, deadline, in, max_len, lim, m, bytes, err);
 }

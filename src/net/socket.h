@@ -4,7 +4,10 @@
  * Every socket it makes is non-blocking and close-on-exec, with TCP_NODELAY on connections
  * (the protocol is one small request per token: Nagle would add a delayed-ACK round to each).
  * The blocking-style calls take an absolute deadline on uhlm_now()'s clock and wait in
- * poll(), so no call can hang past it; they retry EINTR and never raise SIGPIPE. */
+ * poll(), so no call can hang past it; they retry EINTR and never raise SIGPIPE. Each has a
+ * uhlm_stream_ twin that takes a connection (tls.h: a socket, maybe with TLS on it) instead of
+ * a plain fd: same contract, and a TLS read that must write first (or the reverse) waits for
+ * that in the same poll against the same deadline. */
 #ifndef UHLM_NET_SOCKET_H
 #define UHLM_NET_SOCKET_H
 
@@ -12,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "net/tls.h"
 #include "uhlm/common.h"
 #include "uhlm/wire.h"
 
@@ -31,6 +35,11 @@ int uhlm_sock_set_nonblock(int fd);
 /* A listening socket on host (NULL: 127.0.0.1) and port (0: any free one), with
  * SO_REUSEADDR; *bound is the port it got. The fd, or -1 with err set. */
 int uhlm_sock_listen(const char *host, int port, int *bound, uhlm_error *err);
+
+/* 1 when every address host (NULL: 127.0.0.1) resolves to for listening is a loopback one
+ * (127.0.0.0/8, ::1, ::ffff:127.x), 0 when any is not (0.0.0.0, ::, a real interface), -1
+ * when it does not resolve. */
+int uhlm_sock_is_loopback(const char *host);
 
 /* accept(2) of one connection, set up as above. peer ("host:port") and addr (the numeric
  * host alone) are filled when not NULL ("?" when unknown). The fd, or -1 with accept's errno
@@ -71,6 +80,19 @@ int uhlm_sock_recv_frame(int fd, double deadline, uhlm_wire_buf *in, uint32_t ma
 /* uhlm_sock_recv_frame, then uhlm_wire_decode under lim (NULL: the protocol's limits) into m,
  * whose pointers then point into in. */
 int uhlm_sock_recv_msg(int fd, double deadline, uhlm_wire_buf *in, uint32_t max_len,
+                       const uhlm_wire_limits *lim, uhlm_wire_msg *m, uint64_t *bytes,
+                       uhlm_error *err);
+
+/* The same calls on a link (tls.h), plain or TLS. */
+int uhlm_stream_send_all(uhlm_stream *l, const void *p, size_t n, double deadline, uint64_t *bytes,
+                       uhlm_error *err);
+int uhlm_stream_recv_all(uhlm_stream *l, void *p, size_t n, double deadline, uint64_t *bytes,
+                       uhlm_error *err);
+int uhlm_stream_send_buf(uhlm_stream *l, uhlm_wire_buf *b, double deadline, uint64_t *bytes,
+                       uhlm_error *err);
+int uhlm_stream_recv_frame(uhlm_stream *l, double deadline, uhlm_wire_buf *in, uint32_t max_len,
+                         uhlm_wire_header *h, uint64_t *bytes, uhlm_error *err);
+int uhlm_stream_recv_msg(uhlm_stream *l, double deadline, uhlm_wire_buf *in, uint32_t max_len,
                        const uhlm_wire_limits *lim, uhlm_wire_msg *m, uint64_t *bytes,
                        uhlm_error *err);
 
