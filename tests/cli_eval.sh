@@ -129,6 +129,17 @@ md = open(d + "/summary.md").read()
 assert "| uhlm |" in md and "| hlm |" in md and "dB |" in md
 pp = list(csv.DictReader(open(d + "/per_prompt.csv")))
 assert sum(1 for r in pp if r["run"] == "hlm") == 3
+# the hidden-state cosine is opt-in (--hidden-cosine): not measured by default
+assert all(r["cos_sim"] == "nan" for r in rows), [r["cos_sim"] for r in rows]
+PY
+# with --hidden-cosine it is measured for every mode but llm's reference
+expect_rc 0 "$bin" eval --prompts "$tmp/p.jsonl" -n 8 --snr 0 --sweep none --no-greedy --modes slm,hlm,llm --hidden-cosine -o "$tmp/eh"
+$py - "$tmp/eh" <<'PY' && ok || bad "eval --hidden-cosine measures the cosine"
+import csv, math, sys
+rows = {r["mode"]: r for r in csv.DictReader(open(sys.argv[1] + "/results.csv"))}
+for m in ("slm", "hlm", "llm"):
+    v = float(rows[m]["cos_sim"])
+    assert math.isfinite(v) and -1 <= v <= 1.000001, (m, v)
 PY
 
 # --seeds K: every run K times, per_prompt.csv gains the repetition, intervals.csv the

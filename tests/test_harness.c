@@ -27,6 +27,7 @@ static const char prompts2[] =
 
 static uhlm_eval_opts small_opts(void) {
     uhlm_eval_opts o = uhlm_eval_default_opts();
+    o.hidden_cosine = 1; /* the checks below cover the cosine too */
     o.base.n_gen = 12;
     o.n_snr = 2;
     o.snr[0] = 0;

@@ -108,6 +108,11 @@ typedef struct uhlm_eval_opts {
      * not to report) */
     uhlm_cancel_fn cancel;
     void *cancel_user;
+    /* nonzero: also the cosine of each run's mean-pooled LLM hidden state to the llm
+     * reference's (record.cos, the cos_sim columns). Off by default: it does not separate the
+     * modes (docs/results.md) and its extra LLM pass cost 17-18% of an eval's CPU time; the
+     * paper's quality metric is the sentence-embedding cosine of answers.jsonl. */
+    int hidden_cosine;
 } uhlm_eval_opts;
 
 /* 0 when the options can run (channel, sampling, room for the sweep's SNR on the grid),

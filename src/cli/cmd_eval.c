@@ -44,10 +44,10 @@ static const cli_command eval_cmd = {
     "                 sentence embeddings (the paper's quality metric)\n\n"
     "Quality is measured against the llm mode's output for the same prompt and seed:\n"
     "the LLM's per-token NLL of the generated text, the exact-match rate of the\n"
-    "temperature-0 outputs, and (CSV and JSON only: it does not separate the modes)\n"
-    "the cosine similarity of `uhlm embed` embeddings (LLM hidden state, mean-pooled).\n"
-    "The llm row's similarity is that of two llm runs with different seeds; quality is\n"
-    "also given as % of llm and % of hlm.",
+    "temperature-0 outputs, and with --hidden-cosine (CSV and JSON only: it does not\n"
+    "separate the modes) the cosine similarity of `uhlm embed` embeddings (LLM hidden\n"
+    "state, mean-pooled). The llm row's similarity is that of two llm runs with\n"
+    "different seeds; quality is also given as % of llm and % of hlm.",
     "Throughput is generated tokens / (SLM + LLM compute, u only where the policy reads\n"
     "it, + link time). Progress goes to stderr: a bar with an ETA on a TTY, else plain\n"
     "lines (one per tenth of the runs, at least one per 10 s, with elapsed time and ETA).",
@@ -295,7 +295,7 @@ int cmd_eval(int argc, char **argv) {
         int n_snr;
     } E = {{-10, -5, 0, 5, 10, 20, 30}, 7};
     const char *snr_arg = NULL, *sweep_arg = NULL;
-    int no_greedy = 0;
+    int no_greedy = 0, hidden_cosine = 0;
     const cli_arg args[] = {
         CLI_ARGS_PAIR(&slm_arg, &llm_arg, &tok_arg),
         CLI_ARG(CLI_PROMPTS, &prompts_path),
@@ -336,6 +336,7 @@ int cmd_eval(int argc, char **argv) {
                  "`uhlm calibrate --split F` did not fit on)"},
         CLI_ARG(CLI_LIMIT, &limit),
         CLI_ARG(CLI_GREEDY_OFF, &no_greedy),
+        CLI_ARG(CLI_HIDDEN_COSINE, &hidden_cosine),
         {.id = CLI_SWEEP, .dst = &sweep_arg,
          .help = "quantiles of u (from hlm) used as u_th sweep points, or none"},
         {.id = CLI_SWEEP_METHODS, .dst = &sweep_methods_arg, .def = "the --uncertainty one"},
@@ -371,6 +372,7 @@ int cmd_eval(int argc, char **argv) {
     o.n_sweep = n_sweep;
     o.sweep_snr = sweep_snr;
     o.skip_prob = skip_prob;
+    o.hidden_cosine = hidden_cosine;
     o.greedy = greedy;
     o.n_threads = (int)threads;
     o.simd = simd;

@@ -307,6 +307,10 @@ static const opt_def table[CLI_N_OPTS] = {
                    "use only the first P prompts"},
     [CLI_GREEDY_OFF] = {0, "no-greedy", NULL, K_FLAG, 0, 0, NULL, NULL, G_EVAL,
                         "skip the greedy (temperature 0) reference runs"},
+    [CLI_HIDDEN_COSINE] = {0, "hidden-cosine", NULL, K_FLAG, 0, 0, NULL, NULL, G_EVAL,
+                           "also measure the cosine of mean-pooled LLM hidden states to the llm "
+                           "answer (the cos_sim columns; off: it does not separate the modes and "
+                           "costs an extra LLM pass per run)"},
     [CLI_SWEEP] = {0, "sweep", "Q,...", K_STR, 0, 0, NULL, "0.2,0.4,0.6,0.8", G_EVAL,
                    "u_th at these quantiles of u (in [0, 1]), or none"},
     [CLI_SWEEP_METHODS] = {0, "sweep-methods", "LIST", K_STR, 0, 0, NULL, NULL, G_EVAL,

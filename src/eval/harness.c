@@ -150,7 +150,7 @@ static int run_quality(uhlm_eval_harness *h, const uhlm_eval_cfg *c, int i, size
     int ne = ng > 0 && uhlm_tokenizer_is_eog(uhlm_model_tokenizer(h->slm), gen[ng - 1]) ? ng - 1 : ng;
     float *emb = c->reference ? h->ref_emb + slot * (size_t)h->D : h->emb;
     double sum;
-    if (uhlm_embed_tokens(h->qctx, gen, ne, emb, err) != 0 ||
+    if ((h->o.hidden_cosine && uhlm_embed_tokens(h->qctx, gen, ne, emb, err) != 0) ||
         (ng > 0 && uhlm_sequence_nll(h->qctx, all, n_all, h->np[i], &sum, err) != 0))
         return eval_error_wrap(err, "quality of prompt %s", h->ps->items[i].id);
     if (ng > 0) {
@@ -301,7 +301,7 @@ int uhlm_eval_run_set(uhlm_eval_harness *h, const uhlm_eval_cfg *cfg, uint64_t s
         if (progress) uhlm_progress_step(progress, 1);
         if (rc != 0) return -1;
     }
-    if (cfg->reference && cfg->want_quality) h->have_ref_emb = 1;
+    if (cfg->reference && cfg->want_quality && h->o.hidden_cosine) h->have_ref_emb = 1;
     if (cfg->reference && cfg->greedy) {
         for (int i = 0; i < n_runs; i++) {
             free(h->ref_greedy[i]);
