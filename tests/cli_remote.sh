@@ -31,22 +31,8 @@ if ! "$bin" serve --help >/dev/null 2>&1; then
   echo "SKIP: this build has no 'uhlm serve'"; exit 0
 fi
 
-# start_server NAME [ARGS...]: starts `uhlm serve` in the background; sets spid and sport.
-start_server() {
-  local name=$1; shift
-  rm -f "$tmp/$name.port"
-  "$bin" serve -t 1 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
-  spid=$!
-  pids+=("$spid")
-  for _ in $(seq 1 200); do
-    [ -s "$tmp/$name.port" ] && break
-    kill -0 "$spid" 2>/dev/null || break
-    sleep 0.05
-  done
-  sport=$(cat "$tmp/$name.port" 2>/dev/null)
-  [ -n "$sport" ] || { bad "server $name did not start: $(cat "$tmp/$name.log")"; return 1; }
-}
-stop_server() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+# start_server NAME [ARGS...] and stop_server PID
+. "$(dirname "${BASH_SOURCE[0]}")/serve_helpers.sh"
 
 # ---- usage errors
 for args in "--server nocolon" "--server host:0" "--server host:99999" "--channel warp" \

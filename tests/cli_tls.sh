@@ -55,22 +55,8 @@ mkca ca && mkca otherca && mkcert srv "DNS:localhost,IP:127.0.0.1" ca &&
   { echo "FAIL: cannot make test certificates with openssl"; exit 1; }
 echo sesame >"$tmp/tok"
 
-# start_server NAME [ARGS...]: `uhlm serve` in the background; sets spid and sport.
-start_server() {
-  local name=$1; shift
-  rm -f "$tmp/$name.port"
-  "$bin" serve -t 1 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
-  spid=$!
-  pids+=("$spid")
-  for _ in $(seq 1 200); do
-    [ -s "$tmp/$name.port" ] && break
-    kill -0 "$spid" 2>/dev/null || break
-    sleep 0.05
-  done
-  sport=$(cat "$tmp/$name.port" 2>/dev/null)
-  [ -n "$sport" ] || { bad "server $name did not start: $(cat "$tmp/$name.log")"; return 1; }
-}
-stop_server() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+# start_server NAME [ARGS...] and stop_server PID
+. "$(dirname "${BASH_SOURCE[0]}")/serve_helpers.sh"
 now() { date +%s.%N; }
 # took START LIMIT: 0 when less than LIMIT seconds passed since START
 took() { "$py" -c "import sys; sys.exit(0 if $(now) - $1 < $2 else 1)"; }
