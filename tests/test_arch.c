@@ -163,36 +163,20 @@ typedef struct {
     const char *extra_tensor; /* a copy of blk.0.ffn_norm.weight under this name */
 } variant;
 
+static int set_variant_key(uhlm_gguf_writer *w, const void *user) {
+    const variant *v = user;
+    if (!v->set_key) return 0;
+    return v->set_str ? uhlm_gguf_set_str(w, v->set_key, v->set_str)
+                      : uhlm_gguf_set_u32(w, v->set_key, (uint32_t)v->set_int);
+}
+
 static int write_variant(const char *fixture, const char *out, const variant *v) {
-    uhlm_error err = {{0}};
-    uhlm_gguf *g = uhlm_gguf_open(fixture, &err);
-    if (!g) return -1;
-    uhlm_gguf_writer *w = uhlm_gguf_writer_new(&err);
-    int rc = w ? 0 : -1;
-    char key[256];
-    for (uint64_t i = 0; rc == 0 && i < uhlm_gguf_n_kv(g); i++) {
-        const uhlm_gguf_kv *kv = uhlm_gguf_kv_at(g, i);
-        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.s);
-        if ((v->drop_key && !strcmp(key, v->drop_key)) || (v->set_key && !strcmp(key, v->set_key)))
-            continue;
-        rc = copy_kv(w, kv, key);
-    }
-    if (rc == 0 && v->set_key)
-        rc = v->set_str ? uhlm_gguf_set_str(w, v->set_key, v->set_str)
-                        : uhlm_gguf_set_u32(w, v->set_key, (uint32_t)v->set_int);
-    for (uint64_t i = 0; rc == 0 && i < uhlm_gguf_n_tensors(g); i++) {
-        const uhlm_gguf_tensor *t = uhlm_gguf_tensor_at(g, i);
-        snprintf(key, sizeof key, "%.*s", (int)t->name.len, t->name.s);
-        rc = uhlm_gguf_add_tensor(w, key, t->type, t->n_dims, t->ne, t->data, t->nbytes);
-        if (rc == 0 && v->extra_tensor && !strcmp(key, "blk.0.ffn_norm.weight"))
-            rc = uhlm_gguf_add_tensor(w, v->extra_tensor, t->type, t->n_dims, t->ne, t->data,
-                                      t->nbytes);
-    }
-    if (rc == 0) rc = uhlm_gguf_write(w, out, &err);
-    if (rc) fprintf(stderr, "write_variant: %s\n", err.msg);
-    uhlm_gguf_writer_free(w);
-    uhlm_gguf_close(g);
-    return rc;
+    gguf_edit e = {.drop_keys = {v->drop_key, v->set_key},
+                   .dup_tensor = v->extra_tensor ? "blk.0.ffn_norm.weight" : NULL,
+                   .dup_as = v->extra_tensor,
+                   .add_kvs = set_variant_key,
+                   .user = v};
+    return gguf_rewrite(fixture, out, &e);
 }
 
 static void expect_refusal(const char *fixture, const variant *v, const char *want) {

@@ -75,43 +75,35 @@ static int32_t *some_ids(int V, int *n) {
     return ids;
 }
 
+typedef struct {
+    const int32_t *ids;
+    int n;
+    uhlm_gguf_type atype;
+} ids_kv;
+
+static int add_ids(uhlm_gguf_writer *w, const void *user) {
+    const ids_kv *k = user;
+    if (!k->ids) return 0;
+    if (k->atype != UHLM_GGUF_FLOAT32)
+        return uhlm_gguf_set_arr_i32(w, "uhlm.output_token_ids", k->ids, (uint64_t)k->n);
+    float *f = malloc(sizeof(float) * (size_t)(k->n ? k->n : 1));
+    if (!f) return -1;
+    for (int i = 0; i < k->n; i++) f[i] = (float)k->ids[i];
+    int rc = uhlm_gguf_set_arr_f32(w, "uhlm.output_token_ids", f, (uint64_t)k->n);
+    free(f);
+    return rc;
+}
+
 /* Writes src with uhlm.output_token_ids replaced by ids (n of them, or the key dropped when ids
  * is NULL), as an array of `atype`, and output.weight dropped when drop_output is set. */
 static int write_edit(const char *src, const char *out, const int32_t *ids, int n,
                       uhlm_gguf_type atype, int drop_output) {
-    uhlm_error err = {{0}};
-    uhlm_gguf *g = uhlm_gguf_open(src, &err);
-    if (!g) return -1;
-    uhlm_gguf_writer *w = uhlm_gguf_writer_new(&err);
-    int rc = w ? 0 : -1;
-    char key[256];
-    for (uint64_t i = 0; rc == 0 && i < uhlm_gguf_n_kv(g); i++) {
-        const uhlm_gguf_kv *kv = uhlm_gguf_kv_at(g, i);
-        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.s);
-        if (!strcmp(key, "uhlm.output_token_ids")) continue;
-        rc = copy_kv(w, kv, key);
-    }
-    if (rc == 0 && ids) {
-        if (atype == UHLM_GGUF_FLOAT32) {
-            float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
-            for (int i = 0; i < n; i++) f[i] = (float)ids[i];
-            rc = f ? uhlm_gguf_set_arr_f32(w, "uhlm.output_token_ids", f, (uint64_t)n) : -1;
-            free(f);
-        } else {
-            rc = uhlm_gguf_set_arr_i32(w, "uhlm.output_token_ids", ids, (uint64_t)n);
-        }
-    }
-    for (uint64_t i = 0; rc == 0 && i < uhlm_gguf_n_tensors(g); i++) {
-        const uhlm_gguf_tensor *t = uhlm_gguf_tensor_at(g, i);
-        snprintf(key, sizeof key, "%.*s", (int)t->name.len, t->name.s);
-        if (drop_output && !strcmp(key, "output.weight")) continue;
-        rc = uhlm_gguf_add_tensor(w, key, t->type, t->n_dims, t->ne, t->data, t->nbytes);
-    }
-    if (rc == 0) rc = uhlm_gguf_write(w, out, &err);
-    if (rc) fprintf(stderr, "write_edit: %s\n", err.msg);
-    uhlm_gguf_writer_free(w);
-    uhlm_gguf_close(g);
-    return rc;
+    ids_kv k = {ids, n, atype};
+    gguf_edit e = {.drop_keys = {"uhlm.output_token_ids"},
+                   .drop_tensor = drop_output ? "output.weight" : NULL,
+                   .add_kvs = add_ids,
+                   .user = &k};
+    return gguf_rewrite(src, out, &e);
 }
 
 static void expect_refusal(const char *src, const int32_t *ids, int n, uhlm_gguf_type atype,
