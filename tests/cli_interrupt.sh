@@ -41,6 +41,15 @@ interrupt_after() {
   # without a byte count to wait for, let the loop make a few tokens first
   [ "$min" -ge 0 ] || sleep 0.3
   kill -INT $pid
+  # a command that has not stopped 120 s after the signal is reported with its signal state
+  # (caught, blocked, pending) and stopped, so a lost SIGINT fails this test with a diagnosis
+  # instead of running into CTest's timeout
+  i=0
+  while kill -0 $pid 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
+  if kill -0 $pid 2>/dev/null; then
+    bad "$*: still running 120 s after SIGINT; $(grep -E '^Sig(Cgt|Blk|Pnd|Ign)|^ShdPnd' "/proc/$pid/status" | tr '\n' ' '); stderr: $(tail -c 300 "$tmp/err")"
+    kill -9 $pid
+  fi
   wait $pid
   rc=$?
 }
