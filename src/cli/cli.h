@@ -45,6 +45,9 @@ const char *cli_need_arg(const char *cmd, int argc, char **argv, int *i);
  * name is looked up in $UHLM_MODELS, ./models and ../shared/models. Writes into buf. */
 const char *cli_find_model_file(const char *name, char *buf, size_t cap);
 
+/* 1 when the file at path starts with the GGUF magic (0 also when it cannot be read). */
+int cli_is_gguf(const char *path);
+
 /* Loads a model found by cli_find_model_file; a llama2.c file gets the tokenizer -z named
  * (tok_arg) or, without one, the default tokenizer. On failure prints "uhlm CMD: [ROLE: ]..."
  * and returns NULL. role may be NULL. */

@@ -103,6 +103,14 @@ const char *cli_find_model_file(const char *name, char *buf, size_t cap) {
     return buf;
 }
 
+int cli_is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f) fclose(f);
+    return yes;
+}
+
 int cli_text_init(cli_text *t, int echo) {
     t->len = 0;
     t->cap = 4096;
