@@ -3,7 +3,8 @@
 # chat prompt; `uhlm run` with no model options, started in the checkout, runs that pair on the
 # default user turn (SKIP when the files are not here: scripts/setup.sh fetches them); a missing
 # default model is a clear error, not a crash; the TinyStories pair by name still runs, with or
-# without -z, and starts from BOS without -p (no chat template).
+# without -z, and starts from BOS without -p (no chat template); the drafter's SHA-256 check of
+# scripts/check_sha256.sh and scripts/demo.sh.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
 src=${UHLM_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -72,6 +73,28 @@ if [ -e "$UHLM_MODELS/$LLM" ] || [ -e "$src/models/$LLM" ]; then
   [ "$rc" = 1 ] && grep -q "vocabulary mismatch" "$tmp/err" && grep -qF "the LLM is the default $LLM" "$tmp/err" \
     && ok || bad "half-default pair: rc $rc: $(cat "$tmp/err")"
 fi
+
+# the drafter's SHA-256 record: scripts/check_sha256.sh, and scripts/demo.sh's use of it (which
+# stops before setup and build, so a copy of the two scripts is enough)
+mkdir -p "$tmp/demo/scripts" "$tmp/demo/models"
+cp "$src/scripts/demo.sh" "$src/scripts/check_sha256.sh" "$tmp/demo/scripts/"
+d=$tmp/demo/models/$SLM
+printf 'not a model' >"$d"
+(cd "$tmp/demo/models" && sha256sum "$SLM" >"$SLM.sha256")
+"$src/scripts/check_sha256.sh" "$d" "$d.sha256" >"$tmp/out" 2>&1 && grep -q "sha256 ok" "$tmp/out" && ok \
+  || bad "check_sha256 on a matching record: $(cat "$tmp/out")"
+cut -d' ' -f1 "$d.sha256" >"$tmp/bare"
+"$src/scripts/check_sha256.sh" "$d" "$tmp/bare" >/dev/null 2>&1 && ok || bad "check_sha256 on a bare hash"
+printf 'not a model either' >"$d"
+bash "$tmp/demo/scripts/demo.sh" >"$tmp/out" 2>&1; rc=$?
+[ "$rc" = 1 ] && grep -q "has sha256 .*, but .*$SLM.sha256 says" "$tmp/out" && grep -q -- "--stories" "$tmp/out" \
+  && ! grep -q "^setup:" "$tmp/out" && ok || bad "demo.sh with a changed drafter: rc $rc: $(cat "$tmp/out")"
+rm "$d.sha256"
+bash "$tmp/demo/scripts/demo.sh" >"$tmp/out" 2>&1; rc=$?
+[ "$rc" = 1 ] && grep -q "$SLM.sha256 is missing" "$tmp/out" && ok || bad "demo.sh without the record: rc $rc: $(cat "$tmp/out")"
+rm "$d"
+bash "$tmp/demo/scripts/demo.sh" >"$tmp/out" 2>&1; rc=$?
+[ "$rc" = 1 ] && grep -q "models/$SLM is missing" "$tmp/out" && ok || bad "demo.sh without the drafter: rc $rc: $(cat "$tmp/out")"
 
 # the default pair, as `build/uhlm run` in the checkout finds it ($UHLM_MODELS, ./models)
 found() { [ -e "$UHLM_MODELS/$1" ] || [ -e "$src/models/$1" ] || [ -e "$src/../shared/models/$1" ]; }
