@@ -18,7 +18,9 @@ rm -rf "$o"; mkdir -p "$o"
 P=$src/data/prompts/stories.jsonl
 H=$UHLM_MODELS/../data/tinystories-heldout-prompts.jsonl
 A=$UHLM_MODELS/../data/alpaca-200.jsonl
-run() { local name=$1; shift; "$bin" "$@" >"$o/$name.stdout" 2>"$o/$name.stderr"; echo $? >"$o/$name.rc"; }
+# the TinyStories pair by name (the CLI's defaults are the SmolLM2 pair)
+TS=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
+run() { local name=$1 cmd=$2; shift 2; "$bin" "$cmd" "${TS[@]}" "$@" >"$o/$name.stdout" 2>"$o/$name.stderr"; echo $? >"$o/$name.rc"; }
 run cal1 calibrate --prompts "$H" --split 0.5 --limit 10 -n 16 -o "$o/cal1.json" --csv "$o/cal1.csv"
 run cal2 calibrate --prompts "$H" --split 0.4 --limit 8 -n 12 --uncertainty entropy --budget 0.05 --payload topk:8 --temp 0.8 --seed 7 -o "$o/cal2.json"
 run cal3 calibrate --prompts "$A" --limit 3 -n 8 -o "$o/cal3.json"
@@ -30,7 +32,7 @@ run ev5 eval --prompts "$A" --limit 2 -n 8 --snr 0 --sweep 0.5 -o "$o/ev5"
 run er1 eval --prompts "$P" -o "$o/er1" --modes slm,fast
 run er2 eval --prompts "$src/nope.jsonl" -o "$o/er2"
 run er3 calibrate --prompts "$P" --limit 1 -n 4 -o "$o/er3.json"
-"$bin" serve -t 1 --port 0 --port-file "$o/port" 2>"$o/serve.log" &
+"$bin" serve -m stories-llm-2.76M.bin -t 1 --port 0 --port-file "$o/port" 2>"$o/serve.log" &
 spid=$!
 for _ in $(seq 1 200); do [ -s "$o/port" ] && break; sleep 0.05; done
 run ev6 eval --prompts "$P" --limit 2 -n 10 --snr 0,20 --sweep 0.5 --uth 0.3 --server "127.0.0.1:$(cat "$o/port")" -o "$o/ev6"

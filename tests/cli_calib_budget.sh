@@ -11,6 +11,8 @@
 # --risk budget:R under the sanitizers.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 src=${UHLM_SOURCE_DIR:-.}
 export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 data=${UHLM_DATA:-$src/../shared/data}/tinystories-heldout-prompts.jsonl
@@ -32,17 +34,17 @@ ok() { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 
 # exit 1 is allowed: on this pair both of the paper's formulas are degenerate (b > 0)
-"$bin" calibrate --prompts "$data" --split 0.5 -n 64 -o "$tmp/c.json" --csv "$tmp/c.csv" \
+"$bin" calibrate "${TS_PAIR[@]}" --prompts "$data" --split 0.5 -n 64 -o "$tmp/c.json" --csv "$tmp/c.csv" \
   >"$tmp/out" 2>"$tmp/err"
 rc=$?
 { [ $rc = 0 ] || [ $rc = 1 ]; } && [ -s "$tmp/c.json" ] && ok || bad "calibrate rc $rc: $(tail -3 "$tmp/err")"
-"$bin" calibrate --prompts "$src/data/prompts/stories.jsonl" -n 64 -o "$tmp/e.json" \
+"$bin" calibrate "${TS_PAIR[@]}" --prompts "$src/data/prompts/stories.jsonl" -n 64 -o "$tmp/e.json" \
   --csv "$tmp/e.csv" >/dev/null 2>"$tmp/err"
 rc=$?
 { [ $rc = 0 ] || [ $rc = 1 ]; } && [ -s "$tmp/e.csv" ] && ok || bad "calibrate (eval openings) rc $rc: $(tail -3 "$tmp/err")"
 
 for R in 0.01 0.02 0.05 0.1; do
-  if "$bin" run --calib "$tmp/c.json" --risk budget:$R -p "Once" -n 1 --json >"$tmp/run.json" 2>"$tmp/err"; then
+  if "$bin" run "${TS_PAIR[@]}" --calib "$tmp/c.json" --risk budget:$R -p "Once" -n 1 --json >"$tmp/run.json" 2>"$tmp/err"; then
     ok
   else
     bad "run --risk budget:$R: $(head -c 300 "$tmp/err")"

@@ -5,6 +5,9 @@
 # chat answer that is non-empty English text ending at an end-of-generation token.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
+TS_LLM=(-m stories-llm-2.76M.bin)
 src=${UHLM_SOURCE_DIR:-..}
 export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 py=/usr/bin/python3
@@ -28,7 +31,7 @@ fi
 # ---- info
 expect_rc 0 "$bin" info --help
 grep -q "usage: uhlm info" $out && ok || bad "info --help"
-expect_rc 2 "$bin" info --bogus
+expect_rc 2 "$bin" info "${TS_LLM[@]}" --bogus
 expect_rc 1 "$bin" info -m /nonexistent.gguf
 grep -q "/nonexistent.gguf" $err && ok || bad "info names the missing file"
 expect_rc 0 "$bin" info -m "$qwen"
@@ -49,7 +52,7 @@ rm -f /tmp/uhlm_chat_bad.$$.gguf
 # ---- --chat errors
 expect_rc 2 "$bin" generate -m "$qwen" --system "x" -p hi
 grep -q "needs --chat" $err && ok || bad "--system without --chat"
-expect_rc 2 "$bin" run --system "x"
+expect_rc 2 "$bin" run "${TS_PAIR[@]}" --system "x"
 expect_rc 1 "$bin" generate -m stories260K.bin -z tok512.bin --chat -p hi
 grep -q "has no chat template" $err && ok || bad "--chat without a template: $(cat $err)"
 # a template-bearing model (random weights): the chat prompt is not echoed, JSON names the kind

@@ -6,6 +6,9 @@
 # on a kernel-chosen port giving the in-process tokens (skipped without `uhlm serve`).
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
+TS_LLM=(-m stories-llm-2.76M.bin)
 src=${UHLM_SOURCE_DIR:-.}
 export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_eval.XXXXXX")
@@ -31,41 +34,41 @@ for c in calibrate eval embed; do
   grep -q "usage: uhlm $c" "$tmp/out" && ok || bad "$c --help"
   expect_rc 2 "$bin" $c --bogus
 done
-expect_rc 2 "$bin" calibrate -o "$tmp/c.json"
+expect_rc 2 "$bin" calibrate "${TS_PAIR[@]}" -o "$tmp/c.json"
 grep -q "required" "$tmp/err" && ok || bad "calibrate names the required options"
-expect_rc 2 "$bin" calibrate --prompts "$tmp/p.jsonl" -o "$tmp/c.json" --split 1
-expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl"
-expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/e" --modes slm,fast
-expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/e" --snr 1,,2
-expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/e" --calib "$tmp/c.json"
-expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/e" --sweep-methods vibes
-expect_rc 2 "$bin" embed
-expect_rc 1 "$bin" eval --prompts "$tmp/broken.jsonl" -o "$tmp/e"
+expect_rc 2 "$bin" calibrate "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/c.json" --split 1
+expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl"
+expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/e" --modes slm,fast
+expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/e" --snr 1,,2
+expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/e" --calib "$tmp/c.json"
+expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/e" --sweep-methods vibes
+expect_rc 2 "$bin" embed "${TS_LLM[@]}"
+expect_rc 1 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/broken.jsonl" -o "$tmp/e"
 grep -q "broken.jsonl: line 2: invalid JSON" "$tmp/err" && ok || bad "malformed prompt file message: $(cat "$tmp/err")"
-expect_rc 1 "$bin" calibrate --prompts "$tmp/nope.jsonl" -o "$tmp/c.json"
+expect_rc 1 "$bin" calibrate "${TS_PAIR[@]}" --prompts "$tmp/nope.jsonl" -o "$tmp/c.json"
 grep -q "nope.jsonl" "$tmp/err" && ok || bad "missing prompt file is named"
-expect_rc 1 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/e" --calib "$tmp/nope.json" --risk averse
-expect_rc 1 "$bin" run --calib "$tmp/nope.json" --risk prone -n 2
-expect_rc 2 "$bin" run --calib "$tmp/nope.json" -n 2
+expect_rc 1 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/e" --calib "$tmp/nope.json" --risk averse
+expect_rc 1 "$bin" run "${TS_PAIR[@]}" --calib "$tmp/nope.json" --risk prone -n 2
+expect_rc 2 "$bin" run "${TS_PAIR[@]}" --calib "$tmp/nope.json" -n 2
 for r in budget:2 budget:x budget: bold; do
-  expect_rc 2 "$bin" run --calib "$tmp/nope.json" --risk "$r" -n 2
-  expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/e" --calib "$tmp/nope.json" --risk "$r"
+  expect_rc 2 "$bin" run "${TS_PAIR[@]}" --calib "$tmp/nope.json" --risk "$r" -n 2
+  expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/e" --calib "$tmp/nope.json" --risk "$r"
 done
-expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/e" --server nocolon
-expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/e" --auth-token-file /dev/null
-expect_rc 2 "$bin" calibrate --prompts "$tmp/p.jsonl" -o "$tmp/c.json" --budget 1.5
+expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/e" --server nocolon
+expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/e" --auth-token-file /dev/null
+expect_rc 2 "$bin" calibrate "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/c.json" --budget 1.5
 
 # embed: a text is identical to itself
-expect_rc 0 "$bin" embed --cosine -p "The dog ran." -p "The dog ran." -p "A cat sat."
+expect_rc 0 "$bin" embed "${TS_LLM[@]}" --cosine -p "The dog ran." -p "The dog ran." -p "A cat sat."
 [ "$(head -1 "$tmp/out")" = "1.000000" ] && ok || bad "embed self-cosine: $(cat "$tmp/out")"
-expect_rc 0 "$bin" embed -p "Hello"
+expect_rc 0 "$bin" embed "${TS_LLM[@]}" -p "Hello"
 $py -c "import json,sys; v=json.loads(open('$tmp/out').read()); assert len(v)==192" && ok || bad "embed vector"
 
 # calibrate (Alpaca input works too) and run --calib
 # (a two-prompt fit may come out flat: exit 1 then, but the file is still written)
-"$bin" calibrate --prompts "$tmp/alpaca.json" -n 32 --split 0.1 -o "$tmp/ca.json" >/dev/null 2>"$tmp/err"
+"$bin" calibrate "${TS_PAIR[@]}" --prompts "$tmp/alpaca.json" -n 32 --split 0.1 -o "$tmp/ca.json" >/dev/null 2>"$tmp/err"
 $py -c "import json; d=json.load(open('$tmp/ca.json')); assert d['split']['train_prompts'] + d['split']['test_prompts'] == 2" && ok || bad "calibrate on Alpaca JSON: $(cat "$tmp/err")"
-expect_rc 0 "$bin" calibrate --prompts "$src/data/prompts/stories.jsonl" --limit 12 -n 24 -o "$tmp/c.json" --csv "$tmp/c.csv"
+expect_rc 0 "$bin" calibrate "${TS_PAIR[@]}" --prompts "$src/data/prompts/stories.jsonl" --limit 12 -n 24 -o "$tmp/c.json" --csv "$tmp/c.csv"
 $py - "$tmp/c.json" "$tmp/c.csv" <<'PY' && ok || bad "calib.json / csv"
 import json, sys, csv
 d = json.load(open(sys.argv[1]))
@@ -91,17 +94,17 @@ rows = list(csv.DictReader(open(sys.argv[2])))
 assert len(rows) == d["split"]["train_tokens"] + d["split"]["test_tokens"]
 assert all(0 <= float(r["u"]) <= 1 and 0 <= float(r["beta"]) <= 1 for r in rows)
 PY
-expect_rc 0 "$bin" run --calib "$tmp/c.json" --risk prone -p "Once" -n 4 --json
+expect_rc 0 "$bin" run "${TS_PAIR[@]}" --calib "$tmp/c.json" --risk prone -p "Once" -n 4 --json
 $py -c "import json; a=json.load(open('$tmp/c.json'))['thresholds']['risk_prone']; b=json.load(open('$tmp/out'))['u_th']; assert abs(a-b)<1e-12" && ok || bad "run --calib sets u_th"
 for r in budget budget:0.02; do
-  expect_rc 0 "$bin" run --calib "$tmp/c.json" --risk $r -p "Once" -n 4 --json
+  expect_rc 0 "$bin" run "${TS_PAIR[@]}" --calib "$tmp/c.json" --risk $r -p "Once" -n 4 --json
   $py -c "import json; a=json.load(open('$tmp/c.json'))['thresholds']['budget']; b=json.load(open('$tmp/out'))['u_th']; assert a == b" && ok || bad "run --risk $r sets u_th"
 done
-expect_rc 0 "$bin" run --calib "$tmp/c.json" --risk budget:1 -p "Once" -n 4 --json
+expect_rc 0 "$bin" run "${TS_PAIR[@]}" --calib "$tmp/c.json" --risk budget:1 -p "Once" -n 4 --json
 $py -c "import json; assert json.load(open('$tmp/out'))['u_th'] == 1" && ok || bad "budget:1 skips everything"
 
 # a tiny eval end to end
-expect_rc 0 "$bin" eval --prompts "$tmp/p.jsonl" -n 12 --snr 0,20 --sweep 0.5 --uth 0.3 -o "$tmp/e"
+expect_rc 0 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -n 12 --snr 0,20 --sweep 0.5 --uth 0.3 -o "$tmp/e"
 for f in results.csv results.json summary.md sweep.csv methods.csv bins.csv per_prompt.csv; do
   [ -s "$tmp/e/$f" ] && ok || bad "eval output $f missing"
 done
@@ -133,7 +136,7 @@ assert sum(1 for r in pp if r["run"] == "hlm") == 3
 assert all(r["cos_sim"] == "nan" for r in rows), [r["cos_sim"] for r in rows]
 PY
 # with --hidden-cosine it is measured for every mode but llm's reference
-expect_rc 0 "$bin" eval --prompts "$tmp/p.jsonl" -n 8 --snr 0 --sweep none --no-greedy --modes slm,hlm,llm --hidden-cosine -o "$tmp/eh"
+expect_rc 0 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -n 8 --snr 0 --sweep none --no-greedy --modes slm,hlm,llm --hidden-cosine -o "$tmp/eh"
 $py - "$tmp/eh" <<'PY' && ok || bad "eval --hidden-cosine measures the cosine"
 import csv, math, sys
 rows = {r["mode"]: r for r in csv.DictReader(open(sys.argv[1] + "/results.csv"))}
@@ -144,8 +147,8 @@ PY
 
 # --seeds K: every run K times, per_prompt.csv gains the repetition, intervals.csv the
 # bootstrap intervals; answers.jsonl the text of each run
-expect_rc 2 "$bin" eval --prompts "$tmp/p.jsonl" -o "$tmp/ek" --seeds 0
-expect_rc 0 "$bin" eval --prompts "$tmp/p.jsonl" --limit 2 -n 6 --snr 0 --sweep none --no-greedy --seeds 2 -o "$tmp/ek"
+expect_rc 2 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -o "$tmp/ek" --seeds 0
+expect_rc 0 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" --limit 2 -n 6 --snr 0 --sweep none --no-greedy --seeds 2 -o "$tmp/ek"
 $py - "$tmp/ek" "$tmp/e" <<'PY' && ok || bad "eval --seeds outputs"
 import csv, json, sys
 d, one = sys.argv[1], sys.argv[2]
@@ -179,7 +182,7 @@ fi
 # llm_calls: the server may reuse a cached prompt prefix across sessions).
 if "$bin" serve --help >/dev/null 2>&1; then
   head -2 "$tmp/p.jsonl" >"$tmp/p2.jsonl"
-  "$bin" serve -t 1 --port 0 --port-file "$tmp/port" 2>"$tmp/serve.log" &
+  "$bin" serve "${TS_LLM[@]}" -t 1 --port 0 --port-file "$tmp/port" 2>"$tmp/serve.log" &
   spid=$!
   for _ in $(seq 1 200); do
     [ -s "$tmp/port" ] && break
@@ -190,7 +193,7 @@ if "$bin" serve --help >/dev/null 2>&1; then
   if [ -z "$port" ]; then
     bad "uhlm serve did not start: $(cat "$tmp/serve.log")"
   else
-    args=(eval --prompts "$tmp/p2.jsonl" -n 12 --snr 0,20 --sweep 0.5 --uth 0.3)
+    args=(eval "${TS_PAIR[@]}" --prompts "$tmp/p2.jsonl" -n 12 --snr 0,20 --sweep 0.5 --uth 0.3)
     expect_rc 0 "$bin" "${args[@]}" -o "$tmp/ei"
     expect_rc 0 "$bin" "${args[@]}" -o "$tmp/er" --server "127.0.0.1:$port"
     cmp -s "$tmp/ei/per_prompt.csv" "$tmp/er/per_prompt.csv" && ok || bad "eval --server per_prompt.csv differs: $(diff "$tmp/ei/per_prompt.csv" "$tmp/er/per_prompt.csv" | head -5)"
@@ -208,7 +211,7 @@ assert j["config"]["server"].startswith("127.0.0.1:")
 PY
     kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; spid=
     # the server is gone now: eval refuses rather than measuring the SLM alone
-    expect_rc 1 "$bin" eval --prompts "$tmp/p2.jsonl" -n 4 --snr 0 -o "$tmp/eg" --server "127.0.0.1:$port" --connect-timeout 1
+    expect_rc 1 "$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p2.jsonl" -n 4 --snr 0 -o "$tmp/eg" --server "127.0.0.1:$port" --connect-timeout 1
     grep -q "cannot reach the server" "$tmp/err" && ok || bad "unreachable server message: $(cat "$tmp/err")"
   fi
 else

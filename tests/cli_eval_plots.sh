@@ -5,6 +5,8 @@
 # bars); a folder without the eval's CSVs is refused. SKIP where gnuplot is missing.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 src=${UHLM_SOURCE_DIR:-.}
 export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 if ! command -v gnuplot >/dev/null; then
@@ -24,9 +26,9 @@ cat >"$tmp/p.jsonl" <<'J'
 {"id": "c", "prompt": "Tom had a red ball."}
 J
 e=$tmp/e
-"$bin" eval --prompts "$tmp/p.jsonl" -n 10 --snr 0,20 --sweep 0.3,0.7 --uth 0.3 -o "$e" >/dev/null 2>"$tmp/err" \
+"$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -n 10 --snr 0,20 --sweep 0.3,0.7 --uth 0.3 -o "$e" >/dev/null 2>"$tmp/err" \
   && ok || bad "eval: $(tail -c 300 "$tmp/err")"
-"$bin" eval --prompts "$tmp/p.jsonl" -n 8 --modes hlm --no-greedy --snr 0 --sweep 0.3,0.7 \
+"$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -n 8 --modes hlm --no-greedy --snr 0 --sweep 0.3,0.7 \
   --sweep-methods perturb,entropy,maxprob,margin -o "$e/methods" >/dev/null 2>"$tmp/err" \
   && ok || bad "methods eval: $(tail -c 300 "$tmp/err")"
 

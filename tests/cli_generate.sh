@@ -3,6 +3,8 @@
 # stdout/stderr separation, JSON output, determinism across thread counts.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_LLM=(-m stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 pass=0; fail=0
 ok() { pass=$((pass+1)); }
@@ -14,11 +16,11 @@ expect_rc 2 "$bin"
 expect_rc 2 "$bin" frobnicate
 expect_rc 0 "$bin" generate --help
 grep -q "usage: uhlm generate" /tmp/uhlm_cli_out.$$ && ok || bad "generate --help text"
-expect_rc 2 "$bin" generate --bogus
-expect_rc 2 "$bin" generate -n
-expect_rc 2 "$bin" generate -n abc
-expect_rc 2 "$bin" generate --temp -1
-expect_rc 2 "$bin" generate --top-p 1.5
+expect_rc 2 "$bin" generate "${TS_LLM[@]}" --bogus
+expect_rc 2 "$bin" generate "${TS_LLM[@]}" -n
+expect_rc 2 "$bin" generate "${TS_LLM[@]}" -n abc
+expect_rc 2 "$bin" generate "${TS_LLM[@]}" --temp -1
+expect_rc 2 "$bin" generate "${TS_LLM[@]}" --top-p 1.5
 expect_rc 1 "$bin" generate -m /nonexistent.bin
 grep -q "/nonexistent.bin" /tmp/uhlm_cli_err.$$ && ok || bad "missing model message names the file"
 expect_rc 1 "$bin" generate -m stories260K.bin -z tokenizer.bin
@@ -56,13 +58,13 @@ r=[json.loads(l) for l in open(sys.argv[1])]
 assert [o["seqs"] for o in r]==[1,3], r
 assert all(o["batched_tokens_per_s"]>0 and o["one_at_a_time_tokens_per_s"]>0 and o["speedup"]>0 for o in r), r
 assert r[1]["ctx_min"]==8 and r[1]["ctx_max"]==256 and r[0]["ctx_min"]==r[0]["ctx_max"]==132, r' /tmp/uhlm_cli_out.$$ && ok || bad "bench batch lines"
-expect_rc 2 "$bin" bench batch --seqs 1,x
-expect_rc 2 "$bin" bench batch --seqs 0
-expect_rc 2 "$bin" bench batch --seqs 1,2,
-expect_rc 2 "$bin" bench batch --ctx-min 50 --ctx-max 20
-expect_rc 2 "$bin" bench batch --ctx-max 256
-expect_rc 2 "$bin" bench batch --rounds 0
-expect_rc 2 "$bin" bench batch --frobnicate
+expect_rc 2 "$bin" bench batch "${TS_LLM[@]}" --seqs 1,x
+expect_rc 2 "$bin" bench batch "${TS_LLM[@]}" --seqs 0
+expect_rc 2 "$bin" bench batch "${TS_LLM[@]}" --seqs 1,2,
+expect_rc 2 "$bin" bench batch "${TS_LLM[@]}" --ctx-min 50 --ctx-max 20
+expect_rc 2 "$bin" bench batch "${TS_LLM[@]}" --ctx-max 256
+expect_rc 2 "$bin" bench batch "${TS_LLM[@]}" --rounds 0
+expect_rc 2 "$bin" bench batch "${TS_LLM[@]}" --frobnicate
 
 rm -f /tmp/uhlm_cli_out.$$ /tmp/uhlm_cli_err.$$
 echo "$pass passed, $fail failed"

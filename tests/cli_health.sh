@@ -6,6 +6,8 @@
 # Requests go through curl when it is installed, else through bash's /dev/tcp.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_LLM=(-m stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_health.XXXXXX")
 spid=
@@ -16,7 +18,7 @@ ok() { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 
 rm -f "$tmp/port"
-"$bin" serve --port 0 --port-file "$tmp/port" --stats-port 0 -t 1 2>"$tmp/log" &
+"$bin" serve "${TS_LLM[@]}" --port 0 --port-file "$tmp/port" --stats-port 0 -t 1 2>"$tmp/log" &
 spid=$!
 for _ in $(seq 100); do [ -s "$tmp/port" ] && grep -q "event=listening" "$tmp/log" && break; sleep 0.1; done
 sport=$(sed -n 's/.*event=listening.* stats_port=\([0-9]*\).*/\1/p' "$tmp/log" | head -1)

@@ -6,6 +6,8 @@
 # 130) and the output folders eval and calibrate create.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 src=${UHLM_SOURCE_DIR:-.}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_interrupt.XXXXXX")
@@ -56,7 +58,7 @@ interrupt_after() {
 
 # the shaped channel really waits each message's link time (20 ms latency each way), so the
 # 251 tokens the context allows take several seconds: a SIGINT lands mid-run
-RUN=(run -p "$P" -n 100000 --seed 7 --latency 0.02)
+RUN=(run "${TS_PAIR[@]}" -p "$P" -n 100000 --seed 7 --latency 0.02)
 
 interrupt_after ${#P} "$bin" "${RUN[@]}" --channel shaped
 [ "$rc" = 130 ] && ok || bad "run: rc $rc (want 130): $(cat "$tmp/err")"
@@ -103,23 +105,23 @@ fi
 # eval: stopped between tokens of some run, it writes no reports (a cut plan would mix whole
 # and missing sets) into the folder it made, and exits 130
 prompts=$src/data/prompts/stories.jsonl
-interrupt_after -1 "$bin" eval --prompts "$prompts" -n 64 -o "$tmp/ev/deep/er"
+interrupt_after -1 "$bin" eval "${TS_PAIR[@]}" --prompts "$prompts" -n 64 -o "$tmp/ev/deep/er"
 [ "$rc" = 130 ] && ok || bad "eval: rc $rc (want 130): $(tail -c 300 "$tmp/err")"
 grep -q "interrupted" "$tmp/err" && ok || bad "eval: no interrupted message: $(tail -c 300 "$tmp/err")"
 [ -d "$tmp/ev/deep/er" ] && [ -z "$(ls -A "$tmp/ev/deep/er")" ] && ok || bad "eval: interrupted run left files: $(ls "$tmp/ev/deep/er")"
 
 # eval and calibrate create their output folders (mkdir -p), and name the one they cannot
-"$bin" eval --prompts "$prompts" --limit 2 -n 8 --no-greedy --sweep-methods perturb -o "$tmp/e2/a/b" >"$tmp/out" 2>"$tmp/err"
+"$bin" eval "${TS_PAIR[@]}" --prompts "$prompts" --limit 2 -n 8 --no-greedy --sweep-methods perturb -o "$tmp/e2/a/b" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 0 ] && [ -s "$tmp/e2/a/b/results.json" ] && ok || bad "eval -o a/b/: rc $rc: $(tail -c 300 "$tmp/err")"
-"$bin" calibrate --prompts "$prompts" --limit 6 -n 32 -o "$tmp/c2/x/calib.json" --csv "$tmp/c2/y/c.csv" >"$tmp/out" 2>"$tmp/err"
+"$bin" calibrate "${TS_PAIR[@]}" --prompts "$prompts" --limit 6 -n 32 -o "$tmp/c2/x/calib.json" --csv "$tmp/c2/y/c.csv" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 0 ] && [ -s "$tmp/c2/x/calib.json" ] && [ -s "$tmp/c2/y/c.csv" ] && ok || bad "calibrate -o x/y: rc $rc: $(tail -c 300 "$tmp/err")"
 : >"$tmp/plain"
-"$bin" eval --prompts "$prompts" --limit 2 -n 8 -o "$tmp/plain/sub" >"$tmp/out" 2>"$tmp/err"
+"$bin" eval "${TS_PAIR[@]}" --prompts "$prompts" --limit 2 -n 8 -o "$tmp/plain/sub" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && grep -q "cannot create output folder $tmp/plain" "$tmp/err" && ok || bad "eval -o under a file: rc $rc: $(cat "$tmp/err")"
-"$bin" calibrate --prompts "$prompts" --limit 2 -n 8 -o "$tmp/plain/sub/c.json" >"$tmp/out" 2>"$tmp/err"
+"$bin" calibrate "${TS_PAIR[@]}" --prompts "$prompts" --limit 2 -n 8 -o "$tmp/plain/sub/c.json" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && grep -q "cannot create output folder $tmp/plain" "$tmp/err" && ok || bad "calibrate -o under a file: rc $rc: $(cat "$tmp/err")"
 

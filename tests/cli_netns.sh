@@ -6,6 +6,8 @@
 # faking a non-root `id`.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 src=${UHLM_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_netns.XXXXXX")
@@ -23,8 +25,8 @@ PATH="$tmp/fakebin:$PATH" bash "$script" --bin "$bin" -- -n 1 >"$tmp/out" 2>&1
 rc=$?
 [ "$rc" = 77 ] && grep -q "^SKIP: needs root" "$tmp/out" && ok || bad "non-root skip: rc $rc: $(cat "$tmp/out")"
 
-args=(--mode hlm -p "Once upon a time" -n 30 --seed 3 -t 1 --json)
-bash "$script" --bin "$bin" --rate 1mbit --delay 2ms -- "${args[@]}" >"$tmp/net.json" 2>"$tmp/net.err"
+args=("${TS_PAIR[@]}" --mode hlm -p "Once upon a time" -n 30 --seed 3 -t 1 --json)
+bash "$script" --bin "$bin" --serve-args "-m stories-llm-2.76M.bin" --rate 1mbit --delay 2ms -- "${args[@]}" >"$tmp/net.json" 2>"$tmp/net.err"
 rc=$?
 if [ "$rc" = 77 ]; then
   echo "$(cat "$tmp/net.json")"

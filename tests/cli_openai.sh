@@ -12,6 +12,9 @@
 # scripts/setup.sh) as a real client (tests/openai_client.py). Skips what it lacks.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
+TS_LLM=(-m stories-llm-2.76M.bin)
 src=${UHLM_SOURCE_DIR:-..}
 export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 py=/usr/bin/python3
@@ -38,7 +41,7 @@ jcheck() { $py -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) 
 start() {
   local name=$1; shift
   rm -f "$tmp/$name.port"
-  "$bin" run -t 1 --listen 0 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
+  "$bin" run "${TS_PAIR[@]}" -t 1 --listen 0 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
   lpid=$!
   pids+=("$lpid")
   for _ in $(seq 1 300); do
@@ -110,11 +113,11 @@ EOF
 P="Once upon a time, there was a little girl"
 
 # ---- usage errors of the command line
-"$bin" run --listen 0 -p hi >/dev/null 2>"$tmp/err"; rc=$?
+"$bin" run "${TS_PAIR[@]}" --listen 0 -p hi >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 2 ] && grep -q -- "--listen takes its prompts over HTTP" "$tmp/err" && ok || bad "--listen with -p: rc $rc $(cat "$tmp/err")"
-"$bin" run --port-file "$tmp/x" -n 1 >/dev/null 2>"$tmp/err"; rc=$?
+"$bin" run "${TS_PAIR[@]}" --port-file "$tmp/x" -n 1 >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 2 ] && ok || bad "--port-file without --listen: rc $rc"
-"$bin" run --listen 70000 >/dev/null 2>"$tmp/err"; rc=$?
+"$bin" run "${TS_PAIR[@]}" --listen 70000 >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 2 ] && grep -q "invalid value for --listen" "$tmp/err" && ok || bad "--listen 70000: rc $rc $(cat "$tmp/err")"
 
 # ---- the TinyStories pair, in process
@@ -125,7 +128,7 @@ jcheck "$tmp/out" 'd["status"] == "ok"'
 req GET /v1/models
 jcheck "$tmp/out" 'd["object"] == "list" and d["data"][0]["id"] == "stories-slm-0.28M.bin"'
 
-"$bin" run -p "$P" -n 40 -s 7 --temp 0.8 -t 1 --json >"$tmp/run.json" 2>/dev/null || bad "run"
+"$bin" run "${TS_PAIR[@]}" -p "$P" -n 40 -s 7 --temp 0.8 -t 1 --json >"$tmp/run.json" 2>/dev/null || bad "run"
 post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 40, \"seed\": 7, \"temperature\": 0.8, \"model\": \"echo-me\", \"frobnicate\": [1]}"
 cp "$tmp/out" "$tmp/api.json"
 [ "$code" = 200 ] && ok || bad "completions: $code $(head -c 300 "$tmp/out")"
@@ -149,7 +152,7 @@ EOF
 else bad "stream shape: $(head -c 600 "$tmp/out")"; fi
 
 # greedy, and a prompt of the list form
-"$bin" run -p "$P" -n 30 --temp 0 -t 1 --json >"$tmp/run0.json" 2>/dev/null
+"$bin" run "${TS_PAIR[@]}" -p "$P" -n 30 --temp 0 -t 1 --json >"$tmp/run0.json" 2>/dev/null
 post /v1/completions "{\"prompt\": [\"$P\"], \"max_tokens\": 30, \"temperature\": 0}"
 same_as_run "$tmp/out" "$tmp/run0.json" && ok || bad "greedy completions differ from uhlm run"
 
@@ -176,7 +179,7 @@ for i in 1 2 3 4; do
 done
 wait "${cpids[@]}"
 for i in 1 2 3 4; do
-  "$bin" run -p "Once upon a time $i" -n 24 -s $i -t 1 --json >"$tmp/parrun$i.json" 2>/dev/null
+  "$bin" run "${TS_PAIR[@]}" -p "Once upon a time $i" -n 24 -s $i -t 1 --json >"$tmp/parrun$i.json" 2>/dev/null
   same_as_run "$tmp/par$i.json" "$tmp/parrun$i.json" && ok || bad "parallel request $i differs from its run: $(head -c 300 "$tmp/par$i.json")"
 done
 # a stop sequence across two tokens ("X Y" around a space: SentencePiece pieces start with
@@ -263,7 +266,7 @@ grep -q "data: " "$tmp/a.txt" && ok || bad "the stream cut by the shutdown sent 
 
 # ---- the remote verifier: `uhlm serve` behind run --listen --server
 rm -f "$tmp/serve.port"
-"$bin" serve -t 1 --port 0 --port-file "$tmp/serve.port" 2>"$tmp/serve.log" &
+"$bin" serve "${TS_LLM[@]}" -t 1 --port 0 --port-file "$tmp/serve.port" 2>"$tmp/serve.log" &
 spid=$!
 pids+=("$spid")
 for _ in $(seq 1 200); do [ -s "$tmp/serve.port" ] && break; sleep 0.05; done

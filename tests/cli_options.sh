@@ -6,6 +6,10 @@
 # JSON document, and --simd reaches the model contexts of serve, eval and calibrate.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
+TS_LLM=(-m stories-llm-2.76M.bin)
+TS_SLM=(-m stories-slm-0.28M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 py=/usr/bin/python3
 pass=0; fail=0
@@ -69,23 +73,23 @@ done
 # range errors name the option and the value
 check_range() { local pat=$1; shift; "$@" >/dev/null 2>"$tmp/err"; local rc=$?
   [ "$rc" = 2 ] && grep -qF -- "$pat" "$tmp/err" && ok || bad "rc $rc for $*: $(cat "$tmp/err")"; }
-check_range "invalid value for -t: '2000'" "$bin" generate -t 2000
-check_range "invalid value for --threads: '-1'" "$bin" run --threads -1
-check_range "invalid value for --top-p: '1.5'" "$bin" generate --top-p 1.5
-check_range "invalid value for --n-predict: 'x'" "$bin" generate --n-predict x
-check_range "invalid value for --port: '70000'" "$bin" serve --port 70000
-check_range "invalid value for --mode: 'fast'" "$bin" run --mode fast
-check_range "invalid value for --simd: 'sse9'" "$bin" embed --simd sse9 -p a
-check_range "invalid value for --risk: 'bold'" "$bin" run --calib x.json --risk bold
-check_range "invalid value for -n: '0'" "$bin" eval --prompts p.jsonl -o d -n 0
-check_range "invalid value for --rounds: '0'" "$bin" bench batch --rounds 0
-check_range "invalid value for --seconds: '0.06'" "$bin" bench soak --seconds 0.06
-check_range "invalid value for -s: '-3'" "$bin" generate -s -3
+check_range "invalid value for -t: '2000'" "$bin" generate "${TS_LLM[@]}" -t 2000
+check_range "invalid value for --threads: '-1'" "$bin" run "${TS_PAIR[@]}" --threads -1
+check_range "invalid value for --top-p: '1.5'" "$bin" generate "${TS_LLM[@]}" --top-p 1.5
+check_range "invalid value for --n-predict: 'x'" "$bin" generate "${TS_LLM[@]}" --n-predict x
+check_range "invalid value for --port: '70000'" "$bin" serve "${TS_LLM[@]}" --port 70000
+check_range "invalid value for --mode: 'fast'" "$bin" run "${TS_PAIR[@]}" --mode fast
+check_range "invalid value for --simd: 'sse9'" "$bin" embed "${TS_LLM[@]}" --simd sse9 -p a
+check_range "invalid value for --risk: 'bold'" "$bin" run "${TS_PAIR[@]}" --calib x.json --risk bold
+check_range "invalid value for -n: '0'" "$bin" eval "${TS_PAIR[@]}" --prompts p.jsonl -o d -n 0
+check_range "invalid value for --rounds: '0'" "$bin" bench batch "${TS_LLM[@]}" --rounds 0
+check_range "invalid value for --seconds: '0.06'" "$bin" bench soak "${TS_LLM[@]}" --seconds 0.06
+check_range "invalid value for -s: '-3'" "$bin" generate "${TS_LLM[@]}" -s -3
 check_range "invalid value for --type: 'q9'" "$bin" convert --type q9
-check_range "invalid value for --ctx-size: '-1'" "$bin" generate --ctx-size -1
+check_range "invalid value for --ctx-size: '-1'" "$bin" generate "${TS_LLM[@]}" --ctx-size -1
 
 # llama.cpp's long names and the older spellings give the same tokens
-gen() { "$bin" generate --json "$@" 2>/dev/null; }
+gen() { "$bin" generate "${TS_LLM[@]}" --json "$@" 2>/dev/null; }
 a=$(gen -m stories260K.bin -z tok512.bin -p "Once upon a time" -n 24 --seed 7 -t 1)
 b=$(gen --model stories260K.bin --tokenizer tok512.bin --prompt "Once upon a time" --n-predict 24 -s 7 --threads 2)
 [ -n "$a" ] && [ "$a" != "${a#\{}" ] && ok || bad "generate --json: $a"
@@ -98,7 +102,7 @@ tc=$(printf 'Once upon a time\n' | gen -m stories260K.bin -z tok512.bin -p - -n 
 [ "$ta" = "$tc" ] && ok || bad "-p - differs: $tc"
 td=$(gen -m stories260K.bin -z tok512.bin -f "$tmp/prompt.txt" -n 24 -s 7 | "$py" -c 'import json,sys; print(json.load(sys.stdin)["tokens"])')
 [ "$ta" = "$td" ] && ok || bad "-f differs: $td"
-"$bin" generate -f "$tmp/nope.txt" >/dev/null 2>"$tmp/err"; rc=$?
+"$bin" generate "${TS_LLM[@]}" -f "$tmp/nope.txt" >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] && grep -q "nope.txt" "$tmp/err" && ok || bad "-f missing file: rc $rc $(cat "$tmp/err")"
 # -c/--ctx-size: the context ends generation
 gen -m stories260K.bin -z tok512.bin -c 16 -n 100 -s 7 | "$py" -c 'import json,sys; o=json.load(sys.stdin); assert o["stop"]=="context" and o["prompt_tokens"]+o["generated_tokens"]==16, o' \
@@ -112,22 +116,22 @@ rb=$("$bin" run --slm stories-slm-0.28M.bin --llm stories-llm-2.76M.bin --n-pred
 # --json prints exactly one JSON document
 one_doc() { local what=$1; shift; "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
   [ "$rc" = 0 ] && "$py" -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" && ok || bad "$what: rc $rc, not one JSON document: $(head -c 300 "$tmp/out") $(head -c 300 "$tmp/err")"; }
-one_doc "run --json" "$bin" run -n 8 --json --events
+one_doc "run --json" "$bin" run "${TS_PAIR[@]}" -n 8 --json --events
 one_doc "info --json" "$bin" info -m stories260K.bin --json
 one_doc "tokenize --json" "$bin" tokenize -z tok512.bin --json --pieces Hello world
-one_doc "embed --json" "$bin" embed --json -p "The dog ran." -p "A cat sat."
-one_doc "embed --json --cosine" "$bin" embed --json --cosine -p "The dog ran." -p "A cat sat."
+one_doc "embed --json" "$bin" embed "${TS_LLM[@]}" --json -p "The dog ran." -p "A cat sat."
+one_doc "embed --json --cosine" "$bin" embed "${TS_LLM[@]}" --json --cosine -p "The dog ran." -p "A cat sat."
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["cosine"])==1 and -1<=d["cosine"][0]<=1, d' "$tmp/out" && ok || bad "embed cosine document"
 one_doc "bench batch --json" "$bin" bench batch -m stories260K.bin --seqs 1,2 --rounds 1 --json
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["bench"]=="batch" and [r["seqs"] for r in d["results"]]==[1,2], d' "$tmp/out" && ok || bad "bench batch document"
-one_doc "bench uncertainty --json" "$bin" bench uncertainty --reps 10 --json
+one_doc "bench uncertainty --json" "$bin" bench uncertainty "${TS_SLM[@]}" --reps 10 --json
 "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["bench"]=="uncertainty" and len(d["results"])>=2, d' "$tmp/out" && ok || bad "bench uncertainty document"
 # JSON Lines stay available
-"$bin" embed --jsonl -p "The dog ran." -p "A cat sat." >"$tmp/out" 2>/dev/null
+"$bin" embed "${TS_LLM[@]}" --jsonl -p "The dog ran." -p "A cat sat." >"$tmp/out" 2>/dev/null
 "$py" -c 'import json,sys; L=[json.loads(l) for l in open(sys.argv[1])]; assert len(L)==2 and len(L[0])==192, len(L)' "$tmp/out" && ok || bad "embed --jsonl"
-"$bin" bench uncertainty --reps 10 --jsonl >"$tmp/out" 2>/dev/null
+"$bin" bench uncertainty "${TS_SLM[@]}" --reps 10 --jsonl >"$tmp/out" 2>/dev/null
 "$py" -c 'import json,sys; L=[json.loads(l) for l in open(sys.argv[1])]; assert len(L)>=2 and "ns_per_call" in L[0], L' "$tmp/out" && ok || bad "bench uncertainty --jsonl"
-expect_rc 2 "$bin" bench batch --json --jsonl
+expect_rc 2 "$bin" bench batch "${TS_LLM[@]}" --json --jsonl
 
 # --simd reaches the model contexts of serve, eval and calibrate: `--simd scalar` gives what
 # UHLM_SIMD=scalar (which overrides auto) gives. Where the CPU has AVX2 or AVX-512, scalar
@@ -138,12 +142,12 @@ for c in serve eval calibrate; do
 done
 P=${UHLM_SOURCE_DIR:-.}/data/prompts/stories.jsonl
 strip_times() { "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); [d.pop(k) for k in [k for k in d if k.endswith("seconds")]]; print(json.dumps(d, sort_keys=True))' "$1"; }
-"$bin" calibrate --prompts "$P" --limit 4 -n 16 -t 1 --simd scalar -o "$tmp/cs.json" >/dev/null 2>"$tmp/err" \
-  && UHLM_SIMD=scalar "$bin" calibrate --prompts "$P" --limit 4 -n 16 -t 1 -o "$tmp/ce.json" >/dev/null 2>>"$tmp/err" \
+"$bin" calibrate "${TS_PAIR[@]}" --prompts "$P" --limit 4 -n 16 -t 1 --simd scalar -o "$tmp/cs.json" >/dev/null 2>"$tmp/err" \
+  && UHLM_SIMD=scalar "$bin" calibrate "${TS_PAIR[@]}" --prompts "$P" --limit 4 -n 16 -t 1 -o "$tmp/ce.json" >/dev/null 2>>"$tmp/err" \
   && [ "$(strip_times "$tmp/cs.json")" = "$(strip_times "$tmp/ce.json")" ] && ok || bad "calibrate --simd scalar: $(head -c 300 "$tmp/err")"
 # the per-prompt and per-method results (results.csv and the JSON also hold timings)
 same_results() { local f; for f in per_prompt.csv bins.csv methods.csv; do cmp -s "$1/$f" "$2/$f" || return 1; done; }
-ev() { "$bin" eval --prompts "$P" --limit 3 -n 12 --modes slm,hlm --snr 10 --sweep none --no-greedy -t 1 "$@"; }
+ev() { "$bin" eval "${TS_PAIR[@]}" --prompts "$P" --limit 3 -n 12 --modes slm,hlm --snr 10 --sweep none --no-greedy -t 1 "$@"; }
 ev --simd scalar -o "$tmp/es" >/dev/null 2>"$tmp/err" && UHLM_SIMD=scalar ev -o "$tmp/ee" >/dev/null 2>>"$tmp/err" \
   && same_results "$tmp/es" "$tmp/ee" \
   && ok || bad "eval --simd scalar: $(head -c 300 "$tmp/err")"
@@ -151,10 +155,10 @@ ev --simd scalar -o "$tmp/es" >/dev/null 2>"$tmp/err" && UHLM_SIMD=scalar ev -o 
 serve_y() { # ENV... -- SERVE ARGS: y_d of a remote run against a server started with them
   local envs=(); while [ "$1" != -- ]; do envs+=("$1"); shift; done; shift
   rm -f "$tmp/port"
-  env "${envs[@]}" "$bin" serve -t 1 --port 0 --port-file "$tmp/port" --quiet "$@" 2>"$tmp/serve.log" &
+  env "${envs[@]}" "$bin" serve "${TS_LLM[@]}" -t 1 --port 0 --port-file "$tmp/port" --quiet "$@" 2>"$tmp/serve.log" &
   local pid=$!
   for _ in $(seq 1 200); do [ -s "$tmp/port" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-  "$bin" run -n 24 --json --events --require-server --server "127.0.0.1:$(cat "$tmp/port" 2>/dev/null)" 2>/dev/null \
+  "$bin" run "${TS_PAIR[@]}" -n 24 --json --events --require-server --server "127.0.0.1:$(cat "$tmp/port" 2>/dev/null)" 2>/dev/null \
     | "$py" -c 'import json,sys; print([e["y_d"] for e in json.load(sys.stdin)["events"]])'
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 }

@@ -5,6 +5,8 @@
 # util-linux `script`, where it exists) the bar is still redrawn in place with '\r'.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_progress.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -33,13 +35,13 @@ check_lines() {
   grep -E "^$label: " "$f" | tail -1 | grep -q "ETA done\$" && ok || bad "$label: last progress line is not 'ETA done': $(cat "$f")"
 }
 
-"$bin" eval --prompts "$tmp/p.jsonl" -n 6 --snr 0 --sweep 0.5 -o "$tmp/e" >"$tmp/out" 2>"$tmp/eval.err"
+"$bin" eval "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -n 6 --snr 0 --sweep 0.5 -o "$tmp/e" >"$tmp/out" 2>"$tmp/eval.err"
 rc=$?
 [ "$rc" = 0 ] && ok || bad "eval rc $rc: $(tail -c 300 "$tmp/eval.err")"
 check_lines eval "$tmp/eval.err"
 grep -q "^uhlm eval: 4 prompts" "$tmp/eval.err" && ok || bad "eval's closing line: $(cat "$tmp/eval.err")"
 
-"$bin" calibrate --prompts "$tmp/p.jsonl" -n 6 -o "$tmp/c.json" >"$tmp/out" 2>"$tmp/cal.err"
+"$bin" calibrate "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -n 6 -o "$tmp/c.json" >"$tmp/out" 2>"$tmp/cal.err"
 rc=$?
 [ "$rc" = 0 ] && ok || bad "calibrate rc $rc: $(tail -c 300 "$tmp/cal.err")"
 check_lines calibrate "$tmp/cal.err"
@@ -47,12 +49,12 @@ check_lines calibrate "$tmp/cal.err"
 [ "$(grep -c '^calibrate: ' "$tmp/cal.err")" = 4 ] && ok || bad "calibrate lines: $(cat "$tmp/cal.err")"
 
 # a pipe is no terminal either
-"$bin" calibrate --prompts "$tmp/p.jsonl" -n 4 -o "$tmp/c2.json" 2>&1 >/dev/null | cat >"$tmp/pipe.err"
+"$bin" calibrate "${TS_PAIR[@]}" --prompts "$tmp/p.jsonl" -n 4 -o "$tmp/c2.json" 2>&1 >/dev/null | cat >"$tmp/pipe.err"
 check_lines calibrate "$tmp/pipe.err"
 
 # on a terminal the bar stays as it was: redrawn with '\r', no line per step
 if command -v script >/dev/null && script -qec true /dev/null >/dev/null 2>&1; then
-  script -qec "'$bin' calibrate --prompts '$tmp/p.jsonl' -n 4 -o '$tmp/c3.json' >/dev/null" /dev/null >"$tmp/tty.out" 2>&1
+  script -qec "'$bin' calibrate -m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin --prompts '$tmp/p.jsonl' -n 4 -o '$tmp/c3.json' >/dev/null" /dev/null >"$tmp/tty.out" 2>&1
   grep -q $'\rcalibrate \[' "$tmp/tty.out" && ok || bad "TTY: no redrawn bar: $(od -c "$tmp/tty.out" | head -5)"
   grep -qE '^calibrate: [0-9]+/' "$tmp/tty.out" && bad "TTY: plain progress lines on a terminal" || ok
 else

@@ -13,6 +13,8 @@
 # Servers listen on kernel-chosen ports (--port 0 --port-file).
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_remote.XXXXXX")
 pids=()
@@ -39,7 +41,7 @@ for args in "--server nocolon" "--server host:0" "--server host:99999" "--channe
             "--auth-token-file /dev/null" "--connect-timeout 0" "--read-timeout x" \
             "--fallback-after -1" "--fallback-after x" "--fallback-after 1e9"; do
   # shellcheck disable=SC2086
-  "$bin" run $args -n 1 >/dev/null 2>"$tmp/err"; rc=$?
+  "$bin" run "${TS_PAIR[@]}" $args -n 1 >/dev/null 2>"$tmp/err"; rc=$?
   [ "$rc" = 2 ] && ok || bad "rc $rc (want 2) for run $args: $(cat "$tmp/err")"
 done
 
@@ -50,8 +52,8 @@ S=127.0.0.1:$main_port
 # ---- loopback equality, every mode; the JSON tokens and the verdict counts agree
 compare() { # LABEL ARGS...: in-process vs remote
   local label=$1; shift
-  "$bin" run "$@" -t 1 --json >"$tmp/a.json" 2>"$tmp/a.err" || { bad "$label in-process: $(cat "$tmp/a.err")"; return; }
-  "$bin" run "$@" -t 1 --json --server "$S" >"$tmp/b.json" 2>"$tmp/b.err" || { bad "$label remote: $(cat "$tmp/b.err")"; return; }
+  "$bin" run "${TS_PAIR[@]}" "$@" -t 1 --json >"$tmp/a.json" 2>"$tmp/a.err" || { bad "$label in-process: $(cat "$tmp/a.err")"; return; }
+  "$bin" run "${TS_PAIR[@]}" "$@" -t 1 --json --server "$S" >"$tmp/b.json" 2>"$tmp/b.err" || { bad "$label remote: $(cat "$tmp/b.err")"; return; }
   $py - "$tmp/a.json" "$tmp/b.json" <<'EOF' && ok || bad "$label: remote differs from in-process"
 import json, sys
 a, b = (json.load(open(f)) for f in sys.argv[1:3])
@@ -77,8 +79,8 @@ compare "uhlm topk" --mode uhlm --uth 0.3 --payload topk:16:16 -p "$P" -n 60 --s
 compare "rand f16 top-p" --mode rand --payload f16 --top-p 0.9 --top-k 40 -p "$P" -n 60 --seed 6
 compare "uhlm empty prompt" --mode uhlm -n 60 --seed 8
 # the text output (not JSON) is the same too, and the second stderr line reports the link
-a=$("$bin" run --mode uhlm -p "$P" -n 40 --seed 3 -t 1 2>/dev/null)
-b=$("$bin" run --mode uhlm -p "$P" -n 40 --seed 3 -t 1 --server "$S" 2>"$tmp/err")
+a=$("$bin" run "${TS_PAIR[@]}" --mode uhlm -p "$P" -n 40 --seed 3 -t 1 2>/dev/null)
+b=$("$bin" run "${TS_PAIR[@]}" --mode uhlm -p "$P" -n 40 --seed 3 -t 1 --server "$S" 2>"$tmp/err")
 [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "text output differs"
 grep -q "server $S: 0 unverified, 1 connects" "$tmp/err" && ok || bad "remote summary line: $(cat "$tmp/err")"
 
@@ -86,12 +88,12 @@ grep -q "server $S: 0 unverified, 1 connects" "$tmp/err" && ok || bad "remote su
 printf 's3cret\n' >"$tmp/token"; printf 'wrong\n' >"$tmp/wrong"
 start_server auth --port 0 --auth-token-file "$tmp/token" || exit 1
 auth_pid=$spid
-"$bin" run --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/token" >/dev/null 2>"$tmp/err" \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/token" >/dev/null 2>"$tmp/err" \
   && ok || bad "right token refused: $(cat "$tmp/err")"
-"$bin" run --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/wrong" >/dev/null 2>"$tmp/err"
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/wrong" >/dev/null 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && grep -q "AUTH" "$tmp/err" && ok || bad "wrong token: rc $rc: $(cat "$tmp/err")"
-"$bin" run --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" >/dev/null 2>"$tmp/err"
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" >/dev/null 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && grep -q "AUTH" "$tmp/err" && ok || bad "missing token: rc $rc: $(cat "$tmp/err")"
 stop_server "$auth_pid"
@@ -99,7 +101,7 @@ stop_server "$auth_pid"
 # a second line): server and device read it with the same function
 printf 's3cret \nsecond line\n' >"$tmp/token2"
 start_server auth2 --port 0 --auth-token-file "$tmp/token2" || exit 1
-"$bin" run --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/token2" >/dev/null 2>"$tmp/err" \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 8 --server "127.0.0.1:$sport" --auth-token-file "$tmp/token2" >/dev/null 2>"$tmp/err" \
   && ok || bad "the server's own token file refused: $(cat "$tmp/err")"
 stop_server "$spid"
 
@@ -107,7 +109,7 @@ stop_server "$spid"
 start_server gone --port 0 || exit 1
 gone_port=$sport; stop_server "$spid"
 t0=$(date +%s.%N)
-"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 --json >"$tmp/u.json" 2>"$tmp/err"
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 --json >"$tmp/u.json" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 0 ] && ok || bad "unreachable server: rc $rc: $(cat "$tmp/err")"
 $py - "$tmp/u.json" "$t0" <<'EOF' && ok || bad "unreachable server stats"
@@ -121,21 +123,21 @@ assert o["uplink_bits"] == 0 and o["uplink_bytes"] == 0 and o["uplink_messages"]
 assert o["remote"]["bytes_sent"] == 0 and o["remote"]["requests"] == 0, o["remote"]
 assert time.time() - float(sys.argv[2]) < 20  # never stalls per token
 EOF
-slm=$("$bin" run --mode slm -p "$P" -n 30 --seed 2 2>/dev/null)
-got=$("$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
+slm=$("$bin" run "${TS_PAIR[@]}" --mode slm -p "$P" -n 30 --seed 2 2>/dev/null)
+got=$("$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
 [ "$got" = "$slm" ] && ok || bad "SLM-alone fallback text differs from slm mode"
 grep -q "SLM alone" "$tmp/err" && ok || bad "no fallback message: $(cat "$tmp/err")"
 # uhlm mode falls back too, with the warning (the same text as slm mode)
-got=$("$bin" run --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
+got=$("$bin" run "${TS_PAIR[@]}" --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
 rc=$?
 [ "$rc" = 0 ] && [ "$got" = "$slm" ] && grep -q "SLM alone" "$tmp/err" && grep -q " unverified," "$tmp/err" \
   && ok || bad "uhlm mode without a server: rc $rc: $(cat "$tmp/err")"
-"$bin" run --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 --require-server >"$tmp/out" 2>"$tmp/err"
+"$bin" run "${TS_PAIR[@]}" --mode uhlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 --require-server >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && [ ! -s "$tmp/out" ] && ok || bad "uhlm mode, --require-server, no server: rc $rc: $(cat "$tmp/err")"
 # llm mode with a server means the LLM's text: an unreachable server is an error naming the
 # server and the reason, never SLM text and exit 0
-got=$("$bin" run --mode llm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
+got=$("$bin" run "${TS_PAIR[@]}" --mode llm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0 2>"$tmp/err")
 rc=$?
 [ "$rc" = 1 ] && [ -z "$got" ] && grep -q "the server 127.0.0.1:$gone_port cannot verify: connect to 127.0.0.1:$gone_port" "$tmp/err" \
   && grep -q "\-\-mode llm" "$tmp/err" && ! grep -q "SLM alone until" "$tmp/err" \
@@ -144,21 +146,21 @@ rc=$?
 # ---- a server whose context cannot hold the prompt (--max-ctx 1): the device used to take the
 # server's context as its own and exit 1 on every prompt; now it goes on with the SLM alone
 start_server tiny --port 0 --max-ctx 1 || exit 1
-got=$("$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$sport" 2>"$tmp/err")
+got=$("$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$sport" 2>"$tmp/err")
 rc=$?
 [ "$rc" = 0 ] && [ "$got" = "$slm" ] && ok || bad "server with n_ctx 1: rc $rc: $(cat "$tmp/err")"
 grep -q "exceeds the server's 1; generating with the SLM alone" "$tmp/err" && grep -q "30 unverified" "$tmp/err" \
   && ok || bad "server with n_ctx 1: no warning: $(cat "$tmp/err")"
 # --require-server turns each fallback into an error, and needs --server
-"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$sport" --require-server >/dev/null 2>"$tmp/err"
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$sport" --require-server >/dev/null 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && grep -q "exceeds the server's 1 (verification required" "$tmp/err" && ok || bad "require, n_ctx 1: rc $rc: $(cat "$tmp/err")"
 stop_server "$spid"
-"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 0 --require-server >/dev/null 2>"$tmp/err"
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 0 --require-server >/dev/null 2>"$tmp/err"
 rc=$?
 [ "$rc" = 1 ] && grep -q "cannot verify: connect to 127.0.0.1:$gone_port" "$tmp/err" && ! grep -q "SLM alone until" "$tmp/err" \
   && ok || bad "require, unreachable: rc $rc: $(cat "$tmp/err")"
-"$bin" run --mode hlm -p "$P" -n 3 --require-server >/dev/null 2>"$tmp/err"
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 3 --require-server >/dev/null 2>"$tmp/err"
 rc=$?
 [ "$rc" = 2 ] && grep -q "needs --server" "$tmp/err" && ok || bad "require without server: rc $rc: $(cat "$tmp/err")"
 
@@ -166,7 +168,7 @@ rc=$?
 # The shaped channel with 10 ms per message makes the run last seconds (about 25 ms a token).
 start_server fb1 --port 0 || exit 1
 fb_pid=$spid; fb_port=$sport
-"$bin" run --mode hlm -p "$P" -n 400 --seed 21 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 400 --seed 21 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
   --channel shaped --latency 0.01 --json --events >"$tmp/fb.json" 2>"$tmp/fb.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
@@ -213,7 +215,7 @@ EOF
 # device says so with the frame's reason, and exits 1 naming the server (no SLM text in place)
 start_server fb3 --port 0 || exit 1
 fb_pid=$spid; fb_port=$sport
-"$bin" run --mode llm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
+"$bin" run "${TS_PAIR[@]}" --mode llm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
   --channel shaped --latency 0.01 --json --events >"$tmp/fl.json" 2>"$tmp/fl.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
@@ -226,7 +228,7 @@ wait "$cpid"; rc=$?
 # hlm mode says so too, then goes on with the SLM alone (exit 0)
 start_server fb4 --port 0 || exit 1
 fb_pid=$spid; fb_port=$sport
-"$bin" run --mode hlm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 400 --seed 23 -t 1 --server "127.0.0.1:$fb_port" --fallback-after 0 \
   --channel shaped --latency 0.01 --json >"$tmp/fh.json" 2>"$tmp/fh.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
@@ -236,7 +238,7 @@ wait "$cpid"; rc=$?
   && grep -q "SLM alone" "$tmp/fh.err" && ok || bad "hlm mode, server stopped: rc $rc: $(cat "$tmp/fh.err")"
 
 # ---- a stalled server (SIGSTOP): the read timeout, then connect timeouts, then recovery
-"$bin" run --mode hlm -p "$P" -n 400 --seed 22 -t 1 --server "$S" --read-timeout 0.3 \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 400 --seed 22 -t 1 --server "$S" --read-timeout 0.3 \
   --connect-timeout 0.3 --fallback-after 0 --channel shaped --latency 0.01 --json >"$tmp/st.json" 2>"$tmp/st.err" &
 cpid=$!; pids+=("$cpid")
 sleep 0.8
@@ -259,7 +261,7 @@ EOF
 # a closed port: the run falls back after about S (not at once, not per token), every token
 # unverified; with --require-server the error comes after S and names the window
 t0=$(date +%s.%N)
-"$bin" run --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0.5 \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 30 --seed 2 --server "127.0.0.1:$gone_port" --fallback-after 0.5 \
   --json >"$tmp/w.json" 2>"$tmp/err"
 rc=$?
 $py - "$tmp/w.json" "$t0" "$rc" <<'EOF' && grep -q "no server within the fallback window of 0.5 s" "$tmp/err" \
@@ -272,7 +274,7 @@ assert o["remote"]["connect_failures"] >= 2, o["remote"]  # it did retry within 
 assert 0.5 <= took < 5, took
 EOF
 t0=$(date +%s.%N)
-"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 0.5 --require-server \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 0.5 --require-server \
   >"$tmp/out" 2>"$tmp/err"
 rc=$?
 took=$($py -c "import time,sys; print(time.time() - float(sys.argv[1]))" "$t0")
@@ -286,7 +288,7 @@ start_server stopped --port 0 || exit 1
 stopped_pid=$spid
 kill -STOP "$stopped_pid"
 t0=$(date +%s.%N)
-"$bin" run --mode hlm -p "$P" -n 5 --seed 2 --server "127.0.0.1:$sport" --connect-timeout 0.3 \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 5 --seed 2 --server "127.0.0.1:$sport" --connect-timeout 0.3 \
   --fallback-after 1 --json >"$tmp/ws.json" 2>"$tmp/err"
 rc=$?
 $py - "$tmp/ws.json" "$t0" "$rc" <<'EOF' && ok || bad "stopped server, --fallback-after 1: rc $rc: $(cat "$tmp/err")"
@@ -302,7 +304,7 @@ kill -9 "$stopped_pid"; kill -CONT "$stopped_pid" 2>/dev/null; wait "$stopped_pi
 # Ctrl-C during a wait in the window ends it at once (the cancel check is polled every 50 ms):
 # exit 130 and the partial report, not a run held for the whole window. The SIGINT goes after
 # the device has started (its first log line, plus a moment for the token loop's handler).
-"$bin" run --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 60 --json \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 30 --server "127.0.0.1:$gone_port" --fallback-after 60 --json \
   >"$tmp/i.json" 2>"$tmp/i.err" &
 ipid=$!; pids+=("$ipid")
 for _ in $(seq 1 200); do grep -q "retrying for up to 60 s" "$tmp/i.err" && break; sleep 0.05; done
@@ -323,12 +325,12 @@ EOF
 # devices at once: hlm, and llm (which must not fail: the server came back in time).
 start_server w1 --port 0 || exit 1
 w_pid=$spid; w_port=$sport
-"$bin" run --mode hlm -p "$P" -n 300 --seed 31 -t 1 --json >"$tmp/wh_ref.json" 2>/dev/null
-"$bin" run --mode llm -p "$P" -n 300 --seed 32 -t 1 --json >"$tmp/wl_ref.json" 2>/dev/null
-"$bin" run --mode hlm -p "$P" -n 300 --seed 31 -t 1 --server "127.0.0.1:$w_port" --fallback-after 10 \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 300 --seed 31 -t 1 --json >"$tmp/wh_ref.json" 2>/dev/null
+"$bin" run "${TS_PAIR[@]}" --mode llm -p "$P" -n 300 --seed 32 -t 1 --json >"$tmp/wl_ref.json" 2>/dev/null
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 300 --seed 31 -t 1 --server "127.0.0.1:$w_port" --fallback-after 10 \
   --channel shaped --latency 0.01 --json --events >"$tmp/wh.json" 2>"$tmp/wh.err" &
 c1=$!; pids+=("$c1")
-"$bin" run --mode llm -p "$P" -n 300 --seed 32 -t 1 --server "127.0.0.1:$w_port" --fallback-after 10 \
+"$bin" run "${TS_PAIR[@]}" --mode llm -p "$P" -n 300 --seed 32 -t 1 --server "127.0.0.1:$w_port" --fallback-after 10 \
   --channel shaped --latency 0.01 --json >"$tmp/wl.json" 2>"$tmp/wl.err" &
 c2=$!; pids+=("$c2")
 # kill once both devices have sessions open (the server logs event=open), not after a guess
@@ -363,9 +365,9 @@ EOF
 # ---- shaped channel: the wall clock pays the modelled link; the tokens stay the same
 for where in "" "--server $S"; do
   # shellcheck disable=SC2086
-  "$bin" run --mode hlm -p "$P" -n 20 --seed 4 -t 1 --latency 0.02 --json $where >"$tmp/acc.json" 2>/dev/null
+  "$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 20 --seed 4 -t 1 --latency 0.02 --json $where >"$tmp/acc.json" 2>/dev/null
   # shellcheck disable=SC2086
-  "$bin" run --mode hlm -p "$P" -n 20 --seed 4 -t 1 --latency 0.02 --channel shaped --json $where >"$tmp/sh.json" 2>/dev/null
+  "$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 20 --seed 4 -t 1 --latency 0.02 --channel shaped --json $where >"$tmp/sh.json" 2>/dev/null
   $py - "$tmp/acc.json" "$tmp/sh.json" <<'EOF' && ok || bad "shaped channel ($where)"
 import json, sys
 a, s = (json.load(open(f)) for f in sys.argv[1:3])

@@ -4,6 +4,8 @@
 # determinism across thread counts, and refusal of a vocabulary mismatch.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_run.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -20,19 +22,19 @@ for args in "--bogus" "--mode" "--mode fast" "--payload topk:0" "--payload f8" "
             "--skip-prob 1.5" "--temp -1" "--fading rician" "--uncertainty vibes" "--samples 0" \
             "--theta-max 0" "-n -3" "--events" "--snr abc" "--bandwidth 0"; do
   # shellcheck disable=SC2086
-  expect_rc 2 "$bin" run $args
+  expect_rc 2 "$bin" run "${TS_PAIR[@]}" $args
 done
 expect_rc 1 "$bin" run -m /nonexistent.bin
 grep -q "/nonexistent.bin" "$tmp/err" && ok || bad "missing model is named"
 # K above the vocabulary is a usage error like K = 0, though seen only once the SLM is loaded
-expect_rc 2 "$bin" run --payload topk:600 -p "$P" -n 4
+expect_rc 2 "$bin" run "${TS_PAIR[@]}" --payload topk:600 -p "$P" -n 4
 grep -qi "topk" "$tmp/err" && ok || bad "topk K > V message"
-expect_rc 2 "$bin" run --payload topk:999999 -p "$P" -n 4
-expect_rc 2 "$bin" run --payload topk:0 -p "$P" -n 4
+expect_rc 2 "$bin" run "${TS_PAIR[@]}" --payload topk:999999 -p "$P" -n 4
+expect_rc 2 "$bin" run "${TS_PAIR[@]}" --payload topk:0 -p "$P" -n 4
 
 # every mode runs, prints the prompt and text on stdout and one summary line on stderr
 for mode in slm llm hlm rand uhlm; do
-  "$bin" run --mode "$mode" -p "$P" -n 24 --seed 3 >"$tmp/out" 2>"$tmp/err"
+  "$bin" run "${TS_PAIR[@]}" --mode "$mode" -p "$P" -n 24 --seed 3 >"$tmp/out" 2>"$tmp/err"
   rc=$?
   [ "$rc" = 0 ] && ok || bad "mode $mode rc $rc: $(cat "$tmp/err")"
   case "$(cat "$tmp/out")" in "$P"?*) ok ;; *) bad "mode $mode stdout: $(head -c 200 "$tmp/out")" ;; esac
@@ -40,7 +42,7 @@ for mode in slm llm hlm rand uhlm; do
 done
 
 # JSON: full stats, consistent counts
-"$bin" run --mode uhlm --uth 0.4 -p "$P" -n 40 --seed 5 --shadow --json --events >"$tmp/j" 2>/dev/null
+"$bin" run "${TS_PAIR[@]}" --mode uhlm --uth 0.4 -p "$P" -n 40 --seed 5 --shadow --json --events >"$tmp/j" 2>/dev/null
 $py - "$tmp/j" <<'EOF' && ok || bad "run --json"
 import json, sys
 o = json.load(open(sys.argv[1]))
@@ -59,35 +61,35 @@ assert o["channel"]["up_bandwidth_hz"] == 1e6 and o["channel"]["up_snr_db"] == 1
 EOF
 
 # extremes: u_th < 0 is hlm (TR = 1, same text); u_th = 1 is slm (TR = 0, same text)
-hlm=$("$bin" run --mode hlm -p "$P" -n 40 --seed 9 2>/dev/null)
-slm=$("$bin" run --mode slm -p "$P" -n 40 --seed 9 2>/dev/null)
-lo=$("$bin" run --mode uhlm --uth -1 -p "$P" -n 40 --seed 9 2>"$tmp/err")
+hlm=$("$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 40 --seed 9 2>/dev/null)
+slm=$("$bin" run "${TS_PAIR[@]}" --mode slm -p "$P" -n 40 --seed 9 2>/dev/null)
+lo=$("$bin" run "${TS_PAIR[@]}" --mode uhlm --uth -1 -p "$P" -n 40 --seed 9 2>"$tmp/err")
 grep -q "TR 1.000" "$tmp/err" && ok || bad "uth -1 TR: $(cat "$tmp/err")"
 [ "$lo" = "$hlm" ] && ok || bad "uth -1 text differs from hlm"
-hi=$("$bin" run --mode uhlm --uth 1 -p "$P" -n 40 --seed 9 2>"$tmp/err")
+hi=$("$bin" run "${TS_PAIR[@]}" --mode uhlm --uth 1 -p "$P" -n 40 --seed 9 2>"$tmp/err")
 grep -q "TR 0.000" "$tmp/err" && ok || bad "uth 1 TR: $(cat "$tmp/err")"
 [ "$hi" = "$slm" ] && ok || bad "uth 1 text differs from slm"
 [ "$hlm" != "$slm" ] && ok || bad "hlm and slm gave the same text"
 
 # greedy: hlm equals llm token for token
-a=$("$bin" run --mode hlm --temp 0 -p "$P" -n 60 2>/dev/null)
-b=$("$bin" run --mode llm --temp 0 -p "$P" -n 60 2>/dev/null)
+a=$("$bin" run "${TS_PAIR[@]}" --mode hlm --temp 0 -p "$P" -n 60 2>/dev/null)
+b=$("$bin" run "${TS_PAIR[@]}" --mode llm --temp 0 -p "$P" -n 60 2>/dev/null)
 [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "greedy hlm != llm: '$a' vs '$b'"
 
 # same seed, any thread count, same text; payloads and channels do not change the text of hlm
 # only through the draft distribution (topk changes x~, so compare like with like)
 for mode in uhlm rand hlm; do
-  a=$("$bin" run --mode "$mode" -p "$P" -n 40 --seed 4 -t 1 --payload topk:16 2>/dev/null)
-  b=$("$bin" run --mode "$mode" -p "$P" -n 40 --seed 4 -t 2 --payload topk:16 2>/dev/null)
+  a=$("$bin" run "${TS_PAIR[@]}" --mode "$mode" -p "$P" -n 40 --seed 4 -t 1 --payload topk:16 2>/dev/null)
+  b=$("$bin" run "${TS_PAIR[@]}" --mode "$mode" -p "$P" -n 40 --seed 4 -t 2 --payload topk:16 2>/dev/null)
   [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "mode $mode: thread count changed the text"
 done
-a=$("$bin" run --mode uhlm -p "$P" -n 40 --seed 4 --snr -10 --fading rayleigh 2>/dev/null)
-b=$("$bin" run --mode uhlm -p "$P" -n 40 --seed 4 --snr 30 2>/dev/null)
+a=$("$bin" run "${TS_PAIR[@]}" --mode uhlm -p "$P" -n 40 --seed 4 --snr -10 --fading rayleigh 2>/dev/null)
+b=$("$bin" run "${TS_PAIR[@]}" --mode uhlm -p "$P" -n 40 --seed 4 --snr 30 2>/dev/null)
 [ "$a" = "$b" ] && ok || bad "the channel changed the text"
 
 # the channel sets link time: lower SNR, more link seconds
-"$bin" run --mode hlm -p "$P" -n 10 --seed 1 --snr -10 --json >"$tmp/lo" 2>/dev/null
-"$bin" run --mode hlm -p "$P" -n 10 --seed 1 --snr 30 --latency 0.01 --json >"$tmp/hi" 2>/dev/null
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 10 --seed 1 --snr -10 --json >"$tmp/lo" 2>/dev/null
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 10 --seed 1 --snr 30 --latency 0.01 --json >"$tmp/hi" 2>/dev/null
 $py - "$tmp/lo" "$tmp/hi" <<'EOF' && ok || bad "link time vs SNR"
 import json, sys, math
 lo, hi = (json.load(open(f)) for f in sys.argv[1:3])

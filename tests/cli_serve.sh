@@ -6,6 +6,9 @@
 # device client exists (`uhlm run --server`), a remote run must equal the in-process run.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
+TS_LLM=(-m stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_serve.XXXXXX")
 spid=
@@ -24,19 +27,19 @@ for args in "--bogus" "--port" "--port 70000" "--max-sessions 0" "--max-ctx -1" 
             "--request-idle-timeout -1" "--max-pending 0" "--max-conns-per-addr x" \
             "--stats-max-conns 0" "--step-tokens 0" "--max-conns 70000"; do
   # shellcheck disable=SC2086
-  expect_rc 2 "$bin" serve $args
+  expect_rc 2 "$bin" serve "${TS_LLM[@]}" $args
 done
 expect_rc 1 "$bin" serve -m /nonexistent.bin --port 0
 grep -q "/nonexistent.bin" "$tmp/err" && ok || bad "missing model is named"
-expect_rc 1 "$bin" serve --auth-token-file /nonexistent.token --port 0
+expect_rc 1 "$bin" serve "${TS_LLM[@]}" --auth-token-file /nonexistent.token --port 0
 : >"$tmp/empty.tok"
-expect_rc 1 "$bin" serve --auth-token-file "$tmp/empty.tok" --port 0
+expect_rc 1 "$bin" serve "${TS_LLM[@]}" --auth-token-file "$tmp/empty.tok" --port 0
 
 # start a server on a kernel-chosen port, wait for its port file
 printf 'sesame\n' >"$tmp/tok"
 start() {
   rm -f "$tmp/port"
-  "$bin" serve --port 0 --port-file "$tmp/port" --stats-port 0 --auth-token-file "$tmp/tok" \
+  "$bin" serve "${TS_LLM[@]}" --port 0 --port-file "$tmp/port" --stats-port 0 --auth-token-file "$tmp/tok" \
     --idle-timeout 5 -t 1 "$@" 2>"$tmp/log" &
   spid=$!
   for _ in $(seq 100); do [ -s "$tmp/port" ] && grep -q "event=listening" "$tmp/log" && break; sleep 0.1; done
@@ -94,8 +97,8 @@ grep -q "code=AUTH" "$tmp/log" && grep -q "code=BAD_MAGIC" "$tmp/log" && ok || b
 # optional: the device client of the same issue, if present
 if "$bin" run --help 2>/dev/null | grep -q -- "--server"; then
   for mode in hlm uhlm llm; do
-    a=$("$bin" run --mode "$mode" -p "Once upon a time" -n 24 --seed 5 2>/dev/null)
-    b=$("$bin" run --mode "$mode" -p "Once upon a time" -n 24 --seed 5 --server "127.0.0.1:$port" \
+    a=$("$bin" run "${TS_PAIR[@]}" --mode "$mode" -p "Once upon a time" -n 24 --seed 5 2>/dev/null)
+    b=$("$bin" run "${TS_PAIR[@]}" --mode "$mode" -p "Once upon a time" -n 24 --seed 5 --server "127.0.0.1:$port" \
         --auth-token-file "$tmp/tok" 2>/dev/null)
     [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "run --server --mode $mode differs from in-process"
   done
@@ -110,20 +113,20 @@ kill -INT "$spid"; wait "$spid"; rc=$?; spid=
 [ "$rc" = 0 ] && ok || bad "SIGINT exit status $rc"
 
 # the benchmark prints one JSON line per run
-"$bin" bench serve --devices 1,2 --seconds 0.2 >"$tmp/bench" 2>"$tmp/berr" && ok || bad "bench serve: $(cat "$tmp/berr")"
+"$bin" bench serve "${TS_LLM[@]}" --devices 1,2 --seconds 0.2 >"$tmp/bench" 2>"$tmp/berr" && ok || bad "bench serve: $(cat "$tmp/berr")"
 [ "$(grep -c '"verifications_per_s"' "$tmp/bench")" = 4 ] && ok || bad "bench serve lines: $(cat "$tmp/bench")"
 # contexts: every run reports the range its devices cycle through; a range past the model's
 # context is refused before anything starts
 [ "$(grep -c '"ctx_min":8,"ctx_max":230' "$tmp/bench")" = 4 ] && ok || bad "bench serve ctx range: $(cat "$tmp/bench")"
 for list in "" "1,2," "1,,2" "0" "$(seq -s, 33)"; do
-    "$bin" bench serve --devices "$list" --seconds 0.2 >/dev/null 2>"$tmp/berr"; rc=$?
+    "$bin" bench serve "${TS_LLM[@]}" --devices "$list" --seconds 0.2 >/dev/null 2>"$tmp/berr"; rc=$?
     [ "$rc" = 2 ] && grep -q "invalid value for --devices" "$tmp/berr" && ok || bad "bench serve --devices '$list': rc $rc"
 done
-"$bin" bench serve --devices 1 --seconds 0.2 --ctx-max 256 >/dev/null 2>"$tmp/berr"; rc=$?
+"$bin" bench serve "${TS_LLM[@]}" --devices 1 --seconds 0.2 --ctx-max 256 >/dev/null 2>"$tmp/berr"; rc=$?
 [ "$rc" = 2 ] && grep -q "ctx-max" "$tmp/berr" && ok || bad "bench serve --ctx-max 256: rc $rc $(cat "$tmp/berr")"
 
 # the soak benchmark prints one JSON object; the honest devices lose no token to the attackers
-"$bin" bench soak --devices 4 --seconds 0.3 --idle 6 --pipeliners 1 --garbage 1 >"$tmp/soak" 2>"$tmp/serr" \
+"$bin" bench soak "${TS_LLM[@]}" --devices 4 --seconds 0.3 --idle 6 --pipeliners 1 --garbage 1 >"$tmp/soak" 2>"$tmp/serr" \
   && ok || bad "bench soak: $(cat "$tmp/serr")"
 "$py" - "$tmp/soak" <<'PY' && ok || bad "bench soak output: $(cat "$tmp/soak")"
 import json, sys
@@ -133,7 +136,7 @@ assert o["honest_unverified_tokens"] == 0, o
 assert o["baseline"]["verifications"] > 0 and o["attack"]["verifications"] > 0, o
 assert o["attack"]["garbage_frames_answered"] > 0, o
 PY
-"$bin" bench soak --devices 0 >/dev/null 2>&1; [ $? = 2 ] && ok || bad "bench soak --devices 0 accepted"
+"$bin" bench soak "${TS_LLM[@]}" --devices 0 >/dev/null 2>&1; [ $? = 2 ] && ok || bad "bench soak --devices 0 accepted"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -7,6 +7,8 @@
 # stay nearly idle, and serve a device again once the flood is gone.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_LLM=(-m stories-llm-2.76M.bin)
 export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_serve_limits.XXXXXX")
 spid=
@@ -17,7 +19,7 @@ ok() { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 py=/usr/bin/python3
 
-(ulimit -n 20; exec "$bin" serve --port 0 --port-file "$tmp/port" -t 1 2>"$tmp/log") &
+(ulimit -n 20; exec "$bin" serve "${TS_LLM[@]}" --port 0 --port-file "$tmp/port" -t 1 2>"$tmp/log") &
 spid=$!
 for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
 port=$(cat "$tmp/port" 2>/dev/null)

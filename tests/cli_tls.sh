@@ -16,6 +16,9 @@
 # of a plain backend, with `run --tls-ca` (SKIP of that part when haproxy is missing).
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
+# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
+TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
+TS_LLM=(-m stories-llm-2.76M.bin)
 src=$(cd "${UHLM_SOURCE_DIR:-$(dirname "$0")/..}" && pwd)
 export UHLM_MODELS=$(cd "${UHLM_MODELS:-$src/../shared/models}" 2>/dev/null && pwd)
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
@@ -65,9 +68,9 @@ took() { "$py" -c "import sys; sys.exit(0 if $(now) - $1 < $2 else 1)"; }
 same_tokens() {
   local label=$1; shift
   local mode=$1; shift
-  "$bin" run --mode "$mode" -p "$P" -n 24 --seed 7 -t 1 --json >"$tmp/a.json" 2>"$tmp/a.err" ||
+  "$bin" run "${TS_PAIR[@]}" --mode "$mode" -p "$P" -n 24 --seed 7 -t 1 --json >"$tmp/a.json" 2>"$tmp/a.err" ||
     { bad "$label in-process: $(cat "$tmp/a.err")"; return; }
-  "$bin" run --mode "$mode" -p "$P" -n 24 --seed 7 -t 1 --json --require-server "$@" \
+  "$bin" run "${TS_PAIR[@]}" --mode "$mode" -p "$P" -n 24 --seed 7 -t 1 --json --require-server "$@" \
     >"$tmp/b.json" 2>"$tmp/b.err" || { bad "$label over TLS: $(cat "$tmp/b.err")"; return; }
   "$py" - "$tmp/a.json" "$tmp/b.json" <<'EOF' && ok || bad "$label: TLS run differs from in-process"
 import json, sys
@@ -82,18 +85,18 @@ EOF
 }
 
 # ---- usage: TLS options need their partners
-"$bin" run -p x -n 1 --tls-ca ca.pem >/dev/null 2>"$tmp/err"; rc=$?
+"$bin" run "${TS_PAIR[@]}" -p x -n 1 --tls-ca ca.pem >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 2 ] && grep -q -- "--tls-ca needs --server" "$tmp/err" && ok || bad "--tls-ca without --server: rc $rc $(cat "$tmp/err")"
-"$bin" run -p x -n 1 --server 127.0.0.1:9 --tls-ca ca.pem --tls-insecure >/dev/null 2>"$tmp/err"; rc=$?
+"$bin" run "${TS_PAIR[@]}" -p x -n 1 --server 127.0.0.1:9 --tls-ca ca.pem --tls-insecure >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 2 ] && ok || bad "--tls-ca with --tls-insecure: rc $rc"
-"$bin" serve --port 0 --tls-cert srv.pem >/dev/null 2>"$tmp/err"; rc=$?
+"$bin" serve "${TS_LLM[@]}" --port 0 --tls-cert srv.pem >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 2 ] && grep -q -- "--tls-cert needs --tls-key" "$tmp/err" && ok || bad "--tls-cert alone: rc $rc $(cat "$tmp/err")"
 "$bin" eval --help | grep -q -- "--tls-ca" && ok || bad "eval has no --tls-ca"
 
 # ---- bad certificate and key files: named; a key that is not the certificate's
 serve_fails() { # WANT_TEXT ARGS...
   local want=$1; shift
-  timeout 30 "$bin" serve -t 1 --port 0 "$@" >/dev/null 2>"$tmp/err"; local rc=$?
+  timeout 30 "$bin" serve "${TS_LLM[@]}" -t 1 --port 0 "$@" >/dev/null 2>"$tmp/err"; local rc=$?
   [ "$rc" = 1 ] && grep -qF -- "$want" "$tmp/err" && ok || bad "serve $*: rc $rc, want '$want': $(cat "$tmp/err")"
 }
 serve_fails "TLS certificate nope.pem: No such file" --tls-cert nope.pem --tls-key srv.key
@@ -127,7 +130,7 @@ same_tokens "uhlm via 127.0.0.1" uhlm --server "127.0.0.1:$tls_port" --tls-ca ca
 # eval over TLS: the same per-prompt results as in process
 printf '%s\n' '{"id": "a", "prompt": "Once upon a time, there was a little dog named Max."}' \
   '{"id": "b", "prompt": "Lily and mom went to the park."}' >"$tmp/p2.jsonl"
-eargs=(eval --prompts "$tmp/p2.jsonl" -n 12 --snr 0 --sweep none --uth 0.3 --modes uhlm -t 1)
+eargs=(eval "${TS_PAIR[@]}" --prompts "$tmp/p2.jsonl" -n 12 --snr 0 --sweep none --uth 0.3 --modes uhlm -t 1)
 if "$bin" "${eargs[@]}" -o "$tmp/ei" >/dev/null 2>"$tmp/err" &&
    "$bin" "${eargs[@]}" -o "$tmp/et" --server "localhost:$tls_port" --tls-ca ca.pem \
      --auth-token-file "$tmp/tok" >/dev/null 2>"$tmp/err"; then
@@ -143,18 +146,18 @@ grep -q "WARNING: --tls-insecure" "$tmp/b.err" && ok || bad "--tls-insecure did 
 
 # verification failures: OpenSSL's reason, exit 1, fast
 t0=$(now)
-"$bin" run -p "$P" -n 8 -t 1 --server "localhost:$tls_port" --tls-ca otherca.pem --require-server \
+"$bin" run "${TS_PAIR[@]}" -p "$P" -n 8 -t 1 --server "localhost:$tls_port" --tls-ca otherca.pem --require-server \
   --auth-token-file "$tmp/tok" --connect-timeout 10 >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] && grep -q "certificate verification failed: unable to get local issuer certificate" "$tmp/err" &&
   ok || bad "wrong CA: rc $rc: $(cat "$tmp/err")"
 took "$t0" 5 && ok || bad "wrong CA took 5 s or more"
-"$bin" run -p "$P" -n 8 -t 1 --server "localhost:$tls_port" --tls-ca otherca.pem \
+"$bin" run "${TS_PAIR[@]}" -p "$P" -n 8 -t 1 --server "localhost:$tls_port" --tls-ca otherca.pem \
   --auth-token-file "$tmp/tok" >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] && ok || bad "wrong CA without --require-server: rc $rc (a configuration error, not an outage)"
 
 # ---- mismatches, both ways: clear, and at once (a hang would last the 10 s connect timeout)
 t0=$(now)
-"$bin" run -p "$P" -n 8 -t 1 --server "127.0.0.1:$tls_port" --auth-token-file "$tmp/tok" \
+"$bin" run "${TS_PAIR[@]}" -p "$P" -n 8 -t 1 --server "127.0.0.1:$tls_port" --auth-token-file "$tmp/tok" \
   --require-server --connect-timeout 10 >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] && grep -q "this server speaks TLS only: connect with --tls-ca" "$tmp/err" && ok ||
   bad "plain device, TLS server: rc $rc: $(cat "$tmp/err")"
@@ -162,7 +165,7 @@ took "$t0" 5 && ok || bad "plain device at a TLS server took 5 s or more"
 start_server plain --port 0 || exit 1
 plain_pid=$spid; plain_port=$sport
 t0=$(now)
-"$bin" run -p "$P" -n 8 -t 1 --server "127.0.0.1:$plain_port" --tls-ca ca.pem --require-server \
+"$bin" run "${TS_PAIR[@]}" -p "$P" -n 8 -t 1 --server "127.0.0.1:$plain_port" --tls-ca ca.pem --require-server \
   --connect-timeout 10 >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] && grep -q "is not a TLS server (it answered in the plain uhlm protocol)" "$tmp/err" && ok ||
   bad "TLS device, plain server: rc $rc: $(cat "$tmp/err")"
@@ -171,7 +174,7 @@ took "$t0" 5 && ok || bad "TLS device at a plain server took 5 s or more"
 # a certificate for another name
 start_server other --port 0 --tls-cert elsewhere.pem --tls-key elsewhere.key || exit 1
 other_pid=$spid
-"$bin" run -p "$P" -n 8 -t 1 --server "localhost:$sport" --tls-ca ca.pem --require-server \
+"$bin" run "${TS_PAIR[@]}" -p "$P" -n 8 -t 1 --server "localhost:$sport" --tls-ca ca.pem --require-server \
   >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" = 1 ] && grep -q "certificate verification failed: [Hh]ostname mismatch" "$tmp/err" && ok ||
   bad "wrong host name: rc $rc: $(cat "$tmp/err")"
@@ -218,7 +221,7 @@ same_tokens "uhlm after the fuzz" uhlm --server "localhost:$tls_port" --tls-ca c
 # restarted on its port is reconnected to (a new TLS session) and the session resynchronised
 start_server stop1 --port 0 --tls-cert srv.pem --tls-key srv.key || exit 1
 s1_pid=$spid; s1_port=$sport
-"$bin" run --mode llm -p "$P" -n 400 --seed 23 -t 1 --server "localhost:$s1_port" --tls-ca ca.pem \
+"$bin" run "${TS_PAIR[@]}" --mode llm -p "$P" -n 400 --seed 23 -t 1 --server "localhost:$s1_port" --tls-ca ca.pem \
   --channel shaped --latency 0.01 >/dev/null 2>"$tmp/fl.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
@@ -229,7 +232,7 @@ wait "$cpid"; rc=$?
   ok || bad "TLS server stopped under an llm run: rc $rc: $(cat "$tmp/fl.err")"
 start_server kill1 --port 0 --tls-cert srv.pem --tls-key srv.key || exit 1
 k_pid=$spid; k_port=$sport
-"$bin" run --mode hlm -p "$P" -n 400 --seed 24 -t 1 --server "localhost:$k_port" --tls-ca ca.pem \
+"$bin" run "${TS_PAIR[@]}" --mode hlm -p "$P" -n 400 --seed 24 -t 1 --server "localhost:$k_port" --tls-ca ca.pem \
   --channel shaped --latency 0.01 --json >"$tmp/k.json" 2>"$tmp/k.err" &
 cpid=$!; pids+=("$cpid")
 sleep 1.0
@@ -278,7 +281,7 @@ EOF
     for mode in uhlm llm; do
       same_tokens "$mode through HAProxy TLS" "$mode" --server "localhost:$hport" --tls-ca ca.pem
     done
-    "$bin" run -p "$P" -n 8 -t 1 --server "localhost:$hport" --require-server >/dev/null 2>"$tmp/err"; rc=$?
+    "$bin" run "${TS_PAIR[@]}" -p "$P" -n 8 -t 1 --server "localhost:$hport" --require-server >/dev/null 2>"$tmp/err"; rc=$?
     [ "$rc" = 1 ] && ok || bad "a plain device through the TLS frontend: rc $rc"
   else
     bad "haproxy did not start: $(cat "$tmp/haproxy.log")"

@@ -6,7 +6,7 @@
 start_server() {
   local name=$1; shift
   rm -f "$tmp/$name.port"
-  "$bin" serve -t 1 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
+  "$bin" serve -m stories-llm-2.76M.bin -t 1 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
   spid=$!
   pids+=("$spid")
   for _ in $(seq 1 200); do

@@ -45,6 +45,9 @@ const char *cli_need_arg(const char *cmd, int argc, char **argv, int *i);
  * name is looked up in $UHLM_MODELS, ./models and ../shared/models. Writes into buf. */
 const char *cli_find_model_file(const char *name, char *buf, size_t cap);
 
+/* 1 when the file at path starts with the GGUF magic (0 also when it cannot be read). */
+int cli_is_gguf(const char *path);
+
 /* Loads a model found by cli_find_model_file; a llama2.c file gets the tokenizer -z named
  * (tok_arg) or, without one, the default tokenizer. On failure prints "uhlm CMD: [ROLE: ]..."
  * and returns NULL. role may be NULL. */
@@ -85,8 +88,33 @@ int cli_text_add(cli_text *t, const char *s, size_t n); /* -1 when out of memory
 int cli_text_end(cli_text *t, const char *s, size_t n); /* -1 when out of memory */
 void cli_text_free(cli_text *t);
 
-#define UHLM_DEFAULT_SLM "stories-slm-0.28M.bin"
-#define UHLM_DEFAULT_LLM "stories-llm-2.76M.bin"
+/* The default pair of every command (issue 10): SmolLM2-135M-Instruct as shipped, which
+ * scripts/setup.sh fetches into models/, and the drafter trained for it by train/, committed as
+ * models/smollm2-drafter.gguf. Both are GGUF files with one vocabulary and a chat template. */
+#define UHLM_DEFAULT_SLM "smollm2-drafter.gguf"
+#define UHLM_DEFAULT_LLM "SmolLM2-135M-Instruct.Q4_1.gguf"
+/* The tokenizer of a llama2.c model given without -z; GGUF files embed their vocabulary. */
 #define UHLM_DEFAULT_TOKENIZER "tok512.bin"
+/* The TinyStories pair, by name (fast tests, small demos). */
+#define UHLM_TINYSTORIES_PAIR "-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin -z tok512.bin"
+#define UHLM_TINYSTORIES_SLM "-m stories-slm-0.28M.bin -z tok512.bin"
+#define UHLM_TINYSTORIES_LLM "-m stories-llm-2.76M.bin -z tok512.bin"
+/* The user turn of `uhlm run` when no -p/-f is given and the SLM has a chat template. Not one of
+ * the evaluation prompts (the first 100 records of alpaca-200.jsonl). */
+#define UHLM_DEFAULT_CHAT_PROMPT "Write a haiku about autumn leaves."
+
+/* When name is one of the default models and path (its cli_find_model_file result) does not
+ * exist, prints which file, where it was looked for and what to do, as "uhlm CMD: [ROLE: ]...",
+ * and returns -1: the loader's "cannot open" would not say that the file is a default one that
+ * setup fetches, nor how to name another pair. 0 otherwise. */
+int cli_check_default_model(const char *cmd, const char *role, const char *name,
+                            const char *path);
+/* After a vocabulary mismatch: when one of the two models is a default one (the other named),
+ * says so on stderr as "uhlm CMD: ..." with how to name a whole pair. */
+void cli_pair_hint(const char *cmd, const char *slm_arg, const char *llm_arg);
+/* The tokenizer for a model at mpath: tok_arg resolved when given; else the default tokenizer
+ * for a llama2.c file; NULL for GGUF (its own vocabulary). Writes into buf. */
+const char *cli_model_tokenizer_path(const char *mpath, const char *tok_arg, char *buf,
+                                     size_t cap);
 
 #endif

@@ -103,6 +103,54 @@ const char *cli_find_model_file(const char *name, char *buf, size_t cap) {
     return buf;
 }
 
+int cli_check_default_model(const char *cmd, const char *role, const char *name,
+                            const char *path) {
+    const int slm = !strcmp(name, UHLM_DEFAULT_SLM);
+    if ((!slm && strcmp(name, UHLM_DEFAULT_LLM) != 0) || access(path, F_OK) == 0) return 0;
+    const int pair = role && (!strcmp(role, "SLM") || !strcmp(role, "LLM"));
+    const char *env = getenv("UHLM_MODELS");
+    char cwd[512];
+    if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
+    fprintf(stderr,
+            "uhlm %s: %s%sdefault %s model %s not found (looked in $UHLM_MODELS%s%s%s, "
+            "%s/models and %s/../shared/models). Run scripts/setup.sh in the uhlm checkout (it "
+            "fetches SmolLM2 into models/, beside the committed drafter, and checks both), then "
+            "run uhlm from the checkout or set UHLM_MODELS to its models/ folder; or name other "
+            "models, e.g. the TinyStories %s: %s\n",
+            cmd, role ? role : "", role ? ": " : "", slm ? "device" : "server", name,
+            env && env[0] ? " = " : " (", env ? (env[0] ? env : "empty") : "unset",
+            env && env[0] ? "" : ")",
+            cwd, cwd, pair ? "pair" : "model",
+            pair ? UHLM_TINYSTORIES_PAIR : slm ? UHLM_TINYSTORIES_SLM : UHLM_TINYSTORIES_LLM);
+    return -1;
+}
+
+void cli_pair_hint(const char *cmd, const char *slm_arg, const char *llm_arg) {
+    const int slm_def = !strcmp(slm_arg, UHLM_DEFAULT_SLM);
+    const int llm_def = !strcmp(llm_arg, UHLM_DEFAULT_LLM);
+    if (slm_def == llm_def) return;
+    fprintf(stderr,
+            "uhlm %s: the %s is the default %s, which goes with the default %s %s; name both "
+            "models of another pair, e.g. the TinyStories pair: %s\n",
+            cmd, slm_def ? "SLM" : "LLM", slm_def ? UHLM_DEFAULT_SLM : UHLM_DEFAULT_LLM,
+            slm_def ? "LLM" : "SLM", slm_def ? UHLM_DEFAULT_LLM : UHLM_DEFAULT_SLM,
+            UHLM_TINYSTORIES_PAIR);
+}
+
+const char *cli_model_tokenizer_path(const char *mpath, const char *tok_arg, char *buf,
+                                     size_t cap) {
+    if (tok_arg) return cli_find_model_file(tok_arg, buf, cap);
+    return cli_is_gguf(mpath) ? NULL : cli_find_model_file(UHLM_DEFAULT_TOKENIZER, buf, cap);
+}
+
+int cli_is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f) fclose(f);
+    return yes;
+}
+
 int cli_text_init(cli_text *t, int echo) {
     t->len = 0;
     t->cap = 4096;
@@ -149,9 +197,10 @@ uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg
                            const char *role) {
     char mpath[1024], tpath[1024];
     uhlm_error err = {{0}};
+    cli_find_model_file(arg, mpath, sizeof mpath);
+    if (cli_check_default_model(cmd, role, arg, mpath) != 0) return NULL;
     const char *sep = role ? ": " : "", *sp = role ? " " : "";
     if (!role) role = "";
-    cli_find_model_file(arg, mpath, sizeof mpath);
     const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
     uhlm_model *m = uhlm_model_load(mpath, tp, &err);
     if (!m) {

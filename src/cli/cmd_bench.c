@@ -48,7 +48,9 @@ static int bench_uncertainty_cmd(int argc, char **argv) {
     int rc = cli_parse(&uncertainty_cmd, args, N_ARGS(args), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return cli_exit_status(rc);
     char mpath[PATH_CAP], tpath[PATH_CAP];
-    bench_uncertainty_params p = {cli_find_model_file(model, mpath, sizeof mpath),
+    cli_find_model_file(model, mpath, sizeof mpath);
+    if (cli_check_default_model(uncertainty_cmd.name, NULL, model, mpath) != 0) return 1;
+    bench_uncertainty_params p = {mpath,
                                   tok ? cli_find_model_file(tok, tpath, sizeof tpath) : NULL,
                                   samples, reps, threads, simd, BENCH_JSONL};
     if (out_format(uncertainty_cmd.name, json, jsonl, BENCH_JSONL, &p.format) != 0) return 2;
@@ -66,7 +68,7 @@ static const cli_command serve_cmd = {
     NULL, 0};
 
 static int bench_serve_cmd(int argc, char **argv) {
-    const char *model = UHLM_DEFAULT_LLM, *tok = UHLM_DEFAULT_TOKENIZER;
+    const char *model = UHLM_DEFAULT_LLM, *tok = NULL;
     const char *devices = "1,2,4,8,16,32", *payload = "f32";
     double seconds = 2.0, temp = 1.0;
     long window = 1000, threads = 0, catchup = 0, ctx_min = 8, ctx_max = -1;
@@ -74,7 +76,7 @@ static int bench_serve_cmd(int argc, char **argv) {
     uhlm_payload_spec enc; /* checked here; the bench parses payload again */
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &model, .help = "server model (the LLM)"},
-        CLI_ARG(CLI_TOKENIZER, &tok),
+        CLI_ARG_TOKENIZER(&tok),
         CLI_ARG(CLI_DEVICES_LIST, &devices),
         CLI_ARG(CLI_SECONDS, &seconds),
         {.id = CLI_BATCH_WINDOW_US, .dst = &window, .help = "server batch window"},
@@ -94,8 +96,9 @@ static int bench_serve_cmd(int argc, char **argv) {
     const int nc = cli_parse_int_list(serve_cmd.name, "--devices", devices, 1, 256, counts, 32);
     if (nc < 0) return 2;
     char mpath[PATH_CAP], tpath[PATH_CAP];
-    bench_serve_params p = {cli_find_model_file(model, mpath, sizeof mpath),
-                            cli_find_model_file(tok, tpath, sizeof tpath),
+    cli_find_model_file(model, mpath, sizeof mpath);
+    if (cli_check_default_model(serve_cmd.name, NULL, model, mpath) != 0) return 1;
+    bench_serve_params p = {mpath, cli_model_tokenizer_path(mpath, tok, tpath, sizeof tpath),
                             counts, nc, payload, seconds, temp, window, threads, catchup,
                             ctx_min, ctx_max, !no_compare, BENCH_JSONL};
     if (out_format(serve_cmd.name, json, jsonl, BENCH_JSONL, &p.format) != 0) return 2;
@@ -133,7 +136,9 @@ static int bench_batch_cmd(int argc, char **argv) {
     const int nc = cli_parse_int_list(batch_cmd.name, "--seqs", seqs, 1, 256, counts, 32);
     if (nc < 0) return 2;
     char mpath[PATH_CAP], tpath[PATH_CAP];
-    bench_batch_params p = {cli_find_model_file(model, mpath, sizeof mpath),
+    cli_find_model_file(model, mpath, sizeof mpath);
+    if (cli_check_default_model(batch_cmd.name, NULL, model, mpath) != 0) return 1;
+    bench_batch_params p = {mpath,
                             tok ? cli_find_model_file(tok, tpath, sizeof tpath) : NULL,
                             counts, nc, threads, ctx_min, ctx_max, rounds, simd, BENCH_JSONL};
     if (out_format(batch_cmd.name, json, jsonl, BENCH_JSONL, &p.format) != 0) return 2;
@@ -152,13 +157,13 @@ static const cli_command soak_cmd = {
     NULL, 0};
 
 static int bench_soak_cmd(int argc, char **argv) {
-    const char *model = UHLM_DEFAULT_LLM, *tok = UHLM_DEFAULT_TOKENIZER, *log_path = NULL;
+    const char *model = UHLM_DEFAULT_LLM, *tok = NULL, *log_path = NULL;
     long devices = 64, idle = 40, pipeliners = 4, garbage = 4, threads = 0;
     double seconds = 10, read_timeout = 30;
     int json = 0, jsonl = 0;
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &model, .help = "server model (the LLM)"},
-        CLI_ARG(CLI_TOKENIZER, &tok),
+        CLI_ARG_TOKENIZER(&tok),
         CLI_ARG(CLI_DEVICES, &devices),
         {.id = CLI_SECONDS, .dst = &seconds, .lo = 0.1, .hi = 3600},
         CLI_ARG(CLI_IDLE_CONNS, &idle),
@@ -175,8 +180,9 @@ static int bench_soak_cmd(int argc, char **argv) {
     int rc = cli_parse(&soak_cmd, args, N_ARGS(args), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return cli_exit_status(rc);
     char mpath[PATH_CAP], tpath[PATH_CAP];
-    bench_soak_params p = {cli_find_model_file(model, mpath, sizeof mpath),
-                           cli_find_model_file(tok, tpath, sizeof tpath),
+    cli_find_model_file(model, mpath, sizeof mpath);
+    if (cli_check_default_model(soak_cmd.name, NULL, model, mpath) != 0) return 1;
+    bench_soak_params p = {mpath, cli_model_tokenizer_path(mpath, tok, tpath, sizeof tpath),
                            devices, idle, pipeliners, garbage, threads, seconds, read_timeout,
                            log_path, BENCH_JSONL};
     if (out_format(soak_cmd.name, json, jsonl, BENCH_JSONL, &p.format) != 0) return 2;
@@ -184,7 +190,8 @@ static int bench_soak_cmd(int argc, char **argv) {
 }
 
 /* The -m paths of a bench (the LLM when none is given), each resolved like every command's
- * model; mp->paths is the caller's to free. -1 after a message when out of memory. */
+ * model; mp->paths is the caller's to free. -1 after a message when out of memory or a default
+ * model is missing. */
 typedef struct {
     char (*paths)[PATH_CAP];
     const char *v[CLI_TEXTS_MAX];
@@ -198,8 +205,13 @@ static int resolve_models(const char *cmd, cli_texts *models, model_paths *mp) {
         fprintf(stderr, "uhlm %s: out of memory\n", cmd);
         return -1;
     }
-    for (int i = 0; i < models->n; i++)
+    for (int i = 0; i < models->n; i++) {
         mp->v[i] = cli_find_model_file(models->v[i], mp->paths[i], PATH_CAP);
+        if (cli_check_default_model(cmd, NULL, models->v[i], mp->v[i]) != 0) {
+            free(mp->paths);
+            return -1;
+        }
+    }
     mp->n = models->n;
     return 0;
 }

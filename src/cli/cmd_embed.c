@@ -30,7 +30,7 @@ int cmd_embed(int argc, char **argv) {
     cli_texts texts = {.n = 0};
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &model_arg, .help = "embedding model"},
-        CLI_ARG(CLI_TOKENIZER, &tok_arg),
+        CLI_ARG_TOKENIZER(&tok_arg),
         {.id = CLI_PROMPT, .dst = &texts, .def = "none",
          .help = "a text to embed; repeat for more; '-' reads standard input"},
         {.id = CLI_FILE, .dst = &texts, .help = "a text to embed, read from FILE"},

@@ -222,7 +222,7 @@ int cmd_generate(int argc, char **argv) {
                   .seed = 42, .simd = UHLM_SIMD_AUTO};
     cli_texts prompts = {.n = 0};
     const cli_arg args[] = {
-        CLI_ARG(CLI_MODEL, &o.model_arg), CLI_ARG(CLI_TOKENIZER, &o.tok_arg),
+        CLI_ARG(CLI_MODEL, &o.model_arg), CLI_ARG_TOKENIZER(&o.tok_arg),
         CLI_ARG(CLI_PROMPT, &prompts),    CLI_ARG(CLI_FILE, &prompts),
         CLI_ARG(CLI_CHAT, &o.chat),       CLI_ARG(CLI_SYSTEM, &o.system),
         CLI_ARG(CLI_N_PREDICT, &o.n_gen), CLI_ARG(CLI_CTX_SIZE, &o.n_ctx_arg),

@@ -326,7 +326,9 @@ int cmd_info(int argc, char **argv) {
     char tpath[1024];
     cli_find_model_file(model_arg, mi->path, sizeof mi->path);
     if (tok_arg) cli_find_model_file(tok_arg, tpath, sizeof tpath);
-    int rc = info_describe(mi, tok_arg ? tpath : NULL, json);
+    int rc = cli_check_default_model("info", NULL, model_arg, mi->path) != 0
+                 ? 1
+                 : info_describe(mi, tok_arg ? tpath : NULL, json);
     if (mi->g) uhlm_gguf_close(mi->g);
     free(mi);
     return rc;

@@ -68,6 +68,7 @@ static void on_token(void *user, const uhlm_token_event *ev) {
 typedef struct {
     const char *slm_arg, *llm_arg, *tok_arg, *system, *prompt;
     int chat, json, events, shadow, require_server;
+    int no_prompt; /* no -p/-f given */
     long threads, n_gen, top_k, samples, n_ctx_arg, max_in_mb;
     double temp, top_p, theta_max, snr, bw, lat, dsnr, dbw, connect_to, read_to;
     double fallback_after; /* --fallback-after */
@@ -167,6 +168,7 @@ static int run_load_models(const run_opts *o, run_session *s) {
                 "both models must share one vocabulary\n",
                 uhlm_model_path(slm), uhlm_model_config(slm)->vocab_size, uhlm_model_path(llm), uhlm_model_config(llm)->vocab_size,
                 uhlm_model_config(slm)->vocab_size == uhlm_model_config(llm)->vocab_size ? " but different pieces" : "");
+        cli_pair_hint(cmd, o->slm_arg, o->llm_arg);
         return 1;
     }
     return 0;
@@ -366,6 +368,18 @@ static int run_listen(const run_opts *o, run_session *s) {
     return api_serve(&b, o->listen, o->port_file, (int)o->max_queue);
 }
 
+/* Without -p/-f, an SLM with a chat template gets the default user turn, so an instruct pair
+ * answers an instruction instead of continuing a bare BOS; other models start from BOS. */
+static void run_default_prompt(run_opts *o, const uhlm_model *slm) {
+    uhlm_chat_template t = uhlm_chat_model_template(slm);
+    if (!o->no_prompt || (!o->chat && !uhlm_chat_supported(t.kind))) return;
+    o->chat = 1;
+    o->prompt = UHLM_DEFAULT_CHAT_PROMPT;
+    if (uhlm_chat_supported(t.kind))
+        fprintf(stderr, "uhlm run: no -p/-f: the user turn \"%s\" in the SLM's %s chat template "
+                        "(-p TEXT for another, as plain text unless --chat)\n", o->prompt, t.name);
+}
+
 /* Runs the parsed options to the end: the exit status. */
 static int run_main(run_opts *o) {
     int rc = run_check_options(o);
@@ -373,6 +387,7 @@ static int run_main(run_opts *o) {
     run_session s = {.text = {NULL, 0, 0, 0}, .rs = {NULL}};
     if (o->listen) api_block_signals();
     rc = run_load_models(o, &s);
+    if (rc == 0 && !o->listen) run_default_prompt(o, s.slm);
     if (rc == 0 && o->chat && cli_check_chat("run", s.slm) != 0) rc = 1;
     if (rc == 0 && cli_check_payload("run", &o->dp.payload, s.slm) != 0) rc = 2;
     if (rc == 0) rc = run_open_device(o, &s);
@@ -403,7 +418,9 @@ int cmd_run(int argc, char **argv) {
     uhlm_device_params *dp = &o.dp;
     const cli_arg args[] = {
         CLI_ARGS_PAIR(&o.slm_arg, &o.llm_arg, &o.tok_arg),
-        CLI_ARG(CLI_PROMPT, &prompts),
+        {.id = CLI_PROMPT, .dst = &prompts,
+         .def = "the user turn \"" UHLM_DEFAULT_CHAT_PROMPT "\" with a chat-template SLM, "
+                "else empty: start from BOS"},
         CLI_ARG(CLI_FILE, &prompts),
         CLI_ARG(CLI_CHAT, &o.chat),
         CLI_ARG(CLI_SYSTEM, &o.system),
@@ -444,6 +461,7 @@ int cmd_run(int argc, char **argv) {
     };
     int prc = cli_parse(&run_cmd, args, sizeof args / sizeof args[0], argc, argv, NULL);
     o.prompt = cli_texts_last(&prompts, "");
+    o.no_prompt = prompts.n == 0;
     int rc = prc != CLI_CONTINUE ? cli_exit_status(prc) : 0;
     if (rc == 0 && !o.listen && o.port_file) {
         fprintf(stderr, "uhlm run: --port-file needs --listen\n");

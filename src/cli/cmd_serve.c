@@ -83,7 +83,8 @@ int cmd_serve(int argc, char **argv) {
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &model_arg, .help = "server model (the LLM)"},
         {.id = CLI_TOKENIZER, .dst = &tok_arg,
-         .help = "tokenizer for llama2.c models; its fingerprint is what devices must match"},
+         .help = "tokenizer for llama2.c models; its fingerprint is what devices must match",
+         .def = UHLM_DEFAULT_TOKENIZER " for a llama2.c model"},
         CLI_ARG(CLI_HOST, &sp.host),
         CLI_ARG(CLI_PORT, &port),
         CLI_ARG(CLI_AUTH_TOKEN_FILE, &auth_file),

@@ -136,14 +136,6 @@ static int print_plain(const uhlm_tokenizer *tok, const int *ids, int n, int pie
     return 0;
 }
 
-static int is_gguf(const char *path) {
-    FILE *f = fopen(path, "rb");
-    char magic[4] = {0};
-    int yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-    if (f) fclose(f);
-    return yes;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *cmd = "tokenize", *model_arg = NULL, *tok_arg = NULL;
     int bos = -1, no_bos = 0, special = 0, pieces = 0, json = 0, first_text = -1;
@@ -204,7 +196,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (model_arg) {
         cli_find_model_file(model_arg, mpath, sizeof mpath);
     }
-    if (model_arg && !tp && is_gguf(mpath)) {
+    if (model_arg && !tp && cli_is_gguf(mpath)) {
         /* the vocabulary alone: vocab-only files have no weights to load */
         if (!(own = uhlm_tokenizer_load_gguf(mpath, &err))) {
             fprintf(stderr, "uhlm tokenize: %s\n", err.msg);

@@ -6,8 +6,9 @@
 
 #include "uhlm/model.h"
 
-/* 0 when the two models share a vocabulary, else prints why as "uhlm CMD: ..." and returns
- * -1. */
-int evc_check_pair(const char *cmd, const uhlm_model *slm, const uhlm_model *llm);
+/* 0 when the two models share a vocabulary, else prints why as "uhlm CMD: ..." (and, when one
+ * of slm_arg and llm_arg is a default model, how to name a pair) and returns -1. */
+int evc_check_pair(const char *cmd, const uhlm_model *slm, const uhlm_model *llm,
+                   const char *slm_arg, const char *llm_arg);
 
 #endif

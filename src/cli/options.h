@@ -100,9 +100,12 @@ typedef struct cli_arg {
 #define CLI_ARG(opt, var) {.id = (opt), .dst = (var)}
 
 /* Whole groups, for the commands that take all of a group's options: */
+/* -z where a llama2.c model without it gets the default tokenizer (named in cli.h) */
+#define CLI_ARG_TOKENIZER(tok) \
+    {.id = CLI_TOKENIZER, .dst = (tok), .def = UHLM_DEFAULT_TOKENIZER " for a llama2.c model"}
 /* the device/server pair of models, with -m as the device's (--slm) alias */
 #define CLI_ARGS_PAIR(slm, llm, tok) \
-    {.id = CLI_SLM, .dst = (slm), .alias = "-m"}, CLI_ARG(CLI_LLM, llm), CLI_ARG(CLI_TOKENIZER, tok)
+    {.id = CLI_SLM, .dst = (slm), .alias = "-m"}, CLI_ARG(CLI_LLM, llm), CLI_ARG_TOKENIZER(tok)
 #define CLI_ARGS_SAMPLING(temp, top_k, top_p) \
     CLI_ARG(CLI_TEMP, temp), CLI_ARG(CLI_TOP_K, top_k), CLI_ARG(CLI_TOP_P, top_p)
 #define CLI_ARGS_UNCERTAINTY(method, samples, theta_max) \
