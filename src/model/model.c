@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/ctx_internal.h"
 #include "model/format/gguf.h"
 #include "model/threadpool.h"
 
@@ -127,27 +128,6 @@ uint64_t uhlm_model_weight_bytes(const uhlm_model *m) {
 }
 
 /* ------------------------------------------------------------------ context */
-
-typedef struct {
-    /* [n_layers][n_kv_heads][n_ctx][head_dim]: head-major, so attention reads each head's
-     * keys and values as one sequential stream (position-major rows made it stride through
-     * the cache and, at 16 sequences of a few hundred positions, wait on memory) */
-    float *k, *v;
-    int *tokens;  /* [n_ctx] */
-    int len;
-} kv_seq;
-
-struct uhlm_ctx {
-    const uhlm_model *m;
-    uhlm_ctx_params p;
-    uhlm_pool *pool;
-    kv_seq *seqs;
-    int kv_dim, q_dim;
-    /* scratch for one chunk of up to max_batch entries */
-    float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *att, *rope;
-    int *pending; /* per-seq length during validation */
-    void *mm_scratch;
-};
 
 uhlm_ctx_params uhlm_ctx_default_params(void) {
     uhlm_ctx_params p = {1, 0, 0, 256, UHLM_SIMD_AUTO};
@@ -355,14 +335,6 @@ static void rope_neox(float *v, int n, const float *tab, int hd) {
 static void add_bias(float *y, const float *b, int n, int width) {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < width; j++) y[(size_t)i * width + j] += b[j];
-}
-
-/* Offset in a sequence's k or v of (layer, kv head, position): the cache layout, in one
- * place for the writer and the reader. */
-static inline size_t kv_at(const uhlm_ctx *c, int layer, int kvh, int pos) {
-    const size_t heads = (size_t)c->m->cfg.n_kv_heads, n_ctx = (size_t)c->p.n_ctx;
-    return (((size_t)layer * heads + (size_t)kvh) * n_ctx + (size_t)pos) *
-           (size_t)c->m->cfg.head_dim;
 }
 
 typedef struct {
