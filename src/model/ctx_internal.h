@@ -25,6 +25,7 @@ struct uhlm_ctx {
     float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *att, *rope;
     int *pending; /* per-seq length during validation */
     void *mm_scratch;
+    struct uhlm_ggml_scratch *ggml; /* UHLM_NUMERICS_GGML's buffers (ggml_forward.c), else NULL */
 };
 
 /* Offset in a sequence's k or v of (layer, kv head, position): the cache layout, in one

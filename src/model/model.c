@@ -9,6 +9,7 @@
 
 #include "model/ctx_internal.h"
 #include "model/format/gguf.h"
+#include "model/ggml_forward.h"
 #include "model/threadpool.h"
 
 #include "model/kernels/attention.h"
@@ -40,6 +41,21 @@ const char *uhlm_rope_type_name(uhlm_rope_type t) {
     case UHLM_ROPE_NEOX: return "neox";
     }
     return "?";
+}
+
+const char *uhlm_numerics_name(uhlm_numerics n) {
+    switch (n) {
+    case UHLM_NUMERICS_DEFAULT: return "default";
+    case UHLM_NUMERICS_GGML: return "ggml";
+    }
+    return "?";
+}
+
+int uhlm_numerics_from_name(const char *name, uhlm_numerics *out) {
+    if (!strcmp(name, "default")) *out = UHLM_NUMERICS_DEFAULT;
+    else if (!strcmp(name, "ggml")) *out = UHLM_NUMERICS_GGML;
+    else return -1;
+    return 0;
 }
 
 const uhlm_config *uhlm_model_config(const uhlm_model *m) { return &m->cfg; }
@@ -130,7 +146,7 @@ uint64_t uhlm_model_weight_bytes(const uhlm_model *m) {
 /* ------------------------------------------------------------------ context */
 
 uhlm_ctx_params uhlm_ctx_default_params(void) {
-    uhlm_ctx_params p = {1, 0, 0, 256, UHLM_SIMD_AUTO};
+    uhlm_ctx_params p = {1, 0, 0, 256, UHLM_SIMD_AUTO, UHLM_NUMERICS_DEFAULT};
     return p;
 }
 
@@ -162,6 +178,11 @@ uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *pp, uhlm_erro
         uhlm_set_error(err, "too many sequences (%d) or batch entries (%d)", p.n_seq, p.max_batch);
         return NULL;
     }
+    if (p.numerics != UHLM_NUMERICS_DEFAULT && p.numerics != UHLM_NUMERICS_GGML) {
+        uhlm_set_error(err, "unknown numerics mode %d", (int)p.numerics);
+        return NULL;
+    }
+    if (p.numerics == UHLM_NUMERICS_GGML && uhlm_ggml_check_model(m, err) != 0) return NULL;
     uhlm_simd simd = uhlm_simd_resolve(p.simd);
     if (!uhlm_simd_supported(simd)) {
         uhlm_set_error(err, "SIMD level %s is not supported by this CPU", uhlm_simd_name(simd));
@@ -217,6 +238,14 @@ uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *pp, uhlm_erro
         uhlm_ctx_free(x);
         return NULL;
     }
+    if (p.numerics == UHLM_NUMERICS_GGML) {
+        x->ggml = uhlm_ggml_scratch_new(m, p.max_batch, p.n_ctx, uhlm_pool_size(x->pool));
+        if (!x->ggml) {
+            uhlm_ctx_free(x);
+            uhlm_set_error(err, "out of memory allocating an inference context");
+            return NULL;
+        }
+    }
     return x;
 }
 
@@ -241,6 +270,7 @@ void uhlm_ctx_free(uhlm_ctx *x) {
     free(x->att);
     free(x->rope);
     free(x->mm_scratch);
+    uhlm_ggml_scratch_free(x->ggml);
     uhlm_pool_free(x->pool);
     free(x);
 }
@@ -560,7 +590,10 @@ int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, fl
         int cn = n - off < c->p.max_batch ? n - off : c->p.max_batch;
         int nl = 0;
         for (int i = 0; i < cn; i++) nl += e[off + i].logits != 0;
-        forward_chunk(c, e + off, cn, logits, hidden);
+        if (c->ggml)
+            uhlm_ggml_forward_chunk(c, e + off, cn, logits, hidden);
+        else
+            forward_chunk(c, e + off, cn, logits, hidden);
         for (int i = 0; i < cn; i++) {
             kv_seq *s = &c->seqs[e[off + i].seq];
             s->tokens[e[off + i].pos] = e[off + i].token;
