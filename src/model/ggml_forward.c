@@ -113,12 +113,17 @@ void uhlm_ggml_scratch_free(uhlm_ggml_scratch *s) {
 
 /* ------------------------------------------------------------------ matrices */
 
+/* The context's SIMD level picks the AVX2 dot products or the portable ones: same bits, so
+ * the level only changes the speed (and UHLM_SIMD=scalar runs the portable code). */
+static const ggc_dot_fns *dots(const uhlm_ctx *c) { return ggc_dots(c->p.simd >= UHLM_SIMD_AVX2); }
+
 typedef struct {
     const uhlm_tensor *W;
     const void *act;
     size_t act_row; /* bytes per converted activation row */
     int n, batched;
     float *Y;
+    const ggc_dot_fns *dot;
 } mm_job;
 
 static void mm_task(void *arg, int64_t begin, int64_t end, int tid) {
@@ -133,11 +138,9 @@ static void mm_task(void *arg, int64_t begin, int64_t end, int tid) {
             const void *a = (const uint8_t *)j->act + (size_t)i * j->act_row;
             float y;
             switch (W->type) {
-            case UHLM_TYPE_Q4_1: y = ggc_dot_q4_1(cols, w, a); break;
-            case UHLM_TYPE_Q8_0: y = ggc_dot_q8_0(cols, w, a); break;
-            default:
-                y = j->batched ? ggc_dot_f16_tiny(cols, w, a) : ggc_dot_f16(cols, w, a);
-                break;
+            case UHLM_TYPE_Q4_1: y = j->dot->q4_1(cols, w, a); break;
+            case UHLM_TYPE_Q8_0: y = j->dot->q8_0(cols, w, a); break;
+            default: y = j->batched ? j->dot->f16_tiny(cols, w, a) : j->dot->f16(cols, w, a); break;
             }
             j->Y[(size_t)i * (size_t)W->rows + (size_t)r] = y;
         }
@@ -148,7 +151,7 @@ static void mm_task(void *arg, int64_t begin, int64_t end, int tid) {
 static void matmul(uhlm_ctx *c, const uhlm_tensor *W, const float *X, int n, float *Y) {
     uhlm_ggml_scratch *s = c->ggml;
     const int64_t cols = W->cols;
-    mm_job j = {W, s->act, 0, n, 0, Y};
+    mm_job j = {W, s->act, 0, n, 0, Y, dots(c)};
     for (int i = 0; i < n; i++) {
         const float *x = X + (size_t)i * (size_t)cols;
         switch (W->type) {
@@ -190,6 +193,7 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
     const float scale = 1.0f / sqrtf((float)hd);
     float *att = s->att + (size_t)tid * ((size_t)s->npad + (size_t)hd * (size_t)s->npad);
     float *vt = att + s->npad;
+    const ggc_dot_fns *dot = dots(c);
     for (int64_t it = begin; it < end; it++) {
         const int i = (int)(it / nh), h = (int)(it % nh);
         const uhlm_batch_entry *e = &j->e[i];
@@ -198,7 +202,7 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
         const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
         const int nv = e->pos + 1;
         /* KQ: mul_mat(K, Q), src0 = the key row, src1 = the query */
-        for (int t = 0; t < nv; t++) att[t] = ggc_dot_f32(hd, sq->k + off + (size_t)t * hd, q);
+        for (int t = 0; t < nv; t++) att[t] = dot->f32(hd, sq->k + off + (size_t)t * hd, q);
         ggc_soft_max(att, att, nv, scale);
         /* KQV: mul_mat(V^T, weights); the masked tail is zero in both operands */
         const int np = j->batched ? (nv + 15) / 16 * 16 : (nv + 63) / 64 * 64;
@@ -210,8 +214,8 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int tid) {
         }
         float *out = c->xb + (size_t)i * qd + (size_t)h * hd;
         for (int d = 0; d < hd; d++)
-            out[d] = j->batched ? ggc_dot_f32_tiny(np, vt + (size_t)d * s->npad, att)
-                                : ggc_dot_f32(np, vt + (size_t)d * s->npad, att);
+            out[d] = j->batched ? dot->f32_tiny(np, vt + (size_t)d * s->npad, att)
+                                : dot->f32(np, vt + (size_t)d * s->npad, att);
     }
 }
 

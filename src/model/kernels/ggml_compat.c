@@ -149,6 +149,27 @@ float ggc_dot_f16_tiny(int n, const uint16_t *x, const uint16_t *y) {
     return reduce16(acc);
 }
 
+#if defined(__x86_64__)
+static float f32_avx2(int n, const float *x, const float *y) {
+    return n % 64 ? ggc_dot_f32(n, x, y) : ggc_dot_f32_avx2(n, x, y);
+}
+static float f16_avx2(int n, const uint16_t *x, const uint16_t *y) {
+    return n % 64 ? ggc_dot_f16(n, x, y) : ggc_dot_f16_avx2(n, x, y);
+}
+static const ggc_dot_fns DOTS_AVX2 = {ggc_dot_q8_0_avx2, ggc_dot_q4_1_avx2, f32_avx2,
+                                      ggc_dot_f32_tiny_avx2, f16_avx2, ggc_dot_f16_tiny_avx2};
+#endif
+static const ggc_dot_fns DOTS = {ggc_dot_q8_0, ggc_dot_q4_1, ggc_dot_f32,
+                                 ggc_dot_f32_tiny, ggc_dot_f16, ggc_dot_f16_tiny};
+
+const ggc_dot_fns *ggc_dots(int avx2) {
+#if defined(__x86_64__)
+    if (avx2) return &DOTS_AVX2;
+#endif
+    (void)avx2;
+    return &DOTS;
+}
+
 /* --------------------------------------------------------------- elementwise */
 
 void ggc_rms_norm_mul(const float *x, const float *w, float *y, int n, float eps) {
