@@ -26,6 +26,13 @@
  * differently. Where the arithmetic is not re-quantized (F16) uhlm and llama.cpp decode all 20
  * prompts identically. Figures: docs/performance.md, "uhlm against llama.cpp".
  *
+ * ggml numerics (UHLM_NUMERICS_GGML, src/model/ggml_forward.c): the same file, decoded with
+ * llama.cpp's own float operations reproduced bit for bit, must give llama.cpp's token at every
+ * generated position of every prompt (so the greedy continuations are equal, token for token)
+ * and its top-5 logits to the fixture's rounding (1e-4); the AVX2 and portable kernels of that
+ * mode must give identical logits. Its cases run with UHLM_AGREE_GGML_CASES (default all 20;
+ * 2 under the sanitizers).
+ *
  * Files: the shipped SmolLM2-135M-Instruct.Q4_1.gguf ($UHLM_MODELS, ./models, ../shared/models);
  * the F16 and Q8_0 files are written by `uhlm convert` from it into a temporary folder, and their
  * size must equal the one the fixture was made from (the conversion is deterministic). A missing
@@ -293,6 +300,128 @@ static void run_case(uhlm_ctx *ctx, const uhlm_model *m, const cJSON *c, stats *
     free(b);
 }
 
+/* ggml numerics: every generated position must pick llama.cpp's token, and the top-5
+ * logits must equal the fixture's to its rounding (4 decimals: 5e-5, plus float spacing). */
+#define GGML_LOGIT_BOUND 6e-5
+
+typedef struct {
+    int cases, positions, top1_match, whole_match;
+    double max_diff;
+    char worst[96];
+} ggml_stats;
+
+/* Decodes case c in ctx (ggml numerics); when cmp is not NULL (a second context, portable
+ * kernels) its logits must be identical to ctx's at every position. */
+static void run_case_ggml(uhlm_ctx *ctx, uhlm_ctx *cmp, const uhlm_model *m, const cJSON *c,
+                          ggml_stats *st) {
+    enum { CAP = 4096 };
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(c, "id"));
+    int prompt[CAP], gen[CAP];
+    int np = json_ints(cJSON_GetObjectItem(c, "prompt"), prompt, CAP);
+    int ng = json_ints(cJSON_GetObjectItem(c, "generated"), gen, CAP);
+    const cJSON *top5 = cJSON_GetObjectItem(c, "top5");
+    if (!id || np <= 0 || ng <= 0 || cJSON_GetArraySize(top5) != ng) {
+        CHECKF(0, "fixture case %s is malformed", id ? id : "?");
+        return;
+    }
+    const int V = uhlm_model_config(m)->vocab_size;
+    float *logits = malloc(sizeof(float) * (size_t)V * 2);
+    uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)np);
+    if (!logits || !b) {
+        CHECKF(0, "out of memory");
+        free(logits);
+        free(b);
+        return;
+    }
+    float *other = logits + V;
+    uhlm_error err = {{0}};
+    st->cases++;
+    int ok = uhlm_seq_truncate(ctx, 0, 0, &err) == 0 && (!cmp || uhlm_seq_truncate(cmp, 0, 0, &err) == 0);
+    for (int i = 0; i < np; i++) b[i] = (uhlm_batch_entry){0, i, prompt[i], i == np - 1};
+    ok = ok && uhlm_decode(ctx, b, np, logits, NULL, &err) == 0;
+    ok = ok && (!cmp || uhlm_decode(cmp, b, np, other, NULL, &err) == 0);
+    CHECKF(ok, "%s: ggml prefill: %s", id, err.msg);
+    int same = 1, first_miss = -1;
+    for (int i = 0; ok && i < ng; i++) {
+        if (cmp && memcmp(logits, other, sizeof(float) * (size_t)V) != 0) same = 0;
+        const cJSON *pos = cJSON_GetArrayItem(top5, i), *pair;
+        cJSON_ArrayForEach(pair, pos) {
+            int tid = cJSON_GetArrayItem(pair, 0)->valueint;
+            if (tid < 0 || tid >= V) continue; /* reported by run_case */
+            double d = fabs((double)logits[tid] - cJSON_GetArrayItem(pair, 1)->valuedouble);
+            if (d > st->max_diff) {
+                st->max_diff = d;
+                snprintf(st->worst, sizeof st->worst, "%s position %d id %d", id, i, tid);
+            }
+        }
+        int arg = uhlm_argmax(logits, V);
+        st->positions++;
+        if (arg == gen[i]) st->top1_match++;
+        else if (first_miss < 0) first_miss = i;
+        if (i == ng - 1) break;
+        uhlm_batch_entry e = {0, np + i, gen[i], 1};
+        ok = uhlm_decode(ctx, &e, 1, logits, NULL, &err) == 0 &&
+             (!cmp || uhlm_decode(cmp, &e, 1, other, NULL, &err) == 0);
+        CHECKF(ok, "%s: ggml decode at %d: %s", id, np + i, err.msg);
+    }
+    CHECKF(first_miss < 0, "%s: with ggml numerics uhlm picks another token than llama.cpp at "
+           "generated position %d", id, first_miss);
+    st->whole_match += ok && first_miss < 0;
+    CHECKF(same, "%s: the AVX2 and portable ggml kernels give different logits", id);
+    free(logits);
+    free(b);
+}
+
+static int n_ggml_cases_wanted(void) {
+    const char *e = getenv("UHLM_AGREE_GGML_CASES");
+    if (e && atoi(e) > 0) return atoi(e);
+#if defined(__SANITIZE_ADDRESS__)
+    return 2;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return 2;
+#endif
+#endif
+    return 20;
+}
+
+/* The fixture's cases with ggml numerics on the model at path. The first case also runs a
+ * second context with the portable kernels (UHLM_SIMD_SCALAR) beside the AVX2 ones. */
+static void run_fixture_ggml(const char *type, const uhlm_model *m, const cJSON *doc) {
+    uhlm_error err = {{0}};
+    uhlm_ctx_params cp = uhlm_ctx_default_params();
+    cp.n_ctx = 512;
+    cp.n_threads = 2;
+    cp.numerics = UHLM_NUMERICS_GGML;
+    uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
+    CHECKF(ctx != NULL, "ggml numerics context: %s", err.msg);
+    cp.simd = UHLM_SIMD_SCALAR;
+    uhlm_ctx *portable = uhlm_ctx_new(m, &cp, &err);
+    CHECKF(portable != NULL, "ggml numerics context (portable): %s", err.msg);
+    ggml_stats st = {0};
+    if (ctx && portable) {
+        const cJSON *c;
+        int limit = n_ggml_cases_wanted(), n = 0;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
+            if (n == limit) break;
+            run_case_ggml(ctx, n == 0 ? portable : NULL, m, c, &st);
+            n++;
+        }
+    }
+    if (st.cases) {
+        printf("%-5s ggml numerics, %2d prompts: whole greedy decode %d/%d, top-1 %d/%d "
+               "positions; top-5 logits |uhlm - llama.cpp| max %.6f (%s; fixture rounding "
+               "1e-4)\n",
+               type, st.cases, st.whole_match, st.cases, st.top1_match, st.positions,
+               st.max_diff, st.worst);
+        CHECKF(st.max_diff <= GGML_LOGIT_BOUND,
+               "%s: ggml numerics logits differ from llama.cpp's by %.6f (bound %g)", type,
+               st.max_diff, GGML_LOGIT_BOUND);
+    }
+    uhlm_ctx_free(portable);
+    uhlm_ctx_free(ctx);
+}
+
 static const tolerance *tolerance_for(const char *type) {
     for (size_t i = 0; i < sizeof TOLERANCES / sizeof TOLERANCES[0]; i++)
         if (!strcmp(TOLERANCES[i].type, type)) return &TOLERANCES[i];
@@ -406,6 +535,7 @@ static void run_fixture(const char *type) {
                    type, st.u_ref_sum / st.n_ref, st.l_ref_sum / st.n_ref);
     }
     uhlm_ctx_free(ctx);
+    if (m) run_fixture_ggml(type, m, doc);
     uhlm_model_free(m);
     if (converted) unlink(path);
     cJSON_Delete(doc);
