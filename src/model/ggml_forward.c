@@ -48,9 +48,12 @@ int uhlm_ggml_check_model(const uhlm_model *m, uhlm_error *err) {
     if (!matrix_ok(&m->w.output))
         return uhlm_set_error(err, "%s: --numerics ggml supports f16, q8_0 and q4_1 matrices; "
                               "the classifier is %s", m->path, uhlm_type_name(m->w.output.type));
-    if (p->head_dim > UHLM_GGML_MAX_HEAD_DIM || p->head_dim % 2)
-        return uhlm_set_error(err, "%s: --numerics ggml supports even head sizes up to %d, not %d",
-                              m->path, UHLM_GGML_MAX_HEAD_DIM, p->head_dim);
+    /* ggml_vec_dot_f32 finishes a length that is not a multiple of 64 with a tail whose
+     * rounding GCC decides (FMA or not, by length); KQ's length is the head size */
+    if (p->head_dim > UHLM_GGML_MAX_HEAD_DIM || p->head_dim % 64)
+        return uhlm_set_error(err, "%s: --numerics ggml supports head sizes that are multiples "
+                              "of 64 up to %d, not %d", m->path, UHLM_GGML_MAX_HEAD_DIM,
+                              p->head_dim);
     for (int l = 0; l < p->n_layers; l++) {
         const uhlm_layer *L = &m->w.layers[l];
         const uhlm_tensor *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
@@ -252,7 +255,8 @@ void uhlm_ggml_forward_chunk(uhlm_ctx *c, const uhlm_batch_entry *e, int n, floa
                 memcpy(s->v + at, c->v + from, (size_t)hd * sizeof(float));
             }
         }
-        attn_job aj = {c, e, l, n >= 2};
+        /* llamafile_sgemm takes KQV (F32, k = the padded window) for n >= 2 and m % 4 == 0 */
+        attn_job aj = {c, e, l, n >= 2 && hd % 4 == 0};
         uhlm_pool_run(c->pool, attn_task, &aj, (int64_t)n * p->n_heads, 1);
         matmul(c, &L->wo, c->xb, n, c->xb2);
         int rows = n;
