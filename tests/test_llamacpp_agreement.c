@@ -19,7 +19,7 @@
  * was a near-tie (below the type's bound); the top-1 agrees at most positions; and uhlm is as
  * close to the exact pass as llama.cpp is (mean distance at most 1.25x llama.cpp's).
  *
- * Why not "token for token over 64 tokens": SmolLM2 moves its logits by up to ~1-2 under any
+ * Why not "token for token over 64 tokens" with the default numerics: SmolLM2 moves its logits by up to ~1-2 under any
  * change of rounding. With 8-bit activations (Q4_1, Q8_0) a one-ulp difference flips the
  * rounding of some activation, and the effect grows through 30 layers; llama.cpp's own F16 KV
  * cache moves its logits by 1.27 against its F32 cache, and decodes 15 of these 20 prompts
