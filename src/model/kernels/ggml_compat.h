@@ -11,7 +11,8 @@
  * routine and the SIMD branch it reproduces. Lanes are emulated with arrays and every fused
  * multiply-add is an explicit fmaf, so the results are the same on any IEEE-754 machine
  * whatever the compiler flags (this file must not be built with -ffast-math; plain ISO C
- * never contracts a*b+c).
+ * never contracts a*b+c). The one exception is the RoPE table, which takes cosf, sinf and
+ * powf from libm as ggml does: bit for bit where both use the same libm.
  *
  * Scope: the operations a llama-architecture forward pass needs with F16, Q8_0 or Q4_1
  * matrices and an F32 KV cache (SmolLM2-135M-Instruct in its shipped Q4_1 file and uhlm's
