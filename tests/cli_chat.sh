@@ -2,7 +2,8 @@
 # `uhlm info` and --chat: info's text and JSON fields on the qwen2 fixture (built by test_arch)
 # and a llama2.c file, option and template errors, --chat on a model without a template; and,
 # when scripts/setup.sh has fetched SmolLM2-135M-Instruct (models/), its info fields and a greedy
-# chat answer that is non-empty English text ending at an end-of-generation token.
+# chat answer that is non-empty English text ending at an end-of-generation token, and with
+# --numerics ggml llama.cpp's own answer, token for token.
 set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
 # the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
@@ -59,6 +60,13 @@ grep -q "has no chat template" $err && ok || bad "--chat without a template: $(c
 expect_rc 0 "$bin" generate -m "$qwen" --chat --system "Be brief." -p hi -n 4 --temp 0 --json
 jcheck $out "d['chat_template']=='chatml' and d['system']=='Be brief.' and d['generated_tokens']==4 and d['prompt_tokens']>=3"
 
+# ---- --numerics
+expect_rc 2 "$bin" generate -m "$qwen" --numerics fast -p hi
+grep -q "expected default or ggml" $err && ok || bad "--numerics names its values: $(cat $err)"
+# qwen2 is not llama.cpp's llama graph: refused with the reason
+expect_rc 1 "$bin" generate -m "$qwen" --numerics ggml -p hi -n 2
+grep -q "numerics ggml supports the llama architecture, not qwen2" $err && ok || bad "--numerics ggml on qwen2: $(cat $err)"
+
 # ---- SmolLM2 (scripts/setup.sh)
 smol=""
 for d in "$UHLM_MODELS" "$src/models" models ../models; do
@@ -82,6 +90,13 @@ ref = json.load(open('$src/tests/fixtures/smollm2_chat_greedy.json'))
 d = json.load(open('/tmp/uhlm_chat_smol.$$'))
 k = ref['clear_prefix']
 sys.exit(0 if d['prompt_tokens'] == len(ref['prompt_ids']) and k >= 4 and d['tokens'][:k] == ref['greedy'][:k] else 1)" && ok || bad "SmolLM2 greedy answer differs from llama.cpp's leading tokens"
+  # with --numerics ggml (llama.cpp's rounding bit for bit) the whole answer is llama.cpp's
+  expect_rc 0 "$bin" generate -m "$smol" --chat -p "Give three tips for staying healthy." --temp 0 -n 300 -t 2 --numerics ggml --json
+  $py -c "
+import json, sys
+ref = json.load(open('$src/tests/fixtures/smollm2_chat_greedy.json'))
+d = json.load(open('$out'))
+sys.exit(0 if d['tokens'] == ref['greedy'] and d['stop'] == 'eos' else 1)" && ok || bad "SmolLM2 greedy answer with --numerics ggml differs from llama.cpp's"
   # the answer is the text: no template markers, no echoed prompt
   jcheck /tmp/uhlm_chat_smol.$$ "'<|im_' not in d['text'] and 'Give three tips' not in d['text']"
   # text mode prints the same answer

@@ -19,12 +19,22 @@
  * was a near-tie (below the type's bound); the top-1 agrees at most positions; and uhlm is as
  * close to the exact pass as llama.cpp is (mean distance at most 1.25x llama.cpp's).
  *
- * Why not "token for token over 64 tokens": SmolLM2 moves its logits by up to ~1-2 under any
+ * Why not "token for token over 64 tokens" with the default numerics: SmolLM2 moves its logits by up to ~1-2 under any
  * change of rounding. With 8-bit activations (Q4_1, Q8_0) a one-ulp difference flips the
  * rounding of some activation, and the effect grows through 30 layers; llama.cpp's own F16 KV
  * cache moves its logits by 1.27 against its F32 cache, and decodes 15 of these 20 prompts
  * differently. Where the arithmetic is not re-quantized (F16) uhlm and llama.cpp decode all 20
  * prompts identically. Figures: docs/performance.md, "uhlm against llama.cpp".
+ *
+ * ggml numerics (UHLM_NUMERICS_GGML, src/model/ggml_forward.c): the same file, decoded with
+ * llama.cpp's own float operations reproduced bit for bit, must give llama.cpp's token at every
+ * generated position of every prompt (so the greedy continuations are equal, token for token),
+ * its top-5 logits to the fixture's rounding (1e-4), and all its logits bit for bit: the
+ * fixtures hold a hash of llama.cpp's whole logit vector at every position
+ * (scripts/oracle/add_logit_hashes.py). The AVX2 and portable kernels of that mode must give
+ * identical logits (first case of each file, prompt and 16 generated positions; not under the
+ * sanitizers). Cases: all 20 of the shipped file's and 5 of each converted file's (1 each
+ * under the sanitizers); UHLM_AGREE_GGML_CASES=N overrides.
  *
  * Files: the shipped SmolLM2-135M-Instruct.Q4_1.gguf ($UHLM_MODELS, ./models, ../shared/models);
  * the F16 and Q8_0 files are written by `uhlm convert` from it into a temporary folder, and their
@@ -32,6 +42,7 @@
  * model prints SKIP and passes. Measured figures are printed. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +304,178 @@ static void run_case(uhlm_ctx *ctx, const uhlm_model *m, const cJSON *c, stats *
     free(b);
 }
 
+/* ggml numerics: every generated position must pick llama.cpp's token, and the top-5
+ * logits must equal the fixture's to its rounding (4 decimals: 5e-5, plus float spacing). */
+#define GGML_LOGIT_BOUND 6e-5
+
+typedef struct {
+    int cases, positions, top1_match, whole_match;
+    int hashed, bit_equal; /* positions with llama.cpp's logit hash, and those uhlm matches */
+    double max_diff;
+    char worst[96];
+} ggml_stats;
+
+/* The first 16 hex digits of SHA-256 over the little-endian float32 bytes of z[0 .. n), as
+ * scripts/oracle/add_logit_hashes.py writes them. */
+static void logits_hash(const float *z, int n, char out[17]) {
+    unsigned char *bytes = malloc((size_t)n * 4), md[SHA256_DIGEST_LENGTH];
+    if (!bytes) {
+        snprintf(out, 17, "out of memory");
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &z[i], 4);
+        for (int b = 0; b < 4; b++) bytes[4 * i + b] = (unsigned char)(u >> (8 * b));
+    }
+    SHA256(bytes, (size_t)n * 4, md);
+    for (int i = 0; i < 8; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+    free(bytes);
+}
+
+/* Decodes case c in ctx (ggml numerics); when cmp is not NULL (a second context, portable
+ * kernels, about 15 times slower) its logits must be identical to ctx's after the prompt and
+ * at the first PORTABLE_POSITIONS generated positions. */
+#define PORTABLE_POSITIONS 16
+static void run_case_ggml(uhlm_ctx *ctx, uhlm_ctx *cmp, const uhlm_model *m, const cJSON *c,
+                          ggml_stats *st) {
+    enum { CAP = 4096 };
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(c, "id"));
+    int prompt[CAP], gen[CAP];
+    int np = json_ints(cJSON_GetObjectItem(c, "prompt"), prompt, CAP);
+    int ng = json_ints(cJSON_GetObjectItem(c, "generated"), gen, CAP);
+    const cJSON *top5 = cJSON_GetObjectItem(c, "top5");
+    const cJSON *sha = cJSON_GetObjectItem(c, "logits_sha"); /* NULL in older fixtures */
+    if (!id || np <= 0 || ng <= 0 || cJSON_GetArraySize(top5) != ng ||
+        (sha && cJSON_GetArraySize(sha) != ng)) {
+        CHECKF(0, "fixture case %s is malformed", id ? id : "?");
+        return;
+    }
+    const int V = uhlm_model_config(m)->vocab_size;
+    float *logits = malloc(sizeof(float) * (size_t)V * 2);
+    uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)np);
+    if (!logits || !b) {
+        CHECKF(0, "out of memory");
+        free(logits);
+        free(b);
+        return;
+    }
+    float *other = logits + V;
+    uhlm_error err = {{0}};
+    st->cases++;
+    int ok = uhlm_seq_truncate(ctx, 0, 0, &err) == 0 && (!cmp || uhlm_seq_truncate(cmp, 0, 0, &err) == 0);
+    for (int i = 0; i < np; i++) b[i] = (uhlm_batch_entry){0, i, prompt[i], i == np - 1};
+    ok = ok && uhlm_decode(ctx, b, np, logits, NULL, &err) == 0;
+    ok = ok && (!cmp || uhlm_decode(cmp, b, np, other, NULL, &err) == 0);
+    CHECKF(ok, "%s: ggml prefill: %s", id, err.msg);
+    int same = 1, first_miss = -1;
+    for (int i = 0; ok && i < ng; i++) {
+        if (cmp && memcmp(logits, other, sizeof(float) * (size_t)V) != 0) same = 0;
+        const cJSON *pos = cJSON_GetArrayItem(top5, i), *pair;
+        cJSON_ArrayForEach(pair, pos) {
+            int tid = cJSON_GetArrayItem(pair, 0)->valueint;
+            if (tid < 0 || tid >= V) continue; /* reported by run_case */
+            double d = fabs((double)logits[tid] - cJSON_GetArrayItem(pair, 1)->valuedouble);
+            if (d > st->max_diff) {
+                st->max_diff = d;
+                snprintf(st->worst, sizeof st->worst, "%s position %d id %d", id, i, tid);
+            }
+        }
+        const char *want = cJSON_GetStringValue(cJSON_GetArrayItem(sha, i));
+        if (want) {
+            char got[17];
+            logits_hash(logits, V, got);
+            st->hashed++;
+            if (!strcmp(got, want)) st->bit_equal++;
+            else if (st->hashed - st->bit_equal <= 3)
+                printf("  %s position %d: logits differ from llama.cpp's in some bit (hash %s, "
+                       "llama.cpp %s)\n", id, i, got, want);
+        }
+        int arg = uhlm_argmax(logits, V);
+        st->positions++;
+        if (arg == gen[i]) st->top1_match++;
+        else if (first_miss < 0) first_miss = i;
+        if (i == ng - 1) break;
+        if (i + 1 == PORTABLE_POSITIONS) cmp = NULL;
+        uhlm_batch_entry e = {0, np + i, gen[i], 1};
+        ok = uhlm_decode(ctx, &e, 1, logits, NULL, &err) == 0 &&
+             (!cmp || uhlm_decode(cmp, &e, 1, other, NULL, &err) == 0);
+        CHECKF(ok, "%s: ggml decode at %d: %s", id, np + i, err.msg);
+    }
+    CHECKF(first_miss < 0, "%s: with ggml numerics uhlm picks another token than llama.cpp at "
+           "generated position %d", id, first_miss);
+    st->whole_match += ok && first_miss < 0;
+    CHECKF(same, "%s: the AVX2 and portable ggml kernels give different logits", id);
+    free(logits);
+    free(b);
+}
+
+static int sanitized(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    return 1;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return 1;
+#endif
+#endif
+    return 0;
+}
+
+/* All 20 of the shipped file's prompts and 5 of each converted file's; 1 of each under the
+ * sanitizers. UHLM_AGREE_GGML_CASES=N overrides (20: every fixture case). */
+static int n_ggml_cases_wanted(int converted) {
+    const char *e = getenv("UHLM_AGREE_GGML_CASES");
+    if (e && atoi(e) > 0) return atoi(e);
+    if (sanitized()) return 1;
+    return converted ? 5 : 20;
+}
+
+/* The fixture's cases with ggml numerics on the model at path. The first case also runs a
+ * second context with the portable kernels (UHLM_SIMD_SCALAR) beside the AVX2 ones, except
+ * under the sanitizers, where the portable kernels take minutes (test_ggml_compat compares
+ * the two there). */
+static void run_fixture_ggml(const char *type, const uhlm_model *m, const cJSON *doc,
+                             int converted) {
+    uhlm_error err = {{0}};
+    uhlm_ctx_params cp = uhlm_ctx_default_params();
+    cp.n_ctx = 512;
+    cp.n_threads = 2;
+    cp.numerics = UHLM_NUMERICS_GGML;
+    uhlm_ctx *ctx = uhlm_ctx_new(m, &cp, &err);
+    CHECKF(ctx != NULL, "ggml numerics context: %s", err.msg);
+    cp.simd = UHLM_SIMD_SCALAR;
+    uhlm_ctx *portable = uhlm_ctx_new(m, &cp, &err);
+    CHECKF(portable != NULL, "ggml numerics context (portable): %s", err.msg);
+    ggml_stats st = {0};
+    if (ctx && portable) {
+        const cJSON *c;
+        int limit = n_ggml_cases_wanted(converted), n = 0;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
+            if (n == limit) break;
+            run_case_ggml(ctx, n == 0 && !sanitized() ? portable : NULL, m, c, &st);
+            n++;
+        }
+    }
+    if (st.cases) {
+        printf("%-5s ggml numerics, %2d prompts: whole greedy decode %d/%d, top-1 %d/%d "
+               "positions, all %d logits bit-identical at %d/%d positions; top-5 logits |uhlm - "
+               "llama.cpp| max %.6f (%s; fixture rounding 1e-4)\n",
+               type, st.cases, st.whole_match, st.cases, st.top1_match, st.positions,
+               uhlm_model_config(m)->vocab_size, st.bit_equal, st.hashed, st.max_diff,
+               st.worst);
+        CHECKF(st.hashed == st.positions, "%s: the fixture lacks logits_sha at %d positions "
+               "(scripts/oracle/add_logit_hashes.py)", type, st.positions - st.hashed);
+        CHECKF(st.bit_equal == st.hashed,
+               "%s: with ggml numerics %d of %d positions' logits differ from llama.cpp's in "
+               "some bit", type, st.hashed - st.bit_equal, st.hashed);
+        CHECKF(st.max_diff <= GGML_LOGIT_BOUND,
+               "%s: ggml numerics logits differ from llama.cpp's by %.6f (bound %g)", type,
+               st.max_diff, GGML_LOGIT_BOUND);
+    }
+    uhlm_ctx_free(portable);
+    uhlm_ctx_free(ctx);
+}
+
 static const tolerance *tolerance_for(const char *type) {
     for (size_t i = 0; i < sizeof TOLERANCES / sizeof TOLERANCES[0]; i++)
         if (!strcmp(TOLERANCES[i].type, type)) return &TOLERANCES[i];
@@ -406,6 +589,7 @@ static void run_fixture(const char *type) {
                    type, st.u_ref_sum / st.n_ref, st.l_ref_sum / st.n_ref);
     }
     uhlm_ctx_free(ctx);
+    if (m) run_fixture_ggml(type, m, doc, converted);
     uhlm_model_free(m);
     if (converted) unlink(path);
     cJSON_Delete(doc);

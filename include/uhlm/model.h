@@ -104,12 +104,30 @@ UHLM_API int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhl
 UHLM_API int uhlm_gguf_save_llama(const uhlm_model *m, uhlm_type type, const char *path, uhlm_error *err);
 
 /* ---- inference context ---- */
+
+/* How the forward pass rounds. DEFAULT is uhlm's own kernels (fastest; the SIMD levels differ
+ * by float rounding only). GGML reproduces the float operations of llama.cpp's CPU backend
+ * (ggml 0.25.3 as built by llama-cpp-python 0.3.36 for an AVX-512 VNNI x86-64 CPU; 1 thread,
+ * F32 KV cache, no flash attention) bit for bit, in portable C: the same activation
+ * quantizer, products in the same SIMD lanes, the same FMAs and reductions, so that greedy
+ * decoding gives llama.cpp's tokens, token for token. It exists because small models such as
+ * SmolLM2 amplify any one-ulp rounding difference into visibly different text, so agreement
+ * with llama.cpp cannot be had within a tolerance. It is several times slower than DEFAULT and
+ * supports `llama` models with F16, Q8_0 or Q4_1 matrices (uhlm_ctx_new refuses others).
+ * A batch passed to one uhlm_decode call plays the role of one llama.cpp ubatch (prefill uses
+ * llama.cpp's batched kernels when it has two or more entries), so decode a prompt in one
+ * call, as llama.cpp does with n_batch >= the prompt length. */
+typedef enum uhlm_numerics { UHLM_NUMERICS_DEFAULT = 0, UHLM_NUMERICS_GGML = 1 } uhlm_numerics;
+UHLM_API const char *uhlm_numerics_name(uhlm_numerics n); /* "default", "ggml" */
+UHLM_API int uhlm_numerics_from_name(const char *name, uhlm_numerics *out); /* 0 ok, -1 unknown */
+
 typedef struct uhlm_ctx_params {
     int n_seq;     /* sequences (each with its own KV cache); default 1 */
     int n_ctx;     /* positions per sequence; 0 = model seq_len */
     int n_threads; /* 0 = all CPUs */
     int max_batch; /* entries per internal chunk; 0 = 256. Longer batches are chunked. */
     uhlm_simd simd; /* AUTO picks the best the CPU has */
+    uhlm_numerics numerics; /* DEFAULT (0), or GGML: llama.cpp's rounding, see above */
 } uhlm_ctx_params;
 
 typedef struct uhlm_ctx uhlm_ctx;

@@ -26,6 +26,9 @@ cache. At each generated position the fixture holds the top-5 (id, logit) pairs 
 the chosen token); logits are rounded to 1e-4, well below the tolerances the test uses.
 
 Deterministic: same file, same llama.cpp build and CPU kernels give the same output.
+A regenerated fixture lacks the fields two other scripts add: "ref5"
+(scripts/oracle/numpy_reference.py) and "logits_sha" (scripts/oracle/add_logit_hashes.py,
+which the ggml numerics checks of the test need); run them afterwards.
 """
 import argparse
 import json

@@ -23,6 +23,7 @@ typedef struct {
     double temp, top_p;
     uint64_t seed;
     uhlm_simd simd;
+    uhlm_numerics numerics;
 } gen_opts;
 
 /* One generation: the model and its context, the buffers, and what the report says. */
@@ -60,6 +61,7 @@ static int gen_open(const gen_opts *o, gen_state *g) {
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)o->threads;
     cp.simd = o->simd;
+    cp.numerics = o->numerics;
     cp.n_ctx = (int)o->n_ctx_arg;
     if (!(g->ctx = uhlm_ctx_new(g->m, &cp, &err))) {
         fprintf(stderr, "uhlm generate: %s\n", err.msg);
@@ -204,10 +206,10 @@ static int gen_report(const gen_opts *o, const gen_state *g) {
     double t_prompt = g->t_prompt, t_gen = g->t_gen;
     fprintf(stderr,
             "uhlm generate: prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s "
-            "(%.1f tok/s), stop: %s, simd %s, threads %d\n",
+            "(%.1f tok/s), stop: %s, simd %s, threads %d%s\n",
             np, t_prompt, t_prompt > 0 ? np / t_prompt : 0.0, n_out, t_gen,
             t_gen > 0 ? n_out / t_gen : 0.0, g->stop, uhlm_simd_name(uhlm_ctx_simd(g->ctx)),
-            (int)o->threads);
+            (int)o->threads, o->numerics == UHLM_NUMERICS_GGML ? ", numerics ggml" : "");
     if (g->interrupted) fprintf(stderr, "uhlm generate: interrupted after %d tokens\n", n_out);
     if (o->json && gen_print_json(o, g) != 0) return 1;
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -228,6 +230,7 @@ int cmd_generate(int argc, char **argv) {
         CLI_ARG(CLI_N_PREDICT, &o.n_gen), CLI_ARG(CLI_CTX_SIZE, &o.n_ctx_arg),
         CLI_ARG(CLI_SEED, &o.seed),       CLI_ARGS_SAMPLING(&o.temp, &o.top_k, &o.top_p),
         CLI_ARG(CLI_THREADS, &o.threads), CLI_ARG(CLI_SIMD, &o.simd),
+        CLI_ARG(CLI_NUMERICS, &o.numerics),
         {.id = CLI_JSON, .dst = &o.json,
          .help = "print a JSON object with text, token ids and stats instead"},
     };

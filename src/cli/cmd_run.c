@@ -75,6 +75,7 @@ typedef struct {
     uint64_t seed;
     const char *server, *token_file, *calib_path, *risk; /* --calib F --risk averse|prone|budget[:R] */
     uhlm_simd simd;
+    uhlm_numerics numerics;
     uhlm_device_params dp;
     cli_remote remote;
     const char *listen, *port_file; /* --listen: the OpenAI API instead of one prompt */
@@ -181,6 +182,7 @@ static int run_open_device(run_opts *o, run_session *s) {
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)o->threads;
     cp.simd = o->simd;
+    cp.numerics = o->numerics;
     cp.n_ctx = (int)o->n_ctx_arg;
     /* llm mode runs the SLM only while a remote server is unreachable, but its context always
      * sets the common context limit, so every mode stops at the same length */
@@ -449,7 +451,7 @@ int cmd_run(int argc, char **argv) {
         CLI_ARG(CLI_REQUIRE_SERVER, &o.require_server),
         CLI_ARG(CLI_FALLBACK_AFTER, &o.fallback_after),
         CLI_ARG(CLI_THREADS, &o.threads),
-        CLI_ARG(CLI_SIMD, &o.simd),
+        CLI_ARG(CLI_SIMD, &o.simd), CLI_ARG(CLI_NUMERICS, &o.numerics),
         {.id = CLI_JSON, .dst = &o.json, .help = "print one JSON object (text, tokens, full stats) "
                                                  "instead of text"},
         CLI_ARG(CLI_EVENTS, &o.events),

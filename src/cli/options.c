@@ -65,6 +65,10 @@ static int parse_simd(const char *v, void *dst, char *why, size_t cap) {
     return uhlm_simd_from_name(v, dst) == 0 ? 0 : refuse("auto, scalar, avx2 or avx512", why, cap);
 }
 
+static int parse_numerics(const char *v, void *dst, char *why, size_t cap) {
+    return uhlm_numerics_from_name(v, dst) == 0 ? 0 : refuse("default or ggml", why, cap);
+}
+
 static int parse_mode(const char *v, void *dst, char *why, size_t cap) {
     return uhlm_mode_parse(v, dst) == 0 ? 0 : refuse("slm, llm, hlm, rand or uhlm", why, cap);
 }
@@ -389,6 +393,11 @@ static const opt_def table[CLI_N_OPTS] = {
                      "are bit-identical for any count, so the default only buys speed"},
     [CLI_SIMD] = {0, "simd", "LEVEL", K_CUSTOM, 0, 0, parse_simd, "auto", G_THREADS,
                   "auto, scalar, avx2 or avx512 (auto: the best the CPU has)"},
+    [CLI_NUMERICS] = {0, "numerics", "MODE", K_CUSTOM, 0, 0, parse_numerics, "default",
+                      G_THREADS,
+                      "default, or ggml: llama.cpp's CPU rounding bit for bit (its greedy "
+                      "tokens exactly; llama models with f16, q8_0 or q4_1 matrices; several "
+                      "times slower)"},
 
     [CLI_OUTPUT] = {'o', "output", "PATH", K_STR, 0, 0, NULL, NULL, G_OUTPUT,
                     "output file"},

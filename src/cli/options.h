@@ -58,7 +58,7 @@ typedef enum cli_opt_id {
     /* conversion and tokenization */
     CLI_TYPE, CLI_RANDOM_SHAPE, CLI_VOCAB, CLI_NO_BOS, CLI_SPECIAL, CLI_PIECES, CLI_OUTPUT_TOKENS,
     /* threads */
-    CLI_THREADS, CLI_SIMD,
+    CLI_THREADS, CLI_SIMD, CLI_NUMERICS,
     /* output */
     CLI_OUTPUT, CLI_JSON, CLI_JSONL, CLI_EVENTS, CLI_COSINE,
     /* the OpenAI-compatible endpoint of `uhlm run --listen` */

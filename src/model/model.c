@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/ctx_internal.h"
 #include "model/format/gguf.h"
+#include "model/ggml_forward.h"
 #include "model/threadpool.h"
 
 #include "model/kernels/attention.h"
@@ -39,6 +41,21 @@ const char *uhlm_rope_type_name(uhlm_rope_type t) {
     case UHLM_ROPE_NEOX: return "neox";
     }
     return "?";
+}
+
+const char *uhlm_numerics_name(uhlm_numerics n) {
+    switch (n) {
+    case UHLM_NUMERICS_DEFAULT: return "default";
+    case UHLM_NUMERICS_GGML: return "ggml";
+    }
+    return "?";
+}
+
+int uhlm_numerics_from_name(const char *name, uhlm_numerics *out) {
+    if (!strcmp(name, "default")) *out = UHLM_NUMERICS_DEFAULT;
+    else if (!strcmp(name, "ggml")) *out = UHLM_NUMERICS_GGML;
+    else return -1;
+    return 0;
 }
 
 const uhlm_config *uhlm_model_config(const uhlm_model *m) { return &m->cfg; }
@@ -128,29 +145,8 @@ uint64_t uhlm_model_weight_bytes(const uhlm_model *m) {
 
 /* ------------------------------------------------------------------ context */
 
-typedef struct {
-    /* [n_layers][n_kv_heads][n_ctx][head_dim]: head-major, so attention reads each head's
-     * keys and values as one sequential stream (position-major rows made it stride through
-     * the cache and, at 16 sequences of a few hundred positions, wait on memory) */
-    float *k, *v;
-    int *tokens;  /* [n_ctx] */
-    int len;
-} kv_seq;
-
-struct uhlm_ctx {
-    const uhlm_model *m;
-    uhlm_ctx_params p;
-    uhlm_pool *pool;
-    kv_seq *seqs;
-    int kv_dim, q_dim;
-    /* scratch for one chunk of up to max_batch entries */
-    float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *att, *rope;
-    int *pending; /* per-seq length during validation */
-    void *mm_scratch;
-};
-
 uhlm_ctx_params uhlm_ctx_default_params(void) {
-    uhlm_ctx_params p = {1, 0, 0, 256, UHLM_SIMD_AUTO};
+    uhlm_ctx_params p = {1, 0, 0, 256, UHLM_SIMD_AUTO, UHLM_NUMERICS_DEFAULT};
     return p;
 }
 
@@ -182,6 +178,11 @@ uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *pp, uhlm_erro
         uhlm_set_error(err, "too many sequences (%d) or batch entries (%d)", p.n_seq, p.max_batch);
         return NULL;
     }
+    if (p.numerics != UHLM_NUMERICS_DEFAULT && p.numerics != UHLM_NUMERICS_GGML) {
+        uhlm_set_error(err, "unknown numerics mode %d", (int)p.numerics);
+        return NULL;
+    }
+    if (p.numerics == UHLM_NUMERICS_GGML && uhlm_ggml_check_model(m, err) != 0) return NULL;
     uhlm_simd simd = uhlm_simd_resolve(p.simd);
     if (!uhlm_simd_supported(simd)) {
         uhlm_set_error(err, "SIMD level %s is not supported by this CPU", uhlm_simd_name(simd));
@@ -237,6 +238,14 @@ uhlm_ctx *uhlm_ctx_new(const uhlm_model *m, const uhlm_ctx_params *pp, uhlm_erro
         uhlm_ctx_free(x);
         return NULL;
     }
+    if (p.numerics == UHLM_NUMERICS_GGML) {
+        x->ggml = uhlm_ggml_scratch_new(m, p.max_batch, p.n_ctx, uhlm_pool_size(x->pool));
+        if (!x->ggml) {
+            uhlm_ctx_free(x);
+            uhlm_set_error(err, "out of memory allocating an inference context");
+            return NULL;
+        }
+    }
     return x;
 }
 
@@ -261,6 +270,7 @@ void uhlm_ctx_free(uhlm_ctx *x) {
     free(x->att);
     free(x->rope);
     free(x->mm_scratch);
+    uhlm_ggml_scratch_free(x->ggml);
     uhlm_pool_free(x->pool);
     free(x);
 }
@@ -355,14 +365,6 @@ static void rope_neox(float *v, int n, const float *tab, int hd) {
 static void add_bias(float *y, const float *b, int n, int width) {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < width; j++) y[(size_t)i * width + j] += b[j];
-}
-
-/* Offset in a sequence's k or v of (layer, kv head, position): the cache layout, in one
- * place for the writer and the reader. */
-static inline size_t kv_at(const uhlm_ctx *c, int layer, int kvh, int pos) {
-    const size_t heads = (size_t)c->m->cfg.n_kv_heads, n_ctx = (size_t)c->p.n_ctx;
-    return (((size_t)layer * heads + (size_t)kvh) * n_ctx + (size_t)pos) *
-           (size_t)c->m->cfg.head_dim;
 }
 
 typedef struct {
@@ -588,7 +590,10 @@ int uhlm_decode(uhlm_ctx *c, const uhlm_batch_entry *e, int n, float *logits, fl
         int cn = n - off < c->p.max_batch ? n - off : c->p.max_batch;
         int nl = 0;
         for (int i = 0; i < cn; i++) nl += e[off + i].logits != 0;
-        forward_chunk(c, e + off, cn, logits, hidden);
+        if (c->ggml)
+            uhlm_ggml_forward_chunk(c, e + off, cn, logits, hidden);
+        else
+            forward_chunk(c, e + off, cn, logits, hidden);
         for (int i = 0; i < cn; i++) {
             kv_seq *s = &c->seqs[e[off + i].seq];
             s->tokens[e[off + i].pos] = e[off + i].token;
