@@ -47,8 +47,8 @@ else
   bad "$check not built"
 fi
 
-# 2. a tiny eval: 2 prompts, two SNRs, every mode
-"$bin" eval --slm "$slm" --llm "$llm" -t 2 --prompts "$alpaca" --limit 2 -n 8 --uth 0.5 \
+# 2. a tiny eval: 3 prompts, two SNRs, every mode
+"$bin" eval --slm "$slm" --llm "$llm" -t 2 --prompts "$alpaca" --limit 3 -n 8 --uth 0.5 \
   --snr -10,20 --sweep none -o "$tmp/e" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 0 ] && ok || bad "eval rc $rc: $(tail -5 "$tmp/err")"
@@ -91,8 +91,8 @@ iv = list(csv.DictReader(open(d + "/intervals.csv")))
 if not any(x["mode"] == "uhlm" and x["metric"] == "tr" for x in iv):
     errs.append("no uhlm TR interval")
 ans = [json.loads(l) for l in open(d + "/answers.jsonl")]
-if len({a.get("prompt_id", a.get("id")) for a in ans}) != 2:
-    errs.append(f"answers.jsonl: {len(ans)} records, want 2 prompts")
+if len({a.get("prompt_id", a.get("id")) for a in ans}) != 3:
+    errs.append(f"answers.jsonl: {len(ans)} records, want 3 prompts")
 for e in errs:
     print("  " + e, file=sys.stderr)
 sys.exit(1 if errs else 0)
