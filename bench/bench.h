@@ -46,6 +46,7 @@ typedef struct bench_decode_params {
     long threads, n_prompt, n_gen, reps;
     uhlm_simd simd;
     bench_format format;
+    uhlm_load_mode load;
 } bench_decode_params;
 int bench_decode(const bench_decode_params *p);
 
@@ -57,6 +58,7 @@ typedef struct bench_gemv_params {
     long threads, reps;
     uhlm_simd simd;
     bench_format format;
+    uhlm_load_mode load;
 } bench_gemv_params;
 int bench_gemv(const bench_gemv_params *p);
 

@@ -135,7 +135,9 @@ typedef struct {
 
 static int run_model(const bench_gemv_params *p, const char *path, bench_report *rep) {
     uhlm_error err = {{0}};
-    uhlm_model *m = uhlm_model_load(path, NULL, &err);
+    uhlm_model_params mp = uhlm_model_default_params();
+    mp.load = p->load;
+    uhlm_model *m = uhlm_model_load_params(path, NULL, &mp, &err);
     if (!m) {
         fprintf(stderr, "uhlm bench gemv: %s\n", err.msg);
         return 1;

@@ -40,6 +40,13 @@ c=$("$bin" generate -m stories-llm-2.76M.bin -z tok512.bin -p "Once upon a time"
 d=$("$bin" generate -m stories-llm-2.76M.bin -z tok512.bin -p "Once upon a time" -n 60 --seed 4 -t 1 2>/dev/null)
 [ "$a" != "$d" ] && ok || bad "different seeds gave the same text"
 
+# --load: how the file comes into memory changes nothing in the output
+expect_rc 2 "$bin" generate "${TS_LLM[@]}" --load huge
+grep -q "auto, mmap or copy" /tmp/uhlm_cli_err.$$ && ok || bad "--load error names the modes"
+e=$("$bin" generate -m stories-llm-2.76M.bin -z tok512.bin -p "Once upon a time" -n 60 --seed 3 -t 1 --load copy 2>/dev/null)
+f=$("$bin" generate -m stories-llm-2.76M.bin -z tok512.bin -p "Once upon a time" -n 60 --seed 3 -t 1 --load mmap 2>/dev/null)
+[ -n "$e" ] && [ "$e" = "$a" ] && [ "$f" = "$a" ] && ok || bad "--load copy/mmap changed the output"
+
 # JSON
 "$bin" generate -m stories260K.bin -z tok512.bin --temp 0 -n 20 --json >/tmp/uhlm_cli_out.$$ 2>/dev/null
 /usr/bin/python3 -c 'import json,sys; o=json.load(open(sys.argv[1])); assert o["generated_tokens"]==20 and o["text"].startswith("Once upon a time"), o' /tmp/uhlm_cli_out.$$ && ok || bad "generate --json"
@@ -48,6 +55,8 @@ d=$("$bin" generate -m stories-llm-2.76M.bin -z tok512.bin -p "Once upon a time"
 expect_rc 0 "$bin" bench --help
 "$bin" bench -m stories260K.bin --prompt 16 --gen 8 --reps 1 --json >/tmp/uhlm_cli_out.$$ 2>/dev/null
 /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["bench"]=="decode" and len(d["results"])==1, d; o=d["results"][0]; assert o["decode_tokens_per_s"]>0 and 0<o["fraction_of_bound"], o' /tmp/uhlm_cli_out.$$ && ok || bad "bench --json (one document)"
+"$bin" bench -m stories260K.bin --prompt 16 --gen 8 --reps 1 --load copy --json >/tmp/uhlm_cli_out.$$ 2>/dev/null
+/usr/bin/python3 -c 'import json,sys; o=json.load(open(sys.argv[1]))["results"][0]; assert o["weights_memory"]=="copy" and o["file_bytes"]>0 and -1<=o["huge_page_bytes"]<=o["file_bytes"], o' /tmp/uhlm_cli_out.$$ && ok || bad "bench --load copy reports its memory"
 
 # bench batch: one JSON line per sequence count, both sides timed at the same contexts
 expect_rc 0 "$bin" bench batch --help

@@ -62,14 +62,46 @@ typedef int (*uhlm_cancel_fn)(void *user);
 UHLM_API int uhlm_set_error(uhlm_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* A whole file mapped read-only. Weights are used in place, never copied. */
+/* How a model file's bytes are brought into memory.
+ *
+ * MMAP maps the file read-only: nothing is copied, pages come in as they are first touched
+ * and are shared with every other process using the file, and a file larger than free
+ * memory still runs. COPY reads it into private memory aligned to 2 MiB, for which the kernel
+ * is asked for transparent huge pages (madvise); it costs a read of the file at load and
+ * memory that is not shared. Why it exists: a decode step streams every weight once, and
+ * with 4 KiB pages that stream walks a new page (a TLB miss, and a stop for the hardware
+ * prefetcher) every 4 KiB. Whether the page cache maps a file with huge pages depends on
+ * how and when the file's pages were read; the same F32 110M-shape GGUF decoded at 50-58
+ * tok/s mapped and 67-68 copied on one machine (docs/performance.md). AUTO copies files of
+ * at least UHLM_LOAD_COPY_MIN bytes when the kernel offers transparent huge pages to
+ * madvise and the file takes at most half the memory the kernel calls available; otherwise
+ * it maps. The bytes, and therefore every result, are the same whichever is used. */
+typedef enum uhlm_load_mode {
+    UHLM_LOAD_AUTO = 0,
+    UHLM_LOAD_MMAP = 1,
+    UHLM_LOAD_COPY = 2
+} uhlm_load_mode;
+#define UHLM_LOAD_COPY_MIN (16u << 20)
+UHLM_API const char *uhlm_load_mode_name(uhlm_load_mode mode); /* "auto", "mmap", "copy" */
+UHLM_API int uhlm_load_mode_from_name(const char *name, uhlm_load_mode *out); /* 0, -1 unknown */
+
+/* A whole file in memory, read-only to its users: mapped, or copied (see uhlm_load_mode). */
 typedef struct uhlm_mmap {
     const uint8_t *data;
     size_t size;
+    uhlm_load_mode mode; /* what was done: MMAP or COPY, never AUTO */
+    void *base;          /* the mapping to release, and its length */
+    size_t base_size;
 } uhlm_mmap;
 
+/* = uhlm_file_load(m, path, UHLM_LOAD_MMAP, err) */
 UHLM_API int uhlm_mmap_open(uhlm_mmap *m, const char *path, uhlm_error *err);
+UHLM_API int uhlm_file_load(uhlm_mmap *m, const char *path, uhlm_load_mode mode,
+                            uhlm_error *err);
 UHLM_API void uhlm_mmap_close(uhlm_mmap *m);
+/* Bytes of m that the kernel backs with huge pages now (from /proc/self/smaps; a copy's
+ * AnonHugePages, a mapping's FilePmdMapped), or -1 where that cannot be read. */
+UHLM_API int64_t uhlm_file_huge_bytes(const uhlm_mmap *m);
 
 /* The default limit on a file read whole by uhlm_read_file (prompt sets, calibration results);
  * the CLI's --max-input-mb raises it. */

@@ -62,6 +62,14 @@ typedef struct uhlm_model uhlm_model;
  * pass tokenizer_path (or NULL to leave the model without one). For GGUF, tokenizer_path overrides the
  * embedded vocabulary. A tokenizer whose size disagrees with the model is refused. */
 UHLM_API uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_error *err);
+
+typedef struct uhlm_model_params {
+    uhlm_load_mode load; /* AUTO (default), MMAP or COPY: see uhlm_load_mode in common.h */
+} uhlm_model_params;
+UHLM_API uhlm_model_params uhlm_model_default_params(void);
+/* uhlm_model_load with parameters; uhlm_model_load uses uhlm_model_default_params(). */
+UHLM_API uhlm_model *uhlm_model_load_params(const char *path, const char *tokenizer_path,
+                                            const uhlm_model_params *params, uhlm_error *err);
 UHLM_API void uhlm_model_free(uhlm_model *m);
 UHLM_API const char *uhlm_format_name(uhlm_format f);
 UHLM_API const char *uhlm_arch_name(uhlm_arch a); /* "llama", "qwen2" */
@@ -78,6 +86,11 @@ UHLM_API uhlm_format uhlm_model_format(const uhlm_model *m);
 UHLM_API uhlm_type uhlm_model_weight_type(const uhlm_model *m); /* the type of the big matrices */
 /* 1 for random weights (convert --random-shape, GGUF uhlm.synthetic): speed benchmarks only */
 UHLM_API int uhlm_model_is_synthetic(const uhlm_model *m);
+/* How the weights were brought into memory: UHLM_LOAD_MMAP or UHLM_LOAD_COPY. */
+UHLM_API uhlm_load_mode uhlm_model_load_mode(const uhlm_model *m);
+/* Bytes of the model's file that huge pages back now, or -1 where that cannot be read. */
+UHLM_API int64_t uhlm_model_huge_bytes(const uhlm_model *m);
+UHLM_API uint64_t uhlm_model_file_bytes(const uhlm_model *m); /* the model file's size */
 /* GGUF tokenizer.chat_template, not NUL-terminated (*len bytes); NULL and 0 when the file has
  * none. See uhlm/chat.h. */
 UHLM_API const char *uhlm_model_chat_template(const uhlm_model *m, size_t *len);

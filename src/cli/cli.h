@@ -51,7 +51,7 @@ int cli_is_gguf(const char *path);
 /* Loads a model found by cli_find_model_file; a llama2.c file gets the tokenizer -z named
  * (tok_arg) or, without one, the default tokenizer. On failure prints "uhlm CMD: [ROLE: ]..."
  * and returns NULL. role may be NULL. */
-uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg,
+uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg, uhlm_load_mode load,
                            const char *role);
 
 /* 0 when m has a chat template that --chat can render; otherwise prints why (no template, or

@@ -193,7 +193,7 @@ void cli_text_free(cli_text *t) {
     t->buf = NULL;
 }
 
-uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg,
+uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg, uhlm_load_mode load,
                            const char *role) {
     char mpath[1024], tpath[1024];
     uhlm_error err = {{0}};
@@ -202,7 +202,9 @@ uhlm_model *cli_load_model(const char *cmd, const char *arg, const char *tok_arg
     const char *sep = role ? ": " : "", *sp = role ? " " : "";
     if (!role) role = "";
     const char *tp = tok_arg ? cli_find_model_file(tok_arg, tpath, sizeof tpath) : NULL;
-    uhlm_model *m = uhlm_model_load(mpath, tp, &err);
+    uhlm_model_params mp = uhlm_model_default_params();
+    mp.load = load;
+    uhlm_model *m = uhlm_model_load_params(mpath, tp, &mp, &err);
     if (!m) {
         fprintf(stderr, "uhlm %s: %s%s%s\n", cmd, role, sep, err.msg);
         return NULL;

@@ -231,6 +231,7 @@ static int bench_gemv_cmd(int argc, char **argv) {
     long threads = 2, reps = 7;
     int json = 0, jsonl = 0;
     uhlm_simd simd = UHLM_SIMD_AUTO;
+    uhlm_load_mode load = UHLM_LOAD_AUTO;
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &models, .many = 1, .def = UHLM_DEFAULT_LLM,
          .help = "a model to measure; repeat for more"},
@@ -238,12 +239,13 @@ static int bench_gemv_cmd(int argc, char **argv) {
         {.id = CLI_THREADS, .dst = &threads, .lo = 1, .hi = 1024, .def = "2",
          .help = "N, the thread count compared with 1"},
         CLI_ARG(CLI_SIMD, &simd),
+        CLI_ARG(CLI_LOAD, &load),
         CLI_ARG(CLI_JSON, &json),
         CLI_ARG(CLI_JSONL, &jsonl),
     };
     int rc = cli_parse(&gemv_cmd, args, N_ARGS(args), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return cli_exit_status(rc);
-    bench_gemv_params p = {NULL, 0, threads, reps, simd, BENCH_TABLE};
+    bench_gemv_params p = {NULL, 0, threads, reps, simd, BENCH_TABLE, load};
     if (out_format(gemv_cmd.name, json, jsonl, BENCH_TABLE, &p.format) != 0) return 2;
     model_paths mp;
     if (resolve_models(gemv_cmd.name, &models, &mp) != 0) return 1;
@@ -284,6 +286,7 @@ int cmd_bench(int argc, char **argv) {
     long threads = 0, n_prompt = 64, n_gen = 64, reps = 3;
     int json = 0, jsonl = 0;
     uhlm_simd simd = UHLM_SIMD_AUTO;
+    uhlm_load_mode load = UHLM_LOAD_AUTO;
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &models, .many = 1, .def = UHLM_DEFAULT_LLM,
          .help = "a model to measure; repeat for more"},
@@ -292,13 +295,14 @@ int cmd_bench(int argc, char **argv) {
         CLI_ARG(CLI_REPS, &reps),
         CLI_ARG(CLI_THREADS, &threads),
         CLI_ARG(CLI_SIMD, &simd),
+        CLI_ARG(CLI_LOAD, &load),
         {.id = CLI_JSON, .dst = &json, .help = "one JSON document {\"bench\": \"decode\", "
                                                "\"results\": [one object per model]}"},
         CLI_ARG(CLI_JSONL, &jsonl),
     };
     int rc = cli_parse(&decode_cmd, args, N_ARGS(args), argc, argv, NULL);
     if (rc != CLI_CONTINUE) return cli_exit_status(rc);
-    bench_decode_params p = {NULL, 0, threads, n_prompt, n_gen, reps, simd, BENCH_TABLE};
+    bench_decode_params p = {NULL, 0, threads, n_prompt, n_gen, reps, simd, BENCH_TABLE, load};
     if (out_format(decode_cmd.name, json, jsonl, BENCH_TABLE, &p.format) != 0) return 2;
     model_paths mp;
     if (resolve_models(decode_cmd.name, &models, &mp) != 0) return 1;

@@ -88,8 +88,8 @@ static int calib_main(const calib_cli *c, uhlm_calib_collect_opts *o, uhlm_calib
         fprintf(stderr, "uhlm calibrate: %s\n", err.msg);
         goto done;
     }
-    if (!(slm = cli_load_model(cmd, c->slm_arg, c->tok_arg, "SLM")) ||
-        !(llm = cli_load_model(cmd, c->llm_arg, c->tok_arg, "LLM")) ||
+    if (!(slm = cli_load_model(cmd, c->slm_arg, c->tok_arg, UHLM_LOAD_AUTO, "SLM")) ||
+        !(llm = cli_load_model(cmd, c->llm_arg, c->tok_arg, UHLM_LOAD_AUTO, "LLM")) ||
         evc_check_pair(cmd, slm, llm, c->slm_arg, c->llm_arg))
         goto done;
     if (cli_check_payload(cmd, &o->dp.payload, slm) != 0) {

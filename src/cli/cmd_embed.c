@@ -59,7 +59,7 @@ int cmd_embed(int argc, char **argv) {
     }
     rc = 1;
     uhlm_error err = {{0}};
-    uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, "model");
+    uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, UHLM_LOAD_AUTO, "model");
     uhlm_ctx *ctx = NULL;
     int *ids = NULL;
     float *vec = NULL;

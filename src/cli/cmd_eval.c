@@ -217,8 +217,8 @@ static int eval_main(eval_cli *c, uhlm_eval_opts *o) {
         fprintf(stderr, "uhlm eval: %s\n", err.msg);
         goto done;
     }
-    if (!(slm = cli_load_model(cmd, c->slm_arg, c->tok_arg, "SLM")) ||
-        !(llm = cli_load_model(cmd, c->llm_arg, c->tok_arg, "LLM")) ||
+    if (!(slm = cli_load_model(cmd, c->slm_arg, c->tok_arg, UHLM_LOAD_AUTO, "SLM")) ||
+        !(llm = cli_load_model(cmd, c->llm_arg, c->tok_arg, UHLM_LOAD_AUTO, "LLM")) ||
         evc_check_pair(cmd, slm, llm, c->slm_arg, c->llm_arg))
         goto done;
     if (cli_check_payload(cmd, &o->base.payload, slm) != 0) {

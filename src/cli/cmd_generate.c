@@ -24,6 +24,7 @@ typedef struct {
     uint64_t seed;
     uhlm_simd simd;
     uhlm_numerics numerics;
+    uhlm_load_mode load;
 } gen_opts;
 
 /* One generation: the model and its context, the buffers, and what the report says. */
@@ -56,7 +57,7 @@ static void gen_free(gen_state *g) {
 /* Loads the model, opens its context and allocates the buffers. */
 static int gen_open(const gen_opts *o, gen_state *g) {
     uhlm_error err = {{0}};
-    g->m = cli_load_model("generate", o->model_arg, o->tok_arg, NULL);
+    g->m = cli_load_model("generate", o->model_arg, o->tok_arg, o->load, NULL);
     if (!g->m || (o->chat && cli_check_chat("generate", g->m) != 0)) return 1;
     uhlm_ctx_params cp = uhlm_ctx_default_params();
     cp.n_threads = (int)o->threads;
@@ -230,7 +231,7 @@ int cmd_generate(int argc, char **argv) {
         CLI_ARG(CLI_N_PREDICT, &o.n_gen), CLI_ARG(CLI_CTX_SIZE, &o.n_ctx_arg),
         CLI_ARG(CLI_SEED, &o.seed),       CLI_ARGS_SAMPLING(&o.temp, &o.top_k, &o.top_p),
         CLI_ARG(CLI_THREADS, &o.threads), CLI_ARG(CLI_SIMD, &o.simd),
-        CLI_ARG(CLI_NUMERICS, &o.numerics),
+        CLI_ARG(CLI_NUMERICS, &o.numerics), CLI_ARG(CLI_LOAD, &o.load),
         {.id = CLI_JSON, .dst = &o.json,
          .help = "print a JSON object with text, token ids and stats instead"},
     };

@@ -76,6 +76,7 @@ typedef struct {
     const char *server, *token_file, *calib_path, *risk; /* --calib F --risk averse|prone|budget[:R] */
     uhlm_simd simd;
     uhlm_numerics numerics;
+    uhlm_load_mode load;
     uhlm_device_params dp;
     cli_remote remote;
     const char *listen, *port_file; /* --listen: the OpenAI API instead of one prompt */
@@ -158,8 +159,8 @@ static int run_load_models(const run_opts *o, run_session *s) {
     uhlm_mode mode = o->dp.policy.mode;
     /* with a server the LLM lives there; it is loaded here only to shadow skipped tokens */
     int need_llm = !o->server || (o->shadow && mode != UHLM_MODE_LLM);
-    if (!(s->slm = cli_load_model(cmd, o->slm_arg, o->tok_arg, "SLM")) ||
-        (need_llm && !(s->llm = cli_load_model(cmd, o->llm_arg, o->tok_arg, "LLM"))))
+    if (!(s->slm = cli_load_model(cmd, o->slm_arg, o->tok_arg, o->load, "SLM")) ||
+        (need_llm && !(s->llm = cli_load_model(cmd, o->llm_arg, o->tok_arg, o->load, "LLM"))))
         return 1;
     const uhlm_model *slm = s->slm, *llm = s->llm;
     if (llm && (uhlm_model_config(slm)->vocab_size != uhlm_model_config(llm)->vocab_size ||
@@ -451,7 +452,7 @@ int cmd_run(int argc, char **argv) {
         CLI_ARG(CLI_REQUIRE_SERVER, &o.require_server),
         CLI_ARG(CLI_FALLBACK_AFTER, &o.fallback_after),
         CLI_ARG(CLI_THREADS, &o.threads),
-        CLI_ARG(CLI_SIMD, &o.simd), CLI_ARG(CLI_NUMERICS, &o.numerics),
+        CLI_ARG(CLI_SIMD, &o.simd), CLI_ARG(CLI_NUMERICS, &o.numerics), CLI_ARG(CLI_LOAD, &o.load),
         {.id = CLI_JSON, .dst = &o.json, .help = "print one JSON object (text, tokens, full stats) "
                                                  "instead of text"},
         CLI_ARG(CLI_EVENTS, &o.events),

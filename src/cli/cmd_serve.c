@@ -80,6 +80,7 @@ int cmd_serve(int argc, char **argv) {
     int quiet = 0, no_batching = 0, share_prefix = 0;
     const char *tls_cert = NULL, *tls_key = NULL;
     int insecure = 0;
+    uhlm_load_mode load = UHLM_LOAD_AUTO;
     const cli_arg args[] = {
         {.id = CLI_MODEL, .dst = &model_arg, .help = "server model (the LLM)"},
         {.id = CLI_TOKENIZER, .dst = &tok_arg,
@@ -106,6 +107,7 @@ int cmd_serve(int argc, char **argv) {
         CLI_ARG(CLI_SHARE_PREFIX_CACHE, &share_prefix),
         CLI_ARG(CLI_THREADS, &threads),
         CLI_ARG(CLI_SIMD, &sp.simd),
+        CLI_ARG(CLI_LOAD, &load),
         CLI_ARG(CLI_TLS_CERT, &tls_cert),
         CLI_ARG(CLI_TLS_KEY, &tls_key),
         CLI_ARG(CLI_INSECURE, &insecure),
@@ -130,7 +132,7 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     /* a vocabulary is needed: without it there is no fingerprint to hold devices to */
-    uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, NULL);
+    uhlm_model *m = cli_load_model(cmd, model_arg, tok_arg, load, NULL);
     if (!m) return 1;
     sp.port = (int)port;
     sp.stats_port = (int)stats_port;

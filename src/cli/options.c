@@ -69,6 +69,10 @@ static int parse_numerics(const char *v, void *dst, char *why, size_t cap) {
     return uhlm_numerics_from_name(v, dst) == 0 ? 0 : refuse("default or ggml", why, cap);
 }
 
+static int parse_load(const char *v, void *dst, char *why, size_t cap) {
+    return uhlm_load_mode_from_name(v, dst) == 0 ? 0 : refuse("auto, mmap or copy", why, cap);
+}
+
 static int parse_mode(const char *v, void *dst, char *why, size_t cap) {
     return uhlm_mode_parse(v, dst) == 0 ? 0 : refuse("slm, llm, hlm, rand or uhlm", why, cap);
 }
@@ -398,6 +402,11 @@ static const opt_def table[CLI_N_OPTS] = {
                       "default, or ggml: llama.cpp's CPU rounding bit for bit (its greedy "
                       "tokens exactly; llama models with f16, q8_0 or q4_1 matrices; several "
                       "times slower)"},
+    [CLI_LOAD] = {0, "load", "MODE", K_CUSTOM, 0, 0, parse_load, "auto", G_THREADS,
+                  "how a model file comes into memory: mmap (mapped: shared, read as used), "
+                  "copy (read into private memory with huge pages: faster decoding) or auto "
+                  "(copy for files of 16 MiB or more when huge pages and the memory are "
+                  "there); the results are the same"},
 
     [CLI_OUTPUT] = {'o', "output", "PATH", K_STR, 0, 0, NULL, NULL, G_OUTPUT,
                     "output file"},

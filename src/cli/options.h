@@ -58,7 +58,7 @@ typedef enum cli_opt_id {
     /* conversion and tokenization */
     CLI_TYPE, CLI_RANDOM_SHAPE, CLI_VOCAB, CLI_NO_BOS, CLI_SPECIAL, CLI_PIECES, CLI_OUTPUT_TOKENS,
     /* threads */
-    CLI_THREADS, CLI_SIMD, CLI_NUMERICS,
+    CLI_THREADS, CLI_SIMD, CLI_NUMERICS, CLI_LOAD,
     /* output */
     CLI_OUTPUT, CLI_JSON, CLI_JSONL, CLI_EVENTS, CLI_COSINE,
     /* the OpenAI-compatible endpoint of `uhlm run --listen` */
@@ -80,7 +80,7 @@ const char *cli_texts_last(const cli_texts *t, const char *def);
 
 /* One option a subcommand takes. dst receives the value, by the option's kind:
  *   flags: int (set to 1); names and paths: const char *; integers: long (uint64_t for
- *   --seed); numbers: double; --simd: uhlm_simd; --mode: uhlm_mode; --payload:
+ *   --seed); numbers: double; --simd: uhlm_simd; --load: uhlm_load_mode; --mode: uhlm_mode; --payload:
  *   uhlm_payload_spec; --uncertainty: uhlm_unc_method; --fading: uhlm_fading;
  *   --channel: uhlm_channel_mode; --type: uhlm_type; -p/-f and repeated options: cli_texts.
  * The other fields are optional. */

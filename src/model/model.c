@@ -66,6 +66,16 @@ uhlm_format uhlm_model_format(const uhlm_model *m) { return m->format; }
 uhlm_type uhlm_model_weight_type(const uhlm_model *m) { return m->wtype; }
 int uhlm_model_is_synthetic(const uhlm_model *m) { return m->synthetic; }
 
+static const uhlm_mmap *weights_map(const uhlm_model *m) {
+    return m->gguf ? uhlm_gguf_map(m->gguf) : &m->map;
+}
+
+uhlm_load_mode uhlm_model_load_mode(const uhlm_model *m) { return weights_map(m)->mode; }
+
+int64_t uhlm_model_huge_bytes(const uhlm_model *m) { return uhlm_file_huge_bytes(weights_map(m)); }
+
+uint64_t uhlm_model_file_bytes(const uhlm_model *m) { return weights_map(m)->size; }
+
 const char *uhlm_model_chat_template(const uhlm_model *m, size_t *len) {
     if (len) *len = m->chat_template_len;
     return m->chat_template;
@@ -83,7 +93,29 @@ int uhlm_model_attach_tokenizer(uhlm_model *m, uhlm_tokenizer *tok, uhlm_error *
     return 0;
 }
 
+uhlm_model_params uhlm_model_default_params(void) {
+    uhlm_model_params p;
+    memset(&p, 0, sizeof p);
+    p.load = UHLM_LOAD_AUTO;
+    return p;
+}
+
 uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_error *err) {
+    uhlm_model_params p = uhlm_model_default_params();
+    return uhlm_model_load_params(path, tokenizer_path, &p, err);
+}
+
+uhlm_model *uhlm_model_load_params(const char *path, const char *tokenizer_path,
+                                   const uhlm_model_params *params, uhlm_error *err) {
+    if (!path || !params) {
+        uhlm_set_error(err, "model: no file name or parameters given");
+        return NULL;
+    }
+    if (params->load != UHLM_LOAD_AUTO && params->load != UHLM_LOAD_MMAP &&
+        params->load != UHLM_LOAD_COPY) {
+        uhlm_set_error(err, "%s: unknown load mode %d", path, (int)params->load);
+        return NULL;
+    }
     uhlm_model *m = calloc(1, sizeof *m);
     if (!m) {
         uhlm_set_error(err, "%s: out of memory", path);
@@ -95,6 +127,7 @@ uhlm_model *uhlm_model_load(const char *path, const char *tokenizer_path, uhlm_e
         return NULL;
     }
     strcpy(m->path, path);
+    m->load = params->load;
     uhlm_mmap probe;
     if (uhlm_mmap_open(&probe, path, err) != 0) {
         free(m);

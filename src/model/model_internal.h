@@ -36,6 +36,7 @@ struct uhlm_model {
     char path[1024];
     uhlm_mmap map;   /* llama2.c files */
     uhlm_gguf *gguf; /* GGUF files */
+    uhlm_load_mode load; /* asked of the loaders: how the file is brought into memory */
     uhlm_tokenizer *tok; /* owned; embedded (GGUF) or attached with uhlm_model_attach_tokenizer */
     int synthetic;       /* random weights (convert --random-shape): for speed benchmarks only */
     uhlm_type wtype;     /* the type of the big matrices, for reporting */
@@ -47,7 +48,7 @@ struct uhlm_model {
 };
 
 /* Internal loaders, used by uhlm_model_load (exposed for tests). */
-int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, map, format */
-int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err); /* m->path set; fills cfg, w, gguf, tok, format */
+int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err); /* m->path, m->load set; fills cfg, w, map, format */
+int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err); /* m->path, m->load set; fills cfg, w, gguf, tok, format */
 
 #endif

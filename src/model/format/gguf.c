@@ -583,6 +583,10 @@ static int parse(uhlm_gguf *g, uhlm_error *err) {
 }
 
 uhlm_gguf *uhlm_gguf_open(const char *path, uhlm_error *err) {
+    return uhlm_gguf_open_mode(path, UHLM_LOAD_MMAP, err);
+}
+
+uhlm_gguf *uhlm_gguf_open_mode(const char *path, uhlm_load_mode mode, uhlm_error *err) {
     uhlm_gguf *g = calloc(1, sizeof *g);
     if (!g) {
         uhlm_set_error(err, "%s: out of memory", path);
@@ -594,7 +598,7 @@ uhlm_gguf *uhlm_gguf_open(const char *path, uhlm_error *err) {
         uhlm_set_error(err, "%s: out of memory", path);
         return NULL;
     }
-    if (uhlm_mmap_open(&g->map, path, err) != 0 || parse(g, err) != 0) {
+    if (uhlm_file_load(&g->map, path, mode, err) != 0 || parse(g, err) != 0) {
         uhlm_gguf_close(g);
         return NULL;
     }
@@ -602,6 +606,7 @@ uhlm_gguf *uhlm_gguf_open(const char *path, uhlm_error *err) {
 }
 
 uint32_t uhlm_gguf_version(const uhlm_gguf *g) { return g->version; }
+const uhlm_mmap *uhlm_gguf_map(const uhlm_gguf *g) { return &g->map; }
 const char *uhlm_gguf_path(const uhlm_gguf *g) { return g->path; }
 uint64_t uhlm_gguf_n_kv(const uhlm_gguf *g) { return g->n_kv; }
 uint64_t uhlm_gguf_n_tensors(const uhlm_gguf *g) { return g->n_tensors; }

@@ -75,7 +75,11 @@ typedef struct uhlm_gguf_tensor {
 
 typedef struct uhlm_gguf uhlm_gguf;
 
-uhlm_gguf *uhlm_gguf_open(const char *path, uhlm_error *err);
+uhlm_gguf *uhlm_gguf_open(const char *path, uhlm_error *err); /* mapped (UHLM_LOAD_MMAP) */
+/* The whole file mapped or copied as mode says (see uhlm_load_mode in common.h). */
+uhlm_gguf *uhlm_gguf_open_mode(const char *path, uhlm_load_mode mode, uhlm_error *err);
+/* The file's bytes in memory, for uhlm_file_huge_bytes. */
+const uhlm_mmap *uhlm_gguf_map(const uhlm_gguf *g);
 void uhlm_gguf_close(uhlm_gguf *g);
 uint32_t uhlm_gguf_version(const uhlm_gguf *g);
 const char *uhlm_gguf_path(const uhlm_gguf *g);

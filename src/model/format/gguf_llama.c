@@ -701,7 +701,7 @@ static int load(uhlm_model *m, const uhlm_gguf *g, uhlm_error *err) {
 }
 
 int uhlm_gguf_load_llama(uhlm_model *m, uhlm_error *err) {
-    uhlm_gguf *g = uhlm_gguf_open(m->path, err);
+    uhlm_gguf *g = uhlm_gguf_open_mode(m->path, m->load, err);
     if (!g) return -1;
     m->tok = NULL;
     m->w.layers = NULL;

@@ -112,7 +112,7 @@ static int finish(uhlm_model *m, cursor *c, uhlm_error *err) {
 }
 
 int uhlm_llama2c_load(uhlm_model *m, uhlm_error *err) {
-    if (uhlm_mmap_open(&m->map, m->path, err) != 0) return -1;
+    if (uhlm_file_load(&m->map, m->path, m->load, err) != 0) return -1;
     cursor c = {m->map.data, 0, m->map.size, m->path, err, 0};
     uhlm_config *p = &m->cfg;
     int version = 0, group = 0;
