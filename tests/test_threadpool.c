@@ -1,7 +1,8 @@
 /* test_threadpool.c: the pool's contract (threadpool.h): every index of [0, n) exactly once,
  * valid thread ids, no two ranges at once on one tid, the caller sees all writes when run
  * returns, inline execution for a NULL pool, and no lost wakeups over many short runs on both
- * the spinning and the sleeping paths. */
+ * the spinning and the sleeping paths; a worker stalled inside a range sends the caller solo
+ * for a while, and threads are used again after the back-off. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
@@ -225,6 +226,78 @@ static void test_alternating_jobs(void) {
     alarm(0);
 }
 
+/* A worker that is "descheduled" (sleeps 200 ms) inside its first range while the caller's
+ * ranges are quick: the run still covers everything, the pool counts a stall, and the runs
+ * right after it are done inline by the caller (tid 0 only). Timing-based, so each part gets
+ * five tries: a loaded host can delay the caller past the 2 ms solo window. */
+typedef struct {
+    _Atomic int worker_in, count[64];
+    int stall_ms;
+} stall_job;
+
+static void stall_task(void *arg, int64_t b, int64_t e, int tid) {
+    stall_job *j = arg;
+    for (int64_t i = b; i < e; i++) atomic_fetch_add(&j->count[i], 1);
+    if (tid != 0 && atomic_exchange(&j->worker_in, 1) == 0) {
+        struct timespec ts = {0, (long)j->stall_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    /* the caller's first range waits (up to 1 s) until a worker holds a range */
+    for (int k = 0; tid == 0 && k < 100000 && !atomic_load(&j->worker_in); k++) {
+        struct timespec ts = {0, 10000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void test_stall_backoff(void) {
+    uhlm_error err;
+    uhlm_pool *p = uhlm_pool_new(2, &err);
+    CHECKF(p != NULL, "%s", err.msg);
+    if (!p) return;
+    int stalled = 0, solo = 0, covered = 1;
+    for (int attempt = 0; attempt < 5 && !(stalled && solo); attempt++) {
+        stall_job *j = calloc(1, sizeof *j);
+        if (!j) break;
+        j->stall_ms = 200;
+        const uhlm_pool_stats s0 = uhlm_pool_get_stats(p);
+        uhlm_pool_run(p, stall_task, j, 64, 1);
+        for (int i = 0; i < 64; i++) covered &= atomic_load(&j->count[i]) == 1;
+        const uhlm_pool_stats s1 = uhlm_pool_get_stats(p);
+        stalled = s1.stalls > s0.stalls;
+        sum_job s;
+        memset(&s, 0, sizeof s);
+        s.slow = 1;
+        uhlm_pool_run(p, sum_task, &s, 37, 1);
+        covered &= atomic_load(&s.sum) == 37 * 36 / 2;
+        solo = uhlm_pool_get_stats(p).solo_runs > s1.solo_runs && atomic_load(&s.tids) == 1;
+        free(j);
+    }
+    CHECK(covered);
+    CHECKF(stalled, "a worker stalled 200 ms inside a range was not counted as a stall");
+    CHECKF(solo, "the run after a stall was not done by the caller alone");
+    /* after the back-off the worker takes part again */
+    struct timespec ts = {0, 300000000L};
+    nanosleep(&ts, NULL);
+    int helped = 0;
+    for (int attempt = 0; attempt < 5 && !helped; attempt++) {
+        /* many short runs: the first ones wake the sleeping worker, later ones find it spinning */
+        for (int r = 0; r < 200 && !helped; r++) {
+            sum_job s;
+            memset(&s, 0, sizeof s);
+            s.slow = 1;
+            uhlm_pool_run(p, sum_task, &s, 37, 1);
+            helped = (atomic_load(&s.tids) & ~1) != 0;
+        }
+        /* past any solo window a stall of this attempt may have opened (at most 128 ms) */
+        if (!helped) {
+            struct timespec w = {0, 150000000L};
+            nanosleep(&w, NULL);
+        }
+    }
+    CHECKF(helped, "threads were not used again after the back-off");
+    uhlm_pool_free(p);
+}
+
 /* Creating and freeing pools in a loop: threads must be joined, nothing leaks (ASan). */
 static void test_churn(void) {
     int ok = 1;
@@ -256,6 +329,7 @@ int main(void) {
     test_all_threads_work(j);
     test_many_runs();
     test_churn();
+    test_stall_backoff();
     test_alternating_jobs();
     free(j);
     return check_report();

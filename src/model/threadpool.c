@@ -13,7 +13,16 @@
  * the OS has descheduled (other processes on the machine, more threads than cores) never
  * delays a run it did not join; it just finds the job gone when it wakes. Which thread runs
  * which range is therefore not fixed; the contract (each index exactly once) is what kernels
- * rely on for determinism. */
+ * rely on for determinism.
+ *
+ * A worker that the OS deschedules after claiming a chunk still holds up the run until it runs
+ * again, a whole time slice (milliseconds) when another process wants its core, while a decode
+ * step's loop takes tens of microseconds. Measured on a 2-core VM with the other core busy:
+ * 2 threads decoded slower than 1 (119-139 against 174-184 tok/s). So the caller notices such
+ * stalls, a wait for the last chunks far longer than its own chunks took, and then runs the
+ * loops alone for a while (the workers go to sleep), trying threads again after 2 ms, then 4,
+ * 8, ... up to 128 ms while the stalls go on. A run without stall is cheap to detect, and the
+ * back-off starts over after many of them. Results do not change: the split never does. */
 #include "model/threadpool.h"
 
 #include <pthread.h>
@@ -43,6 +52,15 @@
 #define CLAIM_CLOSED 0xFFFFFFFFu
 /* Upper bound on threads, to reject nonsense sizes before allocating. */
 #define MAX_THREADS 1024
+/* A stall: the caller waited for other threads' chunks longer than STALL_FACTOR times its own
+ * mean chunk time plus STALL_MIN_NS (a loaded core's wakeup and cache misses stay below). */
+#define STALL_MIN_NS 50000LL
+#define STALL_FACTOR 4
+/* Solo periods after a stall: the first, the longest, and the clean parallel runs after which
+ * the next stall starts over from the first. */
+#define SOLO_FIRST_NS 2000000LL
+#define SOLO_MAX_NS 128000000LL
+#define CLEAN_RESET 1000
 
 typedef struct {
     uhlm_pool *pool;
@@ -54,6 +72,10 @@ struct uhlm_pool {
     int n_workers;     /* threads actually started: n_threads - 1 once construction succeeds */
     long long spin_ns; /* 0 when oversubscribed: spinning would steal the core a peer needs */
     uint32_t gen;      /* caller-owned: generation of the last job */
+    /* caller-owned stall back-off (see the top of this file) */
+    long long solo_until_ns, solo_ns;
+    int clean_runs;
+    uhlm_pool_stats stats;
     pthread_t *threads;
     worker_arg *args;
 
@@ -96,14 +118,16 @@ static int online_cpus(void) {
     return c > 0 ? (int)c : 1;
 }
 
-/* Claims and runs chunks of job `gen` until none is left or a newer job replaced it. */
-static void run_chunks(uhlm_pool *p, uint32_t gen, int tid) {
+/* Claims and runs chunks of job `gen` until none is left or a newer job replaced it; returns
+ * how many it ran. */
+static int64_t run_chunks(uhlm_pool *p, uint32_t gen, int tid) {
     uint64_t w = atomic_load_explicit(&p->work, memory_order_acquire);
+    int64_t ran = 0;
     for (;;) {
-        if ((uint32_t)(w >> 32) != gen) return;
+        if ((uint32_t)(w >> 32) != gen) return ran;
         const int64_t c = (int64_t)(uint32_t)w;
         const int64_t nchunks = atomic_load_explicit(&p->nchunks, memory_order_relaxed);
-        if (c >= nchunks) return;
+        if (c >= nchunks) return ran;
         const int64_t n = atomic_load_explicit(&p->n, memory_order_relaxed);
         const int64_t chunk = atomic_load_explicit(&p->chunk, memory_order_relaxed);
         uhlm_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
@@ -118,6 +142,7 @@ static void run_chunks(uhlm_pool *p, uint32_t gen, int tid) {
             continue;
         const int64_t b = c * chunk, e = n - b < chunk ? n : b + chunk;
         fn(arg, b, e, tid);
+        ran++;
         /* release: the caller's acquire load of done makes this range's writes visible */
         if (atomic_fetch_add(&p->done, e - b) + (e - b) == n && tid != 0 &&
             atomic_load(&p->caller_sleeping)) {
@@ -160,7 +185,7 @@ static void *worker_main(void *varg) {
         uint32_t g = wait_for_work(p, seen);
         if (atomic_load_explicit(&p->stop, memory_order_acquire)) break;
         seen = g;
-        run_chunks(p, g, wa->tid);
+        (void)run_chunks(p, g, wa->tid);
     }
     return NULL;
 }
@@ -262,6 +287,11 @@ fail_rc:
 
 int uhlm_pool_size(const uhlm_pool *p) { return p ? p->n_threads : 1; }
 
+uhlm_pool_stats uhlm_pool_get_stats(const uhlm_pool *p) {
+    uhlm_pool_stats s = {0, 0, 0};
+    return p ? p->stats : s;
+}
+
 void uhlm_pool_run(uhlm_pool *p, uhlm_task_fn fn, void *arg, int64_t n, int64_t grain) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
@@ -270,6 +300,15 @@ void uhlm_pool_run(uhlm_pool *p, uhlm_task_fn fn, void *arg, int64_t n, int64_t 
         fn(arg, 0, n, 0);
         return;
     }
+    if (p->solo_until_ns) {
+        if (now_ns() < p->solo_until_ns) {
+            p->stats.solo_runs++;
+            fn(arg, 0, n, 0);
+            return;
+        }
+        p->solo_until_ns = 0;
+    }
+    const long long t0 = now_ns();
     /* A few chunks per thread balance load when one thread is slow to start, without making
      * the claim word a hot spot. The chunk count stays far below 2^32. */
     int64_t per = n / ((int64_t)p->n_threads * 4);
@@ -297,6 +336,21 @@ void uhlm_pool_run(uhlm_pool *p, uhlm_task_fn fn, void *arg, int64_t n, int64_t 
         pthread_cond_broadcast(&p->cv_work);
         pthread_mutex_unlock(&p->mu);
     }
-    run_chunks(p, p->gen, 0);
+    const int64_t mine = run_chunks(p, p->gen, 0);
+    const long long t1 = now_ns();
     wait_for_done(p, n);
+    p->stats.parallel_runs++;
+    /* with no chunk of its own the caller has no measure of a chunk's time: not judged */
+    if (mine == 0) return;
+    const long long waited = now_ns() - t1;
+    if (waited > STALL_FACTOR * ((t1 - t0) / mine) + STALL_MIN_NS) {
+        p->stats.stalls++;
+        p->clean_runs = 0;
+        if (p->solo_ns < SOLO_FIRST_NS) p->solo_ns = SOLO_FIRST_NS;
+        p->solo_until_ns = t1 + waited + p->solo_ns;
+        p->solo_ns = p->solo_ns * 2 > SOLO_MAX_NS ? SOLO_MAX_NS : p->solo_ns * 2;
+    } else if (++p->clean_runs >= CLEAN_RESET) {
+        p->solo_ns = SOLO_FIRST_NS;
+        p->clean_runs = 0;
+    }
 }

@@ -23,8 +23,18 @@ typedef void (*uhlm_task_fn)(void *arg, int64_t begin, int64_t end, int tid);
 uhlm_pool *uhlm_pool_new(int n_threads, uhlm_error *err);
 void uhlm_pool_free(uhlm_pool *pool);
 int uhlm_pool_size(const uhlm_pool *pool);
-/* grain: the smallest range worth handing to a thread (>= 1). */
+/* grain: the smallest range worth handing to a thread (>= 1). After a run in which the caller
+ * waited far longer for a descheduled worker than its own ranges took (a "stall"), runs go on
+ * inline on the caller's thread for a back-off period (2 ms, doubling to 128 ms while stalls
+ * recur); see threadpool.c. */
 void uhlm_pool_run(uhlm_pool *pool, uhlm_task_fn fn, void *arg, int64_t n, int64_t grain);
+
+/* Counters since the pool was made: runs handed to the threads, stalls seen in them, and runs
+ * done inline because of a stall. Caller's thread only, like uhlm_pool_run. */
+typedef struct uhlm_pool_stats {
+    int64_t parallel_runs, stalls, solo_runs;
+} uhlm_pool_stats;
+uhlm_pool_stats uhlm_pool_get_stats(const uhlm_pool *pool);
 
 #ifdef __cplusplus
 }
