@@ -72,13 +72,16 @@ static uhlm_load_mode resolve(uhlm_load_mode mode, uint64_t size) {
 
 /* Reads the whole file into anonymous memory aligned to HUGE_ALIGN. The slack of one huge
  * page before the aligned start is unmapped again, so base/base_size cover only what is
- * kept. */
-static int copy_file(uhlm_mmap *m, int fd, const char *path, size_t size, uhlm_error *err) {
+ * kept. Returns 0, -1 with err set, or 1 when the memory could not be had and fall_back
+ * allows the caller to map the file instead (AUTO: the copy is only an optimisation). */
+static int copy_file(uhlm_mmap *m, int fd, const char *path, size_t size, int fall_back,
+                     uhlm_error *err) {
     const size_t len = (size + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
     if (len < size || len + HUGE_ALIGN < len)
         return uhlm_set_error(err, "%s: too large to copy into memory", path);
     uint8_t *raw = mmap(NULL, len + HUGE_ALIGN, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED && fall_back) return 1;
     if (raw == MAP_FAILED)
         return uhlm_set_error(err, "%s: cannot allocate %zu bytes to load it into: %s "
                               "(--load mmap maps the file instead)", path, len, strerror(errno));
@@ -142,9 +145,11 @@ int uhlm_file_load(uhlm_mmap *m, const char *path, uhlm_load_mode mode, uhlm_err
     }
     const size_t size = (size_t)st.st_size;
     if (resolve(mode, size) == UHLM_LOAD_COPY) {
-        int rc = copy_file(m, fd, path, size, err);
-        close(fd);
-        return rc;
+        int rc = copy_file(m, fd, path, size, mode == UHLM_LOAD_AUTO, err);
+        if (rc <= 0) {
+            close(fd);
+            return rc;
+        }
     }
     void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
