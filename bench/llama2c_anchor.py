@@ -122,7 +122,7 @@ def run_uhlm(uhlm, model, tok, gen, threads):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runc", default=os.environ.get("UHLM_LLAMA2C_RUN_C"))
     ap.add_argument("--uhlm", default=os.path.join(ROOT, "build", "uhlm"))
     ap.add_argument("--pairs", type=int, default=5)

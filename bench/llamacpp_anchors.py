@@ -153,7 +153,7 @@ def summarise(rows, out):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--uhlm", default=os.path.join(ROOT, "build", "uhlm"))
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--threads", default="1,2")

@@ -70,7 +70,7 @@ def llama_once(model, threads, prompt, gen, seed):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--uhlm", default="build/uhlm")
     ap.add_argument("-m", "--model", action="append", required=True)
     ap.add_argument("-t", "--threads", action="append", type=int)

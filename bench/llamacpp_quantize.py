@@ -33,7 +33,7 @@ def census(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inp")
     ap.add_argument("out")
     ap.add_argument("--ftype", default="q4_k_m", choices=sorted(FTYPES))

@@ -65,7 +65,7 @@ def uhlm_generate(a, path, user):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--uhlm", default=os.path.join(lc.ROOT, "build", "uhlm"))
     ap.add_argument("--model", default="SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--types", default="f16,q8_0,q4_0,q4_1,q5_0,q5_1,q4_k,q5_k,q6_k")

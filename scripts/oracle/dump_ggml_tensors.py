@@ -36,7 +36,7 @@ class GgmlTensor(ctypes.Structure):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
     ap.add_argument("out")
     ap.add_argument("--tokens", required=True)

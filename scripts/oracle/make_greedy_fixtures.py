@@ -62,7 +62,7 @@ def greedy(m, prompt, n_gen):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
     ap.add_argument("type", help="label for the file name: q4_1, f16, q8_0, ...")
     ap.add_argument("--prompts", default="/work/shared/data/alpaca-200.jsonl")

@@ -100,7 +100,7 @@ class Ref:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
     ap.add_argument("fixture")
     ap.add_argument("--write", action="store_true", help="add ref5 to the fixture's cases")
