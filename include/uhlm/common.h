@@ -74,7 +74,8 @@ UHLM_API int uhlm_set_error(uhlm_error *err, const char *fmt, ...)
  * how and when the file's pages were read; the same F32 110M-shape GGUF decoded at 50-58
  * tok/s mapped and 67-68 copied on one machine (docs/performance.md). AUTO copies files of
  * at least UHLM_LOAD_COPY_MIN bytes when the kernel offers transparent huge pages to
- * madvise and the file takes at most half the memory the kernel calls available, and maps
+ * madvise and the file takes at most half the memory the kernel calls available (and half of
+ * what the process's cgroup may still use, in a container with a memory limit), and maps
  * otherwise, or when that memory cannot be allocated after all. The bytes, and therefore
  * every result, are the same whichever is used. */
 typedef enum uhlm_load_mode {

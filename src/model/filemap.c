@@ -51,6 +51,43 @@ static uint64_t mem_available(void) {
     return kb * 1024;
 }
 
+/* Reads one unsigned number from a file; 0 on success. "max" (cgroup v2: no limit) fails. */
+static int read_u64(const char *path, uint64_t *v) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int ok = fscanf(f, "%" SCNu64, v) == 1;
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+/* Memory this process's cgroup may still charge (its limit minus its usage), or UINT64_MAX
+ * without a limit. In a container MemAvailable describes the host, and an anonymous copy is
+ * charged to the cgroup in full where mapped file pages can be reclaimed; the usage counts
+ * the page cache too, which errs toward mapping. cgroup v2, then v1. */
+static uint64_t cgroup_available(void) {
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return UINT64_MAX;
+    char line[512], v2[512] = "", v1[512] = "";
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!strncmp(line, "0::", 3)) snprintf(v2, sizeof v2, "%s", line + 3);
+        const char *m = strstr(line, ":memory:");
+        if (m) snprintf(v1, sizeof v1, "%s", m + 8);
+    }
+    fclose(f);
+    char a[640], b[640];
+    uint64_t lim, use;
+    snprintf(a, sizeof a, "/sys/fs/cgroup%s/memory.max", v2);
+    snprintf(b, sizeof b, "/sys/fs/cgroup%s/memory.current", v2);
+    if (v2[0] && read_u64(a, &lim) == 0 && read_u64(b, &use) == 0)
+        return lim > use ? lim - use : 0;
+    snprintf(a, sizeof a, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", v1);
+    snprintf(b, sizeof b, "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", v1);
+    if (v1[0] && read_u64(a, &lim) == 0 && read_u64(b, &use) == 0)
+        return lim > use ? lim - use : 0;
+    return UINT64_MAX;
+}
+
 /* Whether madvise(MADV_HUGEPAGE) can give anonymous memory huge pages: the
  * transparent_hugepage setting is "always" or "madvise", not "never" (or absent). */
 static int thp_available(void) {
@@ -66,7 +103,8 @@ static int thp_available(void) {
 static uhlm_load_mode resolve(uhlm_load_mode mode, uint64_t size) {
     if (mode != UHLM_LOAD_AUTO) return mode;
     if (size < UHLM_LOAD_COPY_MIN || !thp_available()) return UHLM_LOAD_MMAP;
-    uint64_t avail = mem_available();
+    uint64_t avail = mem_available(), cg = cgroup_available();
+    if (cg < avail) avail = cg;
     return avail && size <= avail / 2 ? UHLM_LOAD_COPY : UHLM_LOAD_MMAP;
 }
 
