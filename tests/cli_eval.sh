@@ -5,19 +5,15 @@
 # well formed, the PNG plots drawn from them, and `uhlm eval --server` against a `uhlm serve`
 # on a kernel-chosen port giving the in-process tokens (skipped without `uhlm serve`).
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
 # the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
 TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
 TS_LLM=(-m stories-llm-2.76M.bin)
 src=${UHLM_SOURCE_DIR:-.}
 export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_eval.XXXXXX")
 spid=
-trap '[ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-expect_rc() { local want=$1; shift; "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 "$tmp/err")"; }
+at_exit '[ -n "$spid" ] && kill "$spid" 2>/dev/null'
 py=/usr/bin/python3
 
 cat >"$tmp/p.jsonl" <<'J'
@@ -218,5 +214,4 @@ else
   echo "SKIP: this build has no 'uhlm serve': eval --server checks skipped" >&2
 fi
 
-echo "cli_eval: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_eval
