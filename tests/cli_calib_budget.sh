@@ -12,12 +12,7 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-.}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 data=${UHLM_DATA:-$src/../shared/data}/tinystories-heldout-prompts.jsonl
-py=/usr/bin/python3
 if [ ! -f "$data" ]; then
   echo "SKIP: $data not found: the budget rule's held-out check needs the shared prompts" >&2
   finish cli_calib_budget

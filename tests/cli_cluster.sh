@@ -15,9 +15,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-src=${UHLM_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-py=/usr/bin/python3
 t_start=$(date +%s.%N)
 
 # Debian installs haproxy in /usr/sbin, outside an unprivileged user's PATH

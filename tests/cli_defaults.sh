@@ -8,9 +8,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-src=${UHLM_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-py=/usr/bin/python3
 SLM=smollm2-drafter.gguf LLM=SmolLM2-135M-Instruct.Q4_1.gguf
 ASK="Write a haiku about autumn leaves."
 TS=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)

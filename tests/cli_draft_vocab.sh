@@ -6,7 +6,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 P="Once upon a time"
 
 # every token but the multiples of 4 above 13 (so the usual text tokens are partly missing)

@@ -7,14 +7,8 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-.}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 spid=
 at_exit '[ -n "$spid" ] && kill "$spid" 2>/dev/null'
-py=/usr/bin/python3
 
 cat >"$tmp/p.jsonl" <<'J'
 {"id": "a", "prompt": "Once upon a time, there was a little dog named Max."}

@@ -6,10 +6,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-.}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 if ! command -v gnuplot >/dev/null; then
   echo "SKIP: gnuplot not installed: eval_plots.sh not tested" >&2
   finish cli_eval_plots

@@ -7,9 +7,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_LLM=(-m stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 spid=
 at_exit '[ -n "$spid" ] && kill "$spid" 2>/dev/null'
 

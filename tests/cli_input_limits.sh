@@ -6,9 +6,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 # A regression must not eat the machine's memory or hang the suite: each command gets 20 s
 # and, outside the sanitizer build (whose shadow memory needs a huge address space), 2 GiB.
 limit=""

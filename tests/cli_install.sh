@@ -9,7 +9,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-src=${UHLM_SOURCE_DIR:-..}
 build=$(cd "$(dirname "$bin")" && pwd)
 prefix=$tmp/prefix
 

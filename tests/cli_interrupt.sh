@@ -7,11 +7,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-src=${UHLM_SOURCE_DIR:-.}
-py=/usr/bin/python3
 P="Once upon a time, there was a little girl"
 # jtest FILE PYTHON-EXPR: whether EXPR holds for d, FILE's JSON (testlib's jcheck also counts)
 jtest() { $py -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; }

@@ -7,11 +7,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-py=/usr/bin/python3
 script=$src/scripts/netns_link.sh
 
 # the skip path: a non-root user gets SKIP and 77, and nothing is created

@@ -7,12 +7,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
-TS_SLM=(-m stories-slm-0.28M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-py=/usr/bin/python3
 
 cmds=(generate run serve info tokenize convert embed eval calibrate bench "bench serve"
       "bench batch" "bench soak" "bench uncertainty")

@@ -12,7 +12,6 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-src=${UHLM_SOURCE_DIR:-.}
 
 need_model slm smollm2-drafter.gguf
 need_model llm SmolLM2-135M-Instruct.Q4_1.gguf "scripts/setup.sh fetches it"

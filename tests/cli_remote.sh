@@ -14,12 +14,8 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
 pids=()
 at_exit 'for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done'
-py=/usr/bin/python3
 P="Once upon a time, there was a little girl"
 
 if ! "$bin" serve --help >/dev/null 2>&1; then

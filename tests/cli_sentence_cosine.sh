@@ -7,7 +7,6 @@
 # intervals on records in the form of uhlm eval's answers.jsonl. Skips cleanly otherwise.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
-src=${UHLM_SOURCE_DIR:-.}
 # out/pyenv (scripts/setup.sh) has numpy and the model package; the system Python otherwise
 py=${UHLM_PYTHON:-/usr/bin/python3}
 if [ -z "${UHLM_PYTHON:-}" ] && [ -x "$src/out/pyenv/bin/python" ]; then py=$src/out/pyenv/bin/python; fi

@@ -17,15 +17,11 @@
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
 src=$(cd "${UHLM_SOURCE_DIR:-$(dirname "$0")/..}" && pwd)
 export UHLM_MODELS=$(cd "${UHLM_MODELS:-$src/../shared/models}" 2>/dev/null && pwd)
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
 pids=()
 at_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done'
-py=/usr/bin/python3
 P="Once upon a time, there was a little girl"
 
 if ! command -v openssl >/dev/null; then
