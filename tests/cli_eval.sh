@@ -9,6 +9,9 @@ set -u
 bin=${UHLM_BIN:?UHLM_BIN not set}
 spid=
 at_exit '[ -n "$spid" ] && kill "$spid" 2>/dev/null'
+# start_server NAME [ARGS...] (sets spid and sport); its array of servers goes unused here
+pids=()
+. "$(dirname "${BASH_SOURCE[0]}")/serve_helpers.sh"
 
 cat >"$tmp/p.jsonl" <<'J'
 {"id": "a", "prompt": "Once upon a time, there was a little dog named Max."}
@@ -172,17 +175,8 @@ fi
 # llm_calls: the server may reuse a cached prompt prefix across sessions).
 if "$bin" serve --help >/dev/null 2>&1; then
   head -2 "$tmp/p.jsonl" >"$tmp/p2.jsonl"
-  "$bin" serve "${TS_LLM[@]}" -t 1 --port 0 --port-file "$tmp/port" 2>"$tmp/serve.log" &
-  spid=$!
-  for _ in $(seq 1 200); do
-    [ -s "$tmp/port" ] && break
-    kill -0 "$spid" 2>/dev/null || break
-    sleep 0.05
-  done
-  port=$(cat "$tmp/port" 2>/dev/null)
-  if [ -z "$port" ]; then
-    bad "uhlm serve did not start: $(cat "$tmp/serve.log")"
-  else
+  if start_server serve --port 0; then
+    port=$sport
     args=(eval "${TS_PAIR[@]}" --prompts "$tmp/p2.jsonl" -n 12 --snr 0,20 --sweep 0.5 --uth 0.3)
     expect_rc 0 "$bin" "${args[@]}" -o "$tmp/ei"
     expect_rc 0 "$bin" "${args[@]}" -o "$tmp/er" --server "127.0.0.1:$port"
