@@ -13,6 +13,7 @@ set -u
 . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
 
+slm='' llm='' # need_model sets them, or skips the test
 need_model slm smollm2-drafter.gguf
 need_model llm SmolLM2-135M-Instruct.Q4_1.gguf "scripts/setup.sh fetches it"
 alpaca=$src/../shared/data/alpaca-200.jsonl

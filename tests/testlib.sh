@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # (what it sets is for the tests that source it)
 # testlib.sh: the preamble the shell tests (tests/cli_*.sh) share. Source it first, after
 # `set -u`:
 #   . "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
