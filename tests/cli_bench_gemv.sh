@@ -3,15 +3,10 @@
 # the one-token matrix products give bit-identical outputs on 1 and N threads (F32, and a
 # Q8_0 conversion of the same model). Speed is never asserted.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_LLM=(-m stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-out=/tmp/uhlm_gemv_out.$$ err=/tmp/uhlm_gemv_err.$$ q8=/tmp/uhlm_gemv_q8.$$.gguf
-expect_rc() { local want=$1; shift; "$@" >$out 2>$err; local rc=$?; [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 $err)"; }
+# expect_rc's files
+out=$tmp/out err=$tmp/err q8=$tmp/q8.gguf
 
 expect_rc 0 "$bin" bench gemv --help
 grep -q "usage: uhlm bench gemv" $out && ok || bad "gemv --help text"
@@ -52,6 +47,4 @@ expect_rc 0 "$bin" bench gemv -m stories260K.bin --reps 1 --json
 expect_rc 0 "$bin" bench gemv -m stories260K.bin --reps 1
 grep -q "speedup 2/1 threads" $out && ok || bad "table output"
 
-rm -f $out $err $q8
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

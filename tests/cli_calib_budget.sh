@@ -10,28 +10,17 @@
 # noise alone), which takes minutes there, and cli_eval already runs calibrate and
 # --risk budget:R under the sanitizers.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-.}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 data=${UHLM_DATA:-$src/../shared/data}/tinystories-heldout-prompts.jsonl
-py=/usr/bin/python3
 if [ ! -f "$data" ]; then
   echo "SKIP: $data not found: the budget rule's held-out check needs the shared prompts" >&2
-  echo "cli_calib_budget: 0 passed, 0 failed"
-  exit 0
+  finish cli_calib_budget
 fi
 if grep -q __asan_init "$bin" 2>/dev/null; then
   echo "SKIP: sanitizer build: the budget rule's held-out check runs in the release tree" >&2
-  echo "cli_calib_budget: 0 passed, 0 failed"
-  exit 0
+  finish cli_calib_budget
 fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_calib_budget.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 
 # exit 1 is allowed: on this pair both of the paper's formulas are degenerate (b > 0)
 "$bin" calibrate "${TS_PAIR[@]}" --prompts "$data" --split 0.5 -n 64 -o "$tmp/c.json" --csv "$tmp/c.csv" \
@@ -72,5 +61,4 @@ PY
 done
 cat "$tmp/out"
 
-echo "cli_calib_budget: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_calib_budget

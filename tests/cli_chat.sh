@@ -5,24 +5,14 @@
 # chat answer that is non-empty English text ending at an end-of-generation token, and with
 # --numerics ggml llama.cpp's own answer, token for token.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-..}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-py=/usr/bin/python3
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-out=/tmp/uhlm_chat_out.$$; err=/tmp/uhlm_chat_err.$$
-expect_rc() { local want=$1; shift; "$@" >$out 2>$err; local rc=$?; [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 $err)"; }
-# jq-like check: jcheck FILE PYTHON-EXPR (d is the parsed object)
-jcheck() { $py -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) else 1)" && ok || bad "$2: $(head -c 400 "$1")"; }
+# expect_rc's files
+out=$tmp/out; err=$tmp/err
 
 # the qwen2 fixture model (tiny, random weights) is built here, never committed: test_arch,
 # next to the uhlm binary, writes it from tests/arch_fixture.h with tok512.bin's vocabulary
-qwen=${TMPDIR:-/tmp}/uhlm_chat_qwen2.$$.gguf
+qwen=$tmp/qwen2.gguf
 mkfix=$(dirname "$bin")/test_arch
 if ! "$mkfix" --write-fixture qwen2-tiny "$qwen"; then
   echo "FAIL: could not build the qwen2-tiny fixture with $mkfix (build the test_arch target)" >&2
@@ -46,9 +36,8 @@ jcheck $out "d['architecture']=='qwen2' and d['format']=='GGUF' and d['gguf_vers
 expect_rc 0 "$bin" info -m stories260K.bin -z tok512.bin --json
 jcheck $out "d['format']=='llama2.c v0' and d['architecture']=='llama' and d['n_layers']==5 and d['n_kv_heads']==4 and d['chat_template']=='none' and d['tensor_types']=={'f32':47}"
 # a file that is not a model: the loader's reason, exit 1
-printf 'GGUF' > /tmp/uhlm_chat_bad.$$.gguf
-expect_rc 1 "$bin" info -m /tmp/uhlm_chat_bad.$$.gguf
-rm -f /tmp/uhlm_chat_bad.$$.gguf
+printf 'GGUF' >"$tmp/bad.gguf"
+expect_rc 1 "$bin" info -m "$tmp/bad.gguf"
 
 # ---- --chat errors
 expect_rc 2 "$bin" generate -m "$qwen" --system "x" -p hi
@@ -68,26 +57,23 @@ expect_rc 1 "$bin" generate -m "$qwen" --numerics ggml -p hi -n 2
 grep -q "numerics ggml supports the llama architecture, not qwen2" $err && ok || bad "--numerics ggml on qwen2: $(cat $err)"
 
 # ---- SmolLM2 (scripts/setup.sh)
-smol=""
-for d in "$UHLM_MODELS" "$src/models" models ../models; do
-  [ -f "$d/SmolLM2-135M-Instruct.Q4_1.gguf" ] && { smol=$d/SmolLM2-135M-Instruct.Q4_1.gguf; break; }
-done
+smol=$(find_model SmolLM2-135M-Instruct.Q4_1.gguf)
 if [ -z "$smol" ]; then
   echo "SKIP: SmolLM2-135M-Instruct.Q4_1.gguf not found (scripts/setup.sh fetches it)"
 else
   expect_rc 0 "$bin" info -m "$smol" --json
   jcheck $out "d['architecture']=='llama' and d['n_layers']==30 and d['dim']==576 and d['n_heads']==9 and d['n_kv_heads']==3 and d['vocab_size']==49152 and d['context_length']==8192 and d['rope_freq_base']==100000 and d['tensor_types']=={'q4_1':210,'f32':61,'q8_0':1} and d['tied_output'] and d['output_type']=='q8_0' and d['vocabulary']['kind']=='BPE' and d['vocabulary']['pre']=='smollm' and d['chat_template']=='chatml'"
   expect_rc 0 "$bin" generate -m "$smol" --chat -p "Give three tips for staying healthy." --temp 0 -n 300 -t 2 --json
-  cp $out /tmp/uhlm_chat_smol.$$
+  cp "$out" "$tmp/smol.json"
   # ends at <|im_end|> well before the limit; English: mostly ASCII letters, common words
-  jcheck /tmp/uhlm_chat_smol.$$ "d['stop']=='eos' and 10 < d['generated_tokens'] < 300 and len(d['text'].strip()) > 40 and sum(c.isascii() and (c.isalpha() or c in ' .,:;\n-0123456789') for c in d['text']) > 0.95*len(d['text']) and len({w.strip('.,:').lower() for w in d['text'].split()} & {'the','and','to','a','of','your','water','sleep','exercise','diet','healthy'}) >= 4"
+  jcheck "$tmp/smol.json" "d['stop']=='eos' and 10 < d['generated_tokens'] < 300 and len(d['text'].strip()) > 40 and sum(c.isascii() and (c.isalpha() or c in ' .,:;\n-0123456789') for c in d['text']) > 0.95*len(d['text']) and len({w.strip('.,:').lower() for w in d['text'].split()} & {'the','and','to','a','of','your','water','sleep','exercise','diet','healthy'}) >= 4"
   # llama.cpp's answer (tests/fixtures/smollm2_chat_greedy.json): same prompt length, and the
   # same tokens for the leading steps whose top-2 margin is clear (past them, float rounding
   # of the quantized kernels may pick the other token; on AVX-512 all 92 tokens agree)
   $py -c "
 import json, sys
 ref = json.load(open('$src/tests/fixtures/smollm2_chat_greedy.json'))
-d = json.load(open('/tmp/uhlm_chat_smol.$$'))
+d = json.load(open('$tmp/smol.json'))
 k = ref['clear_prefix']
 sys.exit(0 if d['prompt_tokens'] == len(ref['prompt_ids']) and k >= 4 and d['tokens'][:k] == ref['greedy'][:k] else 1)" && ok || bad "SmolLM2 greedy answer differs from llama.cpp's leading tokens"
   # with --numerics ggml (llama.cpp's rounding bit for bit) the whole answer is llama.cpp's
@@ -98,16 +84,13 @@ ref = json.load(open('$src/tests/fixtures/smollm2_chat_greedy.json'))
 d = json.load(open('$out'))
 sys.exit(0 if d['tokens'] == ref['greedy'] and d['stop'] == 'eos' else 1)" && ok || bad "SmolLM2 greedy answer with --numerics ggml differs from llama.cpp's"
   # the answer is the text: no template markers, no echoed prompt
-  jcheck /tmp/uhlm_chat_smol.$$ "'<|im_' not in d['text'] and 'Give three tips' not in d['text']"
+  jcheck "$tmp/smol.json" "'<|im_' not in d['text'] and 'Give three tips' not in d['text']"
   # text mode prints the same answer
   "$bin" generate -m "$smol" --chat -p "Give three tips for staying healthy." --temp 0 -n 300 -t 2 >$out 2>$err
-  $py -c "import json,sys; d=json.load(open('/tmp/uhlm_chat_smol.$$')); t=open('$out').read(); sys.exit(0 if t.rstrip('\n')==d['text'] else 1)" && ok || bad "text and --json answers differ"
+  $py -c "import json,sys; d=json.load(open('$tmp/smol.json')); t=open('$out').read(); sys.exit(0 if t.rstrip('\n')==d['text'] else 1)" && ok || bad "text and --json answers differ"
   # hybrid run with the chat prompt (the model as both SLM and LLM: every draft accepted)
   expect_rc 0 "$bin" run -m "$smol" --llm "$smol" --chat -p "What are the three primary colors?" --mode hlm --temp 0 -n 24 -t 2 --json
   jcheck $out "d['chat_template']=='chatml' and len(d['text'].strip()) > 0 and d['rejected']==0 and d['generated_tokens']==24"
-  rm -f /tmp/uhlm_chat_smol.$$
 fi
 
-rm -f $out $err "$qwen"
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -13,10 +13,8 @@
 # Prints the per-backend counts scraped from /metrics and the devices' unverified counts.
 # Needs haproxy (skips without it) and the TinyStories pair in $UHLM_MODELS.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-src=${UHLM_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-py=/usr/bin/python3
 t_start=$(date +%s.%N)
 
 # Debian installs haproxy in /usr/sbin, outside an unprivileged user's PATH
@@ -35,19 +33,14 @@ done
 if grep -q __asan_init "$bin" 2>/dev/null; then D=12; NTOK=64; else D=48; NTOK=96; fi
 D=${UHLM_CLUSTER_DEVICES:-$D}
 W=6
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_cluster.XXXXXX")
 dir=$tmp/cluster
 cluster=("$src/scripts/cluster.sh")
 dev_pids=()
 cleanup() {
   for p in "${dev_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   "${cluster[@]}" stop --dir "$dir" --timeout 5 >/dev/null 2>&1
-  rm -rf "$tmp"
 }
-trap cleanup EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
+at_exit cleanup
 
 M=(--slm "$slm" --llm "$llm" -z "$tok")
 prompts=("Once upon a time, there was a little girl" "The dog ran to the park" "Tom and Sam were friends"
@@ -73,7 +66,7 @@ wait
 
 # ---- the cluster
 "${cluster[@]}" start --dir "$dir" --bin "$bin" --timeout 60 -- -m "$llm" -z "$tok" -t 1 >"$tmp/start.out" 2>&1 \
-  || { cat "$tmp/start.out" >&2; bad "cluster.sh start failed"; echo "$pass passed, $fail failed"; exit 1; }
+  || { cat "$tmp/start.out" >&2; bad "cluster.sh start failed"; finish; }
 ok
 # shellcheck disable=SC1091
 . "$dir/cluster.env"
@@ -194,5 +187,4 @@ EOF
 for b in 1 2 3; do
   grep -q "event=stopped" "$dir/s$b.log" && ok || bad "backend s$b did not stop gracefully: $(tail -n 2 "$dir/s$b.log")"
 done
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -6,15 +6,8 @@
 # without -z, and starts from BOS without -p (no chat template); the drafter's SHA-256 check of
 # scripts/check_sha256.sh and scripts/demo.sh.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-src=${UHLM_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_defaults.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-py=/usr/bin/python3
 SLM=smollm2-drafter.gguf LLM=SmolLM2-135M-Instruct.Q4_1.gguf
 ASK="Write a haiku about autumn leaves."
 TS=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
@@ -97,7 +90,7 @@ bash "$tmp/demo/scripts/demo.sh" >"$tmp/out" 2>&1; rc=$?
 [ "$rc" = 1 ] && grep -q "models/$SLM is missing" "$tmp/out" && ok || bad "demo.sh without the drafter: rc $rc: $(cat "$tmp/out")"
 
 # the default pair, as `build/uhlm run` in the checkout finds it ($UHLM_MODELS, ./models)
-found() { [ -e "$UHLM_MODELS/$1" ] || [ -e "$src/models/$1" ] || [ -e "$src/../shared/models/$1" ]; }
+found() { find_model "$1" >/dev/null; }
 if found "$SLM" && found "$LLM"; then
   (cd "$src" && "$bin" run -n 8 --seed 1 -t 1 --json >"$tmp/j" 2>"$tmp/err"); rc=$?
   [ "$rc" = 0 ] && grep -qF "no -p/-f: the user turn \"$ASK\"" "$tmp/err" && $py - "$tmp/j" "$ASK" <<'EOF' && ok || bad "default pair run: rc $rc: $(cat "$tmp/err")"
@@ -116,5 +109,4 @@ else
   echo "SKIP: the default pair ($SLM, $LLM) is not in \$UHLM_MODELS ($UHLM_MODELS), $src/models or ../shared/models (scripts/setup.sh fetches it): its run is not checked"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

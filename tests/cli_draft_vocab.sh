@@ -4,13 +4,8 @@
 # LLM, and a Q8_0 conversion keeps the list; bad lists are refused with the line and the reason,
 # and no file is written.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_dv.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 P="Once upon a time"
 
 # every token but the multiples of 4 above 13 (so the usual text tokens are partly missing)
@@ -62,5 +57,4 @@ refuse '99999999999999999999999999999999999\n' "too long"
 "$bin" convert --random-shape 15M -z tok512.bin --vocab 512 --output-tokens "$tmp/ids" -o "$tmp/x.gguf" 2>"$tmp/err"
 [ $? = 2 ] && grep -q "applies to -m MODEL" "$tmp/err" && ok || bad "random shape: $(cat "$tmp/err")"
 
-echo "cli_draft_vocab: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_draft_vocab

@@ -5,20 +5,13 @@
 # well formed, the PNG plots drawn from them, and `uhlm eval --server` against a `uhlm serve`
 # on a kernel-chosen port giving the in-process tokens (skipped without `uhlm serve`).
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-.}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_eval.XXXXXX")
 spid=
-trap '[ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-expect_rc() { local want=$1; shift; "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 "$tmp/err")"; }
-py=/usr/bin/python3
+at_exit '[ -n "$spid" ] && kill "$spid" 2>/dev/null'
+# start_server NAME [ARGS...] (sets spid and sport); its array of servers goes unused here
+pids=()
+. "$(dirname "${BASH_SOURCE[0]}")/serve_helpers.sh"
 
 cat >"$tmp/p.jsonl" <<'J'
 {"id": "a", "prompt": "Once upon a time, there was a little dog named Max."}
@@ -182,17 +175,8 @@ fi
 # llm_calls: the server may reuse a cached prompt prefix across sessions).
 if "$bin" serve --help >/dev/null 2>&1; then
   head -2 "$tmp/p.jsonl" >"$tmp/p2.jsonl"
-  "$bin" serve "${TS_LLM[@]}" -t 1 --port 0 --port-file "$tmp/port" 2>"$tmp/serve.log" &
-  spid=$!
-  for _ in $(seq 1 200); do
-    [ -s "$tmp/port" ] && break
-    kill -0 "$spid" 2>/dev/null || break
-    sleep 0.05
-  done
-  port=$(cat "$tmp/port" 2>/dev/null)
-  if [ -z "$port" ]; then
-    bad "uhlm serve did not start: $(cat "$tmp/serve.log")"
-  else
+  if start_server serve --port 0; then
+    port=$sport
     args=(eval "${TS_PAIR[@]}" --prompts "$tmp/p2.jsonl" -n 12 --snr 0,20 --sweep 0.5 --uth 0.3)
     expect_rc 0 "$bin" "${args[@]}" -o "$tmp/ei"
     expect_rc 0 "$bin" "${args[@]}" -o "$tmp/er" --server "127.0.0.1:$port"
@@ -218,5 +202,4 @@ else
   echo "SKIP: this build has no 'uhlm serve': eval --server checks skipped" >&2
 fi
 
-echo "cli_eval: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_eval

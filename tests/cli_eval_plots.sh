@@ -4,21 +4,12 @@
 # intervals.csv and a sentence-cosine CSV (the plots fall back to PPL alone, without error
 # bars); a folder without the eval's CSVs is refused. SKIP where gnuplot is missing.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-.}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
 if ! command -v gnuplot >/dev/null; then
   echo "SKIP: gnuplot not installed: eval_plots.sh not tested" >&2
-  echo "cli_eval_plots: 0 passed, 0 failed"
-  exit 0
+  finish cli_eval_plots
 fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_eval_plots.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 
 cat >"$tmp/p.jsonl" <<'J'
 {"id": "a", "prompt": "Once upon a time, there was a little dog named Max."}
@@ -79,5 +70,4 @@ mkdir -p "$tmp/empty"
 bash "$src/scripts/eval_plots.sh" "$tmp/empty" >/dev/null 2>"$tmp/perr" && bad "plots of a folder without CSVs" || ok
 grep -q "results.csv not found" "$tmp/perr" && ok || bad "missing CSV message: $(cat "$tmp/perr")"
 
-echo "cli_eval_plots: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_eval_plots

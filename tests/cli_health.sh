@@ -5,17 +5,10 @@
 # SKIP); another path is 404, another method 405, a request line that does not parse 400.
 # Requests go through curl when it is installed, else through bash's /dev/tcp.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_LLM=(-m stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_health.XXXXXX")
 spid=
-cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
+at_exit '[ -n "$spid" ] && kill "$spid" 2>/dev/null'
 
 rm -f "$tmp/port"
 "$bin" serve "${TS_LLM[@]}" --port 0 --port-file "$tmp/port" --stats-port 0 -t 1 2>"$tmp/log" &
@@ -90,5 +83,4 @@ wait "$spid"; rc=$?; spid=
 [ "$rc" = 0 ] && ok || bad "exit status after SIGTERM: $rc"
 grep -q "event=stopped" "$tmp/log" && ok || bad "no event=stopped: $(tail -3 "$tmp/log")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

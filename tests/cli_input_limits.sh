@@ -4,20 +4,13 @@
 # blocked forever. Now devices, FIFOs and directories are refused at once (exit 1, with the
 # reason), files over the limit are refused without being read, and --max-input-mb raises it.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_limits.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 # A regression must not eat the machine's memory or hang the suite: each command gets 20 s
 # and, outside the sanitizer build (whose shadow memory needs a huge address space), 2 GiB.
 limit=""
 grep -q __asan_init "$bin" 2>/dev/null || limit="ulimit -v 2097152;"
-expect_rc() { # WANT GREP-PATTERN CMD...
+expect_rc() { # WANT GREP-PATTERN CMD... (this test's own: two checks a call)
   local want=$1 pat=$2; shift 2
   bash -c "$limit"' exec timeout 20 "$@"' _ "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
   local rc=$?
@@ -50,5 +43,4 @@ expect_rc 2 "invalid value for --max-input-mb" "$bin" run "${TS_PAIR[@]}" --max-
 expect_rc 2 "invalid value for --max-input-mb" "$bin" eval "${TS_PAIR[@]}" --max-input-mb x --prompts p -o o
 expect_rc 2 "invalid value for --max-input-mb" "$bin" calibrate "${TS_PAIR[@]}" --max-input-mb -1 --prompts p -o o
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

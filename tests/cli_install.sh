@@ -7,14 +7,9 @@
 # the shared and (with --static) the static library, and runs with the model directory as
 # argv[1], exiting 0. device_generate's text must equal `uhlm run`'s for the same seed.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-src=${UHLM_SOURCE_DIR:-..}
 build=$(cd "$(dirname "$bin")" && pwd)
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_install.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 
 # the sanitizer tree's library needs the sanitizer runtime in every program that links it
@@ -76,11 +71,7 @@ grep -nE '^[A-Za-z_][A-Za-z0-9_ *]*\buhlm_[A-Za-z0-9_]+\(' "$prefix"/include/uhl
 [ -s "$tmp/unmarked" ] && bad "public declarations without UHLM_API (run scripts/uhlm_api.py): $(head -5 "$tmp/unmarked")" || ok
 
 # ---- examples, out of tree, shared and static
-models=
-for d in "${UHLM_MODELS:-}" "$src/models" "$src/../shared/models" ./models ../shared/models; do
-  if [ -n "$d" ] && [ -f "$d/stories-slm-0.28M.bin" ] && [ -f "$d/stories-llm-2.76M.bin" ] &&
-     [ -f "$d/tok512.bin" ]; then models=$(cd "$d" && pwd); break; fi
-done
+models=$(find_model_dir stories-slm-0.28M.bin stories-llm-2.76M.bin tok512.bin)
 [ -n "$models" ] || echo "SKIP: running the examples: no directory with stories-slm-0.28M.bin, stories-llm-2.76M.bin and tok512.bin (\$UHLM_MODELS)"
 libs_shared=$(pkg-config --libs uhlm)
 # --static adds the private requirements; -Bstatic picks libuhlm.a over libuhlm.so
@@ -137,5 +128,4 @@ for tool in "$src"/train/*.c; do
     2>"$tmp/train-$name.log" && ok || bad "train/$name.c: static build: $(head -c 600 "$tmp/train-$name.log")"
 done
 
-echo "cli_install: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish cli_install

@@ -5,19 +5,11 @@
 # nothing changes (exit 0, no "interrupted" key). Also `eval` (Ctrl-C writes no reports, exits
 # 130) and the output folders eval and calibrate create.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-src=${UHLM_SOURCE_DIR:-.}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_interrupt.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-py=/usr/bin/python3
 P="Once upon a time, there was a little girl"
-jcheck() { $py -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; }
+# jtest FILE PYTHON-EXPR: whether EXPR holds for d, FILE's JSON (testlib's jcheck also counts)
+jtest() { $py -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) else 1)"; }
 
 # Nonzero until process $1 catches SIGINT (SigCgt bit 2 in /proc: the command has installed
 # its handler, just before its token loop). A SIGINT sent earlier would be lost, since a
@@ -69,10 +61,10 @@ grep -q "stop: cancelled" "$tmp/err" && grep -q "interrupted after" "$tmp/err" &
 "$bin" "${RUN[@]}" --json >"$tmp/full.json" 2>"$tmp/err"
 rc=$?
 [ "$rc" = 0 ] && ok || bad "run --json uninterrupted rc $rc: $(cat "$tmp/err")"
-jcheck "$tmp/full.json" "'interrupted' not in d and d['stop']=='context'" && ok || bad "run --json uninterrupted: $(head -c 300 "$tmp/full.json")"
+jtest "$tmp/full.json" "'interrupted' not in d and d['stop']=='context'" && ok || bad "run --json uninterrupted: $(head -c 300 "$tmp/full.json")"
 interrupt_after -1 "$bin" "${RUN[@]}" --channel shaped --json
 [ "$rc" = 130 ] && ok || bad "run --json: rc $rc (want 130): $(cat "$tmp/err")"
-jcheck "$tmp/out" "d['interrupted'] is True and d['stop']=='cancelled' and 0 < d['generated_tokens'] < 251 and len(d['tokens'])==d['generated_tokens']" \
+jtest "$tmp/out" "d['interrupted'] is True and d['stop']=='cancelled' and 0 < d['generated_tokens'] < 251 and len(d['tokens'])==d['generated_tokens']" \
   && ok || bad "run --json: interrupted object: $(head -c 300 "$tmp/out")"
 $py -c "import json,sys; p=json.load(open('$tmp/out')); f=json.load(open('$tmp/full.json')); n=len(p['tokens']); sys.exit(0 if n > 0 and p['tokens']==f['tokens'][:n] and f['text'].startswith(p['text'].rstrip()) else 1)" \
   && ok || bad "run --json: the partial tokens are not the full run's first tokens"
@@ -83,10 +75,7 @@ rc=$?
 [ "$rc" = 0 ] && grep -q "stop: context" "$tmp/err" && ! grep -q interrupted "$tmp/err" && ok || bad "run uninterrupted: rc $rc: $(cat "$tmp/err")"
 
 # generate needs a model slow enough to interrupt: SmolLM2 (scripts/setup.sh), 8192 positions
-smol=""
-for d in "$UHLM_MODELS" "$src/models" models ../models; do
-  [ -f "$d/SmolLM2-135M-Instruct.Q4_1.gguf" ] && { smol=$d/SmolLM2-135M-Instruct.Q4_1.gguf; break; }
-done
+smol=$(find_model SmolLM2-135M-Instruct.Q4_1.gguf)
 if [ -z "$smol" ]; then
   echo "SKIP: generate: SmolLM2-135M-Instruct.Q4_1.gguf not found (scripts/setup.sh fetches it)"
 else
@@ -98,7 +87,7 @@ else
   grep -q "stop: cancelled" "$tmp/err" && grep -q "interrupted after" "$tmp/err" && ok || bad "generate: stats: $(cat "$tmp/err")"
   interrupt_after -1 "$bin" generate -m "$smol" -p "$GP" -n 100000 -t 2 --seed 5 --json
   [ "$rc" = 130 ] && ok || bad "generate --json: rc $rc"
-  jcheck "$tmp/out" "d['interrupted'] is True and d['stop']=='cancelled' and len(d['tokens'])==d['generated_tokens']" \
+  jtest "$tmp/out" "d['interrupted'] is True and d['stop']=='cancelled' and len(d['tokens'])==d['generated_tokens']" \
     && ok || bad "generate --json: $(head -c 300 "$tmp/out")"
 fi
 
@@ -125,5 +114,4 @@ rc=$?
 rc=$?
 [ "$rc" = 1 ] && grep -q "cannot create output folder $tmp/plain" "$tmp/err" && ok || bad "calibrate -o under a file: rc $rc: $(cat "$tmp/err")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

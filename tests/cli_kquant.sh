@@ -5,13 +5,8 @@
 # vocabulary has real K-quant matrices. Generated text is the same for every thread count and
 # every SIMD level (the K-quant kernels are bit-identical across levels), and bench runs.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_kquant.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 P="Once upon a time"
 
 for t in q2_k q3_k q4_k q5_k q6_k; do
@@ -45,5 +40,4 @@ done
 rc=$?
 [ "$rc" = 0 ] && grep -q '"weight_type":\s*"q6_k"' "$tmp/b" && ok || bad "bench rc $rc: $(head -c 300 "$tmp/b") $(cat "$tmp/err")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

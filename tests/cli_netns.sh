@@ -5,17 +5,8 @@
 # script cannot run (not root, no iproute2, no namespaces); the skip path itself is tested by
 # faking a non-root `id`.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_netns.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-py=/usr/bin/python3
 script=$src/scripts/netns_link.sh
 
 # the skip path: a non-root user gets SKIP and 77, and nothing is created
@@ -47,5 +38,4 @@ rtt = r["rtt_seconds"] / r["requests"]
 assert rtt >= 0.010, rtt
 EOF
 ip netns list 2>/dev/null | grep -q "uhlm_\(srv\|dev\)_" && bad "namespaces left behind: $(ip netns list)" || ok
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -11,31 +11,16 @@
 # through its ChatML template, and the `openai` Python package (out/pyenv, made by
 # scripts/setup.sh) as a real client (tests/openai_client.py). Skips what it lacks.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
-src=${UHLM_SOURCE_DIR:-..}
-export UHLM_MODELS=${UHLM_MODELS:-$src/../shared/models}
-py=/usr/bin/python3
 if ! command -v curl >/dev/null; then
   echo "SKIP: curl is not installed"; exit 0
 fi
 for f in stories-slm-0.28M.bin stories-llm-2.76M.bin tok512.bin; do
   if [ ! -f "$UHLM_MODELS/$f" ]; then echo "SKIP: $UHLM_MODELS/$f not found"; exit 0; fi
 done
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_openai.XXXXXX")
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-# jcheck FILE PYTHON-EXPR: d is the parsed JSON
-jcheck() { $py -c "import json,sys; d=json.load(open('$1')); sys.exit(0 if ($2) else 1)" && ok || bad "$2: $(head -c 400 "$1")"; }
+at_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done'
 
 # start NAME ARGS...: `uhlm run --listen 0` in the background; sets lpid and base
 start() {
@@ -283,10 +268,7 @@ kill -INT "$lpid"; wait "$lpid"; rc=$?
 [ "$rc" = 0 ] && ok || bad "SIGINT: exit $rc"
 
 # ---- SmolLM2-135M-Instruct: chat through its ChatML template, and the openai package
-smol=""
-for d in "$UHLM_MODELS" "$src/models" "$src/../shared/models"; do
-  [ -f "$d/SmolLM2-135M-Instruct.Q4_1.gguf" ] && { smol=$d/SmolLM2-135M-Instruct.Q4_1.gguf; break; }
-done
+smol=$(find_model SmolLM2-135M-Instruct.Q4_1.gguf)
 if [ -z "$smol" ]; then
   echo "SKIP: SmolLM2-135M-Instruct.Q4_1.gguf not found (scripts/setup.sh fetches it): chat not tested"
 else
@@ -323,5 +305,4 @@ else
   [ "$rc" = 0 ] && ok || bad "SIGTERM (smol): exit $rc"
 fi
 
-echo "cli_openai: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_openai

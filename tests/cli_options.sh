@@ -5,19 +5,8 @@
 # -p - reads standard input and -f a file, -c limits the context, --json prints exactly one
 # JSON document, and --simd reaches the model contexts of serve, eval and calibrate.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
-TS_SLM=(-m stories-slm-0.28M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-py=/usr/bin/python3
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-expect_rc() { local want=$1; shift; "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 "$tmp/err")"; }
 
 cmds=(generate run serve info tokenize convert embed eval calibrate bench "bench serve"
       "bench batch" "bench soak" "bench uncertainty")
@@ -165,5 +154,4 @@ serve_y() { # ENV... -- SERVE ARGS: y_d of a remote run against a server started
 ya=$(serve_y -- --simd scalar); yb=$(serve_y UHLM_SIMD=scalar --)
 [ -n "$ya" ] && [ "$ya" = "$yb" ] && ok || bad "serve --simd scalar: $ya vs $yb $(head -c 300 "$tmp/serve.log")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -4,15 +4,8 @@
 # one per tenth of the work (plus the last), ending "ETA done". On a terminal (a pty from
 # util-linux `script`, where it exists) the bar is still redrawn in place with '\r'.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_progress.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 
 cat >"$tmp/p.jsonl" <<'J'
 {"id": "a", "prompt": "Once upon a time, there was a little dog named Max."}
@@ -61,5 +54,4 @@ else
   echo "SKIP: no usable 'script' (util-linux): TTY bar not checked" >&2
 fi
 
-echo "cli_progress: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_progress

@@ -10,23 +10,12 @@
 # Skips (passes with SKIP) when either model file is missing; scripts/setup.sh fetches the LLM
 # and the drafter is committed.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-src=${UHLM_SOURCE_DIR:-.}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_rp.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
 
-find_model() {
-  for d in "${UHLM_MODELS:-}" "$src/models" "$src/../shared/models"; do
-    [ -n "$d" ] && [ -f "$d/$1" ] && { echo "$d/$1"; return 0; }
-  done
-  return 1
-}
-slm=$(find_model smollm2-drafter.gguf) || { echo "SKIP: smollm2-drafter.gguf not found"; exit 0; }
-llm=$(find_model SmolLM2-135M-Instruct.Q4_1.gguf) ||
-  { echo "SKIP: SmolLM2-135M-Instruct.Q4_1.gguf not found (scripts/setup.sh fetches it)"; exit 0; }
+slm='' llm='' # need_model sets them, or skips the test
+need_model slm smollm2-drafter.gguf
+need_model llm SmolLM2-135M-Instruct.Q4_1.gguf "scripts/setup.sh fetches it"
 alpaca=$src/../shared/data/alpaca-200.jsonl
 [ -f "$alpaca" ] || { echo "SKIP: $alpaca not found"; exit 0; }
 check=$(dirname "$bin")/check_exact
@@ -98,5 +87,4 @@ for e in errs:
 sys.exit(1 if errs else 0)
 PY
 
-echo "cli_real_pair: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_real_pair

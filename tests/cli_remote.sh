@@ -12,21 +12,10 @@
 # The cases written before the window existed pin the immediate fallback with --fallback-after 0.
 # Servers listen on kernel-chosen ports (--port 0 --port-file).
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_remote.XXXXXX")
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-py=/usr/bin/python3
+at_exit 'for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done'
 P="Once upon a time, there was a little girl"
 
 if ! "$bin" serve --help >/dev/null 2>&1; then
@@ -381,5 +370,4 @@ EOF
 done
 
 stop_server "$main_pid"
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -3,17 +3,8 @@
 # modes, text on stdout and the summary on stderr, JSON, the u_th extremes, greedy hlm == llm,
 # determinism across thread counts, and refusal of a vocabulary mismatch.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_run.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-expect_rc() { local want=$1; shift; "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 "$tmp/err")"; }
-py=/usr/bin/python3
 P="Once upon a time, there was a little girl"
 
 expect_rc 0 "$bin" run --help
@@ -120,5 +111,4 @@ fi
 expect_rc 1 "$bin" run -m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin -z tokenizer.bin -n 4
 grep -qi "vocabulary\|tokenizer" "$tmp/err" && ok || bad "32000-token tokenizer on 512-token models"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

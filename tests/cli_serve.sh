@@ -5,20 +5,10 @@
 # graceful exit 0 on SIGTERM and on SIGINT, and `uhlm bench serve` / `bench soak` JSON. When the
 # device client exists (`uhlm run --server`), a remote run must equal the in-process run.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_serve.XXXXXX")
 spid=
-cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-expect_rc() { local want=$1; shift; "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?; [ "$rc" = "$want" ] && ok || bad "rc $rc (want $want): $*: $(head -c 300 "$tmp/err")"; }
-py=/usr/bin/python3
+at_exit '[ -n "$spid" ] && kill "$spid" 2>/dev/null'
 
 expect_rc 0 "$bin" serve --help
 grep -q "usage: uhlm serve" "$tmp/out" && ok || bad "serve --help text"
@@ -138,5 +128,4 @@ assert o["attack"]["garbage_frames_answered"] > 0, o
 PY
 "$bin" bench soak "${TS_LLM[@]}" --devices 0 >/dev/null 2>&1; [ $? = 2 ] && ok || bad "bench soak --devices 0 accepted"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

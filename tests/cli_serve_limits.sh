@@ -6,24 +6,16 @@
 # 150k accept_failed lines in 1.5 s"). Now it must log the condition a bounded number of times,
 # stay nearly idle, and serve a device again once the flood is gone.
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_LLM=(-m stories-llm-2.76M.bin)
-export UHLM_MODELS=${UHLM_MODELS:-${UHLM_SOURCE_DIR:-.}/../shared/models}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_serve_limits.XXXXXX")
 spid=
-cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-py=/usr/bin/python3
+at_exit '[ -n "$spid" ] && kill "$spid" 2>/dev/null'
 
 (ulimit -n 20; exec "$bin" serve "${TS_LLM[@]}" --port 0 --port-file "$tmp/port" -t 1 2>"$tmp/log") &
 spid=$!
 for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
 port=$(cat "$tmp/port" 2>/dev/null)
-[ -n "$port" ] && ok || { bad "server did not start: $(cat "$tmp/log")"; echo "$pass passed, $fail failed"; exit 1; }
+[ -n "$port" ] && ok || { bad "server did not start: $(cat "$tmp/log")"; finish; }
 
 # 40 idle connections held for 1.5 s; the server's CPU time over that interval, in clock ticks
 "$py" - "$port" "$spid" >"$tmp/flood" 2>&1 <<'PY' && ok || bad "flood: $(cat "$tmp/flood")"
@@ -57,5 +49,4 @@ echo "EMFILE: server CPU ${cpu:-?} of a core, $lines accept_failed lines, $(wc -
 kill -TERM "$spid"; wait "$spid"; rc=$?; spid=
 [ "$rc" = 0 ] && ok || bad "exit status $rc after SIGTERM"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -15,24 +15,13 @@
 # (tests/tls_raw.py), after which it still serves; HAProxy terminating TLS (TCP mode) in front
 # of a plain backend, with `run --tls-ca` (SKIP of that part when haproxy is missing).
 set -u
+. "$(dirname "${BASH_SOURCE[0]}")/testlib.sh"
 bin=${UHLM_BIN:?UHLM_BIN not set}
-# the TinyStories models by name (the defaults are the SmolLM2 pair, slower)
-TS_PAIR=(-m stories-slm-0.28M.bin --llm stories-llm-2.76M.bin)
-TS_LLM=(-m stories-llm-2.76M.bin)
 src=$(cd "${UHLM_SOURCE_DIR:-$(dirname "$0")/..}" && pwd)
 export UHLM_MODELS=$(cd "${UHLM_MODELS:-$src/../shared/models}" 2>/dev/null && pwd)
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/uhlm_cli_tls.XXXXXX")
 pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
-py=/usr/bin/python3
+at_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done'
 P="Once upon a time, there was a little girl"
 
 if ! command -v openssl >/dev/null; then
@@ -293,5 +282,4 @@ stop_server "$plain_pid"
 kill -TERM "$tls_pid"; wait "$tls_pid"; rc=$?
 [ "$rc" = 0 ] && ok || bad "TLS server exit status $rc after SIGTERM"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

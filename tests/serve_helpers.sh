@@ -1,6 +1,6 @@
-# serve_helpers.sh: sourced by shell tests that run `uhlm serve` in the background. Needs, before
-# the calls: $bin (the uhlm binary), $tmp (a scratch folder), an array pids (killed by the
-# test's cleanup) and bad() (records a failure).
+# serve_helpers.sh: sourced by shell tests that run `uhlm serve` in the background, after
+# testlib.sh (which gives $tmp, a scratch folder, and bad(), which records a failure). Needs,
+# before the calls: $bin (the uhlm binary) and an array pids (killed by the test's at_exit).
 
 # start_server NAME [ARGS...]: starts `uhlm serve` in the background; sets spid and sport.
 start_server() {
