@@ -63,14 +63,26 @@ INL __m128 load4(const float *p, int nv) {
     return _mm_loadu_ps(t);
 }
 
+/* Four int32 from p, zero past the first nv. */
+INL __m128i load4i(const int32_t *p, int nv) {
+    if (nv == 4) return _mm_loadu_si128((const __m128i *)p);
+    int32_t t[4] = {0, 0, 0, 0};
+    for (int k = 0; k < nv; k++) t[k] = p[k];
+    return _mm_loadu_si128((const __m128i *)t);
+}
+
 /* NAME##_group: blocks [b, b + nv) (nv <= 4) of weight row w against RX activation rows: lane
  * k of A[i] and M[i] is block chain k. Missing blocks add fma(0, 0, .) and 0 * 0, which
- * leave the sums unchanged (they start at +0 and so are never -0). NAME##_rows: the whole row;
- * NAME: the tile kernel. */
+ * leave the sums unchanged (they start at +0 and so are never -0). Q5_0's offset is taken off
+ * the block's exact dot as OFF times the block's activation sum (xs, from the quantizer): the
+ * same integer as a second dot with a vector of OFF, one subtraction per four blocks instead
+ * of a maddubs, a madd and a subtraction per block. NAME##_rows: the whole row; NAME: the tile
+ * kernel. */
 #define LEGACY_SIMD(NAME, BT, UNPACK, OFF, HASMIN)                                       \
     INL void NAME##_group(const BT *w, int64_t b, const int nv, const int RX,                    \
                           const int8_t *const *xq, const float *const *xd,                       \
-                          const float *const *xm, __m128 *A, __m128 *M) {                        \
+                          const float *const *xm, const int32_t *const *xs, __m128 *A,           \
+                          __m128 *M) {                                                           \
         __m256i u[4];                                                                            \
         uint16_t dh[4] = {0, 0, 0, 0}, mh[4] = {0, 0, 0, 0};                                     \
         _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {                                    \
@@ -93,10 +105,11 @@ INL __m128 load4(const float *p, int nv) {
                     const __m256i x =                                                            \
                         _mm256_load_si256((const __m256i *)(xq[i] + (b + k) * UHLM_QK));         \
                     p[k] = dot_u(u[k], x);                                                       \
-                    if (OFF) p[k] = _mm256_sub_epi32(p[k], dot_u(_mm256_set1_epi8(OFF), x));     \
                 }                                                                                \
             }                                                                                    \
-            const __m128i s = reduce4(p[0], p[1], p[2], p[3]);                                   \
+            __m128i s = reduce4(p[0], p[1], p[2], p[3]);                                         \
+            if (OFF)                                                                             \
+                s = _mm_sub_epi32(s, _mm_mullo_epi32(load4i(xs[i] + b, nv), _mm_set1_epi32(OFF))); \
             A[i] = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_mul_ps(dw, load4(xd[i] + b, nv)), A[i]); \
             if (HASMIN) M[i] = _mm_add_ps(M[i], _mm_mul_ps(mw, load4(xm[i] + b, nv)));           \
         }                                                                                        \
@@ -106,20 +119,22 @@ INL __m128 load4(const float *p, int nv) {
                          float *out) {                                                           \
         const int8_t *xq[RXMAX];                                                                 \
         const float *xd[RXMAX], *xm[RXMAX];                                                      \
+        const int32_t *xs[RXMAX];                                                                \
         __m128 A[RXMAX], M[RXMAX];                                                               \
         _Pragma("GCC unroll 4") for (int i = 0; i < RX; i++) {                                   \
             xq[i] = a->xq + (size_t)(i0 + i) * (size_t)a->W->cols;                               \
             xd[i] = a->xd + (size_t)(i0 + i) * (size_t)nb;                                       \
+            xs[i] = a->xs + (size_t)(i0 + i) * (size_t)nb;                                       \
             xm[i] = HASMIN ? a->xsum + (size_t)(i0 + i) * (size_t)nb : NULL;                     \
             A[i] = M[i] = _mm_setzero_ps();                                                      \
         }                                                                                        \
         int64_t b = 0;                                                                           \
-        for (; b + 4 <= nb; b += 4) NAME##_group(w, b, 4, RX, xq, xd, xm, A, M);                 \
+        for (; b + 4 <= nb; b += 4) NAME##_group(w, b, 4, RX, xq, xd, xm, xs, A, M);                 \
         /* a constant nv per case: no loops or branches left in the tail */                     \
         switch (nb - b) {                                                                        \
-        case 1: NAME##_group(w, b, 1, RX, xq, xd, xm, A, M); break;                              \
-        case 2: NAME##_group(w, b, 2, RX, xq, xd, xm, A, M); break;                              \
-        case 3: NAME##_group(w, b, 3, RX, xq, xd, xm, A, M); break;                              \
+        case 1: NAME##_group(w, b, 1, RX, xq, xd, xm, xs, A, M); break;                              \
+        case 2: NAME##_group(w, b, 2, RX, xq, xd, xm, xs, A, M); break;                              \
+        case 3: NAME##_group(w, b, 3, RX, xq, xd, xm, xs, A, M); break;                              \
         default: break;                                                                          \
         }                                                                                        \
         _Pragma("GCC unroll 4") for (int i = 0; i < RX; i++) out[i] =                            \
