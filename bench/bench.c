@@ -286,6 +286,13 @@ static void report_model(const bench_decode_params *p, bench_report *rep, const 
     double wbytes = (double)uhlm_model_weight_bytes(m);
     double ptps = n_prompt / tm->prompt_s, dtps = n_gen / tm->decode_s, bound = bw / wbytes;
     const char *name = strrchr(mpath, '/') ? strrchr(mpath, '/') + 1 : mpath;
+    const uhlm_ctx_thread_stats st = uhlm_ctx_thread_stats_get(ctx);
+    if (st.stalls > 0)
+        fprintf(stderr,
+                "uhlm bench: %s: %lld stalls waiting for a descheduled thread, %lld of %lld "
+                "loops then run by one thread (another process held a core)\n",
+                name, (long long)st.stalls, (long long)st.solo_runs,
+                (long long)(st.solo_runs + st.parallel_runs));
     if (p->format != BENCH_TABLE) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", name);
@@ -322,6 +329,9 @@ static void report_model(const bench_decode_params *p, bench_report *rep, const 
                                 uhlm_load_mode_name(uhlm_model_load_mode(m)));
         cJSON_AddNumberToObject(o, "huge_page_bytes", (double)uhlm_model_huge_bytes(m));
         cJSON_AddNumberToObject(o, "file_bytes", (double)uhlm_model_file_bytes(m));
+        cJSON_AddNumberToObject(o, "thread_parallel_runs", (double)st.parallel_runs);
+        cJSON_AddNumberToObject(o, "thread_stalls", (double)st.stalls);
+        cJSON_AddNumberToObject(o, "thread_solo_runs", (double)st.solo_runs);
         bench_report_add(rep, o);
     } else {
         /* "copy 100%": copied, all of it in huge pages; "mmap 17%": mapped, 17% of it */

@@ -50,7 +50,7 @@ expect_rc 0 "$bin" bench --help
 "$bin" bench -m stories260K.bin --prompt 16 --gen 8 --reps 1 --json >"$tmp/out" 2>/dev/null
 /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["bench"]=="decode" and len(d["results"])==1, d; o=d["results"][0]; assert o["decode_tokens_per_s"]>0 and 0<o["fraction_of_bound"], o' "$tmp/out" && ok || bad "bench --json (one document)"
 "$bin" bench -m stories260K.bin --prompt 16 --gen 8 --reps 1 --load copy --json >"$tmp/out" 2>/dev/null
-/usr/bin/python3 -c 'import json,sys; o=json.load(open(sys.argv[1]))["results"][0]; assert o["weights_memory"]=="copy" and o["file_bytes"]>0 and -1<=o["huge_page_bytes"]<=o["file_bytes"], o' "$tmp/out" && ok || bad "bench --load copy reports its memory"
+/usr/bin/python3 -c 'import json,sys; o=json.load(open(sys.argv[1]))["results"][0]; assert o["weights_memory"]=="copy" and o["file_bytes"]>0 and -1<=o["huge_page_bytes"]<=o["file_bytes"] and o["thread_stalls"]>=0 and o["thread_solo_runs"]>=0 and o["thread_parallel_runs"]>=0, o' "$tmp/out" && ok || bad "bench --load copy reports its memory"
 
 # bench batch: one JSON line per sequence count, both sides timed at the same contexts
 expect_rc 0 "$bin" bench batch --help

@@ -152,6 +152,14 @@ UHLM_API const uhlm_model *uhlm_ctx_model(const uhlm_ctx *c);
 UHLM_API int uhlm_ctx_n_ctx(const uhlm_ctx *c);
 UHLM_API int uhlm_ctx_n_seq(const uhlm_ctx *c);
 UHLM_API uhlm_simd uhlm_ctx_simd(const uhlm_ctx *c);
+/* The context's threads since it was made: loops handed to them, stalls (the caller waited
+ * far longer for a descheduled thread's share than its own took), and loops the caller then
+ * ran alone for a while (see threadpool.c). All 0 with one thread. For benchmarks: stalls
+ * mean another process held a core, and the multi-thread figure is partly a 1-thread one. */
+typedef struct uhlm_ctx_thread_stats {
+    int64_t parallel_runs, stalls, solo_runs;
+} uhlm_ctx_thread_stats;
+UHLM_API uhlm_ctx_thread_stats uhlm_ctx_thread_stats_get(const uhlm_ctx *c);
 
 typedef struct uhlm_batch_entry {
     int seq;

@@ -313,6 +313,11 @@ int uhlm_ctx_n_ctx(const uhlm_ctx *c) { return c->p.n_ctx; }
 int uhlm_ctx_n_seq(const uhlm_ctx *c) { return c->p.n_seq; }
 uhlm_simd uhlm_ctx_simd(const uhlm_ctx *c) { return c->p.simd; }
 
+uhlm_ctx_thread_stats uhlm_ctx_thread_stats_get(const uhlm_ctx *c) {
+    const uhlm_pool_stats s = uhlm_pool_get_stats(c->pool);
+    return (uhlm_ctx_thread_stats){s.parallel_runs, s.stalls, s.solo_runs};
+}
+
 int uhlm_seq_len(const uhlm_ctx *c, int seq) {
     return (seq >= 0 && seq < c->p.n_seq) ? c->seqs[seq].len : -1;
 }
