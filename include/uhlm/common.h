@@ -92,8 +92,7 @@ typedef struct uhlm_mmap {
     const uint8_t *data;
     size_t size;
     uhlm_load_mode mode; /* what was done: MMAP or COPY, never AUTO */
-    void *base;          /* the mapping to release, and its length */
-    size_t base_size;
+    size_t map_size;     /* the mapping's length from data: size, or a copy's 2 MiB multiple */
 } uhlm_mmap;
 
 /* = uhlm_file_load(m, path, UHLM_LOAD_MMAP, err) */

@@ -29,6 +29,14 @@ const char *uhlm_load_mode_name(uhlm_load_mode mode) {
     return "?";
 }
 
+static void hold(uhlm_mmap *m, const void *p, size_t size, size_t map_size,
+                 uhlm_load_mode mode) {
+    m->data = p;
+    m->size = size;
+    m->map_size = map_size;
+    m->mode = mode;
+}
+
 int uhlm_load_mode_from_name(const char *name, uhlm_load_mode *out) {
     static const uhlm_load_mode all[] = {UHLM_LOAD_AUTO, UHLM_LOAD_MMAP, UHLM_LOAD_COPY};
     for (size_t i = 0; name && i < sizeof all / sizeof all[0]; i++)
@@ -109,7 +117,7 @@ static uhlm_load_mode resolve(uhlm_load_mode mode, uint64_t size) {
 }
 
 /* Reads the whole file into anonymous memory aligned to HUGE_ALIGN. The slack of one huge
- * page before the aligned start is unmapped again, so base/base_size cover only what is
+ * page before the aligned start is unmapped again, so data/map_size cover only what is
  * kept. Returns 0, -1 with err set, or 1 when the memory could not be had and fall_back
  * allows the caller to map the file instead (AUTO: the copy is only an optimisation). */
 static int copy_file(uhlm_mmap *m, int fd, const char *path, size_t size, int fall_back,
@@ -149,11 +157,7 @@ static int copy_file(uhlm_mmap *m, int fd, const char *path, size_t size, int fa
         munmap(p, len);
         return uhlm_set_error(err, "%s: cannot make the copy read-only: %s", path, strerror(e));
     }
-    m->data = p;
-    m->size = size;
-    m->base = p;
-    m->base_size = len;
-    m->mode = UHLM_LOAD_COPY;
+    hold(m, p, size, len, UHLM_LOAD_COPY);
     return 0;
 }
 
@@ -193,11 +197,7 @@ int uhlm_file_load(uhlm_mmap *m, const char *path, uhlm_load_mode mode, uhlm_err
     int e = errno;
     close(fd);
     if (p == MAP_FAILED) return uhlm_set_error(err, "%s: cannot map: %s", path, strerror(e));
-    m->data = p;
-    m->size = size;
-    m->base = p;
-    m->base_size = size;
-    m->mode = UHLM_LOAD_MMAP;
+    hold(m, p, size, size, UHLM_LOAD_MMAP);
     return 0;
 }
 
@@ -207,15 +207,16 @@ int uhlm_mmap_open(uhlm_mmap *m, const char *path, uhlm_error *err) {
 
 void uhlm_mmap_close(uhlm_mmap *m) {
     if (!m) return;
-    if (m->base) munmap(m->base, m->base_size);
+    /* the mapping is only ever read through data; munmap wants it non-const */
+    if (m->data) munmap((void *)(uintptr_t)m->data, m->map_size);
     memset(m, 0, sizeof *m);
 }
 
 int64_t uhlm_file_huge_bytes(const uhlm_mmap *m) {
-    if (!m || !m->base) return -1;
+    if (!m || !m->data) return -1;
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f) return -1;
-    const uintptr_t lo = (uintptr_t)m->base, hi = lo + m->base_size;
+    const uintptr_t lo = (uintptr_t)m->data, hi = lo + m->map_size;
     const char *field = m->mode == UHLM_LOAD_COPY ? "AnonHugePages:" : "FilePmdMapped:";
     const size_t flen = strlen(field);
     char line[512];
