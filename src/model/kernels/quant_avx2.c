@@ -222,10 +222,31 @@ INL void block_scales(const float *ws, const int R, float dx, float *d) {
 /* Per block and row, the integer lanes hold exact sums over 4 consecutive elements (the
  * maddubs + madd pairing); the AVX-512 VNNI kernels produce the same lanes, so both levels
  * agree bit for bit. Then acc += (d_w * d_x) * lanes, as llama.cpp's AVX2 dot does. */
+/* One block's 8 int32 lanes, each the exact dot of 4 consecutive weights and activations
+ * x; shared by the tile walk and the one-token rows, which therefore agree bit for bit. */
+INL __m256i q8_0_lanes(const uhlm_block_q8_0 *w, __m256i x) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)w->qs);
+    /* maddubs wants one unsigned operand: |q| times x with q's sign */
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)),
+                             _mm256_set1_epi16(1));
+}
+
+/* Nibbles n in [0, 15] go straight into maddubs as the unsigned operand; the -8 offset comes
+ * off as c = maddubs(8, x), computed once per activation block by the caller and exact in
+ * int16. The 16 bytes are broadcast to both halves, the upper half shifted by 4, then masked:
+ * one load-port broadcast and two ALU ops instead of shift, insert and mask. */
+INL __m256i q4_0_lanes(const uhlm_block_q4_0 *w, __m256i x, __m256i c) {
+    const __m256i u = _mm256_and_si256(
+        _mm256_srlv_epi64(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w->qs)),
+                          _mm256_setr_epi64x(0, 0, 4, 4)),
+        _mm256_set1_epi8(0x0f));
+    return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, x), c),
+                             _mm256_set1_epi16(1));
+}
+
 INL void q8_0_blocks(const void *const *wv, const int R, const int8_t *xq, const float *xd,
                      const float *ws, int64_t b0, int64_t b1, __m256 *acc, int64_t pf) {
     const uhlm_block_q8_0 *const *w = (const uhlm_block_q8_0 *const *)wv;
-    const __m256i ones = _mm256_set1_epi16(1);
     /* a local copy lets the accumulators live in registers for the whole loop */
     __m256 l[UHLM_MM_TILE];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) l[r] = acc[r];
@@ -235,26 +256,17 @@ INL void q8_0_blocks(const void *const *wv, const int R, const int8_t *xq, const
         block_scales(ws + R * (b - b0), R, xd[b], d);
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
             if (pf) _mm_prefetch((const char *)&w[r][b] + pf, _MM_HINT_T0);
-            const __m256i q = _mm256_loadu_si256((const __m256i *)w[r][b].qs);
-            /* maddubs wants one unsigned operand: |q| times x with q's sign */
-            const __m256i p = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
+            const __m256i p = q8_0_lanes(&w[r][b], x);
             l[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + r), _mm256_cvtepi32_ps(p), l[r]);
         }
     }
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r] = l[r];
 }
 
-/* Nibbles n in [0, 15] go straight into maddubs as the unsigned operand; the -8 offset is
- * taken off once per activation block as maddubs(8, x), which is exact in int16. */
 INL void q4_0_blocks(const void *const *wv, const int R, const int8_t *xq, const float *xd,
                      const float *ws, int64_t b0, int64_t b1, __m256 *acc, int64_t pf) {
     const uhlm_block_q4_0 *const *w = (const uhlm_block_q4_0 *const *)wv;
-    const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i m4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
-    /* unpack: the 16 bytes broadcast to both halves, the upper half shifted by 4, then masked:
-     * one load-port broadcast and two ALU ops instead of shift, insert and mask */
-    const __m256i hi4 = _mm256_setr_epi64x(0, 0, 4, 4);
+    const __m256i eight = _mm256_set1_epi8(8);
     __m256 l[UHLM_MM_TILE];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) l[r] = acc[r];
     for (int64_t b = b0; b < b1; b++) {
@@ -264,13 +276,7 @@ INL void q4_0_blocks(const void *const *wv, const int R, const int8_t *xq, const
         block_scales(ws + R * (b - b0), R, xd[b], d);
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
             if (pf && !(b & 1)) _mm_prefetch((const char *)&w[r][b] + pf, _MM_HINT_T0);
-            const __m256i u = _mm256_and_si256(
-                _mm256_srlv_epi64(_mm256_broadcastsi128_si256(
-                                      _mm_loadu_si128((const __m128i *)w[r][b].qs)),
-                                  hi4),
-                m4);
-            const __m256i p =
-                _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, x), c), ones);
+            const __m256i p = q4_0_lanes(&w[r][b], x, c);
             l[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + r), _mm256_cvtepi32_ps(p), l[r]);
         }
     }
@@ -284,13 +290,10 @@ INL void q4_0_blocks(const void *const *wv, const int R, const int8_t *xq, const
  * trip through the stack a block took about 15 uops, 5-6 cycles, where the one FMA chain a row
  * allows needs 4: 110M Q8_0 ran at 21 GB/s, Q4_0 at 11 (`uhlm bench gemv --simd avx2`). */
 INL float q8_0_row(const uhlm_block_q8_0 *w, const int8_t *xq, const float *xd, int64_t nb) {
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 l = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const __m256i x = _mm256_load_si256((const __m256i *)(xq + b * UHLM_QK));
-        const __m256i q = _mm256_loadu_si256((const __m256i *)w[b].qs);
-        const __m256i p = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q)), ones);
+        const __m256i p =
+            q8_0_lanes(&w[b], _mm256_load_si256((const __m256i *)(xq + b * UHLM_QK)));
         const float d = _cvtsh_ss(w[b].d) * xd[b];
         l = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), l);
     }
@@ -298,18 +301,11 @@ INL float q8_0_row(const uhlm_block_q8_0 *w, const int8_t *xq, const float *xd, 
 }
 
 INL float q4_0_row(const uhlm_block_q4_0 *w, const int8_t *xq, const float *xd, int64_t nb) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i m4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
-    const __m256i hi4 = _mm256_setr_epi64x(0, 0, 4, 4);
+    const __m256i eight = _mm256_set1_epi8(8);
     __m256 l = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const __m256i x = _mm256_load_si256((const __m256i *)(xq + b * UHLM_QK));
-        const __m256i c = _mm256_maddubs_epi16(eight, x);
-        const __m256i u = _mm256_and_si256(
-            _mm256_srlv_epi64(
-                _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)w[b].qs)), hi4),
-            m4);
-        const __m256i p = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, x), c), ones);
+        const __m256i p = q4_0_lanes(&w[b], x, _mm256_maddubs_epi16(eight, x));
         const float d = _cvtsh_ss(w[b].d) * xd[b];
         l = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p), l);
     }
