@@ -174,6 +174,22 @@ typedef struct {
 } stats;
 
 /* One fixture case: tokenizer, then the teacher-forced greedy comparison. */
+/* The prompt as one batch (logits for its last entry only) and room for rows x V logits: 0,
+ * or -1 after failing a check, with nothing left allocated. */
+static int prefill_buffers(const int *prompt, int np, int V, int rows, float **logits,
+                           uhlm_batch_entry **b) {
+    *logits = malloc(sizeof(float) * (size_t)V * (size_t)rows);
+    *b = malloc(sizeof(uhlm_batch_entry) * (size_t)np);
+    if (!*logits || !*b) {
+        CHECKF(0, "out of memory");
+        free(*logits);
+        free(*b);
+        return -1;
+    }
+    for (int i = 0; i < np; i++) (*b)[i] = (uhlm_batch_entry){0, i, prompt[i], i == np - 1};
+    return 0;
+}
+
 static void run_case(uhlm_ctx *ctx, const uhlm_model *m, const cJSON *c, stats *st) {
     enum { CAP = 4096 };
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(c, "id"));
@@ -214,16 +230,10 @@ static void run_case(uhlm_ctx *ctx, const uhlm_model *m, const cJSON *c, stats *
 
     /* forward pass, fed llama.cpp's tokens */
     int V = uhlm_model_config(m)->vocab_size;
-    float *logits = malloc(sizeof(float) * (size_t)V);
-    uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)np);
-    if (!logits || !b) {
-        CHECKF(0, "out of memory");
-        free(logits);
-        free(b);
-        return;
-    }
+    float *logits;
+    uhlm_batch_entry *b;
+    if (prefill_buffers(prompt, np, V, 1, &logits, &b) != 0) return;
     CHECK(uhlm_seq_truncate(ctx, 0, 0, &err) == 0);
-    for (int i = 0; i < np; i++) b[i] = (uhlm_batch_entry){0, i, prompt[i], i == np - 1};
     int ok = uhlm_decode(ctx, b, np, logits, NULL, &err) == 0;
     CHECKF(ok, "%s: prefill: %s", id, err.msg);
     int all_top1 = ok, first_miss = -1;
@@ -352,19 +362,13 @@ static void run_case_ggml(uhlm_ctx *ctx, uhlm_ctx *cmp, const uhlm_model *m, con
         return;
     }
     const int V = uhlm_model_config(m)->vocab_size;
-    float *logits = malloc(sizeof(float) * (size_t)V * 2);
-    uhlm_batch_entry *b = malloc(sizeof(uhlm_batch_entry) * (size_t)np);
-    if (!logits || !b) {
-        CHECKF(0, "out of memory");
-        free(logits);
-        free(b);
-        return;
-    }
+    float *logits;
+    uhlm_batch_entry *b;
+    if (prefill_buffers(prompt, np, V, 2, &logits, &b) != 0) return;
     float *other = logits + V;
     uhlm_error err = {{0}};
     st->cases++;
     int ok = uhlm_seq_truncate(ctx, 0, 0, &err) == 0 && (!cmp || uhlm_seq_truncate(cmp, 0, 0, &err) == 0);
-    for (int i = 0; i < np; i++) b[i] = (uhlm_batch_entry){0, i, prompt[i], i == np - 1};
     ok = ok && uhlm_decode(ctx, b, np, logits, NULL, &err) == 0;
     ok = ok && (!cmp || uhlm_decode(cmp, b, np, other, NULL, &err) == 0);
     CHECKF(ok, "%s: ggml prefill: %s", id, err.msg);
